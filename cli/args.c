@@ -1,0 +1,113 @@
+/* Flag parsing and error reporting shared by the subcommands (see cli.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "cli/cli.h"
+#include "moedit.h"
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "moedit %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
+int cli_fail(int rc)
+{
+    const char *msg = moedit_last_error();
+    fprintf(stderr, "moedit: %s\n", msg && *msg ? msg : "internal error");
+    return rc == MOEDIT_EINPUT ? 2 : 1;
+}
+
+void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags)
+{
+    printf("usage: moedit %s %s\n", cmd, synopsis);
+    for (const cli_flag *f = flags; f && f->name; f++)
+        printf("  %-18s %s\n", f->name, f->help);
+}
+
+static int parse_value(const char *cmd, const cli_flag *f, const char *s)
+{
+    char *end;
+    errno = 0;
+    switch (f->kind) {
+    case CLI_STR:
+        *(const char **)f->value = s;
+        return 0;
+    case CLI_INT: {
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < -2147483647L || v > 2147483647L)
+            return cli_usage_error(cmd, "%s: '%s' is not an integer", f->name, s);
+        *(int *)f->value = (int)v;
+        return 0;
+    }
+    case CLI_U64: {
+        if (*s == '-') return cli_usage_error(cmd, "%s: '%s' must not be negative", f->name, s);
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || *end) return cli_usage_error(cmd, "%s: '%s' is not an integer", f->name, s);
+        *(uint64_t *)f->value = v;
+        return 0;
+    }
+    case CLI_FLOAT: {
+        float v = strtof(s, &end);
+        if (errno || end == s || *end) return cli_usage_error(cmd, "%s: '%s' is not a number", f->name, s);
+        *(float *)f->value = v;
+        return 0;
+    }
+    case CLI_BOOL:
+        *(int *)f->value = 1;
+        return 0;
+    }
+    return 2;
+}
+
+int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
+              char **positional, int max_pos, int *npos)
+{
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || arg[1] == '\0') {
+            if (*npos >= max_pos) return cli_usage_error(cmd, "unexpected argument '%s'", arg);
+            positional[(*npos)++] = argv[i];
+            continue;
+        }
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        const cli_flag *f = flags;
+        while (f && f->name && !(strlen(f->name) == len && !strncmp(f->name, arg, len))) f++;
+        if (!f || !f->name) return cli_usage_error(cmd, "unknown flag '%.*s' (see moedit %s --help)", (int)len, arg, cmd);
+        if (f->kind == CLI_BOOL) {
+            if (eq) return cli_usage_error(cmd, "%s takes no value", f->name);
+            *(int *)f->value = 1;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!val) return cli_usage_error(cmd, "%s needs a value", f->name);
+        if (parse_value(cmd, f, val)) return 2;
+    }
+    return 0;
+}
+
+const char *cli_model_path(const char *model)
+{
+    static const struct { const char *alias, *file; } aliases[] = {
+        {"fmnist-moe", "models/fmnist-moe/model.pt"},
+        {"fmnist-switch", "models/fmnist-switch/model.pt"},
+    };
+    static char path[4096];
+    if (!model) model = "fmnist-moe";
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (!strcmp(model, aliases[i].alias)) {
+            snprintf(path, sizeof path, "%s/%s", MOEDIT_SOURCE_DIR, aliases[i].file);
+            return path;
+        }
+    return model;
+}

@@ -1,0 +1,46 @@
+/* cli.h — the moedit command line: one function per subcommand, each a thin
+   layer over libmoedit that parses flags, calls the library and reports.
+   Exit status: 0 success, 2 bad input or usage, 1 internal error. */
+#ifndef MOEDIT_CLI_H
+#define MOEDIT_CLI_H
+
+#include <stdint.h>
+
+int cmd_inspect(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
+int cmd_heatmap(int argc, char **argv);
+int cmd_fid_sample(int argc, char **argv);
+int cmd_npz_merge(int argc, char **argv);
+int cmd_fid(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Flag parsing shared by the subcommands. A command declares its flags in a
+   table; cli_parse fills them and collects positional arguments. Unknown
+   flags, missing values and malformed numbers are usage errors (exit 2). */
+typedef enum { CLI_STR, CLI_INT, CLI_FLOAT, CLI_BOOL, CLI_U64 } cli_kind;
+typedef struct {
+    const char *name;   /* "--model" */
+    cli_kind kind;
+    void *value;        /* const char **, int *, float *, int *, uint64_t * */
+    const char *help;
+} cli_flag;
+
+/* Returns 0, or 2 after printing one line "moedit CMD: …" on stderr.
+   positional receives up to max_pos arguments; *npos their count. */
+int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
+              char **positional, int max_pos, int *npos);
+void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags);
+
+/* Prints "moedit: <library error>" and returns the exit status for rc. */
+int cli_fail(int rc);
+/* Prints "moedit CMD: msg" and returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...);
+
+/* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
+   model to a path under the source tree's models/; other values pass through. */
+const char *cli_model_path(const char *model);
+
+#endif

@@ -1,0 +1,65 @@
+/* core.h — what every moedit module shares: error reporting, checked size
+   arithmetic, read-only file mappings, float16/bfloat16 conversion, threads.
+
+   Errors: a failing function calls me_fail(code, fmt, ...) and returns its
+   result; the message stays in a per-thread buffer that moedit_last_error()
+   returns. Messages name the file or tensor first: "x.pt: truncated zip". */
+#ifndef MOEDIT_CORE_H
+#define MOEDIT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moedit.h"
+
+#if defined(__GNUC__)
+#define ME_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define ME_PRINTF(a, b)
+#endif
+
+/* Sets the thread's error message and returns code. */
+int me_fail(int code, const char *fmt, ...) ME_PRINTF(2, 3);
+/* Prefixes the current message with "prefix: " (e.g. a file name). */
+int me_fail_prefix(int code, const char *prefix);
+
+/* a*b and a+b for sizes; return 0 and leave *out alone on overflow. */
+int me_mul_size(size_t a, size_t b, size_t *out);
+int me_add_size(size_t a, size_t b, size_t *out);
+
+/* malloc that reports failure through me_fail; returns NULL then. */
+void *me_alloc(size_t bytes);
+void *me_calloc(size_t count, size_t size);
+/* 64-byte aligned, for kernels; free with me_free_aligned. */
+void *me_alloc_aligned(size_t bytes);
+void me_free_aligned(void *p);
+char *me_strdup(const char *s);
+
+/* A whole file, read-only: mmap'ed where possible. */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    int mapped;   /* 1: munmap on close, 0: free */
+} me_file;
+int me_file_open(const char *path, me_file *f);
+void me_file_close(me_file *f);
+
+float me_f16_to_f32(uint16_t h);
+float me_bf16_to_f32(uint16_t b);
+uint16_t me_f32_to_f16(float f);
+uint16_t me_f32_to_bf16(float f);
+
+/* Threads for own kernels (OpenMP) and OpenBLAS. */
+int me_threads(void);
+
+/* Writes bytes to path atomically: a temporary name in the same folder,
+   renamed when complete, removed on failure. */
+typedef struct {
+    void *fp;      /* FILE* */
+    char *path, *tmp_path;
+} me_atomic_file;
+int me_atomic_open(me_atomic_file *af, const char *path);
+int me_atomic_write(me_atomic_file *af, const void *data, size_t n);
+int me_atomic_commit(me_atomic_file *af);   /* fsync-free close + rename */
+void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
+
+#endif

@@ -1,0 +1,163 @@
+/* moedit.h — class-conditional image generation with (Mixture-of-Experts)
+   diffusion transformers: DiT, DiT-MoE and Switch-DiT, in C11.
+
+   The pipeline, one module each:
+     checkpoint (weights/) → transformer (dit/) → sampler (sampler/) → VAE (vae/)
+     → image / expert trace / npz (cli/, fid/).
+
+   Typical use:
+
+     moedit_model *m;
+     if (moedit_model_load("DiT-MoE-S-2-8E2A.pt", NULL, &m) != MOEDIT_OK)
+         fprintf(stderr, "%s\n", moedit_last_error());
+     moedit_model_forward(m, n, x, t, y, out);   // one evaluation, no guidance
+     moedit_model_free(m);
+
+   Conventions
+   - Every function that can fail returns MOEDIT_OK (0), MOEDIT_EINPUT (2: the
+     caller's file or arguments are bad) or MOEDIT_EINTERNAL (1), and leaves a
+     one-line message in moedit_last_error() (per thread). Nothing prints.
+   - Images and latents are float32 NCHW, row-major, contiguous.
+   - Class labels are int64; label == num_classes is the classifier-free
+     guidance null class. */
+#ifndef MOEDIT_H
+#define MOEDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MOEDIT_VERSION "0.1.0"
+
+enum { MOEDIT_OK = 0, MOEDIT_EINTERNAL = 1, MOEDIT_EINPUT = 2 };
+
+/* Message of the most recent failure on this thread ("" if none). */
+const char *moedit_last_error(void);
+
+/* Number of threads used by moedit's own kernels and by BLAS (0 = all cores). */
+void moedit_set_threads(int threads);
+
+/* ---- models ------------------------------------------------------------ */
+
+typedef enum {
+    MOEDIT_FAMILY_DIT = 0,     /* facebookresearch/DiT, dense feed-forward */
+    MOEDIT_FAMILY_DIT_MOE,     /* feizc/DiT-MoE */
+    MOEDIT_FAMILY_SWITCH_DIT   /* byeongjun-park/Switch-DiT */
+} moedit_family;
+
+typedef enum { MOEDIT_ATTN_TIMM = 0, MOEDIT_ATTN_QKNORM } moedit_attention;
+typedef enum { MOEDIT_ROUTING_NONE = 0, MOEDIT_ROUTING_DMOE, MOEDIT_ROUTING_DTR } moedit_routing;
+
+/* Everything the forward pass needs to know; detected from tensor names and
+   shapes, except heads and top_k, which the weights cannot tell. */
+typedef struct {
+    moedit_family family;
+    int depth, hidden, heads, patch, input_size, in_channels, out_channels;
+    int num_classes;       /* the null class id is num_classes */
+    int learn_sigma;       /* out_channels == 2 * in_channels */
+    int mlp_hidden;        /* dense DiT fc1 width; DiT-MoE routed expert width */
+    int shared_hidden;     /* DiT-MoE shared expert width (0: none) */
+    int num_experts;       /* 0 for dense DiT */
+    int top_k;
+    moedit_attention attention;
+    moedit_routing routing;
+    int flow;              /* trained with rectified flow: t in [0,1] */
+} moedit_config;
+
+typedef struct {
+    int heads;   /* 0 = default from the hidden size (384→6, 768→12, 1024/1152/1408→16) */
+    int top_k;   /* 0 = 2, or what the checkpoint's metadata says */
+} moedit_load_options;
+
+typedef struct moedit_model moedit_model;
+
+/* Loads a .pt/.pth/.bin torch checkpoint, a .safetensors file or a diffusers
+   folder; train.py checkpoints yield their "ema" weights. opt may be NULL. */
+int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_model **out);
+void moedit_model_free(moedit_model *m);
+const moedit_config *moedit_model_config(const moedit_model *m);
+
+/* One evaluation of the network for n rows, all in one pass.
+   x [n, in_channels, input_size, input_size]; t [n] timesteps as the model
+   receives them; y [n] labels; out [n, out_channels, input_size, input_size]. */
+int moedit_model_forward(moedit_model *m, int n, const float *x, const float *t,
+                         const int64_t *y, float *out);
+
+/* FLOPs of one forward of n rows counting only the experts that run. */
+double moedit_model_flops(const moedit_model *m, int n);
+
+/* ---- expert tracing ---------------------------------------------------- */
+
+/* One routing decision of one token (DiT-MoE) or one row (Switch-DiT, where
+   the gate depends on the timestep only and token is -1). */
+typedef struct {
+    int layer, step, row, token;
+    float timestep;
+    int64_t label;
+    int is_null;           /* the row is the guidance null-class half */
+    int k;                 /* number of chosen experts */
+    const int *experts;    /* [k] */
+    const float *weights;  /* [k] gate probabilities of the chosen experts */
+    int num_probs;         /* Switch-DiT: all E gate probabilities, else 0 */
+    const float *probs;
+} moedit_route;
+
+typedef void (*moedit_route_fn)(void *user, const moedit_route *r);
+
+/* Calls fn for every routing decision of every later forward; NULL stops.
+   step is whatever moedit_model_set_step() last set. */
+void moedit_model_set_tracer(moedit_model *m, moedit_route_fn fn, void *user);
+void moedit_model_set_step(moedit_model *m, int step, int null_rows_from);
+
+/* ---- sampling ---------------------------------------------------------- */
+
+typedef enum { MOEDIT_SAMPLER_DDPM = 0, MOEDIT_SAMPLER_DDIM, MOEDIT_SAMPLER_FLOW } moedit_sampler;
+typedef enum { MOEDIT_RNG_TORCH = 0, MOEDIT_RNG_NATIVE } moedit_rng;
+
+typedef void (*moedit_progress_fn)(void *user, int step, int total_steps);
+
+typedef struct {
+    moedit_sampler sampler;
+    const char *steps;     /* respacing: "250", "10,10,10", "ddim25" (flow: "N") */
+    float cfg;             /* 1 = no guidance */
+    int cfg_channels;      /* channels guided: 3, or 0 = all; -1 = family default */
+    float eta;             /* DDIM */
+    int cosine_schedule;   /* -1 = family default (Switch-DiT: cosine) */
+    uint64_t seed;
+    moedit_rng rng;
+    const float *noise;    /* optional initial noise [n, C, H, W] */
+    moedit_progress_fn progress;
+    void *progress_user;
+} moedit_sample_options;
+
+/* Fills o with the defaults for model m (DDPM 250 steps, cfg 1.5 for
+   DiT/DiT-MoE with 3 guided channels, etc.). */
+void moedit_sample_defaults(const moedit_model *m, moedit_sample_options *o);
+
+/* Samples n latents for labels[n] into latents [n, in_channels, H, W]. */
+int moedit_sample(moedit_model *m, const moedit_sample_options *o, int n,
+                  const int64_t *labels, float *latents);
+
+/* ---- VAE decoder ------------------------------------------------------- */
+
+typedef struct moedit_vae moedit_vae;
+
+/* A diffusers folder (config.json + weights) or a single weights file. */
+int moedit_vae_load(const char *path, moedit_vae **out);
+void moedit_vae_free(moedit_vae *v);
+float moedit_vae_scaling_factor(const moedit_vae *v);
+int moedit_vae_latent_channels(const moedit_vae *v);
+int moedit_vae_out_channels(const moedit_vae *v);
+int moedit_vae_upscale(const moedit_vae *v);   /* image size / latent size */
+
+/* Decodes z (already divided by the scaling factor) [n, latent_c, h, w] into
+   img [n, out_channels, h*up, w*up], range about [-1, 1], unclamped. */
+int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float *img);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,43 @@
+/* ops.h — the numerical building blocks every network in moedit shares
+   (transformer, VAE, Inception). Float32, row-major, NCHW for images.
+   Work buffers are passed in by the caller (sized by the *_scratch
+   functions) so that nothing allocates inside a sampling loop. Loops run on
+   me_threads() threads; GEMMs go through OpenBLAS sgemm or own AVX-512
+   kernels. */
+#ifndef MOEDIT_OPS_H
+#define MOEDIT_OPS_H
+
+#include <stddef.h>
+
+/* y[n,out] = x[n,in] · w[out,in]ᵀ (+ b[out] when b is not NULL). */
+void op_linear(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
+
+/* LayerNorm over the last dimension d of n rows; w, b may be NULL (no affine). */
+void op_layernorm(int n, int d, const float *x, const float *w, const float *b, float eps, float *y);
+
+void op_silu(size_t n, const float *x, float *y);
+void op_gelu_tanh(size_t n, const float *x, float *y);
+
+/* softmax(q·kᵀ / sqrt(head_dim)) · v for every batch and head.
+   q, k, v: element (b, t, h, d) at [(b*tokens + t)*ld + h*head_dim + d].
+   out [batch, tokens, heads*head_dim]. scratch: op_attention_scratch(tokens)
+   floats. */
+void op_attention(int batch, int tokens, int heads, int head_dim, const float *q,
+                  const float *k, const float *v, int ld, float *out, float *scratch);
+size_t op_attention_scratch(int tokens);
+
+/* 2-D convolution, NCHW, weight [cout, cin, kh, kw], optional bias. */
+typedef struct { int cin, cout, kh, kw, stride, pad_h, pad_w; } op_conv_shape;
+void op_conv2d(const op_conv_shape *s, int n, int h, int w, const float *x,
+               const float *weight, const float *bias, float *y, float *scratch);
+size_t op_conv2d_scratch(const op_conv_shape *s, int h, int w);   /* floats */
+int op_conv2d_out(int size, int k, int stride, int pad);          /* output height/width */
+
+/* GroupNorm over (c/groups channels × hw) per sample, affine, optional SiLU. */
+void op_groupnorm(int n, int c, int hw, int groups, const float *x, const float *gamma,
+                  const float *beta, float eps, int silu, float *y);
+
+/* Nearest-neighbour ×2 upsampling, NCHW. */
+void op_upsample2x(int n, int c, int h, int w, const float *x, float *y);
+
+#endif
