@@ -1,9 +1,97 @@
-/* Placeholder until its issue lands. */
+/* moedit decode: latents from a .npy file through the VAE decoder, written
+   as the raw decoder output (.npy) or as a picture grid (.png). */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "cli/cli.h"
+#include "image/image.h"
+#include "weights/npy.h"
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int scaling_set(float f) { return !isnan(f); }
 
 int cmd_decode(int argc, char **argv)
 {
-    fprintf(stderr, "moedit: 'decode' is not implemented yet\n");
-    return 1;
+    const char *vae_path = NULL, *latent = NULL, *out = NULL;
+    float scaling = NAN;   /* unset */
+    int threads = 0, cols = 0, help = 0;
+    const cli_flag flags[] = {
+        {"--vae", CLI_STR, &vae_path, "diffusers AutoencoderKL folder or weights file"},
+        {"--latent", CLI_STR, &latent, "Z.npy float [N,C,h,w] latents as sampled (not yet scaled)"},
+        {"--out", CLI_STR, &out, "OUT.npy (raw float32 [N,C,H,W]) or OUT.png (grid)"},
+        {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
+        {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
+        {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
+        {"--help", CLI_BOOL, &help, "this help"},
+        {0},
+    };
+    char *pos[1];
+    int npos;
+    if (cli_parse("decode", argc, argv, flags, pos, 0, &npos)) return 2;
+    if (help) {
+        cli_usage("decode", "--vae DIR|FILE --latent Z.npy --out OUT.png|OUT.npy [--scaling-factor F]", flags);
+        return 0;
+    }
+    if (!vae_path || !latent || !out) return cli_usage_error("decode", "--vae, --latent and --out are required");
+    int png = ends_with(out, ".png");
+    if (!png && !ends_with(out, ".npy")) return cli_usage_error("decode", "--out %s: must end in .png or .npy", out);
+    if (scaling_set(scaling) && !(scaling > 0 && isfinite(scaling)))
+        return cli_usage_error("decode", "--scaling-factor must be a positive number");
+    if (threads < 0 || cols < 0) return cli_usage_error("decode", "--threads and --cols must not be negative");
+    if (threads) moedit_set_threads(threads);
+
+    moedit_vae *v = NULL;
+    me_array z = {0};
+    float *zf = NULL, *img = NULL;
+    int rc = me_npy_read(latent, &z);
+    if (!rc) rc = moedit_vae_load(vae_path, &v);
+    if (rc) {
+        rc = cli_fail(rc);
+        goto done;
+    }
+    int lc = moedit_vae_latent_channels(v), oc = moedit_vae_out_channels(v), up = moedit_vae_upscale(v);
+    int is_float = z.dtype == ME_F32 || z.dtype == ME_F64 || z.dtype == ME_F16 || z.dtype == ME_BF16;
+    /* One latent may come without its batch dimension. */
+    int64_t n = z.ndim == 4 ? z.shape[0] : 1, off = z.ndim == 4 ? 1 : 0;
+    if (!is_float || (z.ndim != 3 && z.ndim != 4) || n < 1 || z.shape[off] != lc || z.shape[off + 1] < 1 ||
+        z.shape[off + 2] < 1 || z.shape[off + 1] > 4096 || z.shape[off + 2] > 4096 || n > (1 << 20)) {
+        char got[160];
+        rc = cli_usage_error("decode", "%s: expected float latents [N,%d,h,w], got %s %s", latent, lc,
+                             me_dtype_name(z.dtype), me_shape_str(z.ndim, z.shape, got, sizeof got));
+        goto done;
+    }
+    if (png && oc != 1 && oc != 3) {
+        rc = cli_usage_error("decode", "%s: the VAE makes %d-channel images; write .npy instead", out, oc);
+        goto done;
+    }
+    int h = (int)z.shape[off + 1], w = (int)z.shape[off + 2];
+    float s = scaling_set(scaling) ? scaling : moedit_vae_scaling_factor(v);
+    size_t zn = (size_t)z.numel, in = (size_t)n * oc * h * up * w * up;
+    zf = malloc(zn * sizeof *zf);
+    img = malloc(in * sizeof *img);
+    if (!zf || !img) {
+        fprintf(stderr, "moedit: out of memory for %lld decoded images\n", (long long)n);
+        rc = 1;
+        goto done;
+    }
+    me_array_to_f32(&z, zf);
+    for (size_t i = 0; i < zn; i++) zf[i] /= s;
+    rc = moedit_vae_decode(v, (int)n, h, w, zf, img);
+    if (!rc) {
+        if (png) rc = me_grid_write_png(out, (int)n, oc, h * up, w * up, img, &(me_grid_style){.cols = cols, .pad = -1});
+        else rc = me_npy_write(out, ME_F32, 4, (int64_t[]){n, oc, (int64_t)h * up, (int64_t)w * up}, img);
+    }
+    if (rc) rc = cli_fail(rc);
+done:
+    free(zf);
+    free(img);
+    me_array_free(&z);
+    moedit_vae_free(v);
+    return rc;
 }

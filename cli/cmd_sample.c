@@ -1,9 +1,501 @@
-/* Placeholder until its issue lands. */
+/* moedit sample: class-conditional sampling from the command line — flags,
+   the defaults.json shipped beside a checkpoint, progress on stderr, and the
+   outputs (PNG grid, per-sample PNGs, latents .npy, expert trace), each
+   written atomically and only after sampling succeeded. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include "cli/cli.h"
+#include "core/core.h"
+#include "image/image.h"
+#include "moedit.h"
+#include "sampler/sampler.h"
+#include "trace/trace.h"
+#include "weights/npy.h"
+
+#define CMD "sample"
+#define MAX_ROWS 4096
+
+/* Flag values; NULL / NAN / INT_MIN mean "not given" so that defaults.json
+   and then the model's defaults can fill them. */
+typedef struct {
+    const char *model, *vae, *classes, *sampler, *steps, *cfg_channels, *schedule, *seed, *rng;
+    const char *noise, *out, *outdir, *latents_out, *trace;
+    float cfg, eta;
+    int no_vae, threads, heads, top_k, help;
+    char *json_vae;   /* defaults.json "vae", resolved against its folder */
+    char *json_strs[4];
+} sample_args;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- defaults.json beside the checkpoint ------------------------------- */
+
+/* A string value, or a number printed as one (for "steps": 250). */
+static const char *json_str(cJSON *j, const char *key, char *buf, size_t cap)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (cJSON_IsString(v)) return v->valuestring;
+    if (cJSON_IsNumber(v)) {
+        snprintf(buf, cap, "%.17g", v->valuedouble);
+        return buf;
+    }
+    return NULL;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Fills the flags left unset from <checkpoint folder>/defaults.json. */
+static int read_defaults(sample_args *a, const char *model_path)
+{
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", model_path);
+    struct stat st;
+    if (stat(model_path, &st) || !S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+    }
+    snprintf(path, sizeof path, "%s/defaults.json", dir);
+    me_file f;
+    if (access(path, F_OK)) return 0;
+    if (me_file_open(path, &f)) return cli_fail(MOEDIT_EINPUT);
+    cJSON *j = cJSON_ParseWithLength((const char *)f.data, f.size);
+    me_file_close(&f);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return cli_usage_error(CMD, "%s: not a JSON object", path);
+    }
+    char num[64];
+    const char **slots[] = {&a->sampler, &a->steps, &a->cfg_channels, &a->schedule};
+    static const char *keys[] = {"sampler", "steps", "cfg_channels", "schedule"};
+    for (int i = 0; i < 4; i++)
+        if (!*slots[i]) *slots[i] = a->json_strs[i] = dup_or_null(json_str(j, keys[i], num, sizeof num));
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
+    if (isnan(a->cfg) && cJSON_IsNumber(v)) a->cfg = (float)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(j, "heads");
+    if (a->heads == INT_MIN && cJSON_IsNumber(v)) a->heads = v->valueint;
+    v = cJSON_GetObjectItemCaseSensitive(j, "top_k");
+    if (a->top_k == INT_MIN && cJSON_IsNumber(v)) a->top_k = v->valueint;
+    v = cJSON_GetObjectItemCaseSensitive(j, "vae");
+    if (!a->vae && cJSON_IsString(v)) {
+        size_t len = strlen(dir) + strlen(v->valuestring) + 2;
+        a->json_vae = malloc(len);
+        if (a->json_vae) {
+            if (v->valuestring[0] == '/') snprintf(a->json_vae, len, "%s", v->valuestring);
+            else snprintf(a->json_vae, len, "%s/%s", dir, v->valuestring);
+        }
+        a->vae = a->json_vae;
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+/* ---- flag values ------------------------------------------------------- */
+
+/* "207,360" → labels; returns the count or -1 after a usage error. */
+static int parse_classes(const char *s, int num_classes, int64_t *labels)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || (*end && *end != ','))
+            return cli_usage_error(CMD, "--class: '%s' is not a comma-separated list of class ids", s), -1;
+        if (v < 0 || v > num_classes)
+            return cli_usage_error(CMD, "--class: %lld is outside 0..%d (%d = unconditional)", v,
+                                   num_classes - 1, num_classes), -1;
+        if (n == MAX_ROWS) return cli_usage_error(CMD, "--class: more than %d samples", MAX_ROWS), -1;
+        labels[n++] = v;
+        p = *end ? end + 1 : end;
+        if (*end && !*p) return cli_usage_error(CMD, "--class: trailing comma in '%s'", s), -1;
+    }
+    if (!n) return cli_usage_error(CMD, "--class: empty list"), -1;
+    return n;
+}
+
+/* Without --class: one sample of each class for small label sets (Fashion-
+   MNIST's 10), DiT sample.py's eight classes for ImageNet, else classes 0..7. */
+static int default_classes(int num_classes, int64_t *labels)
+{
+    static const int64_t imagenet[8] = {207, 360, 387, 974, 88, 979, 417, 279};
+    if (num_classes == 1000) {
+        memcpy(labels, imagenet, sizeof imagenet);
+        return 8;
+    }
+    int n = num_classes <= 10 ? num_classes : 8;
+    for (int i = 0; i < n; i++) labels[i] = i;
+    return n;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcasecmp(s + a - b, suffix);
+}
+
+/* ---- progress ---------------------------------------------------------- */
+
+typedef struct {
+    double start;
+    int tty, last_pct;
+} progress_state;
+
+static void progress(void *user, int step, int total)
+{
+    progress_state *p = user;
+    double el = now() - p->start, rate = step / (el > 0 ? el : 1e-9), eta = (total - step) / rate;
+    if (p->tty) {
+        char bar[31];
+        int fill = (int)(30.0 * step / total);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r[%s] %d/%d  %.2f steps/s  ETA %.0fs ", bar, step, total, rate, eta);
+        if (step == total) fputc('\n', stderr);
+        return;
+    }
+    int pct = (int)(100.0 * step / total);
+    if (pct / 10 != p->last_pct / 10 || step == total || total <= 20) {
+        fprintf(stderr, "step %d/%d  %.2f steps/s  ETA %.0fs\n", step, total, rate, eta);
+        p->last_pct = pct;
+    }
+}
+
+/* ---- outputs ----------------------------------------------------------- */
+
+/* Decodes latents / scaling_factor into *img [n, oc, s·up, s·up]. */
+static int decode_images(moedit_vae *vae, int n, int c, int s, const float *latents, float **img)
+{
+    int oc = moedit_vae_out_channels(vae), up = moedit_vae_upscale(vae);
+    size_t zn = (size_t)n * c * s * s, in = (size_t)n * oc * s * up * s * up;
+    float *z = malloc(sizeof(float) * zn);
+    *img = malloc(sizeof(float) * in);
+    if (!z || !*img) {
+        free(z);
+        fprintf(stderr, "moedit: out of memory for %d decoded images\n", n);
+        return 1;
+    }
+    float sf = moedit_vae_scaling_factor(vae);
+    for (size_t i = 0; i < zn; i++) z[i] = latents[i] / sf;
+    double t0 = now();
+    int r = moedit_vae_decode(vae, n, s, s, z, *img);
+    free(z);
+    if (r) return cli_fail(r);
+    fprintf(stderr, "decoded %d images in %.2fs\n", n, now() - t0);
+    return 0;
+}
+
+/* The grid (captioned with the class ids) and the per-sample PNGs. */
+static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, const float *img,
+                        const int64_t *labels)
+{
+    int oc = moedit_vae_out_channels(vae), px = s * moedit_vae_upscale(vae), r;
+    if (a->out) {
+        char (*caps)[24] = malloc(sizeof *caps * n);
+        const char **capp = malloc(sizeof *capp * n);
+        if (!caps || !capp) {
+            free(caps);
+            free(capp);
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            snprintf(caps[i], sizeof caps[i], "%lld", (long long)labels[i]);
+            capp[i] = caps[i];
+        }
+        me_grid_style st = {.cols = 0, .pad = -1, .captions = capp};
+        r = me_grid_write_png(a->out, n, oc, px, px, img, &st);
+        free(caps);
+        free(capp);
+        if (r) return cli_fail(r);
+        fprintf(stderr, "wrote %s\n", a->out);
+    }
+    if (a->outdir) {
+        if (mkdir(a->outdir, 0777) && errno != EEXIST)
+            return cli_usage_error(CMD, "--outdir %s: %s", a->outdir, strerror(errno));
+        if ((r = me_write_sample_pngs(a->outdir, 0, n, oc, px, px, img, labels))) return cli_fail(r);
+        fprintf(stderr, "wrote %d images into %s\n", n, a->outdir);
+    }
+    return 0;
+}
+
+/* ---- the command ------------------------------------------------------- */
+
+/* Settles every option from flags, defaults.json and the model; returns 0 or
+   the exit status of a usage error. */
+static int resolve_options(sample_args *a, const moedit_model *m, moedit_sample_options *o)
+{
+    moedit_sample_defaults(m, o);
+    if (a->sampler) {
+        if (!strcmp(a->sampler, "ddpm")) o->sampler = MOEDIT_SAMPLER_DDPM;
+        else if (!strcmp(a->sampler, "ddim")) o->sampler = MOEDIT_SAMPLER_DDIM;
+        else if (!strcmp(a->sampler, "flow")) o->sampler = MOEDIT_SAMPLER_FLOW;
+        else return cli_usage_error(CMD, "--sampler: '%s' is not ddpm, ddim or flow", a->sampler);
+        if (!a->steps) o->steps = o->sampler == MOEDIT_SAMPLER_FLOW ? "50" : "250";
+    }
+    if (a->steps) o->steps = a->steps;
+    int tmp;
+    if (o->sampler == MOEDIT_SAMPLER_FLOW ? me_flow_steps(o->steps, &tmp) : me_space_timesteps(1000, o->steps, (unsigned char[1000]){0}) < 0)
+        return cli_usage_error(CMD, "--%s", moedit_last_error());
+    if (!isnan(a->cfg)) o->cfg = a->cfg;
+    if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(CMD, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
+    if (a->cfg_channels) {
+        char *end;
+        long k = strtol(a->cfg_channels, &end, 10);
+        if (!strcmp(a->cfg_channels, "all")) o->cfg_channels = 0;
+        else if (*end || end == a->cfg_channels || k < 1 || k > 64)
+            return cli_usage_error(CMD, "--cfg-channels: '%s' is not 3 or all", a->cfg_channels);
+        else o->cfg_channels = (int)k;
+    }
+    if (!isnan(a->eta)) {
+        if (!(a->eta >= 0) || !isfinite(a->eta)) return cli_usage_error(CMD, "--eta: %g must be >= 0", a->eta);
+        if (o->sampler != MOEDIT_SAMPLER_DDIM) return cli_usage_error(CMD, "--eta applies to --sampler ddim only");
+        o->eta = a->eta;
+    }
+    if (a->schedule) {
+        if (!strcmp(a->schedule, "linear")) o->cosine_schedule = 0;
+        else if (!strcmp(a->schedule, "cosine")) o->cosine_schedule = 1;
+        else return cli_usage_error(CMD, "--schedule: '%s' is not linear or cosine", a->schedule);
+    }
+    if (a->seed) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(a->seed, &end, 10);
+        if (a->seed[0] == '-' || errno || *end || end == a->seed)
+            return cli_usage_error(CMD, "--seed: '%s' is not a non-negative integer", a->seed);
+        o->seed = v;
+    }
+    if (a->rng) {
+        if (!strcmp(a->rng, "torch")) o->rng = MOEDIT_RNG_TORCH;
+        else if (!strcmp(a->rng, "native")) o->rng = MOEDIT_RNG_NATIVE;
+        else return cli_usage_error(CMD, "--rng: '%s' is not torch or native", a->rng);
+    }
+    /* report what the library will resolve, so the run can be repeated */
+    const moedit_config *c = moedit_model_config(m);
+    if (o->cfg_channels < 0) o->cfg_channels = c->family == MOEDIT_FAMILY_SWITCH_DIT || o->sampler == MOEDIT_SAMPLER_FLOW ? 0 : 3;
+    if (o->cosine_schedule < 0) o->cosine_schedule = c->family == MOEDIT_FAMILY_SWITCH_DIT;
+    return 0;
+}
+
+static void print_repeat(const char *model, const moedit_sample_options *o, int n, const int64_t *labels,
+                         const sample_args *a)
+{
+    static const char *samplers[] = {"ddpm", "ddim", "flow"};
+    char chans[16];
+    snprintf(chans, sizeof chans, "%d", o->cfg_channels);
+    fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s --cfg %g --cfg-channels %s", model,
+            samplers[o->sampler], o->steps, o->cfg, o->cfg_channels ? chans : "all");
+    if (a->heads != INT_MIN) fprintf(stderr, " --heads %d", a->heads);
+    if (a->top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->top_k);
+    if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %g", o->eta);
+    if (o->sampler != MOEDIT_SAMPLER_FLOW) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
+    if (a->noise) fprintf(stderr, " --noise %s", a->noise);
+    else fprintf(stderr, " --seed %llu --rng %s", (unsigned long long)o->seed, o->rng == MOEDIT_RNG_TORCH ? "torch" : "native");
+    fprintf(stderr, " --class ");
+    for (int i = 0; i < n; i++) fprintf(stderr, "%s%lld", i ? "," : "", (long long)labels[i]);
+    fputc('\n', stderr);
+}
+
+static int run(sample_args *a)
+{
+    const char *model_path = cli_model_path(a->model);
+    if (read_defaults(a, model_path)) return 2;
+
+    /* outputs: decide before any work so a bad request fails fast */
+    if (a->out && !ends_with(a->out, ".png")) return cli_usage_error(CMD, "--out: '%s' is not a .png file", a->out);
+    if (a->latents_out && !ends_with(a->latents_out, ".npy"))
+        return cli_usage_error(CMD, "--latents-out: '%s' is not a .npy file", a->latents_out);
+    if (!a->out && !a->outdir && !a->latents_out) a->out = "sample.png";
+    int want_images = a->out || a->outdir;
+    if (want_images && a->no_vae)
+        return cli_usage_error(CMD, "--no-vae leaves no images to write: give --latents-out L.npy instead of %s",
+                               a->out ? "--out" : "--outdir");
+    if (want_images && !a->vae)
+        return cli_usage_error(CMD, "no VAE to decode with: give --vae DIR, or --no-vae --latents-out L.npy");
+    if (a->threads != INT_MIN) {
+        if (a->threads < 0) return cli_usage_error(CMD, "--threads: %d must be >= 0", a->threads);
+        moedit_set_threads(a->threads);
+    }
+    if ((a->heads != INT_MIN && a->heads < 1) || (a->top_k != INT_MIN && a->top_k < 1))
+        return cli_usage_error(CMD, "--heads and --top-k must be positive");
+
+    moedit_load_options lo = {a->heads == INT_MIN ? 0 : a->heads, a->top_k == INT_MIN ? 0 : a->top_k};
+    moedit_model *m = NULL;
+    moedit_vae *vae = NULL;
+    me_trace *tr = NULL;
+    float *latents = NULL, *noise = NULL, *img = NULL;
+    int64_t *labels = malloc(sizeof(int64_t) * MAX_ROWS);
+    int rc = 1, r;
+    if (!labels) return 1;
+    double t0 = now();
+    if ((r = moedit_model_load(model_path, &lo, &m))) {
+        rc = cli_fail(r);
+        goto done;
+    }
+    const moedit_config *c = moedit_model_config(m);
+    double load_time = now() - t0;
+
+    moedit_sample_options o;
+    if ((rc = resolve_options(a, m, &o))) goto done;
+    rc = 1;
+    const int C = c->in_channels, S = c->input_size;
+    const size_t chw = (size_t)C * S * S;
+    int n;
+    if (a->classes) {
+        if ((n = parse_classes(a->classes, c->num_classes, labels)) < 0) {
+            rc = 2;
+            goto done;
+        }
+    } else {
+        n = default_classes(c->num_classes, labels);
+    }
+    if (a->noise) {
+        me_array z;
+        if ((r = me_npy_read(a->noise, &z))) {
+            rc = cli_fail(r);
+            goto done;
+        }
+        int ok = z.ndim == 4 && z.shape[1] == C && z.shape[2] == S && z.shape[3] == S && z.shape[0] >= 1 &&
+                 z.shape[0] <= MAX_ROWS && (z.dtype == ME_F32 || z.dtype == ME_F64 || z.dtype == ME_F16);
+        if (ok && !a->classes) {   /* the noise decides the count; labels cycle */
+            for (int i = n; i < z.shape[0]; i++) labels[i] = labels[i % n];
+            n = (int)z.shape[0];
+        }
+        ok = ok && z.shape[0] == n;
+        if (ok && (noise = malloc(sizeof(float) * z.numel))) me_array_to_f32(&z, noise);
+        me_array_free(&z);
+        if (!ok) {
+            rc = cli_usage_error(CMD, "--noise %s: expected float [%d, %d, %d, %d] (one row per class)", a->noise, n, C, S, S);
+            goto done;
+        }
+        if (!noise) goto done;
+        o.noise = noise;
+    }
+    if (want_images && (r = moedit_vae_load(a->vae, &vae))) {
+        rc = cli_fail(r);
+        goto done;
+    }
+    if (vae && moedit_vae_latent_channels(vae) != C) {
+        rc = cli_usage_error(CMD, "%s: the VAE takes %d latent channels, the model makes %d", a->vae,
+                             moedit_vae_latent_channels(vae), C);
+        goto done;
+    }
+    if (a->trace) {
+        if ((r = me_trace_open(&tr, a->trace, c))) {
+            rc = cli_fail(r);
+            goto done;
+        }
+        moedit_model_set_tracer(m, me_trace_route, tr);
+    }
+    if (!(latents = malloc(sizeof(float) * n * chw))) goto done;
+
+    /* all checked: from here on stderr is progress, not a one-line error */
+    fprintf(stderr, "loaded %s (%s, depth %d, hidden %d) in %.2fs\n", model_path,
+            c->family == MOEDIT_FAMILY_DIT ? "dit" : c->family == MOEDIT_FAMILY_DIT_MOE ? "dit-moe" : "switch-dit",
+            c->depth, c->hidden, load_time);
+    print_repeat(a->model ? a->model : "fmnist-moe", &o, n, labels, a);
+    progress_state ps = {now(), isatty(2), -1};
+    o.progress = progress;
+    o.progress_user = &ps;
+    if ((r = moedit_sample(m, &o, n, labels, latents))) {
+        if (ps.tty) fputc('\n', stderr);
+        rc = cli_fail(r);
+        goto done;
+    }
+    double el = now() - ps.start;
+    int steps = 0;
+    if (o.sampler == MOEDIT_SAMPLER_FLOW) me_flow_steps(o.steps, &steps);
+    else steps = me_space_timesteps(1000, o.steps, (unsigned char[1000]){0});
+    fprintf(stderr, "sampled %d latents in %.2fs (%.1f ms/step, %d steps of %d rows)\n", n, el,
+            1e3 * el / (steps > 0 ? steps : 1), steps, o.cfg > 1 ? 2 * n : n);
+    /* decode before writing anything, so a failure leaves no outputs */
+    if (vae && (rc = decode_images(vae, n, C, S, latents, &img))) goto done;
+    rc = 1;
+    if (tr) {
+        moedit_model_set_tracer(m, NULL, NULL);
+        r = me_trace_close(tr);
+        tr = NULL;
+        if (r) {
+            rc = cli_fail(r);
+            goto done;
+        }
+        fprintf(stderr, "wrote %s\n", a->trace);
+    }
+    if (a->latents_out) {
+        int64_t shape[4] = {n, C, S, S};
+        if ((r = me_npy_write(a->latents_out, ME_F32, 4, shape, latents))) {
+            rc = cli_fail(r);
+            goto done;
+        }
+        fprintf(stderr, "wrote %s\n", a->latents_out);
+    }
+    rc = vae ? write_images(a, vae, n, S, img, labels) : 0;
+done:
+    if (tr) {
+        moedit_model_set_tracer(m, NULL, NULL);
+        me_trace_abort(tr);
+    }
+    moedit_vae_free(vae);
+    moedit_model_free(m);
+    free(latents);
+    free(noise);
+    free(img);
+    free(labels);
+    return rc;
+}
 
 int cmd_sample(int argc, char **argv)
 {
-    fprintf(stderr, "moedit: 'sample' is not implemented yet\n");
-    return 1;
+    sample_args a = {0};
+    a.cfg = a.eta = NAN;
+    a.threads = a.heads = a.top_k = INT_MIN;
+    const cli_flag flags[] = {
+        {"--model", CLI_STR, &a.model, "CKPT|ALIAS   checkpoint or fmnist-moe (default), fmnist-switch"},
+        {"--vae", CLI_STR, &a.vae, "DIR|FILE     VAE decoder (default: defaults.json beside the model)"},
+        {"--class", CLI_STR, &a.classes, "LIST   class ids, e.g. 207,360 (default: one per class when <= 10)"},
+        {"--sampler", CLI_STR, &a.sampler, "ddpm|ddim|flow (default: flow for qk-norm models, else ddpm)"},
+        {"--steps", CLI_STR, &a.steps, "N|SPEC    steps or respacing: 250, ddim25, 10,10,10 (default 250; flow 50)"},
+        {"--cfg", CLI_FLOAT, &a.cfg, "S          guidance scale, 1 = none (default 1.5)"},
+        {"--cfg-channels", CLI_STR, &a.cfg_channels, "3|all  guided channels (DiT/DiT-MoE 3, Switch-DiT all)"},
+        {"--eta", CLI_FLOAT, &a.eta, "E          DDIM eta (default 0)"},
+        {"--schedule", CLI_STR, &a.schedule, "linear|cosine (default: cosine for Switch-DiT)"},
+        {"--seed", CLI_STR, &a.seed, "S         seed (default 0)"},
+        {"--rng", CLI_STR, &a.rng, "torch|native  torch reproduces PyTorch's CPU randn (default)"},
+        {"--noise", CLI_STR, &a.noise, "Z.npy    initial noise [n,C,H,W] instead of the RNG"},
+        {"--out", CLI_STR, &a.out, "GRID.png   image grid (default sample.png)"},
+        {"--outdir", CLI_STR, &a.outdir, "DIR     one PNG per sample"},
+        {"--latents-out", CLI_STR, &a.latents_out, "L.npy  final latents, before the VAE"},
+        {"--no-vae", CLI_BOOL, &a.no_vae, "      do not decode (with --latents-out)"},
+        {"--trace", CLI_STR, &a.trace, "T.bin    record every expert routing decision"},
+        {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
+        {"--heads", CLI_INT, &a.heads, "H        attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &a.top_k, "K        experts per token (default 2)"},
+        {"--help", CLI_BOOL, &a.help, "         this help"},
+        {NULL, 0, NULL, NULL},
+    };
+    char *pos[1];
+    int npos, rc;
+    if (cli_parse(CMD, argc, argv, flags, pos, 0, &npos)) return 2;
+    if (a.help) {
+        cli_usage(CMD, "[--model CKPT] [--class 1,2] [--sampler ddpm|ddim|flow] [--steps N] [--cfg S] "
+                       "[--out grid.png | --outdir DIR | --no-vae --latents-out L.npy]", flags);
+        return 0;
+    }
+    rc = run(&a);
+    free(a.json_vae);
+    for (int i = 0; i < 4; i++) free(a.json_strs[i]);
+    return rc;
 }

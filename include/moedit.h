@@ -129,6 +129,8 @@ typedef struct {
     uint64_t seed;
     moedit_rng rng;
     const float *noise;    /* optional initial noise [n, C, H, W] */
+    const uint64_t *row_seeds; /* native rng: optional [n] seeds, one noise stream per
+                                  row, so a sample depends only on its own seed */
     moedit_progress_fn progress;
     void *progress_user;
 } moedit_sample_options;

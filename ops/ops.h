@@ -26,11 +26,14 @@ void op_attention(int batch, int tokens, int heads, int head_dim, const float *q
                   const float *k, const float *v, int ld, float *out, float *scratch);
 size_t op_attention_scratch(int tokens);
 
-/* 2-D convolution, NCHW, weight [cout, cin, kh, kw], optional bias. */
-typedef struct { int cin, cout, kh, kw, stride, pad_h, pad_w; } op_conv_shape;
+/* 2-D convolution, NCHW, weight [cout, cin, kh, kw], optional bias.
+   upsample2x = 1: the convolution sees the input nearest-upsampled ×2 (as
+   diffusers' Upsample2D) without that tensor ever being made; h, w stay the
+   stored input's size. stride 0 means 1. */
+typedef struct { int cin, cout, kh, kw, stride, pad_h, pad_w, upsample2x; } op_conv_shape;
 void op_conv2d(const op_conv_shape *s, int n, int h, int w, const float *x,
                const float *weight, const float *bias, float *y, float *scratch);
-size_t op_conv2d_scratch(const op_conv_shape *s, int h, int w);   /* floats */
+size_t op_conv2d_scratch(const op_conv_shape *s, int h, int w);   /* floats: ~8 MB or one output row */
 int op_conv2d_out(int size, int k, int stride, int pad);          /* output height/width */
 
 /* GroupNorm over (c/groups channels × hw) per sample, affine, optional SiLU. */
@@ -39,5 +42,15 @@ void op_groupnorm(int n, int c, int hw, int groups, const float *x, const float 
 
 /* Nearest-neighbour ×2 upsampling, NCHW. */
 void op_upsample2x(int n, int c, int h, int w, const float *x, float *y);
+
+/* k×k pooling, NCHW, PyTorch floor mode: output op_conv2d_out(h, k, stride,
+   pad). Padded cells never count: max pooling skips them, average pooling
+   divides by the real cells only (count_include_pad=False). */
+void op_maxpool2d(int n, int c, int h, int w, int k, int stride, int pad, const float *x, float *y);
+void op_avgpool2d(int n, int c, int h, int w, int k, int stride, int pad, const float *x, float *y);
+/* Mean of every channel's hw values (adaptive average pooling to 1×1): y[n, c]. */
+void op_global_avgpool(int n, int c, int hw, const float *x, float *y);
+/* Bilinear resize to oh×ow, NCHW, as F.interpolate(align_corners=False). */
+void op_resize_bilinear(int n, int c, int h, int w, int oh, int ow, const float *x, float *y);
 
 #endif

@@ -1,0 +1,161 @@
+/* Routing: DiT-MoE's sparse feed-forward (feizc/DiT-MoE SparseMoeBlock in
+   eval mode) and Switch-DiT's per-block channel masks (TaskMoE for DMoE,
+   TaskRouter for DTR), each reporting its decisions to the tracer. */
+#include <math.h>
+#include <string.h>
+#include <cblas.h>
+#include "core/core.h"
+#include "dit/model.h"
+#include "ops/ops.h"
+
+#define PAR_MIN 32768
+
+/* Softmax over each row of width e, in place. libm expf: the routing
+   decisions hang on these values, so they get full precision. */
+static void softmax_rows(long rows, int e, float *p)
+{
+    #pragma omp parallel for num_threads(me_threads()) if (rows * e >= PAR_MIN)
+    for (long r = 0; r < rows; r++) {
+        float *pr = p + r * e, mx = pr[0], sum = 0.0f;
+        for (int i = 1; i < e; i++) mx = pr[i] > mx ? pr[i] : mx;
+        for (int i = 0; i < e; i++) sum += (pr[i] = expf(pr[i] - mx));
+        for (int i = 0; i < e; i++) pr[i] /= sum;
+    }
+}
+
+/* The k largest of p[e], largest first, the lower index first among equals;
+   the weights are the raw probabilities (upstream norm_topk_prob = False). */
+static void top_k(const float *p, int e, int k, int *idx, float *w)
+{
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < e; i++) {
+            int taken = 0;
+            for (int q = 0; q < j; q++) taken |= idx[q] == i;
+            if (!taken && (best < 0 || p[i] > p[best])) best = i;
+        }
+        idx[j] = best;
+        w[j] = p[best];
+    }
+}
+
+static void trace_route(moedit_model *m, int l, int row, int token, int k, const int *idx, const float *w,
+                        int num_probs, const float *probs)
+{
+    moedit_route r = {
+        .layer = l, .step = m->step, .row = row, .token = token, .timestep = m->cur_t[row],
+        .label = m->cur_y[row], .is_null = m->null_from >= 0 && row >= m->null_from,
+        .k = k, .experts = idx, .weights = w, .num_probs = num_probs, .probs = probs,
+    };
+    m->trace(m->trace_user, &r);
+}
+
+/* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)), hidden width hid. */
+static void swiglu(moedit_model *m, int rows, const float *x, const dit_swiglu *ex, int hid, float *out)
+{
+    int D = m->cfg.hidden;
+    float *g = m->a.mid, *u = m->a.mid + (size_t)rows * hid;
+    size_t len = (size_t)rows * hid;
+    op_linear(rows, D, hid, x, ex->gate, NULL, g);
+    op_linear(rows, D, hid, x, ex->up, NULL, u);
+    op_silu(len, g, g);
+    #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
+    for (size_t i = 0; i < len; i++) g[i] *= u[i];
+    op_linear(rows, hid, D, g, ex->down, NULL, out);
+}
+
+void dit_moe_ffn(moedit_model *m, int l, int n)
+{
+    const moedit_config *cf = &m->cfg;
+    const dit_block *b = &m->blocks[l];
+    dit_acts *a = &m->a;
+    int T = m->tokens, D = cf->hidden, E = cf->num_experts, k = cf->top_k;
+    long NT = (long)n * T;
+
+    op_linear((int)NT, D, E, a->xm, b->gate_w, NULL, a->probs);
+    softmax_rows(NT, E, a->probs);
+    #pragma omp parallel for num_threads(me_threads()) if (NT * E * k >= PAR_MIN)
+    for (long tok = 0; tok < NT; tok++)
+        top_k(a->probs + tok * E, E, k, a->top_idx + tok * k, a->top_w + tok * k);
+
+    /* Counting sort of the (token, choice) slots by expert, so every expert
+       sees its tokens as one contiguous GEMM; idle experts cost nothing. */
+    int *start = a->count;
+    memset(start, 0, (size_t)(E + 1) * sizeof *start);
+    for (long s = 0; s < NT * k; s++) start[a->top_idx[s] + 1]++;
+    for (int e = 0; e < E; e++) start[e + 1] += start[e];
+    for (long s = 0; s < NT * k; s++) a->order[start[a->top_idx[s]]++] = (int)s;
+    for (int e = E; e > 0; e--) start[e] = start[e - 1];   /* the fill shifted the starts */
+    start[0] = 0;
+
+    memset(a->ff, 0, (size_t)NT * D * sizeof *a->ff);
+    for (int e = 0; e < E; e++) {
+        int s0 = start[e], cnt = start[e + 1] - s0;
+        if (cnt == 0) continue;
+        #pragma omp parallel for num_threads(me_threads()) if ((size_t)cnt * D >= PAR_MIN)
+        for (int i = 0; i < cnt; i++)
+            memcpy(a->gather + (size_t)i * D, a->xm + (size_t)(a->order[s0 + i] / k) * D, (size_t)D * sizeof(float));
+        swiglu(m, cnt, a->gather, &b->experts[e], cf->mlp_hidden, a->eout);
+        /* A token picks an expert at most once: these rows never collide. */
+        #pragma omp parallel for num_threads(me_threads()) if ((size_t)cnt * D >= PAR_MIN)
+        for (int i = 0; i < cnt; i++) {
+            int slot = a->order[s0 + i];
+            float w = a->top_w[slot], *dst = a->ff + (size_t)(slot / k) * D;
+            const float *src = a->eout + (size_t)i * D;
+            for (int d = 0; d < D; d++) dst[d] += w * src[d];
+        }
+    }
+    if (b->shared.gate) {
+        swiglu(m, (int)NT, a->xm, &b->shared, cf->shared_hidden, a->eout);
+        size_t len = (size_t)NT * D;
+        #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
+        for (size_t i = 0; i < len; i++) a->ff[i] += a->eout[i];
+    }
+
+    if (m->trace)
+        for (long tok = 0; tok < NT; tok++)
+            trace_route(m, l, (int)(tok / T), (int)(tok % T), k, a->top_idx + tok * k, a->top_w + tok * k, 0, NULL);
+}
+
+void dit_switch_mask(moedit_model *m, int l, int n, const float *t)
+{
+    const moedit_config *cf = &m->cfg;
+    const dit_block *b = &m->blocks[l];
+    dit_acts *a = &m->a;
+    int T = m->tokens, D = cf->hidden, E = cf->num_experts, k = cf->top_k;
+    size_t row_len = (size_t)T * D;
+
+    if (cf->routing == MOEDIT_ROUTING_DTR) {
+        /* A fixed 0/1 channel row per timestep, the same for every token. */
+        for (int r = 0; r < n; r++) {
+            const float *u = b->unit_map + (size_t)t[r] * D;
+            for (int tok = 0; tok < T; tok++) memcpy(a->mask + r * row_len + (size_t)tok * D, u, (size_t)D * sizeof *u);
+        }
+        return;
+    }
+
+    /* DMoE: the gate sees only SiLU(t_emb); per row, the chosen experts'
+       affine maps of the tokens, weighted by their probabilities, plus 1. */
+    op_linear(n, D, E, a->st, b->rg_w, b->rg_b, a->rprobs);
+    softmax_rows(n, E, a->rprobs);
+    memset(a->mask, 0, (size_t)n * row_len * sizeof *a->mask);
+    for (int r = 0; r < n; r++) {
+        int *idx = a->top_idx + (size_t)r * k;
+        float *w = a->top_w + (size_t)r * k;
+        top_k(a->rprobs + (size_t)r * E, E, k, idx, w);
+        float *mr = a->mask + r * row_len, *xw = a->att;   /* a.att is free until the block runs */
+        for (int j = 0; j < k; j++) {
+            if (w[j] == 0.0f) continue;   /* upstream routes only nonzero gates */
+            const float *we = b->re_w + (size_t)idx[j] * D * D, *be = b->re_b + (size_t)idx[j] * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, D, 1.0f, a->x + r * row_len, D, we, D,
+                        0.0f, xw, D);
+            #pragma omp parallel for num_threads(me_threads()) if (row_len >= PAR_MIN)
+            for (int tok = 0; tok < T; tok++)
+                for (int d = 0; d < D; d++) mr[(size_t)tok * D + d] += w[j] * (xw[(size_t)tok * D + d] + be[d]);
+        }
+        if (m->trace) trace_route(m, l, r, -1, k, idx, w, E, a->rprobs + (size_t)r * E);
+    }
+    size_t len = (size_t)n * row_len;
+    #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
+    for (size_t i = 0; i < len; i++) a->mask[i] += 1.0f;
+}

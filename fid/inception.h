@@ -1,0 +1,43 @@
+/* inception.h — the FID Inception network of pytorch-fid (InceptionV3 with
+   FIDInceptionA/C/E_1/E_2, the TensorFlow 2015-12-05 graph), in float32.
+
+     me_inception *net;
+     if (me_inception_load("pt_inception-2015-12-05-6726825d.pth", &net)) ...
+     me_inception_forward_u8(net, n, 64, 64, 3, pixels, feats, logits);
+     me_inception_free(net);
+
+   Images are resized to 299×299 (bilinear, align_corners=False) from
+   [0, 1], scaled to [-1, 1], run through Conv2d_1a_3x3 … Mixed_7c and
+   averaged into 2048 pool3 features; logits are fc(features), 1008 classes.
+   Every BatchNorm (eps 1e-3) is folded into its convolution at load, so the
+   network holds its own float32 copy of the weights (~95 MB) and the
+   registry may be freed afterwards. Working buffers are allocated at load;
+   a network is used by one thread at a time (its kernels use all cores). */
+#ifndef MOEDIT_INCEPTION_H
+#define MOEDIT_INCEPTION_H
+
+#include <stdint.h>
+#include "weights/tensors.h"
+
+#define ME_INCEPTION_DIM 2048
+#define ME_INCEPTION_CLASSES 1008
+#define ME_INCEPTION_SIZE 299
+
+typedef struct me_inception me_inception;
+
+/* Any file me_tensors_open reads, with pt_inception's key names
+   (Conv2d_1a_3x3.conv.weight, Conv2d_1a_3x3.bn.running_mean, …, fc.weight). */
+int me_inception_load(const char *path, me_inception **out);
+/* The same from a registry the caller keeps ownership of. */
+int me_inception_from_tensors(me_tensors *ts, me_inception **out);
+void me_inception_free(me_inception *net);
+
+/* n images, uint8 HWC [n, h, w, c] with c = 1 (replicated to RGB) or 3.
+   features [n, 2048]; logits [n, 1008] or NULL. */
+int me_inception_forward_u8(me_inception *net, int n, int h, int w, int c, const uint8_t *hwc,
+                            float *features, float *logits);
+/* n images, float NCHW [n, 3, h, w] in [0, 1]. */
+int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
+                             float *features, float *logits);
+
+#endif

@@ -1,0 +1,144 @@
+/* moedit decode end to end: output against PyTorch, PNG output, and bad
+   input → exit 2 with one line and nothing left in the output folder. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "moedit.h"
+#include "weights/npy.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/moedit-decode-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Runs moedit decode with args; returns the exit status, stderr in err. */
+static int run(const char *args, char *err, size_t errsize)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s decode %s 2>%s/stderr", MOEDIT_BIN, args, dir);
+    int st = system(cmd);
+    char path[128];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(err, 1, errsize - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    remove(path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int files_in_dir(void)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+#define SMALL FIXTURES "/vae/small"
+#define LATENT FIXTURES "/vae/small_latent.npy"
+
+Test(decode, npy_matches_torch, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/out.npy --threads 2", SMALL, LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    char path[128];
+    snprintf(path, sizeof path, "%s/out.npy", dir);
+    me_array got, want;
+    cr_assert_eq(me_npy_read(path, &got), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npy_read(FIXTURES "/vae/small_expected.npy", &want), MOEDIT_OK);
+    cr_assert_eq(got.dtype, ME_F32);
+    cr_assert_eq(got.numel, want.numel);
+    cr_assert_eq(memcmp(got.shape, want.shape, sizeof got.shape[0] * 4), 0);
+    const float *g = got.data, *w = want.data;
+    double maxref = 0, maxerr = 0;
+    for (int64_t i = 0; i < got.numel; i++) {
+        maxref = fmax(maxref, fabs(w[i]));
+        maxerr = fmax(maxerr, fabs(g[i] - w[i]));
+    }
+    cr_assert(maxerr <= 1e-3 * maxref, "max error %g, max |ref| %g", maxerr, maxref);
+    me_array_free(&got);
+    me_array_free(&want);
+}
+
+Test(decode, png_grid, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/grid.png --scaling-factor 0.5 --cols 1", SMALL,
+             LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    char path[128];
+    snprintf(path, sizeof path, "%s/grid.png", dir);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    uint8_t head[26];
+    cr_assert_eq(fread(head, 1, sizeof head, f), sizeof head);
+    fclose(f);
+    cr_assert_eq(memcmp(head, "\x89PNG\r\n\x1a\n", 8), 0);
+    int w = head[16] << 24 | head[17] << 16 | head[18] << 8 | head[19];
+    int h = head[20] << 24 | head[21] << 16 | head[22] << 8 | head[23];
+    cr_assert_eq(w, 20 + 4);            /* one column of 20-pixel tiles, 2-pixel padding */
+    cr_assert_eq(h, 2 * 24 + 3 * 2);
+    cr_assert_eq(head[25], 0, "grayscale model → grayscale PNG");
+    cr_assert_eq(files_in_dir(), 1);
+}
+
+static void expect_input_error(const char *args, const char *mention)
+{
+    char err[512];
+    cr_assert_eq(run(args, err, sizeof err), 2, "args: %s\nstderr: %s", args, err);
+    cr_assert_not_null(strstr(err, mention), "stderr '%s' does not mention '%s'", err, mention);
+    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "more than one line: %s", err);
+    cr_assert_eq(files_in_dir(), 0, "output left behind for: %s", args);
+}
+
+Test(decode, bad_input_exit_2, .init = setup, .fini = teardown)
+{
+    char args[1024], path[128];
+    snprintf(args, sizeof args, "--vae %s --latent %s/missing.npy --out %s/o.npy", SMALL, dir, dir);
+    expect_input_error(args, "missing.npy");
+
+    snprintf(path, sizeof path, "%s/bad.npy", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("\x93NUMPY\x01\x00garbage", f);
+    fclose(f);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.png", SMALL, path, dir);
+    char err[512];
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    remove(path);
+    cr_assert_eq(files_in_dir(), 0);
+
+    /* Right file, wrong channel count for this VAE (the LDM fixture's latents are fine; 3 channels are not). */
+    cr_assert_eq(me_npy_write(path, ME_F32, 4, (int64_t[]){1, 3, 2, 2}, (float[12]){0}), MOEDIT_OK);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy", SMALL, path, dir);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_assert_not_null(strstr(err, "bad.npy"), "%s", err);
+    remove(path);
+
+    snprintf(args, sizeof args, "--vae %s/no-vae --latent %s --out %s/o.npy", dir, LATENT, dir);
+    expect_input_error(args, "no-vae");
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.jpg", SMALL, LATENT, dir);
+    expect_input_error(args, "o.jpg");
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy --scaling-factor 0", SMALL, LATENT, dir);
+    expect_input_error(args, "--scaling-factor");
+    snprintf(args, sizeof args, "--vae %s --latent %s --out /nonexistent-dir/o.npy", SMALL, LATENT);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    snprintf(args, sizeof args, "--latent %s --out %s/o.npy", LATENT, dir);
+    expect_input_error(args, "--vae");
+}

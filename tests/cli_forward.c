@@ -1,0 +1,132 @@
+/* `moedit forward` end to end: fixture arrays in, the PyTorch output out;
+   bad shapes and dtypes exit 2 with one line naming the file and leave no
+   output behind. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "weights/npy.h"
+
+#define DIR FIXTURES "/dit/"
+
+static int run(const char *args, char *err, size_t errcap)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s 2>/tmp/moedit_cli_forward_%d.err", MOEDIT_BIN, args, (int)getpid());
+    int st = system(cmd);
+    snprintf(cmd, sizeof cmd, "/tmp/moedit_cli_forward_%d.err", (int)getpid());
+    FILE *f = fopen(cmd, "rb");
+    size_t n = f ? fread(err, 1, errcap - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    unlink(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[4][256];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, 256, "/tmp/moedit_cli_forward_%d_%s", (int)getpid(), name);
+    return p;
+}
+
+static void expect_output(const char *out, const char *want_path, double tol)
+{
+    me_array got, want;
+    cr_assert_eq(me_npy_read(out, &got), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npy_read(want_path, &want), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(got.dtype, ME_F32);
+    cr_assert_eq(got.ndim, want.ndim);
+    for (int i = 0; i < got.ndim; i++) cr_assert_eq(got.shape[i], want.shape[i]);
+    const float *g = got.data, *w = want.data;
+    double maxref = 0, maxdiff = 0;
+    for (int64_t i = 0; i < got.numel; i++) {
+        maxref = fmax(maxref, fabs(w[i]));
+        maxdiff = fmax(maxdiff, fabs(g[i] - w[i]));
+    }
+    cr_expect(maxdiff <= tol * maxref, "relative error %g", maxdiff / maxref);
+    me_array_free(&got), me_array_free(&want);
+}
+
+Test(cli_forward, writes_the_torch_output)
+{
+    const char *out = tmp_path("out.npy");
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "moe_top2.pt --heads 2 --x " DIR "moe_top2_x.npy --t " DIR
+             "moe_top2_t.npy --y " DIR "moe_top2_y.npy --out %s --threads 2", out);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    expect_output(out, DIR "moe_top2_out.npy", 1e-4);
+    unlink(out);
+}
+
+Test(cli_forward, int32_labels)
+{
+    me_array y;
+    cr_assert_eq(me_npy_read(DIR "switch_dmoe_y.npy", &y), MOEDIT_OK);
+    int32_t y32[64];
+    cr_assert(y.numel <= 64);
+    for (int64_t i = 0; i < y.numel; i++) y32[i] = (int32_t)((const int64_t *)y.data)[i];
+    const char *yp = tmp_path("y32.npy"), *out = tmp_path("out32.npy");
+    cr_assert_eq(me_npy_write(yp, ME_I32, 1, y.shape, y32), MOEDIT_OK);
+    me_array_free(&y);
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "switch_dmoe.pt --heads 4 --x " DIR "switch_dmoe_x.npy --t " DIR
+             "switch_dmoe_t.npy --y %s --out %s", yp, out);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    expect_output(out, DIR "switch_dmoe_out.npy", 1e-4);
+    unlink(out), unlink(yp);
+}
+
+Test(cli_forward, shape_mismatch_exits_2_without_output)
+{
+    /* dit_x is [N,4,8,8]; a 16×16 latent does not fit the 8×8 model. */
+    static float x[2 * 4 * 16 * 16];
+    const char *xp = tmp_path("x16.npy"), *out = tmp_path("bad.npy");
+    cr_assert_eq(me_npy_write(xp, ME_F32, 4, (int64_t[]){2, 4, 16, 16}, x), MOEDIT_OK);
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads 4 --x %s --t " DIR "dit_t.npy --y " DIR
+             "dit_y.npy --out %s", xp, out);
+    cr_expect_eq(run(args, err, sizeof err), 2);
+    cr_expect_not_null(strstr(err, "x16.npy"), "%s", err);
+    cr_expect_not_null(strstr(err, "[N,4,8,8]"), "%s", err);
+    struct stat st;
+    cr_expect_neq(stat(out, &st), 0, "no output after a failure");
+    unlink(xp);
+
+    /* Row counts must agree: t has 4 rows, x 2. */
+    cr_assert_eq(me_npy_write(xp, ME_F32, 4, (int64_t[]){2, 4, 8, 8}, x), MOEDIT_OK);
+    cr_expect_eq(run(args, err, sizeof err), 2);
+    cr_expect_not_null(strstr(err, "dit_t.npy"), "%s", err);
+    unlink(xp);
+}
+
+Test(cli_forward, float_labels_and_missing_flags_exit_2)
+{
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads 4 --x " DIR "dit_x.npy --t " DIR
+             "dit_t.npy --y " DIR "dit_t.npy --out %s", tmp_path("never.npy"));
+    cr_expect_eq(run(args, err, sizeof err), 2);
+    cr_expect_not_null(strstr(err, "int64 or int32"), "%s", err);
+    cr_expect_eq(run("forward --model " DIR "dit.pt", err, sizeof err), 2);
+    cr_expect_eq(run("forward --model " DIR "dit.pt --x", err, sizeof err), 2);
+}
+
+Test(cli_forward, bench_prints_time_and_gflops)
+{
+    char args[512], err[1024];
+    snprintf(args, sizeof args, "bench --model " DIR "moe_top2.pt --heads 2 --batch 2 --iters 3 > %s",
+             tmp_path("bench.txt"));
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    FILE *f = fopen(tmp_path("bench.txt"), "r");
+    cr_assert_not_null(f);
+    double ms = -1, gf = -1;
+    cr_expect_eq(fscanf(f, "forward_ms: %lf\ngflops: %lf", &ms, &gf), 2);
+    fclose(f);
+    unlink(tmp_path("bench.txt"));
+    cr_expect(ms > 0 && gf > 0, "forward_ms %g gflops %g", ms, gf);
+}

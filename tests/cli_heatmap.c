@@ -1,0 +1,234 @@
+/* `moedit heatmap` end to end, and the tracer on a real model forward
+   checked against the routes of the reference PyTorch gate. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "moedit.h"
+#include "trace/heatmap.h"
+#include "weights/npy.h"
+
+static char dir[256];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/moedit_cli_heatmap_%d", (int)getpid());
+    mkdir(dir, 0777);
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(cli_heatmap, .init = setup, .fini = teardown);
+
+/* Runs moedit with args; stdout and stderr go to files in dir. */
+static int run(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s/stdout' 2>'%s/stderr'", MOEDIT_BIN, args, dir, dir);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    char *buf = calloc(1, 1 << 16);
+    fread(buf, 1, (1 << 16) - 1, f);
+    fclose(f);
+    return buf;
+}
+
+static int exists(const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+static void expect_one_line_error(const char *needle)
+{
+    char *err = slurp("stderr");
+    cr_assert(err && strstr(err, needle), "stderr '%s' lacks '%s'", err ? err : "", needle);
+    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+    free(err);
+}
+
+Test(cli_heatmap, corrupt_trace_exits_2) {
+    char path[600], args[1400];
+    snprintf(path, sizeof path, "%s/bad.trace", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("MOETRACE but not really a trace file, just text long enough to hold a header"
+          "................................................................", f);
+    fclose(f);
+    snprintf(args, sizeof args, "heatmap '%s' --out '%s/out'", path, dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("bad.trace");
+    cr_assert(!exists("out/step_counts.csv"), "no output for a bad trace");
+}
+
+Test(cli_heatmap, usage_errors_exit_2) {
+    char args[1400];
+    snprintf(args, sizeof args, "heatmap '%s/missing.trace' --out '%s/out'", dir, dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("missing.trace");
+    snprintf(args, sizeof args, "heatmap '%s/missing.trace'", dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("--out");
+    cr_assert_eq(run("heatmap --out x --bogus"), 2);
+    cr_assert_eq(run("heatmap --help"), 0);
+}
+
+Test(cli_heatmap, writes_tables_summary_and_figures) {
+    moedit_config c = {0};
+    c.family = MOEDIT_FAMILY_DIT_MOE;
+    c.depth = 2;
+    c.input_size = 8;
+    c.patch = 2;
+    c.num_classes = 4;
+    c.num_experts = 4;
+    c.top_k = 2;
+    char path[600], args[1400];
+    snprintf(path, sizeof path, "%s/run.trace", dir);
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, path, &c), MOEDIT_OK);
+    me_trace_set_info(tr, "ddpm", 3, 1.5f);
+    for (int s = 0; s < 3; s++)
+        for (int l = 0; l < 2; l++)
+            for (int row = 0; row < 2; row++)
+                for (int tok = 0; tok < 16; tok++) {
+                    int e[2] = {(tok + s) % 4, (tok + s + 1 + l) % 4};
+                    float w[2] = {0.5f, 0.25f};
+                    moedit_route r = {.layer = l, .step = s, .row = row, .token = tok, .timestep = 900.0f - 300 * s,
+                                      .label = row ? 4 : 2, .is_null = row, .k = 2, .experts = e, .weights = w};
+                    me_trace_route(tr, &r);
+                }
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+    snprintf(args, sizeof args, "heatmap '%s' --out '%s/out' --cond-only", path, dir);
+    cr_assert_eq(run(args), 0);
+    const char *files[] = {"out/step_counts.csv", "out/position_counts.csv", "out/class_counts.csv",
+                           "out/step_entropy.csv", "out/summary.txt", "out/layer_00.png",
+                           "out/layer_01.png", "out/overview.png"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) cr_assert(exists(files[i]), "%s missing", files[i]);
+    char *out = slurp("stdout");
+    cr_assert(out && strstr(out, "early vs late"), "%s", out);
+    cr_assert(strstr(out, "conditional rows only"), "%s", out);
+    free(out);
+    char *csv = slurp("out/class_counts.csv");
+    /* Only the conditional row (class 2) counts. Each (step, token) picks experts
+       a and a + 1 + layer (mod 4), a = (token + step) mod 4, which runs through
+       every expert 4 times per step: 8 picks per expert and step, 24 in all. */
+    cr_assert(strstr(csv, "\n0,2,0,24\n0,2,1,24\n0,2,2,24\n0,2,3,24\n"), "%s", csv);
+    cr_assert_null(strstr(csv, "\n0,4,"), "null class skipped");
+    free(csv);
+}
+
+/* ---- integration with the model (fixtures from tools of the dit-ref work) ---- */
+
+static int64_t *read_i64(const char *variant, const char *suffix, me_array *a)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/dit/%s_%s.npy", FIXTURES, variant, suffix);
+    cr_assert_eq(me_npy_read(p, a), MOEDIT_OK, "%s", moedit_last_error());
+    int64_t *v = malloc((size_t)a->numel * sizeof *v);
+    me_array_to_i64(a, v);
+    return v;
+}
+
+static float *read_f32(const char *variant, const char *suffix, me_array *a)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/dit/%s_%s.npy", FIXTURES, variant, suffix);
+    cr_assert_eq(me_npy_read(p, a), MOEDIT_OK, "%s", moedit_last_error());
+    float *v = malloc((size_t)a->numel * sizeof *v);
+    me_array_to_f32(a, v);
+    return v;
+}
+
+/* Runs one forward of fixture `variant` with the tracer on, and checks every
+   traced choice (as a set: ties in order do not matter) and the step counts
+   against the reference routes: [depth, N, T, k] for DiT-MoE, [depth, N, k]
+   for Switch-DiT (whose gate probabilities are checked too). */
+static void check_routes(const char *variant, int heads)
+{
+    char model_path[600];
+    snprintf(model_path, sizeof model_path, "%s/dit/%s.pt", FIXTURES, variant);
+    if (access(model_path, F_OK) != 0) cr_skip_test("fixture %s not generated yet", model_path);
+    moedit_model *m;
+    moedit_load_options opt = {.heads = heads, .top_k = 2};   /* as in the fixture's .json */
+    cr_assert_eq(moedit_model_load(model_path, &opt, &m), MOEDIT_OK, "%s", moedit_last_error());
+    const moedit_config *cfg = moedit_model_config(m);
+    int per_row = cfg->family == MOEDIT_FAMILY_SWITCH_DIT;
+    me_array ax, at, ay, ar, ap = {0};
+    float *x = read_f32(variant, "x", &ax), *t = read_f32(variant, "t", &at);
+    float *probs = per_row ? read_f32(variant, "gate_probs", &ap) : NULL;
+    int64_t *y = read_i64(variant, "y", &ay), *routes = read_i64(variant, "routes", &ar);
+    int n = (int)ax.shape[0], depth = cfg->depth, k = cfg->top_k, E = cfg->num_experts;
+    int T = per_row ? 1 : (cfg->input_size / cfg->patch) * (cfg->input_size / cfg->patch);
+    cr_assert_eq(ar.ndim, per_row ? 3 : 4);
+    cr_assert(ar.shape[0] == depth && ar.shape[1] == n && ar.shape[ar.ndim - 1] == k && (per_row || ar.shape[2] == T),
+              "routes shape");
+
+    char path[600];
+    snprintf(path, sizeof path, "%s/forward.trace", dir);
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, path, cfg), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_set_info(tr, "forward", 1, 1.0f);
+    moedit_model_set_step(m, 0, -1);
+    moedit_model_set_tracer(m, me_trace_route, tr);
+    float *out = malloc((size_t)n * cfg->out_channels * cfg->input_size * cfg->input_size * sizeof *out);
+    cr_assert_eq(moedit_model_forward(m, n, x, t, y, out), MOEDIT_OK, "%s", moedit_last_error());
+    moedit_model_set_tracer(m, NULL, NULL);
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+
+    me_trace_reader *rd;
+    cr_assert_eq(me_trace_read_open(&rd, path), MOEDIT_OK, "%s", moedit_last_error());
+    const me_trace_info *in = me_trace_reader_info(rd);
+    cr_assert_eq(in->count, (uint64_t)depth * n * T, "one record per layer, row and token");
+    cr_assert_eq(in->num_probs, per_row ? E : 0);
+    me_trace_record *rec = malloc(sizeof *rec);
+    for (uint64_t i = 0; i < in->count; i++) {
+        cr_assert_eq(me_trace_read(rd, i, rec), MOEDIT_OK, "%s", moedit_last_error());
+        cr_assert_eq(rec->token, per_row ? -1 : rec->token);
+        int tok = per_row ? 0 : rec->token;
+        const int64_t *ref = routes + (((size_t)rec->layer * n + rec->row) * T + tok) * k;
+        cr_assert_eq(rec->label, (int)y[rec->row]);
+        cr_assert_eq(rec->timestep, t[rec->row]);
+        for (int j = 0; j < k; j++) {
+            int found = 0;
+            for (int q = 0; q < k; q++) found |= rec->experts[j] == ref[q];
+            cr_assert(found, "layer %d row %d token %d: expert %d not among the reference's", rec->layer,
+                      rec->row, rec->token, rec->experts[j]);
+        }
+        for (int e = 0; per_row && e < E; e++)
+            cr_assert_float_eq(rec->probs[e], probs[((size_t)rec->layer * n + rec->row) * E + e], 1e-5);
+    }
+    free(rec);
+    me_trace_counts c;
+    cr_assert_eq(me_trace_count(&c, rd, 0), MOEDIT_OK, "%s", moedit_last_error());
+    for (int l = 0; l < depth; l++)
+        for (int e = 0; e < E; e++) {
+            uint64_t want = 0;
+            for (size_t i = 0; i < (size_t)n * T * k; i++) want += routes[(size_t)l * n * T * k + i] == e;
+            cr_assert_eq(c.step_counts[(size_t)l * E + e], want, "layer %d expert %d", l, e);
+        }
+    me_trace_counts_free(&c);
+    me_trace_read_close(rd);
+    free(x); free(t); free(y); free(routes); free(out); free(probs);
+    me_array_free(&ax); me_array_free(&at); me_array_free(&ay); me_array_free(&ar);
+    if (per_row) me_array_free(&ap);
+    moedit_model_free(m);
+}
+
+Test(cli_heatmap, dit_moe_routes_match_reference_gate) { check_routes("moe_top2", 2); }
+Test(cli_heatmap, switch_dit_routes_match_reference_gate) { check_routes("switch_dmoe", 3); }

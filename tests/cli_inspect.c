@@ -1,0 +1,362 @@
+/* moedit inspect / convert, run as a separate process: JSON output on the
+   fixtures (tiny models from tools/make_safetensors_fixtures.py, torch
+   checkpoints from tools/make_weights_fixtures.py), and hostile files, which
+   must give exit status 2 (not a signal) and one stderr line naming the file. */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "weights/formats.h"
+
+#define ST FIXTURES "/safetensors/"
+
+static char tmp[64];
+static char out_text[1 << 16], err_text[4096];
+
+static void setup(void)
+{
+    strcpy(tmp, "/tmp/moedit_cli_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(inspect, .init = setup, .fini = teardown);
+
+static void slurp(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* Runs MOEDIT_BIN with args (NULL-terminated); returns the exit status,
+   failing the test if the process died from a signal. */
+static int run(const char *const *args)
+{
+    char out_path[128], err_path[128];
+    snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)MOEDIT_BIN;
+    for (; args[n - 1] && n < 31; n++) argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(MOEDIT_BIN, argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status), "moedit %s died from signal %d", args[0], WTERMSIG(status));
+    slurp(out_path, out_text, sizeof out_text);
+    slurp(err_path, err_text, sizeof err_text);
+    unlink(out_path);
+    unlink(err_path);
+    return WEXITSTATUS(status);
+}
+
+static cJSON *inspect_json(const char *path, const char *flag, const char *value)
+{
+    const char *args[] = {"inspect", "--json", path, flag, value, NULL};
+    int rc = run(args);
+    cr_assert_eq(rc, 0, "inspect %s: exit %d: %s", path, rc, err_text);
+    cr_assert_str_empty(err_text);
+    cJSON *j = cJSON_Parse(out_text);
+    cr_assert_not_null(j, "not JSON: %s", out_text);
+    return j;
+}
+
+static double num(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsNumber(v), "%s is not a number", key);
+    return v->valuedouble;
+}
+
+static const char *str(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsString(v), "%s is not a string", key);
+    return v->valuestring;
+}
+
+static void check_tiny_dit(const cJSON *j)
+{
+    cr_assert_str_eq(str(j, "family"), "dit");
+    cr_assert_eq(num(j, "params"), 51680);   /* printed by the fixture script */
+    cr_assert_eq(num(j, "tensors"), 32);
+    cr_assert_eq(num(j, "depth"), 2);
+    cr_assert_eq(num(j, "hidden"), 32);
+    cr_assert_eq(num(j, "patch"), 2);
+    cr_assert_eq(num(j, "input_size"), 8);
+    cr_assert_eq(num(j, "in_channels"), 4);
+    cr_assert_eq(num(j, "out_channels"), 8);
+    cr_assert_eq(num(j, "num_classes"), 10);
+    cr_assert_eq(num(j, "num_experts"), 0);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "learn_sigma")));
+    cr_assert_str_eq(str(j, "attention"), "timm");
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "routing")));
+}
+
+Test(inspect, json_dit_safetensors)
+{
+    cJSON *j = inspect_json(ST "tiny_dit.safetensors", "--heads", "4");
+    check_tiny_dit(j);
+    cr_assert_eq(num(j, "heads"), 4);
+    cr_assert_eq(num(cJSON_GetObjectItem(j, "dtypes"), "F32"), 32);
+    cJSON_Delete(j);
+}
+
+Test(inspect, json_dit_torch_zip)
+{
+    cJSON *j = inspect_json(ST "tiny_dit.pt", NULL, NULL);
+    check_tiny_dit(j);
+    cJSON_Delete(j);
+}
+
+Test(inspect, json_dit_moe_f16)
+{
+    cJSON *j = inspect_json(ST "tiny_moe.safetensors", "--top-k", "3");
+    cr_assert_str_eq(str(j, "family"), "dit-moe");
+    cr_assert_eq(num(j, "params"), 79840);
+    cr_assert_eq(num(j, "tensors"), 34);
+    cr_assert_eq(num(j, "num_experts"), 4);
+    cr_assert_eq(num(j, "top_k"), 3);
+    cr_assert_eq(num(j, "depth"), 1);
+    cr_assert_eq(num(cJSON_GetObjectItem(j, "dtypes"), "F16"), 34);
+    cJSON_Delete(j);
+}
+
+Test(inspect, json_vae_folder)
+{
+    cJSON *j = inspect_json(ST "diffusers_vae", NULL, NULL);
+    cr_assert_str_eq(str(j, "family"), "vae");
+    cr_assert_eq(num(j, "latent_channels"), 4);
+    cr_assert_eq(num(j, "out_channels"), 3);
+    cr_assert_eq(num(j, "upscale"), 2);
+    cr_assert_float_eq(num(j, "scaling_factor"), 0.18215, 1e-9);
+    const cJSON *b = cJSON_GetObjectItem(j, "block_out_channels");
+    cr_assert_eq(cJSON_GetArraySize(b), 2);
+    cr_assert_eq(cJSON_GetArrayItem(b, 0)->valueint, 8);
+    cr_assert_eq(cJSON_GetArrayItem(b, 1)->valueint, 16);
+    cJSON_Delete(j);
+}
+
+Test(inspect, json_ldm_vae_under_prefix)
+{
+    /* original LDM names inside a whole-model checkpoint: up.0 is the top
+       (widest image, fewest channels), unlike diffusers' up_blocks.0 */
+    static const float zeros[8 * 8 * 9];
+    static const struct { const char *name; int64_t shape[4]; } t[] = {
+        {"first_stage_model.decoder.conv_in.weight", {8, 4, 3, 3}},
+        {"first_stage_model.decoder.up.0.block.0.conv1.weight", {2, 4, 3, 3}},
+        {"first_stage_model.decoder.up.0.block.2.conv1.weight", {2, 2, 3, 3}},
+        {"first_stage_model.decoder.up.1.block.0.conv1.weight", {4, 8, 3, 3}},
+        {"first_stage_model.decoder.up.2.block.0.conv1.weight", {8, 8, 3, 3}},
+        {"first_stage_model.decoder.conv_out.weight", {1, 2, 3, 3}},
+        {"model.diffusion_model.out.2.weight", {4, 8, 3, 3}},
+    };
+    me_tensors *ts = me_tensors_new("mem");
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        cr_assert_eq(me_tensors_add(ts, t[i].name, ME_F32, 4, t[i].shape, zeros), MOEDIT_OK);
+    char path[160];
+    snprintf(path, sizeof path, "%s/ldm.safetensors", tmp);
+    cr_assert_eq(me_write_safetensors(ts, path, ME_F16), MOEDIT_OK, "%s", moedit_last_error());
+    me_tensors_free(ts);
+
+    cJSON *j = inspect_json(path, NULL, NULL);
+    cr_assert_str_eq(str(j, "family"), "vae");
+    cr_assert_str_eq(str(j, "naming"), "ldm");
+    cr_assert_str_eq(str(j, "prefix"), "first_stage_model.");
+    cr_assert_eq(num(j, "latent_channels"), 4);
+    cr_assert_eq(num(j, "out_channels"), 1);
+    cr_assert_eq(num(j, "layers_per_block"), 2);
+    cr_assert_eq(num(j, "upscale"), 4);
+    const cJSON *b = cJSON_GetObjectItem(j, "block_out_channels");
+    cr_assert_eq(cJSON_GetArraySize(b), 3);
+    cr_assert(cJSON_GetArrayItem(b, 0)->valueint == 2 && cJSON_GetArrayItem(b, 2)->valueint == 8);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "scaling_factor")));
+    cJSON_Delete(j);
+}
+
+Test(inspect, json_unknown_torch_checkpoint)
+{
+    /* tests/fixtures/weights/plain.pt: a two-layer state_dict, no DiT */
+    cJSON *j = inspect_json(FIXTURES "/weights/plain.pt", NULL, NULL);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "family")));
+    cr_assert_eq(num(j, "tensors"), 4);
+    cr_assert_eq(num(j, "params"), 12);
+    cr_assert_not_null(strstr(str(j, "detect_error"), "x_embedder"));
+    cJSON_Delete(j);
+}
+
+Test(inspect, human_output)
+{
+    const char *args[] = {"inspect", ST "tiny_moe.safetensors", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, "family       dit-moe"), "%s", out_text);
+    cr_assert_not_null(strstr(out_text, "parameters   79,840 (79.8K)"), "%s", out_text);
+    const char *line = strstr(out_text, "  blocks.0.moe.experts.3.down_proj.weight ");
+    cr_assert_not_null(line, "%s", out_text);
+    char row[160];
+    snprintf(row, sizeof row, "%.*s", (int)strcspn(line, "\n"), line);
+    cr_assert(strstr(row, " F16 ") && strstr(row, " [32,128]"), "%s", row);
+    const char *train[] = {"inspect", FIXTURES "/weights/train.pt", NULL};
+    cr_assert_eq(run(train), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, "family       unknown"), "%s", out_text);
+}
+
+/* ---- hostile files and usage errors -------------------------------------- */
+
+static void expect_one_line_error(const char *const *args, const char *names)
+{
+    int rc = run(args);
+    cr_assert_eq(rc, 2, "moedit %s %s: exit %d (want 2): %s", args[0], args[1], rc, err_text);
+    size_t n = strlen(err_text);
+    cr_assert(n > 1 && err_text[n - 1] == '\n' && !memchr(err_text, '\n', n - 1),
+              "stderr is not one line: '%s'", err_text);
+    if (names) cr_assert_not_null(strstr(err_text, names), "'%s' does not name %s", err_text, names);
+}
+
+static const char *write_bad(const char *name, const void *bytes, size_t n)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    FILE *f = fopen(path, "wb");
+    fwrite(bytes, 1, n, f);
+    fclose(f);
+    return path;
+}
+
+static const char *bad_header(const char *name, const char *hdr, size_t body)
+{
+    uint8_t buf[512] = {0};
+    size_t h = strlen(hdr);
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
+    memcpy(buf + 8, hdr, h);
+    return write_bad(name, buf, 8 + h + body);
+}
+
+Test(inspect, hostile_files)
+{
+    const char *files[] = {
+        write_bad("empty.safetensors", "", 0),
+        write_bad("trunc.safetensors", "\x40\0\0\0", 4),
+        write_bad("past_eof.safetensors", "\x40\0\0\0\0\0\0\0{}", 10),
+        write_bad("huge.safetensors", "\0\0\0\0\0\0\0\x80{}", 10),
+        write_bad("garbage.pt", "PK\x03\x04garbage", 11),
+        write_bad("random.bin", "\x13\x37\x00\xff", 4),
+        bad_header("json.safetensors", "{\"a\":{", 0),
+        bad_header("utf8.safetensors", "{\"\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4),
+        bad_header("newline.safetensors", "{\"a\\nb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4),
+        bad_header("dtype.safetensors", "{\"w\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4),
+        bad_header("shape.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,4]}}", 4),
+        bad_header("offsets.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}", 4),
+    };
+    char out[160];
+    snprintf(out, sizeof out, "%s/out.safetensors", tmp);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s", files[i]);
+        const char *inspect[] = {"inspect", path, NULL};
+        expect_one_line_error(inspect, path);
+        const char *json[] = {"inspect", "--json", path, NULL};
+        expect_one_line_error(json, path);
+        cr_assert_str_empty(out_text, "partial output: %s", out_text);
+        const char *convert[] = {"convert", path, "--out", out, NULL};
+        expect_one_line_error(convert, path);
+        cr_assert_eq(access(out, F_OK), -1, "convert left %s behind", out);
+    }
+    const char *missing[] = {"inspect", "/no/such/file.pt", NULL};
+    expect_one_line_error(missing, "/no/such/file.pt");
+    const char *folder[] = {"inspect", tmp, NULL};   /* a folder without config.json */
+    expect_one_line_error(folder, tmp);
+}
+
+Test(inspect, usage_errors)
+{
+    const char *none[] = {"inspect", NULL};
+    expect_one_line_error(none, NULL);
+    const char *flag[] = {"inspect", ST "tiny_dit.pt", "--frobnicate", NULL};
+    expect_one_line_error(flag, "--frobnicate");
+    const char *heads[] = {"inspect", ST "tiny_dit.pt", "--heads", "many", NULL};
+    expect_one_line_error(heads, "--heads");
+    const char *no_out[] = {"convert", ST "tiny_dit.pt", NULL};
+    expect_one_line_error(no_out, "--out");
+    const char *dtype[] = {"convert", ST "tiny_dit.pt", "--out", "/tmp/x.safetensors", "--dtype", "f8", NULL};
+    expect_one_line_error(dtype, "f8");
+}
+
+/* ---- convert ------------------------------------------------------------ */
+
+Test(inspect, convert_torch_to_f16_safetensors)
+{
+    char out[160];
+    snprintf(out, sizeof out, "%s/tiny.safetensors", tmp);
+    const char *args[] = {"convert", ST "tiny_dit.pt", "--out", out, "--dtype", "f16", "--heads", "4", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+
+    me_tensors *conv, *ref;
+    cr_assert_eq(me_read_safetensors(out, &conv), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_read_safetensors(ST "tiny_dit.safetensors", &ref), MOEDIT_OK);
+    cr_assert_eq(me_tensors_count(conv), 32);
+    cr_assert_str_eq(me_tensors_meta(conv, "format"), "moedit");
+    cr_assert_str_eq(me_tensors_meta(conv, "family"), "dit");
+    cr_assert_str_eq(me_tensors_meta(conv, "heads"), "4");
+    cr_assert_str_eq(me_tensors_meta(conv, "top_k"), "2");
+    cr_assert_str_eq(me_tensors_meta(conv, "depth"), "2");
+    cr_assert_str_eq(me_tensors_meta(conv, "input_size"), "8");
+    cr_assert_str_eq(me_tensors_meta(conv, "learn_sigma"), "true");
+    cr_assert_str_eq(me_tensors_meta(conv, "attention"), "timm");
+    cr_assert_str_eq(me_tensors_meta(conv, "routing"), "none");
+    /* every tensor is the f16 rounding of the same state_dict's f32 values */
+    for (int i = 0; i < me_tensors_count(ref); i++) {
+        const me_tensor *r = me_tensors_at(ref, i), *c = me_tensors_find(conv, r->name);
+        cr_assert_not_null(c, "%s missing", r->name);
+        cr_assert_eq(c->dtype, ME_F16);
+        cr_assert_eq(c->numel, r->numel);
+        for (int64_t k = 0; k < r->numel; k++) {
+            float v;
+            uint16_t h;
+            memcpy(&v, (const uint8_t *)r->data + 4 * k, 4);
+            memcpy(&h, (const uint8_t *)c->data + 2 * k, 2);
+            cr_assert_eq(h, me_f32_to_f16(v), "%s[%lld]", r->name, (long long)k);
+        }
+    }
+    me_tensors_free(ref);
+    me_tensors_free(conv);
+
+    /* the recorded heads are honoured without --heads */
+    cJSON *j = inspect_json(out, NULL, NULL);
+    cr_assert_eq(num(j, "heads"), 4);
+    cr_assert_eq(num(cJSON_GetObjectItem(j, "dtypes"), "F16"), 32);
+    cJSON_Delete(j);
+}
+
+Test(inspect, convert_refuses_hints_for_unknown_model)
+{
+    char out[160];
+    snprintf(out, sizeof out, "%s/x.safetensors", tmp);
+    const char *args[] = {"convert", ST "mixed.safetensors", "--out", out, "--heads", "2", NULL};
+    expect_one_line_error(args, "mixed.safetensors");
+    cr_assert_eq(access(out, F_OK), -1);
+    const char *nodir[] = {"convert", ST "tiny_dit.pt", "--out", "/no/such/dir/x.safetensors", NULL};
+    expect_one_line_error(nodir, "/no/such/dir/x.safetensors");
+}

@@ -1,0 +1,214 @@
+/* moedit sample as a separate process on tiny DiT-MoE and Switch-DiT models
+   (copies of tests/fixtures/dit/ checkpoints), against
+   tools/sampler_reference.py runs of the PyTorch reference models (DDIM 10
+   steps cfg 4 and rectified flow 8 steps cfg 2 from noise files, DDPM 12
+   steps cfg 1.5 with torch's RNG, Switch-DiT with its cosine/all-channel
+   defaults), and its usage errors: exit status 2, one line on stderr, no
+   output file left behind. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "weights/npy.h"
+
+#define SAM FIXTURES "/sampler/"
+
+static char tmp[64], out_path[128], err_text[8192];
+
+static void setup(void)
+{
+    strcpy(tmp, "/tmp/moedit_sample_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+    snprintf(out_path, sizeof out_path, "%s/z.npy", tmp);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(sample, .init = setup, .fini = teardown);
+
+/* Runs MOEDIT_BIN sample with args (NULL-terminated); the exit status. */
+static int run(const char *const *args)
+{
+    char err_path[128];
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
+    char *argv[48];
+    int n = 0;
+    argv[n++] = (char *)MOEDIT_BIN;
+    argv[n++] = "sample";
+    for (int i = 0; args[i] && n < 47; i++) argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(e, 2);
+        execv(MOEDIT_BIN, argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status), "moedit sample died from a signal");
+    FILE *f = fopen(err_path, "rb");
+    size_t len = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
+    err_text[len] = 0;
+    if (f) fclose(f);
+    return WEXITSTATUS(status);
+}
+
+static void assert_matches(const char *path, const char *ref)
+{
+    me_array a, b;
+    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npy_read(ref, &b), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(a.numel, b.numel);
+    cr_assert_eq(a.ndim, 4);
+    const float *x = a.data, *y = b.data;
+    float scale = 0, err = 0;
+    for (int64_t i = 0; i < b.numel; i++) scale = fmaxf(scale, fabsf(y[i]));
+    for (int64_t i = 0; i < b.numel; i++) err = fmaxf(err, fabsf(x[i] - y[i]));
+    cr_assert(err <= 1e-3f * scale, "%s: max error %g of max %g", ref, err, scale);
+    cr_log_info("%s: max abs error %g, relative to max %g", ref, err, err / scale);
+    me_array_free(&a);
+    me_array_free(&b);
+}
+
+Test(sample, ddim_moe_matches_reference)
+{
+    const char *args[] = {"--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--latents-out", out_path,
+                          "--sampler", "ddim", "--steps", "10", "--cfg", "4", "--class", "1,7",
+                          "--noise", SAM "moe_ddim10_cfg4_noise.npy", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    assert_matches(out_path, SAM "moe_ddim10_cfg4.npy");
+}
+
+Test(sample, ddpm_moe_torch_rng_matches_reference)
+{
+    const char *args[] = {"--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--latents-out", out_path,
+                          "--sampler", "ddpm", "--steps", "12", "--cfg", "1.5", "--seed", "1234",
+                          "--rng", "torch", "--class", "1,7", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--seed 1234"), "the run is not printed for repeating:\n%s", err_text);
+    assert_matches(out_path, SAM "moe_ddpm12_cfg15.npy");
+}
+
+Test(sample, flow_qknorm_matches_reference)
+{
+    const char *args[] = {"--model", SAM "model_moe_qknorm.pt", "--heads", "2", "--no-vae", "--latents-out", out_path,
+                          "--sampler", "flow", "--steps", "8", "--cfg", "2", "--class", "1,7",
+                          "--noise", SAM "qknorm_flow8_cfg2_noise.npy", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    assert_matches(out_path, SAM "qknorm_flow8_cfg2.npy");
+}
+
+/* no --schedule / --cfg-channels: Switch-DiT's defaults (cosine, all channels) */
+Test(sample, switch_dit_defaults_match_reference)
+{
+    const char *args[] = {"--model", SAM "model_switch_dmoe.pt", "--heads", "3", "--no-vae", "--latents-out",
+                          out_path, "--steps", "10", "--cfg", "1.5", "--seed", "7", "--class", "1,7", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--cfg-channels all"), "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--schedule cosine"), "%s", err_text);
+    assert_matches(out_path, SAM "switch_ddpm10_cfg15.npy");
+}
+
+/* a defaults.json beside the checkpoint fills the flags left out */
+Test(sample, defaults_json)
+{
+    char model[128], cmd[512], json[128];
+    snprintf(model, sizeof model, "%s/model.pt", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(json, sizeof json, "%s/defaults.json", tmp);
+    FILE *f = fopen(json, "w");
+    fputs("{\"sampler\": \"ddim\", \"steps\": 10, \"cfg\": 4, \"cfg_channels\": 3, \"heads\": 2, "
+          "\"schedule\": \"linear\", \"top_k\": 2, \"vae\": \"vae\"}\n", f);
+    fclose(f);
+    const char *args[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
+                          "--noise", SAM "moe_ddim10_cfg4_noise.npy", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    assert_matches(out_path, SAM "moe_ddim10_cfg4.npy");
+}
+
+static void assert_usage_error(const char *const *args, const char *needle)
+{
+    cr_assert_eq(run(args), 2, "expected exit 2:\n%s", err_text);
+    cr_assert_not_null(strstr(err_text, needle), "stderr lacks '%s':\n%s", needle, err_text);
+    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "not one line:\n%s", err_text);
+    struct stat st;
+    cr_assert_neq(stat(out_path, &st), 0, "output file left behind");
+}
+
+Test(sample, usage_errors)
+{
+#define BASE "--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--latents-out", out_path
+    assert_usage_error((const char *[]){BASE, "--steps", "ddimx", NULL}, "steps");
+    assert_usage_error((const char *[]){BASE, "--steps", "2000", NULL}, "steps");
+    assert_usage_error((const char *[]){BASE, "--sampler", "flow", "--steps", "10,10", NULL}, "steps");
+    assert_usage_error((const char *[]){BASE, "--cfg", "0.5", NULL}, "--cfg");
+    assert_usage_error((const char *[]){BASE, "--cfg", "x", NULL}, "--cfg");
+    assert_usage_error((const char *[]){BASE, "--cfg-channels", "some", NULL}, "--cfg-channels");
+    assert_usage_error((const char *[]){BASE, "--sampler", "euler", NULL}, "--sampler");
+    assert_usage_error((const char *[]){BASE, "--schedule", "quad", NULL}, "--schedule");
+    assert_usage_error((const char *[]){BASE, "--rng", "cuda", NULL}, "--rng");
+    assert_usage_error((const char *[]){BASE, "--seed", "-1", NULL}, "--seed");
+    assert_usage_error((const char *[]){BASE, "--class", "1,99", NULL}, "--class");
+    assert_usage_error((const char *[]){BASE, "--class", "1,,2", NULL}, "--class");
+    assert_usage_error((const char *[]){BASE, "--class", "1,2", "--noise", SAM "moe_ddim10_cfg4.npy", "--class", "1,2,3", NULL}, "--noise");
+    assert_usage_error((const char *[]){BASE, "--noise", SAM "missing.npy", NULL}, "missing.npy");
+    assert_usage_error((const char *[]){BASE, "--eta", "0.5", NULL}, "--eta");
+    assert_usage_error((const char *[]){BASE, "--bogus", NULL}, "--bogus");
+    assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--out", "x.png", NULL}, "--no-vae");
+    assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--out", "x.png", NULL}, "VAE");
+    assert_usage_error((const char *[]){"--model", SAM "nothing.pt", "--no-vae", "--latents-out", out_path, NULL}, "nothing.pt");
+#undef BASE
+}
+
+/* decoding through the (tiny) VAE fixture into a grid and per-sample PNGs,
+   with the expert trace alongside */
+Test(sample, images_and_trace)
+{
+    char grid[128], dir[128], trace[128], path[192];
+    snprintf(grid, sizeof grid, "%s/grid.png", tmp);
+    snprintf(dir, sizeof dir, "%s/imgs", tmp);
+    snprintf(trace, sizeof trace, "%s/run.trace", tmp);
+    const char *args[] = {"--model", SAM "model_moe_top2.pt", "--heads", "2", "--vae", FIXTURES "/vae/small",
+                          "--out", grid, "--outdir", dir, "--trace", trace, "--class", "1,7",
+                          "--steps", "3", "--latents-out", out_path, NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    snprintf(path, sizeof path, "%s/0001_class7.png", dir);
+    const char *pngs[] = {grid, path};
+    for (int i = 0; i < 2; i++) {
+        unsigned char head[8] = {0};
+        FILE *f = fopen(pngs[i], "rb");
+        cr_assert_not_null(f, "%s missing", pngs[i]);
+        cr_assert_eq(fread(head, 1, 8, f), 8);
+        fclose(f);
+        cr_assert_eq(memcmp(head, sig, 8), 0, "%s is not a PNG", pngs[i]);
+    }
+    struct stat st;
+    cr_assert_eq(stat(trace, &st), 0);
+    cr_assert_gt(st.st_size, 64);
+    cr_assert_eq(stat(out_path, &st), 0);
+}
+
+/* without --sampler, a qk-norm (rectified flow) model samples with flow */
+Test(sample, flow_is_the_qknorm_default)
+{
+    const char *args[] = {"--model", SAM "model_moe_qknorm.pt", "--heads", "2", "--no-vae", "--latents-out", out_path,
+                          "--steps", "8", "--cfg", "2", "--class", "1,7",
+                          "--noise", SAM "qknorm_flow8_cfg2_noise.npy", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--sampler flow"), "%s", err_text);
+    assert_matches(out_path, SAM "qknorm_flow8_cfg2.npy");
+}

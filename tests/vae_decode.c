@@ -1,0 +1,217 @@
+/* The AutoencoderKL decoder against PyTorch (tools/make_vae_fixtures.py):
+   a diffusers folder, an LDM-named float16 checkpoint without config, and
+   the full sd-vae-ft-mse architecture with counter-generated weights. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "moedit.h"
+#include "vae/vae.h"
+#include "weights/npy.h"
+
+static float *load_npy(const char *name, int ndim_want, int64_t *shape)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/vae/%s", FIXTURES, name);
+    me_array a;
+    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(a.ndim, ndim_want);
+    memcpy(shape, a.shape, sizeof(int64_t) * a.ndim);
+    float *v = malloc(a.numel * sizeof *v);
+    me_array_to_f32(&a, v);
+    me_array_free(&a);
+    return v;
+}
+
+/* The task's criterion: max |moedit - torch| <= 1e-3 · max |torch|. */
+static void expect_close(const char *what, const float *got, const float *want, size_t n)
+{
+    double maxref = 0, maxerr = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(isfinite(got[i]), "%s: non-finite output at %zu", what, i);
+        maxref = fmax(maxref, fabs(want[i]));
+        maxerr = fmax(maxerr, fabs(got[i] - want[i]));
+    }
+    cr_log_info("%s: max error %.3g, max |ref| %.3g", what, maxerr, maxref);
+    cr_assert(maxerr <= 1e-3 * maxref, "%s: max error %g vs max |ref| %g", what, maxerr, maxref);
+}
+
+/* Decodes latent file / scaling factor and compares with the expected file. */
+static void decode_case(moedit_vae *v, const char *latent, const char *expected, float scale)
+{
+    int64_t zs[4], es[4];
+    float *z = load_npy(latent, 4, zs);
+    float *want = load_npy(expected, 4, es);
+    int up = moedit_vae_upscale(v);
+    cr_assert_eq(es[0], zs[0]);
+    cr_assert_eq(es[1], moedit_vae_out_channels(v));
+    cr_assert_eq(es[2], zs[2] * up);
+    cr_assert_eq(es[3], zs[3] * up);
+    size_t zn = (size_t)(zs[0] * zs[1] * zs[2] * zs[3]), en = (size_t)(es[0] * es[1] * es[2] * es[3]);
+    for (size_t i = 0; i < zn; i++) z[i] /= scale;
+    float *img = malloc(en * sizeof *img);
+    cr_assert_eq(moedit_vae_decode(v, (int)zs[0], (int)zs[2], (int)zs[3], z, img), MOEDIT_OK, "%s",
+                 moedit_last_error());
+    expect_close(expected, img, want, en);
+    /* Again with the workspace already there, and one sample alone. */
+    memset(img, 0, en * sizeof *img);
+    cr_assert_eq(moedit_vae_decode(v, 1, (int)zs[2], (int)zs[3], z, img), MOEDIT_OK);
+    expect_close(expected, img, want, en / (size_t)zs[0]);
+    free(z); free(want); free(img);
+}
+
+Test(vae, diffusers_folder)
+{
+    moedit_vae *v;
+    cr_assert_eq(moedit_vae_load(FIXTURES "/vae/small", &v), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_float_eq(moedit_vae_scaling_factor(v), 0.5f, 0);
+    cr_assert_eq(moedit_vae_latent_channels(v), 4);
+    cr_assert_eq(moedit_vae_out_channels(v), 1);
+    cr_assert_eq(moedit_vae_upscale(v), 4);
+    cr_assert_eq(v->cfg.norm_num_groups, 8);
+    decode_case(v, "small_latent.npy", "small_expected.npy", moedit_vae_scaling_factor(v));
+    moedit_vae_free(v);
+}
+
+Test(vae, ldm_checkpoint_float16_no_config)
+{
+    moedit_vae *v;
+    cr_assert_eq(moedit_vae_load(FIXTURES "/vae/ldm_small.pt", &v), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_float_eq(moedit_vae_scaling_factor(v), 0.18215f, 0);
+    cr_assert_eq(moedit_vae_out_channels(v), 3);
+    cr_assert_eq(moedit_vae_upscale(v), 2);
+    cr_assert_eq(v->cfg.block_out_channels[0], 32);
+    cr_assert_eq(v->cfg.layers_per_block, 1);
+    decode_case(v, "ldm_latent.npy", "ldm_expected.npy", moedit_vae_scaling_factor(v));
+    moedit_vae_free(v);
+}
+
+/* ---- sd-vae-ft-mse with counter weights (mirrors tools/vae_reference.py) ---- */
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
+    return h;
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    uint64_t z = x + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Norm weights 1 + 0.1·r, biases 0.1·r, other weights r / sqrt(fan_in). */
+static void counter_tensor(const char *name, int ndim, const int64_t *shape, int64_t numel, float *v)
+{
+    uint64_t key = fnv1a64(name);
+    size_t len = strlen(name);
+    int is_weight = len >= 6 && !strcmp(name + len - 6, "weight");
+    float scale = (float)(1.0 / sqrt((double)(numel / shape[0])));
+    for (int64_t i = 0; i < numel; i++) {
+        float r = (float)(splitmix64(key + (uint64_t)i) >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+        if (ndim == 1) v[i] = is_weight ? 0.1f * r + 1.0f : 0.1f * r;
+        else v[i] = r * scale;
+    }
+}
+
+static me_tensors *sdvae_registry(void)
+{
+    FILE *f = fopen(FIXTURES "/vae/sdvae_manifest.txt", "r");
+    cr_assert_not_null(f);
+    me_tensors *ts = me_tensors_new("sd-vae-ft-mse (counter weights)");
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char name[256];
+        int64_t shape[4] = {0};
+        int off, ndim = 0;
+        cr_assert_eq(sscanf(line, "%255s%n", name, &off), 1);
+        for (char *p = line + off; ndim < 4;) {
+            char *end;
+            long long d = strtoll(p, &end, 10);
+            if (end == p) break;
+            shape[ndim++] = d;
+            p = end;
+        }
+        int64_t numel = 1;
+        for (int i = 0; i < ndim; i++) numel *= shape[i];
+        float *data = me_tensors_own_alloc(ts, (size_t)numel * sizeof *data);
+        cr_assert_not_null(data);
+        counter_tensor(name, ndim, shape, numel, data);
+        cr_assert_eq(me_tensors_add(ts, name, ME_F32, ndim, shape, data), MOEDIT_OK);
+    }
+    fclose(f);
+    return ts;
+}
+
+Test(vae, sd_vae_ft_mse_architecture, .timeout = 300)
+{
+    moedit_vae *v;
+    cr_assert_eq(vae_from_tensors(sdvae_registry(), &v), MOEDIT_OK, "%s", moedit_last_error());
+    const vae_config *c = &v->cfg;
+    cr_assert_eq(c->num_blocks, 4);
+    cr_assert_eq(c->block_out_channels[0], 128);
+    cr_assert_eq(c->block_out_channels[3], 512);
+    cr_assert_eq(c->layers_per_block, 2);
+    cr_assert_eq(c->norm_num_groups, 32);
+    cr_assert(c->mid_attention && c->post_quant_conv);
+    cr_assert_eq(moedit_vae_upscale(v), 8);
+    decode_case(v, "sdvae_latent.npy", "sdvae_expected.npy", 1.0f);
+    moedit_vae_free(v);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+Test(vae, config_errors)
+{
+    vae_config c;
+    cr_assert_eq(vae_config_parse("{\"block_out_channels\": [16, 24], \"norm_num_groups\": 16}", "c.json", &c),
+                 MOEDIT_EINPUT);
+    cr_assert_str_eq(moedit_last_error(), "c.json: norm_num_groups 16 does not divide 24 channels");
+    cr_assert_eq(vae_config_parse("{\"_class_name\": \"UNet2DModel\"}", "c.json", &c), MOEDIT_EINPUT);
+    cr_assert_eq(vae_config_parse("{\"act_fn\": \"gelu\"}", "c.json", &c), MOEDIT_EINPUT);
+    cr_assert_eq(vae_config_parse("{\"layers_per_block\": -1}", "c.json", &c), MOEDIT_EINPUT);
+    cr_assert_eq(vae_config_parse("{\"scaling_factor\": 0}", "c.json", &c), MOEDIT_EINPUT);
+    cr_assert_eq(vae_config_parse("[1]", "c.json", &c), MOEDIT_EINPUT);
+    cr_assert_eq(vae_config_parse("{\"block_out_channels\": [64, 128], \"scaling_factor\": 0.13025}", "c.json", &c),
+                 MOEDIT_OK);
+    cr_assert_eq(c.num_blocks, 2);
+    cr_assert_float_eq(c.scaling_factor, 0.13025f, 0);
+    cr_assert_eq(c.layers_per_block, 1);   /* diffusers' default */
+}
+
+Test(vae, missing_and_misshapen_tensors)
+{
+    moedit_vae *v;
+    me_tensors *ts = me_tensors_new("empty.pt");
+    cr_assert_eq(vae_from_tensors(ts, &v), MOEDIT_EINPUT);
+    cr_assert_not_null(strstr(moedit_last_error(), "no VAE decoder"), "%s", moedit_last_error());
+
+    /* Drop one tensor of the real architecture: the message names it. */
+    me_tensors *full = sdvae_registry();
+    ts = me_tensors_new("broken.safetensors");
+    for (int i = 0; i < me_tensors_count(full); i++) {
+        const me_tensor *t = me_tensors_at(full, i);
+        if (!strcmp(t->name, "decoder.up_blocks.2.resnets.0.conv_shortcut.bias")) continue;
+        me_tensors_add(ts, t->name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    cr_assert_eq(vae_from_tensors(ts, &v), MOEDIT_EINPUT);
+    cr_assert_not_null(strstr(moedit_last_error(), "decoder.up_blocks.2.resnets.0.conv_shortcut.bias"), "%s",
+                       moedit_last_error());
+
+    /* A config that disagrees with the weights. */
+    ts = me_tensors_new("mismatch");
+    for (int i = 0; i < me_tensors_count(full); i++) {
+        const me_tensor *t = me_tensors_at(full, i);
+        me_tensors_add(ts, t->name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    me_tensors_set_meta(ts, "config.json", "{\"block_out_channels\": [128, 256, 512, 256], \"layers_per_block\": 2}");
+    cr_assert_eq(vae_from_tensors(ts, &v), MOEDIT_EINPUT);
+    cr_assert_not_null(strstr(moedit_last_error(), "expected"), "%s", moedit_last_error());
+    me_tensors_free(full);
+
+    cr_assert_eq(moedit_vae_load(FIXTURES "/vae/no-such-vae", &v), MOEDIT_EINPUT);
+}

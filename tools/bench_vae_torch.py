@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Times the sd-vae-ft-mse decoder (block_out_channels [128,256,512,512],
+2 layers per block, 32 groups) in PyTorch on CPU, random weights; by default
+a 256×256 decode (32×32 latents) with 2 threads, the configuration moedit's
+`decode` is compared on.
+
+--save DIR also writes that model as a diffusers folder (DIR/vae: config.json
++ diffusion_pytorch_model.bin), the latents (DIR/latent.npy, already
+multiplied by the scaling factor so `moedit decode` divides them back) and
+PyTorch's output (DIR/torch_out.npy), so moedit can be timed on the same
+decode and checked against it:
+
+  /usr/bin/python3 tools/bench_vae_torch.py --save /tmp/vaebench
+  /usr/bin/time -v build/moedit decode --vae /tmp/vaebench/vae \\
+      --latent /tmp/vaebench/latent.npy --out /tmp/vaebench/moedit_out.npy --threads 2
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vae_reference as ref  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--latent-size", type=int, default=32, help="latent h = w (image is 8x)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--save", metavar="DIR", help="write the model, latents and output for moedit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cfg = ref.diffusers_config([128, 256, 512, 512], 2)
+    model = ref.AutoencoderKLDecoder(cfg, "old").eval()
+    ref.fill_random_weights(model, 0)
+    s = args.latent_size
+    z = torch.randn(args.batch, 4, s, s, generator=torch.Generator().manual_seed(1))
+
+    times = []
+    with torch.no_grad():
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            out = model(z)
+            times.append(time.perf_counter() - t0)
+    print("torch %s, %d threads, %dx%d latents x%d -> %s: median %.3f s (all: %s)" % (
+        torch.__version__, args.threads, s, s, args.batch, tuple(out.shape), float(np.median(times)),
+        " ".join("%.3f" % t for t in times)))
+
+    if args.save:
+        vae_dir = os.path.join(args.save, "vae")
+        os.makedirs(vae_dir, exist_ok=True)
+        with open(os.path.join(vae_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+        torch.save(model.state_dict(), os.path.join(vae_dir, "diffusion_pytorch_model.bin"))
+        np.save(os.path.join(args.save, "latent.npy"), (z * cfg["scaling_factor"]).numpy())
+        np.save(os.path.join(args.save, "torch_out.npy"), out.numpy())
+        print("wrote", args.save)
+
+
+if __name__ == "__main__":
+    main()

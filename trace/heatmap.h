@@ -1,0 +1,51 @@
+/* heatmap.h — expert-specialization tables, statistics and figures from a
+   trace (`moedit heatmap`).
+
+     me_trace_counts c;
+     if (me_trace_count(&c, rd, cond_only)) ...      // validates every record
+     me_trace_write_tables(&c, "out");   // step/position/class counts, step_entropy.csv
+     me_trace_write_summary(&c, "out", stdout);      // summary.txt (and a copy to stdout)
+     me_trace_write_figures(&c, "out");  // layer_XX.png, overview.png
+     me_trace_counts_free(&c);
+
+   What is counted: every record adds one to each of its k chosen experts, at
+   its layer, step, class label and token position. A DiT-MoE record is one
+   token. A Switch-DiT record is one batch row (its gate depends only on the
+   timestep), so it counts once per row in the step and class tables, and
+   once at every position in the position table (all tokens of the row use
+   those experts). Null-class rows (label == num_classes) are included unless
+   cond_only. All outputs are written atomically. */
+#ifndef MOEDIT_TRACE_HEATMAP_H
+#define MOEDIT_TRACE_HEATMAP_H
+
+#include <stdio.h>
+#include "trace/trace.h"
+
+typedef struct {
+    me_trace_info info;
+    int steps;                  /* step rows: 1 + the largest step index seen */
+    int classes;                /* class rows: num_classes + 1 (the null class last) */
+    uint64_t *step_counts;      /* [depth][steps][num_experts] */
+    uint64_t *position_counts;  /* [depth][tokens][num_experts] */
+    uint64_t *class_counts;     /* [depth][classes][num_experts] */
+    float *timestep;            /* [steps] timestep of the first record at each step */
+    uint64_t records;           /* records counted */
+    int cond_only;              /* null-class rows were skipped */
+} me_trace_counts;
+
+int me_trace_count(me_trace_counts *c, const me_trace_reader *rd, int cond_only);
+void me_trace_counts_free(me_trace_counts *c);
+
+/* step_counts.csv, position_counts.csv, class_counts.csv, step_entropy.csv. */
+int me_trace_write_tables(const me_trace_counts *c, const char *dir);
+/* summary.txt: per-layer expert load, routing entropy by step, early vs late
+   concentration; also printed to out if not NULL. */
+int me_trace_write_summary(const me_trace_counts *c, const char *dir, FILE *out);
+/* layer_XX.png per layer and overview.png. */
+int me_trace_write_figures(const me_trace_counts *c, const char *dir);
+
+/* Normalised entropy (0: one expert takes all, 1: uniform) and largest share
+   of the expert distribution counts[num_experts]; both 0 when it is empty. */
+void me_trace_concentration(const uint64_t *counts, int num_experts, double *entropy, double *max_share);
+
+#endif
