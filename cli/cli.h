@@ -43,4 +43,25 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
    model to a path under the source tree's models/; other values pass through. */
 const char *cli_model_path(const char *model);
 
+/* Sampling flags shared by `sample` and `fid-sample` (cli/sampling.c).
+   NULL / NAN / INT_MIN mean "not given"; precedence is flag, then the
+   defaults.json beside the checkpoint, then moedit_sample_defaults(). */
+#include "moedit.h"
+typedef struct {
+    const char *model, *vae, *sampler, *steps, *cfg_channels, *schedule, *seed;
+    float cfg, eta;
+    int threads, heads, top_k;
+    char *owned[5];   /* strings read from defaults.json */
+} cli_sampling;
+#define CLI_SAMPLING_FLAGS 12   /* entries cli_sampling_flags writes */
+void cli_sampling_init(cli_sampling *s);
+void cli_sampling_free(cli_sampling *s);
+/* Writes the flag-table entries (--model … --top-k) to f; returns their count. */
+int cli_sampling_flags(cli_sampling *s, cli_flag *f);
+/* Each returns 0 or the exit status after a one-line message. */
+int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_path);
+int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo);
+int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
+                         moedit_sample_options *o);
+
 #endif

@@ -84,8 +84,10 @@ int cmd_decode(int argc, char **argv)
     for (size_t i = 0; i < zn; i++) zf[i] /= s;
     rc = moedit_vae_decode(v, (int)n, h, w, zf, img);
     if (!rc) {
-        if (png) rc = me_grid_write_png(out, (int)n, oc, h * up, w * up, img, &(me_grid_style){.cols = cols, .pad = -1});
-        else rc = me_npy_write(out, ME_F32, 4, (int64_t[]){n, oc, (int64_t)h * up, (int64_t)w * up}, img);
+        me_grid_style style = {.cols = cols, .pad = -1};
+        int64_t shape[4] = {n, oc, (int64_t)h * up, (int64_t)w * up};
+        if (png) rc = me_grid_write_png(out, (int)n, oc, h * up, w * up, img, &style);
+        else rc = me_npy_write(out, ME_F32, 4, shape, img);
     }
     if (rc) rc = cli_fail(rc);
 done:

@@ -102,11 +102,16 @@ static int load_block(moedit_model *m, int l)
         (rc = tensor(ts, &b->fc2_b, SHAPE(D), "blocks.%d.mlp.fc2.bias", l)))
         return rc;
     if (cf->routing == MOEDIT_ROUTING_DMOE) {
+        const float *w;
         if ((rc = tensor(ts, &b->rg_w, SHAPE(E, D), "routers.%d.f_gate.1.weight", l)) ||
             (rc = tensor(ts, &b->rg_b, SHAPE(E), "routers.%d.f_gate.1.bias", l)) ||
-            (rc = tensor(ts, &b->re_w, SHAPE(E, D, D), "routers.%d.experts.w", l)) ||
+            (rc = tensor(ts, &w, SHAPE(E, D, D), "routers.%d.experts.w", l)) ||
             (rc = tensor(ts, &b->re_b, SHAPE(E, D), "routers.%d.experts.b", l)))
             return rc;
+        if (!(b->re_wt = me_alloc((size_t)(E * D * D) * sizeof *b->re_wt))) return MOEDIT_EINTERNAL;
+        for (int64_t e = 0; e < E; e++)
+            for (int64_t i = 0; i < D; i++)
+                for (int64_t o = 0; o < D; o++) b->re_wt[(e * D + o) * D + i] = w[(e * D + i) * D + o];
     } else if (cf->routing == MOEDIT_ROUTING_DTR) {
         if ((rc = tensor(ts, &b->unit_map, SHAPE(m->tasks, D), "routers.%d._unit_mapping", l))) return rc;
     }
@@ -179,6 +184,7 @@ void moedit_model_free(moedit_model *m)
 {
     if (!m) return;
     me_free_aligned(m->arena);
+    for (int l = 0; m->blocks && l < m->cfg.depth; l++) free(m->blocks[l].re_wt);
     free(m->blocks);
     free(m->expert_store);
     free(m->pos_own);

@@ -31,7 +31,8 @@ typedef struct {
     dit_swiglu shared;               /* gate == NULL: no shared expert */
     /* Switch-DiT router in front of this block */
     const float *rg_w, *rg_b;        /* f_gate.1: [E, D], [E] (DMoE) */
-    const float *re_w, *re_b;        /* experts.w [E, D, D] (x·w), experts.b [E, D] */
+    float *re_wt;                    /* experts.w [E, D, D] (used as x·w) transposed to [E, out, in] */
+    const float *re_b;               /* experts.b [E, D] */
     const float *unit_map;           /* DTR _unit_mapping [tasks, D] */
 } dit_block;
 

@@ -3,7 +3,6 @@
    TaskRouter for DTR), each reporting its decisions to the tracer. */
 #include <math.h>
 #include <string.h>
-#include <cblas.h>
 #include "core/core.h"
 #include "dit/model.h"
 #include "ops/ops.h"
@@ -146,12 +145,9 @@ void dit_switch_mask(moedit_model *m, int l, int n, const float *t)
         float *mr = a->mask + r * row_len, *xw = a->att;   /* a.att is free until the block runs */
         for (int j = 0; j < k; j++) {
             if (w[j] == 0.0f) continue;   /* upstream routes only nonzero gates */
-            const float *we = b->re_w + (size_t)idx[j] * D * D, *be = b->re_b + (size_t)idx[j] * D;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, D, 1.0f, a->x + r * row_len, D, we, D,
-                        0.0f, xw, D);
-            #pragma omp parallel for num_threads(me_threads()) if (row_len >= PAR_MIN)
-            for (int tok = 0; tok < T; tok++)
-                for (int d = 0; d < D; d++) mr[(size_t)tok * D + d] += w[j] * (xw[(size_t)tok * D + d] + be[d]);
+            op_linear(T, D, D, a->x + r * row_len, b->re_wt + (size_t)idx[j] * D * D, b->re_b + (size_t)idx[j] * D, xw);
+            #pragma omp parallel for simd num_threads(me_threads()) if (row_len >= PAR_MIN)
+            for (size_t i = 0; i < row_len; i++) mr[i] += w[j] * xw[i];
         }
         if (m->trace) trace_route(m, l, r, -1, k, idx, w, E, a->rprobs + (size_t)r * E);
     }

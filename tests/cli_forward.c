@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 #include "weights/npy.h"
 
 #define DIR FIXTURES "/dit/"
@@ -24,6 +25,24 @@ static int run(const char *args, char *err, size_t errcap)
     if (f) fclose(f);
     unlink(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The fixture's head count (no shape carries it). */
+static int heads(const char *variant)
+{
+    char path[512], text[8192];
+    snprintf(path, sizeof path, DIR "%s.json", variant);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "heads");
+    cr_assert(cJSON_IsNumber(h));
+    int v = h->valueint;
+    cJSON_Delete(j);
+    return v;
 }
 
 static const char *tmp_path(const char *name)
@@ -57,8 +76,8 @@ Test(cli_forward, writes_the_torch_output)
 {
     const char *out = tmp_path("out.npy");
     char args[1024], err[1024];
-    snprintf(args, sizeof args, "forward --model " DIR "moe_top2.pt --heads 2 --x " DIR "moe_top2_x.npy --t " DIR
-             "moe_top2_t.npy --y " DIR "moe_top2_y.npy --out %s --threads 2", out);
+    snprintf(args, sizeof args, "forward --model " DIR "moe_top2.pt --heads %d --x " DIR "moe_top2_x.npy --t " DIR
+             "moe_top2_t.npy --y " DIR "moe_top2_y.npy --out %s --threads 2", heads("moe_top2"), out);
     cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
     expect_output(out, DIR "moe_top2_out.npy", 1e-4);
     unlink(out);
@@ -75,8 +94,8 @@ Test(cli_forward, int32_labels)
     cr_assert_eq(me_npy_write(yp, ME_I32, 1, y.shape, y32), MOEDIT_OK);
     me_array_free(&y);
     char args[1024], err[1024];
-    snprintf(args, sizeof args, "forward --model " DIR "switch_dmoe.pt --heads 4 --x " DIR "switch_dmoe_x.npy --t " DIR
-             "switch_dmoe_t.npy --y %s --out %s", yp, out);
+    snprintf(args, sizeof args, "forward --model " DIR "switch_dmoe.pt --heads %d --x " DIR "switch_dmoe_x.npy --t " DIR
+             "switch_dmoe_t.npy --y %s --out %s", heads("switch_dmoe"), yp, out);
     cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
     expect_output(out, DIR "switch_dmoe_out.npy", 1e-4);
     unlink(out), unlink(yp);
@@ -89,8 +108,8 @@ Test(cli_forward, shape_mismatch_exits_2_without_output)
     const char *xp = tmp_path("x16.npy"), *out = tmp_path("bad.npy");
     cr_assert_eq(me_npy_write(xp, ME_F32, 4, (int64_t[]){2, 4, 16, 16}, x), MOEDIT_OK);
     char args[1024], err[1024];
-    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads 4 --x %s --t " DIR "dit_t.npy --y " DIR
-             "dit_y.npy --out %s", xp, out);
+    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads %d --x %s --t " DIR "dit_t.npy --y " DIR
+             "dit_y.npy --out %s", heads("dit"), xp, out);
     cr_expect_eq(run(args, err, sizeof err), 2);
     cr_expect_not_null(strstr(err, "x16.npy"), "%s", err);
     cr_expect_not_null(strstr(err, "[N,4,8,8]"), "%s", err);
@@ -108,7 +127,7 @@ Test(cli_forward, shape_mismatch_exits_2_without_output)
 Test(cli_forward, float_labels_and_missing_flags_exit_2)
 {
     char args[1024], err[1024];
-    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads 4 --x " DIR "dit_x.npy --t " DIR
+    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --x " DIR "dit_x.npy --t " DIR
              "dit_t.npy --y " DIR "dit_t.npy --out %s", tmp_path("never.npy"));
     cr_expect_eq(run(args, err, sizeof err), 2);
     cr_expect_not_null(strstr(err, "int64 or int32"), "%s", err);
@@ -119,8 +138,8 @@ Test(cli_forward, float_labels_and_missing_flags_exit_2)
 Test(cli_forward, bench_prints_time_and_gflops)
 {
     char args[512], err[1024];
-    snprintf(args, sizeof args, "bench --model " DIR "moe_top2.pt --heads 2 --batch 2 --iters 3 > %s",
-             tmp_path("bench.txt"));
+    snprintf(args, sizeof args, "bench --model " DIR "moe_top2.pt --heads %d --batch 2 --iters 3 > %s",
+             heads("moe_top2"), tmp_path("bench.txt"));
     cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
     FILE *f = fopen(tmp_path("bench.txt"), "r");
     cr_assert_not_null(f);

@@ -223,6 +223,30 @@ Test(inspect, human_output)
     cr_assert_not_null(strstr(out_text, "family       unknown"), "%s", out_text);
 }
 
+Test(inspect, long_listing_needs_all)
+{
+    static const float one = 1;
+    me_tensors *ts = me_tensors_new("mem");
+    char name[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof name, "t%03d", i);
+        me_tensors_add(ts, name, ME_F32, 0, NULL, &one);
+    }
+    char path[160];
+    snprintf(path, sizeof path, "%s/many.safetensors", tmp);
+    cr_assert_eq(me_write_safetensors(ts, path, ME_F32), MOEDIT_OK, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    const char *brief[] = {"inspect", path, NULL};
+    cr_assert_eq(run(brief), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, "  t039 "));
+    cr_assert_null(strstr(out_text, "  t040 "));
+    cr_assert_not_null(strstr(out_text, "60 more"), "%s", out_text);
+    const char *all[] = {"inspect", path, "--all", NULL};
+    cr_assert_eq(run(all), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, "  t099 "));
+    cr_assert_null(strstr(out_text, "more"));
+}
+
 /* ---- hostile files and usage errors -------------------------------------- */
 
 static void expect_one_line_error(const char *const *args, const char *names)

@@ -2,6 +2,7 @@
    (tools/make_sampler_fixtures.py), and the native generator's contract. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "sampler/sampler.h"
 #include "weights/npy.h"

@@ -2,6 +2,7 @@
    (tools/sampler_reference.py via tools/make_sampler_fixtures.py). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sampler/sampler.h"

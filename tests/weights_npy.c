@@ -183,6 +183,7 @@ Test(npy, numpy_npz)
     me_array_to_i64(&labels, l);
     cr_expect_eq(l[0], 207);
     cr_expect_eq(l[1], 360);
+    me_array_free(&labels);
     cr_expect_eq(me_npz_get(&z, "arr_2", &labels), MOEDIT_EINPUT);
     cr_expect_not_null(strstr(moedit_last_error(), "no array 'arr_2'"));
     me_array_free(&imgs);

@@ -58,7 +58,7 @@ Test(torch, train_checkpoint_takes_ema)
     me_tensors_free(ts);
 }
 
-Test(torch, model_then_state_dict_with_ddp_prefix)
+Test(torch, model_state_dict_module_and_prefixes)
 {
     me_tensors *ts = load(W "model_only.pt");
     expect_tiny(ts, 0);
@@ -67,6 +67,10 @@ Test(torch, model_then_state_dict_with_ddp_prefix)
     ts = load(W "ddp.pt");
     expect_tiny(ts, 0);   /* "module." stripped */
     cr_expect_str_eq(me_tensors_meta(ts, "torch.state_dict"), "state_dict");
+    me_tensors_free(ts);
+    ts = load(W "deepspeed.pt");
+    expect_tiny(ts, 0);   /* "module._orig_mod." stripped */
+    cr_expect_str_eq(me_tensors_meta(ts, "torch.state_dict"), "module");
     me_tensors_free(ts);
 }
 
@@ -262,6 +266,7 @@ Test(torch_hostile, storage_problems)
     expect_einput(tensor_archive("stride.pt", "0", 4, 2, 4), "past its storage");
     expect_einput(tensor_archive("bytes.pt", "0", 64, 4, 1), "holds 16 bytes");
     expect_einput(tensor_archive("negative.pt", "0", 4, -1, 1), "negative");
+    expect_einput(tensor_archive("expand.pt", "0", 4, 1 << 30, 0), "far larger than the file");
     pk p = {0};
     str(str(OPS(&p, "\x80\x02}"), "w"), "x");
     OPS(&p, "Qs.");

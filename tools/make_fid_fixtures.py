@@ -9,6 +9,8 @@ tests compare moedit against (see tools/inception_reference.py).
   scores.npy          float64 [FID(a, b), IS(a)] from float64 statistics of the features
   stats64_{a,b}.npz   mu [64], sigma [64, 64] float64 (ADM reference-batch layout)
   fid64.npy           float64 [FID(stats64_a, stats64_b)]
+  pool_cases.f32      x [2, 3, 7, 9] then PyTorch's max/avg pools and bilinear
+                      resizes of it (see pool_cases())
   conv1a_only.pth     torch.save of a state dict holding only Conv2d_1a_3x3 (the
                       key-loading path of a real .pth; the rest is missing on purpose)
 
@@ -22,8 +24,26 @@ from inception_reference import (FIDInceptionV3, random_state_dict, images_u8_to
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "fid")
 
 
+def pool_cases():
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 7, 9, generator=g)
+    # raw little-endian float32, concatenated in this order (tests/ops_pool.c
+    # links only the ops module, so no npy reader)
+    cases = [x, F.max_pool2d(x, 3, 2), F.max_pool2d(x, 3, 1, 1),
+             F.avg_pool2d(x, 3, 1, 1, count_include_pad=False),
+             F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+             F.adaptive_avg_pool2d(x, (1, 1)).flatten(1),
+             F.interpolate(x, size=(13, 5), mode="bilinear", align_corners=False),
+             F.interpolate(x, size=(4, 20), mode="bilinear", align_corners=False),
+             F.interpolate(x, size=(61, 47), mode="bilinear", align_corners=False)]
+    np.concatenate([c.numpy().ravel() for c in cases]).astype("<f4").tofile(
+        os.path.join(OUT, "pool_cases.f32"))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    pool_cases()
     torch.manual_seed(0)
     rng = np.random.default_rng(7)
     model = FIDInceptionV3().eval()

@@ -43,7 +43,7 @@ TOY = [
     ("flow_cfg3_torch", "flow", "6", 3.0, 0, 0.0, False, False, 3, False),
 ]
 TOY_LABELS = [3, 0, 9]
-TOY_SHAPE = (2, 4, 4)   # C, H, W
+TOY_SHAPE = (2, 3, 3)   # C, H, W: 18 values a row, so torch.randn redraws a tail block
 TOY_CLASSES = 10
 
 

@@ -65,6 +65,10 @@ def main():
     save({"model": Tiny().fill(0.0).state_dict(), "args": args, "epoch": 3}, "model_only.pt")
     sd = collections.OrderedDict(("module." + k, v) for k, v in Tiny().fill(0.0).state_dict().items())
     save({"state_dict": sd, "step": 7}, "ddp.pt")
+    # deepspeed.pt: DeepSpeed's mp_rank_00_model_states.pt layout, torch.compile'd DDP names
+    sd = collections.OrderedDict(("module._orig_mod." + k, v) for k, v in Tiny().fill(0.0).state_dict().items())
+    save({"module": sd, "optimizer": None, "param_shapes": [{"proj.weight": torch.Size([2, 3])}],
+          "ds_version": "0.14.0", "global_steps": 10}, "deepspeed.pt")
 
     # dtypes.pt: one tensor per storage type
     r = torch.tensor([1.0, -2.5, 0.5, 65504.0])
@@ -106,8 +110,9 @@ def main():
     # deflated.pt: the same entries compressed (torch never does this; must be refused)
     with zipfile.ZipFile(os.path.join(OUT, "plain.pt")) as src, \
             zipfile.ZipFile(os.path.join(OUT, "deflated.pt"), "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info.filename))
+        for info in src.infolist():   # fixed timestamps keep the fixture byte-stable
+            dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), src.read(info.filename),
+                         compress_type=zipfile.ZIP_DEFLATED)
 
     # bare pickles for the interpreter: protocol 2 (torch's) and 4 (FRAME, MEMOIZE, STACK_GLOBAL)
     mixed = {"a": 1, "b": -2, "big": 1 << 40, "neg": -(1 << 63), "f": 1.5, "s": "h\u00e9llo",

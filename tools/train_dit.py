@@ -142,7 +142,8 @@ def hungarian(cost):
 
 def switch_prior_loss(model, t, w_jsd=1.0, eps=1e-6):
     depth = len(model.routers)
-    full = model.t_embedder(model.full_time)
+    with torch.no_grad():
+        full = model.t_embedder(model.full_time)
     probs, quant = [], []
     for r in model.routers:
         probs.append(r.last_probs)                                  # [N, E], with grad
@@ -180,10 +181,82 @@ def build(args):
     return model
 
 
+def load_vae(folder):
+    import train_vae
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    vae = train_vae.AutoencoderKL(cfg["in_channels"], cfg["out_channels"], cfg["latent_channels"],
+                                  cfg["block_out_channels"], cfg["layers_per_block"],
+                                  cfg["norm_num_groups"])
+    vae.load_state_dict(torch.load(os.path.join(folder, "diffusion_pytorch_model.bin")))
+    return vae.eval(), cfg["scaling_factor"]
+
+
+def to_uint8(img):
+    """DiT sample_ddp.py: floor(clamp(127.5 x + 128, 0, 255)), HWC, grey replicated."""
+    u = torch.clamp(127.5 * img + 128.0, 0, 255).to(torch.uint8)
+    return u.permute(0, 2, 3, 1).repeat(1, 1, 1, 3).numpy()
+
+
+@torch.no_grad()
+def sanity_check(args):
+    """Samples args.check_n images (equal per class) from a saved model with our PyTorch
+    reference sampler, decodes them with the shipped VAE, scores them with the shipped
+    classifier and writes an npz (fid-sample format) and a PNG grid (one row per class)."""
+    import eval_samples
+    from train_classifier import load_classifier
+    from PIL import Image
+    folder = os.path.dirname(os.path.abspath(args.check))
+    targs = json.load(open(args.check_args or os.path.join(folder, "train_args.json")))
+    for k in ("hidden", "depth", "heads", "mlp_ratio", "experts", "top_k", "family"):
+        setattr(args, k, targs[k])
+    model = build(args)
+    model.load_state_dict(torch.load(args.check))
+    model.eval()
+    vae, sf = load_vae(os.path.join(args.models, "fmnist-vae"))
+    clf = load_classifier(os.path.join(args.models, "fmnist-classifier.pt"))
+    schedule = "linear" if args.family == "moe" else "cosine"
+    cfg_channels = 3 if args.family == "moe" else "all"
+    per = max(1, args.check_n // 10)
+    y = torch.arange(10).repeat_interleave(per)
+    results = {}
+    for cfg in args.check_cfg:
+        for sampler in args.check_sampler:
+            method, resp = ("ddim", sampler) if sampler.startswith("ddim") else ("ddpm", sampler)
+            diff = Diffusion.create(schedule, respacing=resp)
+            g = torch.Generator().manual_seed(args.seed)
+            noise = torch.randn((len(y), 4, 8, 8), generator=g)
+            t0 = time.time()
+            z = diff.sample(model, noise, y, cfg=cfg, cfg_channels=cfg_channels, null_class=10,
+                            method=method, generator=g)
+            img = vae.decode(z / sf)
+            u8 = to_uint8(img)
+            print(f"cfg {cfg} sampler {sampler} ({time.time() - t0:.0f}s): latent std {z.std().item():.3f}",
+                  flush=True)
+            acc, perc, fd = eval_samples.score(clf, u8, y.numpy(), verbose=False)
+            print(f"  accuracy {acc * 100:.1f}%  feature-FID {fd:.2f}  per class "
+                  + " ".join(f"{perc[c] * 100:.0f}" for c in range(10)), flush=True)
+            results[f"cfg{cfg}-{sampler}"] = {"accuracy": acc, "feature_fid": fd}
+            tag = f"{args.check_tag or args.family}-cfg{cfg}-{sampler}"
+            os.makedirs(args.check_out, exist_ok=True)
+            np.savez(os.path.join(args.check_out, f"{tag}.npz"), u8, y.numpy().astype(np.int64))
+            grid = u8[:, :, :, 0].reshape(10, per, 32, 32).transpose(0, 2, 1, 3).reshape(320, per * 32)
+            Image.fromarray(grid).save(os.path.join(args.check_out, f"{tag}.png"))
+    with open(os.path.join(args.check_out, f"{args.check_tag or args.family}-check.json"), "w") as f:
+        json.dump(results, f, indent=2)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", choices=["moe", "switch"], required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--check", default="", help="sanity-check a saved model.pt instead of training")
+    ap.add_argument("--check-n", type=int, default=100)
+    ap.add_argument("--check-cfg", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    ap.add_argument("--check-sampler", nargs="+", default=["ddim50"])
+    ap.add_argument("--check-out", default="build-train/check")
+    ap.add_argument("--check-args", default="", help="train_args.json (default: next to --check)")
+    ap.add_argument("--check-tag", default="")
+    ap.add_argument("--models", default="models")
+    ap.add_argument("--family", choices=["moe", "switch"])
+    ap.add_argument("--out")
     ap.add_argument("--latents", default="build-train/latents.pt")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--depth", type=int, default=4)
@@ -201,6 +274,12 @@ def main():
     ap.add_argument("--cfg", type=float, default=2.0, help="written to defaults.json")
     ap.add_argument("--bench", type=int, default=0)
     args = ap.parse_args()
+    if args.check:
+        torch.set_num_threads(args.threads)
+        sanity_check(args)
+        return
+    if not args.family or not args.out:
+        ap.error("--family and --out are required for training")
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -293,6 +372,8 @@ def main():
 
     sd = {k: v.detach().clone().contiguous() for k, v in ema.state_dict().items()}
     torch.save(sd, os.path.join(args.out, "model.pt"))
+    os.makedirs("build-train", exist_ok=True)
+    torch.save(model.state_dict(), os.path.join("build-train", f"{args.family}-raw.pt"))
     defaults = {"vae": "../fmnist-vae", "sampler": "ddpm", "steps": "250", "cfg": args.cfg,
                 "heads": args.heads, "top_k": args.top_k}
     if args.family == "moe":

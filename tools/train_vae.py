@@ -222,13 +222,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="models/fmnist-vae")
     ap.add_argument("--latents", default="build-train/latents.pt")
-    ap.add_argument("--channels", type=int, nargs="+", default=[32, 64, 64])
+    ap.add_argument("--channels", type=int, nargs="+", default=[16, 32, 32])
     ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--groups", type=int, default=16)
+    ap.add_argument("--groups", type=int, default=8)
     ap.add_argument("--latent", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--beta", type=float, default=1e-4, help="KL weight (per-pixel normalised)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -288,6 +288,7 @@ def main():
     vae.eval()
     with torch.no_grad():
         rl1, rmse = 0.0, 0.0
+        x_test = x_test[:2000]
         for i in range(0, len(x_test), 500):
             xb = x_test[i:i + 500]
             r = vae.decode(vae.encode(xb)[0])

@@ -121,7 +121,8 @@ static void resnet(moedit_vae *v, const vae_resnet *r, int h, int w)
 /* Dense [rows, cols] → [cols, rows], in cache-sized tiles. */
 static void transpose(int rows, int cols, const float *src, float *dst)
 {
-    #pragma omp parallel for collapse(2) schedule(static) num_threads(me_threads()) if ((size_t)rows * cols >= PAR_MIN)
+    size_t n = (size_t)rows * cols;
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(me_threads()) if (n >= PAR_MIN)
     for (int i0 = 0; i0 < rows; i0 += 32)
         for (int j0 = 0; j0 < cols; j0 += 32)
             for (int i = i0; i < i0 + 32 && i < rows; i++)

@@ -165,10 +165,12 @@ static int infer_config(loader *L, vae_config *c)
 {
     config_defaults(c);
     const me_tensor *in = find(L, nm(L, "decoder.conv_in.weight"));
-    if (in->ndim != 4) return me_fail(MOEDIT_EINPUT, "%s: %s is not a convolution", L->src, L->name);
+    if (in->ndim != 4 || in->shape[1] < 1 || in->shape[1] > 8192)
+        return me_fail(MOEDIT_EINPUT, "%s: %s is not a convolution", L->src, L->name);
     c->latent_channels = (int)in->shape[1];
     const me_tensor *out = find(L, nm(L, "decoder.conv_out.weight"));
-    if (!out || out->ndim != 4) return me_fail(MOEDIT_EINPUT, "%s: missing tensor %s", L->src, L->name);
+    if (!out || out->ndim != 4 || out->shape[0] < 1 || out->shape[0] > 8192)
+        return me_fail(MOEDIT_EINPUT, "%s: missing or misshapen tensor %s", L->src, L->name);
     c->out_channels = (int)out->shape[0];
     int n = 0;
     while (n <= VAE_MAX_BLOCKS && find(L, L->ldm ? nm(L, "decoder.up.%d.block.0.conv1.weight", n)
@@ -181,6 +183,8 @@ static int infer_config(loader *L, vae_config *c)
         /* Diffusers' up_blocks.i makes block_out_channels[n-1-i]; LDM's up.i makes [i]. */
         const me_tensor *t = find(L, L->ldm ? nm(L, "decoder.up.%d.block.0.conv1.weight", i)
                                             : nm(L, "decoder.up_blocks.%d.resnets.0.conv1.weight", i));
+        if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 8192)
+            return me_fail(MOEDIT_EINPUT, "%s: %s is not a convolution", L->src, L->name);
         c->block_out_channels[L->ldm ? i : n - 1 - i] = (int)t->shape[0];
     }
     int r = 0;
@@ -190,11 +194,15 @@ static int infer_config(loader *L, vae_config *c)
     if (r < 1 || r > VAE_MAX_RESNETS)
         return me_fail(MOEDIT_EINPUT, "%s: %d resnets per up block (1 to %d supported)", L->src, r, VAE_MAX_RESNETS);
     c->layers_per_block = r - 1;
-    c->mid_attention = find(L, nm(L, L->ldm ? "decoder.mid.attn_1.q.weight" : "decoder.mid_block.attentions.0.to_q.weight")) ||
+    c->mid_attention = find(L, nm(L, "decoder.mid.attn_1.q.weight")) ||
+                       find(L, nm(L, "decoder.mid_block.attentions.0.to_q.weight")) ||
                        find(L, nm(L, "decoder.mid_block.attentions.0.query.weight"));
     c->post_quant_conv = find(L, nm(L, "post_quant_conv.weight")) != NULL;
-    int rc = check_groups(c, L->src);
-    return rc ? me_fail(rc, "%s (no config.json, so 32 groups assumed)", moedit_last_error()) : MOEDIT_OK;
+    for (int i = 0; i < n; i++)
+        if (c->block_out_channels[i] % c->norm_num_groups)
+            return me_fail(MOEDIT_EINPUT, "%s: %d channels do not split into 32 groups "
+                           "(the default without a config.json)", L->src, c->block_out_channels[i]);
+    return MOEDIT_OK;
 }
 
 /* ---- weights ------------------------------------------------------------------ */

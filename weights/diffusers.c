@@ -58,10 +58,18 @@ static int read_json(const char *path, char **text, cJSON **json)
     return MOEDIT_OK;
 }
 
+/* A name from a JSON file as it may appear in a one-line message. */
+static const char *printable(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20) return "(a name with control characters)";
+    return s;
+}
+
 /* One shard file name from an index: a plain name inside the folder. */
 static int shard_name_ok(const char *s)
 {
-    return *s && !strchr(s, '/') && !strchr(s, '\\') && strcmp(s, ".") && strcmp(s, "..");
+    return *s && !strchr(s, '/') && !strchr(s, '\\') && strcmp(s, ".") && strcmp(s, "..") && printable(s) == s;
 }
 
 /* diffusion_pytorch_model.safetensors.index.json: {"weight_map": {tensor:
@@ -76,21 +84,24 @@ static int read_sharded(const char *dir, const char *index_path, me_tensors **ou
     free(text);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
     me_tensors *ts = NULL;
+    const char **loaded = NULL;
+    int nloaded = 0;
     if (!cJSON_IsObject(map) || !map->child) {
         rc = me_fail(MOEDIT_EINPUT, "%s: no weight_map object", index_path);
         goto done;
     }
-    ts = me_tensors_new(dir);
+    loaded = me_calloc((size_t)cJSON_GetArraySize(map), sizeof *loaded);
+    ts = loaded ? me_tensors_new(dir) : NULL;
     if (!ts) { rc = MOEDIT_EINTERNAL; goto done; }
     for (const cJSON *e = map->child; e && !rc; e = e->next) {
         if (!cJSON_IsString(e) || !shard_name_ok(e->valuestring)) {
-            rc = me_fail(MOEDIT_EINPUT, "%s: bad shard file name for %.120s", index_path, e->string);
+            rc = me_fail(MOEDIT_EINPUT, "%s: bad shard file name for %.120s", index_path, printable(e->string));
             break;
         }
         int seen = 0;   /* shards repeat across the map; load each once */
-        for (const cJSON *p = map->child; p != e && !seen; p = p->next)
-            seen = !strcmp(p->valuestring, e->valuestring);
+        for (int i = 0; i < nloaded && !seen; i++) seen = !strcmp(loaded[i], e->valuestring);
         if (seen) continue;
+        loaded[nloaded++] = e->valuestring;
         char *path = join(dir, e->valuestring);
         if (!path) { rc = MOEDIT_EINTERNAL; break; }
         me_file f;
@@ -104,8 +115,10 @@ static int read_sharded(const char *dir, const char *index_path, me_tensors **ou
     }
     for (const cJSON *e = map->child; e && !rc; e = e->next)
         if (!me_tensors_find(ts, e->string))
-            rc = me_fail(MOEDIT_EINPUT, "%s: tensor %.120s is in weight_map but in no shard", index_path, e->string);
+            rc = me_fail(MOEDIT_EINPUT, "%s: tensor %.120s is in weight_map but in no shard", index_path,
+                         printable(e->string));
 done:
+    free(loaded);
     cJSON_Delete(idx);
     if (rc) me_tensors_free(ts);
     else *out = ts;

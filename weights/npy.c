@@ -343,7 +343,8 @@ int me_npz_get(me_npz *z, const char *name, me_array *out)
         return aligned(out) ? MOEDIT_OK : own_copy(out);
     }
     if (e->size > SIZE_MAX - 64) return me_fail(MOEDIT_EINPUT, "%s: member too large", what);
-    if (e->size > (uint64_t)1 << 40 || (e->size > 64 && (e->size - 64) / 1032 > e->comp_size))   /* deflate expands at most 1032x */
+    /* deflate expands at most 1032x: refuse sizes the stored bytes cannot hold before allocating */
+    if (e->comp_size > z->zip.size || e->size > (uint64_t)1 << 40 || (e->size > 64 && (e->size - 64) / 1032 > e->comp_size))
         return me_fail(MOEDIT_EINPUT, "%s: implausible uncompressed size", what);
     uint8_t *buf = me_alloc_aligned((size_t)e->size);
     if (!buf) return MOEDIT_EINTERNAL;

@@ -99,6 +99,10 @@ static int add_tensor(loader *L, const char *name, const me_pk_tensor *t)
     const uint8_t *base = data + (size_t)t->offset * esize;
     const void *ptr = base;
     if (!is_contiguous(t)) {
+        /* zero strides (expand) let a tiny storage describe a huge view: cap the copy */
+        if ((uint64_t)t->numel > (4 * (uint64_t)L->zip.size + (64u << 20)) / esize)
+            return me_fail(MOEDIT_EINPUT, "%s: %s: strided view %lld elements, far larger than the file",
+                           L->path, name, (long long)t->numel);
         uint8_t *buf = me_tensors_own_alloc(L->ts, (size_t)t->numel * esize);
         if (!buf) return MOEDIT_EINTERNAL;
         gather(t, base, esize, buf);
@@ -121,7 +125,9 @@ static int add_dict(loader *L, const me_pk_value *d, const char *prefix, int dep
         if (k->kind == ME_PK_STR) ks = k->u.str.s;
         else if (k->kind == ME_PK_INT) snprintf(key, sizeof key, "%lld", (long long)k->u.i);
         else continue;
-        if (depth == 0 && strncmp(ks, "module.", 7) == 0) ks += 7;   /* DistributedDataParallel */
+        /* DistributedDataParallel and torch.compile wrappers prefix every name */
+        while (depth == 0 && (strncmp(ks, "module.", 7) == 0 || strncmp(ks, "_orig_mod.", 10) == 0))
+            ks += ks[0] == 'm' ? 7 : 10;
         char name[MAX_NAME];
         if (snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", ks) >= (int)sizeof name)
             return me_fail(MOEDIT_EINPUT, "%s: tensor name too long", L->path);
@@ -181,10 +187,11 @@ static int load(loader *L, const uint8_t *data, size_t size)
     me_pickle *pk;
     if ((rc = me_pickle_run(pkl, (size_t)pkl_size, L->path, &pk))) return rc;
     const me_pk_value *top = me_pickle_result(pk), *sd = top;
-    static const char *choices[] = {"ema", "model", "state_dict"};
+    /* train.py's EMA weights first; "module" is a DeepSpeed engine checkpoint */
+    static const char *choices[] = {"ema", "model", "state_dict", "module"};
     const char *chosen = "";
     if (top->kind == ME_PK_DICT) {
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             const me_pk_value *v = me_pk_dict_get(top, choices[i]);
             if (v && v->kind == ME_PK_DICT) {
                 sd = v;

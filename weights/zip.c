@@ -92,11 +92,9 @@ static int apply_zip64_extra(const me_zip *z, const uint8_t *ex, size_t len, me_
     return MOEDIT_OK;
 }
 
-static const me_zip *sort_zip;   /* qsort has no context argument; single-threaded use */
-
-static int cmp_index(const void *a, const void *b)
+static int cmp_entry(const void *a, const void *b)
 {
-    return strcmp(sort_zip->entries[*(const int *)a].name, sort_zip->entries[*(const int *)b].name);
+    return strcmp((*(const me_zip_entry *const *)a)->name, (*(const me_zip_entry *const *)b)->name);
 }
 
 static int parse_central(me_zip *z, uint64_t count, uint64_t cd_size, uint64_t cd_off)
@@ -132,13 +130,11 @@ static int parse_central(me_zip *z, uint64_t count, uint64_t cd_size, uint64_t c
         if (rc) return rc;
         if (e->method == 0 && e->size != e->comp_size)
             return me_fail(MOEDIT_EINPUT, "%s: entry %s: stored sizes disagree", z->what, e->name);
-        z->sorted[i] = (int)i;
+        z->sorted[i] = e;
         p += CENTRAL_SIZE + nlen + xlen + clen;
     }
     z->count = (int)count;
-    sort_zip = z;
-    qsort(z->sorted, (size_t)z->count, sizeof *z->sorted, cmp_index);
-    sort_zip = NULL;
+    qsort(z->sorted, (size_t)z->count, sizeof *z->sorted, cmp_entry);
     return MOEDIT_OK;
 }
 
@@ -178,7 +174,7 @@ const me_zip_entry *me_zip_find(const me_zip *z, const char *name)
     int lo = 0, hi = z->count - 1;
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;
-        const me_zip_entry *e = &z->entries[z->sorted[mid]];
+        const me_zip_entry *e = z->sorted[mid];
         int c = strcmp(e->name, name);
         if (c == 0) return e;
         if (c < 0) lo = mid + 1; else hi = mid - 1;

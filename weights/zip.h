@@ -47,7 +47,7 @@ typedef struct {
     char *what;              /* name for messages */
     me_zip_entry *entries;   /* in central-directory order */
     int count;
-    int *sorted;             /* entry indices sorted by name, for lookup */
+    const me_zip_entry **sorted;   /* entries sorted by name, for lookup */
     char *names;             /* storage of every entry name */
 } me_zip;
 

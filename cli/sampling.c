@@ -1,0 +1,170 @@
+/* The sampling flags `moedit fid-sample` shares with `moedit sample`
+   (see cli.h): the flag table entries, defaults.json beside the checkpoint,
+   and their resolution into moedit_sample_options. Precedence: flag, then
+   defaults.json, then the model's own defaults (moedit_sample_defaults). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "core/core.h"
+#include "sampler/sampler.h"
+
+void cli_sampling_init(cli_sampling *s)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = s->eta = NAN;
+    s->threads = s->heads = s->top_k = INT_MIN;
+}
+
+void cli_sampling_free(cli_sampling *s)
+{
+    for (size_t i = 0; i < sizeof s->owned / sizeof s->owned[0]; i++) free(s->owned[i]);
+    memset(s->owned, 0, sizeof s->owned);
+}
+
+int cli_sampling_flags(cli_sampling *s, cli_flag *f)
+{
+    const cli_flag table[] = {
+        {"--model", CLI_STR, &s->model, "CKPT|ALIAS   checkpoint or fmnist-moe (default), fmnist-switch"},
+        {"--vae", CLI_STR, &s->vae, "DIR|FILE     VAE decoder (default: defaults.json beside the model)"},
+        {"--sampler", CLI_STR, &s->sampler, "ddpm|ddim|flow (default: flow for qk-norm models, else ddpm)"},
+        {"--steps", CLI_STR, &s->steps, "N|SPEC    steps or respacing: 250, ddim25, 10,10,10"},
+        {"--cfg", CLI_FLOAT, &s->cfg, "S          guidance scale, 1 = none"},
+        {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all  guided channels"},
+        {"--eta", CLI_FLOAT, &s->eta, "E          DDIM eta (default 0)"},
+        {"--schedule", CLI_STR, &s->schedule, "linear|cosine (default: cosine for Switch-DiT)"},
+        {"--seed", CLI_STR, &s->seed, "S         seed (default 0)"},
+        {"--threads", CLI_INT, &s->threads, "N      threads (0 = all cores)"},
+        {"--heads", CLI_INT, &s->heads, "H        attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &s->top_k, "K        experts per token (default 2)"},
+    };
+    int n = (int)(sizeof table / sizeof table[0]);
+    memcpy(f, table, sizeof table);
+    return n;
+}
+
+/* A string value, or a number printed as one (for "steps": 250). */
+static char *json_str(cJSON *j, const char *key)
+{
+    char buf[64];
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (cJSON_IsString(v)) return strdup(v->valuestring);
+    if (cJSON_IsNumber(v)) {
+        snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
+        return strdup(buf);
+    }
+    return NULL;
+}
+
+int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_path)
+{
+    char dir[4096], path[4200];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s", model_path);
+    if (stat(model_path, &st) || !S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+    }
+    snprintf(path, sizeof path, "%s/defaults.json", dir);
+    if (access(path, F_OK)) return 0;
+    me_file f;
+    if (me_file_open(path, &f)) return cli_fail(MOEDIT_EINPUT);
+    cJSON *j = cJSON_ParseWithLength((const char *)f.data, f.size);
+    me_file_close(&f);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return cli_usage_error(cmd, "%s: not a JSON object", path);
+    }
+    const char **slots[] = {&s->sampler, &s->steps, &s->cfg_channels, &s->schedule};
+    static const char *keys[] = {"sampler", "steps", "cfg_channels", "schedule"};
+    for (int i = 0; i < 4; i++)
+        if (!*slots[i]) *slots[i] = s->owned[i] = json_str(j, keys[i]);
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
+    if (isnan(s->cfg) && cJSON_IsNumber(v)) s->cfg = (float)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(j, "heads");
+    if (s->heads == INT_MIN && cJSON_IsNumber(v)) s->heads = v->valueint;
+    v = cJSON_GetObjectItemCaseSensitive(j, "top_k");
+    if (s->top_k == INT_MIN && cJSON_IsNumber(v)) s->top_k = v->valueint;
+    v = cJSON_GetObjectItemCaseSensitive(j, "vae");
+    if (!s->vae && cJSON_IsString(v)) {
+        size_t len = strlen(dir) + strlen(v->valuestring) + 2;
+        if ((s->owned[4] = malloc(len))) {
+            if (v->valuestring[0] == '/') snprintf(s->owned[4], len, "%s", v->valuestring);
+            else snprintf(s->owned[4], len, "%s/%s", dir, v->valuestring);
+        }
+        s->vae = s->owned[4];
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo)
+{
+    if (s->threads != INT_MIN) {
+        if (s->threads < 0) return cli_usage_error(cmd, "--threads: %d must be >= 0", s->threads);
+        moedit_set_threads(s->threads);
+    }
+    if ((s->heads != INT_MIN && s->heads < 1) || (s->top_k != INT_MIN && s->top_k < 1))
+        return cli_usage_error(cmd, "--heads and --top-k must be positive");
+    lo->heads = s->heads == INT_MIN ? 0 : s->heads;
+    lo->top_k = s->top_k == INT_MIN ? 0 : s->top_k;
+    return 0;
+}
+
+int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
+                         moedit_sample_options *o)
+{
+    moedit_sample_defaults(m, o);
+    if (s->sampler) {
+        if (!strcmp(s->sampler, "ddpm")) o->sampler = MOEDIT_SAMPLER_DDPM;
+        else if (!strcmp(s->sampler, "ddim")) o->sampler = MOEDIT_SAMPLER_DDIM;
+        else if (!strcmp(s->sampler, "flow")) o->sampler = MOEDIT_SAMPLER_FLOW;
+        else return cli_usage_error(cmd, "--sampler: '%s' is not ddpm, ddim or flow", s->sampler);
+        if (!s->steps) o->steps = o->sampler == MOEDIT_SAMPLER_FLOW ? "50" : "250";
+    }
+    if (s->steps) o->steps = s->steps;
+    int tmp;
+    unsigned char use[1000];
+    if (o->sampler == MOEDIT_SAMPLER_FLOW ? me_flow_steps(o->steps, &tmp) : me_space_timesteps(1000, o->steps, use) < 0)
+        return cli_usage_error(cmd, "--%s", moedit_last_error());
+    if (!isnan(s->cfg)) o->cfg = s->cfg;
+    if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(cmd, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
+    if (s->cfg_channels) {
+        char *end;
+        long k = strtol(s->cfg_channels, &end, 10);
+        if (!strcmp(s->cfg_channels, "all")) o->cfg_channels = 0;
+        else if (*end || end == s->cfg_channels || k < 1 || k > 64)
+            return cli_usage_error(cmd, "--cfg-channels: '%s' is not 3 or all", s->cfg_channels);
+        else o->cfg_channels = (int)k;
+    }
+    if (!isnan(s->eta)) {
+        if (!(s->eta >= 0) || !isfinite(s->eta)) return cli_usage_error(cmd, "--eta: %g must be >= 0", s->eta);
+        if (o->sampler != MOEDIT_SAMPLER_DDIM) return cli_usage_error(cmd, "--eta applies to --sampler ddim only");
+        o->eta = s->eta;
+    }
+    if (s->schedule) {
+        if (!strcmp(s->schedule, "linear")) o->cosine_schedule = 0;
+        else if (!strcmp(s->schedule, "cosine")) o->cosine_schedule = 1;
+        else return cli_usage_error(cmd, "--schedule: '%s' is not linear or cosine", s->schedule);
+    }
+    if (s->seed) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s->seed, &end, 10);
+        if (s->seed[0] == '-' || errno || *end || end == s->seed)
+            return cli_usage_error(cmd, "--seed: '%s' is not a non-negative integer", s->seed);
+        o->seed = v;
+    }
+    /* settle the family defaults here, so the run can be reported and repeated */
+    const moedit_config *c = moedit_model_config(m);
+    if (o->cfg_channels < 0) o->cfg_channels = c->family == MOEDIT_FAMILY_SWITCH_DIT || o->sampler == MOEDIT_SAMPLER_FLOW ? 0 : 3;
+    if (o->cosine_schedule < 0) o->cosine_schedule = c->family == MOEDIT_FAMILY_SWITCH_DIT;
+    return 0;
+}

@@ -1,0 +1,201 @@
+/* Statistics of Inception features and the distances and scores made from
+   them, all in double precision (see fid.h for the formula). */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "fid/fid.h"
+#include "weights/npy.h"
+
+/* Rows per dsyrk update: enough for a fast rank-k update, small enough to
+   keep the centred copy (CHUNK × dim doubles) at 4 MB for dim 2048. */
+#define CHUNK 256
+
+void me_fid_stats_free(me_fid_stats *s)
+{
+    free(s->mu);
+    free(s->sigma);
+    memset(s, 0, sizeof *s);
+}
+
+static int stats_alloc(int dim, me_fid_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    s->dim = dim;
+    s->mu = me_calloc((size_t)dim, sizeof(double));
+    s->sigma = me_calloc((size_t)dim * dim, sizeof(double));
+    if (!s->mu || !s->sigma) {
+        me_fid_stats_free(s);
+        return MOEDIT_EINTERNAL;
+    }
+    return MOEDIT_OK;
+}
+
+int me_fid_stats_from_features(int64_t n, int dim, const float *f, me_fid_stats *out)
+{
+    if (n < 2 || dim < 1)
+        return me_fail(MOEDIT_EINPUT, "statistics need at least 2 samples (got %lld)", (long long)n);
+    int rc = stats_alloc(dim, out);
+    if (rc) return rc;
+    out->count = n;
+    double *c = me_alloc(sizeof(double) * CHUNK * dim);
+    if (!c) {
+        me_fid_stats_free(out);
+        return MOEDIT_EINTERNAL;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < dim; j++) out->mu[j] += f[i * dim + j];
+    for (int j = 0; j < dim; j++) out->mu[j] /= (double)n;
+    /* Two passes (mean first, then centred products) rather than
+       E[xxᵀ] − μμᵀ, which cancels catastrophically for features far from 0. */
+    for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
+        int rows = n - i0 < CHUNK ? (int)(n - i0) : CHUNK;
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < dim; j++) c[(size_t)r * dim + j] = f[(i0 + r) * dim + j] - out->mu[j];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, rows, 1.0, c, dim, 1.0, out->sigma, dim);
+    }
+    free(c);
+    for (int i = 0; i < dim; i++)
+        for (int j = i; j < dim; j++) {
+            double v = out->sigma[(size_t)i * dim + j] / (double)(n - 1);
+            out->sigma[(size_t)i * dim + j] = out->sigma[(size_t)j * dim + i] = v;
+        }
+    return MOEDIT_OK;
+}
+
+/* A float32/float64 array member of an npz as doubles. */
+static int get_f64(me_npz *z, const char *path, const char *name, int ndim, int64_t d, double *dst)
+{
+    me_array a;
+    int rc = me_npz_get(z, name, &a);
+    if (rc) return rc;
+    int ok = a.ndim == ndim && a.shape[0] == d && (ndim == 1 || a.shape[1] == d) &&
+             (a.dtype == ME_F32 || a.dtype == ME_F64);
+    if (ok && a.dtype == ME_F64) memcpy(dst, a.data, sizeof(double) * a.numel);
+    else if (ok)
+        for (int64_t i = 0; i < a.numel; i++) dst[i] = ((const float *)a.data)[i];
+    me_array_free(&a);
+    if (!ok)
+        return me_fail(MOEDIT_EINPUT, "%s: '%s' is not a float array of %s %lld", path, name,
+                       ndim == 1 ? "length" : "size square", (long long)d);
+    return MOEDIT_OK;
+}
+
+int me_fid_stats_load(const char *path, me_fid_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    me_npz z;
+    me_array mu;
+    int rc = me_npz_open(path, &z);
+    if (rc) return rc;
+    if ((rc = me_npz_get(&z, "mu", &mu))) {
+        me_npz_close(&z);
+        return rc;
+    }
+    int64_t d = mu.ndim == 1 ? mu.shape[0] : -1;
+    me_array_free(&mu);
+    if (d < 1 || d > 65536) {
+        me_npz_close(&z);
+        return me_fail(MOEDIT_EINPUT, "%s: 'mu' is not a vector", path);
+    }
+    if (!(rc = stats_alloc((int)d, out)) && !(rc = get_f64(&z, path, "mu", 1, d, out->mu)))
+        rc = get_f64(&z, path, "sigma", 2, d, out->sigma);
+    me_npz_close(&z);
+    if (rc) me_fid_stats_free(out);
+    return rc;
+}
+
+int me_fid_stats_save(const char *path, const me_fid_stats *s)
+{
+    me_zip_writer w;
+    int rc = me_zip_writer_open(&w, path);
+    if (rc) return rc;
+    int64_t d = s->dim;
+    if (!(rc = me_npz_add(&w, "mu", ME_F64, 1, &d, s->mu)) &&
+        !(rc = me_npz_add(&w, "sigma", ME_F64, 2, (int64_t[]){d, d}, s->sigma)))
+        return me_zip_writer_finish(&w);
+    me_zip_writer_abort(&w);
+    return rc;
+}
+
+/* Eigenvalues (ascending) of the symmetric a [d, d], and its eigenvectors in
+   a's rows when vectors is set. a is overwritten. */
+static int eigh(int d, double *a, double *w, int vectors)
+{
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, vectors ? 'V' : 'N', 'U', d, a, d, w);
+    if (info) return me_fail(MOEDIT_EINTERNAL, "fid: symmetric eigensolver failed (info %d)", (int)info);
+    return MOEDIT_OK;
+}
+
+int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fid)
+{
+    int d = a->dim;
+    if (b->dim != d)
+        return me_fail(MOEDIT_EINPUT, "fid: statistics of different dimensions (%d and %d)", a->dim, b->dim);
+    size_t dd = (size_t)d * d;
+    double *v = me_alloc(sizeof(double) * dd), *r = me_alloc(sizeof(double) * dd);
+    double *m = me_alloc(sizeof(double) * dd), *w = me_alloc(sizeof(double) * d);
+    int rc = v && r && m && w ? MOEDIT_OK : MOEDIT_EINTERNAL;
+    /* √Σ₁ = V diag(√λ) Vᵀ: with the eigenvectors in V's columns (row-major
+       output of dsyevd), r = V·diag(λ^¼) so √Σ₁ = r·rᵀ */
+    if (!rc) {
+        memcpy(v, a->sigma, sizeof(double) * dd);
+        rc = eigh(d, v, w, 1);
+    }
+    if (!rc) {
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++) r[(size_t)i * d + j] = v[(size_t)i * d + j] * sqrt(sqrt(w[j] > 0 ? w[j] : 0));
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, d, d, 1.0, r, d, 0.0, v, d);
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < i; j++) v[(size_t)i * d + j] = v[(size_t)j * d + i];
+        /* m = √Σ₁ Σ₂ √Σ₁ */
+        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, d, d, 1.0, b->sigma, d, v, d, 0.0, r, d);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, d, d, 1.0, v, d, r, d, 0.0, m, d);
+        rc = eigh(d, m, w, 0);
+    }
+    if (!rc) {
+        double tr_sqrt = 0, tr1 = 0, tr2 = 0, diff = 0;
+        for (int i = 0; i < d; i++) {
+            tr_sqrt += sqrt(w[i] > 0 ? w[i] : 0);
+            tr1 += a->sigma[(size_t)i * d + i];
+            tr2 += b->sigma[(size_t)i * d + i];
+            double e = a->mu[i] - b->mu[i];
+            diff += e * e;
+        }
+        *fid = diff + tr1 + tr2 - 2 * tr_sqrt;
+    }
+    free(v);
+    free(r);
+    free(m);
+    free(w);
+    return rc;
+}
+
+int me_inception_score(int64_t n, int classes, const float *logits, double *is)
+{
+    if (n < 1 || classes < 1) return me_fail(MOEDIT_EINPUT, "inception score: no samples");
+    double *p = me_alloc(sizeof(double) * (size_t)n * classes), *py = me_calloc((size_t)classes, sizeof(double));
+    if (!p || !py) {
+        free(p);
+        free(py);
+        return MOEDIT_EINTERNAL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *l = logits + i * classes;
+        double *pi = p + i * classes, mx = l[0], s = 0;
+        for (int k = 1; k < classes; k++) mx = l[k] > mx ? l[k] : mx;
+        for (int k = 0; k < classes; k++) s += pi[k] = exp(l[k] - mx);
+        for (int k = 0; k < classes; k++) py[k] += (pi[k] /= s) / (double)n;
+    }
+    double kl = 0;
+    for (int64_t i = 0; i < n * classes; i++) {
+        double q = p[i];
+        if (q > 0) kl += q * (log(q) - log(py[i % classes]));
+    }
+    *is = exp(kl / (double)n);
+    free(p);
+    free(py);
+    return MOEDIT_OK;
+}

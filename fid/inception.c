@@ -1,0 +1,428 @@
+/* The FID InceptionV3, read top to bottom like pytorch-fid's inception.py:
+   the stem (Conv2d_1a_3x3 … Conv2d_4a_3x3 with two max pools), Mixed_5b-d
+   (FIDInceptionA), Mixed_6a (InceptionB), Mixed_6b-e (FIDInceptionC),
+   Mixed_7a (InceptionD), Mixed_7b/7c (FIDInceptionE_1/_2), average pool, fc.
+
+   Every BasicConv2d is conv (no bias) → BatchNorm(eps 1e-3) → ReLU; the
+   BatchNorm is an affine map per output channel in eval mode, so it is
+   folded into the convolution's weights and bias at load.
+
+   Images go through one at a time: the input is always 299×299, so every
+   layer's size is known at load and the buffers are sized then; each
+   convolution is already a large GEMM spread over all cores. A block writes
+   its branches straight into their channel slices of the output (torch.cat
+   without a copy). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "fid/inception.h"
+#include "ops/ops.h"
+
+#define BN_EPS 1e-3
+
+typedef struct {
+    op_conv_shape s;
+    int h, w;               /* input size (fixed by the 299×299 input) */
+    float *weight, *bias;   /* BatchNorm folded in */
+} conv;
+
+typedef struct { conv b1x1, b5_1, b5_2, d1, d2, d3, pool; } block_a;   /* FIDInceptionA */
+typedef struct { conv b3, d1, d2, d3; } block_b;                        /* InceptionB */
+typedef struct { conv b1x1, b7_1, b7_2, b7_3, d1, d2, d3, d4, d5, pool; } block_c;
+typedef struct { conv b3_1, b3_2, b7_1, b7_2, b7_3, b7_4; } block_d;    /* InceptionD */
+typedef struct { conv b1x1, b3_1, b3_2a, b3_2b, d1, d2, d3a, d3b, pool; } block_e;
+
+struct me_inception {
+    conv c1a, c2a, c2b, c3b, c4a;
+    block_a m5b, m5c, m5d;
+    block_b m6a;
+    block_c m6b, m6c, m6d, m6e;
+    block_d m7a;
+    block_e m7b, m7c;
+    const float *fc_w, *fc_b;   /* point into fc_store */
+    float *fc_store;
+    /* per-image buffers */
+    float *in;                  /* [3, h, w] in [0, 1] */
+    size_t in_cap;
+    float *x0, *a, *b, *t1, *t2, *scratch;
+};
+
+/* Largest activations: the stem's 64×147×147 (a, b) and a branch's input
+   to a block at 35×35 (t1, t2: 288×35×35). */
+#define BIG_FLOATS ((size_t)64 * 147 * 147)
+#define TMP_FLOATS ((size_t)288 * 35 * 35)
+
+/* ---- loading ----------------------------------------------------------- */
+
+typedef struct {
+    me_tensors *ts;
+    int rc;
+    size_t scratch;   /* largest conv scratch seen */
+} loader;
+
+/* prefix.conv.weight and prefix.bn.* into c, for an input of h×w. */
+static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout, int kh, int kw,
+                      int stride, int ph, int pw, int h, int w)
+{
+    if (L->rc) return;
+    c->s = (op_conv_shape){.cin = cin, .cout = cout, .kh = kh, .kw = kw, .stride = stride,
+                           .pad_h = ph, .pad_w = pw};
+    c->h = h;
+    c->w = w;
+    char name[128];
+    const float *wt, *bn[4];
+    static const char *bn_keys[4] = {"weight", "bias", "running_mean", "running_var"};
+    snprintf(name, sizeof name, "%s.conv.weight", prefix);
+    if ((L->rc = me_tensors_f32(L->ts, name, 4, (int64_t[]){cout, cin, kh, kw}, &wt))) return;
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.bn.%s", prefix, bn_keys[i]);
+        if ((L->rc = me_tensors_f32(L->ts, name, 1, (int64_t[]){cout}, &bn[i]))) return;
+    }
+    size_t k = (size_t)cin * kh * kw;
+    c->weight = me_alloc_aligned(sizeof(float) * k * cout);
+    c->bias = me_alloc_aligned(sizeof(float) * cout);
+    if (!c->weight || !c->bias) {
+        L->rc = MOEDIT_EINTERNAL;
+        return;
+    }
+    for (int o = 0; o < cout; o++) {
+        double scale = bn[0][o] / sqrt((double)bn[3][o] + BN_EPS);
+        for (size_t i = 0; i < k; i++) c->weight[o * k + i] = (float)(wt[o * k + i] * scale);
+        c->bias[o] = (float)(bn[1][o] - bn[2][o] * scale);
+    }
+    size_t s = op_conv2d_scratch(&c->s, h, w);
+    if (s > L->scratch) L->scratch = s;
+}
+
+static void load_a(loader *L, block_a *m, const char *name, int cin, int pool_features)
+{
+    char p[64];
+#define P(branch) (snprintf(p, sizeof p, "%s.%s", name, branch), p)
+    load_conv(L, &m->b1x1, P("branch1x1"), cin, 64, 1, 1, 1, 0, 0, 35, 35);
+    load_conv(L, &m->b5_1, P("branch5x5_1"), cin, 48, 1, 1, 1, 0, 0, 35, 35);
+    load_conv(L, &m->b5_2, P("branch5x5_2"), 48, 64, 5, 5, 1, 2, 2, 35, 35);
+    load_conv(L, &m->d1, P("branch3x3dbl_1"), cin, 64, 1, 1, 1, 0, 0, 35, 35);
+    load_conv(L, &m->d2, P("branch3x3dbl_2"), 64, 96, 3, 3, 1, 1, 1, 35, 35);
+    load_conv(L, &m->d3, P("branch3x3dbl_3"), 96, 96, 3, 3, 1, 1, 1, 35, 35);
+    load_conv(L, &m->pool, P("branch_pool"), cin, pool_features, 1, 1, 1, 0, 0, 35, 35);
+}
+
+static void load_b(loader *L, block_b *m, const char *name)
+{
+    char p[64];
+    load_conv(L, &m->b3, P("branch3x3"), 288, 384, 3, 3, 2, 0, 0, 35, 35);
+    load_conv(L, &m->d1, P("branch3x3dbl_1"), 288, 64, 1, 1, 1, 0, 0, 35, 35);
+    load_conv(L, &m->d2, P("branch3x3dbl_2"), 64, 96, 3, 3, 1, 1, 1, 35, 35);
+    load_conv(L, &m->d3, P("branch3x3dbl_3"), 96, 96, 3, 3, 2, 0, 0, 35, 35);
+}
+
+static void load_c(loader *L, block_c *m, const char *name, int c7)
+{
+    char p[64];
+    load_conv(L, &m->b1x1, P("branch1x1"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
+    load_conv(L, &m->b7_1, P("branch7x7_1"), 768, c7, 1, 1, 1, 0, 0, 17, 17);
+    load_conv(L, &m->b7_2, P("branch7x7_2"), c7, c7, 1, 7, 1, 0, 3, 17, 17);
+    load_conv(L, &m->b7_3, P("branch7x7_3"), c7, 192, 7, 1, 1, 3, 0, 17, 17);
+    load_conv(L, &m->d1, P("branch7x7dbl_1"), 768, c7, 1, 1, 1, 0, 0, 17, 17);
+    load_conv(L, &m->d2, P("branch7x7dbl_2"), c7, c7, 7, 1, 1, 3, 0, 17, 17);
+    load_conv(L, &m->d3, P("branch7x7dbl_3"), c7, c7, 1, 7, 1, 0, 3, 17, 17);
+    load_conv(L, &m->d4, P("branch7x7dbl_4"), c7, c7, 7, 1, 1, 3, 0, 17, 17);
+    load_conv(L, &m->d5, P("branch7x7dbl_5"), c7, 192, 1, 7, 1, 0, 3, 17, 17);
+    load_conv(L, &m->pool, P("branch_pool"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
+}
+
+static void load_d(loader *L, block_d *m, const char *name)
+{
+    char p[64];
+    load_conv(L, &m->b3_1, P("branch3x3_1"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
+    load_conv(L, &m->b3_2, P("branch3x3_2"), 192, 320, 3, 3, 2, 0, 0, 17, 17);
+    load_conv(L, &m->b7_1, P("branch7x7x3_1"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
+    load_conv(L, &m->b7_2, P("branch7x7x3_2"), 192, 192, 1, 7, 1, 0, 3, 17, 17);
+    load_conv(L, &m->b7_3, P("branch7x7x3_3"), 192, 192, 7, 1, 1, 3, 0, 17, 17);
+    load_conv(L, &m->b7_4, P("branch7x7x3_4"), 192, 192, 3, 3, 2, 0, 0, 17, 17);
+}
+
+static void load_e(loader *L, block_e *m, const char *name, int cin)
+{
+    char p[64];
+    load_conv(L, &m->b1x1, P("branch1x1"), cin, 320, 1, 1, 1, 0, 0, 8, 8);
+    load_conv(L, &m->b3_1, P("branch3x3_1"), cin, 384, 1, 1, 1, 0, 0, 8, 8);
+    load_conv(L, &m->b3_2a, P("branch3x3_2a"), 384, 384, 1, 3, 1, 0, 1, 8, 8);
+    load_conv(L, &m->b3_2b, P("branch3x3_2b"), 384, 384, 3, 1, 1, 1, 0, 8, 8);
+    load_conv(L, &m->d1, P("branch3x3dbl_1"), cin, 448, 1, 1, 1, 0, 0, 8, 8);
+    load_conv(L, &m->d2, P("branch3x3dbl_2"), 448, 384, 3, 3, 1, 1, 1, 8, 8);
+    load_conv(L, &m->d3a, P("branch3x3dbl_3a"), 384, 384, 1, 3, 1, 0, 1, 8, 8);
+    load_conv(L, &m->d3b, P("branch3x3dbl_3b"), 384, 384, 3, 1, 1, 1, 0, 8, 8);
+    load_conv(L, &m->pool, P("branch_pool"), cin, 192, 1, 1, 1, 0, 0, 8, 8);
+#undef P
+}
+
+/* Every conv of the network, for freeing. */
+static int all_convs(me_inception *n, conv **out)
+{
+    int k = 0;
+    conv *stem[] = {&n->c1a, &n->c2a, &n->c2b, &n->c3b, &n->c4a};
+    for (int i = 0; i < 5; i++) out[k++] = stem[i];
+    /* the blocks are structs of convs only */
+    struct { void *p; size_t size; } blocks[] = {
+        {&n->m5b, sizeof n->m5b}, {&n->m5c, sizeof n->m5c}, {&n->m5d, sizeof n->m5d},
+        {&n->m6a, sizeof n->m6a}, {&n->m6b, sizeof n->m6b}, {&n->m6c, sizeof n->m6c},
+        {&n->m6d, sizeof n->m6d}, {&n->m6e, sizeof n->m6e}, {&n->m7a, sizeof n->m7a},
+        {&n->m7b, sizeof n->m7b}, {&n->m7c, sizeof n->m7c}};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+        for (size_t i = 0; i < blocks[b].size / sizeof(conv); i++) out[k++] = (conv *)blocks[b].p + i;
+    return k;
+}
+
+void me_inception_free(me_inception *net)
+{
+    if (!net) return;
+    conv *cs[128];
+    int k = all_convs(net, cs);
+    for (int i = 0; i < k; i++) {
+        me_free_aligned(cs[i]->weight);
+        me_free_aligned(cs[i]->bias);
+    }
+    free(net->fc_store);
+    me_free_aligned(net->in);
+    me_free_aligned(net->x0);
+    me_free_aligned(net->a);
+    me_free_aligned(net->b);
+    me_free_aligned(net->t1);
+    me_free_aligned(net->t2);
+    me_free_aligned(net->scratch);
+    free(net);
+}
+
+int me_inception_from_tensors(me_tensors *ts, me_inception **out)
+{
+    *out = NULL;
+    me_inception *n = me_calloc(1, sizeof *n);
+    if (!n) return MOEDIT_EINTERNAL;
+    loader L = {ts, 0, 0};
+    load_conv(&L, &n->c1a, "Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0, 299, 299);
+    load_conv(&L, &n->c2a, "Conv2d_2a_3x3", 32, 32, 3, 3, 1, 0, 0, 149, 149);
+    load_conv(&L, &n->c2b, "Conv2d_2b_3x3", 32, 64, 3, 3, 1, 1, 1, 147, 147);
+    load_conv(&L, &n->c3b, "Conv2d_3b_1x1", 64, 80, 1, 1, 1, 0, 0, 73, 73);
+    load_conv(&L, &n->c4a, "Conv2d_4a_3x3", 80, 192, 3, 3, 1, 0, 0, 73, 73);
+    load_a(&L, &n->m5b, "Mixed_5b", 192, 32);
+    load_a(&L, &n->m5c, "Mixed_5c", 256, 64);
+    load_a(&L, &n->m5d, "Mixed_5d", 288, 64);
+    load_b(&L, &n->m6a, "Mixed_6a");
+    load_c(&L, &n->m6b, "Mixed_6b", 128);
+    load_c(&L, &n->m6c, "Mixed_6c", 160);
+    load_c(&L, &n->m6d, "Mixed_6d", 160);
+    load_c(&L, &n->m6e, "Mixed_6e", 192);
+    load_d(&L, &n->m7a, "Mixed_7a");
+    load_e(&L, &n->m7b, "Mixed_7b", 1280);
+    load_e(&L, &n->m7c, "Mixed_7c", 2048);
+    const float *fw = NULL, *fb = NULL;
+    if (!L.rc) L.rc = me_tensors_f32(ts, "fc.weight", 2, (int64_t[]){ME_INCEPTION_CLASSES, ME_INCEPTION_DIM}, &fw);
+    if (!L.rc) L.rc = me_tensors_f32(ts, "fc.bias", 1, (int64_t[]){ME_INCEPTION_CLASSES}, &fb);
+    if (L.rc) {
+        me_fail_prefix(L.rc, me_tensors_source(ts));
+        me_inception_free(n);
+        return L.rc;
+    }
+    /* the registry may go away: keep fc too */
+    size_t fwn = (size_t)ME_INCEPTION_CLASSES * ME_INCEPTION_DIM;
+    if ((n->fc_store = me_alloc(sizeof(float) * (fwn + ME_INCEPTION_CLASSES)))) {
+        memcpy(n->fc_store, fw, sizeof(float) * fwn);
+        memcpy(n->fc_store + fwn, fb, sizeof(float) * ME_INCEPTION_CLASSES);
+        n->fc_w = n->fc_store;
+        n->fc_b = n->fc_store + fwn;
+    }
+    n->x0 = me_alloc_aligned(sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
+    n->a = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
+    n->b = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
+    n->t1 = me_alloc_aligned(sizeof(float) * TMP_FLOATS);
+    n->t2 = me_alloc_aligned(sizeof(float) * TMP_FLOATS);
+    n->scratch = me_alloc_aligned(sizeof(float) * (L.scratch ? L.scratch : 1));
+    if (!n->fc_store || !n->x0 || !n->a || !n->b || !n->t1 || !n->t2 || !n->scratch) {
+        me_inception_free(n);
+        return MOEDIT_EINTERNAL;
+    }
+    *out = n;
+    return MOEDIT_OK;
+}
+
+int me_inception_load(const char *path, me_inception **out)
+{
+    me_tensors *ts;
+    *out = NULL;
+    int rc = me_tensors_open(path, &ts);
+    if (rc) return rc;
+    rc = me_inception_from_tensors(ts, out);
+    me_tensors_free(ts);
+    return rc;
+}
+
+/* ---- forward ----------------------------------------------------------- */
+
+/* BasicConv2d: y = ReLU(conv(x)) with BN folded; returns y's plane size. */
+static size_t run(me_inception *n, const conv *c, const float *x, float *y)
+{
+    op_conv2d(&c->s, 1, c->h, c->w, x, c->weight, c->bias, y, n->scratch);
+    int oh = op_conv2d_out(c->h, c->s.kh, c->s.stride > 0 ? c->s.stride : 1, c->s.pad_h);
+    int ow = op_conv2d_out(c->w, c->s.kw, c->s.stride > 0 ? c->s.stride : 1, c->s.pad_w);
+    size_t plane = (size_t)oh * ow, len = plane * c->s.cout;
+    for (size_t i = 0; i < len; i++) y[i] = y[i] > 0 ? y[i] : 0;
+    return plane;
+}
+
+/* Output channel slice: y + (channels so far)·plane, advancing the count. */
+static float *slice(float *y, int *ch, int cout, size_t plane)
+{
+    float *p = y + (size_t)*ch * plane;
+    *ch += cout;
+    return p;
+}
+
+static void forward_a(me_inception *n, const block_a *m, const float *x, float *y)
+{
+    const size_t hw = 35 * 35;
+    int ch = 0;
+    run(n, &m->b1x1, x, slice(y, &ch, 64, hw));
+    run(n, &m->b5_1, x, n->t1);
+    run(n, &m->b5_2, n->t1, slice(y, &ch, 64, hw));
+    run(n, &m->d1, x, n->t1);
+    run(n, &m->d2, n->t1, n->t2);
+    run(n, &m->d3, n->t2, slice(y, &ch, 96, hw));
+    /* TensorFlow's average pool ignores the zero padding */
+    op_avgpool2d(1, m->pool.s.cin, 35, 35, 3, 1, 1, x, n->t1);
+    run(n, &m->pool, n->t1, slice(y, &ch, m->pool.s.cout, hw));
+}
+
+static void forward_b(me_inception *n, const block_b *m, const float *x, float *y)
+{
+    const size_t hw = 17 * 17;
+    int ch = 0;
+    run(n, &m->b3, x, slice(y, &ch, 384, hw));
+    run(n, &m->d1, x, n->t1);
+    run(n, &m->d2, n->t1, n->t2);
+    run(n, &m->d3, n->t2, slice(y, &ch, 96, hw));
+    op_maxpool2d(1, 288, 35, 35, 3, 2, 0, x, slice(y, &ch, 288, hw));
+}
+
+static void forward_c(me_inception *n, const block_c *m, const float *x, float *y)
+{
+    const size_t hw = 17 * 17;
+    int ch = 0;
+    run(n, &m->b1x1, x, slice(y, &ch, 192, hw));
+    run(n, &m->b7_1, x, n->t1);
+    run(n, &m->b7_2, n->t1, n->t2);
+    run(n, &m->b7_3, n->t2, slice(y, &ch, 192, hw));
+    run(n, &m->d1, x, n->t1);
+    run(n, &m->d2, n->t1, n->t2);
+    run(n, &m->d3, n->t2, n->t1);
+    run(n, &m->d4, n->t1, n->t2);
+    run(n, &m->d5, n->t2, slice(y, &ch, 192, hw));
+    op_avgpool2d(1, 768, 17, 17, 3, 1, 1, x, n->t1);
+    run(n, &m->pool, n->t1, slice(y, &ch, 192, hw));
+}
+
+static void forward_d(me_inception *n, const block_d *m, const float *x, float *y)
+{
+    const size_t hw = 8 * 8;
+    int ch = 0;
+    run(n, &m->b3_1, x, n->t1);
+    run(n, &m->b3_2, n->t1, slice(y, &ch, 320, hw));
+    run(n, &m->b7_1, x, n->t1);
+    run(n, &m->b7_2, n->t1, n->t2);
+    run(n, &m->b7_3, n->t2, n->t1);
+    run(n, &m->b7_4, n->t1, slice(y, &ch, 192, hw));
+    op_maxpool2d(1, 768, 17, 17, 3, 2, 0, x, slice(y, &ch, 768, hw));
+}
+
+/* FIDInceptionE_1 pools by average, FIDInceptionE_2 by maximum (a quirk of
+   the TensorFlow graph that FID scores depend on). */
+static void forward_e(me_inception *n, const block_e *m, int max_pool, const float *x, float *y)
+{
+    const size_t hw = 8 * 8;
+    int ch = 0, cin = m->pool.s.cin;
+    run(n, &m->b1x1, x, slice(y, &ch, 320, hw));
+    run(n, &m->b3_1, x, n->t1);
+    run(n, &m->b3_2a, n->t1, slice(y, &ch, 384, hw));
+    run(n, &m->b3_2b, n->t1, slice(y, &ch, 384, hw));
+    run(n, &m->d1, x, n->t1);
+    run(n, &m->d2, n->t1, n->t2);
+    run(n, &m->d3a, n->t2, slice(y, &ch, 384, hw));
+    run(n, &m->d3b, n->t2, slice(y, &ch, 384, hw));
+    if (max_pool) op_maxpool2d(1, cin, 8, 8, 3, 1, 1, x, n->t1);
+    else op_avgpool2d(1, cin, 8, 8, 3, 1, 1, x, n->t1);
+    run(n, &m->pool, n->t1, slice(y, &ch, 192, hw));
+}
+
+/* One image [3, h, w] in [0, 1] → features [2048] (and logits [1008]). */
+static void forward_one(me_inception *n, int h, int w, const float *img, float *feat, float *logits)
+{
+    const int S = ME_INCEPTION_SIZE;
+    op_resize_bilinear(1, 3, h, w, S, S, img, n->x0);
+    for (size_t i = 0; i < (size_t)3 * S * S; i++) n->x0[i] = 2 * n->x0[i] - 1;
+    float *a = n->a, *b = n->b;
+    run(n, &n->c1a, n->x0, a);                       /* 32×149×149 */
+    run(n, &n->c2a, a, b);                           /* 32×147×147 */
+    run(n, &n->c2b, b, a);                           /* 64×147×147 */
+    op_maxpool2d(1, 64, 147, 147, 3, 2, 0, a, b);    /* 64×73×73 */
+    run(n, &n->c3b, b, a);                           /* 80×73×73 */
+    run(n, &n->c4a, a, b);                           /* 192×71×71 */
+    op_maxpool2d(1, 192, 71, 71, 3, 2, 0, b, a);     /* 192×35×35 */
+    forward_a(n, &n->m5b, a, b);                     /* 256×35×35 */
+    forward_a(n, &n->m5c, b, a);                     /* 288 */
+    forward_a(n, &n->m5d, a, b);                     /* 288 */
+    forward_b(n, &n->m6a, b, a);                     /* 768×17×17 */
+    forward_c(n, &n->m6b, a, b);
+    forward_c(n, &n->m6c, b, a);
+    forward_c(n, &n->m6d, a, b);
+    forward_c(n, &n->m6e, b, a);
+    forward_d(n, &n->m7a, a, b);                     /* 1280×8×8 */
+    forward_e(n, &n->m7b, 0, b, a);                  /* 2048×8×8 */
+    forward_e(n, &n->m7c, 1, a, b);
+    op_global_avgpool(1, ME_INCEPTION_DIM, 8 * 8, b, feat);
+    if (logits) op_linear(1, ME_INCEPTION_DIM, ME_INCEPTION_CLASSES, feat, n->fc_w, n->fc_b, logits);
+}
+
+static int check_size(int n, int h, int w)
+{
+    if (n < 0 || h < 1 || w < 1 || h > 8192 || w > 8192)
+        return me_fail(MOEDIT_EINPUT, "inception: bad image batch %d×%d×%d", n, h, w);
+    return MOEDIT_OK;
+}
+
+int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
+                             float *features, float *logits)
+{
+    if (check_size(n, h, w)) return MOEDIT_EINPUT;
+    for (int i = 0; i < n; i++)
+        forward_one(net, h, w, chw + (size_t)i * 3 * h * w, features + (size_t)i * ME_INCEPTION_DIM,
+                    logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
+    return MOEDIT_OK;
+}
+
+int me_inception_forward_u8(me_inception *net, int n, int h, int w, int c, const uint8_t *hwc,
+                            float *features, float *logits)
+{
+    if (check_size(n, h, w)) return MOEDIT_EINPUT;
+    if (c != 1 && c != 3) return me_fail(MOEDIT_EINPUT, "inception: images have %d channels (1 or 3 expected)", c);
+    size_t plane = (size_t)h * w;
+    if (plane * 3 > net->in_cap) {
+        me_free_aligned(net->in);
+        net->in_cap = 0;
+        if (!(net->in = me_alloc_aligned(sizeof(float) * 3 * plane))) return MOEDIT_EINTERNAL;
+        net->in_cap = 3 * plane;
+    }
+    for (int i = 0; i < n; i++) {
+        const uint8_t *px = hwc + (size_t)i * plane * c;
+        /* ToTensor: HWC uint8 → CHW float / 255; grayscale fills all three */
+        for (int ch = 0; ch < 3; ch++) {
+            float *dst = net->in + ch * plane;
+            const uint8_t *src = px + (c == 3 ? ch : 0);
+            for (size_t p = 0; p < plane; p++) dst[p] = src[p * c] / 255.0f;
+        }
+        forward_one(net, h, w, net->in, features + (size_t)i * ME_INCEPTION_DIM,
+                    logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
+    }
+    return MOEDIT_OK;
+}

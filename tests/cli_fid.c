@@ -1,0 +1,259 @@
+/* moedit fid / npz-merge / fid-sample end to end.
+
+   fid: the counter-based Inception weights (tests/fid_weights.h) are written
+   to a temporary safetensors file (the real pt_inception .pth is not in the
+   repository); FID, IS and the features are compared with PyTorch/NumPy
+   (tests/fixtures/fid/scores.npy, features_a.npy).
+   fid-sample: the tiny DiT-MoE fixture (tests/fixtures/dit/moe_top2.pt,
+   8×8×4 latents) decoded by the tiny VAE (tests/fixtures/vae/small, 1
+   channel, ×4) into 32×32 grayscale-as-RGB images; three shards merged must
+   equal one run byte for byte, and a run killed with SIGKILL then resumed
+   must equal an uninterrupted one. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "fid/inception.h"
+#include "tests/fid_weights.h"
+#include "weights/formats.h"
+#include "weights/npy.h"
+
+static char dir[] = "/tmp/moedit_cli_fid_XXXXXX";
+
+static void setup(void) { cr_assert_not_null(mkdtemp(dir)); }
+
+static void teardown(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) cr_log_warn("could not remove %s", dir);
+}
+
+/* Runs `moedit args` in the temporary folder; stdout and stderr go to
+   files there. Returns the exit status. */
+static int moedit(const char *fmt, ...)
+{
+    char args[4096], cmd[5000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s > out.txt 2> err.txt", dir, MOEDIT_BIN, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *name, size_t *len)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = 0;
+    fclose(f);
+    if (len) *len = got;
+    return b;
+}
+
+static int exists(const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    cr_assert(x && y, "missing %s or %s", a, b);
+    cr_assert(la == lb && !memcmp(x, y, la), "%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+/* One line on stderr. */
+static void one_line_error(void)
+{
+    char *e = slurp("err.txt", NULL);
+    cr_assert(e && *e && strchr(e, '\n') == e + strlen(e) - 1, "stderr is not one line: '%s'", e ? e : "");
+    free(e);
+}
+
+static double value_after(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    cr_assert_not_null(p, "no '%s' in: %s", key, text);
+    return atof(p + strlen(key));
+}
+
+TestSuite(cli_fid, .init = setup, .fini = teardown, .timeout = 900);
+
+Test(cli_fid, fid_matches_pytorch_and_reuses_statistics)
+{
+    me_tensors *ts = random_weights(0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/inception.safetensors", dir);
+    cr_assert_eq(me_write_safetensors(ts, path, ME_F32), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+
+    cr_assert_eq(moedit("fid --inception inception.safetensors --samples %s/fid/images_a.npz --ref "
+                        "%s/fid/images_b.npz --features-out f.npy --stats-out s.npz --batch 3", FIXTURES, FIXTURES),
+                 0, "%s", slurp("err.txt", NULL));
+    char *out = slurp("out.txt", NULL);
+    me_array want;
+    snprintf(path, sizeof path, "%s/fid/scores.npy", FIXTURES);
+    cr_assert_eq(me_npy_read(path, &want), 0);
+    const double *scores = want.data;
+    double fid = value_after(out, "FID: "), is = value_after(out, "IS: ");
+    cr_log_info("cli fid %.6f (numpy %.6f), IS %.6f (numpy %.6f)", fid, scores[0], is, scores[1]);
+    cr_expect_lt(fabs(fid - scores[0]) / scores[0], 1e-5);
+    cr_expect_lt(fabs(is - scores[1]), 1e-5);
+    free(out);
+
+    /* the features written are PyTorch's */
+    me_array f, ref;
+    snprintf(path, sizeof path, "%s/f.npy", dir);
+    cr_assert_eq(me_npy_read(path, &f), 0);
+    snprintf(path, sizeof path, "%s/fid/features_a.npy", FIXTURES);
+    cr_assert_eq(me_npy_read(path, &ref), 0);
+    cr_assert_eq(f.numel, ref.numel);
+    double err = 0, mx = 0;
+    for (int64_t i = 0; i < f.numel; i++) {
+        err = fmax(err, fabs(((const float *)f.data)[i] - ((const float *)ref.data)[i]));
+        mx = fmax(mx, fabs(((const float *)ref.data)[i]));
+    }
+    cr_expect_lt(err / mx, 1e-3);
+    me_array_free(&f);
+    me_array_free(&ref);
+
+    /* statistics as the reference (ADM layout): the same distance, swapped */
+    cr_assert_eq(moedit("fid --inception inception.safetensors --samples %s/fid/images_b.npz --ref s.npz", FIXTURES),
+                 0, "%s", slurp("err.txt", NULL));
+    out = slurp("out.txt", NULL);
+    cr_expect_lt(fabs(value_after(out, "FID: ") - scores[0]) / scores[0], 1e-5, "%s", out);
+    free(out);
+    me_array_free(&want);
+}
+
+Test(cli_fid, bad_inputs_fail_cleanly)
+{
+    char path[600];
+    /* a truncated npz: exit 2, one line, before any weights are read */
+    size_t n;
+    snprintf(path, sizeof path, "%s/fid/images_a.npz", FIXTURES);
+    FILE *in = fopen(path, "rb");
+    char *buf = malloc(20000);
+    n = fread(buf, 1, 20000, in);
+    fclose(in);
+    snprintf(path, sizeof path, "%s/bad.npz", dir);
+    FILE *o = fopen(path, "wb");
+    fwrite(buf, 1, n / 2, o);
+    fclose(o);
+    free(buf);
+    cr_assert_eq(moedit("fid --inception none.pth --samples bad.npz --ref %s/fid/images_b.npz", FIXTURES), 2);
+    one_line_error();
+    cr_assert_eq(moedit("fid --inception none.pth --samples %s/fid/images_a.npz --ref bad.npz", FIXTURES), 2);
+    one_line_error();
+    cr_assert_eq(moedit("fid --inception %s/fid/conv1a_only.pth --samples %s/fid/images_a.npz --ref %s/fid/images_b.npz",
+                        FIXTURES, FIXTURES, FIXTURES), 2);
+    one_line_error();
+    cr_assert_eq(moedit("fid --samples x.npz"), 2);
+    one_line_error();
+    /* merge: mismatched image shapes, no output left behind */
+    cr_assert_eq(moedit("npz-merge --out m.npz %s/fid/images_a.npz %s/fid/images_b.npz", FIXTURES, FIXTURES), 2);
+    one_line_error();
+    cr_assert(!exists("m.npz"));
+    cr_assert_eq(moedit("npz-merge --out m.npz bad.npz"), 2);
+    one_line_error();
+    cr_assert_eq(moedit("fid-sample --npz x.npz --num 4 --shard 3/3"), 2);
+    one_line_error();
+}
+
+#define SAMPLE "fid-sample --model %s/dit/moe_top2.pt --vae %s/vae/small --steps 4 --cfg 1.5 --seed 11 --num %d --batch %d"
+
+Test(cli_fid, shards_merge_into_the_single_run)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz all.npz --labels random", FIXTURES, FIXTURES, 10, 3), 0, "%s",
+                 slurp("err.txt", NULL));
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(moedit(SAMPLE " --npz s%d.npz --labels random --shard %d/3", FIXTURES, FIXTURES, 10, 3, k, k), 0,
+                     "%s", slurp("err.txt", NULL));
+    cr_assert_eq(moedit("npz-merge --out merged.npz s0.npz s1.npz s2.npz"), 0, "%s", slurp("err.txt", NULL));
+    same_file("merged.npz", "all.npz");
+    cr_assert(!exists("all.npz.partial") && !exists("all.npz.state"));
+
+    me_npz z;
+    me_array img, lab;
+    char path[600];
+    snprintf(path, sizeof path, "%s/all.npz", dir);
+    cr_assert_eq(me_npz_open(path, &z), 0);
+    cr_assert_eq(me_npz_get(&z, "arr_0", &img), 0);
+    cr_assert_eq(me_npz_get(&z, "arr_1", &lab), 0);
+    cr_assert(img.dtype == ME_U8 && img.ndim == 4 && img.shape[0] == 10 && img.shape[1] == 32 &&
+              img.shape[2] == 32 && img.shape[3] == 3);
+    cr_assert(lab.dtype == ME_I64 && lab.ndim == 1 && lab.shape[0] == 10);
+    const uint8_t *px = img.data;
+    for (int64_t i = 0; i < img.numel; i += 3) cr_assert(px[i] == px[i + 1] && px[i] == px[i + 2]);
+    for (int i = 0; i < 10; i++) cr_assert(((const int64_t *)lab.data)[i] >= 0 && ((const int64_t *)lab.data)[i] < 10);
+    me_array_free(&img);
+    me_array_free(&lab);
+    me_npz_close(&z);
+}
+
+/* Samples done so far according to the state file, or -1. */
+static long state_done(const char *name)
+{
+    char *s = slurp(name, NULL);
+    const char *p = s ? strstr(s, "\ndone ") : NULL;
+    long d = p ? atol(p + 6) : -1;
+    free(s);
+    return d;
+}
+
+Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    char args[1000];
+    snprintf(args, sizeof args, SAMPLE, FIXTURES, FIXTURES, 12, 2);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir)) _exit(127);
+        freopen("/dev/null", "w", stderr);
+        execl("/bin/sh", "sh", "-c", "exec \"$0\" $1 --npz run.npz", MOEDIT_BIN, args, (char *)NULL);
+        _exit(127);
+    }
+    /* kill it once at least one batch is checkpointed and before the end */
+    long done = -1;
+    for (int i = 0; i < 6000 && done < 2; i++) {
+        usleep(5000);
+        done = state_done("run.npz.state");
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    done = state_done("run.npz.state");
+    cr_log_info("killed after %ld of 12 samples", done);
+    cr_assert(WIFSIGNALED(st), "the run ended before it could be killed");
+    cr_assert(!exists("run.npz"), "a final file after a kill");
+    cr_assert(done >= 2 && done < 12);
+    /* a different setting is refused, the same one resumes */
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz --resume", FIXTURES, FIXTURES, 12, 4), 2);
+    one_line_error();
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz --resume", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "resuming"), "%s", err);
+    free(err);
+    same_file("run.npz", "ref.npz");
+    cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
+}

@@ -1,0 +1,129 @@
+/* The FID Inception against PyTorch (tools/inception_reference.py, fixtures
+   from tools/make_fid_fixtures.py).
+
+   The real pt_inception weights are 95 MB, so the network is filled with the
+   counter-based weights both sides compute from the tensor names of
+   manifest.txt (the state-dict keys and shapes of the reference module,
+   which mirrors pytorch-fid's key layout); the registry is built in memory.
+   The .pth path itself (me_inception_load → torch zip reader → key names) is
+   checked on conv1a_only.pth, a real torch.save file holding only
+   Conv2d_1a_3x3: its tensors must load under the manifest's names and
+   shapes, and the load must then stop at the first missing key. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fid/inception.h"
+#include "tests/fid_weights.h"
+#include "weights/npy.h"
+
+static float *npy_f32(const char *name, int64_t *numel)
+{
+    char path[512];
+    me_array a;
+    snprintf(path, sizeof path, "%s/fid/%s", FIXTURES, name);
+    cr_assert_eq(me_npy_read(path, &a), 0, "%s: %s", path, moedit_last_error());
+    float *v = malloc(sizeof(float) * a.numel);
+    me_array_to_f32(&a, v);
+    *numel = a.numel;
+    me_array_free(&a);
+    return v;
+}
+
+/* max |got - want| over max |want|: the relative error of the whole vector. */
+static double rel_error(const float *got, const float *want, int64_t n)
+{
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)got[i] - want[i]));
+        ref = fmax(ref, fabs(want[i]));
+    }
+    return err / ref;
+}
+
+/* arr_0 of a fixture npz through the network. */
+static void features_of(me_inception *net, const char *npz, float *feats, float *logits, int *count)
+{
+    char path[512];
+    me_npz z;
+    me_array a;
+    snprintf(path, sizeof path, "%s/fid/%s", FIXTURES, npz);
+    cr_assert_eq(me_npz_open(path, &z), 0, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_get(&z, "arr_0", &a), 0, "%s", moedit_last_error());
+    cr_assert_eq(a.dtype, ME_U8);
+    cr_assert_eq(a.ndim, 4);
+    *count = (int)a.shape[0];
+    cr_assert_eq(me_inception_forward_u8(net, (int)a.shape[0], (int)a.shape[1], (int)a.shape[2],
+                                         (int)a.shape[3], a.data, feats, logits), 0, "%s", moedit_last_error());
+    me_array_free(&a);
+    me_npz_close(&z);
+}
+
+Test(fid_inception, features_and_logits_match_pytorch, .timeout = 600)
+{
+    me_tensors *ts = random_weights(0);
+    me_inception *net;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);   /* the network keeps its own (folded) copy */
+
+    float feats[4 * ME_INCEPTION_DIM], logits[4 * ME_INCEPTION_CLASSES];
+    int n;
+    int64_t len;
+    features_of(net, "images_a.npz", feats, logits, &n);
+    cr_assert_eq(n, 4);
+    float *want = npy_f32("features_a.npy", &len);
+    cr_assert_eq(len, 4 * ME_INCEPTION_DIM);
+    double e = rel_error(feats, want, len);
+    cr_log_info("features_a: relative error %.3g", e);
+    cr_expect_lt(e, 1e-3, "features_a: relative error %g", e);
+    free(want);
+    want = npy_f32("logits_a.npy", &len);
+    e = rel_error(logits, want, len);
+    cr_log_info("logits_a: relative error %.3g", e);
+    cr_expect_lt(e, 1e-3, "logits_a: relative error %g", e);
+    free(want);
+
+    /* grayscale [3, 20, 28, 1]: replicated to RGB, non-square resize */
+    features_of(net, "images_b.npz", feats, NULL, &n);
+    cr_assert_eq(n, 3);
+    want = npy_f32("features_b.npy", &len);
+    e = rel_error(feats, want, len);
+    cr_log_info("features_b: relative error %.3g", e);
+    cr_expect_lt(e, 1e-3, "features_b: relative error %g", e);
+    free(want);
+    me_inception_free(net);
+}
+
+Test(fid_inception, pth_keys_load_until_the_first_missing_one)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/fid/conv1a_only.pth", FIXTURES);
+    me_tensors *ts;
+    cr_assert_eq(me_tensors_open(path, &ts), 0, "%s", moedit_last_error());
+    static manifest_row rows[600];
+    read_manifest(rows, 600);
+    for (int t = 0; t < 5; t++) {   /* Conv2d_1a_3x3: conv.weight + 4 bn tensors */
+        const float *v;
+        cr_assert_eq(me_tensors_f32(ts, rows[t].name, rows[t].ndim, rows[t].shape, &v), 0, "%s",
+                     moedit_last_error());
+    }
+    me_tensors_free(ts);
+    me_inception *net = (me_inception *)1;
+    cr_assert_eq(me_inception_load(path, &net), MOEDIT_EINPUT);
+    cr_assert_null(net);
+    cr_assert(strstr(moedit_last_error(), "Conv2d_2a_3x3.conv.weight"), "message: %s", moedit_last_error());
+    cr_assert(strstr(moedit_last_error(), "conv1a_only.pth"), "message: %s", moedit_last_error());
+}
+
+Test(fid_inception, bad_channel_count_is_refused)
+{
+    me_tensors *ts = random_weights(1);
+    me_inception *net;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    uint8_t px[2 * 2 * 4] = {0};
+    float f[ME_INCEPTION_DIM];
+    cr_assert_eq(me_inception_forward_u8(net, 1, 2, 2, 4, px, f, NULL), MOEDIT_EINPUT);
+    me_inception_free(net);
+}
