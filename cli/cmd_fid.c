@@ -149,7 +149,7 @@ int cmd_fid(int argc, char **argv)
         {"--ref", CLI_STR, &a.ref, "B.npz      reference images (arr_0) or statistics (mu, sigma)"},
         {"--features-out", CLI_STR, &a.features_out, "F.npy  the samples' pool3 features [N,2048]"},
         {"--stats-out", CLI_STR, &a.stats_out, "S.npz  the samples' mu and sigma (a reusable --ref)"},
-        {"--batch", CLI_INT, &a.batch, "B        images per progress step (default 32)"},
+        {"--batch", CLI_INT, &a.batch, "B        images per batch, one per thread (default 32)"},
         {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
         {"--help", CLI_BOOL, &a.help, "         this help"},
         {NULL, 0, NULL, NULL},

@@ -98,7 +98,7 @@ static int64_t read_state(const char *path, const char *fp)
 {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
-    char magic[64], line[8192];
+    char magic[64] = "", line[8192] = "";
     long long done = -1;
     int ok = fgets(magic, sizeof magic, f) && !strncmp(magic, STATE_MAGIC "\n", sizeof STATE_MAGIC) &&
              fgets(line, sizeof line, f) && fscanf(f, "done %lld", &done) == 1;

@@ -50,7 +50,7 @@ int cmd_forward(int argc, char **argv)
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k}, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);

@@ -425,7 +425,9 @@ static int run(sample_args *a)
     if (vae && (rc = decode_images(vae, n, C, S, latents, &img))) goto done;
     rc = 1;
     if (tr) {
+        static const char *sampler_names[] = {"ddpm", "ddim", "flow"};
         moedit_model_set_tracer(m, NULL, NULL);
+        me_trace_set_info(tr, sampler_names[o.sampler], steps, o.cfg);
         r = me_trace_close(tr);
         tr = NULL;
         if (r) {

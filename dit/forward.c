@@ -28,7 +28,7 @@ static void embed_patches(moedit_model *m, int n, const float *x)
                 memcpy(dst + (c * p + i) * p, x + (((size_t)b * C + c) * S + r * p + i) * S + q * p,
                        (size_t)p * sizeof *dst);
     }
-    op_linear(n * T, pp, D, a->patches, m->xemb_w, m->xemb_b, a->x);
+    dit_linear(n * T, a->patches, &m->xemb, m->xemb_b, a->x);
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * T * D >= PAR_MIN)
     for (long tok = 0; tok < (long)n * T; tok++) {
         const float *pe = m->pos + (tok % T) * D;
@@ -49,9 +49,9 @@ static void embed_condition(moedit_model *m, int n, const float *t, const int64_
             a->tfreq[b * DIT_FREQ_DIM + i] = cosf(arg);
             a->tfreq[b * DIT_FREQ_DIM + half + i] = sinf(arg);
         }
-    op_linear(n, DIT_FREQ_DIM, D, a->tfreq, m->t0_w, m->t0_b, a->th);
+    dit_linear(n, a->tfreq, &m->t0, m->t0_b, a->th);
     op_silu((size_t)n * D, a->th, a->th);
-    op_linear(n, D, D, a->th, m->t2_w, m->t2_b, a->temb);
+    dit_linear(n, a->th, &m->t2, m->t2_b, a->temb);
     for (int b = 0; b < n; b++)
         for (int d = 0; d < D; d++) a->c[b * D + d] = a->temb[b * D + d] + m->ytab[y[b] * D + d];
     op_silu((size_t)n * D, a->c, a->sc);
@@ -59,19 +59,13 @@ static void embed_condition(moedit_model *m, int n, const float *t, const int64_
 }
 
 /* a.xm = LN(h)·(1 + scale) + shift, with shift and scale chunks of a.mod
-   (row stride `chunks`·D). */
+   (row stride `chunks`·D), in one pass. */
 static void ln_modulate(moedit_model *m, int n, const float *h, int shift, int scale, int chunks)
 {
-    dit_acts *a = &m->a;
-    int T = m->tokens, D = m->cfg.hidden;
-    op_layernorm(n * T, D, h, NULL, NULL, DIT_LN_EPS, a->xm);
-    #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * T * D >= PAR_MIN)
-    for (long tok = 0; tok < (long)n * T; tok++) {
-        const float *mb = a->mod + (tok / T) * chunks * D;
-        const float *sh = mb + shift * D, *sc = mb + scale * D;
-        float *xr = a->xm + tok * D;
-        for (int d = 0; d < D; d++) xr[d] = xr[d] * (1.0f + sc[d]) + sh[d];
-    }
+    int D = m->cfg.hidden;
+    size_t stride = (size_t)chunks * D;
+    op_layernorm_modulate(n * m->tokens, D, h, m->a.mod + shift * D, m->a.mod + scale * D, m->tokens, stride,
+                          DIT_LN_EPS, m->a.xm);
 }
 
 /* h += gate · a.ff, gate being chunk `gate` of a.mod (6 chunks). */
@@ -93,7 +87,7 @@ static void attention(moedit_model *m, const dit_block *b, int n)
     const moedit_config *cf = &m->cfg;
     dit_acts *a = &m->a;
     int T = m->tokens, D = cf->hidden, hd = m->head_dim;
-    op_linear(n * T, D, 3 * D, a->xm, b->qkv_w, b->qkv_b, a->qkv);
+    dit_linear(n * T, a->xm, &b->qkv, b->qkv_b, a->qkv);
     if (cf->attention == MOEDIT_ATTN_QKNORM) {
         #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * T * D >= PAR_MIN)
         for (long tok = 0; tok < (long)n * T; tok++) {
@@ -103,17 +97,17 @@ static void attention(moedit_model *m, const dit_block *b, int n)
         }
     }
     op_attention(n, T, cf->heads, hd, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, a->att, a->att_scratch);
-    op_linear(n * T, D, D, a->att, b->proj_w, b->proj_b, a->ff);
+    dit_linear(n * T, a->att, &b->proj, b->proj_b, a->ff);
 }
 
 /* a.ff = fc2(GELU_tanh(fc1(a.xm))). */
 static void mlp(moedit_model *m, const dit_block *b, int n)
 {
     dit_acts *a = &m->a;
-    int NT = n * m->tokens, D = m->cfg.hidden, H = m->cfg.mlp_hidden;
-    op_linear(NT, D, H, a->xm, b->fc1_w, b->fc1_b, a->mid);
+    int NT = n * m->tokens, H = m->cfg.mlp_hidden;
+    dit_linear(NT, a->xm, &b->fc1, b->fc1_b, a->mid);
     op_gelu_tanh((size_t)NT * H, a->mid, a->mid);
-    op_linear(NT, H, D, a->mid, b->fc2_w, b->fc2_b, a->ff);
+    dit_linear(NT, a->mid, &b->fc2, b->fc2_b, a->ff);
 }
 
 /* One adaLN-Zero block on the stream h (a.x, or x⊙m for Switch-DiT). */
@@ -121,9 +115,8 @@ static void block(moedit_model *m, int l, int n, float *h)
 {
     const dit_block *b = &m->blocks[l];
     dit_acts *a = &m->a;
-    int D = m->cfg.hidden;
     /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
-    op_linear(n, D, 6 * D, a->sc, b->ada_w, b->ada_b, a->mod);
+    dit_linear(n, a->sc, &b->ada, b->ada_b, a->mod);
     ln_modulate(m, n, h, 0, 1, 6);
     attention(m, b, n);
     gated_add(m, n, h, 2);
@@ -151,10 +144,10 @@ static void final_layer(moedit_model *m, int n, float *out)
 {
     const moedit_config *cf = &m->cfg;
     dit_acts *a = &m->a;
-    int T = m->tokens, D = cf->hidden, p = cf->patch, g = m->grid, oc = cf->out_channels, S = cf->input_size;
-    op_linear(n, D, 2 * D, a->sc, m->fa_w, m->fa_b, a->mod);
+    int T = m->tokens, p = cf->patch, g = m->grid, oc = cf->out_channels, S = cf->input_size;
+    dit_linear(n, a->sc, &m->fa, m->fa_b, a->mod);
     ln_modulate(m, n, a->x, 0, 1, 2);
-    op_linear(n * T, D, p * p * oc, a->xm, m->fl_w, m->fl_b, a->out_tok);
+    dit_linear(n * T, a->xm, &m->fl, m->fl_b, a->out_tok);
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * T * p * p * oc >= PAR_MIN)
     for (long tok = 0; tok < (long)n * T; tok++) {
         int b = (int)(tok / T), r = (int)(tok % T) / g, q = (int)(tok % T) % g;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "core/core.h"
 #include "dit/config.h"
 #include "dit/model.h"
@@ -25,6 +26,103 @@ static int tensor(me_tensors *ts, const float **out, int ndim, const int64_t *di
 }
 
 #define SHAPE(...) (sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+
+/* The raw data of the tensor named name with shape dims, as a type
+   me_gemm_pack_b reads: F32/BF16/F16 in place (no float32 copy of a
+   half-precision checkpoint), anything else converted. */
+static int raw_tensor(me_tensors *ts, const char *name, int ndim, const int64_t *dims, int *type, const void **data)
+{
+    const me_tensor *t = me_tensors_find(ts, name);
+    int half = t && (t->dtype == ME_BF16 || t->dtype == ME_F16);
+    if (!t || !(t->dtype == ME_F32 || half) || ((uintptr_t)t->data & (me_dtype_size(t->dtype) - 1))) {
+        const float *f = NULL;
+        int rc = me_tensors_f32(ts, name, ndim, dims, &f);   /* also names a missing tensor */
+        *type = ME_GEMM_F32, *data = f;
+        return rc;
+    }
+    if (t->ndim != ndim || memcmp(t->shape, dims, (size_t)ndim * sizeof *dims)) {
+        char want[160], got[160];
+        return me_fail(MOEDIT_EINPUT, "%s: expected %s, got %s", name, me_shape_str(ndim, dims, want, sizeof want),
+                       me_shape_str(t->ndim, t->shape, got, sizeof got));
+    }
+    *type = t->dtype == ME_F32 ? ME_GEMM_F32 : t->dtype == ME_BF16 ? ME_GEMM_BF16 : ME_GEMM_F16;
+    *data = t->data;
+    return MOEDIT_OK;
+}
+
+/* Lets the kernel drop the pages of a tensor that now lives packed: clean
+   file pages of the mapping are simply released (re-read if ever touched
+   again), so the weights are resident once. */
+static void release_pages(const void *data, size_t bytes)
+{
+#ifdef MADV_PAGEOUT
+    uintptr_t lo = ((uintptr_t)data + 4095) & ~(uintptr_t)4095, hi = ((uintptr_t)data + bytes) & ~(uintptr_t)4095;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#else
+    (void)data, (void)bytes;
+#endif
+}
+
+/* A k×n packed matrix over fresh memory the model owns. */
+static int new_pack(moedit_model *m, me_gemm_b *b, int k, int n, int bf16)
+{
+    if (m->npacks == m->packs_cap) {
+        int cap = m->packs_cap ? 2 * m->packs_cap : 64;
+        void **p = realloc(m->packs, (size_t)cap * sizeof *p);
+        if (!p) return me_fail(MOEDIT_EINTERNAL, "out of memory");
+        m->packs = p, m->packs_cap = cap;
+    }
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+    if (!mem) return MOEDIT_EINTERNAL;
+    m->packs[m->npacks++] = mem;
+    me_gemm_b_init(b, mem, k, n, bf16);
+    return MOEDIT_OK;
+}
+
+/* Columns [col, col+cols) of b from the tensor name (shape dims): a PyTorch
+   weight [cols, k] (trans 1) or, trans 0, a matrix [k, cols] starting
+   `offset` elements in. */
+static int pack_tensor(me_tensors *ts, me_gemm_b *b, int col, int cols, int trans, size_t offset, const char *name,
+                       int ndim, const int64_t *dims)
+{
+    int type;
+    const void *data;
+    int rc = raw_tensor(ts, name, ndim, dims, &type, &data);
+    if (rc) return rc;
+    size_t esz = type == ME_GEMM_F32 ? 4 : 2, bytes = (size_t)cols * b->k * esz;
+    const void *src = (const char *)data + offset * esz;
+    me_gemm_pack_b(b, col, cols, trans, type, src, trans ? (size_t)b->k : (size_t)cols);
+    release_pages(src, bytes);
+    return MOEDIT_OK;
+}
+
+/* A PyTorch linear weight [out, in] named by fmt, packed as in → out. */
+static int linear(moedit_model *m, me_gemm_b *b, int bf16, int64_t out, int64_t in, const char *fmt, ...)
+    ME_PRINTF(6, 7);
+static int linear(moedit_model *m, me_gemm_b *b, int bf16, int64_t out, int64_t in, const char *fmt, ...)
+{
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int rc = new_pack(m, b, (int)in, (int)out, bf16);
+    return rc ? rc : pack_tensor(m->ts, b, 0, (int)out, 1, 0, name, SHAPE(out, in));
+}
+
+/* A SwiGLU MLP of hidden width H under prefix ("blocks.3.moe.experts.5"). */
+static int swiglu(moedit_model *m, dit_swiglu *x, int64_t H, int64_t D, const char *prefix)
+{
+    char name[160];
+    int rc;
+    x->hid = (int)H;
+    if ((rc = new_pack(m, &x->gate_up, (int)D, (int)(2 * H), m->bf16))) return rc;
+    snprintf(name, sizeof name, "%s.gate_proj.weight", prefix);
+    if ((rc = pack_tensor(m->ts, &x->gate_up, 0, (int)H, 1, 0, name, SHAPE(H, D)))) return rc;
+    snprintf(name, sizeof name, "%s.up_proj.weight", prefix);
+    if ((rc = pack_tensor(m->ts, &x->gate_up, (int)H, (int)H, 1, 0, name, SHAPE(H, D)))) return rc;
+    return linear(m, &x->down, m->bf16, D, H, "%s.down_proj.weight", prefix);
+}
 
 /* The fixed 2-D sin-cos table upstream initialises pos_embed with
    (MAE's get_2d_sincos_pos_embed): per token, sin/cos of the column
@@ -52,66 +150,61 @@ static int load_block(moedit_model *m, int l)
     me_tensors *ts = m->ts;
     dit_block *b = &m->blocks[l];
     int64_t D = cf->hidden, H = cf->mlp_hidden, E = cf->num_experts;
-    int rc;
-    if ((rc = tensor(ts, &b->ada_w, SHAPE(6 * D, D), "blocks.%d.adaLN_modulation.1.weight", l)) ||
+    int bf = m->bf16, rc;
+    char name[160];
+    if ((rc = linear(m, &b->ada, bf, 6 * D, D, "blocks.%d.adaLN_modulation.1.weight", l)) ||
         (rc = tensor(ts, &b->ada_b, SHAPE(6 * D), "blocks.%d.adaLN_modulation.1.bias", l)))
         return rc;
 
     if (cf->attention == MOEDIT_ATTN_QKNORM) {
         int64_t hd = m->head_dim;
-        if ((rc = tensor(ts, &b->qkv_w, SHAPE(3 * D, D), "blocks.%d.attn.Wqkv.weight", l)) ||
+        if ((rc = linear(m, &b->qkv, bf, 3 * D, D, "blocks.%d.attn.Wqkv.weight", l)) ||
             (rc = tensor(ts, &b->qkv_b, SHAPE(3 * D), "blocks.%d.attn.Wqkv.bias", l)) ||
             (rc = tensor(ts, &b->qn_w, SHAPE(hd), "blocks.%d.attn.q_norm.weight", l)) ||
             (rc = tensor(ts, &b->qn_b, SHAPE(hd), "blocks.%d.attn.q_norm.bias", l)) ||
             (rc = tensor(ts, &b->kn_w, SHAPE(hd), "blocks.%d.attn.k_norm.weight", l)) ||
             (rc = tensor(ts, &b->kn_b, SHAPE(hd), "blocks.%d.attn.k_norm.bias", l)) ||
-            (rc = tensor(ts, &b->proj_w, SHAPE(D, D), "blocks.%d.attn.out_proj.weight", l)) ||
+            (rc = linear(m, &b->proj, bf, D, D, "blocks.%d.attn.out_proj.weight", l)) ||
             (rc = tensor(ts, &b->proj_b, SHAPE(D), "blocks.%d.attn.out_proj.bias", l)))
             return rc;
     } else {
-        if ((rc = tensor(ts, &b->qkv_w, SHAPE(3 * D, D), "blocks.%d.attn.qkv.weight", l)) ||
+        if ((rc = linear(m, &b->qkv, bf, 3 * D, D, "blocks.%d.attn.qkv.weight", l)) ||
             (rc = tensor(ts, &b->qkv_b, SHAPE(3 * D), "blocks.%d.attn.qkv.bias", l)) ||
-            (rc = tensor(ts, &b->proj_w, SHAPE(D, D), "blocks.%d.attn.proj.weight", l)) ||
+            (rc = linear(m, &b->proj, bf, D, D, "blocks.%d.attn.proj.weight", l)) ||
             (rc = tensor(ts, &b->proj_b, SHAPE(D), "blocks.%d.attn.proj.bias", l)))
             return rc;
     }
 
     if (cf->family == MOEDIT_FAMILY_DIT_MOE) {
-        if ((rc = tensor(ts, &b->gate_w, SHAPE(E, D), "blocks.%d.moe.gate.weight", l))) return rc;
+        if ((rc = linear(m, &b->gate, 0, E, D, "blocks.%d.moe.gate.weight", l))) return rc;
         b->experts = m->expert_store + (size_t)l * E;
         for (int e = 0; e < E; e++) {
-            dit_swiglu *x = &b->experts[e];
-            if ((rc = tensor(ts, &x->gate, SHAPE(H, D), "blocks.%d.moe.experts.%d.gate_proj.weight", l, e)) ||
-                (rc = tensor(ts, &x->up, SHAPE(H, D), "blocks.%d.moe.experts.%d.up_proj.weight", l, e)) ||
-                (rc = tensor(ts, &x->down, SHAPE(D, H), "blocks.%d.moe.experts.%d.down_proj.weight", l, e)))
-                return rc;
+            snprintf(name, sizeof name, "blocks.%d.moe.experts.%d", l, e);
+            if ((rc = swiglu(m, &b->experts[e], H, D, name))) return rc;
         }
         if (cf->shared_hidden) {
-            int64_t S = cf->shared_hidden;
-            if ((rc = tensor(ts, &b->shared.gate, SHAPE(S, D), "blocks.%d.moe.shared_experts.gate_proj.weight", l)) ||
-                (rc = tensor(ts, &b->shared.up, SHAPE(S, D), "blocks.%d.moe.shared_experts.up_proj.weight", l)) ||
-                (rc = tensor(ts, &b->shared.down, SHAPE(D, S), "blocks.%d.moe.shared_experts.down_proj.weight", l)))
-                return rc;
+            snprintf(name, sizeof name, "blocks.%d.moe.shared_experts", l);
+            if ((rc = swiglu(m, &b->shared, cf->shared_hidden, D, name))) return rc;
         }
         return MOEDIT_OK;
     }
 
-    if ((rc = tensor(ts, &b->fc1_w, SHAPE(H, D), "blocks.%d.mlp.fc1.weight", l)) ||
+    if ((rc = linear(m, &b->fc1, bf, H, D, "blocks.%d.mlp.fc1.weight", l)) ||
         (rc = tensor(ts, &b->fc1_b, SHAPE(H), "blocks.%d.mlp.fc1.bias", l)) ||
-        (rc = tensor(ts, &b->fc2_w, SHAPE(D, H), "blocks.%d.mlp.fc2.weight", l)) ||
+        (rc = linear(m, &b->fc2, bf, D, H, "blocks.%d.mlp.fc2.weight", l)) ||
         (rc = tensor(ts, &b->fc2_b, SHAPE(D), "blocks.%d.mlp.fc2.bias", l)))
         return rc;
     if (cf->routing == MOEDIT_ROUTING_DMOE) {
-        const float *w;
-        if ((rc = tensor(ts, &b->rg_w, SHAPE(E, D), "routers.%d.f_gate.1.weight", l)) ||
+        if ((rc = linear(m, &b->rg, 0, E, D, "routers.%d.f_gate.1.weight", l)) ||
             (rc = tensor(ts, &b->rg_b, SHAPE(E), "routers.%d.f_gate.1.bias", l)) ||
-            (rc = tensor(ts, &w, SHAPE(E, D, D), "routers.%d.experts.w", l)) ||
             (rc = tensor(ts, &b->re_b, SHAPE(E, D), "routers.%d.experts.b", l)))
             return rc;
-        if (!(b->re_wt = me_alloc((size_t)(E * D * D) * sizeof *b->re_wt))) return MOEDIT_EINTERNAL;
+        if (!(b->re = me_calloc((size_t)E, sizeof *b->re))) return MOEDIT_EINTERNAL;
+        snprintf(name, sizeof name, "routers.%d.experts.w", l);
         for (int64_t e = 0; e < E; e++)
-            for (int64_t i = 0; i < D; i++)
-                for (int64_t o = 0; o < D; o++) b->re_wt[(e * D + o) * D + i] = w[(e * D + i) * D + o];
+            if ((rc = new_pack(m, &b->re[e], (int)D, (int)D, bf)) ||
+                (rc = pack_tensor(ts, &b->re[e], 0, (int)D, 0, (size_t)(e * D * D), name, SHAPE(E, D, D))))
+                return rc;
     } else if (cf->routing == MOEDIT_ROUTING_DTR) {
         if ((rc = tensor(ts, &b->unit_map, SHAPE(m->tasks, D), "routers.%d._unit_mapping", l))) return rc;
     }
@@ -124,17 +217,18 @@ static int load_weights(moedit_model *m)
     me_tensors *ts = m->ts;
     int64_t D = cf->hidden, C = cf->in_channels, p = cf->patch, T = m->tokens;
     int rc;
-    if ((rc = tensor(ts, &m->xemb_w, SHAPE(D, C, p, p), "x_embedder.proj.weight")) ||
+    if ((rc = new_pack(m, &m->xemb, (int)(C * p * p), (int)D, 0)) ||
+        (rc = pack_tensor(ts, &m->xemb, 0, (int)D, 1, 0, "x_embedder.proj.weight", SHAPE(D, C, p, p))) ||
         (rc = tensor(ts, &m->xemb_b, SHAPE(D), "x_embedder.proj.bias")) ||
         (rc = me_tensors_f32_opt(ts, "pos_embed", SHAPE(1, T, D), &m->pos)) ||
-        (rc = tensor(ts, &m->t0_w, SHAPE(D, DIT_FREQ_DIM), "t_embedder.mlp.0.weight")) ||
+        (rc = linear(m, &m->t0, 0, D, DIT_FREQ_DIM, "t_embedder.mlp.0.weight")) ||
         (rc = tensor(ts, &m->t0_b, SHAPE(D), "t_embedder.mlp.0.bias")) ||
-        (rc = tensor(ts, &m->t2_w, SHAPE(D, D), "t_embedder.mlp.2.weight")) ||
+        (rc = linear(m, &m->t2, 0, D, D, "t_embedder.mlp.2.weight")) ||
         (rc = tensor(ts, &m->t2_b, SHAPE(D), "t_embedder.mlp.2.bias")) ||
         (rc = tensor(ts, &m->ytab, SHAPE(m->table_rows, D), "y_embedder.embedding_table.weight")) ||
-        (rc = tensor(ts, &m->fa_w, SHAPE(2 * D, D), "final_layer.adaLN_modulation.1.weight")) ||
+        (rc = linear(m, &m->fa, m->bf16, 2 * D, D, "final_layer.adaLN_modulation.1.weight")) ||
         (rc = tensor(ts, &m->fa_b, SHAPE(2 * D), "final_layer.adaLN_modulation.1.bias")) ||
-        (rc = tensor(ts, &m->fl_w, SHAPE(p * p * cf->out_channels, D), "final_layer.linear.weight")) ||
+        (rc = linear(m, &m->fl, 0, p * p * cf->out_channels, D, "final_layer.linear.weight")) ||
         (rc = tensor(ts, &m->fl_b, SHAPE(p * p * cf->out_channels), "final_layer.linear.bias")))
         return rc;
     if (!m->pos) {
@@ -157,6 +251,7 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
     moedit_model *m = me_calloc(1, sizeof *m);
     if (!m) return MOEDIT_EINTERNAL;
     m->null_from = -1;
+    m->bf16 = opt && opt->bf16;
     int rc = me_tensors_open(path, &m->ts);
     if (!rc) rc = me_detect_config(m->ts, opt, &m->cfg);
     if (!rc) {
@@ -184,7 +279,9 @@ void moedit_model_free(moedit_model *m)
 {
     if (!m) return;
     me_free_aligned(m->arena);
-    for (int l = 0; m->blocks && l < m->cfg.depth; l++) free(m->blocks[l].re_wt);
+    for (int l = 0; m->blocks && l < m->cfg.depth; l++) free(m->blocks[l].re);
+    for (int i = 0; i < m->npacks; i++) me_free_aligned(m->packs[i]);
+    free(m->packs);
     free(m->blocks);
     free(m->expert_store);
     free(m->pos_own);

@@ -7,33 +7,40 @@
 #define MOEDIT_DIT_MODEL_H
 
 #include "moedit.h"
+#include "ops/gemm.h"
 #include "weights/tensors.h"
 
 #define DIT_FREQ_DIM 256   /* sinusoidal timestep features */
 #define DIT_LN_EPS 1e-6f
 
+/* A SwiGLU feed-forward: gate_proj and up_proj packed side by side, so one
+   product makes both halves of [rows, 2H]. */
 typedef struct {
-    const float *gate, *up, *down;   /* [H, D], [H, D], [D, H]; no biases */
+    me_gemm_b gate_up;               /* D → 2H: gate columns [0, H), up [H, 2H) */
+    me_gemm_b down;                  /* H → D */
+    int hid;                         /* H; 0 when absent */
 } dit_swiglu;
 
+/* Matrices are packed for me_gemm at load (bfloat16 in bf16 mode, except
+   the routers, whose decisions must not move); vectors stay float32. */
 typedef struct {
-    const float *ada_w, *ada_b;      /* adaLN_modulation.1: [6D, D], [6D] */
-    const float *qkv_w, *qkv_b;      /* attn.qkv or attn.Wqkv: [3D, D], [3D] */
-    const float *qn_w, *qn_b;        /* attn.q_norm / k_norm: [head_dim] (qk-norm only) */
+    me_gemm_b ada;  const float *ada_b;     /* adaLN_modulation.1: D → 6D */
+    me_gemm_b qkv;  const float *qkv_b;     /* attn.qkv or attn.Wqkv: D → 3D */
+    const float *qn_w, *qn_b;               /* attn.q_norm / k_norm: [head_dim] (qk-norm only) */
     const float *kn_w, *kn_b;
-    const float *proj_w, *proj_b;    /* attn.proj or attn.out_proj: [D, D], [D] */
+    me_gemm_b proj; const float *proj_b;    /* attn.proj or attn.out_proj: D → D */
     /* dense DiT and Switch-DiT */
-    const float *fc1_w, *fc1_b;      /* [H, D], [H] */
-    const float *fc2_w, *fc2_b;      /* [D, H], [D] */
+    me_gemm_b fc1;  const float *fc1_b;     /* D → H */
+    me_gemm_b fc2;  const float *fc2_b;     /* H → D */
     /* DiT-MoE */
-    const float *gate_w;             /* moe.gate.weight [E, D] */
-    dit_swiglu *experts;             /* [E] */
-    dit_swiglu shared;               /* gate == NULL: no shared expert */
+    me_gemm_b gate;                         /* moe.gate: D → E, float32 */
+    dit_swiglu *experts;                    /* [E] */
+    dit_swiglu shared;                      /* hid 0: no shared expert */
     /* Switch-DiT router in front of this block */
-    const float *rg_w, *rg_b;        /* f_gate.1: [E, D], [E] (DMoE) */
-    float *re_wt;                    /* experts.w [E, D, D] (used as x·w) transposed to [E, out, in] */
-    const float *re_b;               /* experts.b [E, D] */
-    const float *unit_map;           /* DTR _unit_mapping [tasks, D] */
+    me_gemm_b rg;   const float *rg_b;      /* f_gate.1: D → E (DMoE), float32 */
+    me_gemm_b *re;                          /* experts.w [E, D, D], used as x·w: [E] of D → D */
+    const float *re_b;                      /* experts.b [E, D] */
+    const float *unit_map;                  /* DTR _unit_mapping [tasks, D] */
 } dit_block;
 
 /* Activations for cap rows; every buffer is a slice of one arena. */
@@ -71,15 +78,18 @@ struct moedit_model {
     moedit_config cfg;
     me_tensors *ts;
     int tokens, grid, head_dim, table_rows, tasks;
-    const float *xemb_w, *xemb_b;   /* [D, C·p·p], [D] */
+    int bf16;                       /* block matrices packed as bfloat16 */
+    me_gemm_b xemb; const float *xemb_b;   /* x_embedder.proj [D, C, p, p] as C·p·p → D */
     const float *pos;               /* [T, D] */
     float *pos_own;                 /* computed when the checkpoint has none */
-    const float *t0_w, *t0_b, *t2_w, *t2_b;
+    me_gemm_b t0, t2; const float *t0_b, *t2_b;   /* t_embedder.mlp.0 / .2 */
     const float *ytab;              /* [table_rows, D] */
-    const float *fa_w, *fa_b;       /* final_layer.adaLN_modulation.1 [2D, D] */
-    const float *fl_w, *fl_b;       /* final_layer.linear [p·p·out_C, D] */
+    me_gemm_b fa; const float *fa_b;      /* final_layer.adaLN_modulation.1: D → 2D */
+    me_gemm_b fl; const float *fl_b;      /* final_layer.linear: D → p·p·out_C */
     dit_block *blocks;
     dit_swiglu *expert_store;       /* depth × E */
+    void **packs;                   /* every packed matrix's memory, freed with the model */
+    int npacks, packs_cap;
 
     dit_acts a;
     int cap;                        /* rows the arena holds */
@@ -91,6 +101,12 @@ struct moedit_model {
     const float *cur_t;             /* this forward's inputs, for the tracer */
     const int64_t *cur_y;
 };
+
+/* y[n, w.n] = x[n, w.k]·W (+ b): a packed linear layer. */
+static inline void dit_linear(int n, const float *x, const me_gemm_b *w, const float *b, float *y)
+{
+    me_gemm(n, x, (size_t)w->k, w, 1.0f, b, 0.0f, y, (size_t)w->n);
+}
 
 /* Makes room for n rows (grows once, never shrinks). */
 int dit_reserve(moedit_model *m, int n);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "core/core.h"
 #include "dit/model.h"
+#include "ops/fastmath.h"
 #include "ops/ops.h"
 
 #define PAR_MIN 32768
@@ -49,18 +50,22 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
     m->trace(m->trace_user, &r);
 }
 
-/* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)), hidden width hid. */
-static void swiglu(moedit_model *m, int rows, const float *x, const dit_swiglu *ex, int hid, float *out)
+/* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)): one product for both gate and
+   up (a.mid holds [rows, 2H]), SiLU·up in place into the gate half, which
+   the down product then reads with row stride 2H. */
+static void swiglu(moedit_model *m, int rows, const float *x, const dit_swiglu *ex, float *out)
 {
-    int D = m->cfg.hidden;
-    float *g = m->a.mid, *u = m->a.mid + (size_t)rows * hid;
-    size_t len = (size_t)rows * hid;
-    op_linear(rows, D, hid, x, ex->gate, NULL, g);
-    op_linear(rows, D, hid, x, ex->up, NULL, u);
-    op_silu(len, g, g);
-    #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
-    for (size_t i = 0; i < len; i++) g[i] *= u[i];
-    op_linear(rows, hid, D, g, ex->down, NULL, out);
+    int hid = ex->hid;
+    float *g = m->a.mid;
+    dit_linear(rows, x, &ex->gate_up, NULL, g);
+    #pragma omp parallel for num_threads(me_threads()) if ((size_t)rows * hid >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *gr = g + (size_t)r * 2 * hid;
+        const float *ur = gr + hid;
+        #pragma omp simd
+        for (int i = 0; i < hid; i++) gr[i] = gr[i] / (1.0f + me_expf(-gr[i])) * ur[i];
+    }
+    me_gemm(rows, g, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
 }
 
 void dit_moe_ffn(moedit_model *m, int l, int n)
@@ -71,7 +76,7 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     int T = m->tokens, D = cf->hidden, E = cf->num_experts, k = cf->top_k;
     long NT = (long)n * T;
 
-    op_linear((int)NT, D, E, a->xm, b->gate_w, NULL, a->probs);
+    dit_linear((int)NT, a->xm, &b->gate, NULL, a->probs);
     softmax_rows(NT, E, a->probs);
     #pragma omp parallel for num_threads(me_threads()) if (NT * E * k >= PAR_MIN)
     for (long tok = 0; tok < NT; tok++)
@@ -94,7 +99,7 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
         #pragma omp parallel for num_threads(me_threads()) if ((size_t)cnt * D >= PAR_MIN)
         for (int i = 0; i < cnt; i++)
             memcpy(a->gather + (size_t)i * D, a->xm + (size_t)(a->order[s0 + i] / k) * D, (size_t)D * sizeof(float));
-        swiglu(m, cnt, a->gather, &b->experts[e], cf->mlp_hidden, a->eout);
+        swiglu(m, cnt, a->gather, &b->experts[e], a->eout);
         /* A token picks an expert at most once: these rows never collide. */
         #pragma omp parallel for num_threads(me_threads()) if ((size_t)cnt * D >= PAR_MIN)
         for (int i = 0; i < cnt; i++) {
@@ -104,8 +109,8 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
             for (int d = 0; d < D; d++) dst[d] += w * src[d];
         }
     }
-    if (b->shared.gate) {
-        swiglu(m, (int)NT, a->xm, &b->shared, cf->shared_hidden, a->eout);
+    if (b->shared.hid) {
+        swiglu(m, (int)NT, a->xm, &b->shared, a->eout);
         size_t len = (size_t)NT * D;
         #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
         for (size_t i = 0; i < len; i++) a->ff[i] += a->eout[i];
@@ -135,7 +140,7 @@ void dit_switch_mask(moedit_model *m, int l, int n, const float *t)
 
     /* DMoE: the gate sees only SiLU(t_emb); per row, the chosen experts'
        affine maps of the tokens, weighted by their probabilities, plus 1. */
-    op_linear(n, D, E, a->st, b->rg_w, b->rg_b, a->rprobs);
+    dit_linear(n, a->st, &b->rg, b->rg_b, a->rprobs);
     softmax_rows(n, E, a->rprobs);
     memset(a->mask, 0, (size_t)n * row_len * sizeof *a->mask);
     for (int r = 0; r < n; r++) {
@@ -145,7 +150,7 @@ void dit_switch_mask(moedit_model *m, int l, int n, const float *t)
         float *mr = a->mask + r * row_len, *xw = a->att;   /* a.att is free until the block runs */
         for (int j = 0; j < k; j++) {
             if (w[j] == 0.0f) continue;   /* upstream routes only nonzero gates */
-            op_linear(T, D, D, a->x + r * row_len, b->re_wt + (size_t)idx[j] * D * D, b->re_b + (size_t)idx[j] * D, xw);
+            dit_linear(T, a->x + r * row_len, &b->re[idx[j]], b->re_b + (size_t)idx[j] * D, xw);
             #pragma omp parallel for simd num_threads(me_threads()) if (row_len >= PAR_MIN)
             for (size_t i = 0; i < row_len; i++) mr[i] += w[j] * xw[i];
         }

@@ -7,12 +7,14 @@
    BatchNorm is an affine map per output channel in eval mode, so it is
    folded into the convolution's weights and bias at load.
 
-   Images go through one at a time: the input is always 299×299, so every
-   layer's size is known at load and the buffers are sized then; each
-   convolution is already a large GEMM spread over all cores. A block writes
+   The input is always 299×299, so every layer's size is known at load and
+   the buffers are sized then (one set per thread: a batch runs one image
+   per thread, a single image on all threads). A block writes
    its branches straight into their channel slices of the output (torch.cat
    without a copy). */
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,13 @@ typedef struct { conv b1x1, b7_1, b7_2, b7_3, d1, d2, d3, d4, d5, pool; } block_
 typedef struct { conv b3_1, b3_2, b7_1, b7_2, b7_3, b7_4; } block_d;    /* InceptionD */
 typedef struct { conv b1x1, b3_1, b3_2a, b3_2b, d1, d2, d3a, d3b, pool; } block_e;
 
+/* One image's buffers; one set per thread. */
+typedef struct {
+    float *in;                  /* [3, h, w] in [0, 1] */
+    size_t in_cap;
+    float *x0, *a, *b, *t1, *t2, *scratch;
+} work;
+
 struct me_inception {
     conv c1a, c2a, c2b, c3b, c4a;
     block_a m5b, m5c, m5d;
@@ -43,10 +52,9 @@ struct me_inception {
     block_e m7b, m7c;
     const float *fc_w, *fc_b;   /* point into fc_store */
     float *fc_store;
-    /* per-image buffers */
-    float *in;                  /* [3, h, w] in [0, 1] */
-    size_t in_cap;
-    float *x0, *a, *b, *t1, *t2, *scratch;
+    size_t scratch;             /* floats of conv scratch */
+    work *work;                 /* [nwork]: images run in parallel, one per thread */
+    int nwork;
 };
 
 /* Largest activations: the stem's 64×147×147 (a, b) and a branch's input
@@ -186,13 +194,17 @@ void me_inception_free(me_inception *net)
         me_free_aligned(cs[i]->bias);
     }
     free(net->fc_store);
-    me_free_aligned(net->in);
-    me_free_aligned(net->x0);
-    me_free_aligned(net->a);
-    me_free_aligned(net->b);
-    me_free_aligned(net->t1);
-    me_free_aligned(net->t2);
-    me_free_aligned(net->scratch);
+    for (int i = 0; i < net->nwork; i++) {
+        work *w = &net->work[i];
+        me_free_aligned(w->in);
+        me_free_aligned(w->x0);
+        me_free_aligned(w->a);
+        me_free_aligned(w->b);
+        me_free_aligned(w->t1);
+        me_free_aligned(w->t2);
+        me_free_aligned(w->scratch);
+    }
+    free(net->work);
     free(net);
 }
 
@@ -234,13 +246,20 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
         n->fc_w = n->fc_store;
         n->fc_b = n->fc_store + fwn;
     }
-    n->x0 = me_alloc_aligned(sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
-    n->a = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
-    n->b = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
-    n->t1 = me_alloc_aligned(sizeof(float) * TMP_FLOATS);
-    n->t2 = me_alloc_aligned(sizeof(float) * TMP_FLOATS);
-    n->scratch = me_alloc_aligned(sizeof(float) * (L.scratch ? L.scratch : 1));
-    if (!n->fc_store || !n->x0 || !n->a || !n->b || !n->t1 || !n->t2 || !n->scratch) {
+    n->scratch = L.scratch ? L.scratch : 1;
+    int ok = n->fc_store != NULL;
+    if (ok && (n->work = me_calloc((size_t)me_threads(), sizeof *n->work))) n->nwork = me_threads();
+    for (int i = 0; ok && i < n->nwork; i++) {
+        work *w = &n->work[i];
+        w->x0 = me_alloc_aligned(sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
+        w->a = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
+        w->b = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
+        w->t1 = me_alloc_aligned(sizeof(float) * TMP_FLOATS);
+        w->t2 = me_alloc_aligned(sizeof(float) * TMP_FLOATS);
+        w->scratch = me_alloc_aligned(sizeof(float) * n->scratch);
+        ok = w->x0 && w->a && w->b && w->t1 && w->t2 && w->scratch;
+    }
+    if (!ok || !n->nwork) {
         me_inception_free(n);
         return MOEDIT_EINTERNAL;
     }
@@ -262,7 +281,7 @@ int me_inception_load(const char *path, me_inception **out)
 /* ---- forward ----------------------------------------------------------- */
 
 /* BasicConv2d: y = ReLU(conv(x)) with BN folded; returns y's plane size. */
-static size_t run(me_inception *n, const conv *c, const float *x, float *y)
+static size_t run(work *n, const conv *c, const float *x, float *y)
 {
     op_conv2d(&c->s, 1, c->h, c->w, x, c->weight, c->bias, y, n->scratch);
     int oh = op_conv2d_out(c->h, c->s.kh, c->s.stride > 0 ? c->s.stride : 1, c->s.pad_h);
@@ -280,7 +299,7 @@ static float *slice(float *y, int *ch, int cout, size_t plane)
     return p;
 }
 
-static void forward_a(me_inception *n, const block_a *m, const float *x, float *y)
+static void forward_a(work *n, const block_a *m, const float *x, float *y)
 {
     const size_t hw = 35 * 35;
     int ch = 0;
@@ -295,7 +314,7 @@ static void forward_a(me_inception *n, const block_a *m, const float *x, float *
     run(n, &m->pool, n->t1, slice(y, &ch, m->pool.s.cout, hw));
 }
 
-static void forward_b(me_inception *n, const block_b *m, const float *x, float *y)
+static void forward_b(work *n, const block_b *m, const float *x, float *y)
 {
     const size_t hw = 17 * 17;
     int ch = 0;
@@ -306,7 +325,7 @@ static void forward_b(me_inception *n, const block_b *m, const float *x, float *
     op_maxpool2d(1, 288, 35, 35, 3, 2, 0, x, slice(y, &ch, 288, hw));
 }
 
-static void forward_c(me_inception *n, const block_c *m, const float *x, float *y)
+static void forward_c(work *n, const block_c *m, const float *x, float *y)
 {
     const size_t hw = 17 * 17;
     int ch = 0;
@@ -323,7 +342,7 @@ static void forward_c(me_inception *n, const block_c *m, const float *x, float *
     run(n, &m->pool, n->t1, slice(y, &ch, 192, hw));
 }
 
-static void forward_d(me_inception *n, const block_d *m, const float *x, float *y)
+static void forward_d(work *n, const block_d *m, const float *x, float *y)
 {
     const size_t hw = 8 * 8;
     int ch = 0;
@@ -338,7 +357,7 @@ static void forward_d(me_inception *n, const block_d *m, const float *x, float *
 
 /* FIDInceptionE_1 pools by average, FIDInceptionE_2 by maximum (a quirk of
    the TensorFlow graph that FID scores depend on). */
-static void forward_e(me_inception *n, const block_e *m, int max_pool, const float *x, float *y)
+static void forward_e(work *n, const block_e *m, int max_pool, const float *x, float *y)
 {
     const size_t hw = 8 * 8;
     int ch = 0, cin = m->pool.s.cin;
@@ -356,73 +375,80 @@ static void forward_e(me_inception *n, const block_e *m, int max_pool, const flo
 }
 
 /* One image [3, h, w] in [0, 1] → features [2048] (and logits [1008]). */
-static void forward_one(me_inception *n, int h, int w, const float *img, float *feat, float *logits)
+static void forward_one(const me_inception *net, work *n, int h, int w, const float *img, float *feat,
+                        float *logits)
 {
     const int S = ME_INCEPTION_SIZE;
     op_resize_bilinear(1, 3, h, w, S, S, img, n->x0);
     for (size_t i = 0; i < (size_t)3 * S * S; i++) n->x0[i] = 2 * n->x0[i] - 1;
     float *a = n->a, *b = n->b;
-    run(n, &n->c1a, n->x0, a);                       /* 32×149×149 */
-    run(n, &n->c2a, a, b);                           /* 32×147×147 */
-    run(n, &n->c2b, b, a);                           /* 64×147×147 */
+    run(n, &net->c1a, n->x0, a);                       /* 32×149×149 */
+    run(n, &net->c2a, a, b);                           /* 32×147×147 */
+    run(n, &net->c2b, b, a);                           /* 64×147×147 */
     op_maxpool2d(1, 64, 147, 147, 3, 2, 0, a, b);    /* 64×73×73 */
-    run(n, &n->c3b, b, a);                           /* 80×73×73 */
-    run(n, &n->c4a, a, b);                           /* 192×71×71 */
+    run(n, &net->c3b, b, a);                           /* 80×73×73 */
+    run(n, &net->c4a, a, b);                           /* 192×71×71 */
     op_maxpool2d(1, 192, 71, 71, 3, 2, 0, b, a);     /* 192×35×35 */
-    forward_a(n, &n->m5b, a, b);                     /* 256×35×35 */
-    forward_a(n, &n->m5c, b, a);                     /* 288 */
-    forward_a(n, &n->m5d, a, b);                     /* 288 */
-    forward_b(n, &n->m6a, b, a);                     /* 768×17×17 */
-    forward_c(n, &n->m6b, a, b);
-    forward_c(n, &n->m6c, b, a);
-    forward_c(n, &n->m6d, a, b);
-    forward_c(n, &n->m6e, b, a);
-    forward_d(n, &n->m7a, a, b);                     /* 1280×8×8 */
-    forward_e(n, &n->m7b, 0, b, a);                  /* 2048×8×8 */
-    forward_e(n, &n->m7c, 1, a, b);
+    forward_a(n, &net->m5b, a, b);                     /* 256×35×35 */
+    forward_a(n, &net->m5c, b, a);                     /* 288 */
+    forward_a(n, &net->m5d, a, b);                     /* 288 */
+    forward_b(n, &net->m6a, b, a);                     /* 768×17×17 */
+    forward_c(n, &net->m6b, a, b);
+    forward_c(n, &net->m6c, b, a);
+    forward_c(n, &net->m6d, a, b);
+    forward_c(n, &net->m6e, b, a);
+    forward_d(n, &net->m7a, a, b);                     /* 1280×8×8 */
+    forward_e(n, &net->m7b, 0, b, a);                  /* 2048×8×8 */
+    forward_e(n, &net->m7c, 1, a, b);
     op_global_avgpool(1, ME_INCEPTION_DIM, 8 * 8, b, feat);
-    if (logits) op_linear(1, ME_INCEPTION_DIM, ME_INCEPTION_CLASSES, feat, n->fc_w, n->fc_b, logits);
+    if (logits) op_linear(1, ME_INCEPTION_DIM, ME_INCEPTION_CLASSES, feat, net->fc_w, net->fc_b, logits);
 }
 
-static int check_size(int n, int h, int w)
+/* n images from uint8 HWC (u8) or float CHW (f32). Several images run at
+   once, one per thread on single-threaded kernels: the 17×17 and 8×8 layers
+   are too small to split well across threads, whole images are not. */
+static int forward_batch(me_inception *net, int n, int h, int w, int c, const uint8_t *u8, const float *f32,
+                         float *features, float *logits)
 {
     if (n < 0 || h < 1 || w < 1 || h > 8192 || w > 8192)
         return me_fail(MOEDIT_EINPUT, "inception: bad image batch %d×%d×%d", n, h, w);
+    if (c != 1 && c != 3) return me_fail(MOEDIT_EINPUT, "inception: images have %d channels (1 or 3 expected)", c);
+    const size_t plane = (size_t)h * w;
+    for (int t = 0; u8 && t < net->nwork; t++) {
+        work *wk = &net->work[t];
+        if (plane * 3 <= wk->in_cap) continue;
+        me_free_aligned(wk->in);
+        wk->in_cap = 0;
+        if (!(wk->in = me_alloc_aligned(sizeof(float) * 3 * plane))) return MOEDIT_EINTERNAL;
+        wk->in_cap = 3 * plane;
+    }
+    const int par = net->nwork > 1 && n > 1;
+    if (par) openblas_set_num_threads(1);
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(n < net->nwork ? n : net->nwork) if (par)
+    for (int i = 0; i < n; i++) {
+        work *wk = &net->work[omp_get_thread_num()];
+        const float *img = f32 ? f32 + (size_t)i * 3 * plane : wk->in;
+        if (u8) {
+            /* ToTensor: HWC uint8 → CHW float / 255; grayscale fills all three */
+            const uint8_t *px = u8 + (size_t)i * plane * c;
+            for (int ch = 0; ch < 3; ch++)
+                for (size_t p = 0; p < plane; p++) wk->in[ch * plane + p] = px[p * c + (c == 3 ? ch : 0)] / 255.0f;
+        }
+        forward_one(net, wk, h, w, img, features + (size_t)i * ME_INCEPTION_DIM,
+                    logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
+    }
+    if (par) openblas_set_num_threads(me_threads());
     return MOEDIT_OK;
 }
 
 int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
                              float *features, float *logits)
 {
-    if (check_size(n, h, w)) return MOEDIT_EINPUT;
-    for (int i = 0; i < n; i++)
-        forward_one(net, h, w, chw + (size_t)i * 3 * h * w, features + (size_t)i * ME_INCEPTION_DIM,
-                    logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
-    return MOEDIT_OK;
+    return forward_batch(net, n, h, w, 3, NULL, chw, features, logits);
 }
 
 int me_inception_forward_u8(me_inception *net, int n, int h, int w, int c, const uint8_t *hwc,
                             float *features, float *logits)
 {
-    if (check_size(n, h, w)) return MOEDIT_EINPUT;
-    if (c != 1 && c != 3) return me_fail(MOEDIT_EINPUT, "inception: images have %d channels (1 or 3 expected)", c);
-    size_t plane = (size_t)h * w;
-    if (plane * 3 > net->in_cap) {
-        me_free_aligned(net->in);
-        net->in_cap = 0;
-        if (!(net->in = me_alloc_aligned(sizeof(float) * 3 * plane))) return MOEDIT_EINTERNAL;
-        net->in_cap = 3 * plane;
-    }
-    for (int i = 0; i < n; i++) {
-        const uint8_t *px = hwc + (size_t)i * plane * c;
-        /* ToTensor: HWC uint8 → CHW float / 255; grayscale fills all three */
-        for (int ch = 0; ch < 3; ch++) {
-            float *dst = net->in + ch * plane;
-            const uint8_t *src = px + (c == 3 ? ch : 0);
-            for (size_t p = 0; p < plane; p++) dst[p] = src[p * c] / 255.0f;
-        }
-        forward_one(net, h, w, net->in, features + (size_t)i * ME_INCEPTION_DIM,
-                    logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
-    }
-    return MOEDIT_OK;
+    return forward_batch(net, n, h, w, c, hwc, NULL, features, logits);
 }

@@ -11,8 +11,10 @@
    averaged into 2048 pool3 features; logits are fc(features), 1008 classes.
    Every BatchNorm (eps 1e-3) is folded into its convolution at load, so the
    network holds its own float32 copy of the weights (~95 MB) and the
-   registry may be freed afterwards. Working buffers are allocated at load;
-   a network is used by one thread at a time (its kernels use all cores). */
+   registry may be freed afterwards. Working buffers (~25 MB per thread) are
+   allocated at load. A batch runs one image per thread; a single image runs
+   on all threads (its features may then differ in the last float bit or so).
+   A network is used by one caller at a time. */
 #ifndef MOEDIT_INCEPTION_H
 #define MOEDIT_INCEPTION_H
 

@@ -45,7 +45,7 @@ int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_st
     if (n <= 0 || h <= 0 || w <= 0) return me_fail(MOEDIT_EINPUT, "grid: no images");
     int rc = check_channels(c);
     if (rc) return rc;
-    me_grid_style st = style ? *style : (me_grid_style){0};
+    me_grid_style st = style ? *style : (me_grid_style){.pad = -1};
     int pad = st.pad < 0 ? 2 : st.pad;
     int cols = st.cols > 0 ? st.cols : (int)ceil(sqrt((double)n));
     if (cols > n) cols = n;

@@ -17,7 +17,7 @@
 #pragma GCC diagnostic pop
 
 enum { TITLE_PX = 15, LABEL_PX = 13, TICK_PX = 11, TICK_LEN = 4, CBAR_W = 12 };
-static const uint8_t GRAY[3] = {96, 96, 96};
+static const uint8_t GRAY[3] = {96, 96, 96}, MISSING[3] = {225, 225, 225};
 
 int me_canvas_init(me_canvas *c, int w, int h)
 {
@@ -99,14 +99,9 @@ static void fmt_value(char *buf, size_t n, double v)
     snprintf(buf, n, "%.3g", v);
 }
 
-int me_plot_colorbar(me_canvas *c, int x, int y, int w, int h, double vmin, double vmax,
-                     const char *label)
+int me_plot_colorbar(me_canvas *c, int x, int y, int h, double vmin, double vmax)
 {
     int top = y + TICK_PX / 2, bar_h = h - TICK_PX;
-    if (label) {
-        top += LABEL_PX + 4;
-        bar_h -= LABEL_PX + 4;
-    }
     if (bar_h < 2) return MOEDIT_OK;
     for (int j = 0; j < bar_h; j++) {
         uint8_t rgb[3];
@@ -114,7 +109,6 @@ int me_plot_colorbar(me_canvas *c, int x, int y, int w, int h, double vmin, doub
         me_canvas_fill(c, x, top + j, CBAR_W, 1, rgb);
     }
     int rc = MOEDIT_OK;
-    if (label) rc |= me_canvas_text(c, x, y, LABEL_PX, 0, label);
     for (int i = 0; i < 3; i++) {
         char buf[32];
         fmt_value(buf, sizeof buf, vmax - (vmax - vmin) * i / 2.0);
@@ -122,7 +116,6 @@ int me_plot_colorbar(me_canvas *c, int x, int y, int w, int h, double vmin, doub
         me_canvas_fill(c, x + CBAR_W, ty, TICK_LEN, 1, GRAY);
         rc |= me_canvas_text(c, x + CBAR_W + TICK_LEN + 2, ty - TICK_PX / 2, TICK_PX, 0, buf);
     }
-    (void)w;
     return rc ? MOEDIT_EINTERNAL : MOEDIT_OK;
 }
 
@@ -149,9 +142,10 @@ int me_plot_heatmap(me_canvas *c, int x, int y, int w, int h, const me_heatmap *
         vmin = INFINITY;
         vmax = -INFINITY;
         for (long i = 0; i < (long)hm->rows * hm->cols; i++) {
-            if (hm->values[i] < vmin) vmin = hm->values[i];
+            if (hm->values[i] < vmin) vmin = hm->values[i];   /* NaN compares false */
             if (hm->values[i] > vmax) vmax = hm->values[i];
         }
+        if (vmin > vmax) vmin = vmax = 0;   /* no data at all */
     }
     char buf[32];
     /* Margins: title above; y label, tick labels left; x ticks, x label
@@ -182,7 +176,9 @@ int me_plot_heatmap(me_canvas *c, int x, int y, int w, int h, const me_heatmap *
     for (int j = 0; j < ph; j++)
         for (int i = 0; i < pw; i++) {
             uint8_t rgb[3];
-            me_viridis((float)((cell_mean(hm, i, j, pw, ph) - vmin) / range), rgb);
+            double v = cell_mean(hm, i, j, pw, ph);
+            if (isnan(v)) memcpy(rgb, MISSING, 3);
+            else me_viridis((float)((v - vmin) / range), rgb);
             memcpy(c->rgb + ((size_t)(top + j) * c->w + left + i) * 3, rgb, 3);
         }
     if (!hm->no_ticks) {
@@ -208,7 +204,6 @@ int me_plot_heatmap(me_canvas *c, int x, int y, int w, int h, const me_heatmap *
                                     hm->ylabel, ME_BLACK);
     }
     if (!hm->no_cbar)
-        rc |= me_plot_colorbar(c, right + 10, top - TICK_PX / 2, x + w - right - 10, ph + TICK_PX,
-                               vmin, vmax, NULL);
+        rc |= me_plot_colorbar(c, right + 10, top - TICK_PX / 2, ph + TICK_PX, vmin, vmax);
     return rc ? MOEDIT_EINTERNAL : MOEDIT_OK;
 }

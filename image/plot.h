@@ -30,9 +30,9 @@ int me_canvas_text(me_canvas *c, int x, int y, float px, int align, const char *
 int me_canvas_write_png(const me_canvas *c, const char *path);
 
 typedef struct {
-    const char *title, *xlabel, *ylabel, *cbar_label;   /* NULL = none */
+    const char *title, *xlabel, *ylabel;   /* NULL = none */
     int cols, rows;           /* cells along x and y */
-    const double *values;     /* rows × cols, row-major, row 0 at the top */
+    const double *values;     /* rows × cols, row-major, row 0 at the top; NaN = no data (light gray) */
     double vmin, vmax;        /* colour range; vmax <= vmin: the data's range */
     int x_first, y_first;     /* tick label of the first column / row */
     int no_ticks;             /* small multiples: no ticks, no tick labels */
@@ -41,9 +41,8 @@ typedef struct {
 
 /* Draws hm with its annotations inside the box (x, y, w, h). */
 int me_plot_heatmap(me_canvas *c, int x, int y, int w, int h, const me_heatmap *hm);
-/* A vertical colour bar for [vmin, vmax] with three tick labels, in a box
-   of width w (bar plus labels). */
-int me_plot_colorbar(me_canvas *c, int x, int y, int w, int h, double vmin, double vmax,
-                     const char *label);
+/* A vertical colour bar for [vmin, vmax], h tall, with three tick labels to
+   its right (about 60 pixels wide in all). */
+int me_plot_colorbar(me_canvas *c, int x, int y, int h, double vmin, double vmax);
 
 #endif

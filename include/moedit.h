@@ -70,6 +70,9 @@ typedef struct {
 typedef struct {
     int heads;   /* 0 = default from the hidden size (384→6, 768→12, 1024/1152/1408→16) */
     int top_k;   /* 0 = 2, or what the checkpoint's metadata says */
+    int bf16;    /* 1: keep the block matrices as bfloat16 and multiply them with
+                    AVX512-BF16 dot products (activations rounded to bf16 per
+                    product; ignored on CPUs without AVX512-BF16) */
 } moedit_load_options;
 
 typedef struct moedit_model moedit_model;

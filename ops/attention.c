@@ -1,14 +1,21 @@
-/* Softmax attention, tiled over query rows: for each (batch, head, block of
-   BLOCK query rows) one sgemm makes the score tile, a vectorised pass turns
-   it into unnormalised probabilities, a second sgemm multiplies by V and
-   the row sums are divided out at the end. Tiles are independent, so they
-   are spread over OpenMP threads, each running single-threaded sgemm on its
-   own slice of the scratch. */
+/* Softmax attention on the packed GEMM (ops/gemm.h), in two phases:
+   1. every (batch, head) has its K (as Kᵀ, head_dim × tokens) and V
+      (tokens × head_dim) packed once, into a buffer of the calling thread
+      that grows to the largest shape seen and is then reused;
+   2. jobs of BLOCK query rows of one (batch, head): one product makes the
+      score tile (scaled by 1/√head_dim), a vectorised pass turns it into
+      unnormalised probabilities, a second product multiplies by V, and
+      the row sums are divided out. Only the BLOCK × tokens score tile of
+      each thread is ever stored (the caller's scratch).
+   Jobs are spread over the OpenMP pool; each product inside runs on its
+   job's thread, so results do not depend on the thread count. */
 #include <math.h>
 #include <omp.h>
-#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include "core/core.h"
 #include "ops/fastmath.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #define BLOCK 64
@@ -18,16 +25,29 @@ size_t op_attention_scratch(int tokens)
     return (size_t)me_threads() * BLOCK * (size_t)(tokens > 0 ? tokens : 0);
 }
 
-/* One tile: rows query rows starting at q, against all tokens keys. */
-static void tile(int rows, int tokens, int head_dim, float scale, const float *q, const float *k,
-                 const float *v, int ld, float *out, int ldo, float *s)
+/* The calling thread's packing buffer: 64-byte aligned, grown, never
+   shrunk (kept for the thread's lifetime, like a stack). */
+static _Thread_local void *pack_mem;
+static _Thread_local size_t pack_cap;
+
+static void *pack_buffer(size_t bytes)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tokens, head_dim, scale, q, ld, k, ld,
-                0.0f, s, tokens);
-    float inv[BLOCK];
+    if (bytes > pack_cap) {
+        me_free_aligned(pack_mem);
+        pack_cap = 0;
+        if (!(pack_mem = me_alloc_aligned(bytes))) return NULL;
+        pack_cap = bytes;
+    }
+    return pack_mem;
+}
+
+/* Rows of one score tile → exp(s − max), returning 1/Σ per row in inv. */
+static void softmax_tile(int rows, int tokens, float *s, float *inv)
+{
     for (int r = 0; r < rows; r++) {
         float *sr = s + (size_t)r * tokens;
         float mx = sr[0];
+        #pragma omp simd reduction(max : mx)
         for (int j = 1; j < tokens; j++) mx = sr[j] > mx ? sr[j] : mx;
         float sum = 0.0f;
         #pragma omp simd reduction(+ : sum)
@@ -37,33 +57,59 @@ static void tile(int rows, int tokens, int head_dim, float scale, const float *q
         }
         inv[r] = 1.0f / sum;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, tokens, 1.0f, s, tokens, v, ld,
-                0.0f, out, ldo);
-    for (int r = 0; r < rows; r++)
-        for (int d = 0; d < head_dim; d++) out[(size_t)r * ldo + d] *= inv[r];
 }
 
 void op_attention(int batch, int tokens, int heads, int head_dim, const float *q, const float *k,
                   const float *v, int ld, float *out, float *scratch)
 {
     if (batch <= 0 || tokens <= 0 || heads <= 0 || head_dim <= 0) return;
+    int nt = me_threads(), ldo = heads * head_dim, pairs = batch * heads;
     int nblk = (tokens + BLOCK - 1) / BLOCK;
-    long jobs = (long)batch * heads * nblk;
-    int nt = me_threads();
-    int ldo = heads * head_dim;
+    long jobs = (long)pairs * nblk;
     float scale = 1.0f / sqrtf((float)head_dim);
-    /* Too little work or too few tiles: one thread (or sgemm's threads). */
-    double work = 2.0 * batch * heads * (double)tokens * tokens * head_dim;
-    int par = nt > 1 && jobs >= nt && work >= 262144.0 && !omp_in_parallel();
-    if (par) openblas_set_num_threads(1);
-    #pragma omp parallel for num_threads(nt) if (par) schedule(dynamic)
-    for (long j = 0; j < jobs; j++) {
-        int b = (int)(j / ((long)heads * nblk)), h = (int)(j / nblk % heads), r0 = (int)(j % nblk) * BLOCK;
-        int rows = tokens - r0 < BLOCK ? tokens - r0 : BLOCK;
-        size_t base = (size_t)b * tokens * ld + (size_t)h * head_dim;
-        float *s = scratch + (size_t)omp_get_thread_num() * BLOCK * tokens;
-        tile(rows, tokens, head_dim, scale, q + base + (size_t)r0 * ld, k + base, v + base, ld,
-             out + ((size_t)b * tokens + r0) * ldo + (size_t)h * head_dim, ldo, s);
+    double work = 4.0 * batch * heads * (double)tokens * tokens * head_dim;
+    int par = nt > 1 && jobs >= nt && work >= 1e6 && !omp_in_parallel();
+
+    size_t kbytes = (me_gemm_b_bytes(head_dim, tokens, 0) + 63) / 64 * 64;
+    size_t vbytes = (me_gemm_b_bytes(tokens, head_dim, 0) + 63) / 64 * 64;
+    char *mem = pack_buffer((size_t)pairs * (kbytes + vbytes));
+    if (!mem) {   /* the forward has no error path: running out of memory here is fatal */
+        fprintf(stderr, "moedit: %s\n", moedit_last_error());
+        abort();
     }
-    if (par) openblas_set_num_threads(nt);
+    /* Shape templates; each pair's operands sit at their own offset. */
+    me_gemm_b kt, vb;
+    me_gemm_b_init(&kt, mem, head_dim, tokens, 0);
+    me_gemm_b_init(&vb, mem + kbytes, tokens, head_dim, 0);
+
+    #pragma omp parallel num_threads(par ? nt : 1)
+    {
+        #pragma omp for schedule(static)
+        for (int p = 0; p < pairs; p++) {
+            int b = p / heads, h = p % heads;
+            size_t base = (size_t)b * tokens * ld + (size_t)h * head_dim;
+            me_gemm_b kp, vp;
+            char *km = mem + (size_t)p * (kbytes + vbytes);
+            me_gemm_b_init(&kp, km, head_dim, tokens, 0);
+            me_gemm_pack_b(&kp, 0, tokens, 1, ME_GEMM_F32, k + base, (size_t)ld);
+            me_gemm_b_init(&vp, km + kbytes, tokens, head_dim, 0);
+            me_gemm_pack_b(&vp, 0, head_dim, 0, ME_GEMM_F32, v + base, (size_t)ld);
+        }
+        /* (the loop's barrier: everything is packed) */
+        #pragma omp for schedule(dynamic)
+        for (long j = 0; j < jobs; j++) {
+            int p = (int)(j / nblk), b = p / heads, h = p % heads, r0 = (int)(j % nblk) * BLOCK;
+            int rows = tokens - r0 < BLOCK ? tokens - r0 : BLOCK;
+            size_t base = (size_t)b * tokens * ld + (size_t)h * head_dim;
+            float *s = scratch + (size_t)omp_get_thread_num() * BLOCK * tokens, inv[BLOCK];
+            float *o = out + ((size_t)b * tokens + r0) * ldo + (size_t)h * head_dim;
+            me_gemm_b kp = kt, vp = vb;
+            kp.data = mem + (size_t)p * (kbytes + vbytes), vp.data = (char *)kp.data + kbytes;
+            me_gemm(rows, q + base + (size_t)r0 * ld, (size_t)ld, &kp, scale, NULL, 0.0f, s, (size_t)tokens);
+            softmax_tile(rows, tokens, s, inv);
+            me_gemm(rows, s, (size_t)tokens, &vp, 1.0f, NULL, 0.0f, o, (size_t)ldo);
+            for (int r = 0; r < rows; r++)
+                for (int d = 0; d < head_dim; d++) o[(size_t)r * ldo + d] *= inv[r];
+        }
+    }
 }

@@ -1,19 +1,29 @@
 /* LayerNorm over the last dimension: two passes per row (mean, then the
-   centred variance), centred in double so that rows with a large common
-   offset lose no precision (PyTorch's float path loses some there). */
+   centred variance), summed in double so that rows with a large common
+   offset lose no precision (PyTorch's float path loses some there). The
+   sums are vectorised in a fixed order (omp simd), so a row's result does
+   not depend on how rows are spread over threads. */
 #include <math.h>
 #include "core/core.h"
 #include "ops/ops.h"
 
 #define PAR_MIN 65536
 
-static void layernorm_row(int d, const float *x, const float *w, const float *b, float eps, float *y)
+static void row_stats(int d, const float *x, float eps, double *mean, double *rstd)
 {
     double s = 0.0;
+    #pragma omp simd reduction(+ : s)
     for (int i = 0; i < d; i++) s += x[i];
-    double mean = s / d, v = 0.0;
-    for (int i = 0; i < d; i++) v += (x[i] - mean) * (x[i] - mean);
-    double rstd = 1.0 / sqrt(v / d + eps);
+    double mu = s / d, v = 0.0;
+    #pragma omp simd reduction(+ : v)
+    for (int i = 0; i < d; i++) v += (x[i] - mu) * (x[i] - mu);
+    *mean = mu, *rstd = 1.0 / sqrt(v / d + eps);
+}
+
+static void layernorm_row(int d, const float *x, const float *w, const float *b, float eps, float *y)
+{
+    double mean, rstd;
+    row_stats(d, x, eps, &mean, &rstd);
     if (w && b)
         for (int i = 0; i < d; i++) y[i] = (float)((x[i] - mean) * rstd) * w[i] + b[i];
     else if (w)
@@ -27,4 +37,18 @@ void op_layernorm(int n, int d, const float *x, const float *w, const float *b, 
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * d >= PAR_MIN) schedule(static)
     for (int r = 0; r < n; r++)
         layernorm_row(d, x + (size_t)r * d, w, b, eps, y + (size_t)r * d);
+}
+
+void op_layernorm_modulate(int n, int d, const float *x, const float *shift, const float *scale, int group,
+                           size_t stride, float eps, float *y)
+{
+    #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * d >= PAR_MIN) schedule(static)
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * d, *sh = shift + (size_t)(r / group) * stride;
+        const float *sc = scale + (size_t)(r / group) * stride;
+        float *yr = y + (size_t)r * d;
+        double mean, rstd;
+        row_stats(d, xr, eps, &mean, &rstd);
+        for (int i = 0; i < d; i++) yr[i] = (float)((xr[i] - mean) * rstd) * (1.0f + sc[i]) + sh[i];
+    }
 }

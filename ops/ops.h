@@ -14,6 +14,10 @@ void op_linear(int n, int in, int out, const float *x, const float *w, const flo
 
 /* LayerNorm over the last dimension d of n rows; w, b may be NULL (no affine). */
 void op_layernorm(int n, int d, const float *x, const float *w, const float *b, float eps, float *y);
+/* adaLN: y = LN(x)·(1 + scale) + shift in one pass, no affine; rows r use
+   shift/scale + (r / group)·stride (one conditioning row per group). */
+void op_layernorm_modulate(int n, int d, const float *x, const float *shift, const float *scale, int group,
+                           size_t stride, float eps, float *y);
 
 void op_silu(size_t n, const float *x, float *y);
 void op_gelu_tanh(size_t n, const float *x, float *y);

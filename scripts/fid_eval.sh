@@ -22,7 +22,7 @@
 set -eu
 
 MOEDIT=${MOEDIT:-$(dirname "$0")/../build/moedit}
-out= num= shards=1 inception= ref= batch=16 finish=0 labels=balanced
+out='' num='' shards=1 inception='' ref='' batch=16 finish=0 labels=balanced
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
@@ -53,7 +53,7 @@ run_shard() {
 }
 
 merge_and_score() {
-  i=0 files=
+  i=0 files=''
   while [ $i -lt "$shards" ]; do files="$files $(shard_file $i)"; i=$((i + 1)); done
   # shellcheck disable=SC2086  # the shard names have no spaces: DIR is quoted in shard_file
   "$MOEDIT" npz-merge --out "$out/samples.npz" $files
@@ -82,7 +82,7 @@ elif [ -n "$rank" ] && [ -n "$size" ]; then
 else
   cores=$(nproc)
   threads=$(( cores / shards )); [ "$threads" -ge 1 ] || threads=1
-  i=0 pids=
+  i=0 pids=''
   while [ $i -lt "$shards" ]; do
     run_shard $i --threads "$threads" "$@" & pids="$pids $!"
     i=$((i + 1))

@@ -256,4 +256,16 @@ Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
     free(err);
     same_file("run.npz", "ref.npz");
     cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
+
+    /* balanced labels (the default): sample i is class i mod 10 */
+    me_npz z;
+    me_array lab;
+    char path[600];
+    snprintf(path, sizeof path, "%s/run.npz", dir);
+    cr_assert_eq(me_npz_open(path, &z), 0);
+    cr_assert_eq(me_npz_get(&z, "arr_1", &lab), 0);
+    cr_assert_eq(lab.numel, 12);
+    for (int i = 0; i < 12; i++) cr_assert_eq(((const int64_t *)lab.data)[i], i % 10);
+    me_array_free(&lab);
+    me_npz_close(&z);
 }

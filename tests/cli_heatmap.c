@@ -31,7 +31,7 @@ TestSuite(cli_heatmap, .init = setup, .fini = teardown);
 /* Runs moedit with args; stdout and stderr go to files in dir. */
 static int run(const char *args)
 {
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' %s >'%s/stdout' 2>'%s/stderr'", MOEDIT_BIN, args, dir, dir);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -232,3 +232,34 @@ static void check_routes(const char *variant, int heads)
 
 Test(cli_heatmap, dit_moe_routes_match_reference_gate) { check_routes("moe_top2", 2); }
 Test(cli_heatmap, switch_dit_routes_match_reference_gate) { check_routes("switch_dmoe", 3); }
+
+/* `moedit sample --trace` then `moedit heatmap`: every step, layer, row and
+   token of a guided run is recorded, with the null half flagged. */
+Test(cli_heatmap, sample_trace_covers_every_step_and_row) {
+    char model_path[600], args[2048], path[600];
+    snprintf(model_path, sizeof model_path, "%s/dit/moe_top2.pt", FIXTURES);
+    if (access(model_path, F_OK) != 0) cr_skip_test("fixture %s not generated yet", model_path);
+    snprintf(path, sizeof path, "%s/s.trace", dir);
+    snprintf(args, sizeof args, "sample --model '%s' --heads 2 --steps 5 --class 1,2 --cfg 1.5 --no-vae "
+             "--latents-out '%s/l.npy' --trace '%s' --threads 1", model_path, dir, path);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+    me_trace_reader *rd;
+    cr_assert_eq(me_trace_read_open(&rd, path), MOEDIT_OK, "%s", moedit_last_error());
+    const me_trace_info *in = me_trace_reader_info(rd);
+    cr_assert_eq(in->count, 5 * 2 * 4 * 16, "steps x layers x (2 cond + 2 null rows) x tokens");
+    int seen[5][4] = {{0}};
+    me_trace_record rec;
+    for (uint64_t i = 0; i < in->count; i++) {
+        cr_assert_eq(me_trace_read(rd, i, &rec), MOEDIT_OK, "%s", moedit_last_error());
+        cr_assert_lt(rec.step, 5);
+        cr_assert_eq(rec.is_null, rec.row >= 2, "row %d", rec.row);
+        cr_assert_eq(rec.label, rec.row >= 2 ? 10 : rec.row + 1);
+        seen[rec.step][rec.row]++;
+    }
+    for (int s = 0; s < 5; s++)
+        for (int r = 0; r < 4; r++) cr_assert_eq(seen[s][r], 2 * 16, "step %d row %d", s, r);
+    me_trace_read_close(rd);
+    snprintf(args, sizeof args, "heatmap '%s' --out '%s/hm'", path, dir);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+    cr_assert(exists("hm/layer_01.png") && exists("hm/overview.png"));
+}

@@ -136,17 +136,19 @@ Test(image_text, viridis_endpoints_and_rising_lightness) {
 Test(image_text, heatmap_png_round_trip) {
     me_canvas cv;
     cr_assert_eq(me_canvas_init(&cv, 300, 200), MOEDIT_OK);
-    const double v[6] = {0, 1, 2, 3, 4, 5};
+    const double v[6] = {0, 1, 2, 3, 4, 0.0 / 0.0};   /* the last cell has no data */
     me_heatmap hm = {.title = "t", .xlabel = "x", .ylabel = "y", .cols = 3, .rows = 2, .values = v};
     cr_assert_eq(me_plot_heatmap(&cv, 0, 0, 300, 200, &hm), MOEDIT_OK, "%s", moedit_last_error());
-    long lo = 0, hi = 0;
+    long lo = 0, hi = 0, missing = 0;
     for (int i = 0; i < 300 * 200; i++) {
         const uint8_t *q = cv.rgb + 3 * i;
         lo += q[0] == 0x44 && q[1] == 0x01 && q[2] == 0x54;
         hi += q[0] == 0xfd && q[1] == 0xe7 && q[2] == 0x25;
+        missing += q[0] == 225 && q[1] == 225 && q[2] == 225;
     }
     cr_assert_gt(lo, 500, "the 0 cell has the minimum colour");
-    cr_assert_gt(hi, 500, "the 5 cell has the maximum colour");
+    cr_assert_gt(hi, 500, "the 4 cell has the maximum colour");
+    cr_assert_gt(missing, 500, "the NaN cell is light gray");
     char path[256];
     snprintf(path, sizeof path, "/tmp/moedit_plot_%d.png", (int)getpid());
     cr_assert_eq(me_canvas_write_png(&cv, path), MOEDIT_OK, "%s", moedit_last_error());

@@ -330,3 +330,31 @@ Test(trace_format, documented_v1_files_read) {
     cr_assert(rec.probs[0] == 0.1f && rec.probs[1] == 0.6f && rec.probs[2] == 0.3f);
     me_trace_read_close(rd);
 }
+
+Test(trace_format, step_beyond_the_run_is_reported_at_close) {
+    moedit_config c = moe_config();
+    const char *path = tmp_path("steps.trace");
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, path, &c), MOEDIT_OK);
+    route_buf b;
+    make_route(&b, 0, &c, 0);
+    b.r.step = 10;
+    me_trace_route(tr, &b.r);
+    me_trace_set_info(tr, "ddim", 10, 0.0f / 0.0f);   /* after the records is fine; NaN cfg dropped */
+    cr_assert_eq(me_trace_close(tr), MOEDIT_EINTERNAL);
+    cr_assert(strstr(moedit_last_error(), "step 10 recorded in a run of 10 steps"), "%s", moedit_last_error());
+    cr_assert_eq(access(path, F_OK), -1);
+}
+
+Test(trace_format, configs_the_reader_would_refuse_are_refused) {
+    moedit_config c = moe_config();
+    me_trace *tr;
+    c.depth = 300;
+    cr_assert_eq(me_trace_open(&tr, tmp_path("deep.trace"), &c), MOEDIT_EINPUT);
+    c = moe_config();
+    c.num_experts = 300;
+    cr_assert_eq(me_trace_open(&tr, tmp_path("wide.trace"), &c), MOEDIT_EINPUT);
+    c = moe_config();
+    c.top_k = 9;
+    cr_assert_eq(me_trace_open(&tr, tmp_path("topk.trace"), &c), MOEDIT_EINPUT);
+}

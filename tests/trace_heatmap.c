@@ -171,16 +171,21 @@ Test(trace_heatmap, switch_dit_rows_count_at_every_position) {
     moedit_route r = {.layer = 0, .step = 0, .row = 0, .token = -1, .timestep = 0.5f, .label = 0,
                       .k = 1, .experts = &expert, .weights = &w, .num_probs = 2, .probs = probs};
     me_trace_route(tr, &r);
+    for (r.step = 1; r.step <= 2; r.step++) {   /* later steps pick expert 0 */
+        expert = 0;
+        me_trace_route(tr, &r);
+    }
     cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
     me_trace_reader *rd;
     cr_assert_eq(me_trace_read_open(&rd, path), MOEDIT_OK);
     me_trace_counts cnt;
     cr_assert_eq(me_trace_count(&cnt, rd, 0), MOEDIT_OK);
     me_trace_read_close(rd);
-    cr_assert_eq(cnt.steps, 1, "the step count comes from the records when the header has none");
-    cr_assert_eq(cnt.step_counts[1], 1, "one row, counted once per step");
+    cr_assert_eq(cnt.steps, 3, "the step count comes from the records when the header has none");
+    const uint64_t steps[6] = {0, 1, 1, 0, 1, 0};   /* [step][expert]: one row, counted once per step */
+    for (int i = 0; i < 6; i++) cr_assert_eq(cnt.step_counts[i], steps[i], "step %d expert %d", i / 2, i % 2);
     for (int t = 0; t < 9; t++) {
-        cr_assert_eq(cnt.position_counts[t * 2 + 0], 0);
+        cr_assert_eq(cnt.position_counts[t * 2 + 0], 2);
         cr_assert_eq(cnt.position_counts[t * 2 + 1], 1);
     }
     me_trace_counts_free(&cnt);

@@ -244,10 +244,16 @@ def stats(feats):
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def inception_score(logits):
-    """exp(E_x KL(p(y|x) || p(y))) with p(y|x) = softmax over the 1008 logits, one split."""
+def inception_score(logits, split_size=5000):
+    """guided-diffusion evaluator's compute_inception_score: p(y|x) = softmax over
+    the 1008 logits; exp(E_x KL(p(y|x) || p(y))) per chunk of split_size
+    samples (the last one may be shorter), averaged over the chunks."""
     l = np.asarray(logits, dtype=np.float64)
     p = np.exp(l - l.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    py = p.mean(axis=0, keepdims=True)
-    return float(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(py)), axis=1))))
+    scores = []
+    for i in range(0, len(p), split_size):
+        part = p[i:i + split_size]
+        py = part.mean(axis=0, keepdims=True)
+        scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(py)), axis=1))))
+    return float(np.mean(scores))

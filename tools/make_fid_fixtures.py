@@ -6,7 +6,7 @@ tests compare moedit against (see tools/inception_reference.py).
   images_b.npz        arr_0 uint8 [3, 20, 28, 1] (grayscale), arr_1
   features_{a,b}.npy  pool3 features [N, 2048] float32 (weights seed 0)
   logits_a.npy        fc logits [4, 1008] float32
-  scores.npy          float64 [FID(a, b), IS(a)] from float64 statistics of the features
+  scores.npy          float64 [FID(a, b), IS(a), IS(a) in splits of 3] (float64 statistics)
   stats64_{a,b}.npz   mu [64], sigma [64, 64] float64 (ADM reference-batch layout)
   fid64.npy           float64 [FID(stats64_a, stats64_b)]
   pool_cases.f32      x [2, 3, 7, 9] then PyTorch's max/avg pools and bilinear
@@ -71,7 +71,8 @@ def main():
     np.save(os.path.join(OUT, "logits_a.npy"), la)
     mu_a, s_a = stats(fa)
     mu_b, s_b = stats(fb)
-    scores = np.array([frechet_distance(mu_a, s_a, mu_b, s_b), inception_score(la)])
+    scores = np.array([frechet_distance(mu_a, s_a, mu_b, s_b), inception_score(la),
+                       inception_score(la, split_size=3)])
     np.save(os.path.join(OUT, "scores.npy"), scores)
 
     d = 64

@@ -12,7 +12,8 @@
 
 enum { HEADER = 30, PANEL_W = 580, PANEL_H = 340, SMALL_W = 380, SMALL_H = 230, CBAR_BOX = 64 };
 
-/* values[e][i] = counts[i][e] / Σ_e counts[i][e] for n columns. */
+/* values[e][i] = counts[i][e] / Σ_e counts[i][e] for n columns; NaN (drawn
+   as "no data") for a column nothing was traced in. */
 static double *shares(const uint64_t *counts, int n, int E)
 {
     double *v = me_calloc((size_t)n * E, sizeof *v);
@@ -21,7 +22,7 @@ static double *shares(const uint64_t *counts, int n, int E)
         double total = 0;
         for (int e = 0; e < E; e++) total += (double)counts[(size_t)i * E + e];
         for (int e = 0; e < E; e++)
-            v[(size_t)e * n + i] = total > 0 ? (double)counts[(size_t)i * E + e] / total : 0;
+            v[(size_t)e * n + i] = total > 0 ? (double)counts[(size_t)i * E + e] / total : NAN;
     }
     return v;
 }
@@ -75,7 +76,7 @@ static int spatial_panel(me_canvas *cv, int x, int y, int w, int h, const me_tra
     double *v = shares(c->position_counts + (size_t)l * T * E, T, E);
     if (!v) return MOEDIT_EINTERNAL;
     double vmax = 0;
-    for (size_t i = 0; i < (size_t)T * E; i++) vmax = v[i] > vmax ? v[i] : vmax;
+    for (size_t i = 0; i < (size_t)T * E; i++) vmax = v[i] > vmax ? v[i] : vmax;   /* NaN compares false */
     if (vmax <= 0) vmax = 1;
     int rc = me_canvas_text(cv, x + (w - CBAR_BOX) / 2, y, 15, 1, "spatial share per expert");
     int cols = (int)ceil(sqrt((double)E)), rows = (E + cols - 1) / cols;
@@ -91,7 +92,7 @@ static int spatial_panel(me_canvas *cv, int x, int y, int w, int h, const me_tra
                          .vmin = 0, .vmax = vmax, .no_ticks = 1, .no_cbar = 1};
         rc = me_plot_heatmap(cv, x + (e % cols) * cw, top + (e / cols) * ch, mw + 8, mh + 23, &hm);
     }
-    if (!rc) rc = me_plot_colorbar(cv, x + w - CBAR_BOX + 8, top, CBAR_BOX - 8, rows * ch - 6, 0, vmax, NULL);
+    if (!rc) rc = me_plot_colorbar(cv, x + w - CBAR_BOX + 8, top, rows * ch - 6, 0, vmax);
     free(v);
     return rc;
 }

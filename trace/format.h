@@ -10,6 +10,9 @@
 #define TRACE_MAGIC "MOETRACE"
 #define TRACE_HEADER_SIZE 128
 
+/* Limits both sides enforce; they keep every table the reader derives small. */
+enum { TRACE_MAX_DEPTH = 256, TRACE_MAX_TOKENS = 1 << 20, TRACE_MAX_CLASSES = 1 << 24 };
+
 /* Header field offsets. */
 enum {
     H_MAGIC = 0, H_VERSION = 8, H_HEADER_SIZE = 12, H_RECORD_SIZE = 16, H_FAMILY = 20,

@@ -40,7 +40,7 @@ int me_trace_count(me_trace_counts *c, const me_trace_reader *rd, int cond_only)
     int rc = MOEDIT_OK;
     /* Without a step count in the header, a first pass finds the largest step. */
     c->steps = in->steps;
-    for (uint64_t i = 0; !c->steps && i < in->count; i++) {
+    for (uint64_t i = 0; !in->steps && i < in->count; i++) {
         if ((rc = me_trace_read(rd, i, rec))) goto done;
         if (rec->step + 1 > c->steps) c->steps = rec->step + 1;
     }
@@ -262,8 +262,9 @@ static void write_summary(const me_trace_counts *c, FILE *f)
                "         entropy  max_share\n"
                "early    %.4f   %.4f\n"
                "late     %.4f   %.4f\n"
-               "routing is %s concentrated late than early (entropy %+.4f)\n",
-            third, traced, eh, emx, lh, lmx, lh < eh ? "more" : "less", lh - eh);
+               "routing concentration, late vs early: %s (entropy %+.4f)\n",
+            third, traced, eh, emx, lh, lmx,
+            lh < eh - 1e-4 ? "higher" : lh > eh + 1e-4 ? "lower" : "unchanged", lh - eh);
 }
 
 int me_trace_write_summary(const me_trace_counts *c, const char *dir, FILE *out)

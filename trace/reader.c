@@ -17,9 +17,6 @@ struct me_trace_reader {
     me_trace_info info;
 };
 
-/* Upper bounds that keep every derived table small and every product in range. */
-enum { MAX_DEPTH = 256, MAX_TOKENS = 1 << 20, MAX_CLASSES = 1 << 24 };
-
 #define BAD(...) me_fail(MOEDIT_EINPUT, __VA_ARGS__)
 
 static int parse_header(me_trace_reader *rd, size_t size)
@@ -40,12 +37,12 @@ static int parse_header(me_trace_reader *rd, size_t size)
     uint32_t gw = get_u32(h + H_GRID_W), classes = get_u32(h + H_CLASSES), probs = get_u32(h + H_PROBS);
     uint32_t steps = get_u32(h + H_STEPS), record_size = get_u32(h + H_RECORD_SIZE);
     if (family != MOEDIT_FAMILY_DIT_MOE && family != MOEDIT_FAMILY_SWITCH_DIT) return BAD("%s: unknown model family %u", n, family);
-    if (depth < 1 || depth > MAX_DEPTH) return BAD("%s: bad depth %u", n, depth);
+    if (depth < 1 || depth > TRACE_MAX_DEPTH) return BAD("%s: bad depth %u", n, depth);
     if (experts < 1 || experts > ME_TRACE_MAX_EXPERTS) return BAD("%s: bad number of experts %u", n, experts);
     if (top_k < 1 || top_k > experts) return BAD("%s: bad top-k %u (%u experts)", n, top_k, experts);
-    if (tokens < 1 || tokens > MAX_TOKENS || gh < 1 || gw < 1 || (uint64_t)gh * gw != tokens)
+    if (tokens < 1 || tokens > TRACE_MAX_TOKENS || gh < 1 || gw < 1 || (uint64_t)gh * gw != tokens)
         return BAD("%s: bad token grid %u x %u for %u tokens", n, gh, gw, tokens);
-    if (classes < 1 || classes > MAX_CLASSES) return BAD("%s: bad number of classes %u", n, classes);
+    if (classes < 1 || classes > TRACE_MAX_CLASSES) return BAD("%s: bad number of classes %u", n, classes);
     if (probs != 0 && probs != experts) return BAD("%s: bad number of probabilities %u (%u experts)", n, probs, experts);
     if (steps > ME_TRACE_MAX_STEPS) return BAD("%s: bad number of steps %u", n, steps);
     size_t want = trace_record_size((int)top_k, (int)probs);

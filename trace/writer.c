@@ -2,6 +2,7 @@
    encoded into a 1 MiB buffer and written with fwrite when it fills; the
    header, whose record count is known only at the end, is written last. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ struct me_trace {
     me_trace_info info;
     uint8_t *buf;
     size_t used;
+    int max_step;        /* checked against the step count at close */
     int failed;          /* a MOEDIT_E* code, with its message in error[] */
     char error[256];
 };
@@ -74,9 +76,14 @@ int me_trace_open(me_trace **out, const char *path, const moedit_config *cfg)
     if (cfg->num_experts > ME_TRACE_MAX_EXPERTS || cfg->top_k < 1 || cfg->top_k > cfg->num_experts)
         return me_fail(MOEDIT_EINPUT, "%s: cannot trace %d experts with top-%d (at most %d experts)",
                        path, cfg->num_experts, cfg->top_k, ME_TRACE_MAX_EXPERTS);
-    if (cfg->patch <= 0 || cfg->input_size % cfg->patch)
+    if (cfg->patch <= 0 || cfg->input_size <= 0 || cfg->input_size % cfg->patch)
         return me_fail(MOEDIT_EINTERNAL, "%s: bad model config (input %d, patch %d)", path,
                        cfg->input_size, cfg->patch);
+    long grid = cfg->input_size / cfg->patch;
+    if (cfg->depth < 1 || cfg->depth > TRACE_MAX_DEPTH || grid * grid > TRACE_MAX_TOKENS ||
+        cfg->num_classes < 1 || cfg->num_classes > TRACE_MAX_CLASSES)
+        return me_fail(MOEDIT_EINPUT, "%s: cannot trace a model of depth %d, %ld tokens, %d classes", path,
+                       cfg->depth, grid * grid, cfg->num_classes);
     me_trace *tr = me_calloc(1, sizeof *tr);
     if (!tr) return MOEDIT_EINTERNAL;
     me_trace_info *in = &tr->info;
@@ -111,7 +118,7 @@ void me_trace_set_info(me_trace *tr, const char *sampler, int steps, float cfg)
     memset(tr->info.sampler, 0, sizeof tr->info.sampler);
     if (sampler) snprintf(tr->info.sampler, sizeof tr->info.sampler, "%s", sampler);
     tr->info.steps = steps > 0 && steps <= ME_TRACE_MAX_STEPS ? steps : 0;
-    tr->info.cfg = cfg;
+    tr->info.cfg = isfinite(cfg) ? cfg : 0;
 }
 
 /* A route that does not fit the header is a bug in the caller: say which. */
@@ -161,6 +168,7 @@ void me_trace_route(void *trace, const moedit_route *r)
     uint8_t *w = e + pad;
     for (int i = 0; i < r->k; i++) put_f32(w + 4 * i, r->weights[i]);
     for (int i = 0; i < r->num_probs; i++) put_f32(w + 4 * (r->k + i), r->probs[i]);
+    if (r->step > tr->max_step) tr->max_step = r->step;
     tr->used += in->record_size;
     tr->info.count++;
 }
@@ -172,6 +180,8 @@ int me_trace_close(me_trace *tr)
     uint8_t h[TRACE_HEADER_SIZE];
     encode_header(&tr->info, h);
     FILE *fp = tr->file.fp;
+    if (tr->info.steps && tr->max_step >= tr->info.steps)
+        remember(tr, MOEDIT_EINTERNAL, "step %d recorded in a run of %d steps", tr->max_step, tr->info.steps);
     if (!flush(tr) && (fseek(fp, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof h, fp) != sizeof h))
         remember(tr, MOEDIT_EINPUT, "write failed: %s", strerror(errno));
     if (tr->failed) {

@@ -293,7 +293,7 @@ static int load_weights(loader *L, moedit_vae *v)
         vae_up_block *u = &v->up[i];
         u->cin = prev;
         u->cout = c->block_out_channels[n - 1 - i];
-        int level = n - 1 - i;   /* LDM numbers blocks by resolution, lowest first */
+        int level = n - 1 - i;   /* LDM: up.0 is the full-resolution block, run last */
         for (int j = 0; j <= c->layers_per_block; j++) {
             if (L->ldm) snprintf(base, sizeof base, "decoder.up.%d.block.%d", level, j);
             else snprintf(base, sizeof base, "decoder.up_blocks.%d.resnets.%d", i, j);

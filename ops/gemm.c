@@ -1,0 +1,427 @@
+/* Float32 GEMM on AVX-512, BLIS-style, sized for Zen 5 (48 KB L1d, 1 MB L2
+   per core), and its bfloat16 twin on AVX512-BF16.
+
+   Blocking, from the inside out:
+   - Microkernel: a 14×32 tile of C in 28 zmm accumulators. Per k it loads
+     two 16-float vectors of B and broadcasts 14 values of A: 28 FMAs for 16
+     loads. The bf16 kernel does the same per pair of k with vdpbf16ps, each
+     lane multiplying two bf16 products into one float32 sum.
+   - B is packed in panels of NR = 32 columns, k-major ([kp][32] floats, or
+     [kp/2][32][2] bf16), zero-padded to whole panels. Weights are packed
+     once at load (me_gemm_b); me_sgemm packs KC×NC blocks per call.
+   - A is packed per KC×MC block into panels of MR = 14 rows ([kc][14], or
+     [kc/2][14][2] bf16), zero-padded; alpha scales the tile when stored.
+   - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
+     M in blocks of MC (the packed A block, ≤ 258 KB, stays in L2) → B
+     panels (a KC×32 micro-panel, 24 KB, stays in L1) → A panels → kernel.
+     KC is K split evenly, so the blocking, and with it every element's
+     summation order, depends on K only.
+   - Threads: one OpenMP region per product. Each thread takes a range of
+     B panels (weights are the larger operand, so each is read once) or, when
+     there are too few panels, a range of rows; the same kernels run either
+     way, so results do not change with the thread count.
+
+   Without AVX-512F the same interface runs on OpenBLAS: a "packed" B is then
+   a plain row-major float copy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+#include <cblas.h>
+#include <immintrin.h>
+#include "core/core.h"
+#include "ops/gemm.h"
+
+#define MR 14
+#define NR 32
+#define KC_F32 192     /* 192·32·4 B = 24 KB B micro-panel */
+#define KC_BF16 384    /* the same bytes in bfloat16 */
+#define MC (MR * 24)   /* 336 rows */
+#define NC (NR * 16)   /* me_sgemm's B block: 512 columns */
+
+/* Below this many flops a parallel region costs more than it saves. */
+#define PAR_MIN_FLOPS 2e6
+
+static int has_avx512 = -1, has_bf16 = -1;
+
+int me_gemm_native(int bf16)
+{
+    if (has_avx512 < 0) {
+        __builtin_cpu_init();
+        has_avx512 = __builtin_cpu_supports("avx512f") && getenv("MOEDIT_NO_AVX512") == NULL;
+        has_bf16 = has_avx512 && __builtin_cpu_supports("avx512bf16");
+    }
+    return bf16 ? has_bf16 : has_avx512;
+}
+
+static float src_value(int type, const void *src, size_t i)
+{
+    switch (type) {
+    case ME_GEMM_BF16: return me_bf16_to_f32(((const uint16_t *)src)[i]);
+    case ME_GEMM_F16: return me_f16_to_f32(((const uint16_t *)src)[i]);
+    default: return ((const float *)src)[i];
+    }
+}
+
+/* Round to nearest even, as vcvtne2ps2bf16 does (NaN handling aside). */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static int panels(int n) { return (n + NR - 1) / NR; }
+
+/* ---- packed B --------------------------------------------------------- */
+
+size_t me_gemm_b_bytes(int k, int n, int bf16)
+{
+    if (!me_gemm_native(0)) return (size_t)k * n * sizeof(float);
+    if (bf16 && me_gemm_native(1)) return (size_t)panels(n) * NR * ((k + 1) & ~1) * sizeof(uint16_t);
+    return (size_t)panels(n) * NR * k * sizeof(float);
+}
+
+void me_gemm_b_init(me_gemm_b *b, void *mem, int k, int n, int bf16)
+{
+    b->k = k, b->n = n, b->data = mem;
+    b->bf16 = bf16 && me_gemm_native(1);
+    b->kp = b->bf16 ? (k + 1) & ~1 : k;
+    /* Packing writes every element but the padding; without any, skip the
+       extra pass over (possibly gigabytes of) memory. */
+    if (n % NR || b->kp != k || !me_gemm_native(0)) memset(mem, 0, me_gemm_b_bytes(k, n, b->bf16));
+}
+
+/* Element index of panel p, row kk (kk even in bf16) in a packed operand. */
+static size_t panel_offset(const me_gemm_b *b, int p, int kk)
+{
+    return ((size_t)p * b->kp + kk) * NR;
+}
+
+void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
+{
+    int k = b->k, native = me_gemm_native(0);
+    #pragma omp parallel for num_threads(me_threads()) if ((size_t)k * cols >= 65536 && !omp_in_parallel())
+    for (int j = 0; j < cols; j++) {
+        int n = col + j, p = n / NR, lane = n % NR;
+        for (int kk = 0; kk < k; kk++) {
+            float v = src_value(type, src, trans ? (size_t)j * ld + kk : (size_t)kk * ld + j);
+            if (!native)
+                ((float *)b->data)[(size_t)kk * b->n + n] = v;
+            else if (b->bf16)   /* pairs of rows: [kp/2][NR][2] */
+                ((uint16_t *)b->data)[panel_offset(b, p, kk & ~1) + lane * 2 + (kk & 1)] = to_bf16(v);
+            else
+                ((float *)b->data)[panel_offset(b, p, kk) + lane] = v;
+        }
+    }
+}
+
+/* ---- kernels ---------------------------------------------------------- */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
+
+/* Where a tile goes: C = alpha·acc + bias + beta·C over the live columns
+   (beta 0 never reads C). */
+typedef struct {
+    float *c;
+    size_t ldc;
+    int nr;             /* live columns, 1..32 */
+    const float *bias;  /* NULL, or at the tile's first column */
+    float alpha, beta;
+} tile_out;
+
+static inline __attribute__((always_inline)) void store_tile(int mr, __m512 acc[MR][2], const tile_out *o)
+{
+    __mmask16 m0 = o->nr >= 16 ? 0xffff : (__mmask16)((1u << o->nr) - 1);
+    __mmask16 m1 = o->nr >= 32 ? 0xffff : o->nr <= 16 ? 0 : (__mmask16)((1u << (o->nr - 16)) - 1);
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (o->bias) b0 = _mm512_maskz_loadu_ps(m0, o->bias), b1 = _mm512_maskz_loadu_ps(m1, o->bias + 16);
+    __m512 alpha = _mm512_set1_ps(o->alpha), beta = _mm512_set1_ps(o->beta);
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        float *c = o->c + (size_t)i * o->ldc;
+        __m512 v0 = _mm512_fmadd_ps(alpha, acc[i][0], b0), v1 = _mm512_fmadd_ps(alpha, acc[i][1], b1);
+        if (o->beta != 0.0f) {
+            v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
+            v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c + 16), v1);
+        }
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
+    }
+}
+
+/* mr rows (a compile-time constant after inlining) × 32 columns over kc. */
+static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, const float *a, const float *b,
+                                                            const tile_out *o)
+{
+    __m512 acc[MR][2];
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        #pragma GCC unroll 14
+        for (int i = 0; i < mr; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    store_tile(mr, acc, o);
+}
+
+/* The same over kc/2 pairs of k: a holds [kc/2][14] pairs, b [kc/2][32] pairs. */
+static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, const uint16_t *a,
+                                                             const uint16_t *b, const tile_out *o)
+{
+    __m512 acc[MR][2];
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    const uint32_t *ap = (const uint32_t *)a;
+    for (int k = 0; k < kc; k += 2, ap += MR, b += 2 * NR) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
+        #pragma GCC unroll 14
+        for (int i = 0; i < mr; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ap[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+        }
+    }
+    store_tile(mr, acc, o);
+}
+
+typedef void (*kernel_fn)(int kc, const void *a, const void *b, const tile_out *o);
+
+#define KERNELS(R)                                                                              \
+    static void kf_##R(int kc, const void *a, const void *b, const tile_out *o)                 \
+    {                                                                                           \
+        kernel_f32(R, kc, a, b, o);                                                             \
+    }                                                                                           \
+    static void kb_##R(int kc, const void *a, const void *b, const tile_out *o)                 \
+    {                                                                                           \
+        kernel_bf16(R, kc, a, b, o);                                                            \
+    }
+KERNELS(1) KERNELS(2) KERNELS(3) KERNELS(4) KERNELS(5) KERNELS(6) KERNELS(7)
+KERNELS(8) KERNELS(9) KERNELS(10) KERNELS(11) KERNELS(12) KERNELS(13) KERNELS(14)
+#undef KERNELS
+
+#pragma GCC pop_options
+
+/* Indexed by live rows. */
+static const kernel_fn kernels_f32[MR + 1] = {NULL, kf_1, kf_2, kf_3, kf_4, kf_5, kf_6, kf_7,
+                                              kf_8, kf_9, kf_10, kf_11, kf_12, kf_13, kf_14};
+static const kernel_fn kernels_bf16[MR + 1] = {NULL, kb_1, kb_2, kb_3, kb_4, kb_5, kb_6, kb_7,
+                                               kb_8, kb_9, kb_10, kb_11, kb_12, kb_13, kb_14};
+
+/* ---- blocked product --------------------------------------------------- */
+
+/* One product: A (m×k, row stride lda, transposed when trans_a), alpha,
+   bias, beta, C; B comes as panels. */
+typedef struct {
+    const float *a;
+    size_t lda;
+    int trans_a, bf16;
+    float alpha, beta;
+    const float *bias;
+    float *c;
+    size_t ldc;
+} gemm_job;
+
+/* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into MR-row panels
+   (kc rounded up to even for bf16; the pad is zero). */
+static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *buf)
+{
+    int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
+    for (int p = 0; p * MR < rows; p++)
+        for (int i = 0; i < MR; i++) {
+            int r = p * MR + i;
+            const float *src = g->trans_a ? g->a + (size_t)k0 * g->lda + (i0 + r) : g->a + (size_t)(i0 + r) * g->lda + k0;
+            size_t step = g->trans_a ? g->lda : 1;
+            for (int k = 0; k < kcp; k++) {
+                float v = r < rows && k < kc ? src[k * step] : 0.0f;
+                if (g->bf16)
+                    ((uint16_t *)buf)[((size_t)p * kcp + (k & ~1)) * MR + i * 2 + (k & 1)] = to_bf16(v);
+                else
+                    ((float *)buf)[((size_t)p * kcp + k) * MR + i] = v;
+            }
+        }
+}
+
+/* C[i0.., j0..] over one K block: rows [i0, i1) against B panels [p0, p1)
+   (pb points at panel p0, row k0; consecutive panels pstride elements
+   apart; j0 = p0·NR is the first column). first: apply bias and beta,
+   else accumulate. abuf holds one packed A block. */
+static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, const void *pb, size_t pstride,
+                          int p0, int p1, int n, int first, void *abuf)
+{
+    const kernel_fn *kern = g->bf16 ? kernels_bf16 : kernels_f32;
+    size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
+    int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
+    for (int ic = i0; ic < i1; ic += MC) {
+        int mc = i1 - ic < MC ? i1 - ic : MC;
+        pack_a(g, ic, mc, k0, kc, abuf);
+        for (int p = p0; p < p1; p++) {
+            const char *bp = (const char *)pb + (size_t)(p - p0) * pstride * esz;
+            int j = p * NR, nr = n - j < NR ? n - j : NR;
+            for (int ir = 0; ir < mc; ir += MR) {
+                int mr = mc - ir < MR ? mc - ir : MR;
+                tile_out o = {g->c + (size_t)(ic + ir) * g->ldc + j, g->ldc, nr,
+                              first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f};
+                kern[mr](kcp, (const char *)abuf + (size_t)ir * kcp * esz, bp, &o);
+            }
+        }
+    }
+}
+
+/* K split into equal blocks of at most kc_max (even, for the bf16 pairs). */
+static int k_block(int k, int kc_max)
+{
+    int nb = (k + kc_max - 1) / kc_max, kc = (k + nb - 1) / nb;
+    return (kc + 1) & ~1;
+}
+
+/* This thread's share: B panels [*p0, *p1) and rows [*i0, *i1). */
+static void share(int m, int np, int split_rows, int *i0, int *i1, int *p0, int *p1)
+{
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    *i0 = 0, *i1 = m, *p0 = 0, *p1 = np;
+    if (split_rows) {
+        int per = ((m + nt - 1) / nt + MR - 1) / MR * MR;
+        *i0 = t * per < m ? t * per : m;
+        *i1 = *i0 + per < m ? *i0 + per : m;
+    } else {
+        *p0 = (int)((long)np * t / nt), *p1 = (int)((long)np * (t + 1) / nt);
+    }
+}
+
+static int threads_for(double flops)
+{
+    int nt = me_threads();
+    return nt > 1 && !omp_in_parallel() && flops >= PAR_MIN_FLOPS ? nt : 1;
+}
+
+/* Split by panels when there are enough for every thread, else by rows. */
+static int split_by_rows(int m, int np, int nt) { return np < 2 * nt && m >= 2 * MR; }
+
+/* ---- OpenBLAS fallback ------------------------------------------------- */
+
+/* C = alpha·op(A)·op(B) + beta·C (+ bias) on columns split over the OpenMP
+   pool, OpenBLAS single-threaded in each. */
+static void blas_product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                         const float *b, int ldb, const float *bias, float beta, float *c, int ldc)
+{
+    int nt = threads_for(2.0 * m * n * k), ob = openblas_get_num_threads();
+    if (nt > 1) openblas_set_num_threads(1);
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), chunk = ((n + nt - 1) / nt + 15) / 16 * 16;
+        int j0 = t * chunk, len = n - j0 < chunk ? n - j0 : chunk;
+        if (len > 0) {
+            float bt = beta;
+            if (bias) {
+                for (int i = 0; i < m; i++)
+                    for (int j = j0; j < j0 + len; j++) {
+                        float *v = c + (size_t)i * ldc + j;
+                        *v = bias[j] + (beta != 0.0f ? beta * *v : 0.0f);
+                    }
+                bt = 1.0f;
+            }
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, len, k,
+                        alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0, ldb, bt, c + j0, ldc);
+        }
+    }
+    if (nt > 1) openblas_set_num_threads(ob);
+}
+
+/* ---- public entry points ----------------------------------------------- */
+
+/* c = beta·c where k = 0 leaves no product to carry bias and beta. */
+static void scale_only(int m, int n, const float *bias, float beta, float *c, size_t ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float *v = c + (size_t)i * ldc + j;
+            *v = (bias ? bias[j] : 0.0f) + (beta != 0.0f ? beta * *v : 0.0f);
+        }
+}
+
+void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha, const float *bias, float beta,
+             float *c, size_t ldc)
+{
+    int n = b->n, k = b->k;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        scale_only(m, n, bias, beta, c, ldc);
+        return;
+    }
+    if (!me_gemm_native(0)) {
+        blas_product(0, 0, m, n, k, alpha, a, (int)lda, b->data, n, bias, beta, c, (int)ldc);
+        return;
+    }
+    gemm_job g = {a, lda, 0, b->bf16, alpha, beta, bias, c, ldc};
+    int np = panels(n), kc_max = b->bf16 ? KC_BF16 : KC_F32, kc = k_block(k, kc_max);
+    int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(m, np, nt);
+    #pragma omp parallel num_threads(nt)
+    {
+        _Alignas(64) float abuf[MC * KC_F32];
+        int i0, i1, p0, p1;
+        share(m, np, by_rows, &i0, &i1, &p0, &p1);
+        if (i0 < i1 && p0 < p1)
+            for (int k0 = 0; k0 < k; k0 += kc) {
+                int kb = k - k0 < kc ? k - k0 : kc;
+                size_t off = panel_offset(b, p0, k0);
+                const void *pb = b->bf16 ? (const void *)((const uint16_t *)b->data + off)
+                                         : (const void *)((const float *)b->data + off);
+                block_product(&g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, n, k0 == 0, abuf);
+            }
+    }
+}
+
+void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc)
+{
+    int ta = trans_a == 1 || trans_a == CblasTrans || trans_a == CblasConjTrans;
+    int tb = trans_b == 1 || trans_b == CblasTrans || trans_b == CblasConjTrans;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, NULL, beta, c, (size_t)ldc);
+        return;
+    }
+    if (!me_gemm_native(0)) {
+        blas_product(ta, tb, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+        return;
+    }
+    /* B in blocks of KC×NC, packed by all threads together into the calling
+       thread's stack, then multiplied as in me_gemm. */
+    _Alignas(64) float bbuf[KC_F32 * NC];
+    gemm_job g = {a, (size_t)lda, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
+    int kc = k_block(k, KC_F32);
+    int nt = threads_for(2.0 * m * n * k);
+    #pragma omp parallel num_threads(nt)
+    {
+        _Alignas(64) float abuf[MC * KC_F32];
+        for (int j0 = 0; j0 < n; j0 += NC) {
+            int nc = n - j0 < NC ? n - j0 : NC, np = panels(nc);
+            for (int k0 = 0; k0 < k; k0 += kc) {
+                int kb = k - k0 < kc ? k - k0 : kc;
+                #pragma omp for schedule(static)
+                for (int j = 0; j < np * NR; j++) {
+                    float *dst = bbuf + (size_t)(j / NR) * kb * NR + j % NR;
+                    for (int kk = 0; kk < kb; kk++)
+                        dst[(size_t)kk * NR] = j0 + j >= n ? 0.0f
+                                               : tb ? b[(size_t)(j0 + j) * ldb + k0 + kk]
+                                                    : b[(size_t)(k0 + kk) * ldb + j0 + j];
+                }
+                /* (the loop's barrier: the block is packed) */
+                int i0, i1, p0, p1;
+                share(m, np, split_by_rows(m, np, omp_get_num_threads()), &i0, &i1, &p0, &p1);
+                gemm_job gj = g;
+                gj.c = c + j0;
+                if (i0 < i1 && p0 < p1)
+                    block_product(&gj, i0, i1, k0, kb, bbuf + (size_t)p0 * kb * NR, (size_t)kb * NR, p0, p1,
+                                  nc, k0 == 0, abuf);
+                #pragma omp barrier
+            }
+        }
+    }
+}

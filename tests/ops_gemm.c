@@ -1,0 +1,183 @@
+/* The GEMM kernels against a naive double-precision product computed here,
+   over sizes that hit every edge (rows not a multiple of 14, columns not a
+   multiple of 32, K blocks of unequal use, k = 1), every transpose, alpha,
+   beta and bias; the bfloat16 mode against a product of the bf16-rounded
+   operands; and results that do not change with the thread count. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "ops/gemm.h"
+#include "ops/ops.h"
+
+static float *rnd(size_t n, unsigned seed)
+{
+    float *v = malloc(n * sizeof *v + 4);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        v[i] = (float)((seed >> 8) / 16777216.0 * 2.0 - 1.0);
+    }
+    return v;
+}
+
+static float round_bf16(float f) { return me_bf16_to_f32(me_f32_to_bf16(f)); }
+
+/* ref[i, j] = alpha·Σ op(A)[i,kk]·op(B)[kk,j] + bias[j] + beta·c0[i, j], and
+   the Σ|terms| that bound the rounding error. bf16: operands rounded first. */
+static void reference(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                      int ldb, const float *bias, float beta, const float *c0, int ldc, int bf16, double *ref,
+                      double *mag)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0, s_abs = 0;
+            for (int kk = 0; kk < k; kk++) {
+                float x = ta ? a[(size_t)kk * lda + i] : a[(size_t)i * lda + kk];
+                float y = tb ? b[(size_t)j * ldb + kk] : b[(size_t)kk * ldb + j];
+                if (bf16) x = round_bf16(x), y = round_bf16(y);
+                s += (double)x * y, s_abs += fabs((double)x * y);
+            }
+            s *= alpha, s_abs *= fabs(alpha);
+            double extra = (bias ? bias[j] : 0.0) + (beta != 0.0f ? beta * (double)c0[(size_t)i * ldc + j] : 0.0);
+            ref[(size_t)i * n + j] = s + extra;
+            mag[(size_t)i * n + j] = s_abs + fabs(extra);
+        }
+}
+
+static void check(int m, int n, const float *c, int ldc, const double *ref, const double *mag, double rel,
+                  const char *what)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double want = ref[(size_t)i * n + j], got = c[(size_t)i * ldc + j];
+            double tol = rel * mag[(size_t)i * n + j] + 1e-30;
+            cr_assert(fabs(got - want) <= tol, "%s: C[%d,%d] = %.9g, want %.9g (tol %.3g)", what, i, j, got,
+                      want, tol);
+        }
+}
+
+static const int sizes[] = {1, 3, 17, 33, 64, 100, 257};
+#define NS (int)(sizeof sizes / sizeof *sizes)
+
+Test(gemm, sgemm_all_transposes_odd_sizes)
+{
+    for (int mi = 0; mi < NS; mi++)
+        for (int ni = 0; ni < NS; ni++)
+            for (int ki = 0; ki < NS; ki += 2) {
+                int m = sizes[mi], n = sizes[ni], k = sizes[ki] + (mi == 3);   /* + one k above 257 */
+                for (int t = 0; t < 4; t++) {
+                    int ta = t & 1, tb = t >> 1;
+                    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 5;
+                    float *a = rnd((size_t)(ta ? k : m) * lda, 1 + t), *b = rnd((size_t)(tb ? n : k) * ldb, 7 + t);
+                    float *c = rnd((size_t)m * ldc, 11), *c0 = malloc((size_t)m * ldc * sizeof *c0);
+                    memcpy(c0, c, (size_t)m * ldc * sizeof *c);
+                    double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+                    float alpha = t == 3 ? -0.5f : 1.0f, beta = t == 1 ? 0.0f : t == 2 ? 0.75f : 1.0f;
+                    reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c0, ldc, 0, ref, mag);
+                    me_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                    char what[64];
+                    snprintf(what, sizeof what, "m %d n %d k %d ta %d tb %d", m, n, k, ta, tb);
+                    check(m, n, c, ldc, ref, mag, 2e-6, what);
+                    /* the padding columns of C stay untouched */
+                    for (int i = 0; i < m; i++)
+                        for (int j = n; j < ldc; j++) cr_assert_eq(c[(size_t)i * ldc + j], c0[(size_t)i * ldc + j]);
+                    free(a), free(b), free(c), free(c0), free(ref), free(mag);
+                }
+            }
+}
+
+/* me_gemm on a packed PyTorch-layout weight W [n, k]: y = x·Wᵀ + bias. */
+static void packed_case(int m, int n, int k, int bf16, int type, double rel)
+{
+    float *x = rnd((size_t)m * k, 3), *w = rnd((size_t)n * k, 5), *bias = rnd((size_t)n, 9);
+    /* the weight as the source type holds it (rounded for bf16/f16) */
+    uint16_t *w16 = malloc((size_t)n * k * sizeof *w16 + 2);
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        w16[i] = type == ME_GEMM_BF16 ? me_f32_to_bf16(w[i]) : me_f32_to_f16(w[i]);
+        if (type != ME_GEMM_F32) w[i] = type == ME_GEMM_BF16 ? me_bf16_to_f32(w16[i]) : me_f16_to_f32(w16[i]);
+    }
+    me_gemm_b pb;
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+    me_gemm_b_init(&pb, mem, k, n, bf16);
+    /* packed in two column ranges, as the fused gate/up weights are */
+    int half = n / 2;
+    const void *src = type == ME_GEMM_F32 ? (const void *)w : w16;
+    size_t esz = type == ME_GEMM_F32 ? 4 : 2;
+    me_gemm_pack_b(&pb, 0, half, 1, type, src, k);
+    me_gemm_pack_b(&pb, half, n - half, 1, type, (const char *)src + (size_t)half * k * esz, k);
+    float *y = malloc((size_t)m * n * sizeof *y);
+    double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+    int bf = pb.bf16;
+    reference(0, 1, m, n, k, 1.0f, x, k, w, k, bias, 0.0f, NULL, n, bf, ref, mag);
+    me_gemm(m, x, k, &pb, 1.0f, bias, 0.0f, y, n);
+    char what[64];
+    snprintf(what, sizeof what, "packed m %d n %d k %d bf16 %d", m, n, k, bf);
+    check(m, n, y, n, ref, mag, rel, what);
+    me_free_aligned(mem);
+    free(x), free(w), free(w16), free(bias), free(y), free(ref), free(mag);
+}
+
+Test(gemm, packed_weights_f32_f16)
+{
+    for (int mi = 0; mi < NS; mi++)
+        for (int ni = 1; ni < NS; ni++) {
+            packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS] + 1, 0, ME_GEMM_F32, 2e-6);
+            packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS], 0, ME_GEMM_F16, 2e-6);
+        }
+    packed_case(515, 1536, 384, 0, ME_GEMM_F32, 2e-6);
+}
+
+Test(gemm, packed_weights_bf16)
+{
+    /* A is rounded to bf16 on the fly; the products are then exact in
+       float32 and only the float32 sums round. Odd k exercises the pad. */
+    for (int mi = 0; mi < NS; mi++)
+        for (int ni = 1; ni < NS; ni++) {
+            packed_case(sizes[mi], sizes[ni], sizes[(mi + 2 * ni) % NS], 1, ME_GEMM_BF16, 2e-6);
+            packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS] + 1, 1, ME_GEMM_F32, 2e-6);
+        }
+    packed_case(300, 2304, 1537, 1, ME_GEMM_BF16, 4e-6);
+}
+
+Test(gemm, same_result_on_one_and_two_threads)
+{
+    int m = 515, k = 700;
+    /* 2 rows × 32 panels and 515 × 32 split by panels, 515 × 2 by rows */
+    static const int cases[3][2] = {{2, 1000}, {515, 1000}, {515, 40}};
+    for (int ci = 0; ci < 3; ci++) {
+        int rows = cases[ci][0], n = cases[ci][1];
+        float *a = rnd((size_t)m * k, 21), *b = rnd((size_t)k * n, 22);
+        float *c1 = malloc((size_t)m * n * sizeof *c1), *c2 = malloc((size_t)m * n * sizeof *c2);
+        me_gemm_b pb;
+        void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, 0));
+        me_gemm_b_init(&pb, mem, k, n, 0);
+        me_gemm_pack_b(&pb, 0, n, 0, ME_GEMM_F32, b, n);
+        moedit_set_threads(1);
+        me_sgemm(0, 0, rows, n, k, 1.0f, a, k, b, n, 0.0f, c1, n);
+        me_gemm(rows, a, k, &pb, 1.0f, NULL, 0.0f, c2, n);
+        cr_assert(memcmp(c1, c2, (size_t)rows * n * sizeof *c1) == 0, "me_sgemm and me_gemm differ");
+        moedit_set_threads(2);
+        me_sgemm(0, 0, rows, n, k, 1.0f, a, k, b, n, 0.0f, c2, n);
+        cr_assert(memcmp(c1, c2, (size_t)rows * n * sizeof *c1) == 0, "me_sgemm: 1 vs 2 threads");
+        me_gemm(rows, a, k, &pb, 1.0f, NULL, 0.0f, c2, n);
+        cr_assert(memcmp(c1, c2, (size_t)rows * n * sizeof *c1) == 0, "me_gemm: 1 vs 2 threads");
+        me_free_aligned(mem);
+        free(a), free(b), free(c1), free(c2);
+    }
+    moedit_set_threads(0);
+}
+
+Test(gemm, zero_k_applies_bias_and_beta)
+{
+    float c[6] = {1, 2, 3, 4, 5, 6}, bias[3] = {10, 20, 30};
+    me_sgemm(0, 0, 2, 3, 0, 1.0f, NULL, 1, NULL, 3, 2.0f, c, 3);
+    cr_assert_eq(c[5], 12.0f);
+    me_gemm_b pb;
+    float mem[64] __attribute__((aligned(64)));
+    me_gemm_b_init(&pb, mem, 0, 3, 0);
+    me_gemm(2, NULL, 0, &pb, 1.0f, bias, 0.0f, c, 3);
+    cr_assert_eq(c[0], 10.0f);
+    cr_assert_eq(c[5], 30.0f);
+}
