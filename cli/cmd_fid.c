@@ -80,7 +80,7 @@ static int features(me_inception *net, const char *label, batch_file *b, int bat
 
 typedef struct {
     const char *inception, *samples, *ref, *features_out, *stats_out;
-    int batch, threads, help;
+    int batch, threads, help, is_split;
 } fid_args;
 
 static int run(const fid_args *a)
@@ -118,7 +118,7 @@ static int run(const fid_args *a)
         goto fail;
     if ((e = me_fid_stats_from_features(s.n, ME_INCEPTION_DIM, feats, &ss)) ||
         (e = me_frechet_distance(&ss, &rs, &fid)) ||
-        (e = me_inception_score(s.n, ME_INCEPTION_CLASSES, logits, &is)))
+        (e = me_inception_score(s.n, ME_INCEPTION_CLASSES, logits, a->is_split, &is)))
         goto fail;
     if (a->features_out &&
         (e = me_npy_write(a->features_out, ME_F32, 2, (int64_t[]){s.n, ME_INCEPTION_DIM}, feats)))
@@ -142,7 +142,7 @@ done:
 
 int cmd_fid(int argc, char **argv)
 {
-    fid_args a = {.batch = 32, .threads = INT_MIN};
+    fid_args a = {.batch = 32, .threads = INT_MIN, .is_split = 5000};
     const cli_flag flags[] = {
         {"--inception", CLI_STR, &a.inception, "PTH  pt_inception-2015-12-05-6726825d.pth (pytorch-fid)"},
         {"--samples", CLI_STR, &a.samples, "A.npz  images arr_0 uint8 [N,H,W,3]"},
@@ -150,6 +150,7 @@ int cmd_fid(int argc, char **argv)
         {"--features-out", CLI_STR, &a.features_out, "F.npy  the samples' pool3 features [N,2048]"},
         {"--stats-out", CLI_STR, &a.stats_out, "S.npz  the samples' mu and sigma (a reusable --ref)"},
         {"--batch", CLI_INT, &a.batch, "B        images per batch, one per thread (default 32)"},
+        {"--is-split", CLI_INT, &a.is_split, "K     Inception Score over chunks of K samples, averaged (default 5000)"},
         {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
         {"--help", CLI_BOOL, &a.help, "         this help"},
         {NULL, 0, NULL, NULL},
@@ -164,6 +165,7 @@ int cmd_fid(int argc, char **argv)
     if (!a.inception || !a.samples || !a.ref)
         return cli_usage_error(CMD, "--inception, --samples and --ref are required");
     if (a.batch < 1) return cli_usage_error(CMD, "--batch: %d must be >= 1", a.batch);
+    if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (a.threads != INT_MIN) {
         if (a.threads < 0) return cli_usage_error(CMD, "--threads: %d must be >= 0", a.threads);
         moedit_set_threads(a.threads);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include "cli/cli.h"
 #include "weights/npy.h"
 
@@ -22,7 +23,7 @@ static int shape_error(const char *file, const char *want, const me_array *a)
 int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *xp = NULL, *tp = NULL, *yp = NULL, *outp = NULL;
-    int heads = 0, top_k = 0, threads = 0, help = 0;
+    int heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint (.pt/.safetensors/diffusers folder) or alias"},
         {"--x", CLI_STR, &xp, "X.npy float32 [N,C,H,W]"},
@@ -32,6 +33,7 @@ int cmd_forward(int argc, char **argv)
         {"--heads", CLI_INT, &heads, "attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &top_k, "experts per token / per row (default 2)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
+        {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -50,7 +52,7 @@ int cmd_forward(int argc, char **argv)
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16}, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);
@@ -119,7 +121,7 @@ static double uniform(uint64_t *s)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, help = 0;
+    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint or alias"},
         {"--batch", CLI_INT, &batch, "rows per forward (default 8)"},
@@ -127,6 +129,7 @@ int cmd_bench(int argc, char **argv)
         {"--heads", CLI_INT, &heads, "attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &top_k, "experts per token (default 2)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
+        {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -134,15 +137,17 @@ int cmd_bench(int argc, char **argv)
     int npos;
     if (cli_parse("bench", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
-        cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N]", flags);
+        cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16]", flags);
         return 0;
     }
     if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000 || heads < 0 || top_k < 0 || threads < 0)
         return cli_usage_error("bench", "--batch, --iters must be positive (--heads, --top-k, --threads too)");
     if (threads) moedit_set_threads(threads);
     moedit_model *m;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k}, &m);
+    double t_load = now_ms();
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k, bf16}, &m);
     if (rc) return cli_fail(rc);
+    t_load = now_ms() - t_load;
     const moedit_config *c = moedit_model_config(m);
     size_t in_len = (size_t)batch * c->in_channels * c->input_size * c->input_size;
     size_t out_len = (size_t)batch * c->out_channels * c->input_size * c->input_size;
@@ -176,7 +181,11 @@ int cmd_bench(int argc, char **argv)
     }
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
     double median = iters % 2 ? ms[iters / 2] : (ms[iters / 2 - 1] + ms[iters / 2]) / 2;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
     printf("forward_ms: %.3f\ngflops: %.2f\n", median, moedit_model_flops(m, batch) / (median * 1e6));
+    printf("min_ms: %.3f max_ms: %.3f load_ms: %.0f peak_rss_mb: %.0f threads: %d bf16: %d\n", ms[0],
+           ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), bf16);
 done:
     free(x), free(t), free(out), free(y), free(ms);
     moedit_model_free(m);

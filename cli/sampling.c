@@ -107,6 +107,7 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
 
 int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo)
 {
+    memset(lo, 0, sizeof *lo);   /* fields added later keep their default */
     if (s->threads != INT_MIN) {
         if (s->threads < 0) return cli_usage_error(cmd, "--threads: %d must be >= 0", s->threads);
         moedit_set_threads(s->threads);

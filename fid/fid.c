@@ -173,28 +173,42 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
     return rc;
 }
 
-int me_inception_score(int64_t n, int classes, const float *logits, double *is)
+/* exp(KL) of one chunk of n samples' softmax rows p (py: scratch [classes]). */
+static double chunk_score(int64_t n, int classes, const double *p, double *py)
+{
+    memset(py, 0, sizeof(double) * classes);
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < classes; k++) py[k] += p[i * classes + k] / (double)n;
+    double kl = 0;
+    for (int64_t i = 0; i < n * classes; i++)
+        if (p[i] > 0) kl += p[i] * (log(p[i]) - log(py[i % classes]));
+    return exp(kl / (double)n);
+}
+
+int me_inception_score(int64_t n, int classes, const float *logits, int64_t split_size, double *is)
 {
     if (n < 1 || classes < 1) return me_fail(MOEDIT_EINPUT, "inception score: no samples");
-    double *p = me_alloc(sizeof(double) * (size_t)n * classes), *py = me_calloc((size_t)classes, sizeof(double));
+    if (split_size <= 0 || split_size > n) split_size = n;
+    double *p = me_alloc(sizeof(double) * (size_t)split_size * classes), *py = me_alloc(sizeof(double) * classes);
     if (!p || !py) {
         free(p);
         free(py);
         return MOEDIT_EINTERNAL;
     }
-    for (int64_t i = 0; i < n; i++) {
-        const float *l = logits + i * classes;
-        double *pi = p + i * classes, mx = l[0], s = 0;
-        for (int k = 1; k < classes; k++) mx = l[k] > mx ? l[k] : mx;
-        for (int k = 0; k < classes; k++) s += pi[k] = exp(l[k] - mx);
-        for (int k = 0; k < classes; k++) py[k] += (pi[k] /= s) / (double)n;
+    double sum = 0;
+    int64_t chunks = 0;
+    for (int64_t c0 = 0; c0 < n; c0 += split_size, chunks++) {
+        int64_t m = n - c0 < split_size ? n - c0 : split_size;
+        for (int64_t i = 0; i < m; i++) {   /* softmax, shifted by the row's max */
+            const float *l = logits + (c0 + i) * classes;
+            double *pi = p + i * classes, mx = l[0], s = 0;
+            for (int k = 1; k < classes; k++) mx = l[k] > mx ? l[k] : mx;
+            for (int k = 0; k < classes; k++) s += pi[k] = exp(l[k] - mx);
+            for (int k = 0; k < classes; k++) pi[k] /= s;
+        }
+        sum += chunk_score(m, classes, p, py);
     }
-    double kl = 0;
-    for (int64_t i = 0; i < n * classes; i++) {
-        double q = p[i];
-        if (q > 0) kl += q * (log(q) - log(py[i % classes]));
-    }
-    *is = exp(kl / (double)n);
+    *is = sum / (double)chunks;
     free(p);
     free(py);
     return MOEDIT_OK;

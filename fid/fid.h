@@ -36,7 +36,9 @@ void me_fid_stats_free(me_fid_stats *s);
 
 int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fid);
 
-/* exp(mean_x KL(p(y|x) ‖ p(y))), p(y|x) = softmax of the logits, one split. */
-int me_inception_score(int64_t n, int classes, const float *logits, double *is);
+/* Inception Score as guided-diffusion's evaluator: p(y|x) = softmax of the
+   logits; exp(mean_x KL(p(y|x) ‖ p(y))) over each chunk of split_size
+   samples (the last may be shorter; <= 0: one chunk), averaged. */
+int me_inception_score(int64_t n, int classes, const float *logits, int64_t split_size, double *is);
 
 #endif

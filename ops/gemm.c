@@ -98,20 +98,39 @@ static size_t panel_offset(const me_gemm_b *b, int p, int kk)
     return ((size_t)p * b->kp + kk) * NR;
 }
 
+/* Column j of the source (k values) as floats, kk in [k0, k0+len). */
+static void source_column(int type, const void *src, size_t ld, int trans, int j, int k0, int len, float *out)
+{
+    size_t at = trans ? (size_t)j * ld + k0 : (size_t)k0 * ld + j, step = trans ? 1 : ld;
+    if (type == ME_GEMM_F32) {
+        const float *s = (const float *)src + at;
+        for (int i = 0; i < len; i++) out[i] = s[i * step];
+    } else {
+        const uint16_t *s = (const uint16_t *)src + at;
+        for (int i = 0; i < len; i++) out[i] = src_value(type, s, i * step);
+    }
+}
+
 void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
 {
     int k = b->k, native = me_gemm_native(0);
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)k * cols >= 65536 && !omp_in_parallel())
     for (int j = 0; j < cols; j++) {
         int n = col + j, p = n / NR, lane = n % NR;
-        for (int kk = 0; kk < k; kk++) {
-            float v = src_value(type, src, trans ? (size_t)j * ld + kk : (size_t)kk * ld + j);
-            if (!native)
-                ((float *)b->data)[(size_t)kk * b->n + n] = v;
-            else if (b->bf16)   /* pairs of rows: [kp/2][NR][2] */
-                ((uint16_t *)b->data)[panel_offset(b, p, kk & ~1) + lane * 2 + (kk & 1)] = to_bf16(v);
-            else
-                ((float *)b->data)[panel_offset(b, p, kk) + lane] = v;
+        float v[512];
+        for (int k0 = 0; k0 < k; k0 += 512) {
+            int len = k - k0 < 512 ? k - k0 : 512;
+            source_column(type, src, ld, trans, j, k0, len, v);
+            if (!native) {
+                float *d = (float *)b->data + (size_t)k0 * b->n + n;
+                for (int i = 0; i < len; i++) d[(size_t)i * b->n] = v[i];
+            } else if (b->bf16) {   /* pairs of rows: [kp/2][NR][2] */
+                uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, k0) + lane * 2;
+                for (int i = 0; i < len; i++) d[(size_t)(i & ~1) * NR + (i & 1)] = to_bf16(v[i]);
+            } else {
+                float *d = (float *)b->data + panel_offset(b, p, k0) + lane;
+                for (int i = 0; i < len; i++) d[(size_t)i * NR] = v[i];
+            }
         }
     }
 }

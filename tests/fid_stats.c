@@ -83,10 +83,13 @@ Test(fid_stats, features_to_fid_and_inception_score)
     double rel = fabs(fid - scores[0]) / scores[0];
     cr_log_info("fid(a, b): %.10g vs numpy %.10g, relative error %.3g", fid, scores[0], rel);
     cr_expect_lt(rel, 1e-6);
-    cr_assert_eq(me_inception_score(nl / 1008, 1008, logits, &is), 0);
+    cr_assert_eq(me_inception_score(nl / 1008, 1008, logits, 5000, &is), 0);
     rel = fabs(is - scores[1]) / scores[1];
     cr_log_info("IS(a): %.12g vs numpy %.12g", is, scores[1]);
     cr_expect_lt(rel, 1e-9);
+    cr_assert_eq(me_inception_score(nl / 1008, 1008, logits, 3, &is), 0);   /* chunks of 3 and 1 */
+    cr_log_info("IS(a, splits of 3): %.12g vs numpy %.12g", is, scores[2]);
+    cr_expect_lt(fabs(is - scores[2]) / scores[2], 1e-9);
 
     /* save → load keeps every bit (float64) */
     char tmp[] = "/tmp/fid_stats_XXXXXX.npz";

@@ -1,0 +1,157 @@
+/* The performance modes of the transformer forward: the output must not
+   depend on the thread count (every parallel split keeps each element's
+   summation order), and the bfloat16 weight mode must stay close to
+   PyTorch's float32 output without ever holding a float32 copy of a
+   bfloat16 checkpoint's block matrices. */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "dit/model.h"
+#include "ops/gemm.h"
+#include "weights/npy.h"
+
+#define DIR FIXTURES "/dit/"
+
+static float *load_f32(const char *variant, const char *suffix, int64_t *numel, int64_t *rows)
+{
+    char path[512];
+    snprintf(path, sizeof path, DIR "%s%s", variant, suffix);
+    me_array a;
+    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
+    float *f = malloc((size_t)a.numel * sizeof *f + 4);
+    me_array_to_f32(&a, f);
+    *numel = a.numel, *rows = a.shape[0];
+    me_array_free(&a);
+    return f;
+}
+
+static int json_int(const char *variant, const char *key)
+{
+    char path[512], text[8192];
+    snprintf(path, sizeof path, DIR "%s.json", variant);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    cJSON *j = cJSON_Parse(text);
+    int v = cJSON_GetObjectItemCaseSensitive(j, key)->valueint;
+    cJSON_Delete(j);
+    return v;
+}
+
+static moedit_model *load(const char *variant, const char *file, int bf16)
+{
+    char path[512];
+    snprintf(path, sizeof path, DIR "%s.pt", file);
+    moedit_load_options o = {.heads = json_int(variant, "heads"), .top_k = json_int(variant, "top_k"), .bf16 = bf16};
+    moedit_model *m;
+    cr_assert_eq(moedit_model_load(path, &o, &m), MOEDIT_OK, "%s", moedit_last_error());
+    return m;
+}
+
+/* The fixture's rows tiled to `rows` rows (labels and timesteps cycling), so
+   every product and loop is large enough to be split over threads. */
+static void run_tiled(moedit_model *m, const char *variant, int rows, float *out)
+{
+    int64_t xn, n, tn, yn, r2;
+    float *x = load_f32(variant, "_x.npy", &xn, &n), *t = load_f32(variant, "_t.npy", &tn, &r2);
+    char path[512];
+    snprintf(path, sizeof path, DIR "%s_y.npy", variant);
+    me_array ya;
+    cr_assert_eq(me_npy_read(path, &ya), MOEDIT_OK);
+    int64_t *y = malloc((size_t)ya.numel * sizeof *y);
+    me_array_to_i64(&ya, y);
+    yn = ya.numel;
+    me_array_free(&ya);
+    size_t per = (size_t)(xn / n);
+    float *bx = malloc((size_t)rows * per * sizeof *bx), *bt = malloc((size_t)rows * sizeof *bt);
+    int64_t *by = malloc((size_t)rows * sizeof *by);
+    for (int r = 0; r < rows; r++) {
+        memcpy(bx + (size_t)r * per, x + (size_t)(r % n) * per, per * sizeof *bx);
+        bx[(size_t)r * per] += 0.01f * r;   /* rows differ */
+        bt[r] = t[(r / n) % tn];
+        by[r] = y[(r + r / n) % yn];
+    }
+    cr_assert_eq(moedit_model_forward(m, rows, bx, bt, by, out), MOEDIT_OK, "%s", moedit_last_error());
+    free(x), free(t), free(y), free(bx), free(bt), free(by);
+}
+
+static void thread_independent(const char *variant)
+{
+    const int rows = 192;
+    moedit_model *m = load(variant, variant, 0);
+    const moedit_config *c = moedit_model_config(m);
+    size_t len = (size_t)rows * c->out_channels * c->input_size * c->input_size;
+    float *one = malloc(len * sizeof *one), *two = malloc(len * sizeof *two);
+    moedit_set_threads(1);
+    run_tiled(m, variant, rows, one);
+    moedit_set_threads(2);
+    run_tiled(m, variant, rows, two);
+    moedit_set_threads(0);
+    double maxref = 0, maxdiff = 0;
+    for (size_t i = 0; i < len; i++) {
+        maxref = fmax(maxref, fabs(one[i]));
+        maxdiff = fmax(maxdiff, fabs(one[i] - two[i]));
+    }
+    fprintf(stderr, "%s: 1 vs 2 threads, max diff / max = %.3g\n", variant, maxdiff / maxref);
+    cr_expect(maxdiff <= 1e-5 * maxref, "%s: 1 vs 2 threads differ by %g (max %g)", variant, maxdiff, maxref);
+    free(one), free(two);
+    moedit_model_free(m);
+}
+
+Test(dit_perf, threads_dense) { thread_independent("dit"); }
+Test(dit_perf, threads_moe) { thread_independent("moe_top2"); }
+Test(dit_perf, threads_moe_qknorm) { thread_independent("moe_qknorm"); }
+Test(dit_perf, threads_switch_dmoe) { thread_independent("switch_dmoe"); }
+
+/* max|got − want| / max|want| on the fixture's own rows. */
+static double fixture_error(moedit_model *m, const char *variant, const char *out_suffix)
+{
+    int64_t xn, n, tn, r2, wn, r3;
+    float *x = load_f32(variant, "_x.npy", &xn, &n), *t = load_f32(variant, "_t.npy", &tn, &r2);
+    float *want = load_f32(variant, out_suffix, &wn, &r3), *got = malloc((size_t)wn * sizeof *got);
+    char path[512];
+    snprintf(path, sizeof path, DIR "%s_y.npy", variant);
+    me_array ya;
+    cr_assert_eq(me_npy_read(path, &ya), MOEDIT_OK);
+    int64_t *y = malloc((size_t)ya.numel * sizeof *y);
+    me_array_to_i64(&ya, y);
+    me_array_free(&ya);
+    cr_assert_eq(moedit_model_forward(m, (int)n, x, t, y, got), MOEDIT_OK, "%s", moedit_last_error());
+    double maxref = 0, maxdiff = 0;
+    for (int64_t i = 0; i < wn; i++) {
+        maxref = fmax(maxref, fabs(want[i]));
+        maxdiff = fmax(maxdiff, fabs(got[i] - want[i]));
+    }
+    free(x), free(t), free(y), free(want), free(got);
+    return maxdiff / maxref;
+}
+
+Test(dit_perf, bf16_weights_close_to_float32)
+{
+    if (!me_gemm_native(1)) cr_skip_test("no AVX512-BF16 on this CPU");
+    /* A bf16 checkpoint: the weights are exact, only the activations are
+       rounded to bf16 (8 significant bits) in every product. */
+    moedit_model *m = load("dit", "dit_bf16", 1);
+    double err = fixture_error(m, "dit", "_bf16_out.npy");
+    fprintf(stderr, "dit_bf16 in bf16 mode: relative error %.3g\n", err);
+    cr_expect(err <= 2e-2, "bf16 mode: relative error %g", err);
+    cr_expect(err > 0, "bf16 mode seems not to be on");
+    /* No float32 copy was made of a block matrix. */
+    const me_tensor *w = me_tensors_find(m->ts, "blocks.0.attn.qkv.weight");
+    cr_assert_not_null(w);
+    cr_expect_eq(w->dtype, ME_BF16);
+    cr_expect_null(w->f32, "a float32 copy of a bf16 weight was made");
+    moedit_model_free(m);
+
+    m = load("moe_top2", "moe_top2", 1);
+    err = fixture_error(m, "moe_top2", "_out.npy");
+    fprintf(stderr, "moe_top2 in bf16 mode: relative error %.3g\n", err);
+    cr_expect(err <= 3e-2, "bf16 mode (moe_top2): relative error %g", err);
+    moedit_model_free(m);
+}
