@@ -1,10 +1,13 @@
 /* Flag parsing and error reporting shared by the subcommands (see cli.h). */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include "cli/cli.h"
 #include "moedit.h"
 
@@ -17,6 +20,27 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     return 2;
+}
+
+int cli_threads(const char *cmd, int n)
+{
+    if (n == INT_MIN) return 0;
+    if (n < 0) return cli_usage_error(cmd, "--threads: %d must be >= 0", n);
+    moedit_set_threads(n);
+    return 0;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int cli_has_ext(const char *path, const char *ext)
+{
+    size_t a = strlen(path), b = strlen(ext);
+    return a >= b && !strcasecmp(path + a - b, ext);
 }
 
 int cli_fail(int rc)

@@ -39,6 +39,14 @@ int cli_fail(int rc);
 /* Prints "moedit CMD: msg" and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);
 
+/* Applies --threads N (0 = all cores) unless n is INT_MIN ("not given");
+   returns 0, or 2 after a usage error for a negative n. */
+int cli_threads(const char *cmd, int n);
+/* Monotonic seconds, for progress and timings. */
+double cli_now(void);
+/* Whether path ends in ext (".png"), ignoring case. */
+int cli_has_ext(const char *path, const char *ext);
+
 /* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
    model to a path under the source tree's models/; other values pass through. */
 const char *cli_model_path(const char *model);

@@ -8,12 +8,6 @@
 #include "image/image.h"
 #include "weights/npy.h"
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static int scaling_set(float f) { return !isnan(f); }
 
 int cmd_decode(int argc, char **argv)
@@ -39,8 +33,8 @@ int cmd_decode(int argc, char **argv)
         return 0;
     }
     if (!vae_path || !latent || !out) return cli_usage_error("decode", "--vae, --latent and --out are required");
-    int png = ends_with(out, ".png");
-    if (!png && !ends_with(out, ".npy")) return cli_usage_error("decode", "--out %s: must end in .png or .npy", out);
+    int png = cli_has_ext(out, ".png");
+    if (!png && !cli_has_ext(out, ".npy")) return cli_usage_error("decode", "--out %s: must end in .png or .npy", out);
     if (scaling_set(scaling) && !(scaling > 0 && isfinite(scaling)))
         return cli_usage_error("decode", "--scaling-factor must be a positive number");
     if (threads < 0 || cols < 0) return cli_usage_error("decode", "--threads and --cols must not be negative");

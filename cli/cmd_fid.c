@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "core/core.h"
@@ -17,13 +16,6 @@
 #include "weights/npy.h"
 
 #define CMD "fid"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* An opened image batch: arr_0 uint8 [N, H, W, C] (C 1 or 3) or [N, H, W]. */
 typedef struct {
@@ -63,7 +55,7 @@ static void close_images(batch_file *b)
 static int features(me_inception *net, const char *label, batch_file *b, int batch, float *feats,
                     float *logits)
 {
-    double t0 = now();
+    double t0 = cli_now();
     size_t img_bytes = (size_t)b->h * b->w * b->c;
     for (int i = 0; i < b->n; i += batch) {
         int k = b->n - i < batch ? b->n - i : batch;
@@ -71,7 +63,7 @@ static int features(me_inception *net, const char *label, batch_file *b, int bat
                                          feats + (size_t)i * ME_INCEPTION_DIM,
                                          logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
         if (rc) return rc;
-        double el = now() - t0, rate = (i + k) / (el > 0 ? el : 1e-9);
+        double el = cli_now() - t0, rate = (i + k) / (el > 0 ? el : 1e-9);
         fprintf(stderr, "%s: %d/%d images  %.1f img/s  ETA %.0fs\n", label, i + k, b->n, rate,
                 (b->n - i - k) / rate);
     }
@@ -166,9 +158,6 @@ int cmd_fid(int argc, char **argv)
         return cli_usage_error(CMD, "--inception, --samples and --ref are required");
     if (a.batch < 1) return cli_usage_error(CMD, "--batch: %d must be >= 1", a.batch);
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
-    if (a.threads != INT_MIN) {
-        if (a.threads < 0) return cli_usage_error(CMD, "--threads: %d must be >= 0", a.threads);
-        moedit_set_threads(a.threads);
-    }
+    if (cli_threads(CMD, a.threads)) return 2;
     return run(&a);
 }

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "core/core.h"
@@ -43,13 +42,6 @@ typedef struct {
     int num, batch, resume, help;
     int shard_k, shard_n, random_labels;
 } fs_args;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t splitmix64(uint64_t x)
 {
@@ -266,7 +258,7 @@ static int run(fs_args *a)
     fprintf(stderr, "%s: samples %" PRId64 "..%" PRId64 " of %d (shard %d/%d), %d per batch, %dx%d images\n",
             a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px);
     const float sf = moedit_vae_scaling_factor(st.vae);
-    const double t0 = now();
+    const double t0 = cli_now();
     const int64_t done0 = done;
     while (done < count) {
         const int n = (int)(count - done < a->batch ? count - done : a->batch);
@@ -291,7 +283,7 @@ static int run(fs_args *a)
         }
         done += n;
         if ((e = write_state(state_path, fp, done))) goto fail;
-        double el = now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
+        double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
         fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count, rate,
                 (count - done) / rate);
     }
@@ -322,19 +314,19 @@ int cmd_fid_sample(int argc, char **argv)
 {
     fs_args a = {.batch = 16};
     cli_sampling_init(&a.s);
-    cli_flag flags[CLI_SAMPLING_FLAGS + 10];
-    int k = cli_sampling_flags(&a.s, flags);
     const cli_flag own[] = {
-        {"--npz", CLI_STR, &a.npz, "OUT.npz    arr_0 uint8 [N,H,W,3], arr_1 int64 labels"},
-        {"--num", CLI_INT, &a.num, "N          number of samples (all shards together)"},
-        {"--batch", CLI_INT, &a.batch, "B        samples per batch (default 16; the same for every shard)"},
+        {"--npz", CLI_STR, &a.npz, "OUT.npz         arr_0 uint8 [N,H,W,3], arr_1 int64 labels"},
+        {"--num", CLI_INT, &a.num, "N               number of samples (all shards together)"},
+        {"--batch", CLI_INT, &a.batch, "B               samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random  i mod classes (default) or a hash of (seed, i)"},
-        {"--shard", CLI_STR, &a.shard, "k/n      this process's part (k from 0); merge with npz-merge"},
-        {"--resume", CLI_BOOL, &a.resume, "       continue an interrupted run of the same command"},
-        {"--trace", CLI_STR, &a.trace, "T.bin    record every expert routing decision (rows batch-local)"},
-        {"--help", CLI_BOOL, &a.help, "         this help"},
+        {"--shard", CLI_STR, &a.shard, "k/n             this process's part (k from 0); merge with npz-merge"},
+        {"--resume", CLI_BOOL, &a.resume, "                continue an interrupted run of the same command"},
+        {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision (rows batch-local)"},
+        {"--help", CLI_BOOL, &a.help, "                this help"},
         {NULL, 0, NULL, NULL},
     };
+    cli_flag flags[CLI_SAMPLING_FLAGS + sizeof own / sizeof own[0]];
+    int k = cli_sampling_flags(&a.s, flags);
     memcpy(flags + k, own, sizeof own);
     char *pos[1];
     int npos, rc;

@@ -1,16 +1,14 @@
-/* moedit sample: class-conditional sampling from the command line — flags,
-   the defaults.json shipped beside a checkpoint, progress on stderr, and the
-   outputs (PNG grid, per-sample PNGs, latents .npy, expert trace), each
-   written atomically and only after sampling succeeded. */
-#include <cjson/cJSON.h>
+/* moedit sample: class-conditional sampling from the command line — the
+   sampling flags and defaults.json (shared with fid-sample, cli/sampling.c),
+   the class list, progress on stderr, and the outputs (PNG grid, per-sample
+   PNGs, latents .npy, expert trace), each written atomically and only after
+   sampling succeeded. */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "core/core.h"
@@ -23,85 +21,13 @@
 #define CMD "sample"
 #define MAX_ROWS 4096
 
-/* Flag values; NULL / NAN / INT_MIN mean "not given" so that defaults.json
-   and then the model's defaults can fill them. */
+/* The sampling flags shared with fid-sample (cli_sampling), then this
+   command's own; NULL means "not given". */
 typedef struct {
-    const char *model, *vae, *classes, *sampler, *steps, *cfg_channels, *schedule, *seed, *rng;
-    const char *noise, *out, *outdir, *latents_out, *trace;
-    float cfg, eta;
-    int no_vae, threads, heads, top_k, help;
-    char *json_vae;   /* defaults.json "vae", resolved against its folder */
-    char *json_strs[4];
+    cli_sampling s;
+    const char *classes, *rng, *noise, *out, *outdir, *latents_out, *trace;
+    int no_vae, help;
 } sample_args;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ---- defaults.json beside the checkpoint ------------------------------- */
-
-/* A string value, or a number printed as one (for "steps": 250). */
-static const char *json_str(cJSON *j, const char *key, char *buf, size_t cap)
-{
-    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (cJSON_IsString(v)) return v->valuestring;
-    if (cJSON_IsNumber(v)) {
-        snprintf(buf, cap, "%.17g", v->valuedouble);
-        return buf;
-    }
-    return NULL;
-}
-
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
-/* Fills the flags left unset from <checkpoint folder>/defaults.json. */
-static int read_defaults(sample_args *a, const char *model_path)
-{
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s", model_path);
-    struct stat st;
-    if (stat(model_path, &st) || !S_ISDIR(st.st_mode)) {
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
-    }
-    snprintf(path, sizeof path, "%s/defaults.json", dir);
-    me_file f;
-    if (access(path, F_OK)) return 0;
-    if (me_file_open(path, &f)) return cli_fail(MOEDIT_EINPUT);
-    cJSON *j = cJSON_ParseWithLength((const char *)f.data, f.size);
-    me_file_close(&f);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return cli_usage_error(CMD, "%s: not a JSON object", path);
-    }
-    char num[64];
-    const char **slots[] = {&a->sampler, &a->steps, &a->cfg_channels, &a->schedule};
-    static const char *keys[] = {"sampler", "steps", "cfg_channels", "schedule"};
-    for (int i = 0; i < 4; i++)
-        if (!*slots[i]) *slots[i] = a->json_strs[i] = dup_or_null(json_str(j, keys[i], num, sizeof num));
-    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
-    if (isnan(a->cfg) && cJSON_IsNumber(v)) a->cfg = (float)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(j, "heads");
-    if (a->heads == INT_MIN && cJSON_IsNumber(v)) a->heads = v->valueint;
-    v = cJSON_GetObjectItemCaseSensitive(j, "top_k");
-    if (a->top_k == INT_MIN && cJSON_IsNumber(v)) a->top_k = v->valueint;
-    v = cJSON_GetObjectItemCaseSensitive(j, "vae");
-    if (!a->vae && cJSON_IsString(v)) {
-        size_t len = strlen(dir) + strlen(v->valuestring) + 2;
-        a->json_vae = malloc(len);
-        if (a->json_vae) {
-            if (v->valuestring[0] == '/') snprintf(a->json_vae, len, "%s", v->valuestring);
-            else snprintf(a->json_vae, len, "%s/%s", dir, v->valuestring);
-        }
-        a->vae = a->json_vae;
-    }
-    cJSON_Delete(j);
-    return 0;
-}
 
 /* ---- flag values ------------------------------------------------------- */
 
@@ -142,12 +68,6 @@ static int default_classes(int num_classes, int64_t *labels)
     return n;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcasecmp(s + a - b, suffix);
-}
-
 /* ---- progress ---------------------------------------------------------- */
 
 typedef struct {
@@ -158,7 +78,7 @@ typedef struct {
 static void progress(void *user, int step, int total)
 {
     progress_state *p = user;
-    double el = now() - p->start, rate = step / (el > 0 ? el : 1e-9), eta = (total - step) / rate;
+    double el = cli_now() - p->start, rate = step / (el > 0 ? el : 1e-9), eta = (total - step) / rate;
     if (p->tty) {
         char bar[31];
         int fill = (int)(30.0 * step / total);
@@ -191,11 +111,11 @@ static int decode_images(moedit_vae *vae, int n, int c, int s, const float *late
     }
     float sf = moedit_vae_scaling_factor(vae);
     for (size_t i = 0; i < zn; i++) z[i] = latents[i] / sf;
-    double t0 = now();
+    double t0 = cli_now();
     int r = moedit_vae_decode(vae, n, s, s, z, *img);
     free(z);
     if (r) return cli_fail(r);
-    fprintf(stderr, "decoded %d images in %.2fs\n", n, now() - t0);
+    fprintf(stderr, "decoded %d images in %.2fs\n", n, cli_now() - t0);
     return 0;
 }
 
@@ -234,59 +154,17 @@ static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, con
 
 /* ---- the command ------------------------------------------------------- */
 
-/* Settles every option from flags, defaults.json and the model; returns 0 or
-   the exit status of a usage error. */
-static int resolve_options(sample_args *a, const moedit_model *m, moedit_sample_options *o)
+/* Settles every option from the shared sampling flags, then --rng; returns
+   0 or the exit status of a usage error. */
+static int resolve_options(const sample_args *a, const moedit_model *m, moedit_sample_options *o)
 {
-    moedit_sample_defaults(m, o);
-    if (a->sampler) {
-        if (!strcmp(a->sampler, "ddpm")) o->sampler = MOEDIT_SAMPLER_DDPM;
-        else if (!strcmp(a->sampler, "ddim")) o->sampler = MOEDIT_SAMPLER_DDIM;
-        else if (!strcmp(a->sampler, "flow")) o->sampler = MOEDIT_SAMPLER_FLOW;
-        else return cli_usage_error(CMD, "--sampler: '%s' is not ddpm, ddim or flow", a->sampler);
-        if (!a->steps) o->steps = o->sampler == MOEDIT_SAMPLER_FLOW ? "50" : "250";
-    }
-    if (a->steps) o->steps = a->steps;
-    int tmp;
-    if (o->sampler == MOEDIT_SAMPLER_FLOW ? me_flow_steps(o->steps, &tmp) : me_space_timesteps(1000, o->steps, (unsigned char[1000]){0}) < 0)
-        return cli_usage_error(CMD, "--%s", moedit_last_error());
-    if (!isnan(a->cfg)) o->cfg = a->cfg;
-    if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(CMD, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
-    if (a->cfg_channels) {
-        char *end;
-        long k = strtol(a->cfg_channels, &end, 10);
-        if (!strcmp(a->cfg_channels, "all")) o->cfg_channels = 0;
-        else if (*end || end == a->cfg_channels || k < 1 || k > 64)
-            return cli_usage_error(CMD, "--cfg-channels: '%s' is not 3 or all", a->cfg_channels);
-        else o->cfg_channels = (int)k;
-    }
-    if (!isnan(a->eta)) {
-        if (!(a->eta >= 0) || !isfinite(a->eta)) return cli_usage_error(CMD, "--eta: %g must be >= 0", a->eta);
-        if (o->sampler != MOEDIT_SAMPLER_DDIM) return cli_usage_error(CMD, "--eta applies to --sampler ddim only");
-        o->eta = a->eta;
-    }
-    if (a->schedule) {
-        if (!strcmp(a->schedule, "linear")) o->cosine_schedule = 0;
-        else if (!strcmp(a->schedule, "cosine")) o->cosine_schedule = 1;
-        else return cli_usage_error(CMD, "--schedule: '%s' is not linear or cosine", a->schedule);
-    }
-    if (a->seed) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(a->seed, &end, 10);
-        if (a->seed[0] == '-' || errno || *end || end == a->seed)
-            return cli_usage_error(CMD, "--seed: '%s' is not a non-negative integer", a->seed);
-        o->seed = v;
-    }
+    int rc = cli_sampling_resolve(CMD, &a->s, m, o);
+    if (rc) return rc;
     if (a->rng) {
         if (!strcmp(a->rng, "torch")) o->rng = MOEDIT_RNG_TORCH;
         else if (!strcmp(a->rng, "native")) o->rng = MOEDIT_RNG_NATIVE;
         else return cli_usage_error(CMD, "--rng: '%s' is not torch or native", a->rng);
     }
-    /* report what the library will resolve, so the run can be repeated */
-    const moedit_config *c = moedit_model_config(m);
-    if (o->cfg_channels < 0) o->cfg_channels = c->family == MOEDIT_FAMILY_SWITCH_DIT || o->sampler == MOEDIT_SAMPLER_FLOW ? 0 : 3;
-    if (o->cosine_schedule < 0) o->cosine_schedule = c->family == MOEDIT_FAMILY_SWITCH_DIT;
     return 0;
 }
 
@@ -298,8 +176,8 @@ static void print_repeat(const char *model, const moedit_sample_options *o, int 
     snprintf(chans, sizeof chans, "%d", o->cfg_channels);
     fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s --cfg %g --cfg-channels %s", model,
             samplers[o->sampler], o->steps, o->cfg, o->cfg_channels ? chans : "all");
-    if (a->heads != INT_MIN) fprintf(stderr, " --heads %d", a->heads);
-    if (a->top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->top_k);
+    if (a->s.heads != INT_MIN) fprintf(stderr, " --heads %d", a->s.heads);
+    if (a->s.top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->s.top_k);
     if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %g", o->eta);
     if (o->sampler != MOEDIT_SAMPLER_FLOW) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
     if (a->noise) fprintf(stderr, " --noise %s", a->noise);
@@ -311,42 +189,38 @@ static void print_repeat(const char *model, const moedit_sample_options *o, int 
 
 static int run(sample_args *a)
 {
-    const char *model_path = cli_model_path(a->model);
-    if (read_defaults(a, model_path)) return 2;
+    const char *model_path = cli_model_path(a->s.model);
+    moedit_load_options lo;
+    int rc = cli_sampling_defaults(CMD, &a->s, model_path), r;
+    if (rc) return rc;
 
     /* outputs: decide before any work so a bad request fails fast */
-    if (a->out && !ends_with(a->out, ".png")) return cli_usage_error(CMD, "--out: '%s' is not a .png file", a->out);
-    if (a->latents_out && !ends_with(a->latents_out, ".npy"))
+    if (a->out && !cli_has_ext(a->out, ".png")) return cli_usage_error(CMD, "--out: '%s' is not a .png file", a->out);
+    if (a->latents_out && !cli_has_ext(a->latents_out, ".npy"))
         return cli_usage_error(CMD, "--latents-out: '%s' is not a .npy file", a->latents_out);
     if (!a->out && !a->outdir && !a->latents_out) a->out = "sample.png";
     int want_images = a->out || a->outdir;
     if (want_images && a->no_vae)
         return cli_usage_error(CMD, "--no-vae leaves no images to write: give --latents-out L.npy instead of %s",
                                a->out ? "--out" : "--outdir");
-    if (want_images && !a->vae)
+    if (want_images && !a->s.vae)
         return cli_usage_error(CMD, "no VAE to decode with: give --vae DIR, or --no-vae --latents-out L.npy");
-    if (a->threads != INT_MIN) {
-        if (a->threads < 0) return cli_usage_error(CMD, "--threads: %d must be >= 0", a->threads);
-        moedit_set_threads(a->threads);
-    }
-    if ((a->heads != INT_MIN && a->heads < 1) || (a->top_k != INT_MIN && a->top_k < 1))
-        return cli_usage_error(CMD, "--heads and --top-k must be positive");
+    if ((rc = cli_sampling_load_options(CMD, &a->s, &lo))) return rc;
 
-    moedit_load_options lo = {a->heads == INT_MIN ? 0 : a->heads, a->top_k == INT_MIN ? 0 : a->top_k};
     moedit_model *m = NULL;
     moedit_vae *vae = NULL;
     me_trace *tr = NULL;
     float *latents = NULL, *noise = NULL, *img = NULL;
     int64_t *labels = malloc(sizeof(int64_t) * MAX_ROWS);
-    int rc = 1, r;
+    rc = 1;
     if (!labels) return 1;
-    double t0 = now();
+    double t0 = cli_now();
     if ((r = moedit_model_load(model_path, &lo, &m))) {
         rc = cli_fail(r);
         goto done;
     }
     const moedit_config *c = moedit_model_config(m);
-    double load_time = now() - t0;
+    double load_time = cli_now() - t0;
 
     moedit_sample_options o;
     if ((rc = resolve_options(a, m, &o))) goto done;
@@ -384,12 +258,12 @@ static int run(sample_args *a)
         if (!noise) goto done;
         o.noise = noise;
     }
-    if (want_images && (r = moedit_vae_load(a->vae, &vae))) {
+    if (want_images && (r = moedit_vae_load(a->s.vae, &vae))) {
         rc = cli_fail(r);
         goto done;
     }
     if (vae && moedit_vae_latent_channels(vae) != C) {
-        rc = cli_usage_error(CMD, "%s: the VAE takes %d latent channels, the model makes %d", a->vae,
+        rc = cli_usage_error(CMD, "%s: the VAE takes %d latent channels, the model makes %d", a->s.vae,
                              moedit_vae_latent_channels(vae), C);
         goto done;
     }
@@ -406,8 +280,8 @@ static int run(sample_args *a)
     fprintf(stderr, "loaded %s (%s, depth %d, hidden %d) in %.2fs\n", model_path,
             c->family == MOEDIT_FAMILY_DIT ? "dit" : c->family == MOEDIT_FAMILY_DIT_MOE ? "dit-moe" : "switch-dit",
             c->depth, c->hidden, load_time);
-    print_repeat(a->model ? a->model : "fmnist-moe", &o, n, labels, a);
-    progress_state ps = {now(), isatty(2), -1};
+    print_repeat(a->s.model ? a->s.model : "fmnist-moe", &o, n, labels, a);
+    progress_state ps = {cli_now(), isatty(2), -1};
     o.progress = progress;
     o.progress_user = &ps;
     if ((r = moedit_sample(m, &o, n, labels, latents))) {
@@ -415,7 +289,7 @@ static int run(sample_args *a)
         rc = cli_fail(r);
         goto done;
     }
-    double el = now() - ps.start;
+    double el = cli_now() - ps.start;
     int steps = 0;
     if (o.sampler == MOEDIT_SAMPLER_FLOW) me_flow_steps(o.steps, &steps);
     else steps = me_space_timesteps(1000, o.steps, (unsigned char[1000]){0});
@@ -462,19 +336,9 @@ done:
 int cmd_sample(int argc, char **argv)
 {
     sample_args a = {0};
-    a.cfg = a.eta = NAN;
-    a.threads = a.heads = a.top_k = INT_MIN;
-    const cli_flag flags[] = {
-        {"--model", CLI_STR, &a.model, "CKPT|ALIAS      checkpoint, or fmnist-moe (default) / fmnist-switch"},
-        {"--vae", CLI_STR, &a.vae, "DIR|FILE        VAE decoder (default: from defaults.json beside the model)"},
+    cli_sampling_init(&a.s);
+    const cli_flag own[] = {
         {"--class", CLI_STR, &a.classes, "LIST            class ids, e.g. 207,360 (default: one per class when <= 10)"},
-        {"--sampler", CLI_STR, &a.sampler, "ddpm|ddim|flow  default: flow for rectified-flow (qk-norm) models, else ddpm"},
-        {"--steps", CLI_STR, &a.steps, "N|SPEC          steps or respacing: 250, ddim25, 10,10,10 (default 250; flow 50)"},
-        {"--cfg", CLI_FLOAT, &a.cfg, "S               guidance scale, 1 = none (default 1.5)"},
-        {"--cfg-channels", CLI_STR, &a.cfg_channels, "3|all           guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},
-        {"--eta", CLI_FLOAT, &a.eta, "E               DDIM eta (default 0)"},
-        {"--schedule", CLI_STR, &a.schedule, "linear|cosine   default: cosine for Switch-DiT, else linear"},
-        {"--seed", CLI_STR, &a.seed, "S               seed (default 0)"},
         {"--rng", CLI_STR, &a.rng, "torch|native    torch (default) reproduces PyTorch's CPU torch.randn"},
         {"--noise", CLI_STR, &a.noise, "Z.npy           initial noise [n,C,H,W] instead of the RNG"},
         {"--out", CLI_STR, &a.out, "GRID.png        image grid (default sample.png)"},
@@ -482,22 +346,19 @@ int cmd_sample(int argc, char **argv)
         {"--latents-out", CLI_STR, &a.latents_out, "L.npy           final latents, before the VAE"},
         {"--no-vae", CLI_BOOL, &a.no_vae, "                do not decode (use with --latents-out)"},
         {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision"},
-        {"--threads", CLI_INT, &a.threads, "N               threads (0 = all cores)"},
-        {"--heads", CLI_INT, &a.heads, "H               attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &a.top_k, "K               experts per token (default 2)"},
         {"--help", CLI_BOOL, &a.help, "                this help"},
         {NULL, 0, NULL, NULL},
     };
+    cli_flag flags[CLI_SAMPLING_FLAGS + sizeof own / sizeof own[0]];
+    int k = cli_sampling_flags(&a.s, flags);
+    memcpy(flags + k, own, sizeof own);
     char *pos[1];
-    int npos, rc;
-    if (cli_parse(CMD, argc, argv, flags, pos, 0, &npos)) return 2;
-    if (a.help) {
+    int npos, rc = 0;
+    if (cli_parse(CMD, argc, argv, flags, pos, 0, &npos)) rc = 2;
+    else if (a.help)
         cli_usage(CMD, "[--model CKPT] [--class 1,2] [--sampler ddpm|ddim|flow] [--steps N] [--cfg S] "
                        "[--out grid.png | --outdir DIR | --no-vae --latents-out L.npy]", flags);
-        return 0;
-    }
-    rc = run(&a);
-    free(a.json_vae);
-    for (int i = 0; i < 4; i++) free(a.json_strs[i]);
+    else rc = run(&a);
+    cli_sampling_free(&a.s);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* The sampling flags `moedit fid-sample` shares with `moedit sample`
+/* The sampling flags `moedit sample` and `moedit fid-sample` share
    (see cli.h): the flag table entries, defaults.json beside the checkpoint,
    and their resolution into moedit_sample_options. Precedence: flag, then
    defaults.json, then the model's own defaults (moedit_sample_defaults). */
@@ -31,22 +31,22 @@ void cli_sampling_free(cli_sampling *s)
 int cli_sampling_flags(cli_sampling *s, cli_flag *f)
 {
     const cli_flag table[] = {
-        {"--model", CLI_STR, &s->model, "CKPT|ALIAS   checkpoint or fmnist-moe (default), fmnist-switch"},
-        {"--vae", CLI_STR, &s->vae, "DIR|FILE     VAE decoder (default: defaults.json beside the model)"},
-        {"--sampler", CLI_STR, &s->sampler, "ddpm|ddim|flow (default: flow for qk-norm models, else ddpm)"},
-        {"--steps", CLI_STR, &s->steps, "N|SPEC    steps or respacing: 250, ddim25, 10,10,10"},
-        {"--cfg", CLI_FLOAT, &s->cfg, "S          guidance scale, 1 = none"},
-        {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all  guided channels"},
-        {"--eta", CLI_FLOAT, &s->eta, "E          DDIM eta (default 0)"},
-        {"--schedule", CLI_STR, &s->schedule, "linear|cosine (default: cosine for Switch-DiT)"},
-        {"--seed", CLI_STR, &s->seed, "S         seed (default 0)"},
-        {"--threads", CLI_INT, &s->threads, "N      threads (0 = all cores)"},
-        {"--heads", CLI_INT, &s->heads, "H        attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &s->top_k, "K        experts per token (default 2)"},
+        {"--model", CLI_STR, &s->model, "CKPT|ALIAS      checkpoint, or fmnist-moe (default) / fmnist-switch"},
+        {"--vae", CLI_STR, &s->vae, "DIR|FILE        VAE decoder (default: from defaults.json beside the model)"},
+        {"--sampler", CLI_STR, &s->sampler, "ddpm|ddim|flow  default: flow for rectified-flow (qk-norm) models, else ddpm"},
+        {"--steps", CLI_STR, &s->steps, "N|SPEC          steps or respacing: 250, ddim25, 10,10,10 (default 250; flow 50)"},
+        {"--cfg", CLI_FLOAT, &s->cfg, "S               guidance scale, 1 = none (default 1.5)"},
+        {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all           guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},
+        {"--eta", CLI_FLOAT, &s->eta, "E               DDIM eta (default 0)"},
+        {"--schedule", CLI_STR, &s->schedule, "linear|cosine   default: cosine for Switch-DiT, else linear"},
+        {"--seed", CLI_STR, &s->seed, "S               seed (default 0)"},
+        {"--threads", CLI_INT, &s->threads, "N               threads (0 = all cores)"},
+        {"--heads", CLI_INT, &s->heads, "H               attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &s->top_k, "K               experts per token (default 2)"},
     };
-    int n = (int)(sizeof table / sizeof table[0]);
+    _Static_assert(sizeof table / sizeof table[0] == CLI_SAMPLING_FLAGS, "update CLI_SAMPLING_FLAGS in cli.h");
     memcpy(f, table, sizeof table);
-    return n;
+    return CLI_SAMPLING_FLAGS;
 }
 
 /* A string value, or a number printed as one (for "steps": 250). */
@@ -108,10 +108,7 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
 int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo)
 {
     memset(lo, 0, sizeof *lo);   /* fields added later keep their default */
-    if (s->threads != INT_MIN) {
-        if (s->threads < 0) return cli_usage_error(cmd, "--threads: %d must be >= 0", s->threads);
-        moedit_set_threads(s->threads);
-    }
+    if (cli_threads(cmd, s->threads)) return 2;
     if ((s->heads != INT_MIN && s->heads < 1) || (s->top_k != INT_MIN && s->top_k < 1))
         return cli_usage_error(cmd, "--heads and --top-k must be positive");
     lo->heads = s->heads == INT_MIN ? 0 : s->heads;

@@ -5,16 +5,9 @@
 #include <string.h>
 #include "core/core.h"
 #include "image/colormap.h"
+#include "image/image.h"
 #include "image/plot.h"
 #include "image/text.h"
-
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-/* Static: only the functions used here, no clash with other users of stb. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include <stb_image_write.h>
-#pragma GCC diagnostic pop
 
 enum { TITLE_PX = 15, LABEL_PX = 13, TICK_PX = 11, TICK_LEN = 4, CBAR_W = 12 };
 static const uint8_t GRAY[3] = {96, 96, 96}, MISSING[3] = {225, 225, 225};
@@ -55,31 +48,9 @@ int me_canvas_text(me_canvas *c, int x, int y, float px, int align, const char *
     return me_draw_text(f, c->rgb, c->w, c->h, 3, x, y, px, text, ME_BLACK);
 }
 
-typedef struct {
-    me_atomic_file af;
-    int failed;
-} png_out;
-
-static void png_sink(void *ctx, void *data, int size)
-{
-    png_out *o = ctx;
-    if (!o->failed && me_atomic_write(&o->af, data, (size_t)size) != MOEDIT_OK) o->failed = 1;
-}
-
 int me_canvas_write_png(const me_canvas *c, const char *path)
 {
-    png_out o = {.failed = 0};
-    int rc = me_atomic_open(&o.af, path);
-    if (rc) return rc;
-    if (!stbi_write_png_to_func(png_sink, &o, c->w, c->h, 3, c->rgb, c->w * 3)) {
-        me_atomic_abort(&o.af);
-        return me_fail(MOEDIT_EINTERNAL, "%s: PNG encoding failed", path);
-    }
-    if (o.failed) {
-        me_atomic_abort(&o.af);   /* keeps me_atomic_write's message */
-        return MOEDIT_EINPUT;
-    }
-    return me_atomic_commit(&o.af);
+    return me_png_write(path, c->rgb, c->w, c->h, 3);
 }
 
 /* A 1-2-5 tick spacing that puts at most max_ticks ticks on n cells. */

@@ -1,7 +1,8 @@
 /* PNG output: stb_image_write encodes into memory, then the bytes go out
    through a temporary file renamed into place, so a failed or interrupted
-   run never leaves a truncated PNG. STB_IMAGE_WRITE_STATIC keeps stb's
-   symbols private to this file: other modules may embed their own copy. */
+   run never leaves a truncated PNG. This is moedit's one copy of
+   stb_image_write (every PNG goes through me_png_write); STB_IMAGE_WRITE_STATIC
+   keeps its symbols private so programs embedding libmoedit may link their own. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"

@@ -23,7 +23,6 @@
 
    Without AVX-512F the same interface runs on OpenBLAS: a "packed" B is then
    a plain row-major float copy. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
@@ -46,10 +45,11 @@ static int has_avx512 = -1, has_bf16 = -1;
 
 int me_gemm_native(int bf16)
 {
-    if (has_avx512 < 0) {
+    if (has_avx512 < 0) {   /* racing first calls all write the same values */
         __builtin_cpu_init();
-        has_avx512 = __builtin_cpu_supports("avx512f") && getenv("MOEDIT_NO_AVX512") == NULL;
-        has_bf16 = has_avx512 && __builtin_cpu_supports("avx512bf16");
+        int f = __builtin_cpu_supports("avx512f") && getenv("MOEDIT_NO_AVX512") == NULL;
+        has_bf16 = f && __builtin_cpu_supports("avx512bf16");
+        has_avx512 = f;
     }
     return bf16 ? has_bf16 : has_avx512;
 }
@@ -117,6 +117,13 @@ void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const 
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)k * cols >= 65536 && !omp_in_parallel())
     for (int j = 0; j < cols; j++) {
         int n = col + j, p = n / NR, lane = n % NR;
+        if (b->bf16 && type == ME_GEMM_BF16) {   /* bf16 to bf16: a plain copy */
+            const uint16_t *s = src;
+            uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, 0) + lane * 2;
+            for (int kk = 0; kk < k; kk++)
+                d[(size_t)(kk & ~1) * NR + (kk & 1)] = s[trans ? (size_t)j * ld + kk : (size_t)kk * ld + j];
+            continue;
+        }
         float v[512];
         for (int k0 = 0; k0 < k; k0 += 512) {
             int len = k - k0 < 512 ? k - k0 : 512;
@@ -247,23 +254,32 @@ typedef struct {
 } gemm_job;
 
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into MR-row panels
-   (kc rounded up to even for bf16; the pad is zero). */
+   (kc rounded up to even for bf16; the pad is zero). Row by row: reads are
+   contiguous (untransposed A), writes stay in the L1-resident panel. */
 static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *buf)
 {
     int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
-    for (int p = 0; p * MR < rows; p++)
+    size_t step = g->trans_a ? g->lda : 1;
+    for (int p = 0; p * MR < rows; p++) {
+        int live = rows - p * MR < MR ? rows - p * MR : MR;
         for (int i = 0; i < MR; i++) {
-            int r = p * MR + i;
-            const float *src = g->trans_a ? g->a + (size_t)k0 * g->lda + (i0 + r) : g->a + (size_t)(i0 + r) * g->lda + k0;
-            size_t step = g->trans_a ? g->lda : 1;
-            for (int k = 0; k < kcp; k++) {
-                float v = r < rows && k < kc ? src[k * step] : 0.0f;
-                if (g->bf16)
-                    ((uint16_t *)buf)[((size_t)p * kcp + (k & ~1)) * MR + i * 2 + (k & 1)] = to_bf16(v);
+            int r = i0 + p * MR + i;
+            const float *src = i >= live ? NULL : g->trans_a ? g->a + (size_t)k0 * g->lda + r : g->a + (size_t)r * g->lda + k0;
+            if (g->bf16) {
+                uint32_t *d = (uint32_t *)buf + (size_t)p * (kcp / 2) * MR + i;
+                for (int k = 0; k < kcp; k += 2) {
+                    float lo = src && k < kc ? src[k * step] : 0.0f, hi = src && k + 1 < kc ? src[(k + 1) * step] : 0.0f;
+                    d[(size_t)(k / 2) * MR] = to_bf16(lo) | (uint32_t)to_bf16(hi) << 16;
+                }
+            } else {
+                float *d = (float *)buf + (size_t)p * kcp * MR + i;
+                if (src)
+                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = src[k * step];
                 else
-                    ((float *)buf)[((size_t)p * kcp + k) * MR + i] = v;
+                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = 0.0f;
             }
         }
+    }
 }
 
 /* C[i0.., j0..] over one K block: rows [i0, i1) against B panels [p0, p1)

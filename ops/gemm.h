@@ -12,8 +12,10 @@
    float32 weights, about 3 significant digits per product.
 
    Thread count: me_threads(), one OpenMP pool; called inside a parallel
-   region, a product runs on the calling thread only. The result of every
-   element does not depend on the thread count. */
+   region, a product runs on the calling thread only. On the own kernels
+   the result does not depend on the thread count, bit for bit (OpenBLAS:
+   within rounding). MOEDIT_NO_AVX512=1 in the environment forces the
+   OpenBLAS path (for testing it). */
 #ifndef MOEDIT_OPS_GEMM_H
 #define MOEDIT_OPS_GEMM_H
 

@@ -1,54 +1,26 @@
 /* moedit decode end to end: output against PyTorch, PNG output, and bad
    input → exit 2 with one line and nothing left in the output folder. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include "moedit.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 static char dir[64];
 
-static void setup(void)
-{
-    strcpy(dir, "/tmp/moedit-decode-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void setup(void) { tu_tmpdir(dir, sizeof dir, "decode"); }
+static void teardown(void) { cr_assert_eq(tu_rmtree(dir), 0); }
 
 /* Runs moedit decode with args; returns the exit status, stderr in err. */
 static int run(const char *args, char *err, size_t errsize)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s decode %s 2>%s/stderr", MOEDIT_BIN, args, dir);
-    int st = system(cmd);
-    char path[128];
-    snprintf(path, sizeof path, "%s/stderr", dir);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(err, 1, errsize - 1, f) : 0;
-    err[n] = 0;
-    if (f) fclose(f);
-    remove(path);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_shell(err, errsize, "%s decode %s", MOEDIT_BIN, args);
 }
 
-static int files_in_dir(void)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
+static int files_in_dir(void) { return tu_count_files(dir); }
 
 #define SMALL FIXTURES "/vae/small"
 #define LATENT FIXTURES "/vae/small_latent.npy"
@@ -66,12 +38,7 @@ Test(decode, npy_matches_torch, .init = setup, .fini = teardown)
     cr_assert_eq(got.dtype, ME_F32);
     cr_assert_eq(got.numel, want.numel);
     cr_assert_eq(memcmp(got.shape, want.shape, sizeof got.shape[0] * 4), 0);
-    const float *g = got.data, *w = want.data;
-    double maxref = 0, maxerr = 0;
-    for (int64_t i = 0; i < got.numel; i++) {
-        maxref = fmax(maxref, fabs(w[i]));
-        maxerr = fmax(maxerr, fabs(g[i] - w[i]));
-    }
+    double maxref, maxerr = tu_max_error(got.data, want.data, (size_t)got.numel, &maxref);
     cr_assert(maxerr <= 1e-3 * maxref, "max error %g, max |ref| %g", maxerr, maxref);
     me_array_free(&got);
     me_array_free(&want);

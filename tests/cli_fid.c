@@ -20,57 +20,33 @@
 #include <unistd.h>
 #include "fid/inception.h"
 #include "tests/fid_weights.h"
+#include "tests/testutil.h"
 #include "weights/formats.h"
 #include "weights/npy.h"
 
-static char dir[] = "/tmp/moedit_cli_fid_XXXXXX";
+static char dir[64];
 
-static void setup(void) { cr_assert_not_null(mkdtemp(dir)); }
+static void setup(void) { tu_tmpdir(dir, sizeof dir, "cli_fid"); }
 
 static void teardown(void)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) cr_log_warn("could not remove %s", dir);
+    if (tu_rmtree(dir)) cr_log_warn("could not remove %s", dir);
 }
 
 /* Runs `moedit args` in the temporary folder; stdout and stderr go to
    files there. Returns the exit status. */
 static int moedit(const char *fmt, ...)
 {
-    char args[4096], cmd[5000];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s > out.txt 2> err.txt", dir, MOEDIT_BIN, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_system("cd '%s' && '%s' %s > out.txt 2> err.txt", dir, MOEDIT_BIN, args);
 }
 
-static char *slurp(const char *name, size_t *len)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    b[got] = 0;
-    fclose(f);
-    if (len) *len = got;
-    return b;
-}
-
-static int exists(const char *name)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return access(path, F_OK) == 0;
-}
+static char *slurp(const char *name, size_t *len) { return tu_slurp(tu_join(dir, name), len); }
+static int exists(const char *name) { return tu_exists(tu_join(dir, name)); }
 
 static void same_file(const char *a, const char *b)
 {
@@ -86,7 +62,7 @@ static void same_file(const char *a, const char *b)
 static void one_line_error(void)
 {
     char *e = slurp("err.txt", NULL);
-    cr_assert(e && *e && strchr(e, '\n') == e + strlen(e) - 1, "stderr is not one line: '%s'", e ? e : "");
+    cr_assert(tu_one_line(e), "stderr is not one line: '%s'", e ? e : "");
     free(e);
 }
 
@@ -128,11 +104,7 @@ Test(cli_fid, fid_matches_pytorch_and_reuses_statistics)
     snprintf(path, sizeof path, "%s/fid/features_a.npy", FIXTURES);
     cr_assert_eq(me_npy_read(path, &ref), 0);
     cr_assert_eq(f.numel, ref.numel);
-    double err = 0, mx = 0;
-    for (int64_t i = 0; i < f.numel; i++) {
-        err = fmax(err, fabs(((const float *)f.data)[i] - ((const float *)ref.data)[i]));
-        mx = fmax(mx, fabs(((const float *)ref.data)[i]));
-    }
+    double mx, err = tu_max_error(f.data, ref.data, (size_t)f.numel, &mx);
     cr_expect_lt(err / mx, 1e-3);
     me_array_free(&f);
     me_array_free(&ref);

@@ -10,34 +10,21 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 #define DIR FIXTURES "/dit/"
 
 static int run(const char *args, char *err, size_t errcap)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s 2>/tmp/moedit_cli_forward_%d.err", MOEDIT_BIN, args, (int)getpid());
-    int st = system(cmd);
-    snprintf(cmd, sizeof cmd, "/tmp/moedit_cli_forward_%d.err", (int)getpid());
-    FILE *f = fopen(cmd, "rb");
-    size_t n = f ? fread(err, 1, errcap - 1, f) : 0;
-    err[n] = 0;
-    if (f) fclose(f);
-    unlink(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_shell(err, errcap, "%s %s", MOEDIT_BIN, args);
 }
 
 /* The fixture's head count (no shape carries it). */
 static int heads(const char *variant)
 {
-    char path[512], text[8192];
+    char path[512];
     snprintf(path, sizeof path, DIR "%s.json", variant);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = tu_json_file(path);
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "heads");
     cr_assert(cJSON_IsNumber(h));
     int v = h->valueint;
@@ -62,12 +49,7 @@ static void expect_output(const char *out, const char *want_path, double tol)
     cr_assert_eq(got.dtype, ME_F32);
     cr_assert_eq(got.ndim, want.ndim);
     for (int i = 0; i < got.ndim; i++) cr_assert_eq(got.shape[i], want.shape[i]);
-    const float *g = got.data, *w = want.data;
-    double maxref = 0, maxdiff = 0;
-    for (int64_t i = 0; i < got.numel; i++) {
-        maxref = fmax(maxref, fabs(w[i]));
-        maxdiff = fmax(maxdiff, fabs(g[i] - w[i]));
-    }
+    double maxref, maxdiff = tu_max_error(got.data, want.data, (size_t)got.numel, &maxref);
     cr_expect(maxdiff <= tol * maxref, "relative error %g", maxdiff / maxref);
     me_array_free(&got), me_array_free(&want);
 }

@@ -5,62 +5,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include "moedit.h"
 #include "trace/heatmap.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
-static char dir[256];
+static char dir[64];
 
-static void setup(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/moedit_cli_heatmap_%d", (int)getpid());
-    mkdir(dir, 0777);
-}
-
-static void teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void setup(void) { tu_tmpdir(dir, sizeof dir, "cli_heatmap"); }
+static void teardown(void) { cr_assert_eq(tu_rmtree(dir), 0); }
 
 TestSuite(cli_heatmap, .init = setup, .fini = teardown);
 
 /* Runs moedit with args; stdout and stderr go to files in dir. */
 static int run(const char *args)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s/stdout' 2>'%s/stderr'", MOEDIT_BIN, args, dir, dir);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_system("'%s' %s >'%s/stdout' 2>'%s/stderr'", MOEDIT_BIN, args, dir, dir);
 }
 
-static char *slurp(const char *name)
-{
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    char *buf = calloc(1, 1 << 16);
-    fread(buf, 1, (1 << 16) - 1, f);
-    fclose(f);
-    return buf;
-}
-
-static int exists(const char *name)
-{
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return access(p, F_OK) == 0;
-}
+static char *slurp(const char *name) { return tu_slurp(tu_join(dir, name), NULL); }
+static int exists(const char *name) { return tu_exists(tu_join(dir, name)); }
 
 static void expect_one_line_error(const char *needle)
 {
     char *err = slurp("stderr");
     cr_assert(err && strstr(err, needle), "stderr '%s' lacks '%s'", err ? err : "", needle);
-    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+    cr_assert(tu_one_line(err), "one line: %s", err);
     free(err);
 }
 
@@ -90,14 +61,8 @@ Test(cli_heatmap, usage_errors_exit_2) {
 }
 
 Test(cli_heatmap, writes_tables_summary_and_figures) {
-    moedit_config c = {0};
-    c.family = MOEDIT_FAMILY_DIT_MOE;
-    c.depth = 2;
-    c.input_size = 8;
-    c.patch = 2;
-    c.num_classes = 4;
-    c.num_experts = 4;
-    c.top_k = 2;
+    moedit_config c = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 2, .input_size = 8,
+                       .patch = 2, .num_classes = 4, .num_experts = 4, .top_k = 2};
     char path[600], args[1400];
     snprintf(path, sizeof path, "%s/run.trace", dir);
     me_trace *tr;
@@ -135,11 +100,16 @@ Test(cli_heatmap, writes_tables_summary_and_figures) {
 
 /* ---- integration with the model (fixtures from tools of the dit-ref work) ---- */
 
-static int64_t *read_i64(const char *variant, const char *suffix, me_array *a)
+static void read_npy(const char *variant, const char *suffix, me_array *a)
 {
     char p[600];
     snprintf(p, sizeof p, "%s/dit/%s_%s.npy", FIXTURES, variant, suffix);
     cr_assert_eq(me_npy_read(p, a), MOEDIT_OK, "%s", moedit_last_error());
+}
+
+static int64_t *read_i64(const char *variant, const char *suffix, me_array *a)
+{
+    read_npy(variant, suffix, a);
     int64_t *v = malloc((size_t)a->numel * sizeof *v);
     me_array_to_i64(a, v);
     return v;
@@ -147,9 +117,7 @@ static int64_t *read_i64(const char *variant, const char *suffix, me_array *a)
 
 static float *read_f32(const char *variant, const char *suffix, me_array *a)
 {
-    char p[600];
-    snprintf(p, sizeof p, "%s/dit/%s_%s.npy", FIXTURES, variant, suffix);
-    cr_assert_eq(me_npy_read(p, a), MOEDIT_OK, "%s", moedit_last_error());
+    read_npy(variant, suffix, a);
     float *v = malloc((size_t)a->numel * sizeof *v);
     me_array_to_f32(a, v);
     return v;

@@ -4,12 +4,11 @@
    must give exit status 2 (not a signal) and one stderr line naming the file. */
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include "tests/testutil.h"
 #include "weights/formats.h"
 
 #define ST FIXTURES "/safetensors/"
@@ -17,28 +16,10 @@
 static char tmp[64];
 static char out_text[1 << 16], err_text[4096];
 
-static void setup(void)
-{
-    strcpy(tmp, "/tmp/moedit_cli_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_assert_eq(system(cmd), 0);
-}
+static void setup(void) { tu_tmpdir(tmp, sizeof tmp, "cli"); }
+static void teardown(void) { cr_assert_eq(tu_rmtree(tmp), 0); }
 
 TestSuite(inspect, .init = setup, .fini = teardown);
-
-static void slurp(const char *path, char *buf, size_t size)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
 
 /* Runs MOEDIT_BIN with args (NULL-terminated); returns the exit status,
    failing the test if the process died from a signal. */
@@ -47,29 +28,12 @@ static int run(const char *const *args)
     char out_path[128], err_path[128];
     snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
     snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)MOEDIT_BIN;
-    for (; args[n - 1] && n < 31; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(MOEDIT_BIN, argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    cr_assert(WIFEXITED(status), "moedit %s died from signal %d", args[0], WTERMSIG(status));
-    slurp(out_path, out_text, sizeof out_text);
-    slurp(err_path, err_text, sizeof err_text);
+    int rc = tu_run(args, out_path, err_path);
+    tu_read_text(out_path, out_text, sizeof out_text);
+    tu_read_text(err_path, err_text, sizeof err_text);
     unlink(out_path);
     unlink(err_path);
-    return WEXITSTATUS(status);
+    return rc;
 }
 
 static cJSON *inspect_json(const char *path, const char *flag, const char *value)
@@ -253,9 +217,7 @@ static void expect_one_line_error(const char *const *args, const char *names)
 {
     int rc = run(args);
     cr_assert_eq(rc, 2, "moedit %s %s: exit %d (want 2): %s", args[0], args[1], rc, err_text);
-    size_t n = strlen(err_text);
-    cr_assert(n > 1 && err_text[n - 1] == '\n' && !memchr(err_text, '\n', n - 1),
-              "stderr is not one line: '%s'", err_text);
+    cr_assert(tu_one_line(err_text), "stderr is not one line: '%s'", err_text);
     if (names) cr_assert_not_null(strstr(err_text, names), "'%s' does not name %s", err_text, names);
 }
 
@@ -263,19 +225,17 @@ static const char *write_bad(const char *name, const void *bytes, size_t n)
 {
     static char path[128];
     snprintf(path, sizeof path, "%s/%s", tmp, name);
-    FILE *f = fopen(path, "wb");
-    fwrite(bytes, 1, n, f);
-    fclose(f);
+    tu_write_file(path, bytes, n);
     return path;
 }
 
 static const char *bad_header(const char *name, const char *hdr, size_t body)
 {
-    uint8_t buf[512] = {0};
-    size_t h = strlen(hdr);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
-    memcpy(buf + 8, hdr, h);
-    return write_bad(name, buf, 8 + h + body);
+    size_t n;
+    uint8_t *buf = tu_safetensors(hdr, body, &n);
+    const char *path = write_bad(name, buf, n);
+    free(buf);
+    return path;
 }
 
 Test(inspect, hostile_files)

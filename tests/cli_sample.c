@@ -6,14 +6,13 @@
    defaults), and its usage errors: exit status 2, one line on stderr, no
    output file left behind. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include "tests/testutil.h"
 #include "weights/npy.h"
 
 #define SAM FIXTURES "/sampler/"
@@ -22,17 +21,11 @@ static char tmp[64], out_path[128], err_text[8192];
 
 static void setup(void)
 {
-    strcpy(tmp, "/tmp/moedit_sample_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
+    tu_tmpdir(tmp, sizeof tmp, "sample");
     snprintf(out_path, sizeof out_path, "%s/z.npy", tmp);
 }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_assert_eq(system(cmd), 0);
-}
+static void teardown(void) { cr_assert_eq(tu_rmtree(tmp), 0); }
 
 TestSuite(sample, .init = setup, .fini = teardown);
 
@@ -41,28 +34,13 @@ static int run(const char *const *args)
 {
     char err_path[128];
     snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
-    char *argv[48];
-    int n = 0;
-    argv[n++] = (char *)MOEDIT_BIN;
-    argv[n++] = "sample";
-    for (int i = 0; args[i] && n < 47; i++) argv[n++] = (char *)args[i];
+    const char *argv[48] = {"sample"};
+    int n = 1;
+    for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(e, 2);
-        execv(MOEDIT_BIN, argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    cr_assert(WIFEXITED(status), "moedit sample died from a signal");
-    FILE *f = fopen(err_path, "rb");
-    size_t len = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
-    err_text[len] = 0;
-    if (f) fclose(f);
-    return WEXITSTATUS(status);
+    int rc = tu_run(argv, NULL, err_path);
+    tu_read_text(err_path, err_text, sizeof err_text);
+    return rc;
 }
 
 static void assert_matches(const char *path, const char *ref)
@@ -72,11 +50,8 @@ static void assert_matches(const char *path, const char *ref)
     cr_assert_eq(me_npy_read(ref, &b), MOEDIT_OK, "%s", moedit_last_error());
     cr_assert_eq(a.numel, b.numel);
     cr_assert_eq(a.ndim, 4);
-    const float *x = a.data, *y = b.data;
-    float scale = 0, err = 0;
-    for (int64_t i = 0; i < b.numel; i++) scale = fmaxf(scale, fabsf(y[i]));
-    for (int64_t i = 0; i < b.numel; i++) err = fmaxf(err, fabsf(x[i] - y[i]));
-    cr_assert(err <= 1e-3f * scale, "%s: max error %g of max %g", ref, err, scale);
+    double scale, err = tu_max_error(a.data, b.data, (size_t)b.numel, &scale);
+    cr_assert(err <= 1e-3 * scale, "%s: max error %g of max %g", ref, err, scale);
     cr_log_info("%s: max abs error %g, relative to max %g", ref, err, err / scale);
     me_array_free(&a);
     me_array_free(&b);
@@ -143,7 +118,7 @@ static void assert_usage_error(const char *const *args, const char *needle)
 {
     cr_assert_eq(run(args), 2, "expected exit 2:\n%s", err_text);
     cr_assert_not_null(strstr(err_text, needle), "stderr lacks '%s':\n%s", needle, err_text);
-    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "not one line:\n%s", err_text);
+    cr_assert(tu_one_line(err_text), "not one line:\n%s", err_text);
     struct stat st;
     cr_assert_neq(stat(out_path, &st), 0, "output file left behind");
 }

@@ -14,6 +14,7 @@
 #include "dit/model.h"
 #include "weights/formats.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 #define DIR FIXTURES "/dit/"
 
@@ -26,18 +27,7 @@ static char *path_of(const char *variant, const char *suffix)
     return p;
 }
 
-static cJSON *read_json(const char *variant)
-{
-    FILE *f = fopen(path_of(variant, ".json"), "rb");
-    cr_assert_not_null(f, "missing %s.json", variant);
-    static char text[8192];
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = 0;
-    cJSON *j = cJSON_Parse(text);
-    cr_assert_not_null(j);
-    return j;
-}
+static cJSON *read_json(const char *variant) { return tu_json_file(path_of(variant, ".json")); }
 
 static int json_int(const cJSON *j, const char *key)
 {
@@ -105,11 +95,7 @@ static double forward_error(moedit_model *m, const char *variant, const char *ou
     float *got = malloc((size_t)want.numel * sizeof *got);
     int rc = moedit_model_forward(m, n, x.f, t.f, y.i, got);
     cr_assert_eq(rc, MOEDIT_OK, "%s", moedit_last_error());
-    double maxref = 0, maxdiff = 0;
-    for (int64_t i = 0; i < want.numel; i++) {
-        maxref = fmax(maxref, fabs(want.f[i]));
-        maxdiff = fmax(maxdiff, fabs(got[i] - want.f[i]));
-    }
+    double maxref, maxdiff = tu_max_error(got, want.f, (size_t)want.numel, &maxref);
     if (out_keep) {
         *out_keep = want;
         free(out_keep->f);
@@ -266,11 +252,7 @@ static void check_batch_invariance(const char *variant)
     for (int r = 0; r < n; r++)
         cr_assert_eq(moedit_model_forward(m, 1, x.f + r * in_row, t.f + r, y.i + r, one + r * out_row), MOEDIT_OK);
     cr_assert_eq(moedit_model_forward(m, n, x.f, t.f, y.i, all), MOEDIT_OK);
-    double maxref = 0, maxdiff = 0;
-    for (size_t i = 0; i < n * out_row; i++) {
-        maxref = fmax(maxref, fabs(all[i]));
-        maxdiff = fmax(maxdiff, fabs(one[i] - all[i]));
-    }
+    double maxref, maxdiff = tu_max_error(one, all, n * out_row, &maxref);
     cr_expect(maxdiff <= 1e-5 * maxref, "%s: rows alone differ by %g (max %g)", variant, maxdiff, maxref);
     free(all), free(one);
     arr_free(&x), arr_free(&t), arr_free(&y);

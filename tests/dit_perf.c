@@ -13,32 +13,25 @@
 #include "dit/model.h"
 #include "ops/gemm.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 #define DIR FIXTURES "/dit/"
 
 static float *load_f32(const char *variant, const char *suffix, int64_t *numel, int64_t *rows)
 {
     char path[512];
+    int64_t shape[ME_MAX_DIMS];
     snprintf(path, sizeof path, DIR "%s%s", variant, suffix);
-    me_array a;
-    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
-    float *f = malloc((size_t)a.numel * sizeof *f + 4);
-    me_array_to_f32(&a, f);
-    *numel = a.numel, *rows = a.shape[0];
-    me_array_free(&a);
+    float *f = tu_npy_f32(path, NULL, shape, numel);
+    *rows = shape[0];
     return f;
 }
 
 static int json_int(const char *variant, const char *key)
 {
-    char path[512], text[8192];
+    char path[512];
     snprintf(path, sizeof path, DIR "%s.json", variant);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = 0;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = tu_json_file(path);
     int v = cJSON_GetObjectItemCaseSensitive(j, key)->valueint;
     cJSON_Delete(j);
     return v;
@@ -62,12 +55,7 @@ static void run_tiled(moedit_model *m, const char *variant, int rows, float *out
     float *x = load_f32(variant, "_x.npy", &xn, &n), *t = load_f32(variant, "_t.npy", &tn, &r2);
     char path[512];
     snprintf(path, sizeof path, DIR "%s_y.npy", variant);
-    me_array ya;
-    cr_assert_eq(me_npy_read(path, &ya), MOEDIT_OK);
-    int64_t *y = malloc((size_t)ya.numel * sizeof *y);
-    me_array_to_i64(&ya, y);
-    yn = ya.numel;
-    me_array_free(&ya);
+    int64_t *y = tu_npy_i64(path, &yn);
     size_t per = (size_t)(xn / n);
     float *bx = malloc((size_t)rows * per * sizeof *bx), *bt = malloc((size_t)rows * sizeof *bt);
     int64_t *by = malloc((size_t)rows * sizeof *by);
@@ -93,11 +81,7 @@ static void thread_independent(const char *variant)
     moedit_set_threads(2);
     run_tiled(m, variant, rows, two);
     moedit_set_threads(0);
-    double maxref = 0, maxdiff = 0;
-    for (size_t i = 0; i < len; i++) {
-        maxref = fmax(maxref, fabs(one[i]));
-        maxdiff = fmax(maxdiff, fabs(one[i] - two[i]));
-    }
+    double maxref, maxdiff = tu_max_error(two, one, len, &maxref);
     fprintf(stderr, "%s: 1 vs 2 threads, max diff / max = %.3g\n", variant, maxdiff / maxref);
     cr_expect(maxdiff <= 1e-5 * maxref, "%s: 1 vs 2 threads differ by %g (max %g)", variant, maxdiff, maxref);
     free(one), free(two);
@@ -117,17 +101,9 @@ static double fixture_error(moedit_model *m, const char *variant, const char *ou
     float *want = load_f32(variant, out_suffix, &wn, &r3), *got = malloc((size_t)wn * sizeof *got);
     char path[512];
     snprintf(path, sizeof path, DIR "%s_y.npy", variant);
-    me_array ya;
-    cr_assert_eq(me_npy_read(path, &ya), MOEDIT_OK);
-    int64_t *y = malloc((size_t)ya.numel * sizeof *y);
-    me_array_to_i64(&ya, y);
-    me_array_free(&ya);
+    int64_t *y = tu_npy_i64(path, NULL);
     cr_assert_eq(moedit_model_forward(m, (int)n, x, t, y, got), MOEDIT_OK, "%s", moedit_last_error());
-    double maxref = 0, maxdiff = 0;
-    for (int64_t i = 0; i < wn; i++) {
-        maxref = fmax(maxref, fabs(want[i]));
-        maxdiff = fmax(maxdiff, fabs(got[i] - want[i]));
-    }
+    double maxref, maxdiff = tu_max_error(got, want, (size_t)wn, &maxref);
     free(x), free(t), free(y), free(want), free(got);
     return maxdiff / maxref;
 }

@@ -16,29 +16,20 @@
 #include <string.h>
 #include "fid/inception.h"
 #include "tests/fid_weights.h"
+#include "tests/testutil.h"
 #include "weights/npy.h"
 
 static float *npy_f32(const char *name, int64_t *numel)
 {
     char path[512];
-    me_array a;
     snprintf(path, sizeof path, "%s/fid/%s", FIXTURES, name);
-    cr_assert_eq(me_npy_read(path, &a), 0, "%s: %s", path, moedit_last_error());
-    float *v = malloc(sizeof(float) * a.numel);
-    me_array_to_f32(&a, v);
-    *numel = a.numel;
-    me_array_free(&a);
-    return v;
+    return tu_npy_f32(path, NULL, NULL, numel);
 }
 
 /* max |got - want| over max |want|: the relative error of the whole vector. */
 static double rel_error(const float *got, const float *want, int64_t n)
 {
-    double err = 0, ref = 0;
-    for (int64_t i = 0; i < n; i++) {
-        err = fmax(err, fabs((double)got[i] - want[i]));
-        ref = fmax(ref, fabs(want[i]));
-    }
+    double ref, err = tu_max_error(got, want, (size_t)n, &ref);
     return err / ref;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "fid/fid.h"
 #include "fid/inception.h"
+#include "tests/testutil.h"
 #include "weights/npy.h"
 
 static void fixture(char *path, size_t cap, const char *name)
@@ -35,14 +36,8 @@ static double *npy_f64(const char *name, int64_t *n)
 static float *npy_f32(const char *name, int64_t *n)
 {
     char path[512];
-    me_array a;
     fixture(path, sizeof path, name);
-    cr_assert_eq(me_npy_read(path, &a), 0, "%s", moedit_last_error());
-    float *v = malloc(sizeof(float) * a.numel);
-    me_array_to_f32(&a, v);
-    *n = a.numel;
-    me_array_free(&a);
-    return v;
+    return tu_npy_f32(path, NULL, NULL, n);
 }
 
 Test(fid_stats, frechet_distance_64d_matches_numpy)

@@ -9,21 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tests/testutil.h"
 #include "weights/tensors.h"
-
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-    return h;
-}
-
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int ends(const char *s, const char *suffix)
 {
@@ -85,9 +72,10 @@ static me_tensors *random_weights(uint64_t seed)
         cr_assert_not_null(v);
         double lo, hi;
         range(rows[t].name, rows[t].ndim, rows[t].shape, &lo, &hi);
-        uint64_t stream = fnv1a64(rows[t].name) ^ (seed * 0x9E3779B97F4A7C15ull);
+        uint64_t stream = tu_fnv1a64(rows[t].name) ^ (seed * 0x9E3779B97F4A7C15ull);
         for (int64_t j = 0; j < numel; j++) {
-            double u = (double)(mix(stream + (uint64_t)(j + 1) * 0x9E3779B97F4A7C15ull) >> 40) / 16777216.0;
+            /* the reference mixes stream + (j+1)·golden; tu_splitmix64 adds one golden itself */
+            double u = (double)(tu_splitmix64(stream + (uint64_t)j * 0x9E3779B97F4A7C15ull) >> 40) / 16777216.0;
             v[j] = (float)(lo + (hi - lo) * u);
         }
         cr_assert_eq(me_tensors_add(ts, rows[t].name, ME_F32, rows[t].ndim, rows[t].shape, v), 0);

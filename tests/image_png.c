@@ -12,18 +12,13 @@
 #define STB_IMAGE_STATIC
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "stb_image.h"
+#include "tests/testutil.h"
 
 static void *load_raw(const char *name, size_t bytes)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/vae/%s", FIXTURES, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    void *v = malloc(bytes);
-    cr_assert_eq(fread(v, 1, bytes, f), bytes);
-    cr_assert_eq(fgetc(f), EOF);
-    fclose(f);
-    return v;
+    return tu_read_exact(path, bytes);
 }
 
 Test(image, u8_matches_dit_sample_ddp)
@@ -43,18 +38,8 @@ Test(image, u8_matches_dit_sample_ddp)
 
 static char tmpdir[64];
 
-static void make_tmp(void)
-{
-    strcpy(tmpdir, "/tmp/moedit-image-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void make_tmp(void) { tu_tmpdir(tmpdir, sizeof tmpdir, "image"); }
+static void remove_tmp(void) { cr_assert_eq(tu_rmtree(tmpdir), 0); }
 
 /* Two 2×3 RGB images with distinct pixel values. */
 static float *two_images(int c)

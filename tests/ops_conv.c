@@ -10,30 +10,13 @@
 #include <string.h>
 #include "core/core.h"
 #include "ops/ops.h"
-
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-    return h;
-}
-
-static uint64_t splitmix64(uint64_t x)
-{
-    uint64_t z = x + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "tests/testutil.h"
 
 static float *counter(const char *key, size_t n, float scale)
 {
     float *v = malloc(n * sizeof *v);
-    uint64_t k = fnv1a64(key);
-    for (size_t i = 0; i < n; i++) {
-        float u = (float)(splitmix64(k + i) >> 40) * (1.0f / 16777216.0f);
-        v[i] = (u * 2.0f - 1.0f) * scale;
-    }
+    uint64_t k = tu_fnv1a64(key);
+    for (size_t i = 0; i < n; i++) v[i] = tu_counter_uniform(k, i) * scale;
     return v;
 }
 
@@ -41,22 +24,12 @@ static float *load_raw(const char *name, size_t n)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/vae/%s", FIXTURES, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    float *v = malloc(n * sizeof *v);
-    cr_assert_eq(fread(v, sizeof *v, n, f), n, "%s: short", path);
-    cr_assert_eq(fgetc(f), EOF, "%s: longer than expected", path);
-    fclose(f);
-    return v;
+    return tu_read_exact(path, n * sizeof(float));
 }
 
 static void expect_close(const char *what, const float *got, const float *want, size_t n, double rel)
 {
-    double maxref = 0, maxerr = 0;
-    for (size_t i = 0; i < n; i++) {
-        maxref = fmax(maxref, fabs(want[i]));
-        maxerr = fmax(maxerr, fabs(got[i] - want[i]));
-    }
+    double maxref, maxerr = tu_max_error(got, want, n, &maxref);
     cr_assert(maxerr <= rel * maxref, "%s: max error %g vs max |ref| %g", what, maxerr, maxref);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "sampler/sampler.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 enum { N = 3, C = 2, S = 3, CLASSES = 10 };   /* 54 and 108 values: randn redraws a tail */
 static const int64_t labels[N] = {3, 0, 9};
@@ -41,13 +42,10 @@ static int toy(void *vctx, int step, int rows, int null_from, const float *x, co
 static float *load(const char *name)
 {
     char path[512];
+    int64_t numel;
     snprintf(path, sizeof path, "%s/sampler/%s.npy", FIXTURES, name);
-    me_array a;
-    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s: %s", path, moedit_last_error());
-    cr_assert_eq(a.numel, N * C * S * S);
-    float *v = malloc(sizeof(float) * a.numel);
-    me_array_to_f32(&a, v);
-    me_array_free(&a);
+    float *v = tu_npy_f32(path, NULL, NULL, &numel);
+    cr_assert_eq(numel, N * C * S * S);
     return v;
 }
 
@@ -104,10 +102,8 @@ Test(loop, toy_runs_match_reference)
         char name[64];
         snprintf(name, sizeof name, "toy_%s", cases[c].name);
         float *want = load(name);
-        float scale = 0, err = 0;
-        for (int i = 0; i < N * C * S * S; i++) scale = fmaxf(scale, fabsf(want[i]));
-        for (int i = 0; i < N * C * S * S; i++) err = fmaxf(err, fabsf(z[i] - want[i]));
-        cr_assert(err <= 1e-4f * scale, "%s: max error %g of max %g", cases[c].name, err, scale);
+        double scale, err = tu_max_error(z, want, N * C * S * S, &scale);
+        cr_assert(err <= 1e-4 * scale, "%s: max error %g of max %g", cases[c].name, err, scale);
         cr_log_info("%s: max abs error %g, relative to max %g", cases[c].name, err, err / scale);
         free(want);
     }

@@ -6,18 +6,13 @@
 #include <stdlib.h>
 #include "sampler/sampler.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 static float *load(const char *name, int64_t *numel)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/sampler/%s.npy", FIXTURES, name);
-    me_array a;
-    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s: %s", path, moedit_last_error());
-    float *v = malloc(sizeof(float) * a.numel);
-    me_array_to_f32(&a, v);
-    *numel = a.numel;
-    me_array_free(&a);
-    return v;
+    return tu_npy_f32(path, NULL, NULL, numel);
 }
 
 /* torch's AVX2 log/sin/cos are polynomials: about an ulp from libm */

@@ -10,14 +10,9 @@
 
 static moedit_config moe_config(void)
 {
-    moedit_config c = {0};
-    c.family = MOEDIT_FAMILY_DIT_MOE;
-    c.depth = 3;
-    c.input_size = 8;
-    c.patch = 2;           /* 4 x 4 tokens */
-    c.num_classes = 5;
-    c.num_experts = 8;
-    c.top_k = 2;
+    /* input 8, patch 2: 4 x 4 tokens */
+    moedit_config c = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 3, .input_size = 8,
+                       .patch = 2, .num_classes = 5, .num_experts = 8, .top_k = 2};
     return c;
 }
 

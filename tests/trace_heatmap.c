@@ -15,6 +15,7 @@
 /* Static stb functions this test does not call would warn at the end of the file. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include <stb_image.h>
+#include "tests/testutil.h"
 
 typedef struct {
     int layer, step, row, token, label, is_null, e0, e1;
@@ -27,40 +28,17 @@ static const hand_route routes[] = {
     {1, 0, 0, 0, 1, 0, 1, 2, 999}, {0, 1, 0, 3, 2, 0, 2, 3, 500}, {1, 1, 1, 3, 3, 1, 3, 1, 500},
 };
 
-static char dir[256];
+static char dir[64];
 
-static void make_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/moedit_heatmap_%d", (int)getpid());
-    mkdir(dir, 0777);
-}
-
-static void remove_dir(void)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[600];
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            remove(p);
-        }
-    if (d) closedir(d);
-    rmdir(dir);
-}
+static void make_dir(void) { tu_tmpdir(dir, sizeof dir, "heatmap"); }
+static void remove_dir(void) { tu_rmtree(dir); }
 
 TestSuite(trace_heatmap, .init = make_dir, .fini = remove_dir);
 
 static me_trace_reader *hand_trace(const char *path)
 {
-    moedit_config c = {0};
-    c.family = MOEDIT_FAMILY_DIT_MOE;
-    c.depth = 2;
-    c.input_size = 4;
-    c.patch = 2;
-    c.num_classes = 3;
-    c.num_experts = 4;
-    c.top_k = 2;
+    moedit_config c = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 2, .input_size = 4,
+                       .patch = 2, .num_classes = 3, .num_experts = 4, .top_k = 2};
     me_trace *tr;
     cr_assert_eq(me_trace_open(&tr, path, &c), MOEDIT_OK, "%s", moedit_last_error());
     me_trace_set_info(tr, "ddim", 2, 4.0f);
@@ -81,14 +59,9 @@ static me_trace_reader *hand_trace(const char *path)
 
 static char *slurp(const char *name)
 {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    cr_assert(f, "%s missing", p);
-    char *buf = calloc(1, 1 << 16);
-    fread(buf, 1, (1 << 16) - 1, f);
-    fclose(f);
-    return buf;
+    char *text = tu_slurp(tu_join(dir, name), NULL);
+    cr_assert(text, "%s missing", tu_join(dir, name));
+    return text;
 }
 
 static void count_hand_trace(me_trace_counts *c, int cond_only)
@@ -154,14 +127,9 @@ Test(trace_heatmap, cond_only_skips_null_rows) {
 }
 
 Test(trace_heatmap, switch_dit_rows_count_at_every_position) {
-    moedit_config c = {0};
-    c.family = MOEDIT_FAMILY_SWITCH_DIT;
-    c.depth = 1;
-    c.input_size = 6;
-    c.patch = 2;   /* 3 x 3 tokens */
-    c.num_classes = 2;
-    c.num_experts = 2;
-    c.top_k = 1;
+    /* input 6, patch 2: 3 x 3 tokens */
+    moedit_config c = {.family = MOEDIT_FAMILY_SWITCH_DIT, .depth = 1, .input_size = 6,
+                       .patch = 2, .num_classes = 2, .num_experts = 2, .top_k = 1};
     char path[600];
     snprintf(path, sizeof path, "%s/switch.trace", dir);
     me_trace *tr;

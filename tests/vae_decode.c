@@ -9,30 +9,23 @@
 #include "moedit.h"
 #include "vae/vae.h"
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 static float *load_npy(const char *name, int ndim_want, int64_t *shape)
 {
     char path[512];
+    int ndim;
     snprintf(path, sizeof path, "%s/vae/%s", FIXTURES, name);
-    me_array a;
-    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(a.ndim, ndim_want);
-    memcpy(shape, a.shape, sizeof(int64_t) * a.ndim);
-    float *v = malloc(a.numel * sizeof *v);
-    me_array_to_f32(&a, v);
-    me_array_free(&a);
+    float *v = tu_npy_f32(path, &ndim, shape, NULL);
+    cr_assert_eq(ndim, ndim_want);
     return v;
 }
 
 /* The task's criterion: max |moedit - torch| <= 1e-3 · max |torch|. */
 static void expect_close(const char *what, const float *got, const float *want, size_t n)
 {
-    double maxref = 0, maxerr = 0;
-    for (size_t i = 0; i < n; i++) {
-        cr_assert(isfinite(got[i]), "%s: non-finite output at %zu", what, i);
-        maxref = fmax(maxref, fabs(want[i]));
-        maxerr = fmax(maxerr, fabs(got[i] - want[i]));
-    }
+    for (size_t i = 0; i < n; i++) cr_assert(isfinite(got[i]), "%s: non-finite output at %zu", what, i);
+    double maxref, maxerr = tu_max_error(got, want, n, &maxref);
     cr_log_info("%s: max error %.3g, max |ref| %.3g", what, maxerr, maxref);
     cr_assert(maxerr <= 1e-3 * maxref, "%s: max error %g vs max |ref| %g", what, maxerr, maxref);
 }
@@ -89,30 +82,15 @@ Test(vae, ldm_checkpoint_float16_no_config)
 
 /* ---- sd-vae-ft-mse with counter weights (mirrors tools/vae_reference.py) ---- */
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-    return h;
-}
-
-static uint64_t splitmix64(uint64_t x)
-{
-    uint64_t z = x + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Norm weights 1 + 0.1·r, biases 0.1·r, other weights r / sqrt(fan_in). */
 static void counter_tensor(const char *name, int ndim, const int64_t *shape, int64_t numel, float *v)
 {
-    uint64_t key = fnv1a64(name);
+    uint64_t key = tu_fnv1a64(name);
     size_t len = strlen(name);
     int is_weight = len >= 6 && !strcmp(name + len - 6, "weight");
     float scale = (float)(1.0 / sqrt((double)(numel / shape[0])));
     for (int64_t i = 0; i < numel; i++) {
-        float r = (float)(splitmix64(key + (uint64_t)i) >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+        float r = tu_counter_uniform(key, (uint64_t)i);
         if (ndim == 1) v[i] = is_weight ? 0.1f * r + 1.0f : 0.1f * r;
         else v[i] = r * scale;
     }

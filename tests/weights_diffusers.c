@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "weights/formats.h"
+#include "tests/testutil.h"
 
 #define DIR_OF(x) FIXTURES "/safetensors/" x
 
@@ -65,30 +66,11 @@ Test(diffusers, sharded_folder)
 
 static char dir[64];
 
-static void setup(void)
-{
-    strcpy(dir, "/tmp/moedit_df_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
+static void setup(void) { tu_tmpdir(dir, sizeof dir, "df"); }
+static void teardown(void) { cr_assert_eq(tu_rmtree(dir), 0); }
 
-static void put_n(const char *name, const char *bytes, size_t n)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s", path);
-    fwrite(bytes, 1, n, f);
-    fclose(f);
-}
-
+static void put_n(const char *name, const char *bytes, size_t n) { tu_write_file(tu_join(dir, name), bytes, n); }
 static void put(const char *name, const char *text) { put_n(name, text, strlen(text)); }
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
 
 static void expect_bad(const char *want)
 {

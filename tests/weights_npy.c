@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "weights/npy.h"
+#include "tests/testutil.h"
 
 #define W FIXTURES "/weights/"
 
@@ -214,13 +215,8 @@ Test(npy, numpy_npz)
 }
 
 static char tmpdir[64];
-static void make_tmp(void) { snprintf(tmpdir, sizeof tmpdir, "/tmp/moedit_npy_XXXXXX"); cr_assert_not_null(mkdtemp(tmpdir)); }
-static void remove_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    cr_expect_eq(system(cmd), 0);
-}
+static void make_tmp(void) { tu_tmpdir(tmpdir, sizeof tmpdir, "npy"); }
+static void remove_tmp(void) { cr_expect_eq(tu_rmtree(tmpdir), 0); }
 TestSuite(npy_write, .init = make_tmp, .fini = remove_tmp);
 
 Test(npy_write, npy_roundtrip)

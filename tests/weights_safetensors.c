@@ -2,48 +2,21 @@
    (tensor bytes from PyTorch), the writer's round trip and its f16/bf16
    rounding against torch's, and hostile headers crafted byte by byte. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "weights/formats.h"
+#include "tests/testutil.h"
 
 #define MIXED FIXTURES "/safetensors/mixed.safetensors"
 
 static char tmpdir[64];
 
-static void make_tmpdir(void)
-{
-    strcpy(tmpdir, "/tmp/moedit_st_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (!d) return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-            unlink(path);
-        }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static int count_files(void)
-{
-    DIR *d = opendir(tmpdir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
+static void make_tmpdir(void) { tu_tmpdir(tmpdir, sizeof tmpdir, "st"); }
+static void remove_tmpdir(void) { tu_rmtree(tmpdir); }
+static int count_files(void) { return tu_count_files(tmpdir); }
 
 TestSuite(safetensors, .init = make_tmpdir, .fini = remove_tmpdir);
 
@@ -255,11 +228,9 @@ static void expect_bad_raw(const void *bytes, size_t n, const char *want)
 
 static void expect_bad(const char *header, size_t body, const char *want)
 {
-    size_t h = strlen(header);
-    uint8_t *buf = calloc(1, 8 + h + body);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
-    memcpy(buf + 8, header, h);
-    expect_bad_raw(buf, 8 + h + body, want);
+    size_t n;
+    uint8_t *buf = tu_safetensors(header, body, &n);
+    expect_bad_raw(buf, n, want);
     free(buf);
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "weights/formats.h"
 #include "weights/zip.h"
+#include "tests/testutil.h"
 
 #define W FIXTURES "/weights/"
 
@@ -147,18 +148,8 @@ Test(torch, compressed_archive_refused)
 
 static char tmpdir[64];
 
-static void make_tmp(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/moedit_torch_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    cr_expect_eq(system(cmd), 0);
-}
+static void make_tmp(void) { tu_tmpdir(tmpdir, sizeof tmpdir, "torch"); }
+static void remove_tmp(void) { cr_expect_eq(tu_rmtree(tmpdir), 0); }
 
 TestSuite(torch_hostile, .init = make_tmp, .fini = remove_tmp);
 

@@ -8,20 +8,14 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "weights/zip.h"
+#include "tests/testutil.h"
 
 #define W FIXTURES "/weights/"
 
 static uint8_t *slurp(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
+    uint8_t *buf = (uint8_t *)tu_slurp(path, n);
+    cr_assert_not_null(buf, "%s", path);
     return buf;
 }
 
@@ -124,13 +118,8 @@ Test(zip, deflate_entries)
 }
 
 static char tmpdir[64];
-static void make_tmp(void) { snprintf(tmpdir, sizeof tmpdir, "/tmp/moedit_zip_XXXXXX"); cr_assert_not_null(mkdtemp(tmpdir)); }
-static void remove_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    cr_expect_eq(system(cmd), 0);
-}
+static void make_tmp(void) { tu_tmpdir(tmpdir, sizeof tmpdir, "zip"); }
+static void remove_tmp(void) { cr_expect_eq(tu_rmtree(tmpdir), 0); }
 TestSuite(zip_writer, .init = make_tmp, .fini = remove_tmp);
 
 /* Writes three entries (one streamed in chunks) and reads them back. */

@@ -185,6 +185,16 @@ static int take_le(me_pickle *p, int n, uint64_t *v)
     return rc;
 }
 
+/* lenbytes of little-endian length, then that many bytes; too_long names
+   the operand in the error when the length runs past the end. */
+static int take_counted(me_pickle *p, int lenbytes, const char *too_long, const uint8_t **s, uint64_t *n)
+{
+    int rc = take_le(p, lenbytes, n);
+    if (rc) return rc;
+    if (*n > p->size - p->pos) return fail(p, too_long);
+    return take(p, (size_t)*n, s);
+}
+
 static int take_line(me_pickle *p, const char **line)
 {
     const uint8_t *s = p->data + p->pos;
@@ -397,10 +407,8 @@ static int op_string(me_pickle *p, me_pk_kind kind, int lenbytes)
 {
     uint64_t n = 0;
     const uint8_t *s = NULL;
-    int rc = take_le(p, lenbytes, &n);
+    int rc = take_counted(p, lenbytes, "truncated string", &s, &n);
     if (rc) return rc;
-    if (n > p->size - p->pos) return fail(p, "truncated string");
-    if ((rc = take(p, (size_t)n, &s))) return rc;
     me_pk_value *v = new_value(p, kind);
     if (!v || !(v->u.str.s = new_string(p, s, (size_t)n))) return MOEDIT_EINPUT;
     v->u.str.len = (size_t)n;
@@ -419,10 +427,8 @@ static int op_long(me_pickle *p, int lenbytes)
 {
     uint64_t n = 0;
     const uint8_t *b = NULL;
-    int rc = take_le(p, lenbytes, &n);
+    int rc = take_counted(p, lenbytes, "truncated LONG", &b, &n);
     if (rc) return rc;
-    if (n > p->size - p->pos) return fail(p, "truncated LONG");
-    if ((rc = take(p, (size_t)n, &b))) return rc;
     if (n > 8) return push(p, placeholder(p, "builtins", "int (wider than 64 bits)"));
     uint64_t v = n ? le(b, (int)n) : 0;
     if (n && n < 8 && (b[n - 1] & 0x80)) v |= ~(uint64_t)0 << (8 * n);

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Regenerates the images the README shows (samples/) from the shipped models:
+# a 10-class grid from each model and expert heatmaps of a traced run.
+# usage: scripts/make_samples.sh [BUILD_DIR]   (default build)
+set -e
+cd "$(dirname "$0")/.."
+moedit=${1:-build}/moedit
+classes=0,1,2,3,4,5,6,7,8,9,0,1,2,3,4,5,6,7,8,9
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p samples
+"$moedit" sample --model fmnist-moe --class $classes --seed 1 --out samples/fmnist-moe.png \
+    --trace "$tmp/moe.trace"
+"$moedit" sample --model fmnist-switch --class $classes --seed 1 --out samples/fmnist-switch.png \
+    --trace "$tmp/switch.trace"
+"$moedit" heatmap "$tmp/moe.trace" --out "$tmp/moe-heatmaps" > samples/fmnist-moe-routing.txt
+"$moedit" heatmap "$tmp/switch.trace" --out "$tmp/switch-heatmaps" > samples/fmnist-switch-routing.txt
+cp "$tmp/moe-heatmaps/overview.png" samples/fmnist-moe-heatmap-overview.png
+cp "$tmp/moe-heatmaps/layer_00.png" samples/fmnist-moe-heatmap-layer0.png
+cp "$tmp/switch-heatmaps/overview.png" samples/fmnist-switch-heatmap-overview.png
+ls -l samples
