@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/core.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 /* Floats of unfolded input per band (8 MB): a few hundred pixels even for
@@ -121,7 +122,7 @@ static void gemm_share(const op_conv_shape *s, int k, const float *weight, const
     int lo = t * chunk, len = cols - lo < chunk ? cols - lo : chunk;
     if (len <= 0) return;
     fill_bias(s->cout, len, ldy, bias, y + lo);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, len, k, 1.0f, weight, k, col + lo,
+    me_sgemm(CblasNoTrans, CblasNoTrans, s->cout, len, k, 1.0f, weight, k, col + lo,
                 cols, 1.0f, y + lo, (int)ldy);
 }
 

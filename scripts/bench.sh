@@ -22,6 +22,9 @@ ITERS=${ITERS:-10}
 THREADS=${THREADS:-2}
 SHAPES=${SHAPES:-"S B"}
 PY=/usr/bin/python3
+# Sleeping, not spinning, OpenMP waits: on a machine shared with other jobs a
+# spinning join waits out whole scheduler slices (see docs/performance.md).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 BIN="$BUILD/moedit"
 PEAK=350
 mkdir -p "$WORK"
@@ -32,7 +35,7 @@ field() { sed -n "s/^.*$1: \([0-9.]*\).*$/\1/p" | head -1; }
 echo "# moedit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GB;" \
-     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS; iters $ITERS"
+     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS; iters $ITERS; OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
 echo
 echo "| model | PyTorch ms | moedit ms | speed-up | moedit GFLOP/s (% of $PEAK) | bf16 ms | bf16 GFLOP/s | peak RSS f32 / bf16 MB |"
 echo "|---|---|---|---|---|---|---|---|"
