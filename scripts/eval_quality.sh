@@ -14,11 +14,12 @@ run() {   # run NAME MODEL [sampling flags…]
     name=$1; model=$2; shift 2
     "$moedit" fid-sample --model "$model" --num "$num" --batch 100 --seed 0 --npz "$out/$name.npz" "$@" 2>/dev/null
     printf '%s\t%s\t' "$name" "$*"
-    /usr/bin/python3 tools/eval_samples.py "$out/$name.npz" --summary
+    /usr/bin/python3 tools/eval_samples.py "$out/$name.npz" | grep -E 'accuracy|FID' | tr '\n' ' '
+    echo
 }
 for m in fmnist-moe fmnist-switch; do
     run "$m-default" $m
-    run "$m-ddim25" $m --sampler ddim --steps ddim25
-    run "$m-ddpm250-cfg1" $m --sampler ddpm --steps 250 --cfg 1
-    run "$m-ddpm250-cfg3" $m --sampler ddpm --steps 250 --cfg 3
+    for cfg in 2 4 6; do
+        run "$m-ddim25-cfg$cfg" $m --sampler ddim --steps ddim25 --cfg $cfg
+    done
 done
