@@ -12,6 +12,7 @@
 
 #define DIT_FREQ_DIM 256   /* sinusoidal timestep features */
 #define DIT_LN_EPS 1e-6f
+#define DIT_ITEM_ROWS 112  /* rows per DiT-MoE feed-forward work item (8 GEMM panels) */
 
 /* A SwiGLU feed-forward: gate_proj and up_proj packed side by side, so one
    product makes both halves of [rows, 2H]. */
@@ -53,13 +54,16 @@ typedef struct {
     float *qkv;        /* [n·T, 3D] */
     float *att;        /* [n·T, D] */
     float *ff;         /* [n·T, D] attention / feed-forward output */
-    float *mid;        /* [n·T, 2·max(H, S)] feed-forward hidden (gate, up halves) */
-    float *gather;     /* [n·T, D] tokens routed to one expert */
-    float *eout;       /* [n·T, D] that expert's output */
+    float *mid;        /* feed-forward hidden (gate, up halves): [n·T, 2·H] dense; DiT-MoE
+                          [n·T·k, 2·H] routed slots, then [n·T, 2·S] shared */
+    float *eout;       /* [n·T·k, D] routed experts' outputs, slots in expert order */
+    float *shared_out; /* [n·T, D] the shared expert's output */
     float *probs;      /* [n·T, E] gate probabilities */
     int *top_idx;      /* [n·T, k] */
     float *top_w;      /* [n·T, k] */
-    int *order;        /* [n·T·k] token·k + j, grouped by expert */
+    int *slot_pos;     /* [n·T·k] position of slot token·k + j in expert order */
+    int *slot_token;   /* [n·T·k] the token at each position in expert order */
+    int *items;        /* [max items, 3] expert, first position, rows: the FFN's work */
     int *count;        /* [E + 1] */
     float *tfreq;      /* [n, 256] */
     float *temb;       /* [n, D] t_embedder output (Switch-DiT routers read it) */

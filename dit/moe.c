@@ -50,22 +50,33 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
     m->trace(m->trace_user, &r);
 }
 
-/* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)): one product for both gate and
-   up (a.mid holds [rows, 2H]), SiLU·up in place into the gate half, which
-   the down product then reads with row stride 2H. */
-static void swiglu(moedit_model *m, int rows, const float *x, const dit_swiglu *ex, float *out)
+/* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)) for the rows of x that pick
+   lists (NULL: the first `rows`): one product for both gate and up into
+   mid [rows, 2H], SiLU·up in place into the gate half, which the down
+   product then reads with row stride 2H. Runs on the calling thread. */
+static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex, float *mid,
+                   float *out)
 {
     int hid = ex->hid;
-    float *g = m->a.mid;
-    dit_linear(rows, x, &ex->gate_up, NULL, g);
-    #pragma omp parallel for num_threads(me_threads()) if ((size_t)rows * hid >= PAR_MIN)
+    me_gemm_rows(rows, x, ldx, pick, &ex->gate_up, 1.0f, NULL, 0.0f, mid, (size_t)2 * hid);
     for (int r = 0; r < rows; r++) {
-        float *gr = g + (size_t)r * 2 * hid;
+        float *gr = mid + (size_t)r * 2 * hid;
         const float *ur = gr + hid;
         #pragma omp simd
         for (int i = 0; i < hid; i++) gr[i] = gr[i] / (1.0f + me_expf(-gr[i])) * ur[i];
     }
-    me_gemm(rows, g, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
+    me_gemm(rows, mid, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
+}
+
+/* Work items: row ranges of one expert (E: the shared one) of at most
+   DIT_ITEM_ROWS rows, so every thread stays busy whatever the routing. */
+static int add_items(int *items, int n, int expert, int r0, int rows)
+{
+    for (int r = r0; r < r0 + rows; r += DIT_ITEM_ROWS, n++) {
+        items[3 * n] = expert, items[3 * n + 1] = r;
+        items[3 * n + 2] = r0 + rows - r < DIT_ITEM_ROWS ? r0 + rows - r : DIT_ITEM_ROWS;
+    }
+    return n;
 }
 
 void dit_moe_ffn(moedit_model *m, int l, int n)
@@ -82,38 +93,56 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     for (long tok = 0; tok < NT; tok++)
         top_k(a->probs + tok * E, E, k, a->top_idx + tok * k, a->top_w + tok * k);
 
-    /* Counting sort of the (token, choice) slots by expert, so every expert
-       sees its tokens as one contiguous GEMM; idle experts cost nothing. */
+    /* Counting sort of the (token, choice) slots by expert: expert e's
+       tokens are sorted positions [start[e], start[e+1]), one product per
+       expert and row range, gathered from a.xm while A is packed. */
     int *start = a->count;
     memset(start, 0, (size_t)(E + 1) * sizeof *start);
     for (long s = 0; s < NT * k; s++) start[a->top_idx[s] + 1]++;
     for (int e = 0; e < E; e++) start[e + 1] += start[e];
-    for (long s = 0; s < NT * k; s++) a->order[start[a->top_idx[s]]++] = (int)s;
+    for (long s = 0; s < NT * k; s++) {
+        int pos = start[a->top_idx[s]]++;
+        a->slot_pos[s] = pos;
+        a->slot_token[pos] = (int)(s / k);
+    }
     for (int e = E; e > 0; e--) start[e] = start[e - 1];   /* the fill shifted the starts */
     start[0] = 0;
 
-    memset(a->ff, 0, (size_t)NT * D * sizeof *a->ff);
-    for (int e = 0; e < E; e++) {
-        int s0 = start[e], cnt = start[e + 1] - s0;
-        if (cnt == 0) continue;
-        #pragma omp parallel for num_threads(me_threads()) if ((size_t)cnt * D >= PAR_MIN)
-        for (int i = 0; i < cnt; i++)
-            memcpy(a->gather + (size_t)i * D, a->xm + (size_t)(a->order[s0 + i] / k) * D, (size_t)D * sizeof(float));
-        swiglu(m, cnt, a->gather, &b->experts[e], a->eout);
-        /* A token picks an expert at most once: these rows never collide. */
-        #pragma omp parallel for num_threads(me_threads()) if ((size_t)cnt * D >= PAR_MIN)
-        for (int i = 0; i < cnt; i++) {
-            int slot = a->order[s0 + i];
-            float w = a->top_w[slot], *dst = a->ff + (size_t)(slot / k) * D;
-            const float *src = a->eout + (size_t)i * D;
-            for (int d = 0; d < D; d++) dst[d] += w * src[d];
+    int items = 0, H = cf->mlp_hidden;
+    for (int e = 0; e < E; e++) items = add_items(a->items, items, e, start[e], start[e + 1] - start[e]);
+    if (b->shared.hid) items = add_items(a->items, items, E, 0, (int)NT);
+    float *shared_mid = a->mid + (size_t)NT * k * 2 * H;
+
+    #pragma omp parallel num_threads(me_threads())
+    {
+        #pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < items; it++) {
+            int e = a->items[3 * it], r0 = a->items[3 * it + 1], rows = a->items[3 * it + 2];
+            if (e < E)
+                swiglu(rows, a->xm, (size_t)D, a->slot_token + r0, &b->experts[e], a->mid + (size_t)r0 * 2 * H,
+                       a->eout + (size_t)r0 * D);
+            else
+                swiglu(rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, &b->shared,
+                       shared_mid + (size_t)r0 * 2 * b->shared.hid, a->shared_out + (size_t)r0 * D);
         }
-    }
-    if (b->shared.hid) {
-        swiglu(m, (int)NT, a->xm, &b->shared, a->eout);
-        size_t len = (size_t)NT * D;
-        #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
-        for (size_t i = 0; i < len; i++) a->ff[i] += a->eout[i];
+        /* ff = Σ w·expert in ascending expert order (upstream's scatter-add
+           order), then + shared. A token picks an expert at most once. */
+        #pragma omp for schedule(static)
+        for (long tok = 0; tok < NT; tok++) {
+            const int *idx = a->top_idx + tok * k;
+            float *dst = a->ff + tok * D;
+            for (int c = 0, prev = -1; c < k; c++) {
+                int j = -1;
+                for (int q = 0; q < k; q++)
+                    if (idx[q] > prev && (j < 0 || idx[q] < idx[j])) j = q;
+                prev = idx[j];
+                float w = a->top_w[tok * k + j];
+                const float *src = a->eout + (size_t)a->slot_pos[tok * k + j] * D;
+                for (int d = 0; d < D; d++) dst[d] = c == 0 ? w * src[d] : dst[d] + w * src[d];
+            }
+            if (b->shared.hid)
+                for (int d = 0; d < D; d++) dst[d] += a->shared_out[tok * D + d];
+        }
     }
 
     if (m->trace)

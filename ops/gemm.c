@@ -231,8 +231,6 @@ KERNELS(1) KERNELS(2) KERNELS(3) KERNELS(4) KERNELS(5) KERNELS(6) KERNELS(7)
 KERNELS(8) KERNELS(9) KERNELS(10) KERNELS(11) KERNELS(12) KERNELS(13) KERNELS(14)
 #undef KERNELS
 
-#pragma GCC pop_options
-
 /* Indexed by live rows. */
 static const kernel_fn kernels_f32[MR + 1] = {NULL, kf_1, kf_2, kf_3, kf_4, kf_5, kf_6, kf_7,
                                               kf_8, kf_9, kf_10, kf_11, kf_12, kf_13, kf_14};
@@ -246,6 +244,7 @@ static const kernel_fn kernels_bf16[MR + 1] = {NULL, kb_1, kb_2, kb_3, kb_4, kb_
 typedef struct {
     const float *a;
     size_t lda;
+    const int *rows;    /* NULL, or row i of A is a + rows[i]·lda (untransposed only) */
     int trans_a, bf16;
     float alpha, beta;
     const float *bias;
@@ -253,30 +252,97 @@ typedef struct {
     size_t ldc;
 } gemm_job;
 
+/* 16 rows of 16 32-bit lanes, transposed in place: four rounds of swapping
+   the off-diagonal h×h blocks of every 2h×2h block (h = 8, 4, 2, 1). */
+static inline __attribute__((always_inline)) void transpose16(__m512i r[16])
+{
+    /* Per round: row i keeps its own left half and takes row i+h's left half
+       as its right half; row i+h takes row i's right half, keeps its own. */
+    static const int32_t keep[4][16] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+        {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+        {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+        {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
+    static const int32_t take[4][16] = {
+        {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+        {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+        {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+        {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};
+    #pragma GCC unroll 4
+    for (int round = 0; round < 4; round++) {
+        int h = 8 >> round;
+        __m512i ik = _mm512_loadu_si512(keep[round]), it = _mm512_loadu_si512(take[round]);
+        #pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i & h) continue;
+            __m512i lo = r[i], hi = r[i + h];
+            r[i] = _mm512_permutex2var_epi32(lo, ik, hi);
+            r[i + h] = _mm512_permutex2var_epi32(lo, it, hi);
+        }
+    }
+}
+
+/* One MR-row panel of untransposed A, k-range [k0, k0+kc): 16 columns at a
+   time are loaded row-wise and transposed in registers into [kc][MR]; bf16
+   converts 32 columns into 16 pairs first (vcvtne2ps2bf16 rounds to nearest
+   even, as to_bf16) and transposes the pairs into [kc/2][MR]. */
+static void pack_a_panel_avx512(const float *const *row, int live, int kc, int bf16, void *dst)
+{
+    int per = bf16 ? 32 : 16, units = bf16 ? (kc + 1) / 2 : kc;
+    uint32_t *d = dst;
+    for (int k = 0; k < kc; k += per) {
+        int left = kc - k;
+        __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+        __m512i r[16];
+        for (int i = 0; i < 16; i++) {
+            r[i] = _mm512_setzero_si512();
+            if (i >= live) continue;
+            const float *src = row[i] + k;
+            __m512 lo = _mm512_maskz_loadu_ps(m0, src);
+            if (bf16)
+                r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), lo);
+            else
+                r[i] = _mm512_castps_si512(lo);
+        }
+        transpose16(r);
+        int u0 = bf16 ? k / 2 : k, n = units - u0 < 16 ? units - u0 : 16;
+        for (int u = 0; u < n; u++) _mm512_mask_storeu_epi32(d + (size_t)(u0 + u) * MR, 0x3fff, r[u]);
+    }
+}
+
+#pragma GCC pop_options
+
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into MR-row panels
-   (kc rounded up to even for bf16; the pad is zero). Row by row: reads are
-   contiguous (untransposed A), writes stay in the L1-resident panel. */
+   (kc rounded up to even for bf16; the pad is zero). */
 static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *buf)
 {
     int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
     size_t step = g->trans_a ? g->lda : 1;
     for (int p = 0; p * MR < rows; p++) {
         int live = rows - p * MR < MR ? rows - p * MR : MR;
-        for (int i = 0; i < MR; i++) {
+        void *panel = (char *)buf + (size_t)p * kcp * MR * (g->bf16 ? sizeof(uint16_t) : sizeof(float));
+        if (!g->trans_a) {
+            const float *row[MR];
+            for (int i = 0; i < live; i++) {
+                int r = i0 + p * MR + i;
+                row[i] = g->a + (size_t)(g->rows ? g->rows[r] : r) * g->lda + k0;
+            }
+            pack_a_panel_avx512(row, live, kc, g->bf16, panel);
+            continue;
+        }
+        for (int i = 0; i < MR; i++) {   /* transposed A (me_sgemm only): column reads anyway */
             int r = i0 + p * MR + i;
-            const float *src = i >= live ? NULL : g->trans_a ? g->a + (size_t)k0 * g->lda + r : g->a + (size_t)r * g->lda + k0;
+            const float *src = i >= live ? NULL : g->a + (size_t)k0 * g->lda + r;
             if (g->bf16) {
-                uint32_t *d = (uint32_t *)buf + (size_t)p * (kcp / 2) * MR + i;
+                uint32_t *d = (uint32_t *)panel + i;
                 for (int k = 0; k < kcp; k += 2) {
                     float lo = src && k < kc ? src[k * step] : 0.0f, hi = src && k + 1 < kc ? src[(k + 1) * step] : 0.0f;
                     d[(size_t)(k / 2) * MR] = to_bf16(lo) | (uint32_t)to_bf16(hi) << 16;
                 }
             } else {
-                float *d = (float *)buf + (size_t)p * kcp * MR + i;
-                if (src)
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = src[k * step];
-                else
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = 0.0f;
+                float *d = (float *)panel + i;
+                for (int k = 0; k < kc; k++) d[(size_t)k * MR] = src ? src[k * step] : 0.0f;
             }
         }
     }
@@ -383,6 +449,12 @@ static void scale_only(int m, int n, const float *bias, float beta, float *c, si
 void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha, const float *bias, float beta,
              float *c, size_t ldc)
 {
+    me_gemm_rows(m, a, lda, NULL, b, alpha, bias, beta, c, ldc);
+}
+
+void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                  const float *bias, float beta, float *c, size_t ldc)
+{
     int n = b->n, k = b->k;
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -390,10 +462,23 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
         return;
     }
     if (!me_gemm_native(0)) {
+        if (rows) {   /* OpenBLAS reads A in place: gather blocks of rows into a stack buffer */
+            float buf[32768];
+            int per = 32768 / k;   /* 0: rows too long to copy, multiplied in place one by one */
+            for (int i0 = 0; i0 < m; i0 += per ? per : 1) {
+                int cnt = per == 0 ? 1 : m - i0 < per ? m - i0 : per;
+                const float *src = a + (size_t)rows[i0] * lda;
+                for (int i = 0; i < cnt && per; i++)
+                    memcpy(buf + (size_t)i * k, a + (size_t)rows[i0 + i] * lda, (size_t)k * sizeof *buf);
+                blas_product(0, 0, cnt, n, k, alpha, per ? buf : src, per ? k : (int)lda, b->data, n, bias, beta,
+                             c + (size_t)i0 * ldc, (int)ldc);
+            }
+            return;
+        }
         blas_product(0, 0, m, n, k, alpha, a, (int)lda, b->data, n, bias, beta, c, (int)ldc);
         return;
     }
-    gemm_job g = {a, lda, 0, b->bf16, alpha, beta, bias, c, ldc};
+    gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
     int np = panels(n), kc_max = b->bf16 ? KC_BF16 : KC_F32, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(m, np, nt);
     #pragma omp parallel num_threads(nt)
@@ -429,7 +514,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     /* B in blocks of KC×NC, packed by all threads together into the calling
        thread's stack, then multiplied as in me_gemm. */
     _Alignas(64) float bbuf[KC_F32 * NC];
-    gemm_job g = {a, (size_t)lda, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
+    gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
     int kc = k_block(k, KC_F32);
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)

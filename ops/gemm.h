@@ -50,6 +50,11 @@ void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const 
 void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha, const float *bias,
              float beta, float *c, size_t ldc);
 
+/* me_gemm with A's rows gathered: row i of A is a[rows[i]·lda, +k). The
+   gather happens while A is packed, so no copy of the rows is made. */
+void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                  const float *bias, float beta, float *c, size_t ldc);
+
 /* cblas_sgemm(CblasRowMajor, …) with the same arguments, through the own
    kernels (packing B per call): a drop-in replacement. */
 void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
