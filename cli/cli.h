@@ -58,10 +58,10 @@ const char *cli_model_path(const char *model);
 typedef struct {
     const char *model, *vae, *sampler, *steps, *cfg_channels, *schedule, *seed;
     float cfg, eta;
-    int threads, heads, top_k;
+    int threads, heads, top_k, bf16;
     char *owned[5];   /* strings read from defaults.json */
 } cli_sampling;
-#define CLI_SAMPLING_FLAGS 12   /* entries cli_sampling_flags writes */
+#define CLI_SAMPLING_FLAGS 13   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --top-k) to f; returns their count. */

@@ -178,6 +178,7 @@ static void print_repeat(const char *model, const moedit_sample_options *o, int 
             samplers[o->sampler], o->steps, o->cfg, o->cfg_channels ? chans : "all");
     if (a->s.heads != INT_MIN) fprintf(stderr, " --heads %d", a->s.heads);
     if (a->s.top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->s.top_k);
+    if (a->s.bf16) fprintf(stderr, " --bf16");
     if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %g", o->eta);
     if (o->sampler != MOEDIT_SAMPLER_FLOW) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
     if (a->noise) fprintf(stderr, " --noise %s", a->noise);

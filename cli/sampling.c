@@ -43,6 +43,7 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
         {"--threads", CLI_INT, &s->threads, "N               threads (0 = all cores)"},
         {"--heads", CLI_INT, &s->heads, "H               attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &s->top_k, "K               experts per token (default 2)"},
+        {"--bf16", CLI_BOOL, &s->bf16, "                block matrices in bfloat16 (AVX512-BF16 products, ~2x faster)"},
     };
     _Static_assert(sizeof table / sizeof table[0] == CLI_SAMPLING_FLAGS, "update CLI_SAMPLING_FLAGS in cli.h");
     memcpy(f, table, sizeof table);
@@ -113,6 +114,7 @@ int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_loa
         return cli_usage_error(cmd, "--heads and --top-k must be positive");
     lo->heads = s->heads == INT_MIN ? 0 : s->heads;
     lo->top_k = s->top_k == INT_MIN ? 0 : s->top_k;
+    lo->bf16 = s->bf16;
     return 0;
 }
 
