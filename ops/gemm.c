@@ -311,6 +311,37 @@ static void pack_a_panel_avx512(const float *const *row, int live, int kc, int b
     }
 }
 
+/* me_sgemm's B block: columns [j, j+live) × k-range [k0, k0+kc) of B into
+   one [kc][NR] panel, zero past `live`. Untransposed B: each k is a row
+   segment; transposed: 16 columns × 16 k at a time through transpose16. */
+static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst)
+{
+    __mmask16 m0 = live >= 16 ? 0xffff : (__mmask16)((1u << live) - 1);
+    __mmask16 m1 = live >= 32 ? 0xffff : live <= 16 ? 0 : (__mmask16)((1u << (live - 16)) - 1);
+    if (!tb) {
+        for (int kk = 0; kk < kc; kk++) {
+            const float *src = b + (size_t)(k0 + kk) * ldb + j;
+            _mm512_store_ps(dst + (size_t)kk * NR, _mm512_maskz_loadu_ps(m0, src));
+            _mm512_store_ps(dst + (size_t)kk * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+        }
+        return;
+    }
+    for (int kk = 0; kk < kc; kk += 16) {
+        int left = kc - kk, n = left < 16 ? left : 16;
+        __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        for (int half = 0; half < 2; half++) {
+            __m512i r[16];
+            for (int c = 0; c < 16; c++) {
+                int col = half * 16 + c;
+                r[c] = col < live ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, b + (size_t)(j + col) * ldb + k0 + kk))
+                                  : _mm512_setzero_si512();
+            }
+            transpose16(r);
+            for (int u = 0; u < n; u++) _mm512_store_si512(dst + (size_t)(kk + u) * NR + half * 16, r[u]);
+        }
+    }
+}
+
 #pragma GCC pop_options
 
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into MR-row panels
@@ -525,12 +556,10 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
             for (int k0 = 0; k0 < k; k0 += kc) {
                 int kb = k - k0 < kc ? k - k0 : kc;
                 #pragma omp for schedule(static)
-                for (int j = 0; j < np * NR; j++) {
-                    float *dst = bbuf + (size_t)(j / NR) * kb * NR + j % NR;
-                    for (int kk = 0; kk < kb; kk++)
-                        dst[(size_t)kk * NR] = j0 + j >= n ? 0.0f
-                                               : tb ? b[(size_t)(j0 + j) * ldb + k0 + kk]
-                                                    : b[(size_t)(k0 + kk) * ldb + j0 + j];
+                for (int p = 0; p < np; p++) {
+                    int j = j0 + p * NR;
+                    pack_b_panel_avx512(b, (size_t)ldb, tb, k0, kb, j, n - j < NR ? n - j : NR,
+                                        bbuf + (size_t)p * kb * NR);
                 }
                 /* (the loop's barrier: the block is packed) */
                 int i0, i1, p0, p1;
