@@ -68,6 +68,16 @@ static void ln_modulate(moedit_model *m, int n, const float *h, int shift, int s
                           DIT_LN_EPS, m->a.xm);
 }
 
+/* h += gate · a.ff, then a.xm = LN(h)·(1 + scale) + shift, in one pass
+   (chunks of a.mod, 6 per row). */
+static void gated_add_ln_modulate(moedit_model *m, int n, float *h, int gate, int shift, int scale)
+{
+    int D = m->cfg.hidden;
+    size_t stride = (size_t)6 * D;
+    op_gated_add_layernorm_modulate(n * m->tokens, D, h, m->a.mod + gate * D, m->a.ff, m->a.mod + shift * D,
+                                    m->a.mod + scale * D, m->tokens, stride, DIT_LN_EPS, m->a.xm);
+}
+
 /* h += gate · a.ff, gate being chunk `gate` of a.mod (6 chunks). */
 static void gated_add(moedit_model *m, int n, float *h, int gate)
 {
@@ -119,8 +129,7 @@ static void block(moedit_model *m, int l, int n, float *h)
     dit_linear(n, a->sc, &b->ada, b->ada_b, a->mod);
     ln_modulate(m, n, h, 0, 1, 6);
     attention(m, b, n);
-    gated_add(m, n, h, 2);
-    ln_modulate(m, n, h, 3, 4, 6);
+    gated_add_ln_modulate(m, n, h, 2, 3, 4);
     if (m->cfg.family == MOEDIT_FAMILY_DIT_MOE) dit_moe_ffn(m, l, n);
     else mlp(m, b, n);
     gated_add(m, n, h, 5);

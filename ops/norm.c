@@ -39,16 +39,34 @@ void op_layernorm(int n, int d, const float *x, const float *w, const float *b, 
         layernorm_row(d, x + (size_t)r * d, w, b, eps, y + (size_t)r * d);
 }
 
+/* One row of adaLN, optionally after the gated residual x += gate ⊙ delta. */
+static void modulate_row(int d, float *x, const float *gate, const float *delta, const float *shift,
+                         const float *scale, float eps, float *y)
+{
+    if (gate)
+        for (int i = 0; i < d; i++) x[i] += gate[i] * delta[i];
+    double mean, rstd;
+    row_stats(d, x, eps, &mean, &rstd);
+    for (int i = 0; i < d; i++) y[i] = (float)((x[i] - mean) * rstd) * (1.0f + scale[i]) + shift[i];
+}
+
 void op_layernorm_modulate(int n, int d, const float *x, const float *shift, const float *scale, int group,
                            size_t stride, float eps, float *y)
 {
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * d >= PAR_MIN) schedule(static)
     for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * d, *sh = shift + (size_t)(r / group) * stride;
-        const float *sc = scale + (size_t)(r / group) * stride;
-        float *yr = y + (size_t)r * d;
-        double mean, rstd;
-        row_stats(d, xr, eps, &mean, &rstd);
-        for (int i = 0; i < d; i++) yr[i] = (float)((xr[i] - mean) * rstd) * (1.0f + sc[i]) + sh[i];
+        size_t c = (size_t)(r / group) * stride;
+        modulate_row(d, (float *)x + (size_t)r * d, NULL, NULL, shift + c, scale + c, eps, y + (size_t)r * d);
+    }
+}
+
+void op_gated_add_layernorm_modulate(int n, int d, float *x, const float *gate, const float *delta,
+                                     const float *shift, const float *scale, int group, size_t stride, float eps,
+                                     float *y)
+{
+    #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * d >= PAR_MIN) schedule(static)
+    for (int r = 0; r < n; r++) {
+        size_t c = (size_t)(r / group) * stride, o = (size_t)r * d;
+        modulate_row(d, x + o, gate + c, delta + o, shift + c, scale + c, eps, y + o);
     }
 }

@@ -18,6 +18,11 @@ void op_layernorm(int n, int d, const float *x, const float *w, const float *b, 
    shift/scale + (r / group)·stride (one conditioning row per group). */
 void op_layernorm_modulate(int n, int d, const float *x, const float *shift, const float *scale, int group,
                            size_t stride, float eps, float *y);
+/* The residual step before it, in the same pass: x += gate ⊙ delta (gate
+   per group like shift and scale, delta [n, d]), then y = adaLN(x). */
+void op_gated_add_layernorm_modulate(int n, int d, float *x, const float *gate, const float *delta,
+                                     const float *shift, const float *scale, int group, size_t stride, float eps,
+                                     float *y);
 
 void op_silu(size_t n, const float *x, float *y);
 void op_gelu_tanh(size_t n, const float *x, float *y);

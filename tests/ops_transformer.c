@@ -52,6 +52,29 @@ Test(ops, layernorm_affine_and_large_offset)
 
 static const float act_in[16] = {-30, -10, -5, -2.5f, -1, -0.3f, -1e-3f, 0, 1e-3f, 0.3f, 1, 2.5f, 5, 10, 30, 88};
 
+/* DiT's residual + adaLN: x += gate·delta, y = LN(x)·(1 + scale) + shift,
+   two rows per conditioning row (chunks gate | shift | scale, stride 3d). */
+Test(ops, gated_add_layernorm_modulate)
+{
+    enum { d = 6 };
+    float x[4 * d], delta[4 * d], mod[2 * 3 * d], y[4 * d];
+    seq(x, 4 * d, 0.61, 0.2, 3), seq(delta, 4 * d, 0.37, 0.9, 1), seq(mod, 2 * 3 * d, 0.23, 0.5, 0.5);
+    static const float want_x[4 * d] = {0.783781469f, 2.49132538f, 3.37457061f, 3.10934639f, 1.78358972f,
+        -0.134353161f, -1.96938384f, -3.02613711f, -3.06915617f, -2.08823109f, -0.44076547f, 1.2777189f,
+        3.23789048f, 3.15423918f, 1.99091327f, 0.156440765f, -1.69931269f, -2.91883063f, -3.42642093f,
+        -2.59446049f, -0.914434493f, 1.00838137f, 2.4834702f, 2.98358417f};
+    static const float want_y[4 * d] = {-0.3645477f, 0.820253372f, 1.21519554f, 0.887109697f, 0.113885932f,
+        -0.795121014f, 0.221214652f, -0.365839422f, -0.357614011f, 0.0480674207f, 0.579198956f, 1.01805055f,
+        1.4606632f, 1.56318533f, 0.949720144f, -0.106770501f, -1.14029968f, -1.71178222f, -2.13001919f,
+        -1.55939341f, -0.419892788f, 0.871230185f, 1.83096659f, 2.13184047f};
+    op_gated_add_layernorm_modulate(4, d, x, mod, delta, mod + d, mod + 2 * d, 2, 3 * d, 1e-6f, y);
+    expect_close(x, want_x, 4 * d, 1e-6f, 1e-6f);
+    expect_close(y, want_y, 4 * d, 2e-6f, 2e-6f);
+    /* and without the residual step, from the updated x */
+    op_layernorm_modulate(4, d, x, mod + d, mod + 2 * d, 2, 3 * d, 1e-6f, y);
+    expect_close(y, want_y, 4 * d, 2e-6f, 2e-6f);
+}
+
 Test(ops, silu)
 {
     static const float want[16] = {-2.80728695e-12f, -0.000453978719f, -0.0334642529f, -0.189645454f,
