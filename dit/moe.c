@@ -108,9 +108,11 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     for (int e = E; e > 0; e--) start[e] = start[e - 1];   /* the fill shifted the starts */
     start[0] = 0;
 
+    /* The shared expert's items first: they are the widest, and the dynamic
+       schedule balances best when the large jobs go out first. */
     int items = 0, H = cf->mlp_hidden;
-    for (int e = 0; e < E; e++) items = add_items(a->items, items, e, start[e], start[e + 1] - start[e]);
     if (b->shared.hid) items = add_items(a->items, items, E, 0, (int)NT);
+    for (int e = 0; e < E; e++) items = add_items(a->items, items, e, start[e], start[e + 1] - start[e]);
     float *shared_mid = a->mid + (size_t)NT * k * 2 * H;
 
     #pragma omp parallel num_threads(me_threads())
