@@ -349,7 +349,6 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
 static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *buf)
 {
     int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
-    size_t step = g->trans_a ? g->lda : 1;
     for (int p = 0; p * MR < rows; p++) {
         int live = rows - p * MR < MR ? rows - p * MR : MR;
         void *panel = (char *)buf + (size_t)p * kcp * MR * (g->bf16 ? sizeof(uint16_t) : sizeof(float));
@@ -362,19 +361,11 @@ static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *bu
             pack_a_panel_avx512(row, live, kc, g->bf16, panel);
             continue;
         }
-        for (int i = 0; i < MR; i++) {   /* transposed A (me_sgemm only): column reads anyway */
-            int r = i0 + p * MR + i;
-            const float *src = i >= live ? NULL : g->a + (size_t)k0 * g->lda + r;
-            if (g->bf16) {
-                uint32_t *d = (uint32_t *)panel + i;
-                for (int k = 0; k < kcp; k += 2) {
-                    float lo = src && k < kc ? src[k * step] : 0.0f, hi = src && k + 1 < kc ? src[(k + 1) * step] : 0.0f;
-                    d[(size_t)(k / 2) * MR] = to_bf16(lo) | (uint32_t)to_bf16(hi) << 16;
-                }
-            } else {
-                float *d = (float *)panel + i;
-                for (int k = 0; k < kc; k++) d[(size_t)k * MR] = src ? src[k * step] : 0.0f;
-            }
+        /* Transposed A (me_sgemm, float32 only): row i is column i0 + i. */
+        float *d = panel;
+        for (int i = 0; i < MR; i++) {
+            const float *src = i < live ? g->a + (size_t)k0 * g->lda + i0 + p * MR + i : NULL;
+            for (int k = 0; k < kc; k++) d[(size_t)k * MR + i] = src ? src[(size_t)k * g->lda] : 0.0f;
         }
     }
 }

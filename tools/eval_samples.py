@@ -9,6 +9,9 @@ arr_1 int64 [N] conditioning labels) and prints
     Fashion-MNIST test set (10k images).
 
   /usr/bin/python3 tools/eval_samples.py samples.npz [--classifier models/fmnist-classifier.pt]
+  /usr/bin/python3 tools/eval_samples.py --vae-ceiling models/fmnist-vae
+      the same scores for the test set itself and for its VAE reconstructions (decode of
+      the posterior mean): the best any generator working through that VAE can reach.
 """
 import argparse
 import os
@@ -97,12 +100,36 @@ def score(model, images_uint8, labels, verbose=True):
     return acc, per, fd
 
 
+def to_uint8(img):
+    """[-1, 1] float images [N,1,H,W] -> uint8 [N,H,W,3] as moedit writes them."""
+    u = torch.clamp(127.5 * img + 128.0, 0, 255).to(torch.uint8)
+    return u.permute(0, 2, 3, 1).repeat(1, 1, 1, 3).numpy()
+
+
+@torch.no_grad()
+def vae_ceiling(model, vae_dir):
+    from train_dit import load_vae
+    vae, _ = load_vae(vae_dir)
+    x, y = fmnist.load("test")
+    rec = torch.cat([vae.decode(vae.encode(x[i:i + 500])[0]) for i in range(0, len(x), 500)])
+    for name, imgs in (("test set", x), ("VAE reconstructions", rec)):
+        print(f"== {name}")
+        score(model, to_uint8(imgs), np.asarray(y))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("npz")
+    ap.add_argument("npz", nargs="?")
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--classifier", default=os.path.join(here, "..", "models", "fmnist-classifier.pt"))
+    ap.add_argument("--vae-ceiling", default="", metavar="VAE_DIR")
     args = ap.parse_args()
+    model = load_classifier(args.classifier)
+    if args.vae_ceiling:
+        vae_ceiling(model, args.vae_ceiling)
+        return
+    if not args.npz:
+        ap.error("an npz of samples, or --vae-ceiling")
     try:
         d = np.load(args.npz)
         imgs, labs = d["arr_0"], d["arr_1"]
@@ -112,7 +139,6 @@ def main():
     if len(imgs) != len(labs):
         print(f"{args.npz}: {len(imgs)} images but {len(labs)} labels", file=sys.stderr)
         sys.exit(2)
-    model = load_classifier(args.classifier)
     score(model, imgs, labs)
 
 

@@ -234,16 +234,30 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--minutes", type=float, default=0, help="stop early after this wall time")
     ap.add_argument("--bench", type=int, default=0, help="only time this many steps")
+    ap.add_argument("--finetune-decoder", default="",
+                    help="continue training the decoder of this VAE folder with its encoder frozen: "
+                         "the latents, and the transformers trained on them, stay valid")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     x_train, y_train = fmnist.load("train")
     x_test, _ = fmnist.load("test")
+    frozen_sf = None
+    if args.finetune_decoder:
+        cfg = json.load(open(os.path.join(args.finetune_decoder, "config.json")))
+        args.channels, args.layers = cfg["block_out_channels"], cfg["layers_per_block"]
+        args.groups, args.latent, frozen_sf = cfg["norm_num_groups"], cfg["latent_channels"], cfg["scaling_factor"]
     vae = AutoencoderKL(1, 1, args.latent, args.channels, args.layers, args.groups)
+    trained = vae.parameters()
+    if args.finetune_decoder:
+        vae.load_state_dict(torch.load(os.path.join(args.finetune_decoder, "diffusion_pytorch_model.bin")))
+        for p in list(vae.encoder.parameters()) + list(vae.quant_conv.parameters()):
+            p.requires_grad_(False)
+        trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     nparams = sum(p.numel() for p in vae.parameters())
     print(f"params {nparams} ({nparams * 4 / 1e6:.2f} MB fp32)", flush=True)
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(args.seed)
     perm = torch.randperm(len(x_train), generator=g)
     pos = 0
@@ -265,7 +279,11 @@ def main():
         lr = args.lr * min(1.0, step / 50) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for grp in opt.param_groups:
             grp["lr"] = lr
-        mean, logvar = vae.encode(x)
+        if args.finetune_decoder:
+            with torch.no_grad():
+                mean, logvar = vae.encode(x)
+        else:
+            mean, logvar = vae.encode(x)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         rec = vae.decode(z)
         l1 = (rec - x).abs().mean()
@@ -299,11 +317,14 @@ def main():
         psnr = 10 * math.log10(4.0 / rmse)
         print(f"test reconstruction (posterior mean): l1 {rl1:.5f} mse {rmse:.5f} psnr {psnr:.2f} dB",
               flush=True)
-        means = torch.cat([vae.encode(x_train[i:i + 1000])[0] for i in range(0, len(x_train), 1000)])
-        std = means.std().item()
-        sf = 1.0 / std
-        print(f"latent mean {means.mean().item():.4f} std {std:.4f} -> scaling_factor {sf:.5f}",
-              flush=True)
+        if frozen_sf is None:
+            means = torch.cat([vae.encode(x_train[i:i + 1000])[0] for i in range(0, len(x_train), 1000)])
+            std = means.std().item()
+            sf = 1.0 / std
+            print(f"latent mean {means.mean().item():.4f} std {std:.4f} -> scaling_factor {sf:.5f}",
+                  flush=True)
+        else:
+            sf = frozen_sf
 
     os.makedirs(args.out, exist_ok=True)
     sd = {k: v.detach().clone().contiguous() for k, v in vae.state_dict().items()}
@@ -311,7 +332,7 @@ def main():
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(diffusers_config(args, round(sf, 6)), f, indent=2)
         f.write("\n")
-    if args.latents:
+    if args.latents and frozen_sf is None:
         os.makedirs(os.path.dirname(os.path.abspath(args.latents)), exist_ok=True)
         torch.save({"latents": (means * sf).contiguous(), "labels": y_train.clone(),
                     "scaling_factor": sf}, args.latents)
