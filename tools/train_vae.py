@@ -336,7 +336,7 @@ def main():
         os.makedirs(os.path.dirname(os.path.abspath(args.latents)), exist_ok=True)
         torch.save({"latents": (means * sf).contiguous(), "labels": y_train.clone(),
                     "scaling_factor": sf}, args.latents)
-    print("saved", args.out, args.latents, flush=True)
+    print("saved", args.out, args.latents if frozen_sf is None else "", flush=True)
 
 
 if __name__ == "__main__":
