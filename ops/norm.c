@@ -39,12 +39,9 @@ void op_layernorm(int n, int d, const float *x, const float *w, const float *b, 
         layernorm_row(d, x + (size_t)r * d, w, b, eps, y + (size_t)r * d);
 }
 
-/* One row of adaLN, optionally after the gated residual x += gate ⊙ delta. */
-static void modulate_row(int d, float *x, const float *gate, const float *delta, const float *shift,
-                         const float *scale, float eps, float *y)
+/* One row of adaLN: y = LN(x)·(1 + scale) + shift. */
+static void modulate_row(int d, const float *x, const float *shift, const float *scale, float eps, float *y)
 {
-    if (gate)
-        for (int i = 0; i < d; i++) x[i] += gate[i] * delta[i];
     double mean, rstd;
     row_stats(d, x, eps, &mean, &rstd);
     for (int i = 0; i < d; i++) y[i] = (float)((x[i] - mean) * rstd) * (1.0f + scale[i]) + shift[i];
@@ -56,7 +53,7 @@ void op_layernorm_modulate(int n, int d, const float *x, const float *shift, con
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * d >= PAR_MIN) schedule(static)
     for (int r = 0; r < n; r++) {
         size_t c = (size_t)(r / group) * stride;
-        modulate_row(d, (float *)x + (size_t)r * d, NULL, NULL, shift + c, scale + c, eps, y + (size_t)r * d);
+        modulate_row(d, x + (size_t)r * d, shift + c, scale + c, eps, y + (size_t)r * d);
     }
 }
 
@@ -67,6 +64,7 @@ void op_gated_add_layernorm_modulate(int n, int d, float *x, const float *gate, 
     #pragma omp parallel for num_threads(me_threads()) if ((size_t)n * d >= PAR_MIN) schedule(static)
     for (int r = 0; r < n; r++) {
         size_t c = (size_t)(r / group) * stride, o = (size_t)r * d;
-        modulate_row(d, x + o, gate + c, delta + o, shift + c, scale + c, eps, y + o);
+        for (int i = 0; i < d; i++) x[o + i] += gate[c + i] * delta[o + i];
+        modulate_row(d, x + o, shift + c, scale + c, eps, y + o);
     }
 }

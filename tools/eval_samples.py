@@ -100,15 +100,9 @@ def score(model, images_uint8, labels, verbose=True):
     return acc, per, fd
 
 
-def to_uint8(img):
-    """[-1, 1] float images [N,1,H,W] -> uint8 [N,H,W,3] as moedit writes them."""
-    u = torch.clamp(127.5 * img + 128.0, 0, 255).to(torch.uint8)
-    return u.permute(0, 2, 3, 1).repeat(1, 1, 1, 3).numpy()
-
-
 @torch.no_grad()
 def vae_ceiling(model, vae_dir):
-    from train_dit import load_vae
+    from train_dit import load_vae, to_uint8
     vae, _ = load_vae(vae_dir)
     x, y = fmnist.load("test")
     rec = torch.cat([vae.decode(vae.encode(x[i:i + 500])[0]) for i in range(0, len(x), 500)])
