@@ -35,7 +35,7 @@ static sizes plan(const moedit_vae *v, int h, int w)
     need(&z.xa, (size_t)(c->latent_channels > top ? c->latent_channels : top) * hw);
     need_conv(&z, &v->conv_in, h, w);
     for (int i = 0; i < 2; i++) need_resnet(&z, &v->mid_resnets[i], h, w);
-    if (c->mid_attention) z.attn = 4 * (size_t)top * hw + op_attention_scratch(h * w);
+    if (c->mid_attention) z.attn = 4 * (size_t)top * hw + op_attention_scratch(1, (int)hw, 1, top);
     for (int i = 0; i < c->num_blocks; i++) {
         const vae_up_block *u = &v->up[i];
         for (int j = 0; j <= c->layers_per_block; j++) need_resnet(&z, &u->resnets[j], h, w);
