@@ -38,11 +38,13 @@ static int own_dir(char *dir, size_t size)
 
 static int readable(const char *path) { return access(path, R_OK) == 0; }
 
-/* Writes base/rel into out and says whether it exists. */
+/* Writes base/rel into out, without ".." steps, and says whether it exists. */
 static int try_path(char *out, size_t size, const char *base, const char *rel)
 {
-    if (!base || !*base) return 0;
-    return snprintf(out, size, "%s/%s", base, rel) < (int)size && readable(out);
+    char joined[PATH_MAX * 2], real[PATH_MAX];
+    if (!base || !*base || snprintf(joined, sizeof joined, "%s/%s", base, rel) >= (int)sizeof joined) return 0;
+    if (!readable(joined) || !realpath(joined, real)) return 0;
+    return snprintf(out, size, "%s", real) < (int)size;
 }
 
 int me_find_shipped(const char *models_rel, const char *data_rel, char *out, size_t size)
