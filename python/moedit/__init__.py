@@ -9,7 +9,8 @@ over libmoedit.so, with numpy arrays.
 
 Arrays are passed to the library without copies when they already are
 C-contiguous with the right dtype (float32, int64); outputs are new numpy
-arrays the library writes into. Every library failure raises moedit.Error
+arrays the library writes into, and a Trace's columns are views of the
+library's route log (freed with the last of them). Every library failure raises moedit.Error
 carrying moedit_last_error(). The library calls release the GIL; use one
 Model (or VAE) per thread.
 """
@@ -231,25 +232,35 @@ class Model:
             row_seeds = _array(row_seeds, np.uint64, (n,), "row_seeds")
             o.row_seeds = _ptr(row_seeds, ctypes.c_uint64)
         latents = np.empty(self._latent_shape(n), np.float32)
-        log = ctypes.c_void_p()
-        if trace:
-            if self.config["num_experts"] <= 0:
-                raise _arg_error("%s: a dense DiT has no experts to trace" % self.path)
-            _check(lib.moedit_route_log_new(ctypes.byref(log)))
-            lib.moedit_model_set_tracer(self._m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log)
+        if not trace:
+            _check(lib.moedit_sample(self._m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
+                                     _ptr(latents, ctypes.c_float)))
+            return latents
+        if self.config["num_experts"] <= 0:
+            raise _arg_error("%s: a dense DiT has no experts to trace" % self.path)
+        log = _RouteLog()
+        lib.moedit_model_set_tracer(self._m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log.ptr)
         try:
             _check(lib.moedit_sample(self._m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
                                      _ptr(latents, ctypes.c_float)))
-            if not trace:
-                return latents
-            lib.moedit_model_set_tracer(self._m, None, None)
-            tab = RouteTable()
-            _check(lib.moedit_route_log_table(log, ctypes.byref(tab)))
-            return latents, Trace._from_table(tab, self.config, r)
         finally:
-            if trace:
-                lib.moedit_model_set_tracer(self._m, None, None)
-                lib.moedit_route_log_free(log)
+            lib.moedit_model_set_tracer(self._m, None, None)
+        tab = RouteTable()
+        _check(lib.moedit_route_log_table(log.ptr, ctypes.byref(tab)))
+        return latents, Trace._from_table(tab, log, self.config, r)
+
+
+class _RouteLog:
+    """A moedit_route_log, freed when the last Trace array viewing it goes."""
+
+    def __init__(self):
+        self.ptr = ctypes.c_void_p()
+        _check(lib.moedit_route_log_new(ctypes.byref(self.ptr)))
+
+    def __del__(self):
+        if self.ptr:
+            lib.moedit_route_log_free(self.ptr)
+            self.ptr = None
 
 
 class VAE:

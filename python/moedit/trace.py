@@ -1,5 +1,7 @@
 """Routing decisions as numpy arrays: from Model.sample(..., trace=True), or
 read from a `moedit sample --trace` file (format: docs/trace-format.md)."""
+import ctypes
+
 import numpy as np
 
 from ._lib import Error
@@ -25,21 +27,26 @@ class Trace:
         return len(self.step)
 
     @classmethod
-    def _from_table(cls, tab, config, options):
+    def _from_table(cls, tab, owner, config, options):
+        """Columns as views of the library's route log (no copies); owner frees
+        the log once the last array viewing it is gone."""
         n, k, p = tab.count, tab.k, tab.num_probs
 
-        def col(ptr, dtype, *shape):
-            if n == 0:
-                return np.zeros((0,) + shape, dtype)
-            # one copy out of the library's log, which is freed after this
-            return np.ctypeslib.as_array(ptr, shape=(n,) + shape).astype(dtype, copy=True)
+        def col(ptr, ctype, dtype, width=None):
+            shape = (n,) if width is None else (n, width)
+            if n == 0 or width == 0:
+                return np.zeros(shape, dtype)
+            buf = (ctype * (n * (width or 1))).from_address(ctypes.addressof(ptr.contents))
+            buf.owner = owner
+            return np.frombuffer(buf, dtype).reshape(shape)
 
-        columns = {"step": col(tab.step, np.int32), "layer": col(tab.layer, np.int32),
-                   "row": col(tab.row, np.int32), "token": col(tab.token, np.int32),
-                   "is_null": col(tab.is_null, np.int32).astype(bool), "label": col(tab.label, np.int64),
-                   "timestep": col(tab.timestep, np.float32), "experts": col(tab.experts, np.int32, k),
-                   "weights": col(tab.weights, np.float32, k),
-                   "probs": col(tab.probs, np.float32, p) if p else None}
+        i32, f32 = ctypes.c_int32, ctypes.c_float
+        columns = {"step": col(tab.step, i32, np.int32), "layer": col(tab.layer, i32, np.int32),
+                   "row": col(tab.row, i32, np.int32), "token": col(tab.token, i32, np.int32),
+                   "is_null": col(tab.is_null, i32, np.int32).astype(bool),
+                   "label": col(tab.label, ctypes.c_int64, np.int64), "timestep": col(tab.timestep, f32, np.float32),
+                   "experts": col(tab.experts, i32, np.int32, k), "weights": col(tab.weights, f32, np.float32, k),
+                   "probs": col(tab.probs, f32, np.float32, p) if p else None}
         grid = config["input_size"] // config["patch"]
         meta = {"family": config["family"], "depth": config["depth"], "num_experts": config["num_experts"],
                 "k": k or config["top_k"], "tokens": grid * grid, "grid": (grid, grid),
