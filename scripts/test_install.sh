@@ -60,7 +60,8 @@ cmp pc.txt cm.txt && cmp pc.txt cm_static.txt || die "CMake example differs from
 say "find_package(moedit) example (moedit::moedit, moedit::moedit_static) ok"
 
 /usr/bin/python3 -m venv --system-site-packages "$prefix/venv"
-"$prefix/venv/bin/python" -m pip install -q --no-index "$src/python" || die "pip install ./python"
+cp -r "$src/python" pysrc   # pip builds in the folder it is given: keep the source tree clean
+"$prefix/venv/bin/python" -m pip install -q --no-index ./pysrc || die "pip install ./python"
 "$prefix/venv/bin/python" -c "import moedit; m = moedit.Model('fmnist-moe'); print(m.sample([0, 7], steps=5).shape)" \
     > py.txt || die "python module from the venv"
 [ "$(cat py.txt)" = "(2, 4, 8, 8)" ] || die "python printed $(cat py.txt)"
