@@ -27,14 +27,19 @@
      may be used from different threads at once. For parallel sampling, load
      one model per thread. Each call itself runs on moedit_set_threads()
      OpenMP/BLAS threads.
-   - The thread count is the library's only global state; set it before
-     starting other threads. Error messages are per thread. The library
-     never prints and never exits: every failure is a return code.
+   - The thread count is the library's only global setting; set it before
+     starting other threads. Otherwise there are only read-only caches made
+     once, thread-safely (the CPU feature probe, the caption font). Error
+     messages are per thread. The library never prints and never exits:
+     every failure is a return code.
 
    Buffer ownership
-   - Arrays passed in (x, t, y, labels, noise, latents, z, images, features)
-     belong to the caller: read during the call only, never kept or freed.
-     Output arrays are allocated by the caller with the documented shape.
+   - Arrays and strings passed in (x, t, y, labels, noise, latents, z,
+     images, features, paths, moedit_sample_options.steps) belong to the
+     caller: read during the call only, never kept or freed. Output arrays
+     are allocated by the caller with the documented shape. The one pointer
+     kept is a tracer's user pointer (moedit_model_set_tracer), until the
+     tracer is replaced or the model freed.
    - Objects made by moedit_*_load / _new are freed by the matching _free
      (NULL is accepted). A moedit_config pointer lives as long as its model;
      a moedit_route passed to a tracer lives for that callback only; a
