@@ -216,7 +216,7 @@ static void expect_png(const char *name, int w, int h)
 Test(trace_heatmap, figures_decode_with_expected_sizes) {
     me_trace_counts c;
     count_hand_trace(&c, 0);
-    cr_assert_eq(me_trace_write_figures(&c, dir), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_write_figures(&c, dir, ME_FIG_PNG), MOEDIT_OK, "%s", moedit_last_error());
     me_trace_counts_free(&c);
     expect_png("layer_00.png", 1160, 710);
     expect_png("layer_01.png", 1160, 710);
