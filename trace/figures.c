@@ -15,7 +15,7 @@
 #define PANEL_H 190.0
 #define SMALL_W 210.0
 #define SMALL_H 140.0
-#define MAX_CLASS_COLS 50   /* the class view shows every k-th class beyond this */
+#define MAX_CLASS_COLS 50   /* class columns at most (see pick_classes) */
 
 /* values[e][i] = counts[i][e] / Σ_e counts[i][e] for n columns; NaN (drawn
    as "no data") for a column nothing was traced in. */
@@ -68,36 +68,68 @@ static int position_panel(me_figure *f, double x, double y, double w, double h, 
     return MOEDIT_OK;
 }
 
-/* Classes every k-th (all of them up to MAX_CLASS_COLS), named; with_null
-   adds the null class as a last column when it was traced. */
+/* Whether class id was traced at any layer. */
+static int traced(const me_trace_counts *c, int id)
+{
+    int E = c->info.num_experts;
+    for (int l = 0; l < c->info.depth; l++)
+        for (int e = 0; e < E; e++)
+            if (c->class_counts[((size_t)l * c->classes + id) * E + e]) return 1;
+    return 0;
+}
+
+/* The class columns: all classes up to MAX_CLASS_COLS; beyond, the traced
+   ones when they are few enough, else every k-th class. Returns the count
+   (ids[] has room for MAX_CLASS_COLS) and describes the choice in xlabel. */
+static int pick_classes(const me_trace_counts *c, int *ids, char *xlabel, size_t n)
+{
+    int C = c->info.num_classes, count = 0;
+    snprintf(xlabel, n, "class");
+    if (C <= MAX_CLASS_COLS) {
+        for (int i = 0; i < C; i++) ids[count++] = i;
+        return count;
+    }
+    for (int i = 0; i < C && count <= MAX_CLASS_COLS; i++)
+        if (traced(c, i)) {
+            if (count < MAX_CLASS_COLS) ids[count] = i;
+            count++;
+        }
+    if (count && count <= MAX_CLASS_COLS) {
+        snprintf(xlabel, n, "class (the %d traced of %d)", count, C);
+        return count;
+    }
+    int k = (C + MAX_CLASS_COLS - 1) / MAX_CLASS_COLS;
+    count = 0;
+    for (int i = 0; i < C; i += k) ids[count++] = i;
+    snprintf(xlabel, n, "class (every %d%s of %d)", k, k == 2 ? "nd" : k == 3 ? "rd" : "th", C);
+    return count;
+}
+
+/* Expert share per class, named; with_null adds the null class as a last
+   column when it was traced. */
 static int class_panel(me_figure *f, double x, double y, double w, double h, const me_trace_counts *c, int l,
                        const char *title, int with_null)
 {
-    int E = c->info.num_experts, C = c->info.num_classes;
+    int E = c->info.num_experts, C = c->info.num_classes, ids[MAX_CLASS_COLS + 1];
+    char xlabel[64];
+    int shown = pick_classes(c, ids, xlabel, sizeof xlabel);
+    if (with_null && traced(c, C)) ids[shown++] = C;
     const uint64_t *counts = c->class_counts + (size_t)l * c->classes * E;
-    uint64_t null_total = 0;
-    for (int e = 0; e < E; e++) null_total += counts[(size_t)C * E + e];
-    int k = (C + MAX_CLASS_COLS - 1) / MAX_CLASS_COLS, shown = (C + k - 1) / k;
-    int cols = shown + (with_null && null_total);
-    uint64_t *picked = me_calloc((size_t)cols * E, sizeof *picked);
-    char (*labels)[48] = me_calloc((size_t)cols, sizeof *labels);
-    const char **names = me_calloc((size_t)cols, sizeof *names);
+    uint64_t *picked = me_calloc((size_t)shown * E, sizeof *picked);
+    char (*labels)[48] = me_calloc((size_t)shown, sizeof *labels);
+    const char **names = me_calloc((size_t)shown, sizeof *names);
     double *v = NULL;
     int rc = MOEDIT_EINTERNAL;
     if (!picked || !labels || !names) goto done;
-    for (int i = 0; i < cols; i++) {
-        int id = i < shown ? i * k : C;
-        memcpy(picked + (size_t)i * E, counts + (size_t)id * E, (size_t)E * sizeof *picked);
-        if (id == C) snprintf(labels[i], sizeof labels[i], "(null)");
-        else me_class_label(c->names, id, labels[i], sizeof labels[i]);
+    for (int i = 0; i < shown; i++) {
+        memcpy(picked + (size_t)i * E, counts + (size_t)ids[i] * E, (size_t)E * sizeof *picked);
+        if (ids[i] == C) snprintf(labels[i], sizeof labels[i], "(null)");
+        else me_class_label(c->names, ids[i], labels[i], sizeof labels[i]);
         names[i] = labels[i];
     }
-    if (!(v = shares(picked, cols, E))) goto done;
-    char xlabel[64];
-    if (k > 1) snprintf(xlabel, sizeof xlabel, "class (every %d%s of %d)", k, k == 2 ? "nd" : k == 3 ? "rd" : "th", C);
-    else snprintf(xlabel, sizeof xlabel, "class");
-    me_plot p = {.title = title, .xlabel = xlabel, .ylabel = "expert", .cbar_label = "expert share", .cols = cols,
-                 .rows = E, .values = v, .vmax = top_of(v, (size_t)cols * E), .xnames = names};
+    if (!(v = shares(picked, shown, E))) goto done;
+    me_plot p = {.title = title, .xlabel = xlabel, .ylabel = "expert", .cbar_label = "expert share", .cols = shown,
+                 .rows = E, .values = v, .vmax = top_of(v, (size_t)shown * E), .xnames = names};
     me_figure_heatmap(f, x, y, w, h, &p);
     rc = MOEDIT_OK;
 done:

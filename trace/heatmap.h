@@ -55,7 +55,8 @@ int me_trace_write_summary(const me_trace_counts *c, const char *dir, FILE *out)
    step view of every layer side by side. */
 int me_trace_write_figures(const me_trace_counts *c, const char *dir, unsigned formats);
 /* The views the DiT-MoE paper analyses, per MoE layer — layer_XX_step,
-   layer_XX_class (every k-th class when there are more than 50),
+   layer_XX_class (beyond 50 classes the traced ones, if at most 50, else
+   every k-th class),
    layer_XX_position, and for traces with gate probabilities layer_XX_gate
    (mean probability per expert and step) — and all of them as one
    multi-panel figure, paper_all. dir must exist. */
