@@ -280,10 +280,10 @@ void me_figure_heatmap(me_figure *f, double x, double y, double w, double h, con
     }
     char buf[32];
     snprintf(buf, sizeof buf, "%d", p->y_first + p->rows - 1);
-    double top = p->title ? TITLE_PT + 8 : 2;
+    double top = p->title ? TITLE_PT + 9 : 2;
     double left = (p->ylabel ? LABEL_PT + 6 : 2) + (p->no_ticks ? 0 : text_width(cr, TICK_PT, buf) + TICK_LEN + 4);
     double bottom = (p->no_ticks ? 2 : TICK_LEN + 4 + (p->xnames ? names_height(cr, p) : TICK_PT + 2)) +
-                    (p->xlabel ? LABEL_PT + 5 : 0);
+                    (p->xlabel ? LABEL_PT + 9 : 0);   /* a gap to the panel below */
     double right = p->no_cbar ? 4 : CBAR_BOX;
     double px = x + left, py = y + top, pw = w - left - right, ph = h - top - bottom;
     if (p->title) me_figure_text(f, px + pw / 2, y + TITLE_PT, TITLE_PT, 0.5, 0, p->title);
@@ -317,7 +317,7 @@ void me_figure_heatmap(me_figure *f, double x, double y, double w, double h, con
         x_ticks(f, p, px, py + ph, pw);
     }
     if (p->ylabel) me_figure_text(f, x + LABEL_PT, py + ph / 2, LABEL_PT, 0.5, 90, p->ylabel);
-    if (p->xlabel) me_figure_text(f, px + pw / 2, y + h - 3, LABEL_PT, 0.5, 0, p->xlabel);
+    if (p->xlabel) me_figure_text(f, px + pw / 2, y + h - 7, LABEL_PT, 0.5, 0, p->xlabel);
     if (!p->no_cbar) me_figure_colorbar(f, px + pw + 8, py, 9, ph, lo, hi, p->cbar_label);
 }
 
