@@ -1,19 +1,27 @@
-/* moedit heatmap TRACE --out DIR [--cond-only]: expert-specialization tables,
-   statistics and figures from a trace written by `moedit sample --trace`. */
+/* moedit heatmap TRACE --out DIR [--cond-only] [--format png,svg,pdf]
+   [--paper] [--model CKPT | --class-names FILE]: expert-specialization
+   tables, statistics and figures from a trace written by `moedit sample
+   --trace`; --paper adds the DiT-MoE paper's views under DIR/paper/. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "cli/class_names.h"
 #include "cli/cli.h"
+#include "core/core.h"
 #include "trace/heatmap.h"
 
 int cmd_heatmap(int argc, char **argv)
 {
-    const char *out = NULL;
-    int cond_only = 0, help = 0;
+    const char *out = NULL, *format = "png", *model = NULL, *names_file = NULL;
+    int cond_only = 0, help = 0, paper = 0;
     const cli_flag flags[] = {
         {"--out", CLI_STR, &out, "output folder (created if missing)"},
         {"--cond-only", CLI_BOOL, &cond_only, "skip the guidance null-class rows"},
+        {"--format", CLI_STR, &format, "figure formats, any of png,svg,pdf (default png)"},
+        {"--paper", CLI_BOOL, &paper, "also the paper's views per layer and paper_all, in DIR/paper/"},
+        {"--model", CLI_STR, &model, "the traced checkpoint, for the class names in its defaults.json"},
+        {"--class-names", CLI_STR, &names_file, "class names, one per line (line n: class n)"},
         {"--help", CLI_BOOL, &help, "show this help"},
         {0},
     };
@@ -21,11 +29,14 @@ int cmd_heatmap(int argc, char **argv)
     int npos;
     if (cli_parse("heatmap", argc, argv, flags, pos, 1, &npos)) return 2;
     if (help) {
-        cli_usage("heatmap", "TRACE --out DIR [--cond-only]", flags);
+        cli_usage("heatmap", "TRACE --out DIR [--cond-only] [--format png,svg,pdf] [--paper] "
+                             "[--model CKPT | --class-names FILE]", flags);
         return 0;
     }
     if (npos != 1) return cli_usage_error("heatmap", "needs one trace file (moedit heatmap TRACE --out DIR)");
     if (!out) return cli_usage_error("heatmap", "--out DIR is required");
+    unsigned formats;
+    if (me_figure_formats(format, &formats)) return cli_usage_error("heatmap", "--format: %s", moedit_last_error());
     if (mkdir(out, 0777) != 0 && errno != EEXIST)
         return cli_usage_error("heatmap", "%s: cannot create folder: %s", out, strerror(errno));
 
@@ -36,11 +47,27 @@ int cmd_heatmap(int argc, char **argv)
     rc = me_trace_count(&c, rd, cond_only);
     me_trace_read_close(rd);
     if (rc) return cli_fail(rc);
+    me_class_names names;
+    if ((rc = cli_class_names("heatmap", names_file, model ? cli_model_path(model) : NULL, c.info.num_classes,
+                              &names))) {
+        me_trace_counts_free(&c);
+        return rc;
+    }
+    c.names = &names;
+    char paper_dir[4200];
+    snprintf(paper_dir, sizeof paper_dir, "%s/paper", out);
     if (!(rc = me_trace_write_tables(&c, out)) && !(rc = me_trace_write_summary(&c, out, stdout)))
-        rc = me_trace_write_figures(&c, out);
+        rc = me_trace_write_figures(&c, out, formats);
+    if (!rc && paper && mkdir(paper_dir, 0777) != 0 && errno != EEXIST)
+        rc = me_fail(MOEDIT_EINPUT, "%s: cannot create folder: %s", paper_dir, strerror(errno));
+    if (!rc && paper) rc = me_trace_write_paper(&c, paper_dir, formats);
     int figures = c.info.depth + 1;
+    int views = paper ? c.info.depth * (c.gate_sums ? 4 : 3) + 1 : 0;
     me_trace_counts_free(&c);
+    me_class_names_free(&names);
     if (rc) return cli_fail(rc);
-    fprintf(stderr, "moedit heatmap: wrote tables, summary.txt and %d figures to %s\n", figures, out);
+    fprintf(stderr, "moedit heatmap: wrote tables, summary.txt and %d figures to %s", figures, out);
+    if (paper) fprintf(stderr, ", %d paper figures to %s", views, paper_dir);
+    fprintf(stderr, " (%s)\n", format);
     return 0;
 }

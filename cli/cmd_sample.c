@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "cli/class_names.h"
 #include "cli/cli.h"
 #include "core/core.h"
 #include "image/image.h"
@@ -27,30 +28,20 @@ typedef struct {
     cli_sampling s;
     const char *classes, *rng, *noise, *out, *outdir, *latents_out, *trace;
     int no_vae, help;
+    const char *class_names;   /* --class-names FILE */
+    int scale;                 /* --scale N; INT_MIN: tiles to at least 128 pixels */
+    me_class_names names;      /* from --class-names, defaults.json or the ImageNet list */
 } sample_args;
 
 /* ---- flag values ------------------------------------------------------- */
 
-/* "207,360" → labels; returns the count or -1 after a usage error. */
-static int parse_classes(const char *s, int num_classes, int64_t *labels)
+/* "golden retriever,360" → labels (names, unique name prefixes or ids);
+   returns the count or -1 after a usage error. */
+static int parse_classes(const char *s, const me_class_names *names, int num_classes, int64_t *labels)
 {
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || errno || (*end && *end != ','))
-            return cli_usage_error(CMD, "--class: '%s' is not a comma-separated list of class ids", s), -1;
-        if (v < 0 || v > num_classes)
-            return cli_usage_error(CMD, "--class: %lld is outside 0..%d (%d = unconditional)", v,
-                                   num_classes - 1, num_classes), -1;
-        if (n == MAX_ROWS) return cli_usage_error(CMD, "--class: more than %d samples", MAX_ROWS), -1;
-        labels[n++] = v;
-        p = *end ? end + 1 : end;
-        if (*end && !*p) return cli_usage_error(CMD, "--class: trailing comma in '%s'", s), -1;
-    }
-    if (!n) return cli_usage_error(CMD, "--class: empty list"), -1;
+    int n;
+    if (me_class_parse_list(names, s, num_classes, labels, MAX_ROWS, &n))
+        return cli_usage_error(CMD, "--class: %s", moedit_last_error()), -1;
     return n;
 }
 
@@ -119,13 +110,26 @@ static int decode_images(moedit_vae *vae, int n, int c, int s, const float *late
     return 0;
 }
 
-/* The grid (captioned with the class ids) and the per-sample PNGs. */
+/* Grid columns: one per distinct class when there are at most 10 of them
+   (repeats of a class line up), else a square layout; rows as needed. */
+static int grid_cols(int n, const int64_t *labels)
+{
+    int distinct = 0;
+    for (int i = 0; i < n && distinct <= 10; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = labels[j] == labels[i];
+        distinct += !seen;
+    }
+    return distinct <= 10 ? distinct : 0;
+}
+
+/* The grid (captioned with the class names, else ids) and the per-sample PNGs. */
 static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, const float *img,
                         const int64_t *labels)
 {
     int oc = moedit_vae_out_channels(vae), px = s * moedit_vae_upscale(vae), r;
     if (a->out) {
-        char (*caps)[24] = malloc(sizeof *caps * n);
+        char (*caps)[128] = malloc(sizeof *caps * n);
         const char **capp = malloc(sizeof *capp * n);
         if (!caps || !capp) {
             free(caps);
@@ -133,10 +137,11 @@ static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, con
             return 1;
         }
         for (int i = 0; i < n; i++) {
-            snprintf(caps[i], sizeof caps[i], "%lld", (long long)labels[i]);
+            me_class_label(&a->names, (int)labels[i], caps[i], sizeof caps[i]);
             capp[i] = caps[i];
         }
-        me_grid_style st = {.cols = 0, .pad = -1, .captions = capp};
+        me_grid_style st = {.cols = grid_cols(n, labels), .pad = -1, .captions = capp,
+                            .scale = a->scale == INT_MIN ? me_grid_auto_scale(px) : a->scale};
         r = me_grid_write_png(a->out, n, oc, px, px, img, &st);
         free(caps);
         free(capp);
@@ -201,6 +206,8 @@ static int run(sample_args *a)
         return cli_usage_error(CMD, "--latents-out: '%s' is not a .npy file", a->latents_out);
     if (!a->out && !a->outdir && !a->latents_out) a->out = "sample.png";
     int want_images = a->out || a->outdir;
+    if (a->scale != INT_MIN && (a->scale < 1 || a->scale > 64))
+        return cli_usage_error(CMD, "--scale: %d is not 1..64", a->scale);
     if (want_images && a->no_vae)
         return cli_usage_error(CMD, "--no-vae leaves no images to write: give --latents-out L.npy instead of %s",
                                a->out ? "--out" : "--outdir");
@@ -229,8 +236,10 @@ static int run(sample_args *a)
     const int C = c->in_channels, S = c->input_size;
     const size_t chw = (size_t)C * S * S;
     int n;
+    if ((rc = cli_class_names(CMD, a->class_names, model_path, c->num_classes, &a->names))) goto done;
+    rc = 1;
     if (a->classes) {
-        if ((n = parse_classes(a->classes, c->num_classes, labels)) < 0) {
+        if ((n = parse_classes(a->classes, &a->names, c->num_classes, labels)) < 0) {
             rc = 2;
             goto done;
         }
@@ -331,15 +340,19 @@ done:
     free(noise);
     free(img);
     free(labels);
+    me_class_names_free(&a->names);
     return rc;
 }
 
 int cmd_sample(int argc, char **argv)
 {
     sample_args a = {0};
+    a.scale = INT_MIN;
     cli_sampling_init(&a.s);
     const cli_flag own[] = {
-        {"--class", CLI_STR, &a.classes, "LIST            class ids, e.g. 207,360 (default: one per class when <= 10)"},
+        {"--class", CLI_STR, &a.classes, "LIST            class names or ids, e.g. \"golden retriever\",360 (default: one per class when <= 10)"},
+        {"--class-names", CLI_STR, &a.class_names, "FILE            class names, one per line (default: defaults.json, ImageNet for 1000)"},
+        {"--scale", CLI_INT, &a.scale, "N               grid tiles magnified N times (default: to >= 128 pixels)"},
         {"--rng", CLI_STR, &a.rng, "torch|native    torch (default) reproduces PyTorch's CPU torch.randn"},
         {"--noise", CLI_STR, &a.noise, "Z.npy           initial noise [n,C,H,W] instead of the RNG"},
         {"--out", CLI_STR, &a.out, "GRID.png        image grid (default sample.png)"},

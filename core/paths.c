@@ -1,4 +1,4 @@
-/* Finding what moedit ships (models, the font) wherever it was built or
+/* Finding what moedit ships (models, class-name lists) wherever it was built or
    installed. MOEDIT_SOURCE_DIR and
    MOEDIT_DATADIR are compiled into this file only (CMakeLists.txt). */
 #include <dlfcn.h>
@@ -59,9 +59,9 @@ int me_find_shipped(const char *models_rel, const char *data_rel, char *out, siz
             if (try_path(out, size, base, models_rel ? models_rel : data_rel)) return 1;
         }
     }
-    if (models_rel && *MOEDIT_SOURCE_DIR) {
-        snprintf(base, sizeof base, "%s/models", MOEDIT_SOURCE_DIR);
-        if (try_path(out, size, base, models_rel)) return 1;
+    if (*MOEDIT_SOURCE_DIR) {
+        snprintf(base, sizeof base, "%s/%s", MOEDIT_SOURCE_DIR, models_rel ? "models" : "data");
+        if (try_path(out, size, base, models_rel ? models_rel : data_rel)) return 1;
     }
     snprintf(base, sizeof base, "%s%s", MOEDIT_DATADIR, models_rel ? "/models" : "");
     return *MOEDIT_DATADIR && try_path(out, size, base, models_rel ? models_rel : data_rel);

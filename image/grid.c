@@ -1,12 +1,13 @@
-/* Decoded images to uint8 pixels, grids of tiles with caption strips, and
-   per-sample PNG files. */
+/* Decoded images to uint8 pixels, grids of magnified tiles with caption
+   strips drawn by cairo, and per-sample PNG files. */
+#include <cairo.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "image/figure.h"
 #include "image/image.h"
-#include "image/text.h"
 
 uint8_t me_to_u8(float x)
 {
@@ -31,11 +32,60 @@ static int check_channels(int c)
     return me_fail(MOEDIT_EINPUT, "cannot make a picture of %d-channel images (1 or 3 needed)", c);
 }
 
-/* Caption text height for tiles h pixels tall: legible, never dwarfing the tile. */
+int me_grid_auto_scale(int px)
+{
+    return px >= 128 || px <= 0 ? 1 : (128 + px - 1) / px;
+}
+
+/* Caption text height in pixels for tiles h pixels tall: legible, never
+   dwarfing the tile. */
 static int caption_px(int h)
 {
-    int px = h / 8;
-    return px < 10 ? 10 : px > 20 ? 20 : px;
+    int px = h / 9;
+    return px < 10 ? 10 : px > 18 ? 18 : px;
+}
+
+/* White captions on the black strips: cairo renders the text as coverage
+   into an alpha-only surface the size of the canvas, which then lights the
+   canvas pixels (every channel, so gray and RGB grids alike). */
+static int draw_captions(uint8_t *canvas, int W, int H, int c, int n, int cols, int tile_w, int tile_h,
+                         int strip, int pad, int px, const char *const *captions)
+{
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_A8, W, H);
+    cairo_t *cr = cairo_create(s);
+    if (cairo_status(cr)) {
+        cairo_destroy(cr);
+        cairo_surface_destroy(s);
+        return me_fail(MOEDIT_EINTERNAL, "grid: out of memory for captions");
+    }
+    cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, px);
+    for (int i = 0; i < n; i++) {
+        if (!captions[i]) continue;
+        char buf[256];
+        const char *text = me_fit_text(cr, captions[i], tile_w - 4, buf, sizeof buf);
+        cairo_text_extents_t te;
+        cairo_text_extents(cr, text, &te);
+        double x0 = pad + (double)(i % cols) * (tile_w + pad), y0 = pad + (double)(i / cols) * (tile_h + strip + pad);
+        cairo_move_to(cr, x0 + (tile_w - te.x_advance) / 2, y0 + tile_h + 2 + 0.8 * px);
+        cairo_show_text(cr, text);
+    }
+    cairo_surface_flush(s);
+    int rc = cairo_status(cr) ? me_fail(MOEDIT_EINTERNAL, "grid captions: %s", cairo_status_to_string(cairo_status(cr)))
+                              : MOEDIT_OK;
+    const uint8_t *a = cairo_image_surface_get_data(s);
+    int stride = cairo_image_surface_get_stride(s);
+    for (int y = 0; y < H && !rc; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t v = a[(size_t)y * stride + x];
+            for (int ch = 0; ch < c && v; ch++) {
+                uint8_t *p = canvas + ((size_t)y * W + x) * c + ch;
+                if (v > *p) *p = v;
+            }
+        }
+    cairo_destroy(cr);
+    cairo_surface_destroy(s);
+    return rc;
 }
 
 int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_style *style,
@@ -50,11 +100,12 @@ int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_st
     int cols = st.cols > 0 ? st.cols : (int)ceil(sqrt((double)n));
     if (cols > n) cols = n;
     int rows = (n + cols - 1) / cols;
-    /* Without a font the grid is still worth having: captions are dropped. */
-    const me_font *font = st.captions ? me_font_default() : NULL;
-    int px = caption_px(h), strip = font ? px + 4 : 0;
-    size_t W = (size_t)cols * (w + pad) + pad, H = (size_t)rows * (h + strip + pad) + pad;
-    if (W > 65535 || H > 65535) return me_fail(MOEDIT_EINPUT, "grid: %zux%zu pixels is too large", W, H);
+    int k = st.scale > 1 ? st.scale : 1;
+    if (k > 64) return me_fail(MOEDIT_EINPUT, "grid: magnification %d is above 64", k);
+    int tw = w * k, th = h * k;
+    int px = caption_px(th), strip = st.captions ? px + 6 : 0;
+    size_t W = (size_t)cols * (tw + pad) + pad, H = (size_t)rows * (th + strip + pad) + pad;
+    if (W > 32767 || H > 32767) return me_fail(MOEDIT_EINPUT, "grid: %zux%zu pixels is too large", W, H);
     uint8_t *canvas = calloc(W * H * c, 1);
     uint8_t *tile = malloc((size_t)h * w * c);
     if (!canvas || !tile) {
@@ -63,19 +114,16 @@ int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_st
         return me_fail(MOEDIT_EINTERNAL, "grid: out of memory");
     }
     for (int i = 0; i < n; i++) {
-        size_t x0 = pad + (size_t)(i % cols) * (w + pad), y0 = pad + (size_t)(i / cols) * (h + strip + pad);
+        size_t x0 = pad + (size_t)(i % cols) * (tw + pad), y0 = pad + (size_t)(i / cols) * (th + strip + pad);
         me_image_to_u8(c, h, w, img + (size_t)i * c * h * w, tile);
-        for (int y = 0; y < h; y++)
-            memcpy(canvas + ((y0 + y) * W + x0) * c, tile + (size_t)y * w * c, (size_t)w * c);
-        if (font && st.captions[i]) {
-            int tw = me_text_width(font, (float)px, st.captions[i]);
-            int tx = (int)x0 + (tw < w ? (w - tw) / 2 : 0);
-            rc = me_draw_text(font, canvas, (int)W, (int)H, c, tx, (int)(y0 + h + 2), (float)px,
-                              st.captions[i], ME_WHITE);
-            if (rc) break;
+        for (int y = 0; y < th; y++) {
+            uint8_t *dst = canvas + ((y0 + y) * W + x0) * c;
+            const uint8_t *src = tile + (size_t)(y / k) * w * c;
+            for (int x = 0; x < tw; x++) memcpy(dst + (size_t)x * c, src + (size_t)(x / k) * c, (size_t)c);
         }
     }
     free(tile);
+    if (st.captions) rc = draw_captions(canvas, (int)W, (int)H, c, n, cols, tw, th, strip, pad, px, st.captions);
     if (rc) {
         free(canvas);
         return rc;

@@ -1,10 +1,11 @@
 /* image.h — decoder output to pictures: the uint8 conversion of DiT's
-   sample_ddp.py, tile grids with optional caption strips, PNG files written
-   atomically (never a partial file), one PNG per sample.
+   sample_ddp.py, tile grids with optional caption strips (text by cairo),
+   PNG files written atomically (never a partial file) with stb_image_write,
+   one PNG per sample.
 
      // img: n decoded images, float32 NCHW in about [-1, 1]
-     const char *caps[2] = {"7 sneaker", "3 dress"};
-     me_grid_style st = {.cols = 2, .pad = 2, .captions = caps};
+     const char *caps[2] = {"Sneaker", "Dress"};
+     me_grid_style st = {.cols = 2, .pad = 2, .captions = caps, .scale = me_grid_auto_scale(32)};
      if (me_grid_write_png("grid.png", 2, 1, 256, 256, img, &st)) ...
      if (me_write_sample_pngs("out/", 0, 2, 1, 256, 256, img, labels)) ...
        // out/0000_class7.png, out/0001_class3.png
@@ -30,8 +31,13 @@ int me_png_write(const char *path, const uint8_t *pixels, int w, int h, int chan
 typedef struct {
     int cols;                      /* tiles per row; 0 = ceil(sqrt(n)) */
     int pad;                       /* black pixels around and between tiles; < 0 = 2 */
-    const char *const *captions;   /* n strings drawn under the tiles, or NULL */
+    const char *const *captions;   /* n strings drawn under the tiles (cut to the tile's width), or NULL */
+    int scale;                     /* tiles magnified this many times (nearest); <= 1: as they are */
 } me_grid_style;
+
+/* The smallest magnification that makes tiles of side px at least 128
+   pixels, so that small images and their captions are readable. */
+int me_grid_auto_scale(int px);
 
 /* Assembles n CHW float images into one HWC uint8 canvas (*out, free()),
    *gw × *gh pixels with c channels. style NULL = defaults. */

@@ -29,7 +29,7 @@
      OpenMP/BLAS threads.
    - The thread count is the library's only global setting; set it before
      starting other threads. Otherwise there are only read-only caches made
-     once, thread-safely (the CPU feature probe, the caption font). Error
+     once, thread-safely (the CPU feature probe). Error
      messages are per thread. The library never prints and never exits:
      every failure is a return code.
 

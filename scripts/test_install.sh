@@ -2,7 +2,7 @@
 # Installs an already built tree (default build/) into a temporary prefix and
 # uses it as an outsider would: the C example built with pkg-config and with
 # find_package(moedit) (shared and static), the installed moedit finding its
-# shipped models and font, libmoedit.so exporting moedit_* only, and the
+# shipped models and class names, libmoedit.so exporting moedit_* only, and the
 # Python module pip-installed offline into a venv inside the prefix.
 set -e
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ for f in bin/moedit lib/libmoedit.a lib/libmoedit.so include/moedit.h lib/pkgcon
          lib/cmake/moedit/moeditConfig.cmake lib/cmake/moedit/moeditConfigVersion.cmake \
          share/man/man1/moedit.1 share/moedit/models/fmnist-moe/model.pt \
          share/moedit/models/fmnist-switch/defaults.json share/moedit/models/fmnist-vae/config.json \
-         share/moedit/fonts/DejaVuSans.ttf; do
+         share/moedit/imagenet_classes.txt; do
     [ -e "$prefix/$f" ] || die "$f not installed"
 done
 soname=$(objdump -p "$prefix/lib/libmoedit.so" | awk '/SONAME/ {print $2}')

@@ -93,8 +93,9 @@ Test(cli_heatmap, writes_tables_summary_and_figures) {
     /* Only the conditional row (class 2) counts. Each (step, token) picks experts
        a and a + 1 + layer (mod 4), a = (token + step) mod 4, which runs through
        every expert 4 times per step: 8 picks per expert and step, 24 in all. */
-    cr_assert(strstr(csv, "\n0,2,0,24\n0,2,1,24\n0,2,2,24\n0,2,3,24\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n0,2,,0,24\n0,2,,1,24\n0,2,,2,24\n0,2,,3,24\n"), "%s", csv);
     cr_assert_null(strstr(csv, "\n0,4,"), "null class skipped");
+    cr_assert(!strncmp(csv, "layer,class,class_name,expert,count\n", 36), "%s", csv);
     free(csv);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "image/colormap.h"
 #include "trace/heatmap.h"
 
 #define STB_IMAGE_STATIC
@@ -89,12 +90,14 @@ Test(trace_heatmap, tables_equal_hand_counts) {
                         "1,1,500,0,0\n1,1,500,1,1\n1,1,500,2,0\n1,1,500,3,1\n");
     free(s);
     s = slurp("class_counts.csv");
-    cr_assert_str_eq(s, "layer,class,expert,count\n"
-                        "0,1,0,2\n0,1,1,1\n0,1,2,1\n0,1,3,0\n"
-                        "0,2,0,0\n0,2,1,0\n0,2,2,1\n0,2,3,1\n"
-                        "0,3,0,1\n0,3,1,0\n0,3,2,0\n0,3,3,1\n"
-                        "1,1,0,0\n1,1,1,1\n1,1,2,1\n1,1,3,0\n"
-                        "1,3,0,0\n1,3,1,1\n1,3,2,0\n1,3,3,1\n");
+    cr_assert_str_eq(s, "layer,class,class_name,expert,count\n"
+                        "0,1,,0,2\n0,1,,1,1\n0,1,,2,1\n0,1,,3,0\n"
+                        "0,2,,0,0\n0,2,,1,0\n0,2,,2,1\n0,2,,3,1\n"
+                        "0,3,(unconditional),0,1\n0,3,(unconditional),1,0\n0,3,(unconditional),2,0\n"
+                        "0,3,(unconditional),3,1\n"
+                        "1,1,,0,0\n1,1,,1,1\n1,1,,2,1\n1,1,,3,0\n"
+                        "1,3,(unconditional),0,0\n1,3,(unconditional),1,1\n1,3,(unconditional),2,0\n"
+                        "1,3,(unconditional),3,1\n");
     free(s);
     s = slurp("position_counts.csv");
     cr_assert(!strncmp(s, "layer,position,expert,count\n"
@@ -216,13 +219,170 @@ static void expect_png(const char *name, int w, int h)
 Test(trace_heatmap, figures_decode_with_expected_sizes) {
     me_trace_counts c;
     count_hand_trace(&c, 0);
-    cr_assert_eq(me_trace_write_figures(&c, dir), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_write_figures(&c, dir, ME_FIG_PNG), MOEDIT_OK, "%s", moedit_last_error());
     me_trace_counts_free(&c);
-    expect_png("layer_00.png", 1160, 710);
-    expect_png("layer_01.png", 1160, 710);
-    expect_png("overview.png", 760, 260);
+    /* pages of 600 x 402 and 420 x 162 points, 2 pixels a point */
+    expect_png("layer_00.png", 1200, 804);
+    expect_png("layer_01.png", 1200, 804);
+    expect_png("overview.png", 840, 324);
     DIR *d = opendir(dir);
     struct dirent *e;
     while ((e = readdir(d))) cr_assert_null(strstr(e->d_name, ".tmp"), "temporary %s left", e->d_name);
     closedir(d);
+}
+
+/* Class names of the hand trace; one needs CSV quoting. */
+static char *hand_names[3] = {"cat", "dog", "bird, \"small\""};
+static const me_class_names names3 = {.count = 3, .names = hand_names};
+
+Test(trace_heatmap, class_names_in_tables_and_summary) {
+    me_trace_counts c;
+    count_hand_trace(&c, 0);
+    c.names = &names3;
+    cr_assert_eq(me_trace_write_tables(&c, dir), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_write_summary(&c, dir, NULL), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    char *s = slurp("class_counts.csv");
+    cr_assert(strstr(s, "\n0,1,dog,0,2\n"), "%s", s);
+    cr_assert(strstr(s, "\n0,2,\"bird, \"\"small\"\"\",3,1\n"), "RFC 4180 quoting: %s", s);
+    free(s);
+    s = slurp("summary.txt");
+    /* class 2 (layer 0 only: e2 1, e3 1; layer 1 none): entropy (0.5 + 0) / 2, max share (0.5 + 0) / 2 */
+    cr_assert(strstr(s, "\n1      dog "), "%s", s);
+    cr_assert(strstr(s, "\n2      bird, \"small\"             0.2500   0.2500\n"), "%s", s);
+    cr_assert(strstr(s, "\n3      (unconditional) "), "%s", s);
+    free(s);
+}
+
+/* Where the cells are along a line of n pixels from p, stride apart: from
+   the start of the first run of one colour (not white) at least min_len
+   long to the end of the last such run. Returns the number of runs. */
+static int cell_span(const unsigned char *p, int n, int stride, int min_len, int *lo, int *hi)
+{
+    int found = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && !memcmp(p + (size_t)j * stride, p + (size_t)i * stride, 3)) j++;
+        const unsigned char *q = p + (size_t)i * stride;
+        if (j - i >= min_len && !(q[0] == 255 && q[1] == 255 && q[2] == 255)) {
+            if (!found++) *lo = i;
+            *hi = j;
+        }
+        i = j;
+    }
+    return found;
+}
+
+/* The step view of layer 0 as a PNG: 2 steps × 4 experts of flat cells
+   whose colours are viridis of share / largest share (0.5), from the hand
+   counts: step 0 has e0 3, e1 1, e2 1, e3 1 of 6; step 1 has e2 1, e3 1. */
+Test(trace_heatmap, paper_png_cells_have_the_expected_colours) {
+    me_trace_counts c;
+    count_hand_trace(&c, 0);
+    cr_assert_eq(me_trace_write_paper(&c, dir, ME_FIG_PNG), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    int w, h, n;
+    unsigned char *img = stbi_load(tu_join(dir, "layer_00_step.png"), &w, &h, &n, 3);
+    cr_assert(img, "layer_00_step.png does not decode");
+    const double share[4][2] = {{3 / 6.0, 0}, {1 / 6.0, 0}, {1 / 6.0, 0.5}, {1 / 6.0, 0.5}};
+    /* Across the middle: cells in runs of at least 40 pixels (the colour
+       bar's rows are narrower); down a step's centre, at least 20. */
+    int x0, x1, y0, y1;
+    cr_assert_geq(cell_span(img + (size_t)(h / 2) * w * 3, w, 3, 40, &x0, &x1), 1, "no cells across the middle");
+    for (int s = 0; s < 2; s++) {
+        int x = x0 + (int)((s + 0.5) * (x1 - x0) / 2);
+        cr_assert_geq(cell_span(img + (size_t)x * 3, h, w * 3, 20, &y0, &y1), 1, "no cells down step %d", s);
+        for (int e = 0; e < 4; e++) {
+            const unsigned char *got = img + ((size_t)(y0 + (e + 0.5) * (y1 - y0) / 4) * w + x) * 3;
+            uint8_t want[3];
+            me_viridis((float)(share[e][s] / 0.5), want);
+            for (int k = 0; k < 3; k++)
+                cr_assert(abs(got[k] - want[k]) <= 1, "step %d expert %d: got %02x%02x%02x, want %02x%02x%02x", s, e,
+                          got[0], got[1], got[2], want[0], want[1], want[2]);
+        }
+    }
+    stbi_image_free(img);
+}
+
+static int shell(const char *fmt, const char *name)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, fmt, tu_join(dir, name));
+    return tu_system("%s >'%s/out.txt' 2>&1", cmd, dir);
+}
+
+/* The paper's views for both layers, each view one file per format, and
+   paper_all with 2 layers × 3 views = 6 panels, as SVG and PDF. */
+Test(trace_heatmap, paper_views_as_svg_and_pdf) {
+    me_trace_counts c;
+    count_hand_trace(&c, 1);
+    c.names = &names3;
+    cr_assert_eq(me_trace_write_paper(&c, dir, ME_FIG_SVG | ME_FIG_PDF), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    const char *views[] = {"step", "class", "position"};
+    for (int l = 0; l < 2; l++)
+        for (int v = 0; v < 3; v++) {
+            char name[64];
+            snprintf(name, sizeof name, "layer_%02d_%s.svg", l, views[v]);
+            cr_assert_eq(shell("xmllint --noout '%s'", name), 0, "%s", slurp("out.txt"));
+            snprintf(name, sizeof name, "layer_%02d_%s.pdf", l, views[v]);
+            cr_assert_eq(shell("pdfinfo '%s'", name), 0, "%s", slurp("out.txt"));
+        }
+    cr_assert(!tu_exists(tu_join(dir, "layer_00_gate.svg")), "no gate view without gate probabilities");
+    cr_assert(!tu_exists(tu_join(dir, "layer_00_step.png")));
+    cr_assert_eq(shell("xmllint --xpath \"count(//*[local-name()='image'])\" '%s'", "paper_all.svg"), 0);
+    char *out = slurp("out.txt");
+    cr_assert_eq(atoi(out), 6, "panels: %s", out);
+    free(out);
+    cr_assert_eq(shell("xmllint --xpath \"count(//*[local-name()='linearGradient'])\" '%s'", "paper_all.svg"), 0);
+    out = slurp("out.txt");
+    cr_assert_eq(atoi(out), 6, "colour bars: %s", out);
+    free(out);
+    cr_assert_eq(shell("pdftotext -raw '%s' -", "paper_all.pdf"), 0);
+    out = slurp("out.txt");
+    const char *want[] = {"expert specialization", "layer 0, by denoising step", "layer 0, by class",
+                          "layer 1, by token position", "cat", "dog", "bird", "token position (row-major)"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert(strstr(out, want[i]), "'%s' not in paper_all.pdf:\n%s", want[i], out);
+    free(out);
+}
+
+/* Switch-DiT: gate probabilities averaged per layer and step, as a table
+   and a fourth paper view. */
+Test(trace_heatmap, switch_dit_gate_probabilities) {
+    moedit_config cfg = {.family = MOEDIT_FAMILY_SWITCH_DIT, .depth = 1, .input_size = 4,
+                         .patch = 2, .num_classes = 2, .num_experts = 2, .top_k = 1};
+    char path[600];
+    snprintf(path, sizeof path, "%s/gate.trace", dir);
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, path, &cfg), MOEDIT_OK);
+    /* step 0: rows (0.2, 0.8) and (0.4, 0.6), mean (0.3, 0.7); step 1: (0.9, 0.1) */
+    const float probs[3][2] = {{0.2f, 0.8f}, {0.4f, 0.6f}, {0.9f, 0.1f}};
+    for (int i = 0; i < 3; i++) {
+        int expert = probs[i][0] > probs[i][1] ? 0 : 1;
+        float w = probs[i][expert];
+        moedit_route r = {.layer = 0, .step = i / 2, .row = i % 2, .token = -1, .timestep = i < 2 ? 900.0f : 400.0f,
+                          .label = i % 2, .k = 1, .experts = &expert, .weights = &w, .num_probs = 2,
+                          .probs = (float *)probs[i]};
+        me_trace_route(tr, &r);
+    }
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_reader *rd;
+    cr_assert_eq(me_trace_read_open(&rd, path), MOEDIT_OK);
+    me_trace_counts c;
+    cr_assert_eq(me_trace_count(&c, rd, 0), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_read_close(rd);
+    cr_assert_eq(me_trace_write_tables(&c, dir), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_write_paper(&c, dir, ME_FIG_SVG), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    char *s = slurp("gate_probs.csv");
+    cr_assert_str_eq(s, "layer,step,timestep,expert,mean_prob\n"
+                        "0,0,900,0,0.300000\n0,0,900,1,0.700000\n"
+                        "0,1,400,0,0.900000\n0,1,400,1,0.100000\n");
+    free(s);
+    cr_assert(tu_exists(tu_join(dir, "layer_00_gate.svg")));
+    cr_assert_eq(shell("xmllint --xpath \"count(//*[local-name()='image'])\" '%s'", "paper_all.svg"), 0);
+    s = slurp("out.txt");
+    cr_assert_eq(atoi(s), 4, "step, class, position and gate panels: %s", s);
+    free(s);
 }

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dit_reference  # noqa: E402
+import fmnist  # noqa: E402
 from diffusion_train import Diffusion  # noqa: E402
 
 
@@ -382,6 +383,7 @@ def main():
         defaults.update({"schedule": "linear", "cfg_channels": 3})
     else:
         defaults.update({"schedule": "cosine", "cfg_channels": "all"})
+    defaults["class_names"] = fmnist.CLASSES   # captions and --class names in moedit
     with open(os.path.join(args.out, "defaults.json"), "w") as f:
         json.dump(defaults, f, indent=2)
         f.write("\n")

@@ -26,6 +26,8 @@ void me_trace_counts_free(me_trace_counts *c)
     free(c->position_counts);
     free(c->class_counts);
     free(c->timestep);
+    free(c->gate_sums);
+    free(c->gate_rows);
     memset(c, 0, sizeof *c);
 }
 
@@ -55,6 +57,16 @@ int me_trace_count(me_trace_counts *c, const me_trace_reader *rd, int cond_only)
         rc = MOEDIT_EINTERNAL;
         goto done;
     }
+    int P = in->num_probs;
+    if (P && (size_t)depth * c->steps * P > MAX_CELLS) {
+        rc = me_fail(MOEDIT_EINPUT, "trace too large for a gate table (%d x %d x %d)", depth, c->steps, P);
+        goto done;
+    }
+    if (P && (!(c->gate_sums = me_calloc((size_t)depth * c->steps * P, sizeof(double))) ||
+              !(c->gate_rows = me_calloc((size_t)depth * c->steps, sizeof(uint64_t))))) {
+        rc = MOEDIT_EINTERNAL;
+        goto done;
+    }
     for (int s = 0; s < c->steps; s++) c->timestep[s] = NAN;
     for (uint64_t i = 0; i < in->count; i++) {
         if ((rc = me_trace_read(rd, i, rec))) goto done;
@@ -69,6 +81,11 @@ int me_trace_count(me_trace_counts *c, const me_trace_reader *rd, int cond_only)
         uint64_t *sc = c->step_counts + ((size_t)rec->layer * c->steps + rec->step) * E;
         uint64_t *cc = c->class_counts + ((size_t)rec->layer * c->classes + rec->label) * E;
         uint64_t *pc = c->position_counts + (size_t)rec->layer * T * E;
+        if (P) {
+            size_t at = (size_t)rec->layer * c->steps + rec->step;
+            for (int e = 0; e < P; e++) c->gate_sums[at * P + e] += rec->probs[e];
+            c->gate_rows[at]++;
+        }
         for (int j = 0; j < rec->k; j++) {
             int e = rec->experts[j];
             sc[e]++;
@@ -137,6 +154,23 @@ static int close_out(me_atomic_file *af)
     return me_atomic_commit(af);
 }
 
+/* A CSV field, quoted when it holds a comma, quote or line break (RFC 4180);
+   NULL writes an empty field. */
+static void csv_field(FILE *f, const char *s)
+{
+    if (!s) return;
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 int me_trace_write_tables(const me_trace_counts *c, const char *dir)
 {
     const me_trace_info *in = &c->info;
@@ -166,14 +200,33 @@ int me_trace_write_tables(const me_trace_counts *c, const char *dir)
     if ((rc = close_out(&af))) return rc;
 
     if (!(f = open_out(&af, dir, "class_counts.csv"))) return MOEDIT_EINPUT;
-    fprintf(f, "layer,class,expert,count\n");
+    fprintf(f, "layer,class,class_name,expert,count\n");
     for (int l = 0; l < in->depth; l++)
         for (int k = 0; k < c->classes; k++) {
             const uint64_t *v = c->class_counts + ((size_t)l * c->classes + k) * E;
             if (!sum(v, E)) continue;   /* class never traced */
-            for (int e = 0; e < E; e++) fprintf(f, "%d,%d,%d,%llu\n", l, k, e, (unsigned long long)v[e]);
+            for (int e = 0; e < E; e++) {
+                fprintf(f, "%d,%d,", l, k);
+                csv_field(f, k == in->num_classes ? "(unconditional)" : me_class_name(c->names, k));
+                fprintf(f, ",%d,%llu\n", e, (unsigned long long)v[e]);
+            }
         }
     if ((rc = close_out(&af))) return rc;
+
+    if (c->gate_sums) {
+        int P = in->num_probs;
+        if (!(f = open_out(&af, dir, "gate_probs.csv"))) return MOEDIT_EINPUT;
+        fprintf(f, "layer,step,timestep,expert,mean_prob\n");
+        for (int l = 0; l < in->depth; l++)
+            for (int s = 0; s < c->steps; s++) {
+                size_t at = (size_t)l * c->steps + s;
+                if (!c->gate_rows[at]) continue;
+                for (int e = 0; e < P; e++)
+                    fprintf(f, "%d,%d,%.9g,%d,%.6f\n", l, s, c->timestep[s], e,
+                            c->gate_sums[at * P + e] / (double)c->gate_rows[at]);
+            }
+        if ((rc = close_out(&af))) return rc;
+    }
 
     if (!(f = open_out(&af, dir, "step_entropy.csv"))) return MOEDIT_EINPUT;
     fprintf(f, "layer,step,timestep,entropy,max_share\n");
@@ -205,6 +258,37 @@ static void step_concentration(const me_trace_counts *c, int s, double *h, doubl
     }
 }
 
+#define SUMMARY_CLASSES 20   /* classes listed by name; the CSV has all */
+
+/* Routing concentration per traced class, mean over layers, by name. */
+static void write_class_section(const me_trace_counts *c, FILE *f)
+{
+    const me_trace_info *in = &c->info;
+    int E = in->num_experts, shown = 0, traced = 0;
+    fprintf(f, "\nrouting by class (mean over layers; entropy normalised: 1 = uniform):\n"
+               "class  name                      entropy  max_share\n");
+    for (int k = 0; k < c->classes; k++) {
+        uint64_t n = 0;
+        for (int l = 0; l < in->depth; l++) n += sum(c->class_counts + ((size_t)l * c->classes + k) * E, E);
+        if (!n) continue;
+        traced++;
+        if (shown == SUMMARY_CLASSES) continue;
+        double h = 0, mx = 0;
+        for (int l = 0; l < in->depth; l++) {
+            double a, b;
+            me_trace_concentration(c->class_counts + ((size_t)l * c->classes + k) * E, E, &a, &b);
+            h += a / in->depth;
+            mx += b / in->depth;
+        }
+        char name[64];
+        if (k == in->num_classes) snprintf(name, sizeof name, "(unconditional)");
+        else me_class_label(c->names, k, name, sizeof name);
+        fprintf(f, "%-6d %-25.25s %.4f   %.4f\n", k, name, h, mx);
+        shown++;
+    }
+    if (traced > shown) fprintf(f, "... %d more classes in class_counts.csv\n", traced - shown);
+}
+
 static void write_summary(const me_trace_counts *c, FILE *f)
 {
     const me_trace_info *in = &c->info;
@@ -234,6 +318,7 @@ static void write_summary(const me_trace_counts *c, FILE *f)
         fprintf(f, "  %.3f\n", mx * E);
     }
     free(load);
+    write_class_section(c, f);
 
     /* Steps that were traced, in order: the early/late split runs over them. */
     int traced = 0;

@@ -3,9 +3,11 @@
 
      me_trace_counts c;
      if (me_trace_count(&c, rd, cond_only)) ...      // validates every record
+     c.names = &names;                   // optional: class names instead of ids
      me_trace_write_tables(&c, "out");   // step/position/class counts, step_entropy.csv
      me_trace_write_summary(&c, "out", stdout);      // summary.txt (and a copy to stdout)
-     me_trace_write_figures(&c, "out");  // layer_XX.png, overview.png
+     me_trace_write_figures(&c, "out", ME_FIG_PNG);  // layer_XX.png, overview.png
+     me_trace_write_paper(&c, "out/paper", ME_FIG_PDF | ME_FIG_SVG);   // the paper's views
      me_trace_counts_free(&c);
 
    What is counted: every record adds one to each of its k chosen experts, at
@@ -19,6 +21,8 @@
 #define MOEDIT_TRACE_HEATMAP_H
 
 #include <stdio.h>
+#include "image/classnames.h"
+#include "image/figure.h"
 #include "trace/trace.h"
 
 typedef struct {
@@ -29,6 +33,9 @@ typedef struct {
     uint64_t *position_counts;  /* [depth][tokens][num_experts] */
     uint64_t *class_counts;     /* [depth][classes][num_experts] */
     float *timestep;            /* [steps] timestep of the first record at each step */
+    double *gate_sums;          /* [depth][steps][num_probs] summed gate probabilities; NULL without them */
+    uint64_t *gate_rows;        /* [depth][steps] records summed into gate_sums */
+    const me_class_names *names;   /* set by the caller; NULL: classes show as ids */
     uint64_t records;           /* records counted */
     int cond_only;              /* null-class rows were skipped */
 } me_trace_counts;
@@ -36,13 +43,24 @@ typedef struct {
 int me_trace_count(me_trace_counts *c, const me_trace_reader *rd, int cond_only);
 void me_trace_counts_free(me_trace_counts *c);
 
-/* step_counts.csv, position_counts.csv, class_counts.csv, step_entropy.csv. */
+/* step_counts.csv, position_counts.csv, class_counts.csv (with a class_name
+   column), step_entropy.csv, and gate_probs.csv when the trace has gate
+   probabilities (Switch-DiT). */
 int me_trace_write_tables(const me_trace_counts *c, const char *dir);
 /* summary.txt: per-layer expert load, routing entropy by step, early vs late
    concentration; also printed to out if not NULL. */
 int me_trace_write_summary(const me_trace_counts *c, const char *dir, FILE *out);
-/* layer_XX.png per layer and overview.png. */
-int me_trace_write_figures(const me_trace_counts *c, const char *dir);
+/* layer_XX and overview figures (ME_FIG_* formats): per layer the expert
+   share by step, class, token position and a spatial map per expert; the
+   step view of every layer side by side. */
+int me_trace_write_figures(const me_trace_counts *c, const char *dir, unsigned formats);
+/* The views the DiT-MoE paper analyses, per MoE layer — layer_XX_step,
+   layer_XX_class (beyond 50 classes the traced ones, if at most 50, else
+   every k-th class),
+   layer_XX_position, and for traces with gate probabilities layer_XX_gate
+   (mean probability per expert and step) — and all of them as one
+   multi-panel figure, paper_all. dir must exist. */
+int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned formats);
 
 /* Normalised entropy (0: one expert takes all, 1: uniform) and largest share
    of the expert distribution counts[num_experts]; both 0 when it is empty. */

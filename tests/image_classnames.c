@@ -1,0 +1,144 @@
+/* Class-name lists and lookups: the shipped ImageNet list (data/), one-per-
+   line files, defaults.json, exact names, prefixes, ids, and the errors for
+   ambiguous and unknown names. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "moedit.h"
+#include "image/classnames.h"
+#include "tests/testutil.h"
+
+static const char *fmnist[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+static me_class_names imagenet(void)
+{
+    me_class_names cn;
+    cr_assert_eq(me_class_names_read(&cn, MOEDIT_SOURCE_DIR "/data/imagenet_classes.txt"), MOEDIT_OK, "%s",
+                 moedit_last_error());
+    return cn;
+}
+
+static int lookup(const me_class_names *cn, const char *token, int num_classes)
+{
+    int id = -1;
+    cr_assert_eq(me_class_lookup(cn, token, num_classes, &id), MOEDIT_OK, "%s: %s", token, moedit_last_error());
+    return id;
+}
+
+static void expect_error(const me_class_names *cn, const char *token, int num_classes, const char *needle)
+{
+    int id = -1;
+    cr_assert_eq(me_class_lookup(cn, token, num_classes, &id), MOEDIT_EINPUT, "%s resolved to %d", token, id);
+    cr_assert(strstr(moedit_last_error(), needle), "'%s': message '%s' lacks '%s'", token, moedit_last_error(), needle);
+}
+
+Test(classnames, imagenet_list_is_torchvisions)
+{
+    me_class_names cn = imagenet();
+    cr_assert_eq(cn.count, 1000);
+    /* Spot checks against torchvision's _IMAGENET_CATEGORIES (and DiT's sample classes). */
+    cr_assert_str_eq(me_class_name(&cn, 0), "tench");
+    cr_assert_str_eq(me_class_name(&cn, 207), "golden retriever");
+    cr_assert_str_eq(me_class_name(&cn, 360), "otter");
+    cr_assert_str_eq(me_class_name(&cn, 387), "lesser panda");
+    cr_assert_str_eq(me_class_name(&cn, 974), "geyser");
+    cr_assert_str_eq(me_class_name(&cn, 999), "toilet tissue");
+    cr_assert_null(me_class_name(&cn, 1000));
+    cr_assert_null(me_class_name(&cn, -1));
+    me_class_names_free(&cn);
+}
+
+Test(classnames, imagenet_lookups)
+{
+    me_class_names cn = imagenet();
+    cr_assert_eq(lookup(&cn, "golden retriever", 1000), 207);
+    cr_assert_eq(lookup(&cn, "  Golden_Retriever ", 1000), 207, "case, '_' and spaces do not matter");
+    cr_assert_eq(lookup(&cn, "golden re", 1000), 207, "unique prefix");
+    cr_assert_eq(lookup(&cn, "tiger", 1000), 292, "a whole name beats the longer names it starts");
+    cr_assert_eq(lookup(&cn, "tiger sh", 1000), 3);
+    cr_assert_eq(lookup(&cn, "crane", 1000), 517);
+    cr_assert_eq(lookup(&cn, "207", 1000), 207, "digits are ids");
+    cr_assert_eq(lookup(&cn, "1000", 1000), 1000, "the unconditional label");
+    me_class_names_free(&cn);
+}
+
+Test(classnames, ambiguous_prefix_names_the_candidates)
+{
+    me_class_names cn = imagenet();
+    expect_error(&cn, "gold", 1000, "ambiguous");
+    expect_error(&cn, "gold", 1000, "'golden retriever' (207)");
+    expect_error(&cn, "gold", 1000, "'goldfish' (1)");
+    me_class_names_free(&cn);
+}
+
+Test(classnames, unknown_names_and_ids)
+{
+    me_class_names cn = {.count = 10, .names = (char **)fmnist};
+    expect_error(&cn, "S", 10, "'Sandal' (5), 'Shirt' (6), 'Sneaker' (7)");
+    expect_error(&cn, "boot", 10, "names containing it: 'Ankle boot' (9)");
+    expect_error(&cn, "xyz", 10, "the names: 'T-shirt/top' (0)");
+    expect_error(&cn, "xyz", 10, "and 4 more");
+    expect_error(&cn, "11", 10, "outside 0..9");
+    expect_error(&cn, "99999999999999999999", 10, "outside 0..9");
+    expect_error(&cn, "", 10, "empty");
+    cr_assert_eq(lookup(&cn, "ankle", 10), 9);
+    cr_assert_eq(lookup(&cn, "t-shirt", 10), 0);
+    expect_error(NULL, "Sandal", 10, "no class names");
+    cr_assert_eq(lookup(NULL, "5", 10), 5);
+}
+
+Test(classnames, parse_list_mixes_names_and_ids)
+{
+    me_class_names cn = {.count = 10, .names = (char **)fmnist};
+    int64_t labels[4];
+    int n;
+    cr_assert_eq(me_class_parse_list(&cn, "sneaker,3, bag ,Ankle boot", 10, labels, 4, &n), MOEDIT_OK, "%s",
+                 moedit_last_error());
+    cr_assert_eq(n, 4);
+    cr_assert(labels[0] == 7 && labels[1] == 3 && labels[2] == 8 && labels[3] == 9);
+    cr_assert_eq(me_class_parse_list(&cn, "1,2,3,4,5", 10, labels, 4, &n), MOEDIT_EINPUT, "too many");
+    cr_assert_eq(me_class_parse_list(&cn, "1,", 10, labels, 4, &n), MOEDIT_EINPUT, "trailing comma");
+    cr_assert_eq(me_class_parse_list(&cn, "1,,2", 10, labels, 4, &n), MOEDIT_EINPUT);
+    char label[32];
+    me_class_label(&cn, 7, label, sizeof label);
+    cr_assert_str_eq(label, "Sneaker");
+    me_class_label(NULL, 7, label, sizeof label);
+    cr_assert_str_eq(label, "7");
+}
+
+static char dir[64];
+static void make_dir(void) { tu_tmpdir(dir, sizeof dir, "classnames"); }
+static void remove_dir(void) { cr_assert_eq(tu_rmtree(dir), 0); }
+
+Test(classnames, files_and_json, .init = make_dir, .fini = remove_dir)
+{
+    char path[128];
+    me_class_names cn;
+    snprintf(path, sizeof path, "%s/names.txt", dir);
+    tu_write_file(path, "cat\r\ndog\nbird\n", 14);
+    cr_assert_eq(me_class_names_read(&cn, path), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(cn.count, 3, "CRLF endings and the final newline");
+    cr_assert_str_eq(cn.names[0], "cat");
+    cr_assert_str_eq(cn.names[2], "bird");
+    me_class_names_free(&cn);
+    tu_write_file(path, "cat\n\ndog\n", 9);
+    cr_assert_eq(me_class_names_read(&cn, path), MOEDIT_EINPUT, "an empty line would shift the ids");
+    cr_assert(strstr(moedit_last_error(), "line 2"), "%s", moedit_last_error());
+
+    int found;
+    cr_assert_eq(me_class_names_read_json(&cn, MOEDIT_SOURCE_DIR "/models/fmnist-moe/defaults.json", &found),
+                 MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert(found);
+    cr_assert_eq(cn.count, 10);
+    for (int i = 0; i < 10; i++) cr_assert_str_eq(cn.names[i], fmnist[i]);
+    me_class_names_free(&cn);
+    snprintf(path, sizeof path, "%s/d.json", dir);
+    tu_write_file(path, "{\"cfg\": 4}", 10);
+    cr_assert_eq(me_class_names_read_json(&cn, path, &found), MOEDIT_OK);
+    cr_assert(!found && cn.count == 0);
+    tu_write_file(path, "{\"class_names\": [\"a\", 3]}", 25);
+    cr_assert_eq(me_class_names_read_json(&cn, path, &found), MOEDIT_EINPUT);
+    cr_assert(strstr(moedit_last_error(), "class_names[1]"), "%s", moedit_last_error());
+}
