@@ -63,16 +63,23 @@ def main():
              z=planes(tf1_resize_bilinear(x[None], 3, 16)[0]))
 
     net = ADMFeatures(seed=0)
-    acts = {(p, k): net(v, p) for p in ("adm", "pytorch-fid")
-            for k, v in (("samples", samples), ("ref", ref), ("other", other))}
+    acts = {}
+    for p in ("adm", "pytorch-fid"):
+        for k, v in (("samples", samples), ("ref", ref), ("other", other)):
+            acts[p, k] = net(v, p)
+            print("features", p, k, flush=True)
     s, r, o = acts["adm", "samples"], acts["adm", "ref"], acts["adm", "other"]
     np.savez(os.path.join(OUT, "features_adm.npz"), pool=s[0], spatial=s[1], logits=s[2].astype(np.float32))
-    rows = [evaluate(s, r),
-            evaluate(acts["pytorch-fid", "samples"], acts["pytorch-fid", "ref"]),
-            evaluate(s, r, statistics(o[0]), statistics(o[1])),
-            evaluate(s, r, statistics(o[0]), None),
-            evaluate(s, r, split_size=3),
-            evaluate(r, s)]
+    cases = [lambda: evaluate(s, r),
+             lambda: evaluate(acts["pytorch-fid", "samples"], acts["pytorch-fid", "ref"]),
+             lambda: evaluate(s, r, statistics(o[0]), statistics(o[1])),
+             lambda: evaluate(s, r, statistics(o[0]), None),
+             lambda: evaluate(s, r, split_size=3),
+             lambda: evaluate(r, s)]
+    rows = []
+    for i, case in enumerate(cases):
+        rows.append(case())
+        print("case", i, rows[-1], flush=True)
     keys = ("inception_score", "fid", "sfid", "precision", "recall")
     exp = np.array([[row[k] for k in keys] for row in rows])
     np.save(os.path.join(OUT, "expected.npy"), exp)
