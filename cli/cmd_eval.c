@@ -203,6 +203,18 @@ static int64_t read_state(const char *path, const char *fp)
     return ok && !strcmp(line, fp) && done >= 0 ? done : -1;
 }
 
+/* A partial file's row: pool, spatial, logits of image i, packed from f
+   (pack) or unpacked into it. */
+static void pack_row(me_adm_file *f, int64_t i, float *row, int pack)
+{
+    float *part[3] = {f->pool + i * ME_INCEPTION_DIM, f->spatial + i * ME_INCEPTION_SPATIAL,
+                      f->logits + i * ME_INCEPTION_CLASSES};
+    const int len[3] = {ME_INCEPTION_DIM, ME_INCEPTION_SPATIAL, ME_INCEPTION_CLASSES};
+    for (int p = 0; p < 3; row += len[p], p++)
+        if (pack) memcpy(row, part[p], sizeof(float) * len[p]);
+        else memcpy(part[p], row, sizeof(float) * len[p]);
+}
+
 /* Images first … first+count−1 of s's files into s->feat; with out, the
    resumable partial/state files beside it. */
 static int featurise(const ev_args *a, me_inception *net, const char *label, side *s, int64_t first, int64_t count,
@@ -248,10 +260,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
                 e = me_fail(MOEDIT_EINTERNAL, "%s: short read", part);
                 goto fail;
             }
-            memcpy(f->pool + i * ME_INCEPTION_DIM, row, sizeof(float) * ME_INCEPTION_DIM);
-            memcpy(f->spatial + i * ME_INCEPTION_SPATIAL, row + ME_INCEPTION_DIM, sizeof(float) * ME_INCEPTION_SPATIAL);
-            memcpy(f->logits + i * ME_INCEPTION_CLASSES, row + ME_INCEPTION_DIM + ME_INCEPTION_SPATIAL,
-                   sizeof(float) * ME_INCEPTION_CLASSES);
+            pack_row(f, i, row, 0);
         }
         if (done) fprintf(stderr, "resuming %s: %" PRId64 " of %" PRId64 " images done\n", out, done, count);
         else if (!(pf = fopen(part, "w+b"))) {
@@ -285,13 +294,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         float *lg = f->logits + done * ME_INCEPTION_CLASSES;
         if ((e = me_adm_features_u8(net, a->prep, k, s->h, s->w, s->c, px, pool, sp, lg))) goto fail;
         if (pf) {
-            for (int i = 0; i < k; i++) {
-                memcpy(row + (size_t)i * ME_ADM_ROW, pool + (size_t)i * ME_INCEPTION_DIM, sizeof(float) * ME_INCEPTION_DIM);
-                memcpy(row + (size_t)i * ME_ADM_ROW + ME_INCEPTION_DIM, sp + (size_t)i * ME_INCEPTION_SPATIAL,
-                       sizeof(float) * ME_INCEPTION_SPATIAL);
-                memcpy(row + (size_t)i * ME_ADM_ROW + ME_INCEPTION_DIM + ME_INCEPTION_SPATIAL,
-                       lg + (size_t)i * ME_INCEPTION_CLASSES, sizeof(float) * ME_INCEPTION_CLASSES);
-            }
+            for (int i = 0; i < k; i++) pack_row(f, done + i, row + (size_t)i * ME_ADM_ROW, 1);
             if (fwrite(row, sizeof(float) * ME_ADM_ROW, (size_t)k, pf) != (size_t)k || fflush(pf) ||
                 fsync(fileno(pf))) {
                 e = me_fail(MOEDIT_EINTERNAL, "%s: %s", part, strerror(errno));
@@ -443,11 +446,11 @@ int cmd_eval(int argc, char **argv)
     ev_args a = {.batch = 32, .threads = INT_MIN, .is_split = 5000, .preprocess = "adm"};
     const cli_flag flags[] = {
         {"--inception", CLI_STR, &a.inception, "PTH         pt_inception-2015-12-05-6726825d.pth (pytorch-fid)"},
-        {"--samples", CLI_STR, &a.samples, "S.npz       sample batch arr_0 uint8 [N,H,W,3], or feature files (F0,F1,…)"},
-        {"--ref", CLI_STR, &a.ref, "R.npz       reference batch (images, ADM statistics, --stats-out or feature files)"},
-        {"--json", CLI_STR, &a.json, "OUT.json    also write the numbers, N, the reference and the preprocessing"},
-        {"--stats-out", CLI_STR, &a.stats_out, "R.npz       the reference's mu, sigma, mu_s, sigma_s and pool features"},
-        {"--features-out", CLI_STR, &a.features_out, "F.npz       the samples' features (resumable; a reusable --samples)"},
+        {"--samples", CLI_STR, &a.samples, "S.npz       sample batch arr_0 uint8 [N,H,W,3], or feature files F0,F1,…"},
+        {"--ref", CLI_STR, &a.ref, "R.npz       reference: images, ADM batch, --stats-out or feature files"},
+        {"--json", CLI_STR, &a.json, "OUT.json    also the numbers, N, the reference, the preprocessing"},
+        {"--stats-out", CLI_STR, &a.stats_out, "R.npz       the reference's mu, sigma, mu_s, sigma_s, pool features"},
+        {"--features-out", CLI_STR, &a.features_out, "F.npz       the samples' features (resumable; a --samples)"},
         {"--resume", CLI_BOOL, &a.resume, "            continue a killed --features-out run"},
         {"--shard", CLI_STR, &a.shard, "k/n         featurise part k of n of --samples into --features-out, then stop"},
         {"--preprocess", CLI_STR, &a.preprocess, "P           adm (TF graph: default) or pytorch-fid"},
@@ -465,7 +468,8 @@ int cmd_eval(int argc, char **argv)
                   flags);
         return 0;
     }
-    if (me_preprocess_parse(a.preprocess, &a.prep)) return cli_usage_error(CMD, "--preprocess: '%s' is not adm or pytorch-fid", a.preprocess);
+    if (me_preprocess_parse(a.preprocess, &a.prep))
+        return cli_usage_error(CMD, "--preprocess: '%s' is not adm or pytorch-fid", a.preprocess);
     if (cli_shard(CMD, a.shard, &a.shard_k, &a.shard_n)) return 2;
     if (!a.samples && !a.ref) return cli_usage_error(CMD, "--samples and/or --ref are required");
     if (a.shard && (!a.samples || !a.features_out))
@@ -473,7 +477,8 @@ int cmd_eval(int argc, char **argv)
     if (a.resume && !a.features_out) return cli_usage_error(CMD, "--resume needs --features-out");
     if (a.stats_out && !a.ref) return cli_usage_error(CMD, "--stats-out needs --ref");
     if (a.features_out && !a.samples) return cli_usage_error(CMD, "--features-out needs --samples");
-    if (!a.ref && !a.features_out) return cli_usage_error(CMD, "--ref is required (or --features-out to only featurise)");
+    if (!a.ref && !a.features_out)
+        return cli_usage_error(CMD, "--ref is required (or --features-out to only featurise)");
     if (a.batch < 1 || a.batch > 4096) return cli_usage_error(CMD, "--batch: %d is not in 1..4096", a.batch);
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (cli_threads(CMD, a.threads)) return 2;

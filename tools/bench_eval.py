@@ -10,7 +10,9 @@ a torch.save .pth into a temporary folder; then, alternating for --rounds:
 ADM preprocessing; the rate of its last progress line, and that of the
 whole process with the weight loading) and the PyTorch forward (TF1 resize in NumPy as the reference
 does it, then the network, torch.no_grad, batch --batch). Prints images/s of
-each round and the ratio of the best rounds, with the host CPU. Weights
+each round and the ratio of the best rounds, with the host CPU. PyTorch
+runs with OMP_WAIT_POLICY=passive unless the variable is set (its best on a
+shared machine, as scripts/bench.sh found), moedit with the default. Weights
 are random: speed does not depend on them.
 """
 import argparse
@@ -22,7 +24,13 @@ import tempfile
 import time
 
 import numpy as np
-import torch
+
+# PyTorch's OpenMP threads at their best on a shared machine: sleeping waits
+# (scripts/bench.sh measured its spinning threads 4x slower here); moedit
+# keeps libgomp's default. Set before torch loads its OpenMP runtime.
+MOEDIT_ENV = dict(os.environ)
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adm_evaluator_reference import ADMFeatures  # noqa: E402
@@ -60,7 +68,7 @@ def main():
         best_c = best_t = 0.0
         for r in range(a.rounds):
             t0 = time.perf_counter()
-            err = subprocess.run(cmd, check=True, stderr=subprocess.PIPE, text=True).stderr
+            err = subprocess.run(cmd, check=True, stderr=subprocess.PIPE, text=True, env=MOEDIT_ENV).stderr
             whole = a.n / (time.perf_counter() - t0)
             # the extraction's own rate: the last progress line
             c = float(re.findall(r"([0-9.]+) img/s", err)[-1])
@@ -72,8 +80,8 @@ def main():
             best_c, best_t = max(best_c, c), max(best_t, t)
             print("round %d: moedit eval %.2f img/s (%.2f with start-up and weight loading), PyTorch %.2f img/s"
                   % (r, c, whole, t), flush=True)
-    print("host: %s, %d threads each; %d images %dx%d, batch %d" % (cpu_name(), a.threads, a.n, a.size, a.size,
-                                                                     a.batch))
+    print("host: %s, %d threads each (PyTorch OMP_WAIT_POLICY=%s); %d images %dx%d, batch %d"
+          % (cpu_name(), a.threads, os.environ["OMP_WAIT_POLICY"], a.n, a.size, a.size, a.batch))
     print("best: moedit eval %.2f img/s, PyTorch %.2f img/s, ratio %.2fx" % (best_c, best_t, best_c / best_t))
 
 
