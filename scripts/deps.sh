@@ -7,3 +7,9 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
   build-essential cmake pkg-config clang libclang-rt-14-dev \
   libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev \
   fonts-dejavu-core
+# Only to regenerate test fixtures (tools/*.py, run with /usr/bin/python3);
+# the C suite reads the committed fixtures and needs none of these.
+if [ "${MOEDIT_FIXTURE_TOOLS:-0}" = 1 ]; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+    python3-numpy python3-scipy python3-torch
+fi
