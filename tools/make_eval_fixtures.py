@@ -19,7 +19,8 @@ weights (seed 0) of tools/inception_reference.py.
   resize.npz    x float32 [2, 5, 7] and y = TF1 legacy bilinear to [2, 11, 4]
                 and z to [2, 3, 16] (channel planes)
 
-Run: /usr/bin/python3 tools/make_eval_fixtures.py  (about a minute)."""
+Run: /usr/bin/python3 tools/make_eval_fixtures.py  (minutes: 48 Inception forwards in PyTorch
+and twelve 2048×2048 sqrtm)."""
 import os
 import numpy as np
 from adm_evaluator_reference import (ADMFeatures, evaluate, statistics, tf1_resize_bilinear,
