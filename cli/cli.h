@@ -15,6 +15,7 @@ int cmd_heatmap(int argc, char **argv);
 int cmd_fid_sample(int argc, char **argv);
 int cmd_npz_merge(int argc, char **argv);
 int cmd_fid(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* Flag parsing shared by the subcommands. A command declares its flags in a
@@ -44,6 +45,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 int cli_threads(const char *cmd, int n);
 /* Monotonic seconds, for progress and timings. */
 double cli_now(void);
+/* --shard k/n (NULL: 0/1) into *k, *n; returns 0, or 2 after a usage error.
+   fid-sample and eval share it. */
+int cli_shard(const char *cmd, const char *shard, int *k, int *n);
 /* Whether path ends in ext (".png"), ignoring case. */
 int cli_has_ext(const char *path, const char *ext);
 

@@ -112,14 +112,7 @@ static int parse_args(fs_args *a)
     if (a->labels && strcmp(a->labels, "balanced") && strcmp(a->labels, "random"))
         return cli_usage_error(CMD, "--labels: '%s' is not balanced or random", a->labels);
     a->random_labels = a->labels && !strcmp(a->labels, "random");
-    a->shard_k = 0;
-    a->shard_n = 1;
-    if (a->shard) {
-        char tail;
-        if (sscanf(a->shard, "%d/%d%c", &a->shard_k, &a->shard_n, &tail) != 2 || a->shard_n < 1 ||
-            a->shard_k < 0 || a->shard_k >= a->shard_n)
-            return cli_usage_error(CMD, "--shard: '%s' is not k/n with 0 <= k < n", a->shard);
-    }
+    if (cli_shard(CMD, a->shard, &a->shard_k, &a->shard_n)) return 2;
     if (a->trace && a->resume) return cli_usage_error(CMD, "--trace cannot be resumed: drop --resume or --trace");
     return 0;
 }

@@ -18,6 +18,7 @@ static const struct {
     {"fid-sample", cmd_fid_sample, "write FID sample batches (.npz)"},
     {"npz-merge", cmd_npz_merge, "concatenate sample shards"},
     {"fid", cmd_fid, "Frechet Inception Distance of two sample sets"},
+    {"eval", cmd_eval, "ADM evaluator: IS, FID, sFID, Precision, Recall"},
     {"bench", cmd_bench, "time the transformer forward"},
 };
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include "core/core.h"
 #include "fid/inception.h"
+#include "fid/preprocess.h"
 #include "ops/ops.h"
 
 #define BN_EPS 1e-3
@@ -374,13 +375,19 @@ static void forward_e(work *n, const block_e *m, int max_pool, const float *x, f
     run(n, &m->pool, n->t1, slice(y, &ch, 192, hw));
 }
 
-/* One image [3, h, w] in [0, 1] → features [2048] (and logits [1008]). */
-static void forward_one(const me_inception *net, work *n, int h, int w, const float *img, float *feat,
-                        float *logits)
+/* One image [3, h, w] (in [0, 1] for PYTORCH_FID, 0…255 for ADM) →
+   features [2048] (and the sFID tap [2023], logits [1008]). */
+static void forward_one(const me_inception *net, work *n, me_preprocess prep, int h, int w, const float *img,
+                        float *feat, float *spatial, float *logits)
 {
     const int S = ME_INCEPTION_SIZE;
-    op_resize_bilinear(1, 3, h, w, S, S, img, n->x0);
-    for (size_t i = 0; i < (size_t)3 * S * S; i++) n->x0[i] = 2 * n->x0[i] - 1;
+    if (prep == ME_PREPROCESS_ADM) {
+        me_resize_bilinear_tf1(3, h, w, S, S, img, n->x0);
+        for (size_t i = 0; i < (size_t)3 * S * S; i++) n->x0[i] = (n->x0[i] - 128.0f) * (1.0f / 128);
+    } else {
+        op_resize_bilinear(1, 3, h, w, S, S, img, n->x0);
+        for (size_t i = 0; i < (size_t)3 * S * S; i++) n->x0[i] = 2 * n->x0[i] - 1;
+    }
     float *a = n->a, *b = n->b;
     run(n, &net->c1a, n->x0, a);                       /* 32×149×149 */
     run(n, &net->c2a, a, b);                           /* 32×147×147 */
@@ -396,6 +403,7 @@ static void forward_one(const me_inception *net, work *n, int h, int w, const fl
     forward_c(n, &net->m6b, a, b);
     forward_c(n, &net->m6c, b, a);
     forward_c(n, &net->m6d, a, b);
+    if (spatial) me_spatial_tap(b, 17 * 17, 7, spatial);   /* branch1x1 is channels 0…191 of b */
     forward_c(n, &net->m6e, b, a);
     forward_d(n, &net->m7a, a, b);                     /* 1280×8×8 */
     forward_e(n, &net->m7b, 0, b, a);                  /* 2048×8×8 */
@@ -407,8 +415,8 @@ static void forward_one(const me_inception *net, work *n, int h, int w, const fl
 /* n images from uint8 HWC (u8) or float CHW (f32). Several images run at
    once, one per thread on single-threaded kernels: the 17×17 and 8×8 layers
    are too small to split well across threads, whole images are not. */
-static int forward_batch(me_inception *net, int n, int h, int w, int c, const uint8_t *u8, const float *f32,
-                         float *features, float *logits)
+static int forward_batch(me_inception *net, me_preprocess prep, int n, int h, int w, int c, const uint8_t *u8,
+                         const float *f32, float *features, float *spatial, float *logits)
 {
     if (n < 0 || h < 1 || w < 1 || h > 8192 || w > 8192)
         return me_fail(MOEDIT_EINPUT, "inception: bad image batch %d×%d×%d", n, h, w);
@@ -429,12 +437,15 @@ static int forward_batch(me_inception *net, int n, int h, int w, int c, const ui
         work *wk = &net->work[omp_get_thread_num()];
         const float *img = f32 ? f32 + (size_t)i * 3 * plane : wk->in;
         if (u8) {
-            /* ToTensor: HWC uint8 → CHW float / 255; grayscale fills all three */
+            /* ToTensor: HWC uint8 → CHW float / 255 (ADM: the raw values);
+               grayscale fills all three */
             const uint8_t *px = u8 + (size_t)i * plane * c;
+            const float scale = prep == ME_PREPROCESS_ADM ? 1.0f : 1 / 255.0f;
             for (int ch = 0; ch < 3; ch++)
-                for (size_t p = 0; p < plane; p++) wk->in[ch * plane + p] = px[p * c + (c == 3 ? ch : 0)] / 255.0f;
+                for (size_t p = 0; p < plane; p++) wk->in[ch * plane + p] = px[p * c + (c == 3 ? ch : 0)] * scale;
         }
-        forward_one(net, wk, h, w, img, features + (size_t)i * ME_INCEPTION_DIM,
+        forward_one(net, wk, prep, h, w, img, features + (size_t)i * ME_INCEPTION_DIM,
+                    spatial ? spatial + (size_t)i * ME_INCEPTION_SPATIAL : NULL,
                     logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
     }
     if (par) openblas_set_num_threads(me_threads());
@@ -444,11 +455,19 @@ static int forward_batch(me_inception *net, int n, int h, int w, int c, const ui
 int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
                              float *features, float *logits)
 {
-    return forward_batch(net, n, h, w, 3, NULL, chw, features, logits);
+    return forward_batch(net, ME_PREPROCESS_PYTORCH_FID, n, h, w, 3, NULL, chw, features, NULL, logits);
 }
 
 int me_inception_forward_u8(me_inception *net, int n, int h, int w, int c, const uint8_t *hwc,
                             float *features, float *logits)
 {
-    return forward_batch(net, n, h, w, c, hwc, NULL, features, logits);
+    return forward_batch(net, ME_PREPROCESS_PYTORCH_FID, n, h, w, c, hwc, NULL, features, NULL, logits);
 }
+
+int me_inception_forward_u8_taps(me_inception *net, me_preprocess prep, int n, int h, int w, int c,
+                                 const uint8_t *hwc, float *features, float *spatial, float *logits)
+{
+    return forward_batch(net, prep, n, h, w, c, hwc, NULL, features, spatial, logits);
+}
+
+const float *me_inception_fc_weight(const me_inception *net) { return net->fc_w; }

@@ -24,6 +24,17 @@
 #define ME_INCEPTION_DIM 2048
 #define ME_INCEPTION_CLASSES 1008
 #define ME_INCEPTION_SIZE 299
+/* sFID's features: the first 7 channels of Mixed_6d.branch1x1 (TF
+   mixed_6/conv) at 17×17, in (h, w, c) order. */
+#define ME_INCEPTION_SPATIAL (17 * 17 * 7)
+
+/* How uint8 pixels become the network's 299×299 input.
+   PYTORCH_FID: ToTensor (/255), bilinear with half-pixel centres
+     (F.interpolate, align_corners=False), 2x − 1 — pytorch-fid.
+   ADM: TF1's legacy ResizeBilinear of the raw 0…255 values (source =
+     dst · in/out, no half-pixel centres), then (x − 128)/128 — the TF
+     2015-12-05 graph that guided-diffusion's evaluator runs. */
+typedef enum { ME_PREPROCESS_PYTORCH_FID = 0, ME_PREPROCESS_ADM = 1 } me_preprocess;
 
 typedef struct me_inception me_inception;
 
@@ -38,6 +49,13 @@ void me_inception_free(me_inception *net);
    features [n, 2048]; logits [n, 1008] or NULL. */
 int me_inception_forward_u8(me_inception *net, int n, int h, int w, int c, const uint8_t *hwc,
                             float *features, float *logits);
+/* The same with a choice of preprocessing and the sFID tap: pool3 [n, 2048],
+   spatial [n, ME_INCEPTION_SPATIAL] (or NULL), logits [n, 1008] with the fc
+   bias (or NULL). */
+int me_inception_forward_u8_taps(me_inception *net, me_preprocess prep, int n, int h, int w, int c,
+                                 const uint8_t *hwc, float *features, float *spatial, float *logits);
+/* fc.weight [1008, 2048], for logits without the bias (ADM's Inception Score). */
+const float *me_inception_fc_weight(const me_inception *net);
 /* n images, float NCHW [n, 3, h, w] in [0, 1]. */
 int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
                              float *features, float *logits);

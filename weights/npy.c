@@ -165,6 +165,22 @@ static int parse_header(const char *h, size_t n, const char *what, me_array *a)
 
 int me_npy_parse(const uint8_t *buf, size_t size, const char *what, me_array *out)
 {
+    size_t data_off;
+    int rc = me_npy_parse_header(buf, size, what, out, &data_off);
+    if (rc) return rc;
+    size_t bytes = (size_t)out->numel * me_dtype_size(out->dtype);
+    if (bytes > size - data_off) {
+        char s[160];
+        return me_fail(MOEDIT_EINPUT, "%s: truncated .npy data (%s %s needs %zu bytes, %zu present)", what,
+                       me_dtype_name(out->dtype), me_shape_str(out->ndim, out->shape, s, sizeof s), bytes,
+                       size - data_off);
+    }
+    out->data = buf + data_off;
+    return MOEDIT_OK;
+}
+
+int me_npy_parse_header(const uint8_t *buf, size_t size, const char *what, me_array *out, size_t *data_offset)
+{
     memset(out, 0, sizeof *out);
     if (size < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) return me_fail(MOEDIT_EINPUT, "%s: not an .npy file", what);
     int major = buf[6];
@@ -182,20 +198,12 @@ int me_npy_parse(const uint8_t *buf, size_t size, const char *what, me_array *ou
     if (hlen > size - start) return me_fail(MOEDIT_EINPUT, "%s: truncated .npy header", what);
     int rc = parse_header((const char *)buf + start, hlen, what, out);
     if (rc) return rc;
-    size_t numel = 1, bytes;
+    size_t numel = 1;
     for (int i = 0; i < out->ndim; i++)
         if (!me_mul_size(numel, (size_t)out->shape[i], &numel) || numel > (size_t)INT64_MAX / 8)
             return me_fail(MOEDIT_EINPUT, "%s: npy shape overflows", what);
-    bytes = numel * me_dtype_size(out->dtype);
-    size_t data_off = start + hlen;
-    if (bytes > size - data_off) {
-        char s[160];
-        return me_fail(MOEDIT_EINPUT, "%s: truncated .npy data (%s %s needs %zu bytes, %zu present)", what,
-                       me_dtype_name(out->dtype), me_shape_str(out->ndim, out->shape, s, sizeof s), bytes,
-                       size - data_off);
-    }
     out->numel = (int64_t)numel;
-    out->data = buf + data_off;
+    *data_offset = start + hlen;
     return MOEDIT_OK;
 }
 

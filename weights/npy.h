@@ -52,6 +52,9 @@ void me_array_to_i64(const me_array *a, int64_t *dst);
 /* Parses an .npy image in memory; out->data points into buf (possibly
    unaligned: me_npy_read and me_npz_get realign). */
 int me_npy_parse(const uint8_t *buf, size_t size, const char *what, me_array *out);
+/* Only the header of buf (which may hold just the start of the array): dtype,
+   shape, numel and the offset of the data; out->data stays NULL. */
+int me_npy_parse_header(const uint8_t *buf, size_t size, const char *what, me_array *out, size_t *data_offset);
 int me_npy_read(const char *path, me_array *out);
 /* Atomic write (temporary file + rename). */
 int me_npy_write(const char *path, me_dtype dtype, int ndim, const int64_t *shape, const void *data);
