@@ -6,4 +6,5 @@ $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake pkg-config clang libclang-rt-14-dev \
   libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev \
-  fonts-dejavu-core
+  fonts-dejavu-core \
+  slurm-wlm munge openmpi-bin
