@@ -9,7 +9,8 @@
 # sampling flags). Shard files: DIR/shard-K-of-S.npz (each written with
 # --resume, so a rerun after a crash or a preempted job continues); results:
 # DIR/samples.npz and DIR/fid.txt. Modes:
-#   (default)      S local processes in parallel (--threads each: cores / S),
+#   (default)      S local processes in parallel (--threads T each; default
+#                  cores / S),
 #                  then --finish; under a launcher (the variables below) as
 #                  --sample-only, and MPI rank 0 then waits for every shard
 #                  file (a shard's .npz appears only when complete, so a
@@ -25,7 +26,7 @@
 set -eu
 
 MOEDIT=${MOEDIT:-$(dirname "$0")/../build/moedit}
-out='' num='' shards=1 inception='' ref='' batch=16 mode=default labels=balanced
+out='' num='' shards=1 inception='' ref='' batch=16 mode=default labels=balanced threads=
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
     --ref) ref=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --labels) labels=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     --sample-only) mode=sample; shift ;;
     --finish) mode=finish; shift ;;
     --) shift; break ;;
@@ -60,10 +62,11 @@ sample() {
 }
 
 # The evaluation of the merged samples: the one line to change for another
-# evaluator (e.g. `moedit eval` once it exists). Threads as the launcher gave.
+# evaluator (e.g. `moedit eval` once it exists). Threads: --threads, else as
+# the launcher gave (0: all cores).
 score() {
   "$MOEDIT" fid --inception "$inception" --samples "$out/samples.npz" --ref "$ref" \
-    --stats-out "$out/samples_stats.npz" --threads "${SLURM_CPUS_PER_TASK:-${OMP_NUM_THREADS:-0}}"
+    --stats-out "$out/samples_stats.npz" --threads "${threads:-${SLURM_CPUS_PER_TASK:-${OMP_NUM_THREADS:-0}}}"
 }
 
 finish() {
@@ -78,20 +81,19 @@ rank=${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-}}
 size=${OMPI_COMM_WORLD_SIZE:-${PMI_SIZE:-}}
 case $mode in
   finish) finish ;;
-  sample) sample auto "$@" ;;
+  sample) sample auto ${threads:+--threads "$threads"} "$@" ;;
   *)
     if [ -n "${SLURM_ARRAY_TASK_ID:-}" ] || [ -n "$rank" ]; then
-      sample auto "$@"
+      sample auto ${threads:+--threads "$threads"} "$@"
       if [ -z "${SLURM_ARRAY_TASK_ID:-}" ] && [ "$rank" = 0 ]; then
         while [ "$(ls "$out"/shard-*-of-"$size".npz 2>/dev/null | wc -l)" -lt "$size" ]; do sleep 5; done
         finish
       fi
     else
-      cores=$(nproc)
-      threads=$(( cores / shards )); [ "$threads" -ge 1 ] || threads=1
+      per=${threads:-$(( $(nproc) / shards ))}; [ "$per" -ge 1 ] || per=1
       i=0 pids=''
       while [ $i -lt "$shards" ]; do
-        sample "$i/$shards" --threads "$threads" "$@" 2> "$out/shard-$i.log" & pids="$pids $!"
+        sample "$i/$shards" --threads "$per" "$@" 2> "$out/shard-$i.log" & pids="$pids $!"
         i=$((i + 1))
       done
       status=0
