@@ -86,6 +86,7 @@ case $mode in
     if [ -n "${SLURM_ARRAY_TASK_ID:-}" ] || [ -n "$rank" ]; then
       sample auto ${threads:+--threads "$threads"} "$@"
       if [ -z "${SLURM_ARRAY_TASK_ID:-}" ] && [ "$rank" = 0 ]; then
+        # shellcheck disable=SC2012  # counting files whose names we made
         while [ "$(ls "$out"/shard-*-of-"$size".npz 2>/dev/null | wc -l)" -lt "$size" ]; do sleep 5; done
         finish
       fi

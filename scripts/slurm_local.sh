@@ -34,16 +34,15 @@ free_port() {
   die "no free TCP port near $p"
 }
 
-pids_of() {   # pids recorded in DIR/*.pid that are still alive
-  local f
-  for f in "$1"/munged.pid "$1"/slurmctld.pid "$1"/slurmd.pid; do
-    [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
-  done
-  # job steps: slurmstepd processes whose spool is ours
-  local p
-  for p in /proc/[0-9]*; do
-    [ "$(readlink "$p/exe" 2>/dev/null)" = /usr/sbin/slurmstepd ] || continue
-    grep -qa "$1" "$p/environ" 2>/dev/null && basename "$p"
+# Live processes of the instance in DIR: Slurm's and munge's programs
+# (munged, slurmctld and its slurmscriptd, slurmd, slurmstepd) whose command
+# line or environment names DIR.
+pids_of() {
+  local name p
+  for name in munged slurmctld slurmscriptd slurmd slurmstepd; do
+    for p in $(pgrep -x "$name"); do
+      if grep -qaF "$1/" "/proc/$p/cmdline" "/proc/$p/environ" 2>/dev/null; then echo "$p"; fi
+    done
   done
   return 0
 }
@@ -141,17 +140,21 @@ stop() {
   fi
   local left=''
   for _ in $(seq 100); do
-    left=$(pids_of "$dir" | grep -v "^$(cat "$dir/munged.pid" 2>/dev/null)$" || true)
+    left=$(pids_of "$dir" | grep -vx "$(cat "$dir/munged.pid" 2>/dev/null)" || true)
     [ -z "$left" ] && break
     sleep 0.2
   done
+  # shellcheck disable=SC2086  # a list of pids
   [ -z "$left" ] || kill -9 $left 2>/dev/null || true
-  [ -S "$dir/munge/socket" ] && /usr/sbin/munged --stop --socket="$dir/munge/socket" >/dev/null 2>&1 || true
+  if [ -S "$dir/munge/socket" ]; then
+    /usr/sbin/munged --stop --socket="$dir/munge/socket" >/dev/null 2>&1 || true
+  fi
   for _ in $(seq 50); do
     left=$(pids_of "$dir")
     [ -z "$left" ] && break
     sleep 0.2
   done
+  # shellcheck disable=SC2086  # a list of pids
   [ -z "$left" ] || { kill -9 $left 2>/dev/null || true; sleep 0.5; }
   left=$(pids_of "$dir")
   [ -z "$left" ] || die "stop: processes $left are still running"

@@ -33,6 +33,7 @@ own_work=0
 if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d /tmp/moedit_cluster_XXXXXX); own_work=1; fi
 mkdir -p "$WORK"
 # a CI job may itself run under Slurm or MPI: none of its variables leak in
+# shellcheck disable=SC2046  # variable names, one word each
 unset $(env | grep -oE '^(SLURM|OMPI|PMI|PMIX)_[A-Za-z0-9_]*' || true) OMP_NUM_THREADS SLURM_CONF
 cd "$root"
 
@@ -68,8 +69,8 @@ wait_job() {
   scontrol show job "$1" 2>/dev/null | grep -oE 'JobState=[A-Z_]+' | sort -u | tr '\n' ' '
 }
 
-echo "cluster test in $WORK: $num samples, $steps steps, host $(nproc) cores"
-: > "$WORK/times.txt"
+echo "cluster test in $WORK: $num samples, $steps steps, host $(nproc) cores" | tee "$WORK/times.txt"
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$WORK/times.txt"
 
 t=$(now)
 scripts/fid_eval.sh --out "$WORK/one" --shards 1 --threads 1 "${args[@]}" > /dev/null
@@ -131,5 +132,6 @@ OMP_NUM_THREADS=1 MPIRUN_FLAGS=$flags scripts/mpi_fid.sh 3 --out "$WORK/mpirun" 
 timed mpirun "$t"
 same_result mpirun
 
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$WORK/times.txt"
 [ "$own_work" = 0 ] || rm -rf "$WORK"
 echo "cluster test passed"
