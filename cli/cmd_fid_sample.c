@@ -338,7 +338,7 @@ int cmd_fid_sample(int argc, char **argv)
     int npos, rc;
     if (cli_parse(CMD, argc, argv, flags, pos, 0, &npos)) return 2;
     if (a.help) {
-        cli_usage(CMD, "--npz OUT.npz --num N [--model CKPT] [sampling flags] [--shard k/n] [--resume]", flags);
+        cli_usage(CMD, "--npz OUT.npz --num N [--model CKPT] [sampling flags] [--shard k/n|auto] [--resume]", flags);
         return 0;
     }
     rc = parse_args(&a);

@@ -14,7 +14,8 @@
 #                  then --finish; under a launcher (the variables below) as
 #                  --sample-only, and MPI rank 0 then waits for every shard
 #                  file (a shard's .npz appears only when complete, so a
-#                  shared folder is the barrier) and finishes
+#                  shared folder is the barrier) and finishes; under srun
+#                  give --sample-only (scripts/slurm_fid_srun.sbatch does)
 #   --sample-only  this process's shard only, from the launcher's environment
 #                  (`fid-sample --shard auto`: a Slurm array task, an srun
 #                  task, an mpirun rank); what scripts/slurm_fid_*.sbatch and
