@@ -73,10 +73,12 @@ echo "cluster test in $WORK: $num samples, $steps steps, host $(nproc) cores" | 
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$WORK/times.txt"
 
 t=$(now)
-scripts/fid_eval.sh --out "$WORK/one" --shards 1 --threads 1 "${args[@]}" > /dev/null
+scripts/fid_eval.sh --out "$WORK/one" --shards 1 --threads 1 "${args[@]}" > /dev/null 2> "$WORK/one.err" \
+  || { cat "$WORK/one.err" >&2; fail "the one-process run failed"; }
 timed one "$t"
 t=$(now)
-scripts/fid_eval.sh --out "$WORK/procs" --shards 3 --threads 1 "${args[@]}" > /dev/null
+scripts/fid_eval.sh --out "$WORK/procs" --shards 3 --threads 1 "${args[@]}" > /dev/null 2> "$WORK/procs.err" \
+  || { cat "$WORK/procs.err" >&2; fail "the & processes run failed"; }
 timed procs "$t"
 same_result procs
 
