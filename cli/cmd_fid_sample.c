@@ -325,7 +325,7 @@ int cmd_fid_sample(int argc, char **argv)
         {"--num", CLI_INT, &a.num, "N               number of samples (all shards together)"},
         {"--batch", CLI_INT, &a.batch, "B               samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random  i mod classes (default) or a hash of (seed, i)"},
-        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: from Slurm/MPI); merge with npz-merge"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: Slurm or MPI's)"},
         {"--resume", CLI_BOOL, &a.resume, "                continue an interrupted run of the same command"},
         {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision (rows batch-local)"},
         {"--help", CLI_BOOL, &a.help, "                this help"},

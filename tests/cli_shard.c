@@ -89,9 +89,10 @@ Test(cli_shard, auto_takes_the_launchers_in_order)
 
 Test(cli_shard, auto_takes_threads_from_the_launcher)
 {
-    resolves("PMI_RANK=0 PMI_SIZE=1 SLURM_CPUS_PER_TASK=1 OMP_NUM_THREADS=2", 0, 1, "PMI_RANK=0 of PMI_SIZE=1; 1 thread "
-             "from SLURM_CPUS_PER_TASK");
-    resolves("PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=2", 0, 1, "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
+    resolves("PMI_RANK=0 PMI_SIZE=1 SLURM_CPUS_PER_TASK=1 OMP_NUM_THREADS=2", 0, 1,
+             "PMI_RANK=0 of PMI_SIZE=1; 1 thread from SLURM_CPUS_PER_TASK");
+    resolves("PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=2", 0, 1,
+             "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
 }
 
 Test(cli_shard, auto_refuses_what_it_cannot_place)
