@@ -122,16 +122,8 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
 
 const char *cli_model_path(const char *model)
 {
-    static const struct { const char *alias, *file; } aliases[] = {
-        {"fmnist-moe", "models/fmnist-moe/model.pt"},
-        {"fmnist-switch", "models/fmnist-switch/model.pt"},
-    };
     static char path[4096];
     if (!model) model = "fmnist-moe";
-    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-        if (!strcmp(model, aliases[i].alias)) {
-            snprintf(path, sizeof path, "%s/%s", MOEDIT_SOURCE_DIR, aliases[i].file);
-            return path;
-        }
-    return model;
+    /* an alias that is not found stays as given: loading it reports where it was looked for */
+    return moedit_model_path(model, path, sizeof path) == MOEDIT_OK ? path : model;
 }

@@ -48,7 +48,8 @@ double cli_now(void);
 int cli_has_ext(const char *path, const char *ext);
 
 /* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
-   model to a path under the source tree's models/; other values pass through. */
+   model with moedit_model_path (source tree, install prefix, $MOEDIT_MODELS);
+   other values pass through. */
 const char *cli_model_path(const char *model);
 
 /* Sampling flags shared by `sample` and `fid-sample` (cli/sampling.c).

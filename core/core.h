@@ -62,4 +62,9 @@ int me_atomic_write(me_atomic_file *af, const void *data, size_t n);
 int me_atomic_commit(me_atomic_file *af);   /* fsync-free close + rename */
 void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
 
+/* Finds a shipped file: models_rel under the models folders (as
+   moedit_model_path searches them), or, with models_rel NULL, data_rel under
+   the installed share/moedit. Writes the path to out; 1 if found, else 0. */
+int me_find_shipped(const char *models_rel, const char *data_rel, char *out, size_t size);
+
 #endif

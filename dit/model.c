@@ -255,6 +255,9 @@ static int load_weights(moedit_model *m)
 int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_model **out)
 {
     *out = NULL;
+    char resolved[4096];
+    if (moedit_model_path(path, resolved, sizeof resolved)) return MOEDIT_EINPUT;
+    path = resolved;
     moedit_model *m = me_calloc(1, sizeof *m);
     if (!m) return MOEDIT_EINTERNAL;
     m->null_from = -1;
@@ -352,7 +355,7 @@ static size_t carve(moedit_model *m, int n, char *base)
     TAKE(mod, (size_t)n * 6 * D);
     TAKE(rprobs, (size_t)n * E);
     TAKE(out_tok, nt * ppc * cf->out_channels);
-    TAKE(att_scratch, op_attention_scratch(m->tokens));
+    TAKE(att_scratch, op_attention_scratch(n, m->tokens, cf->heads, m->head_dim));
 #undef TAKE
     return at;
 }
@@ -360,7 +363,9 @@ static size_t carve(moedit_model *m, int n, char *base)
 int dit_reserve(moedit_model *m, int n)
 {
     /* The attention scratch is per thread: a raised thread count regrows it. */
-    if (n <= m->cap && m->a.att_scratch_floats >= op_attention_scratch(m->tokens)) return MOEDIT_OK;
+    if (n <= m->cap &&
+        m->a.att_scratch_floats >= op_attention_scratch(m->cap, m->tokens, m->cfg.heads, m->head_dim))
+        return MOEDIT_OK;
     if (n < m->cap) n = m->cap;
     size_t bytes = carve(m, n, NULL);
     void *arena = me_alloc_aligned(bytes);
@@ -368,7 +373,7 @@ int dit_reserve(moedit_model *m, int n)
     me_free_aligned(m->arena);
     m->arena = arena;
     carve(m, n, arena);
-    m->a.att_scratch_floats = op_attention_scratch(m->tokens);
+    m->a.att_scratch_floats = op_attention_scratch(n, m->tokens, m->cfg.heads, m->head_dim);
     m->cap = n;
     return MOEDIT_OK;
 }

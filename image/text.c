@@ -28,6 +28,8 @@ int me_font_load(me_font **out, const char *path)
 {
     *out = NULL;
     if (!path) path = getenv("MOEDIT_FONT");
+    char shipped[4096];
+    if ((!path || !*path) && me_find_shipped(NULL, ME_FONT_SHIPPED, shipped, sizeof shipped)) path = shipped;
     if (!path || !*path) path = ME_FONT_PATH;
     me_font *f = me_calloc(1, sizeof *f);
     if (!f) return MOEDIT_EINTERNAL;

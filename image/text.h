@@ -17,10 +17,13 @@
 #include <stdint.h>
 
 #define ME_FONT_PATH "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+/* The copy `cmake --install` puts under share/moedit/. */
+#define ME_FONT_SHIPPED "fonts/DejaVuSans.ttf"
 
 typedef struct me_font me_font;
 
-/* path NULL = $MOEDIT_FONT if set, else ME_FONT_PATH. A missing or unreadable
+/* path NULL = $MOEDIT_FONT if set, else the installed share/moedit/
+   ME_FONT_SHIPPED if found, else ME_FONT_PATH. A missing or unreadable
    font is MOEDIT_EINPUT with a message naming the file and the package. */
 int me_font_load(me_font **out, const char *path);
 void me_font_free(me_font *f);

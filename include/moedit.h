@@ -19,7 +19,33 @@
      one-line message in moedit_last_error() (per thread). Nothing prints.
    - Images and latents are float32 NCHW, row-major, contiguous.
    - Class labels are int64; label == num_classes is the classifier-free
-     guidance null class. */
+     guidance null class.
+
+   Threads
+   - A moedit_model, moedit_vae, moedit_inception or moedit_route_log is used
+     by one thread at a time (it owns its working buffers); distinct objects
+     may be used from different threads at once. For parallel sampling, load
+     one model per thread. Each call itself runs on moedit_set_threads()
+     OpenMP/BLAS threads.
+   - The thread count is the library's only global setting; set it before
+     starting other threads. Otherwise there are only read-only caches made
+     once, thread-safely (the CPU feature probe, the caption font). Error
+     messages are per thread. The library never prints and never exits:
+     every failure is a return code.
+
+   Buffer ownership
+   - Arrays and strings passed in (x, t, y, labels, noise, latents, z,
+     images, features, paths, moedit_sample_options.steps) belong to the
+     caller: read during the call only, never kept or freed. Output arrays
+     are allocated by the caller with the documented shape. The one pointer
+     kept is a tracer's user pointer (moedit_model_set_tracer), until the
+     tracer is replaced or the model freed.
+   - Objects made by moedit_*_load / _new are freed by the matching _free
+     (NULL is accepted). A moedit_config pointer lives as long as its model;
+     a moedit_route passed to a tracer lives for that callback only; a
+     moedit_route_table stays valid until its log is cleared, fed or freed.
+   - Strings returned (moedit_last_error, moedit_version) are the library's;
+     the error text changes with the thread's next failure. */
 #ifndef MOEDIT_H
 #define MOEDIT_H
 
@@ -30,6 +56,11 @@
 extern "C" {
 #endif
 
+/* The version of this header; CMake's project version must match (checked
+   at configure time). moedit_version() gives the library's at run time. */
+#define MOEDIT_VERSION_MAJOR 0
+#define MOEDIT_VERSION_MINOR 1
+#define MOEDIT_VERSION_PATCH 0
 #define MOEDIT_VERSION "0.1.0"
 
 enum { MOEDIT_OK = 0, MOEDIT_EINTERNAL = 1, MOEDIT_EINPUT = 2 };
@@ -161,6 +192,73 @@ int moedit_vae_upscale(const moedit_vae *v);   /* image size / latent size */
 /* Decodes z (already divided by the scaling factor) [n, latent_c, h, w] into
    img [n, out_channels, h*up, w*up], range about [-1, 1], unclamped. */
 int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float *img);
+
+/* ---- installation, bindings, evaluation -------------------------------- */
+
+/* "MAJOR.MINOR.PATCH" of the library actually loaded. */
+const char *moedit_version(void);
+
+/* sizeof the public struct named type ("moedit_config",
+   "moedit_load_options", "moedit_sample_options", "moedit_route_table"),
+   0 for another name: lets bindings check their copy of a struct. */
+size_t moedit_sizeof(const char *type);
+
+/* Shipped-model aliases ("fmnist-moe", "fmnist-switch", "fmnist-vae") to a
+   path; any other name is copied unchanged. Searched in order: the folder
+   $MOEDIT_MODELS, share/moedit/models beside the installed library or
+   program (../share relative to its own file), the source tree it was built
+   from, and the install prefix compiled in. moedit_model_load and
+   moedit_vae_load resolve aliases themselves. */
+int moedit_model_path(const char *name, char *path, size_t size);
+
+/* An in-memory expert trace, column by column, for bindings and analysis:
+     moedit_route_log *log;
+     moedit_route_log_new(&log);
+     moedit_model_set_tracer(m, moedit_route_log_add, log);
+     moedit_sample(...);
+     moedit_model_set_tracer(m, NULL, NULL);
+     moedit_route_table tab;
+     if (moedit_route_log_table(log, &tab) == MOEDIT_OK) ... tab.experts[i * tab.k + j]
+     moedit_route_log_free(log);
+   Memory grows geometrically while recording (tracing is optional; an
+   untraced forward allocates nothing). */
+typedef struct moedit_route_log moedit_route_log;
+typedef struct {
+    size_t count;          /* decisions recorded */
+    int k, num_probs;      /* experts per decision; all-expert probabilities (Switch-DiT: E, else 0) */
+    const int32_t *step, *layer, *row, *token, *is_null;   /* [count] each */
+    const int64_t *label;  /* [count] */
+    const float *timestep; /* [count] */
+    const int32_t *experts;/* [count, k] in the gate's order */
+    const float *weights;  /* [count, k] their gate probabilities */
+    const float *probs;    /* [count, num_probs], NULL when num_probs is 0 */
+} moedit_route_table;
+int moedit_route_log_new(moedit_route_log **out);
+void moedit_route_log_free(moedit_route_log *log);
+void moedit_route_log_clear(moedit_route_log *log);
+void moedit_route_log_add(void *log, const moedit_route *r);   /* a moedit_route_fn */
+/* MOEDIT_EINTERNAL if memory ran out while recording, or MOEDIT_EINPUT if
+   decisions of different k or num_probs were mixed. */
+int moedit_route_log_table(const moedit_route_log *log, moedit_route_table *out);
+
+/* Evaluation metrics, in double precision (see docs/fid.md).
+   Mean mu [dim] and unbiased covariance sigma [dim, dim] of n >= 2 rows. */
+int moedit_feature_stats(int64_t n, int dim, const float *features, double *mu, double *sigma);
+/* Fréchet distance between the Gaussians (mu1, sigma1) and (mu2, sigma2). */
+int moedit_frechet_distance(int dim, const double *mu1, const double *sigma1, const double *mu2,
+                            const double *sigma2, double *fid);
+/* Inception Score of logits [n, classes], averaged over chunks of
+   split_size rows (<= 0: one chunk). */
+int moedit_inception_score(int64_t n, int classes, const float *logits, int64_t split_size, double *is);
+
+/* pytorch-fid's Inception network (pt_inception-2015-12-05-6726825d.pth):
+   uint8 images HWC [n, h, w, c], c = 1 or 3 → features [n, 2048] and
+   logits [n, 1008] (may be NULL). */
+typedef struct moedit_inception moedit_inception;
+int moedit_inception_load(const char *path, moedit_inception **out);
+void moedit_inception_free(moedit_inception *net);
+int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c, const uint8_t *images,
+                              float *features, float *logits);
 
 #ifdef __cplusplus
 }

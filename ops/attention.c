@@ -1,7 +1,7 @@
 /* Softmax attention on the packed GEMM (ops/gemm.h), in two phases:
    1. every (batch, head) has its K (as Kᵀ, head_dim × tokens) and V
-      (tokens × head_dim) packed once, into a buffer of the calling thread
-      that grows to the largest shape seen and is then reused;
+      (tokens × head_dim) packed once, into the caller's scratch (after
+      the score tiles), so nothing is allocated here;
    2. jobs of BLOCK query rows of one (batch, head): one product makes the
       score tile (scaled by 1/√head_dim), a vectorised pass turns it into
       unnormalised probabilities, a second product multiplies by V, and
@@ -10,9 +10,8 @@
    Jobs are spread over the OpenMP pool; each product inside runs on its
    job's thread, so results do not depend on the thread count. */
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include "core/core.h"
 #include "ops/fastmath.h"
 #include "ops/gemm.h"
@@ -20,25 +19,22 @@
 
 #define BLOCK 64
 
-size_t op_attention_scratch(int tokens)
+/* Packed K and V of every (batch, head) pair, each 64-byte aligned. */
+static size_t pack_bytes(int batch, int tokens, int heads, int head_dim, size_t *kbytes, size_t *vbytes)
 {
-    return (size_t)me_threads() * BLOCK * (size_t)(tokens > 0 ? tokens : 0);
+    *kbytes = (me_gemm_b_bytes(head_dim, tokens, 0) + 63) / 64 * 64;
+    *vbytes = (me_gemm_b_bytes(tokens, head_dim, 0) + 63) / 64 * 64;
+    return (size_t)batch * heads * (*kbytes + *vbytes);
 }
 
-/* The calling thread's packing buffer: 64-byte aligned, grown, never
-   shrunk (kept for the thread's lifetime, like a stack). */
-static _Thread_local void *pack_mem;
-static _Thread_local size_t pack_cap;
-
-static void *pack_buffer(size_t bytes)
+/* Score tiles per thread, then the packing area (plus slack to align it):
+   the caller owns all memory, so the forward never allocates and has no
+   failure to report. */
+size_t op_attention_scratch(int batch, int tokens, int heads, int head_dim)
 {
-    if (bytes > pack_cap) {
-        me_free_aligned(pack_mem);
-        pack_cap = 0;
-        if (!(pack_mem = me_alloc_aligned(bytes))) return NULL;
-        pack_cap = bytes;
-    }
-    return pack_mem;
+    if (batch <= 0 || tokens <= 0 || heads <= 0 || head_dim <= 0) return 0;
+    size_t kb, vb, pack = pack_bytes(batch, tokens, heads, head_dim, &kb, &vb);
+    return (size_t)me_threads() * BLOCK * (size_t)tokens + pack / sizeof(float) + 64 / sizeof(float);
 }
 
 /* Rows of one score tile → exp(s − max), returning 1/Σ per row in inv. */
@@ -70,13 +66,10 @@ void op_attention(int batch, int tokens, int heads, int head_dim, const float *q
     double work = 4.0 * batch * heads * (double)tokens * tokens * head_dim;
     int par = nt > 1 && jobs >= nt && work >= 1e6 && !omp_in_parallel();
 
-    size_t kbytes = (me_gemm_b_bytes(head_dim, tokens, 0) + 63) / 64 * 64;
-    size_t vbytes = (me_gemm_b_bytes(tokens, head_dim, 0) + 63) / 64 * 64;
-    char *mem = pack_buffer((size_t)pairs * (kbytes + vbytes));
-    if (!mem) {   /* the forward has no error path: running out of memory here is fatal */
-        fprintf(stderr, "moedit: %s\n", moedit_last_error());
-        abort();
-    }
+    size_t kbytes, vbytes;
+    pack_bytes(batch, tokens, heads, head_dim, &kbytes, &vbytes);
+    uintptr_t pack_at = (uintptr_t)(scratch + (size_t)nt * BLOCK * tokens);
+    char *mem = (char *)((pack_at + 63) & ~(uintptr_t)63);
     /* Shape templates; each pair's operands sit at their own offset. */
     me_gemm_b kt, vb;
     me_gemm_b_init(&kt, mem, head_dim, tokens, 0);

@@ -29,11 +29,12 @@ void op_gelu_tanh(size_t n, const float *x, float *y);
 
 /* softmax(q·kᵀ / sqrt(head_dim)) · v for every batch and head.
    q, k, v: element (b, t, h, d) at [(b*tokens + t)*ld + h*head_dim + d].
-   out [batch, tokens, heads*head_dim]. scratch: op_attention_scratch(tokens)
-   floats. */
+   out [batch, tokens, heads*head_dim]. scratch: op_attention_scratch(batch,
+   tokens, heads, head_dim) floats at the current thread count (any
+   alignment); op_attention allocates nothing. */
 void op_attention(int batch, int tokens, int heads, int head_dim, const float *q,
                   const float *k, const float *v, int ld, float *out, float *scratch);
-size_t op_attention_scratch(int tokens);
+size_t op_attention_scratch(int batch, int tokens, int heads, int head_dim);
 
 /* 2-D convolution, NCHW, weight [cout, cin, kh, kw], optional bias.
    upsample2x = 1: the convolution sees the input nearest-upsampled ×2 (as

@@ -1,12 +1,24 @@
 #!/bin/sh
 # Builds moedit twice — optimised, and with AddressSanitizer + UBSan — and runs
-# the whole Criterion/ctest suite (fuzz corpora replayed) in both.
+# the whole Criterion/ctest suite (fuzz corpora replayed) in both; in the
+# optimised build also the Python module's pytest suite and the install test.
 set -e
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
+# The Python module against the CLI (pytest exit status: 0 all passed, 1 some
+# failed, 2-4 interrupted or misused, 5 no tests collected: all but 0 fail).
+rc=0
+MOEDIT_LIB="$(pwd)/build" MOEDIT_BIN="$(pwd)/build/moedit" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests || rc=$?
+if [ "$rc" -ne 0 ]; then
+  echo "scripts/test.sh: pytest python/tests failed (exit status $rc)" >&2
+  exit 1
+fi
+# The installed tree: C example via pkg-config and CMake, pip-installed module.
+scripts/test_install.sh build
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMOEDIT_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs")

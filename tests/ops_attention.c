@@ -39,7 +39,7 @@ static void run_qkv(void)
 {
     enum { B = 2, T = 67, H = 2, HD = 3, LD = 3 * H * HD };
     float *qkv = malloc(sizeof(float) * B * T * LD), *out = malloc(sizeof(float) * B * T * H * HD);
-    float *scratch = malloc(sizeof(float) * op_attention_scratch(T));
+    float *scratch = malloc(sizeof(float) * op_attention_scratch(B, T, H, HD));
     seq(qkv, B * T * LD, 0.137, 0.3, 1.5);
     op_attention(B, T, H, HD, qkv, qkv + H * HD, qkv + 2 * H * HD, LD, out, scratch);
     check_rows(out, T, H * HD, (const int[]){0, 1, 63, 64, 66}, 5, B, want_qkv);
@@ -65,7 +65,7 @@ Test(attention, one_head_separate_buffers)
         -0.0218350962f, -0.0214172136f};
     float *q = malloc(sizeof(float) * T * HD), *k = malloc(sizeof(float) * T * HD);
     float *v = malloc(sizeof(float) * T * HD), *out = malloc(sizeof(float) * T * HD);
-    float *scratch = malloc(sizeof(float) * op_attention_scratch(T));
+    float *scratch = malloc(sizeof(float) * op_attention_scratch(1, T, 1, HD));
     seq(q, T * HD, 0.071, 0.0, 2), seq(k, T * HD, 0.053, 1.0, 2), seq(v, T * HD, 0.029, 2.0, 1);
     op_attention(1, T, 1, HD, q, k, v, HD, out, scratch);
     for (int i = 0; i < 24; i++) {

@@ -35,7 +35,7 @@ static sizes plan(const moedit_vae *v, int h, int w)
     need(&z.xa, (size_t)(c->latent_channels > top ? c->latent_channels : top) * hw);
     need_conv(&z, &v->conv_in, h, w);
     for (int i = 0; i < 2; i++) need_resnet(&z, &v->mid_resnets[i], h, w);
-    if (c->mid_attention) z.attn = 4 * (size_t)top * hw + op_attention_scratch(h * w);
+    if (c->mid_attention) z.attn = 4 * (size_t)top * hw + op_attention_scratch(1, (int)hw, 1, top);
     for (int i = 0; i < c->num_blocks; i++) {
         const vae_up_block *u = &v->up[i];
         for (int j = 0; j <= c->layers_per_block; j++) need_resnet(&z, &u->resnets[j], h, w);
@@ -65,7 +65,7 @@ static float *alloc_floats(size_t n) { return me_alloc_aligned((n ? n : 1) * siz
 static int workspace_for(moedit_vae *v, int h, int w)
 {
     vae_workspace *ws = &v->ws;
-    if (ws->x && ws->h == h && ws->w == w) return MOEDIT_OK;
+    if (ws->x && ws->h == h && ws->w == w && ws->threads == me_threads()) return MOEDIT_OK;
     vae_workspace_free(ws);
     sizes z = plan(v, h, w);
     ws->x = alloc_floats(z.xa);
@@ -79,6 +79,7 @@ static int workspace_for(moedit_vae *v, int h, int w)
     }
     ws->h = h;
     ws->w = w;
+    ws->threads = me_threads();
     return MOEDIT_OK;
 }
 

@@ -344,8 +344,11 @@ int vae_from_tensors(me_tensors *ts, moedit_vae **out)
 int moedit_vae_load(const char *path, moedit_vae **out)
 {
     *out = NULL;
+    char resolved[4096];
+    if (moedit_model_path(path, resolved, sizeof resolved)) return MOEDIT_EINPUT;
+    path = resolved;
     /* A whole pipeline folder (stable-diffusion layout) keeps the VAE in vae/. */
-    char sub[4096];
+    char sub[4096 + 32];   /* room for a resolved path plus "/vae/config.json" */
     struct stat st;
     snprintf(sub, sizeof sub, "%s/vae/config.json", path);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && stat(sub, &st) == 0) {

@@ -56,6 +56,7 @@ typedef struct {
    of one resnet (b only ever holds its output channels). */
 typedef struct {
     int h, w;                /* latent size the buffers were sized for */
+    int threads;             /* thread count then: the attention scratch is per thread */
     float *x, *a, *b;
     float *scratch;          /* im2col bands */
     float *attn;             /* transposed input, q, k, v, attention scratch */

@@ -1,0 +1,65 @@
+/* The public evaluation metrics (moedit.h) over fid.h and inception.h. */
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "fid/fid.h"
+#include "fid/inception.h"
+
+int moedit_feature_stats(int64_t n, int dim, const float *features, double *mu, double *sigma)
+{
+    if (!features || !mu || !sigma) return me_fail(MOEDIT_EINPUT, "feature stats: missing argument");
+    me_fid_stats s;
+    int rc = me_fid_stats_from_features(n, dim, features, &s);
+    if (rc) return rc;
+    memcpy(mu, s.mu, sizeof(double) * (size_t)dim);
+    memcpy(sigma, s.sigma, sizeof(double) * (size_t)dim * (size_t)dim);
+    me_fid_stats_free(&s);
+    return MOEDIT_OK;
+}
+
+int moedit_frechet_distance(int dim, const double *mu1, const double *sigma1, const double *mu2,
+                            const double *sigma2, double *fid)
+{
+    if (dim < 1 || !mu1 || !sigma1 || !mu2 || !sigma2 || !fid)
+        return me_fail(MOEDIT_EINPUT, "frechet distance: missing argument or dim %d < 1", dim);
+    /* the statistics are only read: the casts lend the caller's arrays */
+    me_fid_stats a = {dim, 0, (double *)mu1, (double *)sigma1}, b = {dim, 0, (double *)mu2, (double *)sigma2};
+    return me_frechet_distance(&a, &b, fid);
+}
+
+int moedit_inception_score(int64_t n, int classes, const float *logits, int64_t split_size, double *is)
+{
+    if (!logits || !is) return me_fail(MOEDIT_EINPUT, "inception score: missing argument");
+    return me_inception_score(n, classes, logits, split_size, is);
+}
+
+struct moedit_inception {
+    me_inception *net;
+};
+
+int moedit_inception_load(const char *path, moedit_inception **out)
+{
+    if (!out) return me_fail(MOEDIT_EINPUT, "inception: missing argument");
+    *out = me_calloc(1, sizeof **out);
+    if (!*out) return MOEDIT_EINTERNAL;
+    int rc = me_inception_load(path, &(*out)->net);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void moedit_inception_free(moedit_inception *net)
+{
+    if (!net) return;
+    me_inception_free(net->net);
+    free(net);
+}
+
+int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c, const uint8_t *images,
+                              float *features, float *logits)
+{
+    if (!net || !images || !features) return me_fail(MOEDIT_EINPUT, "inception: missing argument");
+    return me_inception_forward_u8(net->net, n, h, w, c, images, features, logits);
+}

@@ -1,0 +1,306 @@
+"""moedit from Python: MoE diffusion transformers (DiT, DiT-MoE, Switch-DiT)
+over libmoedit.so, with numpy arrays.
+
+    import moedit
+    m = moedit.Model("fmnist-moe")
+    z, tr = m.sample([0, 7], steps=25, seed=1, trace=True)
+    img = moedit.VAE(m.vae_path).decode(z)          # [2, 1, 32, 32], about [-1, 1]
+    counts = tr.step_counts()                        # [layer, step, expert]
+
+Arrays are passed to the library without copies when they already are
+C-contiguous with the right dtype (float32, int64); outputs are new numpy
+arrays the library writes into, and a Trace's columns are views of the
+library's route log (freed with the last of them). Every library failure raises moedit.Error
+carrying moedit_last_error(). The library calls release the GIL; use one
+Model (or VAE) per thread.
+"""
+import ctypes
+import json
+import os
+
+import numpy as np
+
+from ._lib import Error, LoadOptions, RouteTable, SampleOptions, check as _check, lib
+from .metrics import Inception, feature_stats, fid, frechet_distance, inception_score
+from .trace import Trace
+
+__all__ = ["Error", "Model", "VAE", "Trace", "Inception", "feature_stats", "fid", "frechet_distance",
+           "inception_score", "set_threads", "model_path", "library_version"]
+__version__ = "0.1.0"
+
+FAMILIES = ("dit", "dit-moe", "switch-dit")
+SAMPLERS = ("ddpm", "ddim", "flow")
+RNGS = ("torch", "native")
+
+
+def _arg_error(message):
+    return Error(2, message)
+
+
+def _ptr(a, ctype):
+    return a.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+def _array(a, dtype, shape, name):
+    """a as a C-contiguous array of dtype (no copy if it already is one) of the given shape."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.shape != tuple(shape):
+        raise _arg_error("%s: expected shape %s, got %s" % (name, tuple(shape), a.shape))
+    return a
+
+
+def library_version():
+    """Version of the libmoedit.so actually loaded."""
+    return lib.moedit_version().decode()
+
+
+def set_threads(n):
+    """Threads for the library's kernels and BLAS (0 = all cores); process-wide."""
+    lib.moedit_set_threads(int(n))
+
+
+def model_path(name):
+    """A shipped-model alias (fmnist-moe, fmnist-switch, fmnist-vae) as a path; other names unchanged."""
+    buf = ctypes.create_string_buffer(4096)
+    _check(lib.moedit_model_path(os.fsencode(name), buf, len(buf)))
+    return os.fsdecode(buf.value)
+
+
+def _read_defaults(path):
+    """defaults.json beside a checkpoint (or inside a model folder), as the CLI reads it."""
+    folder = path if os.path.isdir(path) else (os.path.dirname(path) or ".")
+    file = os.path.join(folder, "defaults.json")
+    if not os.path.exists(file):
+        return {}
+    with open(file) as f:
+        d = json.load(f)
+    if not isinstance(d, dict):
+        raise _arg_error("%s: not a JSON object" % file)
+    for key in ("sampler", "steps", "cfg_channels", "schedule"):
+        v = d.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            d[key] = "%.17g" % v
+    if isinstance(d.get("vae"), str):
+        d["vae"] = d["vae"] if d["vae"].startswith("/") else folder + "/" + d["vae"]
+    return d
+
+
+class Model:
+    """A DiT / DiT-MoE / Switch-DiT checkpoint (path or shipped alias).
+
+    heads and top_k default to the defaults.json beside the checkpoint, then
+    to the library's defaults; bf16 keeps the block matrices as bfloat16.
+    """
+
+    def __init__(self, path_or_alias="fmnist-moe", bf16=False, heads=None, top_k=None):
+        self._m = None
+        self.path = model_path(path_or_alias)
+        self.defaults = _read_defaults(self.path)
+        heads = self.defaults.get("heads") if heads is None else heads
+        top_k = self.defaults.get("top_k") if top_k is None else top_k
+        if (heads is not None and heads < 1) or (top_k is not None and top_k < 1):
+            raise _arg_error("heads and top_k must be positive")
+        opt = LoadOptions(heads=int(heads or 0), top_k=int(top_k or 0), bf16=int(bool(bf16)))
+        m = ctypes.c_void_p()
+        _check(lib.moedit_model_load(os.fsencode(self.path), ctypes.byref(opt), ctypes.byref(m)))
+        self._m = m
+        c = lib.moedit_model_config(m).contents
+        self.config = {name: getattr(c, name) for name, _ in c._fields_}
+        self.config["family"] = FAMILIES[c.family]
+        self.config["attention"] = ("timm", "qknorm")[c.attention]
+        self.config["routing"] = ("none", "dmoe", "dtr")[c.routing]
+        self.vae_path = self.defaults.get("vae")
+
+    def close(self):
+        if self._m:
+            lib.moedit_model_free(self._m)
+            self._m = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _latent_shape(self, n):
+        c = self.config
+        return (n, c["in_channels"], c["input_size"], c["input_size"])
+
+    def forward(self, x, t, y, out=None):
+        """One evaluation: x [n, C, H, W] float32, t [n] timesteps as the model
+        receives them, y [n] labels (num_classes = the guidance null class)
+        → [n, out_channels, H, W]. out may be a preallocated float32 array."""
+        x = np.asarray(x)
+        n = x.shape[0] if x.ndim == 4 else 0
+        x = _array(x, np.float32, self._latent_shape(n), "x")
+        t = _array(t, np.float32, (n,), "t")
+        y = _array(y, np.int64, (n,), "y")
+        c = self.config
+        shape = (n, c["out_channels"], c["input_size"], c["input_size"])
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.dtype != np.float32 or out.shape != shape or not out.flags.c_contiguous:
+            raise _arg_error("out: expected a C-contiguous float32 array of shape %s" % (shape,))
+        _check(lib.moedit_model_forward(self._m, n, _ptr(x, ctypes.c_float), _ptr(t, ctypes.c_float),
+                                        _ptr(y, ctypes.c_int64), _ptr(out, ctypes.c_float)))
+        return out
+
+    def sample_options(self, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
+                       schedule=None, seed=None, rng=None):
+        """The options a sample() call runs with, settled as `moedit sample`
+        settles its flags: argument, then defaults.json, then the library's
+        defaults for the model. Returns a dict (what sample() reports)."""
+        d = self.defaults
+        o = SampleOptions()
+        lib.moedit_sample_defaults(self._m, ctypes.byref(o))
+        r = {"sampler": SAMPLERS[o.sampler], "steps": o.steps.decode(), "cfg": o.cfg, "eta": o.eta,
+             "seed": o.seed, "rng": RNGS[o.rng], "cfg_channels": o.cfg_channels,
+             "cosine_schedule": o.cosine_schedule}
+        sampler = d.get("sampler") if sampler is None else sampler
+        steps = d.get("steps") if steps is None else steps
+        if sampler is not None:
+            if sampler not in SAMPLERS:
+                raise _arg_error("sampler: '%s' is not ddpm, ddim or flow" % sampler)
+            r["sampler"] = sampler
+            if steps is None:
+                r["steps"] = "50" if sampler == "flow" else "250"
+        if steps is not None:
+            r["steps"] = str(steps)
+        cfg = d.get("cfg") if cfg is None else cfg
+        if cfg is not None:
+            r["cfg"] = float(np.float32(cfg))
+        if not (r["cfg"] >= 1 and np.isfinite(r["cfg"])):
+            raise _arg_error("cfg: %g must be >= 1 (1 = no guidance)" % r["cfg"])
+        cfg_channels = d.get("cfg_channels") if cfg_channels is None else cfg_channels
+        if cfg_channels is not None:
+            if str(cfg_channels) == "all":
+                r["cfg_channels"] = 0
+            elif str(cfg_channels).isdigit() and 1 <= int(cfg_channels) <= 64:
+                r["cfg_channels"] = int(cfg_channels)
+            else:
+                raise _arg_error("cfg_channels: '%s' is not 3 or all" % cfg_channels)
+        if eta is not None:
+            if not (eta >= 0 and np.isfinite(eta)):
+                raise _arg_error("eta: %g must be >= 0" % eta)
+            if r["sampler"] != "ddim":
+                raise _arg_error("eta applies to sampler ddim only")
+            r["eta"] = float(np.float32(eta))
+        schedule = d.get("schedule") if schedule is None else schedule
+        if schedule is not None:
+            if schedule not in ("linear", "cosine"):
+                raise _arg_error("schedule: '%s' is not linear or cosine" % schedule)
+            r["cosine_schedule"] = int(schedule == "cosine")
+        if seed is not None:
+            if int(seed) < 0:
+                raise _arg_error("seed: %s is not a non-negative integer" % seed)
+            r["seed"] = int(seed)
+        if rng is not None:
+            if rng not in RNGS:
+                raise _arg_error("rng: '%s' is not torch or native" % rng)
+            r["rng"] = rng
+        switch = self.config["family"] == "switch-dit"
+        if r["cfg_channels"] < 0:
+            r["cfg_channels"] = 0 if switch or r["sampler"] == "flow" else 3
+        if r["cosine_schedule"] < 0:
+            r["cosine_schedule"] = int(switch)
+        return r
+
+    def sample(self, classes, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
+               schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False):
+        """Latents [n, C, H, W] for the class labels; with trace=True also the
+        routing decisions as a moedit.Trace: (latents, trace). Defaults as
+        `moedit sample` (see sample_options); noise [n, C, H, W] replaces the
+        drawn initial noise; row_seeds [n] (rng='native') one stream per row."""
+        r = self.sample_options(sampler, steps, cfg, cfg_channels, eta, schedule, seed, rng)
+        labels = np.ascontiguousarray(np.atleast_1d(classes), dtype=np.int64)
+        n = labels.shape[0]
+        if labels.ndim != 1 or n < 1:
+            raise _arg_error("classes: expected a non-empty list of class ids")
+        if labels.min() < 0 or labels.max() >= self.config["num_classes"]:
+            raise _arg_error("classes: ids must be in 0..%d" % (self.config["num_classes"] - 1))
+        steps_bytes = r["steps"].encode()
+        o = SampleOptions(sampler=SAMPLERS.index(r["sampler"]), steps=steps_bytes, cfg=r["cfg"],
+                          cfg_channels=r["cfg_channels"], eta=r["eta"], cosine_schedule=r["cosine_schedule"],
+                          seed=r["seed"], rng=RNGS.index(r["rng"]))
+        if noise is not None:
+            noise = _array(noise, np.float32, self._latent_shape(n), "noise")
+            o.noise = _ptr(noise, ctypes.c_float)
+        if row_seeds is not None:
+            row_seeds = _array(row_seeds, np.uint64, (n,), "row_seeds")
+            o.row_seeds = _ptr(row_seeds, ctypes.c_uint64)
+        latents = np.empty(self._latent_shape(n), np.float32)
+        if not trace:
+            _check(lib.moedit_sample(self._m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
+                                     _ptr(latents, ctypes.c_float)))
+            return latents
+        if self.config["num_experts"] <= 0:
+            raise _arg_error("%s: a dense DiT has no experts to trace" % self.path)
+        log = _RouteLog()
+        lib.moedit_model_set_tracer(self._m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log.ptr)
+        try:
+            _check(lib.moedit_sample(self._m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
+                                     _ptr(latents, ctypes.c_float)))
+        finally:
+            lib.moedit_model_set_tracer(self._m, None, None)
+        tab = RouteTable()
+        _check(lib.moedit_route_log_table(log.ptr, ctypes.byref(tab)))
+        return latents, Trace._from_table(tab, log, self.config, r)
+
+
+class _RouteLog:
+    """A moedit_route_log, freed when the last Trace array viewing it goes."""
+
+    def __init__(self):
+        self.ptr = ctypes.c_void_p()
+        _check(lib.moedit_route_log_new(ctypes.byref(self.ptr)))
+
+    def __del__(self):
+        if self.ptr:
+            lib.moedit_route_log_free(self.ptr)
+            self.ptr = None
+
+
+class VAE:
+    """A diffusers AutoencoderKL decoder (folder, weights file, or fmnist-vae)."""
+
+    def __init__(self, path_or_alias="fmnist-vae"):
+        self._v = None
+        self.path = model_path(path_or_alias)
+        v = ctypes.c_void_p()
+        _check(lib.moedit_vae_load(os.fsencode(self.path), ctypes.byref(v)))
+        self._v = v
+        self.scaling_factor = lib.moedit_vae_scaling_factor(v)
+        self.latent_channels = lib.moedit_vae_latent_channels(v)
+        self.out_channels = lib.moedit_vae_out_channels(v)
+        self.upscale = lib.moedit_vae_upscale(v)
+
+    def close(self):
+        if self._v:
+            lib.moedit_vae_free(self._v)
+            self._v = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def decode(self, z, scaling_factor=None):
+        """Latents as a model samples them [n, latent_c, h, w] → images
+        [n, out_channels, h*up, w*up] in about [-1, 1] (unclamped). z is
+        divided by scaling_factor (default: the VAE's) first, as `moedit sample` does."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 4 or z.shape[1] != self.latent_channels:
+            raise _arg_error("z: expected [n, %d, h, w], got %s" % (self.latent_channels, z.shape))
+        sf = self.scaling_factor if scaling_factor is None else scaling_factor
+        zs = np.ascontiguousarray(z / np.float32(sf), dtype=np.float32)
+        n, _, h, w = z.shape
+        img = np.empty((n, self.out_channels, h * self.upscale, w * self.upscale), np.float32)
+        _check(lib.moedit_vae_decode(self._v, n, h, w, _ptr(zs, ctypes.c_float), _ptr(img, ctypes.c_float)))
+        return img

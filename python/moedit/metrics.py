@@ -1,0 +1,100 @@
+"""Evaluation metrics computed by libmoedit (double precision; docs/fid.md).
+
+New library metrics are added here as one function each over the C call,
+and listed in METRICS, so moedit.metrics stays the one place to look.
+"""
+import ctypes
+import os
+
+import numpy as np
+
+from ._lib import Error, check, lib
+
+_D = ctypes.POINTER(ctypes.c_double)
+_F = ctypes.POINTER(ctypes.c_float)
+
+
+def feature_stats(features):
+    """Mean [d] and unbiased covariance [d, d] (as np.cov) of features [n, d], n >= 2."""
+    f = np.ascontiguousarray(features, dtype=np.float32)
+    if f.ndim != 2:
+        raise Error(2, "features: expected [n, d], got %s" % (f.shape,))
+    n, d = f.shape
+    mu, sigma = np.empty(d), np.empty((d, d))
+    check(lib.moedit_feature_stats(n, d, f.ctypes.data_as(_F), mu.ctypes.data_as(_D), sigma.ctypes.data_as(_D)))
+    return mu, sigma
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2):
+    """Fréchet distance between two Gaussians given by their means and covariances."""
+    mu1, mu2 = (np.ascontiguousarray(m, dtype=np.float64) for m in (mu1, mu2))
+    s1, s2 = (np.ascontiguousarray(s, dtype=np.float64) for s in (sigma1, sigma2))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise Error(2, "frechet distance: mu [d] and sigma [d, d] of the same d expected")
+    out = ctypes.c_double()
+    check(lib.moedit_frechet_distance(d, mu1.ctypes.data_as(_D), s1.ctypes.data_as(_D), mu2.ctypes.data_as(_D),
+                                      s2.ctypes.data_as(_D), ctypes.byref(out)))
+    return out.value
+
+
+def _stats(x):
+    if isinstance(x, tuple):
+        return x
+    if isinstance(x, (str, os.PathLike)):   # an .npz with mu and sigma (ADM reference batches)
+        z = np.load(x)
+        return z["mu"], z["sigma"]
+    return feature_stats(x)
+
+
+def fid(a, b):
+    """FID between two sets, each given as features [n, d], as (mu, sigma), or
+    as an .npz file holding mu and sigma."""
+    return frechet_distance(*_stats(a), *_stats(b))
+
+
+def inception_score(logits, split_size=0):
+    """Inception Score of logits [n, classes] (guided-diffusion's evaluator):
+    averaged over chunks of split_size rows (<= 0: one chunk)."""
+    lg = np.ascontiguousarray(logits, dtype=np.float32)
+    if lg.ndim != 2:
+        raise Error(2, "logits: expected [n, classes], got %s" % (lg.shape,))
+    out = ctypes.c_double()
+    check(lib.moedit_inception_score(lg.shape[0], lg.shape[1], lg.ctypes.data_as(_F), int(split_size),
+                                     ctypes.byref(out)))
+    return out.value
+
+
+class Inception:
+    """pytorch-fid's Inception network (pt_inception-2015-12-05-6726825d.pth)."""
+
+    def __init__(self, path):
+        self._net = None
+        net = ctypes.c_void_p()
+        check(lib.moedit_inception_load(os.fsencode(path), ctypes.byref(net)))
+        self._net = net
+
+    def close(self):
+        if self._net:
+            lib.moedit_inception_free(self._net)
+            self._net = None
+
+    def __del__(self):
+        self.close()
+
+    def features(self, images, logits=False):
+        """uint8 images [n, h, w, c] (c = 1 or 3) → pool3 features [n, 2048]
+        (and logits [n, 1008] with logits=True)."""
+        im = np.ascontiguousarray(images, dtype=np.uint8)
+        if im.ndim != 4 or im.shape[3] not in (1, 3):
+            raise Error(2, "images: expected uint8 [n, h, w, 1 or 3], got %s" % (im.shape,))
+        n, h, w, c = im.shape
+        f = np.empty((n, 2048), np.float32)
+        lg = np.empty((n, 1008), np.float32) if logits else None
+        check(lib.moedit_inception_features(self._net, n, h, w, c, im.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                            f.ctypes.data_as(_F), lg.ctypes.data_as(_F) if logits else None))
+        return (f, lg) if logits else f
+
+
+METRICS = {"fid": fid, "frechet_distance": frechet_distance, "feature_stats": feature_stats,
+           "inception_score": inception_score}
