@@ -7,6 +7,5 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
   build-essential cmake pkg-config clang libclang-rt-14-dev \
   libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev \
   fonts-dejavu-core \
-  fonts-dejavu-core \
   python3-numpy python3-pytest python3-scipy python3-setuptools python3-pip python3-venv \
   slurm-wlm munge openmpi-bin
