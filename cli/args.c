@@ -127,13 +127,3 @@ const char *cli_model_path(const char *model)
     /* an alias that is not found stays as given: loading it reports where it was looked for */
     return moedit_model_path(model, path, sizeof path) == MOEDIT_OK ? path : model;
 }
-
-int cli_shard(const char *cmd, const char *shard, int *k, int *n)
-{
-    *k = 0;
-    *n = 1;
-    char tail;
-    if (shard && (sscanf(shard, "%d/%d%c", k, n, &tail) != 2 || *n < 1 || *k < 0 || *k >= *n))
-        return cli_usage_error(cmd, "--shard: '%s' is not k/n with 0 <= k < n", shard);
-    return 0;
-}

@@ -45,9 +45,6 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 int cli_threads(const char *cmd, int n);
 /* Monotonic seconds, for progress and timings. */
 double cli_now(void);
-/* --shard k/n (NULL: 0/1) into *k, *n; returns 0, or 2 after a usage error.
-   fid-sample and eval share it. */
-int cli_shard(const char *cmd, const char *shard, int *k, int *n);
 /* Whether path ends in ext (".png"), ignoring case. */
 int cli_has_ext(const char *path, const char *ext);
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
+#include "cli/shard.h"
 #include "core/core.h"
 #include "fid/eval.h"
 #include "fid/npz_stream.h"
@@ -452,7 +453,7 @@ int cmd_eval(int argc, char **argv)
         {"--stats-out", CLI_STR, &a.stats_out, "R.npz       the reference's mu, sigma, mu_s, sigma_s, pool features"},
         {"--features-out", CLI_STR, &a.features_out, "F.npz       the samples' features (resumable; a --samples)"},
         {"--resume", CLI_BOOL, &a.resume, "            continue a killed --features-out run"},
-        {"--shard", CLI_STR, &a.shard, "k/n         featurise part k of n of --samples into --features-out, then stop"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto    featurise part k of n of --samples into --features-out (%k, %n), then stop"},
         {"--preprocess", CLI_STR, &a.preprocess, "P           adm (TF graph: default) or pytorch-fid"},
         {"--batch", CLI_INT, &a.batch, "B           images per batch, one per thread (default 32)"},
         {"--is-split", CLI_INT, &a.is_split, "K           Inception Score split size (default 5000)"},
@@ -470,7 +471,17 @@ int cmd_eval(int argc, char **argv)
     }
     if (me_preprocess_parse(a.preprocess, &a.prep))
         return cli_usage_error(CMD, "--preprocess: '%s' is not adm or pytorch-fid", a.preprocess);
-    if (cli_shard(CMD, a.shard, &a.shard_k, &a.shard_n)) return 2;
+    cli_shard sh;
+    char features_path[4096];
+    if (cli_shard_parse(CMD, a.shard, &sh)) return 2;
+    if (a.features_out) {
+        if (cli_shard_expand(CMD, "--features-out", a.features_out, &sh, features_path, sizeof features_path))
+            return 2;
+        a.features_out = features_path;
+    }
+    a.shard_k = sh.k;
+    a.shard_n = sh.n;
+    if (a.threads == INT_MIN && sh.threads) a.threads = sh.threads;
     if (!a.samples && !a.ref) return cli_usage_error(CMD, "--samples and/or --ref are required");
     if (a.shard && (!a.samples || !a.features_out))
         return cli_usage_error(CMD, "--shard needs --samples and --features-out");

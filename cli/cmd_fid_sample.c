@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/shard.h"
 #include "core/core.h"
 #include "image/image.h"
 #include "moedit.h"
@@ -41,6 +42,7 @@ typedef struct {
     const char *npz, *labels, *shard, *trace;
     int num, batch, resume, help;
     int shard_k, shard_n, random_labels;
+    char npz_path[4096];   /* --npz with %k/%n expanded */
 } fs_args;
 
 static uint64_t splitmix64(uint64_t x)
@@ -105,6 +107,14 @@ static int64_t read_state(const char *path, const char *fp)
 static int parse_args(fs_args *a)
 {
     if (!a->npz) return cli_usage_error(CMD, "--npz OUT.npz is required");
+    cli_shard sh;
+    if (cli_shard_parse(CMD, a->shard, &sh) ||
+        cli_shard_expand(CMD, "--npz", a->npz, &sh, a->npz_path, sizeof a->npz_path))
+        return 2;
+    a->npz = a->npz_path;
+    a->shard_k = sh.k;
+    a->shard_n = sh.n;
+    if (a->s.threads == INT_MIN && sh.threads) a->s.threads = sh.threads;
     size_t l = strlen(a->npz);
     if (l < 5 || strcmp(a->npz + l - 4, ".npz")) return cli_usage_error(CMD, "--npz: '%s' is not a .npz file", a->npz);
     if (a->num < 1) return cli_usage_error(CMD, "--num N (>= 1) is required");
@@ -112,7 +122,6 @@ static int parse_args(fs_args *a)
     if (a->labels && strcmp(a->labels, "balanced") && strcmp(a->labels, "random"))
         return cli_usage_error(CMD, "--labels: '%s' is not balanced or random", a->labels);
     a->random_labels = a->labels && !strcmp(a->labels, "random");
-    if (cli_shard(CMD, a->shard, &a->shard_k, &a->shard_n)) return 2;
     if (a->trace && a->resume) return cli_usage_error(CMD, "--trace cannot be resumed: drop --resume or --trace");
     return 0;
 }
@@ -146,9 +155,10 @@ static void release(fs_state *st)
 }
 
 /* Streams the partial file's images and the labels into the final npz. */
-static int finish_npz(const fs_args *a, FILE *part, int64_t first, int64_t count, int px, int classes,
+static int finish_npz(const fs_args *a, FILE *part, const cli_shard_meta *meta, int px, int classes,
                       uint64_t seed, uint8_t *buf, size_t cap)
 {
+    const int64_t first = meta->first, count = meta->count;
     me_zip_writer w;
     int rc = me_zip_writer_open(&w, a->npz);
     if (rc) return rc;
@@ -170,6 +180,7 @@ static int finish_npz(const fs_args *a, FILE *part, int64_t first, int64_t count
         }
         if (!rc) rc = me_zip_writer_end(&w);
     }
+    if (!rc) rc = cli_shard_write_meta(&w, meta);
     if (rc) {
         me_zip_writer_abort(&w);
         return rc;
@@ -280,7 +291,9 @@ static int run(fs_args *a)
         fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count, rate,
                 (count - done) / rate);
     }
-    if ((e = finish_npz(a, st.part, first, count, px, c->num_classes, o.seed, st.u8,
+    cli_shard_meta meta = {.k = a->shard_k, .n = a->shard_n, .first = first, .count = count, .num = a->num};
+    cli_shard_settings(fp, meta.settings, sizeof meta.settings);
+    if ((e = finish_npz(a, st.part, &meta, px, c->num_classes, o.seed, st.u8,
                         B * img_bytes > COPY_CHUNK ? B * img_bytes : COPY_CHUNK)))
         goto fail;
     if (st.tr) {
@@ -308,11 +321,11 @@ int cmd_fid_sample(int argc, char **argv)
     fs_args a = {.batch = 16};
     cli_sampling_init(&a.s);
     const cli_flag own[] = {
-        {"--npz", CLI_STR, &a.npz, "OUT.npz         arr_0 uint8 [N,H,W,3], arr_1 int64 labels"},
+        {"--npz", CLI_STR, &a.npz, "OUT.npz         arr_0 uint8 [N,H,W,3], arr_1 int64 labels (%k, %n: the shard)"},
         {"--num", CLI_INT, &a.num, "N               number of samples (all shards together)"},
         {"--batch", CLI_INT, &a.batch, "B               samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random  i mod classes (default) or a hash of (seed, i)"},
-        {"--shard", CLI_STR, &a.shard, "k/n             this process's part (k from 0); merge with npz-merge"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: Slurm or MPI's)"},
         {"--resume", CLI_BOOL, &a.resume, "                continue an interrupted run of the same command"},
         {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision (rows batch-local)"},
         {"--help", CLI_BOOL, &a.help, "                this help"},
@@ -325,7 +338,7 @@ int cmd_fid_sample(int argc, char **argv)
     int npos, rc;
     if (cli_parse(CMD, argc, argv, flags, pos, 0, &npos)) return 2;
     if (a.help) {
-        cli_usage(CMD, "--npz OUT.npz --num N [--model CKPT] [sampling flags] [--shard k/n] [--resume]", flags);
+        cli_usage(CMD, "--npz OUT.npz --num N [--model CKPT] [sampling flags] [--shard k/n|auto] [--resume]", flags);
         return 0;
     }
     rc = parse_args(&a);

@@ -2,11 +2,16 @@
    shard files in the given order. Inputs are mapped and streamed straight
    into the output (ZIP64 when large), so merging 10 GB needs no 10 GB of
    memory; the output appears only when complete. With shards made by
-   fid-sample --shard k/n, the result is byte for byte the unsharded file. */
+   fid-sample --shard k/n, the result is byte for byte the unsharded file:
+   their moedit_shard/moedit_settings members (cli/shard.h) put them in
+   shard order, whatever the order given, and a set with a missing,
+   duplicated or foreign shard is refused. Files without those members are
+   concatenated in the order given. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/shard.h"
 #include "core/core.h"
 #include "weights/npy.h"
 
@@ -17,7 +22,7 @@
 typedef struct {
     me_npz z;
     me_array img, lab;
-    int has_lab;
+    int has_lab, has_meta;
 } input;
 
 static int same_tail(const me_array *a, const me_array *b)
@@ -28,7 +33,7 @@ static int same_tail(const me_array *a, const me_array *b)
     return 1;
 }
 
-static int open_input(const char *path, input *in)
+static int open_input(const char *path, input *in, cli_shard_meta *meta)
 {
     memset(in, 0, sizeof *in);
     int rc = me_npz_open(path, &in->z);
@@ -42,6 +47,9 @@ static int open_input(const char *path, input *in)
                            in->lab.ndim == 1 ? (long long)in->lab.shape[0] : -1LL, (long long)in->img.shape[0]);
         in->has_lab = 1;
     }
+    rc = cli_shard_read_meta(&in->z, path, meta);
+    if (rc < 0) return -rc;
+    in->has_meta = rc;
     return MOEDIT_OK;
 }
 
@@ -68,6 +76,28 @@ static int write_member(me_zip_writer *w, input *ins, int n, int which)
     return rc ? rc : me_zip_writer_end(w);
 }
 
+/* Reorders ins and names to shard order (input k = order[k]); inputs hold
+   no pointers to themselves, so they move by copy. */
+static int put_in_order(input *ins, char **names, const int *order, int n)
+{
+    input *sorted = calloc((size_t)n, sizeof *sorted);
+    char **sorted_names = calloc((size_t)n, sizeof *sorted_names);
+    if (!sorted || !sorted_names) {
+        free(sorted);
+        free(sorted_names);
+        return 1;
+    }
+    for (int k = 0; k < n; k++) {
+        sorted[k] = ins[order[k]];
+        sorted_names[k] = names[order[k]];
+    }
+    memcpy(ins, sorted, (size_t)n * sizeof *ins);
+    memcpy(names, sorted_names, (size_t)n * sizeof *names);
+    free(sorted);
+    free(sorted_names);
+    return 0;
+}
+
 int cmd_npz_merge(int argc, char **argv)
 {
     const char *out = NULL;
@@ -88,9 +118,28 @@ int cmd_npz_merge(int argc, char **argv)
     if (n < 1) return cli_usage_error(CMD, "no input files");
     input *ins = calloc((size_t)n, sizeof *ins);
     if (!ins) return 1;
+    cli_shard_meta *metas = calloc((size_t)n, sizeof *metas), merged;
+    int64_t *images = calloc((size_t)n, sizeof *images);
+    int *order = calloc((size_t)n, sizeof *order);
+    if (!metas || !images || !order) {
+        free(ins);
+        free(metas);
+        free(images);
+        free(order);
+        return 1;
+    }
     int rc = 0, r = 0, opened = 0;
-    for (; opened < n && !r; opened++) r = open_input(pos[opened], &ins[opened]);
+    for (; opened < n && !r; opened++) r = open_input(pos[opened], &ins[opened], &metas[opened]);
     if (r) rc = cli_fail(r);
+    for (int i = 1; i < n && !rc; i++)
+        if (ins[i].has_meta != ins[0].has_meta)
+            rc = cli_usage_error(CMD, "%s is %sa fid-sample shard, unlike %s", pos[i], ins[i].has_meta ? "" : "not ",
+                                 pos[0]);
+    if (!rc && ins[0].has_meta) {
+        for (int i = 0; i < n; i++) images[i] = ins[i].img.shape[0];
+        rc = cli_shard_check_set(CMD, metas, images, pos, n, order, &merged);
+        if (!rc) rc = put_in_order(ins, pos, order, n);
+    }
     for (int i = 1; i < n && !rc; i++) {
         if (!same_tail(&ins[0].img, &ins[i].img))
             rc = cli_usage_error(CMD, "%s: arr_0 is not of the same dtype and image shape as in %s", pos[i], pos[0]);
@@ -102,6 +151,7 @@ int cmd_npz_merge(int argc, char **argv)
         if (!(r = me_zip_writer_open(&w, out))) {
             r = write_member(&w, ins, n, 0);
             if (!r && ins[0].has_lab) r = write_member(&w, ins, n, 1);
+            if (!r && ins[0].has_meta) r = cli_shard_write_meta(&w, &merged);
             if (r) me_zip_writer_abort(&w);
             else r = me_zip_writer_finish(&w);
         }
@@ -114,5 +164,8 @@ int cmd_npz_merge(int argc, char **argv)
     }
     for (int i = 0; i < opened; i++) close_input(&ins[i]);
     free(ins);
+    free(metas);
+    free(images);
+    free(order);
     return rc;
 }

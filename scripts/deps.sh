@@ -7,7 +7,8 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
   build-essential cmake pkg-config clang libclang-rt-14-dev \
   libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev \
   fonts-dejavu-core libcairo2-dev poppler-utils libxml2-utils \
-  python3-numpy python3-pytest python3-scipy python3-setuptools python3-pip python3-venv
+  python3-numpy python3-pytest python3-scipy python3-setuptools python3-pip python3-venv \
+  slurm-wlm munge openmpi-bin
 # Only to regenerate test fixtures and run the comparisons (tools/*.py, run
 # with /usr/bin/python3); the test suite reads the committed fixtures.
 if [ "${MOEDIT_FIXTURE_TOOLS:-0}" = 1 ]; then

@@ -1,0 +1,220 @@
+/* --shard auto, the shard record in fid-sample's npz, and npz-merge's
+   checks of a shard set — without Slurm or MPI: the launchers' variables
+   are set by hand (env -i, so nothing of the test's own environment leaks
+   in), on the tiny DiT-MoE fixture (tests/fixtures/dit/moe_top2.pt) and VAE.
+
+   Resolution order (cli/shard.h): job array (counted from
+   SLURM_ARRAY_TASK_MIN in SLURM_ARRAY_TASK_STEP), SLURM_PROCID/NTASKS,
+   OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE; SLURM_PROCID is passed over when
+   an MPI pair disagrees with it (mpirun inside an allocation). */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "tests/testutil.h"
+
+static char dir[64];
+
+static void setup(void) { tu_tmpdir(dir, sizeof dir, "cli_shard"); }
+
+static void teardown(void)
+{
+    if (tu_rmtree(dir)) cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(cli_shard, .init = setup, .fini = teardown, .timeout = 300);
+
+#define SAMPLE "fid-sample --model %s/dit/moe_top2.pt --vae %s/vae/small --steps 3 --cfg 1.5 --num 6 --batch 1"
+
+/* `env -i ENV moedit ARGS` in the temporary folder (stdout, stderr to
+   out.txt, err.txt); the exit status. */
+static int run_env(const char *env, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return tu_system("cd '%s' && env -i PATH=/usr/bin:/bin %s '%s' %s > out.txt 2> err.txt", dir, env, MOEDIT_BIN,
+                     args);
+}
+
+static char *err_text(void) { return tu_slurp(tu_join(dir, "err.txt"), NULL); }
+static int exists(const char *name) { return tu_exists(tu_join(dir, name)); }
+
+/* fid-sample --shard auto under env must write shard k/n and say from where. */
+static void resolves(const char *env, int k, int n, const char *source)
+{
+    char name[64];
+    snprintf(name, sizeof name, "auto-%d-of-%d.npz", k, n);
+    unlink(tu_join(dir, name));
+    cr_assert_eq(run_env(env, SAMPLE " --shard auto --npz auto-%%k-of-%%n.npz", FIXTURES, FIXTURES), 0, "%s: %s", env,
+                 err_text());
+    char *e = err_text(), want[200];
+    snprintf(want, sizeof want, "shard %d/%d from %s", k, n, source);
+    cr_assert(strstr(e, want), "%s: expected '%s' in:\n%s", env, want, e);
+    cr_assert(exists(name), "%s: no %s", env, name);
+    free(e);
+}
+
+/* Exit 2 with one line on stderr that contains what. */
+static void refused(const char *what)
+{
+    char *e = err_text();
+    cr_assert(tu_one_line(e), "not one line: '%s'", e);
+    cr_assert(strstr(e, what), "expected '%s' in: %s", what, e);
+    free(e);
+}
+
+Test(cli_shard, auto_takes_the_launchers_in_order)
+{
+    /* an array task wins over everything else, counted from its minimum */
+    resolves("SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0 SLURM_NTASKS=1 "
+             "OMPI_COMM_WORLD_RANK=2 OMPI_COMM_WORLD_SIZE=3 PMI_RANK=0 PMI_SIZE=2",
+             1, 3, "SLURM_ARRAY_TASK_ID=5 (SLURM_ARRAY_TASK_MIN=4)");
+    resolves("SLURM_ARRAY_TASK_ID=4 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_STEP=2 SLURM_ARRAY_TASK_COUNT=3", 2, 3,
+             "SLURM_ARRAY_TASK_ID=4");
+    /* srun's task before an MPI launcher's rank that agrees with it */
+    resolves("SLURM_PROCID=2 SLURM_NTASKS=3 OMPI_COMM_WORLD_RANK=2 OMPI_COMM_WORLD_SIZE=3", 2, 3,
+             "SLURM_PROCID=2 of SLURM_NTASKS=3");
+    /* mpirun inside an allocation: its ranks, not the launcher step's SLURM_PROCID */
+    resolves("SLURM_PROCID=0 SLURM_NTASKS=1 OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=3", 1, 3,
+             "OMPI_COMM_WORLD_RANK=1 of OMPI_COMM_WORLD_SIZE=3");
+    resolves("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 PMI_RANK=1 PMI_SIZE=2", 0, 2, "OMPI_COMM_WORLD_RANK=0");
+    resolves("PMI_RANK=1 PMI_SIZE=2", 1, 2, "PMI_RANK=1 of PMI_SIZE=2");
+}
+
+Test(cli_shard, auto_takes_threads_from_the_launcher)
+{
+    resolves("PMI_RANK=0 PMI_SIZE=1 SLURM_CPUS_PER_TASK=1 OMP_NUM_THREADS=2", 0, 1,
+             "PMI_RANK=0 of PMI_SIZE=1; 1 thread from SLURM_CPUS_PER_TASK");
+    resolves("PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=2", 0, 1,
+             "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
+}
+
+Test(cli_shard, auto_refuses_what_it_cannot_place)
+{
+    const char *bad[][2] = {
+        {"", "no launcher found"},
+        {"SLURM_ARRAY_TASK_ID=1", "SLURM_ARRAY_TASK_COUNT"},
+        {"SLURM_ARRAY_TASK_ID=7 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=3", "SLURM_ARRAY_TASK_ID=7"},
+        {"SLURM_ARRAY_TASK_ID=3 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_STEP=2 SLURM_ARRAY_TASK_COUNT=3",
+         "SLURM_ARRAY_TASK_ID=3"},
+        {"SLURM_PROCID=3 SLURM_NTASKS=3", "SLURM_PROCID=3 is not below SLURM_NTASKS=3"},
+        {"OMPI_COMM_WORLD_RANK=x OMPI_COMM_WORLD_SIZE=2", "not numbers"},
+        {"PMI_RANK=0", "PMI_SIZE"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(run_env(bad[i][0], SAMPLE " --shard auto --npz a.npz", FIXTURES, FIXTURES), 2, "%s", bad[i][0]);
+        refused(bad[i][1]);
+    }
+    cr_assert_eq(run_env("", SAMPLE " --shard 1/3 --npz 'a-%%q.npz'", FIXTURES, FIXTURES), 2);
+    refused("%k");
+    cr_assert_eq(tu_count_files(dir), 2, "files left behind");   /* out.txt, err.txt */
+}
+
+/* Shard k of 3 into NAME with extra flags. */
+static void shard(const char *name, int k, const char *extra)
+{
+    cr_assert_eq(run_env("", SAMPLE " --shard %d/3 --npz %s %s", FIXTURES, FIXTURES, k, name, extra), 0, "%s",
+                 err_text());
+}
+
+static void merge_refused(const char *inputs, const char *what)
+{
+    cr_assert_eq(run_env("", "npz-merge --out m.npz %s", inputs), 2, "%s merged", inputs);
+    refused(what);
+    cr_assert(!exists("m.npz"), "output left behind");
+}
+
+Test(cli_shard, merge_orders_shards_and_refuses_a_broken_set)
+{
+    cr_assert_eq(run_env("", SAMPLE " --npz one.npz", FIXTURES, FIXTURES), 0, "%s", err_text());
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "s%d.npz", k);
+        shard(name, k, "");
+    }
+    /* any order: the shard record decides, and the result is the one-process file */
+    cr_assert_eq(run_env("", "npz-merge --out m.npz s2.npz s0.npz s1.npz"), 0, "%s", err_text());
+    size_t la, lb;
+    char *a = tu_slurp(tu_join(dir, "m.npz"), &la), *b = tu_slurp(tu_join(dir, "one.npz"), &lb);
+    cr_assert(a && b && la == lb && !memcmp(a, b, la), "merged shards differ from one process");
+    free(a);
+    free(b);
+    unlink(tu_join(dir, "m.npz"));
+
+    merge_refused("s0.npz s2.npz", "shard 1/3 is missing");
+    merge_refused("s0.npz s1.npz", "shard 2/3 is missing");
+    merge_refused("s0.npz s1.npz s1.npz s2.npz", "s1.npz and s1.npz are both shard 1/3");
+    merge_refused("s0.npz s1.npz one.npz", "one.npz is shard 0/1, but s0.npz is one of 3 shards");
+    merge_refused("s0.npz s1.npz s2.npz " FIXTURES "/fid/images_a.npz", "images_a.npz is not a fid-sample shard");
+
+    shard("seed.npz", 1, "--seed 9");
+    merge_refused("s0.npz seed.npz s2.npz", "seed.npz was sampled with other settings than s0.npz: seed=9, not seed=0");
+    shard("sampler.npz", 1, "--sampler ddim");
+    merge_refused("s0.npz sampler.npz s2.npz", "sampler.npz was sampled with other settings than s0.npz: sampler=");
+    cr_assert_eq(run_env("", "fid-sample --model %s/dit/moe_top1.pt --vae %s/vae/small --steps 3 --cfg 1.5 --num 6 "
+                         "--batch 1 --shard 1/3 --npz model.npz", FIXTURES, FIXTURES), 0, "%s", err_text());
+    merge_refused("s0.npz model.npz s2.npz", "model.npz was sampled with other settings than s0.npz: model=");
+    cr_assert_eq(run_env("", SAMPLE " --num 9 --shard 1/3 --npz num.npz", FIXTURES, FIXTURES), 0, "%s", err_text());
+    merge_refused("s0.npz num.npz s2.npz", "num=9, not num=6");
+}
+
+/* "done N" of a state file, or -1. */
+static long state_done(const char *name)
+{
+    char *s = tu_slurp(tu_join(dir, name), NULL);
+    const char *p = s ? strstr(s, "\ndone ") : NULL;
+    long d = p ? atol(p + 6) : -1;
+    free(s);
+    return d;
+}
+
+Test(cli_shard, resume_refuses_a_state_of_other_settings)
+{
+    /* a shard killed after its first checkpoint */
+    char args[1000];
+    snprintf(args, sizeof args, SAMPLE " --num 60 --shard 1/3 --seed 4", FIXTURES, FIXTURES);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir)) _exit(127);
+        freopen("/dev/null", "w", stderr);
+        execl("/bin/sh", "sh", "-c", "exec \"$0\" $1 --npz k.npz", MOEDIT_BIN, args, (char *)NULL);
+        _exit(127);
+    }
+    long done = -1;
+    for (int i = 0; i < 6000 && done < 1; i++) {
+        usleep(2000);
+        done = state_done("k.npz.state");
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFSIGNALED(st), "the run ended before it could be killed");
+    done = state_done("k.npz.state");
+    cr_assert(done >= 1 && done < 20, "done %ld", done);
+    /* another seed, sampler or model: exit 2, the state untouched */
+    const char *other[] = {"--seed 5", "--seed 4 --sampler ddim", "--seed 4 --steps 4", "--seed 4 --cfg 2"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        cr_assert_eq(run_env("", SAMPLE " --num 60 --shard 1/3 %s --npz k.npz --resume", FIXTURES, FIXTURES, other[i]),
+                     2, "%s", other[i]);
+        refused("other settings");
+        cr_assert_eq(state_done("k.npz.state"), done);
+    }
+    cr_assert_eq(run_env("", "fid-sample --model %s/dit/moe_top1.pt --vae %s/vae/small --steps 3 --cfg 1.5 --num 60 "
+                         "--batch 1 --shard 1/3 --seed 4 --npz k.npz --resume", FIXTURES, FIXTURES), 2);
+    refused("other settings");
+    /* the same settings resume, and equal an uninterrupted shard */
+    cr_assert_eq(run_env("", SAMPLE " --num 60 --shard 1/3 --seed 4 --npz k.npz --resume", FIXTURES, FIXTURES), 0,
+                 "%s", err_text());
+    cr_assert_eq(run_env("", SAMPLE " --num 60 --shard 1/3 --seed 4 --npz full.npz", FIXTURES, FIXTURES), 0);
+    size_t la, lb;
+    char *a = tu_slurp(tu_join(dir, "k.npz"), &la), *b = tu_slurp(tu_join(dir, "full.npz"), &lb);
+    cr_assert(a && b && la == lb && !memcmp(a, b, la), "resumed shard differs");
+    free(a);
+    free(b);
+}
