@@ -338,6 +338,10 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
 /* pack_b_panel_avx512 in plain C, for the other kernel sets. */
 static void pack_b_panel(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst)
 {
+    if (!tb && live == NR) {   /* whole panels of row segments: plain copies */
+        for (int kk = 0; kk < kc; kk++) memcpy(dst + (size_t)kk * NR, b + (size_t)(k0 + kk) * ldb + j, NR * sizeof *dst);
+        return;
+    }
     for (int kk = 0; kk < kc; kk++) {
         float *d = dst + (size_t)kk * NR;
         for (int c = 0; c < NR; c++)
@@ -378,14 +382,6 @@ static const gemm_plan *plan(void)
     return &the_plan;
 }
 
-/* The AVX2 kernels' A panel, [kc][mr] floats from row pointers: mr rows
-   read side by side, so each stays one sequential stream. */
-static void pack_a_panel_rows(const float *const *row, int live, int mr, int kc, float *d)
-{
-    for (int k = 0; k < kc; k++, d += mr)
-        for (int i = 0; i < mr; i++) d[i] = i < live ? row[i][k] : 0.0f;
-}
-
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into mr-row panels
    (kc rounded up to even for bf16; the pad is zero). */
 static void pack_a(const gemm_job *g, int mr, int i0, int rows, int k0, int kc, void *buf)
@@ -401,7 +397,7 @@ static void pack_a(const gemm_job *g, int mr, int i0, int rows, int k0, int kc, 
                 row[i] = g->a + (size_t)(g->rows ? g->rows[r] : r) * g->lda + k0;
             }
             if (mr == MR) pack_a_panel_avx512(row, live, kc, g->bf16, panel);
-            else pack_a_panel_rows(row, live, mr, kc, panel);
+            else me_pack_a_avx2(row, live, kc, panel);
             continue;
         }
         /* Transposed A (me_sgemm, float32 only): row i is column i0 + i. */

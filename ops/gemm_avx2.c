@@ -79,6 +79,38 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
 TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6)
 #undef TILE
 
+/* A panel [kc][6] from 6 row pointers (live of them real, the rest zero):
+   8 k at a time, the 6 rows (and 2 zero rows) are loaded as an 8×8 block,
+   transposed in registers and stored 6 floats per k. */
+void me_pack_a_avx2(const float *const *row, int live, int kc, float *d)
+{
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = i < live ? _mm256_loadu_ps(row[i] + k) : _mm256_setzero_ps();
+        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+        /* column j of the block: rows 0-3 in the low half of one vector, 4-7 in another */
+        __m256 c[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                       _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                       _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                       _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+        for (int j = 0; j < 8; j++) {
+            float *o = d + (size_t)(k + j) * MR;
+            _mm_storeu_ps(o, _mm256_castps256_ps128(c[j]));
+            _mm_storel_pi((__m64 *)(o + 4), _mm256_extractf128_ps(c[j], 1));
+        }
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < MR; i++) d[(size_t)k * MR + i] = i < live ? row[i][k] : 0.0f;
+}
+
 #pragma GCC pop_options
 
 const me_tile_fn me_tiles_avx2[MR + 1] = {NULL, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};

@@ -25,5 +25,7 @@ typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_o
 
 /* AVX2+FMA float32 tiles, indexed by live rows 1..6 (ops/gemm_avx2.c). */
 extern const me_tile_fn me_tiles_avx2[ME_GEMM_MR_AVX2 + 1];
+/* Their A panel: [kc][6] floats from 6 row pointers, rows ≥ live zero. */
+void me_pack_a_avx2(const float *const *row, int live, int kc, float *d);
 
 #endif
