@@ -130,14 +130,12 @@ static double uniform(uint64_t *s)
 }
 
 /* The host line every published figure names, then this run's peaks. */
-static void print_cpu_and_peak(me_peak *peak)
+static void print_cpu_and_peak(const me_peak *peak)
 {
     const me_cpu *c = me_cpu_info();
     printf("cpu: %s (%s family %d model %d stepping %d), L1d %ld KB, L2 %ld KB, L3 %ld MB; kernels %s\n",
            c->brand[0] ? c->brand : "unknown", c->vendor, c->family, c->model, c->stepping, c->l1d >> 10,
            c->l2 >> 10, c->l3 >> 20, me_cpu_isa_name(me_cpu_isa()));
-    fflush(stdout);
-    me_peak_measure(0, peak);
     printf("peak_fp32_gflops: %.1f (%s FMA loop, %d threads)\n", peak->fp32_gflops, peak->fp32_isa, peak->threads);
     if (peak->bf16_gflops > 0) printf("peak_bf16_gflops: %.1f (vdpbf16ps loop)\n", peak->bf16_gflops);
     else printf("peak_bf16_gflops: n/a (no AVX512-BF16)\n");
@@ -169,9 +167,14 @@ int cmd_bench(int argc, char **argv)
     if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000 || heads < 0 || top_k < 0 || threads < 0)
         return cli_usage_error("bench", "--batch, --iters must be positive (--heads, --top-k, --threads too)");
     if (threads) moedit_set_threads(threads);
+    /* The peaks first (the clocks are those the forward then runs at), the
+       forward's figures first in the output. */
     me_peak peak;
-    print_cpu_and_peak(&peak);
-    if (peak_only) return 0;
+    me_peak_measure(0, &peak);
+    if (peak_only) {
+        print_cpu_and_peak(&peak);
+        return 0;
+    }
     moedit_model *m;
     double t_load = now_ms();
     int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k, bf16}, &m);
@@ -220,6 +223,7 @@ int cmd_bench(int argc, char **argv)
     if (limit > 0) printf("pct_of_peak: %.1f (of the %s peak)\n", 100 * gflops / limit, limit == peak.fp32_gflops ? "fp32" : "bf16");
     printf("min_ms: %.3f max_ms: %.3f load_ms: %.0f peak_rss_mb: %.0f threads: %d bf16: %d\n", ms[0],
            ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), bf16);
+    print_cpu_and_peak(&peak);
 done:
     free(x), free(t), free(out), free(y), free(ms);
     moedit_model_free(m);
