@@ -47,7 +47,7 @@ mkdir -p "$WORK"
 [ -x "$BIN" ] || { echo "bench.sh: $BIN not built" >&2; exit 1; }
 unset OMP_WAIT_POLICY GOMP_SPINCOUNT
 torch_py() { OMP_WAIT_POLICY=passive $PY "$@"; }
-field() { grep -o "\(^\| \)$1: [0-9.]*" | head -1 | awk '{ print $NF }'; }
+field() { { grep -o "\(^\| \)$1: [0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent
 pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'; }
 
