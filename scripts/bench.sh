@@ -119,7 +119,7 @@ inc="$WORK/inception"
 save=()
 [ -d "$inc" ] || save=(--save "$inc")
 inc_torch=$(torch_py tools/bench_inception_torch.py --num "$INC_NUM" --threads "$THREADS" "${save[@]}" 2>/dev/null || true)
-echo "$INC_NUM" > "$inc/num"
+[ -f "$inc/images.npz" ] && echo "$INC_NUM" > "$inc/num"
 t_ips=$(echo "$inc_torch" | field images_per_s) gpi=$(echo "$inc_torch" | field gflop_per_image)
 me_ips=$("$BIN" fid --inception "$inc/inception.pth" --samples "$inc/images.npz" --ref "$inc/ref_stats.npz" \
          --threads "$THREADS" 2>&1 >/dev/null | sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p' | tail -1)
