@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+/* Bounded OpenMP spinning unless the user chose (cli/omp_env.c); may re-execute. */
+void cli_omp_defaults(char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_forward(int argc, char **argv);

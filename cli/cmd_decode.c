@@ -14,7 +14,7 @@ int cmd_decode(int argc, char **argv)
 {
     const char *vae_path = NULL, *latent = NULL, *out = NULL;
     float scaling = NAN;   /* unset */
-    int threads = 0, cols = 0, help = 0;
+    int threads = 0, cols = 0, help = 0, timed = 0;
     const cli_flag flags[] = {
         {"--vae", CLI_STR, &vae_path, "diffusers AutoencoderKL folder or weights file"},
         {"--latent", CLI_STR, &latent, "Z.npy float [N,C,h,w] latents as sampled (not yet scaled)"},
@@ -22,6 +22,7 @@ int cmd_decode(int argc, char **argv)
         {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
+        {"--time", CLI_BOOL, &timed, "print decode_ms (the decode alone, loading excluded) on stderr"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -76,7 +77,9 @@ int cmd_decode(int argc, char **argv)
     }
     me_array_to_f32(&z, zf);
     for (size_t i = 0; i < zn; i++) zf[i] /= s;
+    double t0 = cli_now();
     rc = moedit_vae_decode(v, (int)n, h, w, zf, img);
+    if (!rc && timed) fprintf(stderr, "decode_ms: %.1f\n", (cli_now() - t0) * 1e3);
     if (!rc) {
         me_grid_style style = {.cols = cols, .pad = -1};
         int64_t shape[4] = {n, oc, (int64_t)h * up, (int64_t)w * up};

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <sys/resource.h>
 #include "cli/cli.h"
+#include "core/cpu.h"
+#include "ops/peak.h"
 #include "weights/npy.h"
 
 static int is_float(me_dtype t) { return t == ME_F32 || t == ME_F64 || t == ME_F16 || t == ME_BF16; }
@@ -105,6 +107,15 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Processor time of all threads: with one thread, the work a forward costs
+   even on a machine whose other processes stretch its wall time. */
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -118,10 +129,22 @@ static double uniform(uint64_t *s)
     return ((*s * 2685821657736338717ull) >> 11) * 0x1.0p-53;
 }
 
+/* The host line every published figure names, then this run's peaks. */
+static void print_cpu_and_peak(const me_peak *peak)
+{
+    const me_cpu *c = me_cpu_info();
+    printf("cpu: %s (%s family %d model %d stepping %d), L1d %ld KB, L2 %ld KB, L3 %ld MB; kernels %s\n",
+           c->brand[0] ? c->brand : "unknown", c->vendor, c->family, c->model, c->stepping, c->l1d >> 10,
+           c->l2 >> 10, c->l3 >> 20, me_cpu_isa_name(me_cpu_isa()));
+    printf("peak_fp32_gflops: %.1f (%s FMA loop, %d threads)\n", peak->fp32_gflops, peak->fp32_isa, peak->threads);
+    if (peak->bf16_gflops > 0) printf("peak_bf16_gflops: %.1f (vdpbf16ps loop)\n", peak->bf16_gflops);
+    else printf("peak_bf16_gflops: n/a (no AVX512-BF16)\n");
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0;
+    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, peak_only = 0, help = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint or alias"},
         {"--batch", CLI_INT, &batch, "rows per forward (default 8)"},
@@ -130,6 +153,7 @@ int cmd_bench(int argc, char **argv)
         {"--top-k", CLI_INT, &top_k, "experts per token (default 2)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
+        {"--peak", CLI_BOOL, &peak_only, "only name the CPU and measure its peaks (no --model)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -137,12 +161,20 @@ int cmd_bench(int argc, char **argv)
     int npos;
     if (cli_parse("bench", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
-        cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16]", flags);
+        cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16] | --peak", flags);
         return 0;
     }
     if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000 || heads < 0 || top_k < 0 || threads < 0)
         return cli_usage_error("bench", "--batch, --iters must be positive (--heads, --top-k, --threads too)");
     if (threads) moedit_set_threads(threads);
+    /* The peaks first (the clocks are those the forward then runs at), the
+       forward's figures first in the output. */
+    me_peak peak;
+    me_peak_measure(0, &peak);
+    if (peak_only) {
+        print_cpu_and_peak(&peak);
+        return 0;
+    }
     moedit_model *m;
     double t_load = now_ms();
     int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k, bf16}, &m);
@@ -171,6 +203,7 @@ int cmd_bench(int argc, char **argv)
         rc = cli_fail(rc);
         goto done;
     }
+    double cpu0 = cpu_ms();
     for (int i = 0; i < iters; i++) {
         double t0 = now_ms();
         if ((rc = moedit_model_forward(m, batch, x, t, y, out))) {
@@ -179,13 +212,18 @@ int cmd_bench(int argc, char **argv)
         }
         ms[i] = now_ms() - t0;
     }
+    double cpu_per = (cpu_ms() - cpu0) / iters;
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
     double median = iters % 2 ? ms[iters / 2] : (ms[iters / 2 - 1] + ms[iters / 2]) / 2;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("forward_ms: %.3f\ngflops: %.2f\n", median, moedit_model_flops(m, batch) / (median * 1e6));
+    double gflops = moedit_model_flops(m, batch) / (median * 1e6);
+    double limit = bf16 && peak.bf16_gflops > 0 ? peak.bf16_gflops : peak.fp32_gflops;
+    printf("forward_ms: %.3f\ngflops: %.2f\ncpu_ms: %.3f\n", median, gflops, cpu_per);
+    if (limit > 0) printf("pct_of_peak: %.1f (of the %s peak)\n", 100 * gflops / limit, limit == peak.fp32_gflops ? "fp32" : "bf16");
     printf("min_ms: %.3f max_ms: %.3f load_ms: %.0f peak_rss_mb: %.0f threads: %d bf16: %d\n", ms[0],
            ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), bf16);
+    print_cpu_and_peak(&peak);
 done:
     free(x), free(t), free(out), free(y), free(ms);
     moedit_model_free(m);

@@ -33,6 +33,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    cli_omp_defaults(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -5,8 +5,8 @@
 #include <string.h>
 #include "core/core.h"
 #include "dit/model.h"
-#include "ops/fastmath.h"
 #include "ops/ops.h"
+#include "ops/vexp.h"
 
 #define PAR_MIN 32768
 
@@ -62,8 +62,7 @@ static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const 
     for (int r = 0; r < rows; r++) {
         float *gr = mid + (size_t)r * 2 * hid;
         const float *ur = gr + hid;
-        #pragma omp simd
-        for (int i = 0; i < hid; i++) gr[i] = gr[i] / (1.0f + me_expf(-gr[i])) * ur[i];
+        me_silu_vec((size_t)hid, gr, ur, gr);
     }
     me_gemm(rows, mid, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
 }

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <omp.h>
 #include "core/core.h"
-#include "ops/fastmath.h"
+#include "ops/vexp.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 
@@ -45,13 +45,7 @@ static void softmax_tile(int rows, int tokens, float *s, float *inv)
         float mx = sr[0];
         #pragma omp simd reduction(max : mx)
         for (int j = 1; j < tokens; j++) mx = sr[j] > mx ? sr[j] : mx;
-        float sum = 0.0f;
-        #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < tokens; j++) {
-            sr[j] = me_expf(sr[j] - mx);
-            sum += sr[j];
-        }
-        inv[r] = 1.0f / sum;
+        inv[r] = 1.0f / me_exp_sub_sum(tokens, sr, mx);
     }
 }
 

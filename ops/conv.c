@@ -111,14 +111,14 @@ static void fill_bias(int cout, int len, size_t ld, const float *bias, float *y)
 }
 
 /* This thread's share of y[:, 0..cols) = bias + weight · col[:, 0..cols):
-   a range of columns (pixels), in multiples of 16 so sgemm stays on its
-   fast kernels, and every output channel — so a 3-channel conv_out splits
-   as well as a 512-channel one. */
+   a range of columns (pixels), in multiples of 32 so the own kernels work
+   on whole 32-column panels (ops/gemm.c), and every output channel — so a
+   3-channel conv_out splits as well as a 512-channel one. */
 static void gemm_share(const op_conv_shape *s, int k, const float *weight, const float *bias,
                        const float *col, int cols, float *y, size_t ldy)
 {
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int chunk = ((cols + nt - 1) / nt + 15) / 16 * 16;
+    int chunk = ((cols + nt - 1) / nt + 31) / 32 * 32;
     int lo = t * chunk, len = cols - lo < chunk ? cols - lo : chunk;
     if (len <= 0) return;
     fill_bias(s->cout, len, ldy, bias, y + lo);

@@ -1,57 +1,54 @@
-/* Float32 GEMM on AVX-512, BLIS-style, sized for Zen 5 (48 KB L1d, 1 MB L2
-   per core), and its bfloat16 twin on AVX512-BF16.
+/* Float32 GEMM, BLIS-style, on own kernels chosen at run time: AVX-512
+   (14×32 tiles, and their bfloat16 twin on AVX512-BF16) or AVX2+FMA (6×32
+   tiles, ops/gemm_avx2.c), with block sizes from this CPU's caches
+   (core/cpu.h); OpenBLAS where the CPU has neither.
 
    Blocking, from the inside out:
-   - Microkernel: a 14×32 tile of C in 28 zmm accumulators. Per k it loads
-     two 16-float vectors of B and broadcasts 14 values of A: 28 FMAs for 16
-     loads. The bf16 kernel does the same per pair of k with vdpbf16ps, each
-     lane multiplying two bf16 products into one float32 sum.
+   - Microkernel (AVX-512): a 14×32 tile of C in 28 zmm accumulators. Per k
+     it loads two 16-float vectors of B and broadcasts 14 values of A: 28
+     FMAs for 16 loads. The bf16 kernel does the same per pair of k with
+     vdpbf16ps, each lane multiplying two bf16 products into one float32 sum.
    - B is packed in panels of NR = 32 columns, k-major ([kp][32] floats, or
-     [kp/2][32][2] bf16), zero-padded to whole panels. Weights are packed
-     once at load (me_gemm_b); me_sgemm packs KC×NC blocks per call.
-   - A is packed per KC×MC block into panels of MR = 14 rows ([kc][14], or
-     [kc/2][14][2] bf16), zero-padded; alpha scales the tile when stored.
+     [kp/2][32][2] bf16), zero-padded to whole panels, the same layout for
+     every kernel set. Weights are packed once at load (me_gemm_b); me_sgemm
+     packs KC×NC blocks per call.
+   - A is packed per KC×MC block into panels of MR rows ([kc][MR], or
+     [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
-     M in blocks of MC (the packed A block, ≤ 258 KB, stays in L2) → B
-     panels (a KC×32 micro-panel, 24 KB, stays in L1) → A panels → kernel.
+     M in blocks of MC (the packed A block stays in L2) → B panels (a KC×32
+     micro-panel, half the L1 data cache, stays in L1) → A panels → kernel.
      KC is K split evenly, so the blocking, and with it every element's
-     summation order, depends on K only.
+     summation order, depends on K and the CPU's L1 size only — never on M
+     or the thread count.
    - Threads: one OpenMP region per product. Each thread takes a range of
      B panels (weights are the larger operand, so each is read once) or, when
      there are too few panels, a range of rows; the same kernels run either
      way, so results do not change with the thread count.
 
-   Without AVX-512F the same interface runs on OpenBLAS: a "packed" B is then
-   a plain row-major float copy. */
+   On OpenBLAS the same interface holds: a "packed" B is then a plain
+   row-major float copy. */
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 #include <cblas.h>
 #include <immintrin.h>
 #include "core/core.h"
+#include "core/cpu.h"
 #include "ops/gemm.h"
+#include "ops/gemm_tile.h"
 
-#define MR 14
-#define NR 32
-#define KC_F32 192     /* 192·32·4 B = 24 KB B micro-panel */
-#define KC_BF16 384    /* the same bytes in bfloat16 */
-#define MC (MR * 24)   /* 336 rows */
-#define NC (NR * 16)   /* me_sgemm's B block: 512 columns */
+#define MR 14            /* AVX-512 tile rows; AVX2 tiles have ME_GEMM_MR_AVX2 */
+#define NR ME_GEMM_NR
+#define KC_MAX 256       /* float32 K block bound (bf16: twice), for the stack buffers */
+#define ABUF_FLOATS 65536 /* one thread's packed A block: 256 KB on its stack */
+#define NC (NR * 16)     /* me_sgemm's B block: 512 columns */
 
 /* Below this many flops a parallel region costs more than it saves. */
 #define PAR_MIN_FLOPS 2e6
 
-static int has_avx512 = -1, has_bf16 = -1;
-
 int me_gemm_native(int bf16)
 {
-    if (has_avx512 < 0) {   /* racing first calls all write the same values */
-        __builtin_cpu_init();
-        int f = __builtin_cpu_supports("avx512f") && getenv("MOEDIT_NO_AVX512") == NULL;
-        has_bf16 = f && __builtin_cpu_supports("avx512bf16");
-        has_avx512 = f;
-    }
-    return bf16 ? has_bf16 : has_avx512;
+    return bf16 ? me_cpu_bf16() : me_cpu_isa() != ME_ISA_BLAS;
 }
 
 static float src_value(int type, const void *src, size_t i)
@@ -149,13 +146,7 @@ void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const 
 
 /* Where a tile goes: C = alpha·acc + bias + beta·C over the live columns
    (beta 0 never reads C). */
-typedef struct {
-    float *c;
-    size_t ldc;
-    int nr;             /* live columns, 1..32 */
-    const float *bias;  /* NULL, or at the tile's first column */
-    float alpha, beta;
-} tile_out;
+typedef me_tile_out tile_out;
 
 static inline __attribute__((always_inline)) void store_tile(int mr, __m512 acc[MR][2], const tile_out *o)
 {
@@ -216,7 +207,7 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
     store_tile(mr, acc, o);
 }
 
-typedef void (*kernel_fn)(int kc, const void *a, const void *b, const tile_out *o);
+typedef me_tile_fn kernel_fn;
 
 #define KERNELS(R)                                                                              \
     static void kf_##R(int kc, const void *a, const void *b, const tile_out *o)                 \
@@ -344,28 +335,76 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
 
 #pragma GCC pop_options
 
-/* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into MR-row panels
+/* pack_b_panel_avx512 in plain C, for the other kernel sets. */
+static void pack_b_panel(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst)
+{
+    if (!tb && live == NR) {   /* whole panels of row segments: plain copies */
+        for (int kk = 0; kk < kc; kk++) memcpy(dst + (size_t)kk * NR, b + (size_t)(k0 + kk) * ldb + j, NR * sizeof *dst);
+        return;
+    }
+    for (int kk = 0; kk < kc; kk++) {
+        float *d = dst + (size_t)kk * NR;
+        for (int c = 0; c < NR; c++)
+            d[c] = c >= live ? 0.0f : tb ? b[(size_t)(j + c) * ldb + k0 + kk] : b[(size_t)(k0 + kk) * ldb + j + c];
+    }
+}
+
+/* Tile shape and block sizes for this CPU, fixed at the first product. */
+typedef struct {
+    int mr;                /* tile rows: MR (AVX-512) or ME_GEMM_MR_AVX2 */
+    int kc;                /* float32 K block bound; bf16 takes 2·kc (the same bytes) */
+    int mc;                /* rows per packed A block */
+    const kernel_fn *f32;  /* tiles by live rows */
+} gemm_plan;
+
+static gemm_plan the_plan;
+
+/* KC: a KC×32 float B micro-panel fills half of L1d, leaving the other half
+   to the A micro-panel and C; MC: the MC×KC A block fills half of L2.
+   Both are rounded down to 16 and to whole tiles, within the stack buffers. */
+static const gemm_plan *plan(void)
+{
+    if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
+    const me_cpu *cpu = me_cpu_info();
+    long l1 = cpu->l1d > 0 ? cpu->l1d : 32768, l2 = cpu->l2 > 0 ? cpu->l2 : 524288;
+    gemm_plan p;
+    p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
+    p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
+    long kc = l1 / 2 / (NR * (long)sizeof(float)) / 16 * 16;
+    p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
+    long mc = l2 / 2 / ((long)p.kc * (long)sizeof(float));
+    if (mc > ABUF_FLOATS / p.kc) mc = ABUF_FLOATS / p.kc;
+    p.mc = (int)(mc / p.mr * p.mr);
+    if (p.mc < p.mr) p.mc = p.mr;
+    /* Racing first calls compute the same plan; mr, stored last, publishes it. */
+    the_plan.kc = p.kc, the_plan.mc = p.mc, the_plan.f32 = p.f32;
+    __atomic_store_n(&the_plan.mr, p.mr, __ATOMIC_RELEASE);
+    return &the_plan;
+}
+
+/* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into mr-row panels
    (kc rounded up to even for bf16; the pad is zero). */
-static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *buf)
+static void pack_a(const gemm_job *g, int mr, int i0, int rows, int k0, int kc, void *buf)
 {
     int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
-    for (int p = 0; p * MR < rows; p++) {
-        int live = rows - p * MR < MR ? rows - p * MR : MR;
-        void *panel = (char *)buf + (size_t)p * kcp * MR * (g->bf16 ? sizeof(uint16_t) : sizeof(float));
+    for (int p = 0; p * mr < rows; p++) {
+        int live = rows - p * mr < mr ? rows - p * mr : mr;
+        void *panel = (char *)buf + (size_t)p * kcp * mr * (g->bf16 ? sizeof(uint16_t) : sizeof(float));
         if (!g->trans_a) {
             const float *row[MR];
             for (int i = 0; i < live; i++) {
-                int r = i0 + p * MR + i;
+                int r = i0 + p * mr + i;
                 row[i] = g->a + (size_t)(g->rows ? g->rows[r] : r) * g->lda + k0;
             }
-            pack_a_panel_avx512(row, live, kc, g->bf16, panel);
+            if (mr == MR) pack_a_panel_avx512(row, live, kc, g->bf16, panel);
+            else me_pack_a_avx2(row, live, kc, panel);
             continue;
         }
         /* Transposed A (me_sgemm, float32 only): row i is column i0 + i. */
         float *d = panel;
-        for (int i = 0; i < MR; i++) {
-            const float *src = i < live ? g->a + (size_t)k0 * g->lda + i0 + p * MR + i : NULL;
-            for (int k = 0; k < kc; k++) d[(size_t)k * MR + i] = src ? src[(size_t)k * g->lda] : 0.0f;
+        for (int i = 0; i < mr; i++) {
+            const float *src = i < live ? g->a + (size_t)k0 * g->lda + i0 + p * mr + i : NULL;
+            for (int k = 0; k < kc; k++) d[(size_t)k * mr + i] = src ? src[(size_t)k * g->lda] : 0.0f;
         }
     }
 }
@@ -377,17 +416,18 @@ static void pack_a(const gemm_job *g, int i0, int rows, int k0, int kc, void *bu
 static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, const void *pb, size_t pstride,
                           int p0, int p1, int n, int first, void *abuf)
 {
-    const kernel_fn *kern = g->bf16 ? kernels_bf16 : kernels_f32;
+    const gemm_plan *pl = plan();
+    const kernel_fn *kern = g->bf16 ? kernels_bf16 : pl->f32;
     size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
+    int kcp = g->bf16 ? (kc + 1) & ~1 : kc, MRp = pl->mr, MC = pl->mc;
     for (int ic = i0; ic < i1; ic += MC) {
         int mc = i1 - ic < MC ? i1 - ic : MC;
-        pack_a(g, ic, mc, k0, kc, abuf);
+        pack_a(g, MRp, ic, mc, k0, kc, abuf);
         for (int p = p0; p < p1; p++) {
             const char *bp = (const char *)pb + (size_t)(p - p0) * pstride * esz;
             int j = p * NR, nr = n - j < NR ? n - j : NR;
-            for (int ir = 0; ir < mc; ir += MR) {
-                int mr = mc - ir < MR ? mc - ir : MR;
+            for (int ir = 0; ir < mc; ir += MRp) {
+                int mr = mc - ir < MRp ? mc - ir : MRp;
                 tile_out o = {g->c + (size_t)(ic + ir) * g->ldc + j, g->ldc, nr,
                               first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f};
                 kern[mr](kcp, (const char *)abuf + (size_t)ir * kcp * esz, bp, &o);
@@ -409,7 +449,7 @@ static void share(int m, int np, int split_rows, int *i0, int *i1, int *p0, int 
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
     *i0 = 0, *i1 = m, *p0 = 0, *p1 = np;
     if (split_rows) {
-        int per = ((m + nt - 1) / nt + MR - 1) / MR * MR;
+        int mr = plan()->mr, per = ((m + nt - 1) / nt + mr - 1) / mr * mr;
         *i0 = t * per < m ? t * per : m;
         *i1 = *i0 + per < m ? *i0 + per : m;
     } else {
@@ -424,7 +464,7 @@ static int threads_for(double flops)
 }
 
 /* Split by panels when there are enough for every thread, else by rows. */
-static int split_by_rows(int m, int np, int nt) { return np < 2 * nt && m >= 2 * MR; }
+static int split_by_rows(int m, int np, int nt) { return np < 2 * nt && m >= 2 * plan()->mr; }
 
 /* ---- OpenBLAS fallback ------------------------------------------------- */
 
@@ -501,11 +541,11 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         return;
     }
     gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
-    int np = panels(n), kc_max = b->bf16 ? KC_BF16 : KC_F32, kc = k_block(k, kc_max);
+    int np = panels(n), kc_max = b->bf16 ? 2 * plan()->kc : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(m, np, nt);
     #pragma omp parallel num_threads(nt)
     {
-        _Alignas(64) float abuf[MC * KC_F32];
+        _Alignas(64) float abuf[ABUF_FLOATS];
         int i0, i1, p0, p1;
         share(m, np, by_rows, &i0, &i1, &p0, &p1);
         if (i0 < i1 && p0 < p1)
@@ -535,13 +575,13 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     }
     /* B in blocks of KC×NC, packed by all threads together into the calling
        thread's stack, then multiplied as in me_gemm. */
-    _Alignas(64) float bbuf[KC_F32 * NC];
+    _Alignas(64) float bbuf[KC_MAX * NC];
     gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
-    int kc = k_block(k, KC_F32);
+    int kc = k_block(k, plan()->kc), avx512 = plan()->mr == MR;
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)
     {
-        _Alignas(64) float abuf[MC * KC_F32];
+        _Alignas(64) float abuf[ABUF_FLOATS];
         for (int j0 = 0; j0 < n; j0 += NC) {
             int nc = n - j0 < NC ? n - j0 : NC, np = panels(nc);
             for (int k0 = 0; k0 < k; k0 += kc) {
@@ -549,8 +589,10 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
                 #pragma omp for schedule(static)
                 for (int p = 0; p < np; p++) {
                     int j = j0 + p * NR;
-                    pack_b_panel_avx512(b, (size_t)ldb, tb, k0, kb, j, n - j < NR ? n - j : NR,
-                                        bbuf + (size_t)p * kb * NR);
+                    int live = n - j < NR ? n - j : NR;
+                    float *dst = bbuf + (size_t)p * kb * NR;
+                    if (avx512) pack_b_panel_avx512(b, (size_t)ldb, tb, k0, kb, j, live, dst);
+                    else pack_b_panel(b, (size_t)ldb, tb, k0, kb, j, live, dst);
                 }
                 /* (the loop's barrier: the block is packed) */
                 int i0, i1, p0, p1;

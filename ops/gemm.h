@@ -1,5 +1,6 @@
-/* gemm.h — float32 matrix products on own AVX-512 kernels (OpenBLAS when the
-   CPU lacks AVX-512F), with the right-hand operand packed once and reused:
+/* gemm.h — float32 matrix products on own kernels chosen at run time
+   (AVX-512, else AVX2+FMA; OpenBLAS when the CPU has neither), with the
+   right-hand operand packed once and reused:
 
      me_gemm_b w;                                   // B is [k, n]
      void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, 0));
@@ -7,15 +8,16 @@
      me_gemm_pack_b(&w, 0, n, 1, ME_GEMM_F32, W, k); // B = Wᵀ, W [n, k] as PyTorch stores it
      me_gemm(m, x, k, &w, 1.0f, bias, 0.0f, y, n);   // y = x·Wᵀ + bias
 
-   bf16 = 1 stores B as bfloat16 and rounds A to bfloat16 too, multiplying
+   bf16 = 1 (AVX512-BF16 CPUs) stores B as bfloat16 and rounds A to bfloat16 too, multiplying
    with AVX512-BF16 dot products (float32 accumulation): half the memory of
    float32 weights, about 3 significant digits per product.
 
    Thread count: me_threads(), one OpenMP pool; called inside a parallel
    region, a product runs on the calling thread only. On the own kernels
-   the result does not depend on the thread count, bit for bit (OpenBLAS:
-   within rounding). MOEDIT_NO_AVX512=1 in the environment forces the
-   OpenBLAS path (for testing it). */
+   the result does not depend on the thread count nor on m (a row's value
+   is the same whatever rows come with it), bit for bit (OpenBLAS: within
+   rounding). MOEDIT_NO_AVX512=1 in the environment rules the AVX-512
+   kernels out, MOEDIT_NO_AVX2=1 the AVX2 ones too (core/cpu.h). */
 #ifndef MOEDIT_OPS_GEMM_H
 #define MOEDIT_OPS_GEMM_H
 
@@ -32,7 +34,7 @@ typedef struct {
     void *data;      /* layout private to gemm.c */
 } me_gemm_b;
 
-/* 1 when the AVX-512 kernels run (bf16: also AVX512-BF16). */
+/* 1 when the own kernels run, AVX-512 or AVX2 (bf16: AVX512-BF16 products). */
 int me_gemm_native(int bf16);
 
 /* Bytes a packed k×n operand needs (64-byte aligned memory). */

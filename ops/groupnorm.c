@@ -4,7 +4,7 @@
    running sum would lose the digits that matter. */
 #include <math.h>
 #include "core/core.h"
-#include "ops/fastmath.h"
+#include "ops/vexp.h"
 #include "ops/ops.h"
 
 void op_groupnorm(int n, int c, int hw, int groups, const float *x, const float *gamma,
@@ -34,16 +34,9 @@ void op_groupnorm(int n, int c, int hw, int groups, const float *x, const float 
             float shift = (beta ? beta[ch] : 0.0f) - (float)mean * scale;
             const float *xc = xg + (size_t)j * hw;
             float *yc = y + base + (size_t)j * hw;
-            if (silu) {
-                #pragma omp simd
-                for (int i = 0; i < hw; i++) {
-                    float v = xc[i] * scale + shift;
-                    yc[i] = v / (1.0f + me_expf(-v));
-                }
-            } else {
-                #pragma omp simd
-                for (int i = 0; i < hw; i++) yc[i] = xc[i] * scale + shift;
-            }
+            #pragma omp simd
+            for (int i = 0; i < hw; i++) yc[i] = xc[i] * scale + shift;
+            if (silu) me_silu_vec((size_t)hw, yc, NULL, yc);
         }
     }
 }

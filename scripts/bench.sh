@@ -1,100 +1,171 @@
 #!/usr/bin/env bash
-# Benchmark suite (not a test): moedit against PyTorch on the same random
-# weights, one CFG pair (batch 2) per forward, 256×256 images (32×32×4
-# latents). Prints a markdown table for docs/performance.md.
+# Benchmark suite (not a test), one run per host: every figure against the
+# same run's measured peaks and, where PyTorch does the same work, against
+# PyTorch on the same weights and inputs. Prints markdown for README.md and
+# docs/performance.md; every table names the host it came from.
 #
 #   scripts/bench.sh [BUILD_DIR] [WORK_DIR]      (defaults: build, /tmp/moedit-bench)
-#   ITERS=10 THREADS=2 SHAPES="S B" XL=1 scripts/bench.sh build-perf
+#   ITERS=10 ITERS16=3 THREADS=2 SHAPES="S B" BATCHES="2 16" FID_NUM=200 INC_NUM=32 SHARED=1 \
+#     VAE_LATENT=32 scripts/bench.sh        (the defaults; a quick check: SHAPES=S BATCHES=2 ITERS=2
+#     FID_NUM=16 INC_NUM=2 VAE_LATENT=8 SHARED=0 scripts/bench.sh build /tmp/bench-quick)
 #
-# Per shape (DiT-MoE-S/2-8E2A, DiT-MoE-B/2-8E2A): tools/bench_torch.py makes
-# (once) and times the upstream-style PyTorch model and saves its weights;
-# `moedit bench` then times the same weights in float32 and in bf16 mode.
-# GFLOP/s count only the experts that run; the peak is ~350 GFLOP/s (2 Zen 5
-# cores, AVX-512 FMA; a pure FMA loop measures 416). Peak RSS is the process maximum (getrusage), load
-# included. Also, when present: the shipped models, a 256×256 VAE decode and
-# a 50-step DDIM sample (sd-vae-sized random VAE from tools/bench_vae_torch.py),
-# and XL=1 a DiT-MoE-XL/2-8E2A in bf16 (~8.4 GB file, scripts/make_random_dit.py).
+# Sections (about 8 minutes on 2 Zen 4 cores):
+#  0. host: the CPU (cpuid: vendor, family, model, caches), the kernel set
+#     moedit picked, and the peaks `moedit bench --peak` measures on all
+#     threads: a register-only FMA loop (fp32) and vdpbf16ps loop (bf16).
+#  1. transformer forward, DiT-MoE-S/2 and B/2 (8 experts, top-2), batch 2
+#     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
+#     against `moedit bench`, fp32 and bf16, GFLOP/s as % of the peak.
+#  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
+#     `moedit decode --time` (decode alone, loading excluded on both sides).
+#  3. InceptionV3 pool3 features of 256×256 images: tools/bench_inception_torch.py
+#     against `moedit fid` (images/s of its feature pass).
+#  4. end to end: `moedit fid-sample` of the shipped fmnist-moe (its defaults),
+#     seconds per 1000 samples.
+#  5. shared machine (SHARED=1): `fid-sample --num FID_NUM --steps ddim50`
+#     alone and beside one busy process, with moedit's default waits
+#     (cli/omp_env.c), libgomp's own default (GOMP_SPINCOUNT=300000),
+#     OMP_WAIT_POLICY=passive and --threads 1.
+# PyTorch runs with OMP_WAIT_POLICY=passive (its spinning threads lose
+# several-fold on a shared machine); moedit with its own default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 WORK=${2:-/tmp/moedit-bench}
 ITERS=${ITERS:-10}
+ITERS16=${ITERS16:-3}
 THREADS=${THREADS:-2}
 SHAPES=${SHAPES:-"S B"}
+BATCHES=${BATCHES:-"2 16"}
+FID_NUM=${FID_NUM:-200}
+INC_NUM=${INC_NUM:-32}
+SHARED=${SHARED:-1}
+VAE_LATENT=${VAE_LATENT:-32}
 PY=/usr/bin/python3
-# OpenMP wait policy per program, each at its best on this machine by default:
-# PyTorch with sleeping waits (its spinning OpenMP threads lose 4× here), moedit
-# with libgomp's default (spin, then sleep). "default" leaves the variable unset;
-# OMP_WAIT_POLICY, when set, applies to both. See docs/performance.md.
-TORCH_WAIT=${OMP_WAIT_POLICY:-${TORCH_WAIT:-passive}}
-MOEDIT_WAIT=${OMP_WAIT_POLICY:-${MOEDIT_WAIT:-default}}
-unset OMP_WAIT_POLICY
-with_wait() {   # with_wait POLICY COMMAND...
-    local policy=$1; shift
-    if [ "$policy" = default ]; then "$@"; else OMP_WAIT_POLICY=$policy "$@"; fi
-}
 BIN="$BUILD/moedit"
-PEAK=350
 mkdir -p "$WORK"
 [ -x "$BIN" ] || { echo "bench.sh: $BIN not built" >&2; exit 1; }
+unset OMP_WAIT_POLICY GOMP_SPINCOUNT
+torch_py() { OMP_WAIT_POLICY=passive $PY "$@"; }
+field() { { grep -o "\(^\| \)$1: [0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent
+pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'; }
 
-field() { sed -n "s/^.*$1: \([0-9.]*\).*$/\1/p" | head -1; }
+peak=$("$BIN" bench --peak --threads "$THREADS")
+CPU=$(echo "$peak" | sed -n 's/^cpu: //p')
+PEAK=$(echo "$peak" | field peak_fp32_gflops)
+PEAK_BF16=$(echo "$peak" | field peak_bf16_gflops)
+HOST="$CPU; $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GB"
 
 echo "# moedit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GB;" \
-     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS; iters $ITERS; OpenMP waits: PyTorch $TORCH_WAIT, moedit $MOEDIT_WAIT"
+echo "Host: $HOST. Threads $THREADS; load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "Measured peaks (same run, $THREADS threads): fp32 **$PEAK GFLOP/s** ($(echo "$peak" | sed -n 's/^peak_fp32_gflops: [0-9.]* (\([^ ]*\).*/\1/p') FMA loop)," \
+     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)."
 echo
-echo "| model | PyTorch ms | moedit ms | speed-up | moedit GFLOP/s (% of $PEAK) | bf16 ms | bf16 GFLOP/s | peak RSS f32 / bf16 MB |"
-echo "|---|---|---|---|---|---|---|---|"
+
+echo "## Transformer forward (host: $CPU)"
+echo
+echo "| model | batch | PyTorch ms | moedit ms | speed-up | moedit GFLOP/s (% of fp32 peak) | bf16 ms | bf16 GFLOP/s (% of bf16 peak) | peak RSS f32 / bf16 MB |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for s in $SHAPES; do
     pt="$WORK/moe_$s.pt"
-    save=()
-    [ -f "$pt" ] || save=(--save "$pt")
-    torch_out=$(with_wait "$TORCH_WAIT" $PY tools/bench_torch.py --shape "$s" --iters "$ITERS" --threads "$THREADS" "${save[@]}" 2>/dev/null)
-    torch_ms=$(echo "$torch_out" | field forward_ms)
-    me=$(with_wait "$MOEDIT_WAIT" "$BIN" bench --model "$pt" --batch 2 --iters "$ITERS" --threads "$THREADS")
-    bf=$(with_wait "$MOEDIT_WAIT" "$BIN" bench --model "$pt" --batch 2 --iters "$ITERS" --threads "$THREADS" --bf16)
-    me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
-    bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
-    awk -v s="$s" -v t="$torch_ms" -v m="$me_ms" -v g="$me_gf" -v b="$bf_ms" -v bg="$bf_gf" -v p="$PEAK" \
-        -v r1="$(echo "$me" | field peak_rss_mb)" -v r2="$(echo "$bf" | field peak_rss_mb)" \
-        'BEGIN { printf "| DiT-MoE-%s/2-8E2A | %.1f | %.1f | %.1f× (bf16 %.1f×) | %.0f (%.0f%%) | %.1f | %.0f | %s / %s |\n",
-                 s, t, m, t / m, t / b, g, 100 * g / p, b, bg, r1, r2 }'
+    for b in $BATCHES; do
+        it=$ITERS
+        [ "$b" -gt 2 ] && it=$ITERS16
+        save=()
+        [ -f "$pt" ] || save=(--save "$pt")
+        torch_ms=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" "${save[@]}" 2>/dev/null | field forward_ms)
+        me=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS")
+        me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
+        bf_ms=– bf_gf=– bf_pct=– r2=–
+        if [ -n "$PEAK_BF16" ]; then
+            bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
+            bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
+            bf_pct=$(pct "$bf_gf" "$PEAK_BF16") r2=$(echo "$bf" | field peak_rss_mb)
+        fi
+        awk -v t="$torch_ms" -v m="$me_ms" -v b="$bf_ms" 'BEGIN { printf "%s", (t > 0 && m > 0) ? sprintf("%.1f×", t / m) : "–";
+                                                          if (b + 0 > 0) printf " (bf16 %.1f×)", t / b }' > "$WORK/speedup"
+        echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(cat "$WORK/speedup") | $me_gf ($(pct "$me_gf" "$PEAK")) | $bf_ms | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
+    done
 done
 for name in fmnist-moe fmnist-switch; do
     pt="models/$name/model.pt"
     [ -f "$pt" ] || continue
-    me=$(with_wait "$MOEDIT_WAIT" "$BIN" bench --model "$pt" --batch 2 --iters "$ITERS" --threads "$THREADS")
-    echo "| $name (shipped) | – | $(echo "$me" | field forward_ms) | – | $(echo "$me" | field gflops) | – | – | $(echo "$me" | field peak_rss_mb) |"
+    me=$("$BIN" bench --model "$pt" --batch 16 --iters "$ITERS" --threads "$THREADS")
+    me_gf=$(echo "$me" | field gflops)
+    echo "| $name (shipped) | 16 | – | $(echo "$me" | field forward_ms) | – | $me_gf ($(pct "$me_gf" "$PEAK")) | – | – | $(echo "$me" | field peak_rss_mb) / – |"
 done
-
-if [ "${XL:-0}" = 1 ]; then
-    xl="$WORK/xl_bf16.safetensors"
-    [ -f "$xl" ] || $PY scripts/make_random_dit.py "$xl" >&2
-    me=$(with_wait "$MOEDIT_WAIT" "$BIN" bench --model "$xl" --batch 2 --iters 3 --threads "$THREADS" --bf16 --heads 16)
-    echo "| DiT-MoE-XL/2-8E2A qk-norm (bf16 file, $(du -h "$xl" | cut -f1)) | – | – | – | – | $(echo "$me" | field forward_ms) | $(echo "$me" | field gflops) | – / $(echo "$me" | field peak_rss_mb) (load $(echo "$me" | field load_ms) ms) |"
-fi
-
-# Sampling and decoding, when those commands and a VAE exist.
 echo
-if "$BIN" decode --help > /dev/null 2>&1 && "$BIN" sample --help > /dev/null 2>&1; then
-    vae="$WORK/vae"
-    [ -d "$vae/vae" ] || with_wait "$TORCH_WAIT" $PY tools/bench_vae_torch.py --save "$vae" > "$WORK/vae_torch.txt" 2>&1 || true
-    if [ -d "$vae/vae" ]; then
-        with_wait "$MOEDIT_WAIT" /usr/bin/time -v "$BIN" decode --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy" \
-            --threads "$THREADS" > /dev/null 2> "$WORK/dec_time.txt" || true
-        echo "VAE 256×256 decode (sd-vae-ft-mse shape, random weights): moedit" \
-             "$(sed -n 's/.*Elapsed (wall clock) time.*: //p' "$WORK/dec_time.txt") wall (process, load included)," \
-             "peak RSS $(awk '/Maximum resident/{printf "%.0f MB", $NF/1024}' "$WORK/dec_time.txt");" \
-             "PyTorch (same weights): $(grep -m1 -o 'median [0-9.]* s' "$WORK/vae_torch.txt" || echo n/a)"
-        with_wait "$MOEDIT_WAIT" /usr/bin/time -v "$BIN" sample --model "$WORK/moe_S.pt" --vae "$vae/vae" --sampler ddim --steps 50 \
-            --class 207 --cfg 1.5 --out "$WORK/sample.png" --threads "$THREADS" > /dev/null 2> "$WORK/sample_time.txt" || true
-        echo
-        echo "DiT-MoE-S/2-8E2A 50-step DDIM sample, cfg 1.5 (50 forwards of a batch-2 CFG pair + decode): " \
-             "$(sed -n 's/.*Elapsed (wall clock) time.*: //p' "$WORK/sample_time.txt") wall," \
-             "peak RSS $(awk '/Maximum resident/{printf "%.0f MB", $NF/1024}' "$WORK/sample_time.txt")"
-    fi
-fi
+
+echo "## Convolution networks (host: $CPU)"
 echo
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| work | PyTorch | moedit | speed-up | moedit GFLOP/s (% of fp32 peak) |"
+echo "|---|---|---|---|---|"
+vae="$WORK/vae"
+if [ ! -d "$vae/vae" ] || [ ! -s "$WORK/vae_torch.txt" ]; then
+    torch_py tools/bench_vae_torch.py --threads "$THREADS" --latent-size "$VAE_LATENT" --save "$vae" > "$WORK/vae_torch.txt" 2>&1 || true
+fi
+if [ -d "$vae/vae" ]; then
+    t_s=$(sed -n 's/.*median \([0-9.]*\) s.*/\1/p' "$WORK/vae_torch.txt" | head -1)
+    gflop=$(field gflop < "$WORK/vae_torch.txt")
+    dec_ms=$("$BIN" decode --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy" --threads "$THREADS" --time 2>&1 >/dev/null | field decode_ms)
+    awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v p="$PEAK" -v l="$VAE_LATENT" 'BEGIN {
+        printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP) | %.2f s (%.0f GFLOP/s, %.0f%%) | %.2f s | %.2f× | %.0f (%.0f%%) |\n",
+               l, 8 * l, g, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p }'
+fi
+inc="$WORK/inception"
+[ -f "$inc/images.npz" ] && [ "$(cat "$inc/num" 2>/dev/null)" = "$INC_NUM" ] || rm -rf "$inc"
+save=()
+[ -d "$inc" ] || save=(--save "$inc")
+inc_torch=$(torch_py tools/bench_inception_torch.py --num "$INC_NUM" --threads "$THREADS" "${save[@]}" 2>/dev/null || true)
+[ -f "$inc/images.npz" ] && echo "$INC_NUM" > "$inc/num"
+t_ips=$(echo "$inc_torch" | field images_per_s) gpi=$(echo "$inc_torch" | field gflop_per_image)
+me_ips=$("$BIN" fid --inception "$inc/inception.pth" --samples "$inc/images.npz" --ref "$inc/ref_stats.npz" \
+         --threads "$THREADS" 2>&1 >/dev/null | sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p' | tail -1)
+awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v p="$PEAK" -v n="$INC_NUM" 'BEGIN {
+    printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.0f%%) | %.2f img/s | %.2f× | %.0f (%.0f%%) |\n",
+           n, g, t, t * g, 100 * t * g / p, m, m / t, m * g, 100 * m * g / p }'
+echo
+
+echo "## End to end (host: $CPU)"
+echo
+fs=$(secs "$BIN" fid-sample --npz "$WORK/fid.npz" --num "$FID_NUM" --threads "$THREADS")
+awk -v s="$fs" -v n="$FID_NUM" 'BEGIN { printf "fmnist-moe FID samples at the model defaults (`moedit fid-sample`, %d samples, PNG-free .npz): %.1f s, **%.0f s per 1000 samples**.\n", n, s, s * 1000 / n }'
+echo
+
+if [ "$SHARED" = 1 ]; then
+    echo "## Shared machine (host: $CPU)"
+    echo
+    echo "\`moedit fid-sample --num $FID_NUM --steps ddim50\` (fmnist-moe), wall seconds; the competitor is one busy shell loop."
+    echo
+    echo "| waits | alone | beside 1 busy process |"
+    echo "|---|---|---|"
+    run_fs() {   # run_fs VAR=VALUE THREADS
+        secs env "$1" "$BIN" fid-sample --npz "$WORK/shared.npz" --num "$FID_NUM" --steps ddim50 --threads "$2"
+    }
+    declare -A alone
+    for v in default libgomp passive threads1; do
+        case $v in
+            default) alone[$v]=$(run_fs X=1 "$THREADS") ;;
+            libgomp) alone[$v]=$(run_fs GOMP_SPINCOUNT=300000 "$THREADS") ;;
+            passive) alone[$v]=$(run_fs OMP_WAIT_POLICY=passive "$THREADS") ;;
+            threads1) alone[$v]=$(run_fs X=1 1) ;;
+        esac
+    done
+    ( while :; do :; done ) &
+    hog=$!
+    for v in default libgomp passive threads1; do
+        case $v in
+            default) t=$(run_fs X=1 "$THREADS"); label="moedit default (bounded spin)" ;;
+            libgomp) t=$(run_fs GOMP_SPINCOUNT=300000 "$THREADS"); label="libgomp default (GOMP_SPINCOUNT=300000)" ;;
+            passive) t=$(run_fs OMP_WAIT_POLICY=passive "$THREADS"); label="OMP_WAIT_POLICY=passive" ;;
+            threads1) t=$(run_fs X=1 1); label="--threads 1" ;;
+        esac
+        echo "| $label | ${alone[$v]} | $t |"
+    done
+    kill "$hog"
+    wait "$hog" 2>/dev/null || true
+    echo
+fi
+echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -44,6 +44,16 @@ Test(decode, npy_matches_torch, .init = setup, .fini = teardown)
     me_array_free(&want);
 }
 
+Test(decode, time_flag_reports_the_decode, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/out.npy --time", SMALL, LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    double ms = -1;
+    const char *at = strstr(err, "decode_ms: ");
+    cr_assert(at && sscanf(at, "decode_ms: %lf", &ms) == 1 && ms > 0, "stderr: %s", err);
+}
+
 Test(decode, png_grid, .init = setup, .fini = teardown)
 {
     char args[1024], err[512];

@@ -127,6 +127,16 @@ Test(cli_forward, bench_prints_time_and_gflops)
     cr_assert_not_null(f);
     double ms = -1, gf = -1;
     cr_expect_eq(fscanf(f, "forward_ms: %lf\ngflops: %lf", &ms, &gf), 2);
+    /* and the host and the share of the same run's peak */
+    char line[512];
+    int cpu = 0, pct = 0, peak = 0;
+    while (fgets(line, sizeof line, f)) {
+        cpu |= !strncmp(line, "cpu: ", 5) && strstr(line, "family") && strstr(line, "L1d");
+        pct |= !strncmp(line, "pct_of_peak: ", 13);
+        double p = 0;
+        if (sscanf(line, "peak_fp32_gflops: %lf", &p) == 1) peak = p > 0;
+    }
+    cr_expect(cpu && pct && peak, "cpu line %d, pct_of_peak %d, peak_fp32_gflops > 0 %d", cpu, pct, peak);
     fclose(f);
     unlink(tmp_path("bench.txt"));
     cr_expect(ms > 0 && gf > 0, "forward_ms %g gflops %g", ms, gf);

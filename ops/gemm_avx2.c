@@ -1,0 +1,116 @@
+/* Float32 tile kernels for CPUs with AVX2 and FMA but no AVX-512, compiled
+   for those instructions whatever the build's -march, and called only after
+   ops/gemm.c has checked the CPU (core/cpu.h).
+
+   A 6×32 tile is two 6×16 halves, one after the other: 12 ymm accumulators,
+   two B vectors and a broadcast fill 15 of the 16 ymm registers (the classic
+   Haswell shape: 12 FMAs per 2 loads + 6 broadcasts). A half whose columns
+   are all past the matrix edge is skipped. */
+#include <immintrin.h>
+#include "ops/gemm_tile.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#define MR ME_GEMM_MR_AVX2
+#define NR ME_GEMM_NR
+
+/* Mask of the first `live` of 8 lanes (live may be ≤ 0 or ≥ 8). */
+static inline __m256i lanes(int live)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(live), idx);
+}
+
+static inline __attribute__((always_inline)) void half_tile(int mr, int kc, const float *a, const float *b,
+                                                           int h, const me_tile_out *o)
+{
+    int live = o->nr - 16 * h;
+    if (live <= 0) return;
+    b += 16 * h;
+    __m256 acc[MR][2];
+    #pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        #pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    __m256i m0 = lanes(live), m1 = lanes(live - 8);
+    __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+    if (o->bias) {
+        bias0 = _mm256_maskload_ps(o->bias + 16 * h, m0);
+        bias1 = _mm256_maskload_ps(o->bias + 16 * h + 8, m1);
+    }
+    __m256 alpha = _mm256_set1_ps(o->alpha), beta = _mm256_set1_ps(o->beta);
+    int full = live >= 16;
+    #pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        float *c = o->c + (size_t)i * o->ldc + 16 * h;
+        __m256 v0 = _mm256_fmadd_ps(alpha, acc[i][0], bias0), v1 = _mm256_fmadd_ps(alpha, acc[i][1], bias1);
+        if (full) {
+            if (o->beta != 0.0f) {
+                v0 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c), v0);
+                v1 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c + 8), v1);
+            }
+            _mm256_storeu_ps(c, v0);
+            _mm256_storeu_ps(c + 8, v1);
+        } else {
+            if (o->beta != 0.0f) {
+                v0 = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c, m0), v0);
+                v1 = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c + 8, m1), v1);
+            }
+            _mm256_maskstore_ps(c, m0, v0);
+            _mm256_maskstore_ps(c + 8, m1, v1);
+        }
+    }
+}
+
+#define TILE(R)                                                                \
+    static void tile_##R(int kc, const void *a, const void *b, const me_tile_out *o) \
+    {                                                                          \
+        half_tile(R, kc, a, b, 0, o);                                          \
+        half_tile(R, kc, a, b, 1, o);                                          \
+    }
+TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6)
+#undef TILE
+
+/* A panel [kc][6] from 6 row pointers (live of them real, the rest zero):
+   8 k at a time, the 6 rows (and 2 zero rows) are loaded as an 8×8 block,
+   transposed in registers and stored 6 floats per k. */
+void me_pack_a_avx2(const float *const *row, int live, int kc, float *d)
+{
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = i < live ? _mm256_loadu_ps(row[i] + k) : _mm256_setzero_ps();
+        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+        /* column j of the block: rows 0-3 in the low half of one vector, 4-7 in another */
+        __m256 c[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                       _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                       _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                       _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+        for (int j = 0; j < 8; j++) {
+            float *o = d + (size_t)(k + j) * MR;
+            _mm_storeu_ps(o, _mm256_castps256_ps128(c[j]));
+            _mm_storel_pi((__m64 *)(o + 4), _mm256_extractf128_ps(c[j], 1));
+        }
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < MR; i++) d[(size_t)k * MR + i] = i < live ? row[i][k] : 0.0f;
+}
+
+#pragma GCC pop_options
+
+const me_tile_fn me_tiles_avx2[MR + 1] = {NULL, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};

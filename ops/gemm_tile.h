@@ -1,0 +1,31 @@
+/* gemm_tile.h — the contract between ops/gemm.c's blocked product and its
+   per-ISA tile kernels (internal to ops/). A tile kernel multiplies one
+   packed A micro-panel ([kc][mr] floats, or [kc/2][mr] bf16 pairs) by one
+   packed B panel ([kc][32] floats, or [kc/2][32] pairs), summing over k in
+   order, and stores C = alpha·acc + bias + beta·C over the live columns as
+   fmadd(alpha, acc, bias) then fmadd(beta, C, ·) — the same operations in
+   every kernel set, so AVX2 and AVX-512 tiles agree bit for bit. */
+#ifndef MOEDIT_OPS_GEMM_TILE_H
+#define MOEDIT_OPS_GEMM_TILE_H
+
+#include <stddef.h>
+
+#define ME_GEMM_NR 32      /* columns per packed B panel, every kernel set */
+#define ME_GEMM_MR_AVX2 6  /* rows per AVX2 tile: 6 × (2 × 2) ymm accumulators per half */
+
+typedef struct {
+    float *c;
+    size_t ldc;
+    int nr;             /* live columns, 1..32 */
+    const float *bias;  /* NULL, or at the tile's first column */
+    float alpha, beta;
+} me_tile_out;
+
+typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_out *o);
+
+/* AVX2+FMA float32 tiles, indexed by live rows 1..6 (ops/gemm_avx2.c). */
+extern const me_tile_fn me_tiles_avx2[ME_GEMM_MR_AVX2 + 1];
+/* Their A panel: [kc][6] floats from 6 row pointers, rows ≥ live zero. */
+void me_pack_a_avx2(const float *const *row, int live, int kc, float *d);
+
+#endif

@@ -1,0 +1,19 @@
+/* peak.h — this machine's arithmetic limit, measured: register-only loops
+   of independent FMAs (and AVX512-BF16 dot products) on every thread, so
+   benchmarks can state their figures as a share of what the same run could
+   reach at best. */
+#ifndef MOEDIT_OPS_PEAK_H
+#define MOEDIT_OPS_PEAK_H
+
+typedef struct {
+    double fp32_gflops;   /* widest FMA the CPU has (AVX-512, AVX2+FMA); 0 without FMA */
+    double bf16_gflops;   /* vdpbf16ps, a multiply-add = 2 flops per product; 0 without AVX512-BF16 */
+    const char *fp32_isa; /* "avx512", "avx2+fma" or "none" */
+    int threads;
+} me_peak;
+
+/* Best of 40 ~3 ms trials per loop on `threads` threads (≤ 0: me_threads()).
+   Takes a few tenths of a second. */
+void me_peak_measure(int threads, me_peak *out);
+
+#endif
