@@ -12,7 +12,7 @@ static int scaling_set(float f) { return !isnan(f); }
 
 int cmd_decode(int argc, char **argv)
 {
-    const char *vae_path = NULL, *latent = NULL, *out = NULL;
+    const char *vae_path = NULL, *latent = NULL, *out = NULL, *device = NULL;
     float scaling = NAN;   /* unset */
     int threads = 0, cols = 0, help = 0;
     const cli_flag flags[] = {
@@ -22,6 +22,7 @@ int cmd_decode(int argc, char **argv)
         {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
+        {"--device", CLI_STR, &device, "cpu (the VAE has no CUDA path yet)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -38,6 +39,7 @@ int cmd_decode(int argc, char **argv)
     if (scaling_set(scaling) && !(scaling > 0 && isfinite(scaling)))
         return cli_usage_error("decode", "--scaling-factor must be a positive number");
     if (threads < 0 || cols < 0) return cli_usage_error("decode", "--threads and --cols must not be negative");
+    if (cli_cpu_only("decode", device, "the VAE")) return 2;
     if (threads) moedit_set_threads(threads);
 
     moedit_vae *v = NULL;

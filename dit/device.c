@@ -1,0 +1,62 @@
+/* Where a transformer runs: the device check behind --device, and the
+   hand-over of a model loaded with a CUDA device to cuda/ (built with
+   -DMOEDIT_CUDA=ON only; without it every CUDA request fails the check). */
+#include <stdlib.h>
+#include "core/core.h"
+#include "dit/model.h"
+#ifdef MOEDIT_CUDA
+#include "cuda/cuda.h"
+#endif
+
+int moedit_device_check(moedit_device d)
+{
+    if (d.kind == MOEDIT_DEVICE_CPU) return MOEDIT_OK;
+    if (d.kind != MOEDIT_DEVICE_CUDA || d.index < 0) return me_fail(MOEDIT_EINPUT, "unknown device");
+#ifdef MOEDIT_CUDA
+    int count = mc_device_count();
+    if (count <= 0) return me_fail(MOEDIT_EINPUT, "no CUDA device");
+    if (d.index >= count) return me_fail(MOEDIT_EINPUT, "no CUDA device %d (%d present)", d.index, count);
+    return MOEDIT_OK;
+#else
+    return me_fail(MOEDIT_EINPUT, "moedit was built without CUDA (-DMOEDIT_CUDA=ON)");
+#endif
+}
+
+#ifdef MOEDIT_CUDA
+static const float *gpu_tensor(void *user, const char *name, int ndim, const int64_t *dims)
+{
+    const float *f = NULL;
+    return me_tensors_f32(user, name, ndim, dims, &f) ? NULL : f;
+}
+#endif
+
+int dit_gpu_load(moedit_model *m, const moedit_load_options *opt)
+{
+    int rc = moedit_device_check(opt->device);
+    if (rc) return rc;
+#ifdef MOEDIT_CUDA
+    mc_dims d = {m->cfg, m->tokens, m->grid, m->head_dim, m->table_rows, m->tasks, m->pos};
+    mc_model *g = NULL;
+    rc = mc_model_upload(&d, gpu_tensor, m->ts, opt->device.index, opt->fp32, &g);
+    m->gpu = g;
+#endif
+    return rc;
+}
+
+int dit_gpu_forward(moedit_model *m, int n, const float *x, const float *t, const int64_t *y, float *out)
+{
+    if (m->trace) return me_fail(MOEDIT_EINPUT, "expert tracing runs on the CPU only (--device cpu)");
+#ifdef MOEDIT_CUDA
+    return mc_model_forward(m->gpu, n, x, t, y, out);
+#else
+    return me_fail(MOEDIT_EINTERNAL, "moedit was built without CUDA (-DMOEDIT_CUDA=ON)");
+#endif
+}
+
+void dit_gpu_free(moedit_model *m)
+{
+#ifdef MOEDIT_CUDA
+    mc_model_free(m->gpu);
+#endif
+    m->gpu = NULL;
+}
