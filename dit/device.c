@@ -32,15 +32,15 @@ static const float *gpu_tensor(void *user, const char *name, int ndim, const int
 
 int dit_gpu_load(moedit_model *m, const moedit_load_options *opt)
 {
-    int rc = moedit_device_check(opt->device);
-    if (rc) return rc;
 #ifdef MOEDIT_CUDA
     mc_dims d = {m->cfg, m->tokens, m->grid, m->head_dim, m->table_rows, m->tasks, m->pos};
     mc_model *g = NULL;
-    rc = mc_model_upload(&d, gpu_tensor, m->ts, opt->device.index, opt->fp32, &g);
+    int rc = mc_model_upload(&d, gpu_tensor, m->ts, opt->device.index, opt->fp32, &g);
     m->gpu = g;
-#endif
     return rc;
+#else
+    return moedit_device_check(opt->device);
+#endif
 }
 
 int dit_gpu_forward(moedit_model *m, int n, const float *x, const float *t, const int64_t *y, float *out)

@@ -260,11 +260,13 @@ static int load_weights(moedit_model *m)
 int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_model **out)
 {
     *out = NULL;
+    int rc = opt ? moedit_device_check(opt->device) : MOEDIT_OK;   /* before any file is read */
+    if (rc) return rc;
     moedit_model *m = me_calloc(1, sizeof *m);
     if (!m) return MOEDIT_EINTERNAL;
     m->null_from = -1;
     m->bf16 = opt && opt->bf16;
-    int rc = me_tensors_open(path, &m->ts);
+    rc = me_tensors_open(path, &m->ts);
     if (!rc) rc = me_detect_config(m->ts, opt, &m->cfg);
     if (!rc) {
         const moedit_config *cf = &m->cfg;

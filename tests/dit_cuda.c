@@ -1,0 +1,164 @@
+/* The transformer forward on a CUDA device against the same PyTorch
+   fixtures as tests/dit_forward.c: float32 (TF32 off) within 1e-4 of the
+   largest output, bfloat16 within 2e-2; the shipped models against the CPU
+   forward at a larger batch after the device arena has grown. Without a GPU
+   (or without -DMOEDIT_CUDA=ON) these say "skipped: no CUDA device", and
+   only the refusal of a CUDA request is checked.
+
+   MOEDIT_FIXTURES in the environment replaces the fixture folder compiled
+   in, so scripts/gpu_check.sh can run a binary built on another machine. */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dit/model.h"
+#include "tests/testutil.h"
+
+static const moedit_device cuda0 = {MOEDIT_DEVICE_CUDA, 0};
+
+static void need_gpu(void)
+{
+    if (moedit_device_check(cuda0)) cr_skip_test("skipped: no CUDA device (%s)", moedit_last_error());
+}
+
+static const char *path_of(const char *file, const char *suffix)
+{
+    static char buf[4][768];
+    static int next;
+    const char *dir = getenv("MOEDIT_FIXTURES");
+    char *p = buf[next++ % 4];
+    snprintf(p, sizeof buf[0], "%s/dit/%s%s", dir && *dir ? dir : FIXTURES, file, suffix);
+    return p;
+}
+
+static moedit_model *load_fixture(const char *variant, const char *file, moedit_device dev, int fp32)
+{
+    cJSON *j = tu_json_file(path_of(variant, ".json"));
+    moedit_load_options o = {
+        .heads = cJSON_GetObjectItemCaseSensitive(j, "heads")->valueint,
+        .top_k = cJSON_GetObjectItemCaseSensitive(j, "top_k")->valueint,
+        .device = dev, .fp32 = fp32,
+    };
+    cJSON_Delete(j);
+    moedit_model *m;
+    cr_assert_eq(moedit_model_load(path_of(file, ".pt"), &o, &m), MOEDIT_OK, "%s: %s", file, moedit_last_error());
+    return m;
+}
+
+/* max|gpu − torch| / max|torch| over the fixture's inputs. */
+static void check_fixture(const char *variant, const char *file, const char *out_suffix, int fp32, double tol)
+{
+    need_gpu();
+    moedit_model *m = load_fixture(variant, file, cuda0, fp32);
+    int64_t xn, tn, yn, wn;
+    float *x = tu_npy_f32(path_of(variant, "_x.npy"), NULL, NULL, &xn);
+    float *t = tu_npy_f32(path_of(variant, "_t.npy"), NULL, NULL, &tn);
+    int64_t *y = tu_npy_i64(path_of(variant, "_y.npy"), &yn);
+    float *want = tu_npy_f32(path_of(variant, out_suffix), NULL, NULL, &wn);
+    float *got = malloc((size_t)wn * sizeof *got);
+    cr_assert_eq(moedit_model_forward(m, (int)tn, x, t, y, got), MOEDIT_OK, "%s", moedit_last_error());
+    double ref, err = tu_max_error(got, want, (size_t)wn, &ref) / ref;
+    fprintf(stderr, "%s on cuda:0 %s: relative error %.3g (limit %g)\n", file, fp32 ? "fp32" : "bf16", err, tol);
+    cr_expect(err <= tol, "%s %s: relative error %g > %g", file, fp32 ? "fp32" : "bf16", err, tol);
+    free(x), free(t), free(y), free(want), free(got);
+    moedit_model_free(m);
+}
+
+Test(dit_cuda, fp32_dense) { check_fixture("dit", "dit", "_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_moe_top2) { check_fixture("moe_top2", "moe_top2", "_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_moe_top1) { check_fixture("moe_top1", "moe_top1", "_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_moe_qknorm) { check_fixture("moe_qknorm", "moe_qknorm", "_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_switch_dmoe) { check_fixture("switch_dmoe", "switch_dmoe", "_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_switch_dtr) { check_fixture("switch_dtr", "switch_dtr", "_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_bf16_checkpoint) { check_fixture("dit", "dit_bf16", "_bf16_out.npy", 1, 1e-4); }
+Test(dit_cuda, fp32_f16_checkpoint) { check_fixture("moe_qknorm", "moe_qknorm_f16", "_f16_out.npy", 1, 1e-4); }
+
+Test(dit_cuda, bf16_dense) { check_fixture("dit", "dit", "_out.npy", 0, 2e-2); }
+Test(dit_cuda, bf16_moe_top2) { check_fixture("moe_top2", "moe_top2", "_out.npy", 0, 2e-2); }
+Test(dit_cuda, bf16_moe_top1) { check_fixture("moe_top1", "moe_top1", "_out.npy", 0, 2e-2); }
+Test(dit_cuda, bf16_moe_qknorm) { check_fixture("moe_qknorm", "moe_qknorm", "_out.npy", 0, 2e-2); }
+Test(dit_cuda, bf16_switch_dmoe) { check_fixture("switch_dmoe", "switch_dmoe", "_out.npy", 0, 2e-2); }
+Test(dit_cuda, bf16_switch_dtr) { check_fixture("switch_dtr", "switch_dtr", "_out.npy", 0, 2e-2); }
+
+/* A shipped model (8 experts, 16 tokens) at 33 rows on the GPU after a
+   1-row forward (the arena grows between them) against the CPU forward,
+   itself checked against PyTorch by tests/dit_forward.c. */
+static void check_against_cpu(const char *model, int fp32, double tol)
+{
+    need_gpu();
+    char path[768];
+    snprintf(path, sizeof path, "%s/models/%s/model.pt", MOEDIT_SOURCE_DIR, model);
+    moedit_model *cpu, *gpu;
+    cr_assert_eq(moedit_model_load(path, NULL, &cpu), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(moedit_model_load(path, &(moedit_load_options){.device = cuda0, .fp32 = fp32}, &gpu), MOEDIT_OK,
+                 "%s", moedit_last_error());
+    const moedit_config *c = moedit_model_config(cpu);
+    enum { ROWS = 33 };
+    size_t in = (size_t)c->in_channels * c->input_size * c->input_size;
+    size_t out = (size_t)c->out_channels * c->input_size * c->input_size;
+    float *x = malloc(ROWS * in * sizeof *x), t[ROWS], *a = malloc(ROWS * out * sizeof *a);
+    float *b = malloc(ROWS * out * sizeof *b);
+    int64_t y[ROWS];
+    for (size_t i = 0; i < ROWS * in; i++) x[i] = (float)(tu_splitmix64(i) % 2001) / 1000.0f - 1.0f;
+    for (int r = 0; r < ROWS; r++) {
+        t[r] = (float)(tu_splitmix64(ROWS * in + r) % 1000);
+        y[r] = (int64_t)(r % (c->num_classes + 1));   /* the null class too */
+    }
+    cr_assert_eq(moedit_model_forward(gpu, 1, x, t, y, b), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(moedit_model_forward(gpu, ROWS, x, t, y, b), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(moedit_model_forward(cpu, ROWS, x, t, y, a), MOEDIT_OK, "%s", moedit_last_error());
+    double ref, err = tu_max_error(b, a, ROWS * out, &ref) / ref;
+    fprintf(stderr, "%s on cuda:0 %s vs CPU: relative error %.3g (limit %g)\n", model, fp32 ? "fp32" : "bf16", err, tol);
+    cr_expect(err <= tol, "%s: relative error %g > %g", model, err, tol);
+    free(x), free(a), free(b);
+    moedit_model_free(cpu);
+    moedit_model_free(gpu);
+}
+
+Test(dit_cuda, fmnist_moe_fp32_vs_cpu) { check_against_cpu("fmnist-moe", 1, 1e-4); }
+Test(dit_cuda, fmnist_switch_fp32_vs_cpu) { check_against_cpu("fmnist-switch", 1, 1e-4); }
+Test(dit_cuda, fmnist_moe_bf16_vs_cpu) { check_against_cpu("fmnist-moe", 0, 2e-2); }
+
+static void count_route(void *user, const moedit_route *r) { ++*(int *)user; }
+
+/* Tracing reads the routes on the host; the GPU forward refuses it rather
+   than return a run without them. */
+Test(dit_cuda, tracer_is_refused)
+{
+    need_gpu();
+    moedit_model *m = load_fixture("moe_top2", "moe_top2", cuda0, 1);
+    int routes = 0;
+    moedit_model_set_tracer(m, count_route, &routes);
+    int64_t xn, tn, yn;
+    float *x = tu_npy_f32(path_of("moe_top2", "_x.npy"), NULL, NULL, &xn);
+    float *t = tu_npy_f32(path_of("moe_top2", "_t.npy"), NULL, NULL, &tn);
+    int64_t *y = tu_npy_i64(path_of("moe_top2", "_y.npy"), &yn);
+    float *out = malloc(2 * (size_t)xn * sizeof *out);
+    cr_expect_eq(moedit_model_forward(m, (int)tn, x, t, y, out), MOEDIT_EINPUT);
+    cr_expect_not_null(strstr(moedit_last_error(), "tracing"), "%s", moedit_last_error());
+    cr_expect_eq(routes, 0);
+    free(x), free(t), free(y), free(out);
+    moedit_model_free(m);
+}
+
+/* Without a usable GPU a CUDA load fails before reading weights, with the
+   device check's message: the build's or the machine's reason. */
+Test(dit_cuda, unusable_device_is_refused)
+{
+    moedit_device far = {MOEDIT_DEVICE_CUDA, 1023};
+    int gpu = moedit_device_check(cuda0) == MOEDIT_OK;
+    cr_assert_eq(moedit_device_check(far), MOEDIT_EINPUT);
+    char why[256];
+    snprintf(why, sizeof why, "%s", moedit_last_error());
+    if (gpu) cr_expect_not_null(strstr(why, "no CUDA device 1023 ("), "%s", why);
+    else
+        cr_expect(!strcmp(why, "no CUDA device") || !strcmp(why, "moedit was built without CUDA (-DMOEDIT_CUDA=ON)"),
+                  "%s", why);
+    moedit_model *m = (moedit_model *)&m;
+    cr_expect_eq(moedit_model_load(path_of("dit", ".pt"), &(moedit_load_options){.device = far}, &m),
+                 MOEDIT_EINPUT);
+    cr_expect_null(m);
+    cr_expect_str_eq(moedit_last_error(), why);
+    cr_expect_eq(moedit_device_check((moedit_device){MOEDIT_DEVICE_CPU, 0}), MOEDIT_OK);
+}
