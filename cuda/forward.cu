@@ -95,7 +95,7 @@ static int linear(mc_model *g, long rows, const float *x, const mc_linear *L, fl
     const void *a = x;
     cudaDataType t = CUDA_R_32F;
     if (L->bf16) {
-        mc_to_act(g->stream, (size_t)rows * L->in, x, g->a.xact, 0);
+        mc_to_bf16(g->stream, (size_t)rows * L->in, x, g->a.xact);
         a = g->a.xact, t = CUDA_R_16BF;
     }
     MC_BLAS(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, (int)rows, L->in, &one, L->w, t, L->in, a, t,
@@ -206,7 +206,7 @@ static int moe_ffn(mc_model *g, const mc_block *b, int n)
     mc_moe_gather(s, NT * k, D, a->xm, a->slot_token, a->xg, g->fp32);
     const void *xs = a->xm;   /* the shared expert reads every token */
     if (SH && !g->fp32) {
-        mc_to_act(s, (size_t)NT * D, a->xm, a->xact, 0);
+        mc_to_bf16(s, (size_t)NT * D, a->xm, a->xact);
         xs = a->xact;
     }
 
@@ -254,7 +254,7 @@ static int switch_mask(mc_model *g, const mc_block *b, int n)
     mc_softmax_top_k(s, n, E, k, a->rprobs, a->ridx, a->rw);
     const void *xs = a->x;
     if (!g->fp32) {
-        mc_to_act(s, (size_t)n * T * D, a->x, a->xact, 0);
+        mc_to_bf16(s, (size_t)n * T * D, a->x, a->xact);
         xs = a->xact;
     }
     mc_switch_pointers(s, n, k, T, D, a->ridx, b->re, xs, a->ry, a->ptrs, g->fp32);

@@ -122,7 +122,7 @@ void mc_timestep_embedding(cudaStream_t s, int n, const float *t, float *freq);
 void mc_add_label(cudaStream_t s, int n, int D, const float *temb, const float *ytab, const int64_t *y, float *c);
 void mc_silu(cudaStream_t s, size_t len, const float *x, float *y);
 void mc_add_bias(cudaStream_t s, long rows, int cols, const float *b, float *y);
-void mc_to_act(cudaStream_t s, size_t len, const float *x, void *y, int fp32);
+void mc_to_bf16(cudaStream_t s, size_t len, const float *x, void *y);
 void mc_layernorm_modulate(cudaStream_t s, long rows, int D, const float *h, const float *mod, int shift, int scale,
                            int T, int chunks, float *out);
 void mc_gated_residual(cudaStream_t s, long rows, int D, float *h, const float *mod, int gate, int T, const float *ff);

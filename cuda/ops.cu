@@ -120,16 +120,15 @@ void mc_add_bias(cudaStream_t s, long rows, int cols, const float *b, float *y)
     add_bias_kernel<<<blocks_for((size_t)rows * cols), BLOCK, 0, s>>>(rows, cols, b, y);
 }
 
-template <typename T> __global__ void to_act_kernel(size_t len, const float *x, T *y)
+__global__ void to_bf16_kernel(size_t len, const float *x, bf16 *y)
 {
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e < len) st(y, e, x[e]);
+    if (e < len) y[e] = __float2bfloat16_rn(x[e]);
 }
 
-void mc_to_act(cudaStream_t s, size_t len, const float *x, void *y, int fp32)
+void mc_to_bf16(cudaStream_t s, size_t len, const float *x, void *y)
 {
-    if (fp32) cudaMemcpyAsync(y, x, len * sizeof(float), cudaMemcpyDeviceToDevice, s);
-    else to_act_kernel<<<blocks_for(len), BLOCK, 0, s>>>(len, x, (bf16 *)y);
+    to_bf16_kernel<<<blocks_for(len), BLOCK, 0, s>>>(len, x, (bf16 *)y);
 }
 
 /* ---- adaLN (ops/norm.c op_layernorm_modulate and the gated residuals) ----- */
