@@ -218,8 +218,9 @@ __global__ void attention_kernel(int T, int heads, int hd, const float *qkv, flo
     extern __shared__ float sm[];
     int D = heads * hd, ldk = hd + 1;   /* +1: lanes reading key rows hit distinct banks */
     float *ks = sm, *vs = ks + ATT_KEYS * ldk, *qs = vs + ATT_KEYS * hd;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, head = blockIdx.y, b = blockIdx.z;
-    int qi = blockIdx.x * ATT_WARPS + warp;
+    int qblocks = (T + ATT_WARPS - 1) / ATT_WARPS;   /* x: (row, query block); y: head */
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, head = blockIdx.y, b = blockIdx.x / qblocks;
+    int qi = (blockIdx.x % qblocks) * ATT_WARPS + warp;
     int valid = qi < T;
     const float *base = qkv + (size_t)b * T * 3 * D + head * hd;
     float *q = qs + warp * hd;
@@ -265,7 +266,7 @@ __global__ void attention_kernel(int T, int heads, int hd, const float *qkv, flo
 void mc_attention(cudaStream_t s, int n, int T, int heads, int hd, const float *qkv, float *out)
 {
     size_t smem = (size_t)(ATT_KEYS * (hd + 1) + ATT_KEYS * hd + ATT_WARPS * hd) * sizeof(float);
-    dim3 grid((unsigned)((T + ATT_WARPS - 1) / ATT_WARPS), (unsigned)heads, (unsigned)n);
+    dim3 grid((unsigned)(n * ((T + ATT_WARPS - 1) / ATT_WARPS)), (unsigned)heads);
     attention_kernel<<<grid, ATT_WARPS * 32, smem, s>>>(T, heads, hd, qkv, out);
 }
 

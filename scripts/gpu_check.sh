@@ -2,9 +2,10 @@
 # The GPU check of the CUDA backend (docs/cuda.md), in two steps:
 #
 #   scripts/gpu_check.sh bundle   here, no GPU needed: builds build-cuda
-#                                 (-DMOEDIT_CUDA=ON -DMOEDIT_NATIVE=OFF) and copies
-#                                 the shared libraries it needs besides CUDA's into
-#                                 build-cuda/gpu-libs; prints what to carry.
+#                                 (-DMOEDIT_CUDA=ON -DMOEDIT_NATIVE=OFF) and packs the
+#                                 programs and the shared libraries they need besides
+#                                 CUDA's into build-cuda/gpu-bundle.tar.gz (the one
+#                                 path to carry to the GPU machine).
 #   scripts/gpu_check.sh          on the GPU machine (CUDA 13 runtime, python3 with
 #                                 PyTorch): parity, then the benchmark. Target: 8 min
 #                                 on one H200. Exit 0 only when every parity check passes.
@@ -33,8 +34,8 @@ if [ "${1:-run}" = bundle ]; then
     grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so|libcuda|libcudart|libcublas' |
     while read -r lib; do cp -L "$lib" $LIBS/; done
   pwd > $LIBS/source_dir
-  echo "carry: [\"$B/moedit\", \"$B/test_dit_cuda\", \"$B/test_cli_device\", \"$LIBS\"]"
-  du -csh $B/moedit $B/test_dit_cuda $B/test_cli_device $LIBS | tail -1
+  tar -C $B -czf $B/gpu-bundle.tar.gz moedit test_dit_cuda test_cli_device gpu-libs
+  echo "carry: [\"$B/gpu-bundle.tar.gz\"] ($(du -h $B/gpu-bundle.tar.gz | cut -f1))"
   exit 0
 fi
 
@@ -45,6 +46,7 @@ if [ -z "${GPU_CHECK_LOGGED:-}" ]; then   # once more, through tee
   GPU_CHECK_LOGGED=1 "$0" "$@" 2>&1 | tee "$OUT/gpu_check.log"
   exit "$(cat "$OUT/status" 2>/dev/null || echo 1)"
 fi
+[ -x $B/moedit ] || tar -C $B -xzf $B/gpu-bundle.tar.gz || { echo "no $B/moedit: run '$0 bundle' first"; exit 1; }
 export LD_LIBRARY_PATH="$PWD/$LIBS:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
 export NVIDIA_TF32_OVERRIDE=0
 # The test programs name the source tree they were built in (fixtures,
