@@ -47,7 +47,11 @@ if [ -z "${GPU_CHECK_LOGGED:-}" ]; then   # once more, through tee
   exit "$(cat "$OUT/status" 2>/dev/null || echo 1)"
 fi
 [ -x $B/moedit ] || tar -C $B -xzf $B/gpu-bundle.tar.gz || { echo "no $B/moedit: run '$0 bundle' first"; exit 1; }
-export LD_LIBRARY_PATH="$PWD/$LIBS:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+# The bundled libraries for moedit's programs only: python must keep its own
+# (a bundled libstdc++ may be older than what PyTorch needs).
+MLD="$PWD/$LIBS:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+moedit() { LD_LIBRARY_PATH="$MLD" $B/moedit "$@"; }
+mtest() { t=$1; shift; LD_LIBRARY_PATH="$MLD" $B/$t "$@"; }
 export NVIDIA_TF32_OVERRIDE=0
 # The test programs name the source tree they were built in (fixtures,
 # models, the moedit binary); point that path here when it differs.
@@ -64,20 +68,20 @@ within() { $PY -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.arg
 
 step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || fail=1
-$B/moedit --version
+moedit --version
 
 step "parity: transformer fixtures on the GPU (tests/dit_cuda.c)"
-$B/test_dit_cuda --jobs 1 --verbose 2>&1 | grep -E 'relative error|FAIL|SKIP|Synthesis|CRASH' || true
-$B/test_dit_cuda --jobs 1 >/dev/null 2>&1 || { echo "FAIL test_dit_cuda"; fail=1; }
-$B/test_cli_device --jobs 1 2>&1 | tail -1
-$B/test_cli_device --jobs 1 >/dev/null 2>&1 || { echo "FAIL test_cli_device"; fail=1; }
+mtest test_dit_cuda --jobs 1 --verbose 2>&1 | grep -E 'relative error|FAIL|SKIP|Synthesis|CRASH' || true
+mtest test_dit_cuda --jobs 1 >/dev/null 2>&1 || { echo "FAIL test_dit_cuda"; fail=1; }
+mtest test_cli_device --jobs 1 2>&1 | tail -1
+mtest test_cli_device --jobs 1 >/dev/null 2>&1 || { echo "FAIL test_cli_device"; fail=1; }
 
 step "parity: DiT-MoE-S/2 random weights, PyTorch float32 vs moedit"
 if $PY tools/bench_torch_cuda.py --shape S --batch 8 --dtype fp32 --iters 1 --warmup 0 \
      --save "$OUT/moe_S.pt" --save-io "$OUT/S" >/dev/null; then
   for prec in fp32 bf16; do
     flag=; lim=2e-2; [ $prec = fp32 ] && flag=--fp32 && lim=1e-4
-    if $B/moedit forward --model "$OUT/moe_S.pt" --device cuda $flag --x "$OUT/S_x.npy" --t "$OUT/S_t.npy" \
+    if moedit forward --model "$OUT/moe_S.pt" --device cuda $flag --x "$OUT/S_x.npy" --t "$OUT/S_t.npy" \
          --y "$OUT/S_y.npy" --out "$OUT/S_moedit_$prec.npy"; then
       e=$(rel_err "$OUT/S_moedit_$prec.npy" "$OUT/S_out.npy")
       if within "$e" $lim; then echo "S/2 $prec: relative error $e (limit $lim) ok"
@@ -95,7 +99,7 @@ for shape in S B XL; do
   for rows in 2 64; do
     tl=$(grep "batch $rows:" "$OUT/torch_$shape.txt")
     tms=$(echo "$tl" | sed 's/.*forward_ms \([0-9.]*\).*/\1/'); ttf=$(echo "$tl" | sed 's/.*tflops \([0-9.]*\).*/\1/')
-    $B/moedit bench --model "$ck" --device cuda --batch $rows --iters 20 > "$OUT/moedit_${shape}_$rows.txt" ||
+    moedit bench --model "$ck" --device cuda --batch $rows --iters 20 > "$OUT/moedit_${shape}_$rows.txt" ||
       { echo "FAIL: moedit bench $shape $rows"; fail=1; continue; }
     mms=$(sed -n 's/^forward_ms: //p' "$OUT/moedit_${shape}_$rows.txt")
     mtf=$($PY -c "import sys; print('%.2f' % (float(sys.argv[1]) / 1000))" "$(sed -n 's/^gflops: //p' "$OUT/moedit_${shape}_$rows.txt")")
@@ -107,7 +111,7 @@ done
 
 step "benchmark: 50-step DDIM sample, 8 classes with guidance (16 rows), XL/2 bf16"
 s0=$(date +%s.%N)
-if $B/moedit sample --model "$OUT/moe_XL.pt" --device cuda --sampler ddim --steps 50 --class 0,1,2,3,4,5,6,7 \
+if moedit sample --model "$OUT/moe_XL.pt" --device cuda --sampler ddim --steps 50 --class 0,1,2,3,4,5,6,7 \
      --no-vae --latents-out "$OUT/xl_latents.npy" >/dev/null; then
   $PY -c "import sys; print('sample: %.2f s' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s0" "$(date +%s.%N)"
 else echo "FAIL: moedit sample"; fail=1; fi
