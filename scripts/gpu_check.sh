@@ -71,10 +71,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 moedit --version
 
 step "parity: transformer fixtures on the GPU (tests/dit_cuda.c)"
-mtest test_dit_cuda --jobs 1 --verbose 2>&1 | grep -E 'relative error|FAIL|SKIP|Synthesis|CRASH' || true
-mtest test_dit_cuda --jobs 1 >/dev/null 2>&1 || { echo "FAIL test_dit_cuda"; fail=1; }
-mtest test_cli_device --jobs 1 2>&1 | tail -1
-mtest test_cli_device --jobs 1 >/dev/null 2>&1 || { echo "FAIL test_cli_device"; fail=1; }
+for t in test_dit_cuda test_cli_device; do
+  mtest $t --jobs 1 --verbose > "$OUT/$t.txt" 2>&1 || { echo "FAIL $t"; fail=1; }
+  grep -E 'relative error|FAIL|SKIP|Synthesis|CRASH' "$OUT/$t.txt"
+done
 
 step "parity: DiT-MoE-S/2 random weights, PyTorch float32 vs moedit"
 if $PY tools/bench_torch_cuda.py --shape S --batch 8 --dtype fp32 --iters 1 --warmup 0 \

@@ -23,6 +23,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save")
     ap.add_argument("--save-io", metavar="PREFIX")
+    ap.add_argument("--device", default="cuda", help="cuda (default), or cpu to try the script anywhere")
     a = ap.parse_args()
     if a.save_io and a.dtype != "fp32":
         ap.error("--save-io needs --dtype fp32 (the parity reference)")
@@ -53,13 +55,15 @@ def main():
     a.family, a.patch, a.in_channels = "moe", 2, 4
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    dev = torch.device("cuda")
-    torch.set_default_device(dev)   # weights made on the GPU: an XL model in seconds
+    dev = torch.device(a.device)
+    if hasattr(torch, "set_default_device"):
+        torch.set_default_device(dev)   # weights made on the GPU: an XL model in seconds
     gen = torch.Generator(device=dev).manual_seed(a.seed)
     model = build_model("moe", input_size=a.input_size, patch_size=a.patch, in_channels=a.in_channels,
                         hidden_size=a.hidden, depth=a.depth, num_heads=a.heads, num_classes=1000,
                         learn_sigma=True, num_experts=a.experts, num_experts_per_tok=a.top_k,
                         attention=a.attention, pretraining_tp=1 if a.attention == "qknorm" else 2)
+    model.to(dev)
     randomise(model, gen)
     model.eval()
     if a.save:
@@ -70,19 +74,25 @@ def main():
     model.to(dtype)
     T = (a.input_size // a.patch) ** 2
     for bi, n in enumerate(a.batch):
-        x = torch.randn(n, a.in_channels, a.input_size, a.input_size, generator=gen)
-        t = torch.full((n,), 500.0)
-        y = torch.tensor([(207 + i) % 1000 if i < (n + 1) // 2 else 1000 for i in range(n)])
+        x = torch.randn(n, a.in_channels, a.input_size, a.input_size, generator=gen, device=dev)
+        t = torch.full((n,), 500.0, device=dev)
+        y = torch.tensor([(207 + i) % 1000 if i < (n + 1) // 2 else 1000 for i in range(n)], device=dev)
         times = []
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
             for i in range(a.warmup + a.iters):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                out = model(x.to(dtype), t, y)
-                end.record()
-                torch.cuda.synchronize()
+                if dev.type == "cuda":
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    out = model(x.to(dtype), t, y)
+                    end.record()
+                    torch.cuda.synchronize()
+                    ms = start.elapsed_time(end)
+                else:
+                    t0 = time.perf_counter()
+                    out = model(x.to(dtype), t, y)
+                    ms = (time.perf_counter() - t0) * 1e3
                 if i >= a.warmup:
-                    times.append(start.elapsed_time(end))
+                    times.append(ms)
         if a.save_io and bi == 0:
             for suffix, arr in (("x", x), ("t", t), ("y", y.long()), ("out", out.float())):
                 np.save("%s_%s.npy" % (a.save_io, suffix), arr.cpu().numpy())
