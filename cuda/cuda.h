@@ -35,8 +35,16 @@ int mc_device_count(void);
    float32 with fp32 = 1 (cuBLAS in pedantic mode: no TF32). */
 int mc_model_upload(const mc_dims *d, mc_tensor_fn tensor, void *user, int device, int fp32, mc_model **out);
 
-/* moedit_model_forward on the GPU: host arrays in, host array out. */
-int mc_model_forward(mc_model *g, int n, const float *x, const float *t, const int64_t *y, float *out);
+/* The routing decisions of one layer, copied to the host for a tracer:
+   DiT-MoE: idx, w [n·T, k] per token, probs NULL; Switch-DiT DMoE: idx, w
+   [n, k] and probs [n, E] per row. */
+typedef void (*mc_route_fn)(void *user, int layer, const int *idx, const float *w, const float *probs);
+
+/* moedit_model_forward on the GPU: host arrays in, host array out. With
+   route non-NULL every routing layer also waits for its decisions to reach
+   the host and reports them. */
+int mc_model_forward(mc_model *g, int n, const float *x, const float *t, const int64_t *y, float *out,
+                     mc_route_fn route, void *user);
 
 void mc_model_free(mc_model *g);
 

@@ -75,9 +75,13 @@ static size_t carve(mc_model *g, int n, char *base)
 static int reserve(mc_model *g, int n)
 {
     if (n <= g->cap) return MOEDIT_OK;
-    size_t bytes = carve(g, n, NULL);
-    void *arena;
+    size_t bytes = carve(g, n, NULL), E = g->cfg.num_experts > 0 ? g->cfg.num_experts : 1;
+    size_t k = g->cfg.top_k > 0 ? g->cfg.top_k : 1, rows = (size_t)n * g->tokens;
+    void *arena, *routes;
     MC_CHECK(cudaStreamSynchronize(g->stream));
+    MC_CHECK(cudaMallocHost(&routes, rows * k * (sizeof(int) + sizeof(float)) + (size_t)n * E * sizeof(float)));
+    cudaFreeHost(g->host_routes);
+    g->host_routes = routes;
     MC_CHECK(cudaMalloc(&arena, bytes));
     cudaFree(g->arena);
     g->arena = arena;
@@ -173,9 +177,42 @@ static int grouped_gemm(mc_model *g, int slot, int groups, const int *m, const i
     int sizes[64];
     for (int i = 0; i < groups; i++) ta[i] = CUBLAS_OP_T, tb[i] = CUBLAS_OP_N, al[i] = 1.0f, be[i] = 0.0f, sizes[i] = 1;
     cudaDataType t = act_type(g);
-    MC_BLAS(cublasGemmGroupedBatchedEx(g->blas, ta, tb, m, nn, k, al, dev, t, lda, dev + E1, t, ldb, be,
-                                       (void *const *)(dev + 2 * E1), t, ldc, groups, sizes, CUBLAS_COMPUTE_32F));
+    if (!g->ungrouped) {
+        cublasStatus_t st = cublasGemmGroupedBatchedEx(g->blas, ta, tb, m, nn, k, al, dev, t, lda, dev + E1, t, ldb, be,
+                                                       (void *const *)(dev + 2 * E1), t, ldc, groups, sizes,
+                                                       CUBLAS_COMPUTE_32F);
+        if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
+            MC_BLAS(st);
+            return MOEDIT_OK;
+        }
+        /* This cuBLAS or GPU lacks the grouped GEMM for these types: one
+           product per group from now on (same results, more launches). */
+        g->ungrouped = 1;
+    }
+    for (int i = 0; i < groups; i++)
+        MC_BLAS(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, m[i], nn[i], k[i], &one, A[i], t, lda[i], B[i], t,
+                             ldb[i], &zero, C[i], t, ldc[i], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return MOEDIT_OK;
+}
+
+/* Enqueues the copies of one layer's decisions (rows × k, plus probs
+   [rows, E] when given) into the pinned route buffer; the caller
+   synchronises, then calls report_routes. */
+static int copy_routes(mc_model *g, long rows, int k, const int *idx, const float *w, const float *probs, int E)
+{
+    int *hi = (int *)g->host_routes;
+    float *hw = (float *)(hi + rows * k), *hp = hw + rows * k;
+    MC_CHECK(cudaMemcpyAsync(hi, idx, (size_t)rows * k * sizeof *hi, cudaMemcpyDeviceToHost, g->stream));
+    MC_CHECK(cudaMemcpyAsync(hw, w, (size_t)rows * k * sizeof *hw, cudaMemcpyDeviceToHost, g->stream));
+    if (probs) MC_CHECK(cudaMemcpyAsync(hp, probs, (size_t)rows * E * sizeof *hp, cudaMemcpyDeviceToHost, g->stream));
+    return MOEDIT_OK;
+}
+
+static void report_routes(mc_model *g, int l, long rows, int k, int with_probs)
+{
+    const int *hi = (const int *)g->host_routes;
+    const float *hw = (const float *)(hi + rows * k);
+    g->route(g->route_user, l, hi, hw, with_probs ? hw + rows * k : NULL);
 }
 
 /* DiT-MoE feed-forward (dit/moe.c dit_moe_ffn): gate, softmax, top-k, a
@@ -184,8 +221,9 @@ static int grouped_gemm(mc_model *g, int slot, int groups, const int *m, const i
    over its own rows; the shared expert one more group over all tokens),
    SwiGLU in between, and the weighted sum in ascending expert order. The
    group sizes come to the host: one synchronisation per MoE layer. */
-static int moe_ffn(mc_model *g, const mc_block *b, int n)
+static int moe_ffn(mc_model *g, int l, int n)
 {
+    const mc_block *b = &g->blocks[l];
     const moedit_config *cf = &g->cfg;
     mc_acts *a = &g->a;
     cudaStream_t s = g->stream;
@@ -198,7 +236,9 @@ static int moe_ffn(mc_model *g, const mc_block *b, int n)
     mc_softmax_top_k(s, NT, E, k, a->probs, a->top_idx, a->top_w);
     mc_moe_count(s, NT * k, E, a->top_idx, a->count);
     MC_CHECK(cudaMemcpyAsync(g->host_count, a->count, (size_t)E * sizeof(int), cudaMemcpyDeviceToHost, s));
+    if (g->route && (rc = copy_routes(g, NT, k, a->top_idx, a->top_w, NULL, E))) return rc;
     MC_CHECK(cudaStreamSynchronize(s));
+    if (g->route) report_routes(g, l, NT, k, 0);
     int *cnt = g->host_count, *start = g->host_count + E;
     for (int e = 0, at = 0; e < E; e++) start[e] = at, at += cnt[e];
     MC_CHECK(cudaMemcpyAsync(a->start, start, (size_t)E * sizeof(int), cudaMemcpyHostToDevice, s));
@@ -237,8 +277,9 @@ static int moe_ffn(mc_model *g, const mc_block *b, int n)
 }
 
 /* Switch-DiT router of block l (dit/moe.c dit_switch_mask) into a.mask. */
-static int switch_mask(mc_model *g, const mc_block *b, int n)
+static int switch_mask(mc_model *g, int l, int n)
 {
+    const mc_block *b = &g->blocks[l];
     const moedit_config *cf = &g->cfg;
     mc_acts *a = &g->a;
     cudaStream_t s = g->stream;
@@ -252,6 +293,11 @@ static int switch_mask(mc_model *g, const mc_block *b, int n)
     int rc = linear(g, n, a->st, &b->rg, a->rprobs);
     if (rc) return rc;
     mc_softmax_top_k(s, n, E, k, a->rprobs, a->ridx, a->rw);
+    if (g->route) {
+        if ((rc = copy_routes(g, n, k, a->ridx, a->rw, a->rprobs, E))) return rc;
+        MC_CHECK(cudaStreamSynchronize(s));
+        report_routes(g, l, n, k, 1);
+    }
     const void *xs = a->x;
     if (!g->fp32) {
         mc_to_bf16(s, (size_t)n * T * D, a->x, a->xact);
@@ -278,7 +324,7 @@ static int block(mc_model *g, int l, int n, float *h)
     mc_layernorm_modulate(g->stream, NT, D, h, a->mod, 0, 1, T, 6, a->xm);
     if ((rc = attention(g, b, n))) return rc;
     mc_gated_residual_layernorm_modulate(g->stream, NT, D, h, a->mod, 2, a->ff, 3, 4, T, a->xm);
-    rc = g->cfg.family == MOEDIT_FAMILY_DIT_MOE ? moe_ffn(g, b, n) : mlp(g, b, n);
+    rc = g->cfg.family == MOEDIT_FAMILY_DIT_MOE ? moe_ffn(g, l, n) : mlp(g, b, n);
     if (rc) return rc;
     mc_gated_residual(g->stream, NT, D, h, a->mod, 5, T, a->ff);
     return MOEDIT_OK;
@@ -289,7 +335,7 @@ static int routed_block(mc_model *g, int l, int n)
 {
     mc_acts *a = &g->a;
     size_t len = (size_t)n * g->tokens * g->cfg.hidden;
-    int rc = switch_mask(g, &g->blocks[l], n);
+    int rc = switch_mask(g, l, n);
     if (rc) return rc;
     mc_switch_enter(g->stream, len, a->x, a->mask, a->h);
     if ((rc = block(g, l, n, a->h))) return rc;
@@ -311,8 +357,10 @@ static int final_layer(mc_model *g, int n)
     return MOEDIT_OK;
 }
 
-extern "C" int mc_model_forward(mc_model *g, int n, const float *x, const float *t, const int64_t *y, float *out)
+extern "C" int mc_model_forward(mc_model *g, int n, const float *x, const float *t, const int64_t *y, float *out,
+                                mc_route_fn route, void *user)
 {
+    g->route = route, g->route_user = user;
     const moedit_config *cf = &g->cfg;
     size_t S2 = (size_t)cf->input_size * cf->input_size;
     MC_CHECK(cudaSetDevice(g->device));

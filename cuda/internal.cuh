@@ -95,6 +95,7 @@ struct mc_model {
     moedit_config cfg;
     int tokens, grid, head_dim, table_rows, tasks;
     int device, fp32;
+    int ungrouped;                /* cuBLAS refused the grouped GEMM: one product per expert */
     cudaStream_t stream;
     cublasHandle_t blas;
 
@@ -107,7 +108,10 @@ struct mc_model {
     mc_acts a;
     int cap;
     void *arena;
-    int *host_count;              /* pinned [E] */
+    int *host_count;              /* pinned [2E]: expert counts, then starts */
+    void *host_routes;            /* pinned, for a tracer: idx [rows, k], w [rows, k], probs [n, E] */
+    mc_route_fn route;            /* this forward's tracer, or NULL */
+    void *route_user;
     const void **host_ptrs;       /* pinned pointer arrays, mirrored to a.ptrs */
 };
 

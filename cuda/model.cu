@@ -284,6 +284,7 @@ extern "C" void mc_model_free(mc_model *g)
     cudaFree(g->arena);
     cudaFreeHost(g->host_count);
     cudaFreeHost(g->host_ptrs);
+    cudaFreeHost(g->host_routes);
     if (g->blas) cublasDestroy(g->blas);
     if (g->stream) cudaStreamDestroy(g->stream);
     free(g->allocs);

@@ -47,11 +47,32 @@ int dit_gpu_load(moedit_model *m, const moedit_load_options *opt)
 #endif
 }
 
+#ifdef MOEDIT_CUDA
+/* One layer's decisions from the GPU to the tracer, in the CPU's order:
+   DiT-MoE per token, Switch-DiT per row with all its gate probabilities. */
+static void gpu_routes(void *user, int layer, const int *idx, const float *w, const float *probs)
+{
+    moedit_model *m = user;
+    int k = m->cfg.top_k, T = m->tokens, per_token = !probs;
+    long rows = per_token ? (long)m->cur_n * T : m->cur_n;
+    for (long r = 0; r < rows; r++) {
+        int row = per_token ? (int)(r / T) : (int)r;
+        moedit_route rt = {
+            .layer = layer, .step = m->step, .row = row, .token = per_token ? (int)(r % T) : -1,
+            .timestep = m->cur_t[row], .label = m->cur_y[row], .is_null = m->null_from >= 0 && row >= m->null_from,
+            .k = k, .experts = idx + r * k, .weights = w + r * k,
+            .num_probs = per_token ? 0 : m->cfg.num_experts, .probs = per_token ? NULL : probs + r * m->cfg.num_experts,
+        };
+        m->trace(m->trace_user, &rt);
+    }
+}
+#endif
+
 int dit_gpu_forward(moedit_model *m, int n, const float *x, const float *t, const int64_t *y, float *out)
 {
-    if (m->trace) return me_fail(MOEDIT_EINPUT, "expert tracing runs on the CPU only (--device cpu)");
 #ifdef MOEDIT_CUDA
-    return mc_model_forward(m->gpu, n, x, t, y, out);
+    m->cur_t = t, m->cur_y = y, m->cur_n = n;
+    return mc_model_forward(m->gpu, n, x, t, y, out, m->trace ? gpu_routes : NULL, m);
 #else
     return me_fail(MOEDIT_EINTERNAL, "moedit was built without CUDA (-DMOEDIT_CUDA=ON)");
 #endif

@@ -106,6 +106,7 @@ struct moedit_model {
     int step, null_from;
     const float *cur_t;             /* this forward's inputs, for the tracer */
     const int64_t *cur_y;
+    int cur_n;                      /* this forward's rows (the GPU tracer's bound) */
 };
 
 /* y[n, w.n] = x[n, w.k]·W (+ b): a packed linear layer. */

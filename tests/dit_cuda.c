@@ -9,6 +9,7 @@
    in, so scripts/gpu_check.sh can run a binary built on another machine. */
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,27 +125,65 @@ Test(dit_cuda, fmnist_moe_fp32_vs_cpu) { check_against_cpu("fmnist-moe", 1, 1e-4
 Test(dit_cuda, fmnist_switch_fp32_vs_cpu) { check_against_cpu("fmnist-switch", 1, 1e-4); }
 Test(dit_cuda, fmnist_moe_bf16_vs_cpu) { check_against_cpu("fmnist-moe", 0, 2e-2); }
 
-static void count_route(void *user, const moedit_route *r) { ++*(int *)user; }
+/* The tracer on the GPU: every routing decision of the fp32 forward equals
+   PyTorch's (fixture routes [depth, N, T, k] for DiT-MoE, [depth, N, k] and
+   the gate probabilities for Switch-DiT), weights within 1e-5. */
+typedef struct {
+    int count, bad, T, k, rows;
+    const int64_t *idx;
+    const float *w, *probs;
+    char first[256];
+} route_check;
 
-/* Tracing reads the routes on the host; the GPU forward refuses it rather
-   than return a run without them. */
-Test(dit_cuda, tracer_is_refused)
+static void on_route(void *user, const moedit_route *r)
+{
+    route_check *c = user;
+    c->count++;
+    int64_t base = r->token >= 0 ? (((int64_t)r->layer * c->rows + r->row) * c->T + r->token) * c->k
+                                 : ((int64_t)r->layer * c->rows + r->row) * c->k;
+    for (int j = 0; j < r->k; j++)
+        if (r->experts[j] != c->idx[base + j] || fabsf(r->weights[j] - c->w[base + j]) > 1e-5f) {
+            if (!c->bad++)
+                snprintf(c->first, sizeof c->first, "layer %d row %d token %d choice %d: expert %d (%g), want %d (%g)",
+                         r->layer, r->row, r->token, j, r->experts[j], r->weights[j], (int)c->idx[base + j],
+                         c->w[base + j]);
+        }
+    for (int e = 0; c->probs && e < r->num_probs; e++)
+        if (fabsf(r->probs[e] - c->probs[((int64_t)r->layer * c->rows + r->row) * r->num_probs + e]) > 1e-5f) c->bad++;
+    if (r->step != 7 || r->is_null != (r->row >= 2)) c->bad++;
+}
+
+static void check_routes(const char *variant, int switch_dit)
 {
     need_gpu();
-    moedit_model *m = load_fixture("moe_top2", "moe_top2", cuda0, 1);
-    int routes = 0;
-    moedit_model_set_tracer(m, count_route, &routes);
-    int64_t xn, tn, yn;
-    float *x = tu_npy_f32(path_of("moe_top2", "_x.npy"), NULL, NULL, &xn);
-    float *t = tu_npy_f32(path_of("moe_top2", "_t.npy"), NULL, NULL, &tn);
-    int64_t *y = tu_npy_i64(path_of("moe_top2", "_y.npy"), &yn);
+    moedit_model *m = load_fixture(variant, variant, cuda0, 1);
+    me_array ra;   /* only the routes' shape */
+    cr_assert_eq(me_npy_read(path_of(variant, "_routes.npy"), &ra), MOEDIT_OK, "%s", moedit_last_error());
+    int ndim = ra.ndim;
+    int64_t shape[ME_MAX_DIMS], n_idx, n_w, n_p, xn, tn, yn;
+    memcpy(shape, ra.shape, sizeof shape);
+    me_array_free(&ra);
+    int64_t *idx = tu_npy_i64(path_of(variant, "_routes.npy"), &n_idx);
+    float *w = tu_npy_f32(path_of(variant, "_route_weights.npy"), NULL, NULL, &n_w);
+    float *probs = switch_dit ? tu_npy_f32(path_of(variant, "_gate_probs.npy"), NULL, NULL, &n_p) : NULL;
+    route_check c = {.T = switch_dit ? 1 : (int)shape[2], .k = (int)shape[ndim - 1], .rows = (int)shape[1],
+                     .idx = idx, .w = w, .probs = probs};
+    float *x = tu_npy_f32(path_of(variant, "_x.npy"), NULL, NULL, &xn);
+    float *t = tu_npy_f32(path_of(variant, "_t.npy"), NULL, NULL, &tn);
+    int64_t *y = tu_npy_i64(path_of(variant, "_y.npy"), &yn);
     float *out = malloc(2 * (size_t)xn * sizeof *out);
-    cr_expect_eq(moedit_model_forward(m, (int)tn, x, t, y, out), MOEDIT_EINPUT);
-    cr_expect_not_null(strstr(moedit_last_error(), "tracing"), "%s", moedit_last_error());
-    cr_expect_eq(routes, 0);
-    free(x), free(t), free(y), free(out);
+    moedit_model_set_tracer(m, on_route, &c);
+    moedit_model_set_step(m, 7, 2);
+    cr_assert_eq(moedit_model_forward(m, (int)tn, x, t, y, out), MOEDIT_OK, "%s", moedit_last_error());
+    cr_expect_eq(c.count, n_idx / c.k, "%s: %d routing calls, want %lld", variant, c.count, (long long)(n_idx / c.k));
+    cr_expect_eq(c.bad, 0, "%s: %d mismatches, first: %s", variant, c.bad, c.first);
+    free(idx), free(w), free(probs), free(x), free(t), free(y), free(out);
     moedit_model_free(m);
 }
+
+Test(dit_cuda, routes_moe_top2) { check_routes("moe_top2", 0); }
+Test(dit_cuda, routes_moe_qknorm) { check_routes("moe_qknorm", 0); }
+Test(dit_cuda, routes_switch_dmoe) { check_routes("switch_dmoe", 1); }
 
 /* Without a usable GPU a CUDA load fails before reading weights, with the
    device check's message: the build's or the machine's reason. */
