@@ -55,6 +55,11 @@ int cli_device(const char *cmd, const char *spec, moedit_device *out);
 /* For commands with no GPU path yet (what: "the VAE"): cli_device, then 2
    with one line unless the device is the CPU. */
 int cli_cpu_only(const char *cmd, const char *spec, const char *what);
+/* --shard auto: this process's part k of n from the launcher's environment
+   (torchrun, Slurm, Open MPI, MPICH/Intel MPI, or LOCAL_RANK with
+   LOCAL_WORLD_SIZE) and its rank on this machine (*local: the GPU a bare
+   `--device cuda` then uses). 0, or 2 after one line. */
+int cli_shard_auto(const char *cmd, int *k, int *n, int *local);
 
 /* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
    model to a path under the source tree's models/; other values pass through. */

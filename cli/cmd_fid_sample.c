@@ -41,6 +41,7 @@ typedef struct {
     const char *npz, *labels, *shard, *trace;
     int num, batch, resume, help;
     int shard_k, shard_n, random_labels;
+    char device[16];   /* --shard auto with a bare --device cuda: cuda:<local rank> */
 } fs_args;
 
 static uint64_t splitmix64(uint64_t x)
@@ -114,7 +115,14 @@ static int parse_args(fs_args *a)
     a->random_labels = a->labels && !strcmp(a->labels, "random");
     a->shard_k = 0;
     a->shard_n = 1;
-    if (a->shard) {
+    int local;
+    if (a->shard && !strcmp(a->shard, "auto")) {
+        if (cli_shard_auto(CMD, &a->shard_k, &a->shard_n, &local)) return 2;
+        if (a->s.device && !strcmp(a->s.device, "cuda")) {
+            snprintf(a->device, sizeof a->device, "cuda:%d", local);
+            a->s.device = a->device;
+        }
+    } else if (a->shard) {
         char tail;
         if (sscanf(a->shard, "%d/%d%c", &a->shard_k, &a->shard_n, &tail) != 2 || a->shard_n < 1 ||
             a->shard_k < 0 || a->shard_k >= a->shard_n)
@@ -319,7 +327,7 @@ int cmd_fid_sample(int argc, char **argv)
         {"--num", CLI_INT, &a.num, "N               number of samples (all shards together)"},
         {"--batch", CLI_INT, &a.batch, "B               samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random  i mod classes (default) or a hash of (seed, i)"},
-        {"--shard", CLI_STR, &a.shard, "k/n             this process's part (k from 0); merge with npz-merge"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: from torchrun/Slurm/MPI, and a bare --device cuda becomes cuda:<local rank>); merge with npz-merge"},
         {"--resume", CLI_BOOL, &a.resume, "                continue an interrupted run of the same command"},
         {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision (rows batch-local)"},
         {"--help", CLI_BOOL, &a.help, "                this help"},

@@ -87,3 +87,64 @@ Test(cli_device, cuda_bench_runs_when_a_gpu_is_present)
                       MOEDIT_BIN, model());
     cr_expect_eq(st, 0, "%s", err);
 }
+
+/* ---- fid-sample --shard auto --------------------------------------------- */
+
+#define SAMPLE "%s fid-sample --model %s/dit/moe_top2.pt --vae %s/vae/small --steps 4 --seed 11 --num 10 --batch 3"
+#define NO_LAUNCHER "env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE -u SLURM_PROCID -u SLURM_NTASKS " \
+                    "-u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE -u PMI_RANK -u PMI_SIZE"
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+/* The part a launcher's variables name is the part --shard k/n names,
+   byte for byte; torchrun's and Slurm's variables alike. */
+Test(cli_device, shard_auto_takes_the_launchers_rank)
+{
+    char dir[64], err[2048];
+    tu_tmpdir(dir, sizeof dir, "shard_auto");
+    int st = tu_shell(err, sizeof err, NO_LAUNCHER " " SAMPLE " --shard 1/3 --npz %s/k.npz", MOEDIT_BIN, FIXTURES,
+                      FIXTURES, dir);
+    cr_assert_eq(st, 0, "%s", err);
+    const char *envs[] = {"RANK=1 WORLD_SIZE=3 LOCAL_RANK=0", "SLURM_PROCID=1 SLURM_NTASKS=3"};
+    for (int i = 0; i < 2; i++) {
+        st = tu_shell(err, sizeof err, NO_LAUNCHER " %s " SAMPLE " --shard auto --npz %s/a%d.npz", envs[i], MOEDIT_BIN,
+                      FIXTURES, FIXTURES, dir, i);
+        cr_assert_eq(st, 0, "%s: %s", envs[i], err);
+        cr_expect_not_null(strstr(err, "(shard 1/3)"), "%s: %s", envs[i], err);
+        char a[128], b[128];
+        snprintf(a, sizeof a, "%s/k.npz", dir);
+        snprintf(b, sizeof b, "%s/a%d.npz", dir, i);
+        size_t na, nb;
+        char *da = slurp(a, &na), *db = slurp(b, &nb);
+        cr_expect(na == nb && !memcmp(da, db, na), "%s: %s differs from --shard 1/3", envs[i], b);
+        free(da), free(db);
+    }
+    cr_assert_eq(tu_rmtree(dir), 0);
+}
+
+Test(cli_device, shard_auto_without_a_launcher_is_a_usage_error)
+{
+    char err[1024];
+    int st = tu_shell(err, sizeof err, NO_LAUNCHER " %s fid-sample --npz /tmp/moedit_never.npz --num 4 --shard auto",
+                      MOEDIT_BIN);
+    cr_expect_eq(st, 2, "%s", err);
+    cr_expect_eq(lines(err), 1, "%s", err);
+    cr_expect_not_null(strstr(err, "no launcher environment"), "%s", err);
+    st = tu_shell(err, sizeof err, NO_LAUNCHER " RANK=3 WORLD_SIZE=3 %s fid-sample --npz /tmp/moedit_never.npz "
+                                   "--num 4 --shard auto", MOEDIT_BIN);
+    cr_expect_eq(st, 2, "%s", err);
+    cr_expect_eq(lines(err), 1, "%s", err);
+    cr_expect(!tu_exists("/tmp/moedit_never.npz"));
+}
