@@ -155,7 +155,7 @@ int cmd_bench(int argc, char **argv)
     if (threads) moedit_set_threads(threads);
     moedit_model *m;
     double t_load = now_ms();
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k, bf16, dev, fp32}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32}, &m);
     if (rc) return cli_fail(rc);
     t_load = now_ms() - t_load;
     const moedit_config *c = moedit_model_config(m);
