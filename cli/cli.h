@@ -50,6 +50,15 @@ double cli_now(void);
 /* Whether path ends in ext (".png"), ignoring case. */
 int cli_has_ext(const char *path, const char *ext);
 
+/* Parses --device cpu|cuda|cuda:N (NULL: cpu) and checks that the device
+   can run here; returns 0, or 2 after one line ("moedit was built without
+   CUDA (-DMOEDIT_CUDA=ON)", "no CUDA device", a malformed value). */
+#include "moedit.h"
+int cli_device(const char *cmd, const char *spec, moedit_device *out);
+/* For commands with no GPU path yet (what: "the VAE"): cli_device, then 2
+   with one line unless the device is the CPU. */
+int cli_cpu_only(const char *cmd, const char *spec, const char *what);
+
 /* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
    model with moedit_model_path (source tree, install prefix, $MOEDIT_MODELS);
    other values pass through. */
@@ -64,8 +73,10 @@ typedef struct {
     float cfg, eta;
     int threads, heads, top_k, bf16;
     char *owned[5];   /* strings read from defaults.json */
+    const char *device;
+    int fp32;
 } cli_sampling;
-#define CLI_SAMPLING_FLAGS 13   /* entries cli_sampling_flags writes */
+#define CLI_SAMPLING_FLAGS 15   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --top-k) to f; returns their count. */

@@ -12,7 +12,7 @@ static int scaling_set(float f) { return !isnan(f); }
 
 int cmd_decode(int argc, char **argv)
 {
-    const char *vae_path = NULL, *latent = NULL, *out = NULL;
+    const char *vae_path = NULL, *latent = NULL, *out = NULL, *device = NULL;
     float scaling = NAN;   /* unset */
     int threads = 0, cols = 0, help = 0, timed = 0;
     const cli_flag flags[] = {
@@ -23,6 +23,7 @@ int cmd_decode(int argc, char **argv)
         {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--time", CLI_BOOL, &timed, "print decode_ms (the decode alone, loading excluded) on stderr"},
+        {"--device", CLI_STR, &device, "cpu (the VAE has no CUDA path yet)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -39,6 +40,7 @@ int cmd_decode(int argc, char **argv)
     if (scaling_set(scaling) && !(scaling > 0 && isfinite(scaling)))
         return cli_usage_error("decode", "--scaling-factor must be a positive number");
     if (threads < 0 || cols < 0) return cli_usage_error("decode", "--threads and --cols must not be negative");
+    if (cli_cpu_only("decode", device, "the VAE")) return 2;
     if (threads) moedit_set_threads(threads);
 
     moedit_vae *v = NULL;

@@ -71,7 +71,7 @@ static int features(me_inception *net, const char *label, batch_file *b, int bat
 }
 
 typedef struct {
-    const char *inception, *samples, *ref, *features_out, *stats_out;
+    const char *inception, *samples, *ref, *features_out, *stats_out, *device;
     int batch, threads, help, is_split;
 } fid_args;
 
@@ -144,6 +144,7 @@ int cmd_fid(int argc, char **argv)
         {"--batch", CLI_INT, &a.batch, "B        images per batch, one per thread (default 32)"},
         {"--is-split", CLI_INT, &a.is_split, "K     Inception Score over chunks of K samples, averaged (default 5000)"},
         {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
+        {"--device", CLI_STR, &a.device, "cpu     (Inception has no CUDA path yet)"},
         {"--help", CLI_BOOL, &a.help, "         this help"},
         {NULL, 0, NULL, NULL},
     };
@@ -159,5 +160,6 @@ int cmd_fid(int argc, char **argv)
     if (a.batch < 1) return cli_usage_error(CMD, "--batch: %d must be >= 1", a.batch);
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (cli_threads(CMD, a.threads)) return 2;
+    if (cli_cpu_only(CMD, a.device, "Inception")) return 2;
     return run(&a);
 }

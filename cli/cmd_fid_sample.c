@@ -43,6 +43,7 @@ typedef struct {
     int num, batch, resume, help;
     int shard_k, shard_n, random_labels;
     char npz_path[4096];   /* --npz with %k/%n expanded */
+    char device[16];   /* --shard auto with a bare --device cuda: cuda:<local rank> */
 } fs_args;
 
 static uint64_t splitmix64(uint64_t x)
@@ -115,6 +116,10 @@ static int parse_args(fs_args *a)
     a->shard_k = sh.k;
     a->shard_n = sh.n;
     if (a->s.threads == INT_MIN && sh.threads) a->s.threads = sh.threads;
+    if (a->shard && !strcmp(a->shard, "auto") && a->s.device && !strcmp(a->s.device, "cuda")) {
+        snprintf(a->device, sizeof a->device, "cuda:%d", sh.local);
+        a->s.device = a->device;
+    }
     size_t l = strlen(a->npz);
     if (l < 5 || strcmp(a->npz + l - 4, ".npz")) return cli_usage_error(CMD, "--npz: '%s' is not a .npz file", a->npz);
     if (a->num < 1) return cli_usage_error(CMD, "--num N (>= 1) is required");
@@ -325,7 +330,7 @@ int cmd_fid_sample(int argc, char **argv)
         {"--num", CLI_INT, &a.num, "N               number of samples (all shards together)"},
         {"--batch", CLI_INT, &a.batch, "B               samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random  i mod classes (default) or a hash of (seed, i)"},
-        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: Slurm or MPI's)"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: Slurm, MPI or torchrun; a bare --device cuda becomes cuda:<local rank>)"},
         {"--resume", CLI_BOOL, &a.resume, "                continue an interrupted run of the same command"},
         {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision (rows batch-local)"},
         {"--help", CLI_BOOL, &a.help, "                this help"},

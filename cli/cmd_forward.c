@@ -25,7 +25,8 @@ static int shape_error(const char *file, const char *want, const me_array *a)
 int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *xp = NULL, *tp = NULL, *yp = NULL, *outp = NULL;
-    int heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0;
+    const char *device = NULL;
+    int heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, help = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint (.pt/.safetensors/diffusers folder) or alias"},
         {"--x", CLI_STR, &xp, "X.npy float32 [N,C,H,W]"},
@@ -36,11 +37,14 @@ int cmd_forward(int argc, char **argv)
         {"--top-k", CLI_INT, &top_k, "experts per token / per row (default 2)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
+        {"--device", CLI_STR, &device, "cpu|cuda[:N] (default cpu; cuda needs a -DMOEDIT_CUDA=ON build)"},
+        {"--fp32", CLI_BOOL, &fp32, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
     char *pos[1];
     int npos;
+    moedit_device dev;
     if (cli_parse("forward", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
         cli_usage("forward", "--model CKPT --x X.npy --t T.npy --y Y.npy --out OUT.npy", flags);
@@ -48,13 +52,14 @@ int cmd_forward(int argc, char **argv)
     }
     if (!xp || !tp || !yp || !outp) return cli_usage_error("forward", "--x, --t, --y and --out are required");
     if (heads < 0 || top_k < 0 || threads < 0) return cli_usage_error("forward", "--heads, --top-k, --threads must be positive");
+    if (cli_device("forward", device, &dev)) return 2;
     if (threads) moedit_set_threads(threads);
 
     moedit_model *m = NULL;
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32}, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);
@@ -144,7 +149,8 @@ static void print_cpu_and_peak(const me_peak *peak)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, peak_only = 0, help = 0;
+    const char *device = NULL;
+    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, peak_only = 0, help = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint or alias"},
         {"--batch", CLI_INT, &batch, "rows per forward (default 8)"},
@@ -154,11 +160,14 @@ int cmd_bench(int argc, char **argv)
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
         {"--peak", CLI_BOOL, &peak_only, "only name the CPU and measure its peaks (no --model)"},
+        {"--device", CLI_STR, &device, "cpu|cuda[:N] (default cpu; cuda needs a -DMOEDIT_CUDA=ON build)"},
+        {"--fp32", CLI_BOOL, &fp32, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
     char *pos[1];
     int npos;
+    moedit_device dev;
     if (cli_parse("bench", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
         cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16] | --peak", flags);
@@ -166,6 +175,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000 || heads < 0 || top_k < 0 || threads < 0)
         return cli_usage_error("bench", "--batch, --iters must be positive (--heads, --top-k, --threads too)");
+    if (cli_device("bench", device, &dev)) return 2;
     if (threads) moedit_set_threads(threads);
     /* The peaks first (the clocks are those the forward then runs at), the
        forward's figures first in the output. */
@@ -177,7 +187,7 @@ int cmd_bench(int argc, char **argv)
     }
     moedit_model *m;
     double t_load = now_ms();
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k, bf16}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32}, &m);
     if (rc) return cli_fail(rc);
     t_load = now_ms() - t_load;
     const moedit_config *c = moedit_model_config(m);
@@ -224,6 +234,7 @@ int cmd_bench(int argc, char **argv)
     printf("min_ms: %.3f max_ms: %.3f load_ms: %.0f peak_rss_mb: %.0f threads: %d bf16: %d\n", ms[0],
            ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), bf16);
     print_cpu_and_peak(&peak);
+    if (dev.kind == MOEDIT_DEVICE_CUDA) printf("device: cuda:%d precision: %s\n", dev.index, fp32 ? "fp32" : "bf16");
 done:
     free(x), free(t), free(out), free(y), free(ms);
     moedit_model_free(m);

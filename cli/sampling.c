@@ -44,6 +44,8 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
         {"--heads", CLI_INT, &s->heads, "H               attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &s->top_k, "K               experts per token (default 2)"},
         {"--bf16", CLI_BOOL, &s->bf16, "                block matrices in bfloat16 (AVX512-BF16 products, ~2x faster)"},
+        {"--device", CLI_STR, &s->device, "cpu|cuda[:N]    where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
+        {"--fp32", CLI_BOOL, &s->fp32, "                on a GPU: float32 weights and products, TF32 off (default bf16)"},
     };
     _Static_assert(sizeof table / sizeof table[0] == CLI_SAMPLING_FLAGS, "update CLI_SAMPLING_FLAGS in cli.h");
     memcpy(f, table, sizeof table);
@@ -115,7 +117,8 @@ int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_loa
     lo->heads = s->heads == INT_MIN ? 0 : s->heads;
     lo->top_k = s->top_k == INT_MIN ? 0 : s->top_k;
     lo->bf16 = s->bf16;
-    return 0;
+    lo->fp32 = s->fp32;
+    return cli_device(cmd, s->device, &lo->device);
 }
 
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,

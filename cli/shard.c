@@ -118,11 +118,25 @@ static int shard_auto(const char *cmd, cli_shard *s)
             k = mk;
             n = mn;
             snprintf(what, sizeof what, "%s=%ld of %s=%ld", mpi_rank, k, mpi_size, n);
+        } else if ((r = env_pair(cmd, "RANK", "WORLD_SIZE", &k, &n)) == 1) {
+            snprintf(what, sizeof what, "RANK=%ld of WORLD_SIZE=%ld (torchrun)", k, n);
+        } else if (r == 0 && (r = env_pair(cmd, "LOCAL_RANK", "LOCAL_WORLD_SIZE", &k, &n)) == 1) {
+            snprintf(what, sizeof what, "LOCAL_RANK=%ld of LOCAL_WORLD_SIZE=%ld", k, n);
+        } else if (r == 2) {
+            return 2;
         } else {
             return cli_usage_error(cmd, "--shard auto: no launcher found (none of SLURM_ARRAY_TASK_ID, "
-                                   "SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK is set); give --shard k/n");
+                                   "SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK, RANK, LOCAL_RANK is set); "
+                                   "give --shard k/n");
         }
     }
+    /* the process's position on its machine, for one GPU per process */
+    static const char *const local_vars[] = {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                             "LOCAL_RANK"};
+    long local = -1;
+    for (size_t i = 0; i < sizeof local_vars / sizeof local_vars[0] && local < 0; i++)
+        if (env_int(local_vars[i], &local) != 1) local = -1;
+    s->local = local < 0 ? (int)k : (int)local;
     s->k = (int)k;
     s->n = (int)n;
     char threads[160];

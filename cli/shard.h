@@ -32,6 +32,7 @@
 typedef struct {
     int k, n;
     int threads;        /* from the launcher (auto only); 0 = not given */
+    int local;          /* rank on this machine (auto only; else k): a bare --device cuda's GPU */
 } cli_shard;
 
 /* spec NULL → 0/1. Prints where "auto" found the shard (and threads) as one

@@ -189,6 +189,7 @@ static int check_inputs(const moedit_model *m, int n, const float *x, const floa
 int moedit_model_forward(moedit_model *m, int n, const float *x, const float *t, const int64_t *y, float *out)
 {
     int rc = check_inputs(m, n, x, t, y, out);
+    if (!rc && m->gpu) return dit_gpu_forward(m, n, x, t, y, out);
     if (rc || (rc = dit_reserve(m, n))) return rc;
     m->cur_t = t, m->cur_y = y;
 

@@ -218,16 +218,24 @@ static int load_block(moedit_model *m, int l)
     return MOEDIT_OK;
 }
 
+/* pos_embed [1, T, D], or the sin-cos table when the checkpoint has none. */
+static int load_pos(moedit_model *m)
+{
+    int64_t D = m->cfg.hidden, T = m->tokens;
+    int rc = me_tensors_f32_opt(m->ts, "pos_embed", SHAPE(1, T, D), &m->pos);
+    if (!rc && !m->pos && !(m->pos = m->pos_own = sincos_pos_embed(m->grid, m->cfg.hidden))) return MOEDIT_EINTERNAL;
+    return rc;
+}
+
 static int load_weights(moedit_model *m)
 {
     const moedit_config *cf = &m->cfg;
     me_tensors *ts = m->ts;
-    int64_t D = cf->hidden, C = cf->in_channels, p = cf->patch, T = m->tokens;
+    int64_t D = cf->hidden, C = cf->in_channels, p = cf->patch;
     int rc;
     if ((rc = new_pack(m, &m->xemb, (int)(C * p * p), (int)D, 0)) ||
         (rc = pack_tensor(ts, &m->xemb, 0, (int)D, 1, 0, "x_embedder.proj.weight", SHAPE(D, C, p, p))) ||
         (rc = tensor(ts, &m->xemb_b, SHAPE(D), "x_embedder.proj.bias")) ||
-        (rc = me_tensors_f32_opt(ts, "pos_embed", SHAPE(1, T, D), &m->pos)) ||
         (rc = linear(m, &m->t0, 0, D, DIT_FREQ_DIM, "t_embedder.mlp.0.weight")) ||
         (rc = tensor(ts, &m->t0_b, SHAPE(D), "t_embedder.mlp.0.bias")) ||
         (rc = linear(m, &m->t2, 0, D, D, "t_embedder.mlp.2.weight")) ||
@@ -238,9 +246,6 @@ static int load_weights(moedit_model *m)
         (rc = linear(m, &m->fl, 0, p * p * cf->out_channels, D, "final_layer.linear.weight")) ||
         (rc = tensor(ts, &m->fl_b, SHAPE(p * p * cf->out_channels), "final_layer.linear.bias")))
         return rc;
-    if (!m->pos) {
-        if (!(m->pos = m->pos_own = sincos_pos_embed(m->grid, cf->hidden))) return MOEDIT_EINTERNAL;
-    }
     m->blocks = me_calloc((size_t)cf->depth, sizeof *m->blocks);
     if (!m->blocks) return MOEDIT_EINTERNAL;
     if (cf->family == MOEDIT_FAMILY_DIT_MOE) {
@@ -255,6 +260,8 @@ static int load_weights(moedit_model *m)
 int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_model **out)
 {
     *out = NULL;
+    int rc = opt ? moedit_device_check(opt->device) : MOEDIT_OK;   /* before any file is read */
+    if (rc) return rc;
     char resolved[4096];
     if (moedit_model_path(path, resolved, sizeof resolved)) return MOEDIT_EINPUT;
     path = resolved;
@@ -262,7 +269,7 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
     if (!m) return MOEDIT_EINTERNAL;
     m->null_from = -1;
     m->bf16 = opt && opt->bf16;
-    int rc = me_tensors_open(path, &m->ts);
+    rc = me_tensors_open(path, &m->ts);
     if (!rc) rc = me_detect_config(m->ts, opt, &m->cfg);
     if (!rc) {
         const moedit_config *cf = &m->cfg;
@@ -275,7 +282,8 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
         const me_tensor *tt = me_tensors_find(m->ts, cf->routing == MOEDIT_ROUTING_DTR
                                                          ? "routers.0._unit_mapping" : "full_time");
         if (tt && tt->ndim >= 1 && tt->shape[0] > 0 && tt->shape[0] < (1 << 24)) m->tasks = (int)tt->shape[0];
-        rc = load_weights(m);
+        rc = load_pos(m);
+        if (!rc) rc = opt && opt->device.kind != MOEDIT_DEVICE_CPU ? dit_gpu_load(m, opt) : load_weights(m);
     }
     if (rc) {
         moedit_model_free(m);
@@ -288,6 +296,7 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
 void moedit_model_free(moedit_model *m)
 {
     if (!m) return;
+    dit_gpu_free(m);
     me_free_aligned(m->arena);
     for (int l = 0; m->blocks && l < m->cfg.depth; l++) free(m->blocks[l].re);
     for (int i = 0; i < m->npacks; i++) me_free_aligned(m->packs[i]);

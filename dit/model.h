@@ -99,11 +99,14 @@ struct moedit_model {
     int cap;                        /* rows the arena holds */
     void *arena;
 
+    void *gpu;                      /* cuda/ mc_model when loaded for a CUDA device, else NULL */
+
     moedit_route_fn trace;
     void *trace_user;
     int step, null_from;
     const float *cur_t;             /* this forward's inputs, for the tracer */
     const int64_t *cur_y;
+    int cur_n;                      /* this forward's rows (the GPU tracer's bound) */
 };
 
 /* y[n, w.n] = x[n, w.k]·W (+ b): a packed linear layer. */
@@ -120,5 +123,11 @@ void dit_moe_ffn(moedit_model *m, int l, int n);
 
 /* Switch-DiT router in front of block l: fills a.mask [n·T, D]. */
 void dit_switch_mask(moedit_model *m, int l, int n, const float *t);
+
+/* dit/device.c: the weights uploaded to opt->device (CPU packing skipped),
+   the forward there, and the device copy freed. */
+int dit_gpu_load(moedit_model *m, const moedit_load_options *opt);
+int dit_gpu_forward(moedit_model *m, int n, const float *x, const float *t, const int64_t *y, float *out);
+void dit_gpu_free(moedit_model *m);
 
 #endif

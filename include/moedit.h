@@ -98,12 +98,28 @@ typedef struct {
     int flow;              /* trained with rectified flow: t in [0,1] */
 } moedit_config;
 
+/* Where the transformer runs; zero-initialised means the CPU. */
+typedef enum { MOEDIT_DEVICE_CPU = 0, MOEDIT_DEVICE_CUDA } moedit_device_kind;
+typedef struct {
+    moedit_device_kind kind;
+    int index;   /* CUDA device ordinal */
+} moedit_device;
+
+/* MOEDIT_OK when d can run here, else MOEDIT_EINPUT with one of
+   "moedit was built without CUDA (-DMOEDIT_CUDA=ON)", "no CUDA device",
+   "no CUDA device N (M present)". */
+int moedit_device_check(moedit_device d);
+
 typedef struct {
     int heads;   /* 0 = default from the hidden size (384→6, 768→12, 1024/1152/1408→16) */
     int top_k;   /* 0 = 2, or what the checkpoint's metadata says */
     int bf16;    /* 1: keep the block matrices as bfloat16 and multiply them with
                     AVX512-BF16 dot products (activations rounded to bf16 per
                     product; ignored on CPUs without AVX512-BF16) */
+    moedit_device device;  /* CUDA: the weights are uploaded once and every forward
+                              runs on that GPU (inputs and outputs stay host arrays) */
+    int fp32;    /* CUDA only: float32 weights and products with TF32 off, for
+                    parity checks; the default on a GPU is bfloat16 */
 } moedit_load_options;
 
 typedef struct moedit_model moedit_model;

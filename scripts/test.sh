@@ -22,3 +22,13 @@ scripts/test_install.sh build
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMOEDIT_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs")
+# The CUDA backend (-DMOEDIT_CUDA=ON, off by default) must keep compiling:
+# where nvcc is installed, the CLI and the CUDA tests are built with it and
+# run (without a GPU they check the refusal and say "skipped: no CUDA device").
+nvcc=$(command -v nvcc || true)
+[ -n "$nvcc" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || nvcc=/usr/local/cuda/bin/nvcc
+if [ -n "$nvcc" ]; then
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMOEDIT_CUDA=ON -DMOEDIT_NATIVE=OFF -DCMAKE_CUDA_COMPILER="$nvcc"
+  cmake --build build-cuda -j"$jobs" --target moedit_cli test_dit_cuda test_cli_device
+  (cd build-cuda && ctest --output-on-failure -R '^(dit_cuda|cli_device)$')
+fi
