@@ -51,6 +51,12 @@ uint16_t me_f32_to_bf16(float f);
 /* Threads for own kernels (OpenMP) and OpenBLAS. */
 int me_threads(void);
 
+/* CRC-32 verification of ZIP entries on read (moedit_set_verify): whether it
+   is on for this thread now; me_verify_suspend(1) turns it off for this
+   thread until me_verify_suspend(previous), and returns the previous state. */
+int me_verify_enabled(void);
+int me_verify_suspend(int off);
+
 /* Writes bytes to path atomically: a temporary name in the same folder,
    renamed when complete, removed on failure. */
 typedef struct {

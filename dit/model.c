@@ -259,7 +259,9 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
     if (!m) return MOEDIT_EINTERNAL;
     m->null_from = -1;
     m->bf16 = opt && opt->bf16;
+    int was = me_verify_suspend(opt && opt->no_verify);
     int rc = me_tensors_open(path, &m->ts);
+    me_verify_suspend(was);
     if (!rc) rc = me_detect_config(m->ts, opt, &m->cfg);
     if (!rc) {
         const moedit_config *cf = &m->cfg;
