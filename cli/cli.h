@@ -4,6 +4,7 @@
 #ifndef MOEDIT_CLI_H
 #define MOEDIT_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 int cmd_inspect(int argc, char **argv);
@@ -68,6 +69,10 @@ void cli_sampling_free(cli_sampling *s);
 int cli_sampling_flags(cli_sampling *s, cli_flag *f);
 /* Each returns 0 or the exit status after a one-line message. */
 int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_path);
+/* The same over the text of a defaults.json (path names it in messages; a
+   relative "vae" is taken from dir). */
+int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir, const char *path,
+                               const char *text, size_t size);
 int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo);
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
                          moedit_sample_options *o);

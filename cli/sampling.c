@@ -77,8 +77,15 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
     if (access(path, F_OK)) return 0;
     me_file f;
     if (me_file_open(path, &f)) return cli_fail(MOEDIT_EINPUT);
-    cJSON *j = cJSON_ParseWithLength((const char *)f.data, f.size);
+    int rc = cli_sampling_defaults_json(cmd, s, dir, path, (const char *)f.data, f.size);
     me_file_close(&f);
+    return rc;
+}
+
+int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir, const char *path,
+                               const char *text, size_t size)
+{
+    cJSON *j = cJSON_ParseWithLength(text, size);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return cli_usage_error(cmd, "%s: not a JSON object", path);

@@ -45,6 +45,8 @@ static int raw_tensor(me_tensors *ts, const char *name, int ndim, const int64_t 
         return me_fail(MOEDIT_EINPUT, "%s: expected %s, got %s", name, me_shape_str(ndim, dims, want, sizeof want),
                        me_shape_str(t->ndim, t->shape, got, sizeof got));
     }
+    int rc = me_tensor_check_finite((me_tensor *)t, me_tensors_source(ts));
+    if (rc) return rc;
     *type = t->dtype == ME_F32 ? ME_GEMM_F32 : t->dtype == ME_BF16 ? ME_GEMM_BF16 : ME_GEMM_F16;
     *data = t->data;
     return MOEDIT_OK;

@@ -146,6 +146,9 @@ void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const 
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
+#ifdef __clang__   /* clang ignores GCC target pragmas (the fuzz build) */
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))), apply_to = function)
+#endif
 
 /* Where a tile goes: C = alpha·acc + bias + beta·C over the live columns
    (beta 0 never reads C). */
@@ -342,6 +345,9 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
     }
 }
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into MR-row panels
