@@ -29,11 +29,23 @@ typedef struct {
     const char *help;
 } cli_flag;
 
+/* Every command that reads a .pt/.pth/.bin or .npz declares
+   {"--no-verify", CLI_BOOL, &v, CLI_NO_VERIFY_HELP}; cli_parse then turns the
+   CRC-32 check off for the process (moedit_set_verify(0)). */
+#define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
+
 /* Returns 0, or 2 after printing one line "moedit CMD: …" on stderr.
    positional receives up to max_pos arguments; *npos their count. */
 int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
               char **positional, int max_pos, int *npos);
 void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags);
+
+/* The one number parser behind every flag (and the lists some flags hold):
+   the whole string must be the number. Integers outside [lo, hi] and floats
+   that are nan, inf or overflow are refused. 0, or an errno value. */
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+int cli_parse_u64(const char *s, uint64_t *out);
+int cli_parse_float(const char *s, float *out);
 
 /* Prints "moedit: <library error>" and returns the exit status for rc. */
 int cli_fail(int rc);
@@ -59,10 +71,10 @@ const char *cli_model_path(const char *model);
 typedef struct {
     const char *model, *vae, *sampler, *steps, *cfg_channels, *schedule, *seed;
     float cfg, eta;
-    int threads, heads, top_k, bf16;
+    int threads, heads, top_k, bf16, no_verify;
     char *owned[5];   /* strings read from defaults.json */
 } cli_sampling;
-#define CLI_SAMPLING_FLAGS 13   /* entries cli_sampling_flags writes */
+#define CLI_SAMPLING_FLAGS 14   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --top-k) to f; returns their count. */

@@ -14,7 +14,7 @@ int cmd_decode(int argc, char **argv)
 {
     const char *vae_path = NULL, *latent = NULL, *out = NULL;
     float scaling = NAN;   /* unset */
-    int threads = 0, cols = 0, help = 0;
+    int threads = 0, cols = 0, help = 0, no_verify = 0;
     const cli_flag flags[] = {
         {"--vae", CLI_STR, &vae_path, "diffusers AutoencoderKL folder or weights file"},
         {"--latent", CLI_STR, &latent, "Z.npy float [N,C,h,w] latents as sampled (not yet scaled)"},
@@ -22,6 +22,7 @@ int cmd_decode(int argc, char **argv)
         {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
+{"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };

@@ -23,7 +23,7 @@ static int shape_error(const char *file, const char *want, const me_array *a)
 int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *xp = NULL, *tp = NULL, *yp = NULL, *outp = NULL;
-    int heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0;
+    int heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0, no_verify = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint (.pt/.safetensors/diffusers folder) or alias"},
         {"--x", CLI_STR, &xp, "X.npy float32 [N,C,H,W]"},
@@ -34,6 +34,7 @@ int cmd_forward(int argc, char **argv)
         {"--top-k", CLI_INT, &top_k, "experts per token / per row (default 2)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
+        {"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -52,7 +53,7 @@ int cmd_forward(int argc, char **argv)
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .no_verify = no_verify}, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);
@@ -121,7 +122,7 @@ static double uniform(uint64_t *s)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0;
+    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, help = 0, no_verify = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint or alias"},
         {"--batch", CLI_INT, &batch, "rows per forward (default 8)"},
@@ -130,6 +131,7 @@ int cmd_bench(int argc, char **argv)
         {"--top-k", CLI_INT, &top_k, "experts per token (default 2)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
+        {"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -145,7 +147,7 @@ int cmd_bench(int argc, char **argv)
     if (threads) moedit_set_threads(threads);
     moedit_model *m;
     double t_load = now_ms();
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){heads, top_k, bf16}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .no_verify = no_verify}, &m);
     if (rc) return cli_fail(rc);
     t_load = now_ms() - t_load;
     const moedit_config *c = moedit_model_config(m);

@@ -51,6 +51,10 @@ uint16_t me_f32_to_bf16(float f);
 /* Threads for own kernels (OpenMP) and OpenBLAS. */
 int me_threads(void);
 
+/* How many of the n rows of len floats at x hold a NaN or an infinity; the
+   first eight row indices go to list ("0, 3, 7", ", …" after eight). */
+int me_non_finite_rows(const float *x, int n, size_t len, char *list, size_t cap);
+
 /* CRC-32 verification of ZIP entries on read (moedit_set_verify): whether it
    is on for this thread now; me_verify_suspend(1) turns it off for this
    thread until me_verify_suspend(previous), and returns the previous state. */
