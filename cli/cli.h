@@ -55,6 +55,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 /* Applies --threads N (0 = all cores) unless n is INT_MIN ("not given");
    returns 0, or 2 after a usage error for a negative n. */
 int cli_threads(const char *cmd, int n);
+/* Takes an exclusive lock on lock_path (created if missing) for as long as
+   the process runs or until cli_unlock, which also removes the file. 0 and
+   *fd, or 2 after "another run is writing the same output". */
+int cli_lock(const char *cmd, const char *lock_path, int *fd);
+void cli_unlock(const char *lock_path, int fd);
 /* Monotonic seconds, for progress and timings. */
 double cli_now(void);
 /* Whether path ends in ext (".png"), ignoring case. */

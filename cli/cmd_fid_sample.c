@@ -191,13 +191,19 @@ static int run(fs_args *a)
     moedit_load_options lo;
     moedit_sample_options o;
     int rc, e;
-    char part_path[4200], state_path[4200], fp[8192];
+    char part_path[4200], state_path[4200], lock_path[4200], fp[8192];
     snprintf(part_path, sizeof part_path, "%s.partial", a->npz);
     snprintf(state_path, sizeof state_path, "%s.state", a->npz);
+    snprintf(lock_path, sizeof lock_path, "%s.lock", a->npz);
+    int lock_fd;
+    if ((rc = cli_lock(CMD, lock_path, &lock_fd))) return rc;
 
     if ((rc = cli_sampling_defaults(CMD, &a->s, model_path)) || (rc = cli_sampling_load_options(CMD, &a->s, &lo)))
-        return rc;
-    if (!a->s.vae) return cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");
+        goto done;
+    if (!a->s.vae) {
+        rc = cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");
+        goto done;
+    }
     if ((e = moedit_model_load(model_path, &lo, &st.m))) goto fail;
     if ((rc = cli_sampling_resolve(CMD, &a->s, st.m, &o))) goto done;
     o.rng = MOEDIT_RNG_NATIVE;   /* per-row streams: a sample must not depend on its batch */
@@ -307,6 +313,7 @@ fail:
     rc = cli_fail(e);
 done:
     release(&st);
+    cli_unlock(lock_path, lock_fd);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli/cli.h"
+#include "core/core.h"
 #include "trace/heatmap.h"
 
 int cmd_heatmap(int argc, char **argv)
@@ -26,8 +27,6 @@ int cmd_heatmap(int argc, char **argv)
     }
     if (npos != 1) return cli_usage_error("heatmap", "needs one trace file (moedit heatmap TRACE --out DIR)");
     if (!out) return cli_usage_error("heatmap", "--out DIR is required");
-    if (mkdir(out, 0777) != 0 && errno != EEXIST)
-        return cli_usage_error("heatmap", "%s: cannot create folder: %s", out, strerror(errno));
 
     me_trace_reader *rd;
     int rc = me_trace_read_open(&rd, pos[0]);
@@ -36,8 +35,13 @@ int cmd_heatmap(int argc, char **argv)
     rc = me_trace_count(&c, rd, cond_only);
     me_trace_read_close(rd);
     if (rc) return cli_fail(rc);
-    if (!(rc = me_trace_write_tables(&c, out)) && !(rc = me_trace_write_summary(&c, out, stdout)))
-        rc = me_trace_write_figures(&c, out);
+    /* the folder appears only once every table and figure is in it */
+    me_atomic_dir dir;
+    if (!(rc = me_atomic_dir_open(&dir, out)) && !(rc = me_trace_write_tables(&c, dir.work)) &&
+        !(rc = me_trace_write_summary(&c, dir.work, stdout)))
+        rc = me_trace_write_figures(&c, dir.work);
+    if (!rc) rc = me_atomic_dir_commit(&dir);
+    else if (dir.path) me_atomic_dir_abort(&dir);
     int figures = c.info.depth + 1;
     me_trace_counts_free(&c);
     if (rc) return cli_fail(rc);

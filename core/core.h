@@ -72,4 +72,16 @@ int me_atomic_write(me_atomic_file *af, const void *data, size_t n);
 int me_atomic_commit(me_atomic_file *af);   /* fsync-free close + rename */
 void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
 
+/* An output folder that appears complete or not at all. A new folder is
+   written under a temporary name (work) and renamed to path by commit; abort
+   removes it with its files. An existing folder is used as it is (work ==
+   path): its files are each written atomically, and it is never removed. */
+typedef struct {
+    char *path, *tmp;   /* tmp NULL: the folder existed */
+    const char *work;   /* where to write the files now */
+} me_atomic_dir;
+int me_atomic_dir_open(me_atomic_dir *d, const char *path);
+int me_atomic_dir_commit(me_atomic_dir *d);
+void me_atomic_dir_abort(me_atomic_dir *d);
+
 #endif
