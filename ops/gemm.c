@@ -489,6 +489,10 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         scale_only(m, n, bias, beta, c, ldc);
         return;
     }
+    if (!me_gemm_native(0) && me_gemm_batch_invariant) {
+        me_gemm_invariant(m, a, lda, rows, b->data, k, n, alpha, bias, beta, c, ldc);
+        return;
+    }
     if (!me_gemm_native(0)) {
         if (rows) {   /* OpenBLAS reads A in place: gather blocks of rows into a stack buffer */
             float buf[32768];
