@@ -133,6 +133,7 @@ typedef struct {
     uint8_t *u8;
     int64_t *labels;
     uint64_t *seeds;
+    int fresh;        /* this run created .partial and .state and has finished no batch yet */
 } fs_state;
 
 static void release(fs_state *st)
@@ -244,6 +245,7 @@ static int run(fs_args *a)
             rc = cli_usage_error(CMD, "%s: %s", part_path, strerror(errno));
             goto done;
         }
+        st.fresh = 1;
         if ((e = write_state(state_path, fp, 0))) goto fail;
     }
     st.latents = me_alloc(sizeof(float) * B * C * S * S);
@@ -289,6 +291,7 @@ static int run(fs_args *a)
         }
         done += n;
         if ((e = write_state(state_path, fp, done))) goto fail;
+        st.fresh = 0;   /* from here on a failure leaves what --resume continues */
         double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
         fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count, rate,
                 (count - done) / rate);
@@ -313,6 +316,10 @@ fail:
     rc = cli_fail(e);
 done:
     release(&st);
+    if (st.fresh) {   /* nothing to resume: leave no file behind */
+        unlink(part_path);
+        unlink(state_path);
+    }
     cli_unlock(lock_path, lock_fd);
     return rc;
 }

@@ -72,6 +72,14 @@ int me_atomic_write(me_atomic_file *af, const void *data, size_t n);
 int me_atomic_commit(me_atomic_file *af);   /* fsync-free close + rename */
 void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
 
+/* Bytes of memory available now (/proc/meminfo MemAvailable, else sysinfo;
+   the environment variable MOEDIT_MEMORY_LIMIT=BYTES lowers it), -1 when
+   unknown. me_memory_check fails with MOEDIT_EINPUT, "<what> would need
+   X GiB, more than the Y GiB of memory available", before an allocation
+   of that size is tried. */
+double me_memory_available(void);
+int me_memory_check(double bytes, const char *what);
+
 /* An output folder that appears complete or not at all. A new folder is
    written under a temporary name (work) and renamed to path by commit; abort
    removes it with its files. An existing folder is used as it is (work ==

@@ -276,7 +276,9 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
         const me_tensor *tt = me_tensors_find(m->ts, cf->routing == MOEDIT_ROUTING_DTR
                                                          ? "routers.0._unit_mapping" : "full_time");
         if (tt && tt->ndim >= 1 && tt->shape[0] > 0 && tt->shape[0] < (1 << 24)) m->tasks = (int)tt->shape[0];
-        rc = load_weights(m);
+        /* the packed weights are a copy of every parameter (the mapping's pages are dropped) */
+        rc = me_memory_check((double)me_tensors_param_count(m->ts) * (m->bf16 ? 2 : 4), "the model's weights");
+        if (!rc) rc = load_weights(m);
     }
     if (rc) {
         moedit_model_free(m);
@@ -366,7 +368,17 @@ int dit_reserve(moedit_model *m, int n)
     /* The attention scratch is per thread: a raised thread count regrows it. */
     if (n <= m->cap && m->a.att_scratch_floats >= op_attention_scratch(m->tokens)) return MOEDIT_OK;
     if (n < m->cap) n = m->cap;
+    /* the arena's big terms in double first: crafted shapes must not wrap carve's size_t sums */
+    const moedit_config *cf = &m->cfg;
+    double nt = (double)n * m->tokens, k = cf->top_k > 0 ? cf->top_k : 1, E = cf->num_experts > 0 ? cf->num_experts : 1;
+    double rough = 4 * nt * (10.0 * cf->hidden + 2 * k * cf->mlp_hidden + 2.0 * cf->shared_hidden + 4 * E + 6 * k +
+                             (double)cf->patch * cf->patch * (cf->in_channels + cf->out_channels));
+    char what[96];
+    snprintf(what, sizeof what, "the activations of %d rows", n);
+    int rc = me_memory_check(rough, what);
+    if (rc) return rc;
     size_t bytes = carve(m, n, NULL);
+    if ((rc = me_memory_check((double)bytes, what))) return rc;
     void *arena = me_alloc_aligned(bytes);
     if (!arena) return MOEDIT_EINTERNAL;
     me_free_aligned(m->arena);
