@@ -248,6 +248,8 @@ static int run(fs_args *a)
         st.fresh = 1;
         if ((e = write_state(state_path, fp, 0))) goto fail;
     }
+    double per_row = sizeof(float) * (2.0 * C * S * S + (double)oc * px * px) + img_bytes + 16;
+    if ((e = me_memory_check(per_row * (double)B, "the sample buffers of one --batch"))) goto fail;
     st.latents = me_alloc(sizeof(float) * B * C * S * S);
     st.z = me_alloc(sizeof(float) * B * C * S * S);
     st.img = me_alloc(sizeof(float) * B * oc * px * px);

@@ -239,8 +239,8 @@ void me_tensor_to_f32(const me_tensor *t, float *dst)
     }
 }
 
-/* Index of the first element whose exponent bits are all ones (NaN or
-   infinity), or -1; bits are the element's high `width` bits' exponent mask. */
+/* Index of the first of n elements (esize bytes, little-endian) whose
+   exponent bits, mask, are all ones (NaN or infinity), or -1. */
 static int64_t first_non_finite(const uint8_t *p, int64_t n, int esize, uint64_t mask)
 {
     for (int64_t i = 0; i < n; i++) {
