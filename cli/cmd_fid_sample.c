@@ -115,10 +115,19 @@ static int parse_args(fs_args *a)
     a->shard_k = 0;
     a->shard_n = 1;
     if (a->shard) {
-        char tail;
-        if (sscanf(a->shard, "%d/%d%c", &a->shard_k, &a->shard_n, &tail) != 2 || a->shard_n < 1 ||
-            a->shard_k < 0 || a->shard_k >= a->shard_n)
+        char k_text[32];
+        const char *slash = strchr(a->shard, '/');
+        long long k = -1, n = 0;
+        size_t kl = slash ? (size_t)(slash - a->shard) : 0;
+        if (slash && kl < sizeof k_text) {
+            memcpy(k_text, a->shard, kl);
+            k_text[kl] = 0;
+        }
+        if (!slash || kl >= sizeof k_text || cli_parse_int(k_text, 0, INT_MAX, &k) ||
+            cli_parse_int(slash + 1, 1, INT_MAX, &n) || k >= n)
             return cli_usage_error(CMD, "--shard: '%s' is not k/n with 0 <= k < n", a->shard);
+        a->shard_k = (int)k;
+        a->shard_n = (int)n;
     }
     if (a->trace && a->resume) return cli_usage_error(CMD, "--trace cannot be resumed: drop --resume or --trace");
     return 0;
