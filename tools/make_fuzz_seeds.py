@@ -51,6 +51,15 @@ cfg2 = dict(cfg, mid_block_add_attention=False)
 out("vae", "no_mid_attention", json.dumps(cfg2).encode() + b"\0" + safetensors(
     {k: v for k, v in tiny.items() if ".attentions." not in k}))
 out("vae", "config_only.json", json.dumps(cfg).encode())
+# regression input for the first finding: finite weights whose sums overflow
+# to +inf and -inf make NaN activations, and me_expf(NaN) (SiLU) converted NaN
+# to int, undefined behaviour that UBSan reported (fixed in ops/fastmath.h)
+boom = dict(tiny)
+boom["post_quant_conv.bias"] = np.full_like(tiny["post_quant_conv.bias"], 3e38)
+w = np.full_like(tiny["decoder.conv_in.weight"], 3e38)
+w[:, :, 1, 1] = -3e38
+boom["decoder.conv_in.weight"] = w
+out("vae", "nan_activations", json.dumps(cfg).encode() + b"\0" + safetensors(boom))
 
 # defaults.json as train_dit.py writes it, and variants
 out("defaults", "fmnist_moe.json", open(os.path.join(ROOT, "models", "fmnist-moe", "defaults.json"), "rb").read())
