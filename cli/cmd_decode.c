@@ -14,7 +14,7 @@ int cmd_decode(int argc, char **argv)
 {
     const char *vae_path = NULL, *latent = NULL, *out = NULL, *device = NULL;
     float scaling = NAN;   /* unset */
-    int threads = 0, cols = 0, help = 0, timed = 0;
+    int threads = 0, cols = 0, help = 0, timed = 0, no_verify = 0;
     const cli_flag flags[] = {
         {"--vae", CLI_STR, &vae_path, "diffusers AutoencoderKL folder or weights file"},
         {"--latent", CLI_STR, &latent, "Z.npy float [N,C,h,w] latents as sampled (not yet scaled)"},
@@ -24,6 +24,7 @@ int cmd_decode(int argc, char **argv)
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--time", CLI_BOOL, &timed, "print decode_ms (the decode alone, loading excluded) on stderr"},
         {"--device", CLI_STR, &device, "cpu (the VAE has no CUDA path yet)"},
+        {"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };

@@ -72,7 +72,7 @@ static int features(me_inception *net, const char *label, batch_file *b, int bat
 
 typedef struct {
     const char *inception, *samples, *ref, *features_out, *stats_out, *device;
-    int batch, threads, help, is_split;
+    int batch, threads, help, is_split, no_verify;
 } fid_args;
 
 static int run(const fid_args *a)
@@ -145,6 +145,7 @@ int cmd_fid(int argc, char **argv)
         {"--is-split", CLI_INT, &a.is_split, "K     Inception Score over chunks of K samples, averaged (default 5000)"},
         {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
         {"--device", CLI_STR, &a.device, "cpu     (Inception has no CUDA path yet)"},
+        {"--no-verify", CLI_BOOL, &a.no_verify, "     " CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &a.help, "         this help"},
         {NULL, 0, NULL, NULL},
     };

@@ -140,6 +140,7 @@ typedef struct {
     uint8_t *u8;
     int64_t *labels;
     uint64_t *seeds;
+    int fresh;        /* this run created .partial and .state and has finished no batch yet */
 } fs_state;
 
 static void release(fs_state *st)
@@ -200,13 +201,19 @@ static int run(fs_args *a)
     moedit_load_options lo;
     moedit_sample_options o;
     int rc, e;
-    char part_path[4200], state_path[4200], fp[8192];
+    char part_path[4200], state_path[4200], lock_path[4200], fp[8192];
     snprintf(part_path, sizeof part_path, "%s.partial", a->npz);
     snprintf(state_path, sizeof state_path, "%s.state", a->npz);
+    snprintf(lock_path, sizeof lock_path, "%s.lock", a->npz);
+    int lock_fd;
+    if ((rc = cli_lock(CMD, lock_path, &lock_fd))) return rc;
 
     if ((rc = cli_sampling_defaults(CMD, &a->s, model_path)) || (rc = cli_sampling_load_options(CMD, &a->s, &lo)))
-        return rc;
-    if (!a->s.vae) return cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");
+        goto done;
+    if (!a->s.vae) {
+        rc = cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");
+        goto done;
+    }
     if ((e = moedit_model_load(model_path, &lo, &st.m))) goto fail;
     if ((rc = cli_sampling_resolve(CMD, &a->s, st.m, &o))) goto done;
     o.rng = MOEDIT_RNG_NATIVE;   /* per-row streams: a sample must not depend on its batch */
@@ -247,8 +254,11 @@ static int run(fs_args *a)
             rc = cli_usage_error(CMD, "%s: %s", part_path, strerror(errno));
             goto done;
         }
+        st.fresh = 1;
         if ((e = write_state(state_path, fp, 0))) goto fail;
     }
+    double per_row = sizeof(float) * (2.0 * C * S * S + (double)oc * px * px) + img_bytes + 16;
+    if ((e = me_memory_check(per_row * (double)B, "the sample buffers of one --batch"))) goto fail;
     st.latents = me_alloc(sizeof(float) * B * C * S * S);
     st.z = me_alloc(sizeof(float) * B * C * S * S);
     st.img = me_alloc(sizeof(float) * B * oc * px * px);
@@ -292,6 +302,7 @@ static int run(fs_args *a)
         }
         done += n;
         if ((e = write_state(state_path, fp, done))) goto fail;
+        st.fresh = 0;   /* from here on a failure leaves what --resume continues */
         double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
         fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count, rate,
                 (count - done) / rate);
@@ -318,6 +329,11 @@ fail:
     rc = cli_fail(e);
 done:
     release(&st);
+    if (st.fresh) {   /* nothing to resume: leave no file behind */
+        unlink(part_path);
+        unlink(state_path);
+    }
+    cli_unlock(lock_path, lock_fd);
     return rc;
 }
 

@@ -26,7 +26,7 @@ int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *xp = NULL, *tp = NULL, *yp = NULL, *outp = NULL;
     const char *device = NULL;
-    int heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, help = 0;
+    int heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, help = 0, no_verify = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint (.pt/.safetensors/diffusers folder) or alias"},
         {"--x", CLI_STR, &xp, "X.npy float32 [N,C,H,W]"},
@@ -39,6 +39,7 @@ int cmd_forward(int argc, char **argv)
         {"--bf16", CLI_BOOL, &bf16, "block matrices in bfloat16 (AVX512-BF16 products)"},
         {"--device", CLI_STR, &device, "cpu|cuda[:N] (default cpu; cuda needs a -DMOEDIT_CUDA=ON build)"},
         {"--fp32", CLI_BOOL, &fp32, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
+        {"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -59,7 +60,7 @@ int cmd_forward(int argc, char **argv)
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32, .no_verify = no_verify}, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);
@@ -150,7 +151,8 @@ int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
     const char *device = NULL;
-    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, peak_only = 0, help = 0;
+    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, peak_only = 0, help = 0,
+        no_verify = 0;
     const cli_flag flags[] = {
         {"--model", CLI_STR, &model, "checkpoint or alias"},
         {"--batch", CLI_INT, &batch, "rows per forward (default 8)"},
@@ -162,6 +164,7 @@ int cmd_bench(int argc, char **argv)
         {"--peak", CLI_BOOL, &peak_only, "only name the CPU and measure its peaks (no --model)"},
         {"--device", CLI_STR, &device, "cpu|cuda[:N] (default cpu; cuda needs a -DMOEDIT_CUDA=ON build)"},
         {"--fp32", CLI_BOOL, &fp32, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
+        {"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -187,7 +190,7 @@ int cmd_bench(int argc, char **argv)
     }
     moedit_model *m;
     double t_load = now_ms();
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32, .no_verify = no_verify}, &m);
     if (rc) return cli_fail(rc);
     t_load = now_ms() - t_load;
     const moedit_config *c = moedit_model_config(m);

@@ -37,8 +37,6 @@ int cmd_heatmap(int argc, char **argv)
     if (!out) return cli_usage_error("heatmap", "--out DIR is required");
     unsigned formats;
     if (me_figure_formats(format, &formats)) return cli_usage_error("heatmap", "--format: %s", moedit_last_error());
-    if (mkdir(out, 0777) != 0 && errno != EEXIST)
-        return cli_usage_error("heatmap", "%s: cannot create folder: %s", out, strerror(errno));
 
     me_trace_reader *rd;
     int rc = me_trace_read_open(&rd, pos[0]);
@@ -54,20 +52,27 @@ int cmd_heatmap(int argc, char **argv)
         return rc;
     }
     c.names = &names;
+    /* the folder appears only once every table and figure is in it */
+    me_atomic_dir dir;
     char paper_dir[4200];
-    snprintf(paper_dir, sizeof paper_dir, "%s/paper", out);
-    if (!(rc = me_trace_write_tables(&c, out)) && !(rc = me_trace_write_summary(&c, out, stdout)))
-        rc = me_trace_write_figures(&c, out, formats);
-    if (!rc && paper && mkdir(paper_dir, 0777) != 0 && errno != EEXIST)
-        rc = me_fail(MOEDIT_EINPUT, "%s: cannot create folder: %s", paper_dir, strerror(errno));
-    if (!rc && paper) rc = me_trace_write_paper(&c, paper_dir, formats);
+    if (!(rc = me_atomic_dir_open(&dir, out)) && !(rc = me_trace_write_tables(&c, dir.work)) &&
+        !(rc = me_trace_write_summary(&c, dir.work, stdout)))
+        rc = me_trace_write_figures(&c, dir.work, formats);
+    if (!rc && paper) {
+        snprintf(paper_dir, sizeof paper_dir, "%s/paper", dir.work);
+        if (mkdir(paper_dir, 0777) != 0 && errno != EEXIST)
+            rc = me_fail(MOEDIT_EINPUT, "%s: cannot create folder: %s", paper_dir, strerror(errno));
+        if (!rc) rc = me_trace_write_paper(&c, paper_dir, formats);
+    }
+    if (!rc) rc = me_atomic_dir_commit(&dir);
+    else if (dir.path) me_atomic_dir_abort(&dir);
     int figures = c.info.depth + 1;
     int views = paper ? c.info.depth * (c.gate_sums ? 4 : 3) + 1 : 0;
     me_trace_counts_free(&c);
     me_class_names_free(&names);
     if (rc) return cli_fail(rc);
     fprintf(stderr, "moedit heatmap: wrote tables, summary.txt and %d figures to %s", figures, out);
-    if (paper) fprintf(stderr, ", %d paper figures to %s", views, paper_dir);
+    if (paper) fprintf(stderr, ", %d paper figures to %s/paper", views, out);
     fprintf(stderr, " (%s)\n", format);
     return 0;
 }

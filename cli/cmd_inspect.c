@@ -271,6 +271,7 @@ int cmd_inspect(int argc, char **argv)
         {"--all", CLI_BOOL, &all, "list every tensor (default: the first 40 of large models)"},
         {"--heads", CLI_INT, &opt.heads, "attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &opt.top_k, "experts per token (default 2 or the file's metadata)"},
+        {"--no-verify", CLI_BOOL, &opt.no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };
@@ -346,6 +347,7 @@ int cmd_convert(int argc, char **argv)
         {"--dtype", CLI_STR, &dtype_s, "f32 (default), f16 or bf16: float tensors are converted"},
         {"--heads", CLI_INT, &opt.heads, "attention heads to record (default from the hidden size)"},
         {"--top-k", CLI_INT, &opt.top_k, "experts per token to record (default 2)"},
+        {"--no-verify", CLI_BOOL, &opt.no_verify, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "this help"},
         {0},
     };

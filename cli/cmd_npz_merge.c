@@ -101,9 +101,10 @@ static int put_in_order(input *ins, char **names, const int *order, int n)
 int cmd_npz_merge(int argc, char **argv)
 {
     const char *out = NULL;
-    int help = 0;
+    int help = 0, no_verify = 0;
     const cli_flag flags[] = {
         {"--out", CLI_STR, &out, "OUT.npz   merged file"},
+        {"--no-verify", CLI_BOOL, &no_verify, "     " CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, "         this help"},
         {NULL, 0, NULL, NULL},
     };

@@ -149,9 +149,12 @@ static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, con
         fprintf(stderr, "wrote %s\n", a->out);
     }
     if (a->outdir) {
-        if (mkdir(a->outdir, 0777) && errno != EEXIST)
-            return cli_usage_error(CMD, "--outdir %s: %s", a->outdir, strerror(errno));
-        if ((r = me_write_sample_pngs(a->outdir, 0, n, oc, px, px, img, labels))) return cli_fail(r);
+        me_atomic_dir dir;
+        if ((r = me_atomic_dir_open(&dir, a->outdir))) return cli_fail(r);
+        if ((r = me_write_sample_pngs(dir.work, 0, n, oc, px, px, img, labels)) || (r = me_atomic_dir_commit(&dir))) {
+            if (dir.path) me_atomic_dir_abort(&dir);
+            return cli_fail(r);
+        }
         fprintf(stderr, "wrote %d images into %s\n", n, a->outdir);
     }
     return 0;

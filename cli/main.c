@@ -1,4 +1,5 @@
 /* moedit — command-line entry: dispatches to one function per subcommand. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -34,6 +35,9 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     cli_omp_defaults(argv);
+    /* a full disk or `ulimit -f` then fails the write (EFBIG), which removes
+       the temporary file, instead of killing the process mid-file */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -46,6 +46,7 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
         {"--bf16", CLI_BOOL, &s->bf16, "                block matrices in bfloat16 (AVX512-BF16 products, ~2x faster)"},
         {"--device", CLI_STR, &s->device, "cpu|cuda[:N]    where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
         {"--fp32", CLI_BOOL, &s->fp32, "                on a GPU: float32 weights and products, TF32 off (default bf16)"},
+        {"--no-verify", CLI_BOOL, &s->no_verify, "                " CLI_NO_VERIFY_HELP},
     };
     _Static_assert(sizeof table / sizeof table[0] == CLI_SAMPLING_FLAGS, "update CLI_SAMPLING_FLAGS in cli.h");
     memcpy(f, table, sizeof table);
@@ -79,8 +80,15 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
     if (access(path, F_OK)) return 0;
     me_file f;
     if (me_file_open(path, &f)) return cli_fail(MOEDIT_EINPUT);
-    cJSON *j = cJSON_ParseWithLength((const char *)f.data, f.size);
+    int rc = cli_sampling_defaults_json(cmd, s, dir, path, (const char *)f.data, f.size);
     me_file_close(&f);
+    return rc;
+}
+
+int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir, const char *path,
+                               const char *text, size_t size)
+{
+    cJSON *j = cJSON_ParseWithLength(text, size);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return cli_usage_error(cmd, "%s: not a JSON object", path);
@@ -117,6 +125,7 @@ int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_loa
     lo->heads = s->heads == INT_MIN ? 0 : s->heads;
     lo->top_k = s->top_k == INT_MIN ? 0 : s->top_k;
     lo->bf16 = s->bf16;
+    lo->no_verify = s->no_verify;
     lo->fp32 = s->fp32;
     return cli_device(cmd, s->device, &lo->device);
 }
@@ -140,10 +149,9 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
     if (!isnan(s->cfg)) o->cfg = s->cfg;
     if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(cmd, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
     if (s->cfg_channels) {
-        char *end;
-        long k = strtol(s->cfg_channels, &end, 10);
+        long long k;
         if (!strcmp(s->cfg_channels, "all")) o->cfg_channels = 0;
-        else if (*end || end == s->cfg_channels || k < 1 || k > 64)
+        else if (cli_parse_int(s->cfg_channels, 1, 64, &k))
             return cli_usage_error(cmd, "--cfg-channels: '%s' is not 3 or all", s->cfg_channels);
         else o->cfg_channels = (int)k;
     }
@@ -158,10 +166,8 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
         else return cli_usage_error(cmd, "--schedule: '%s' is not linear or cosine", s->schedule);
     }
     if (s->seed) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s->seed, &end, 10);
-        if (s->seed[0] == '-' || errno || *end || end == s->seed)
+        uint64_t v;
+        if (cli_parse_u64(s->seed, &v))
             return cli_usage_error(cmd, "--seed: '%s' is not a non-negative integer", s->seed);
         o->seed = v;
     }

@@ -151,9 +151,19 @@ int cli_shard_parse(const char *cmd, const char *spec, cli_shard *s)
     s->n = 1;
     if (!spec) return 0;
     if (!strcmp(spec, "auto")) return shard_auto(cmd, s);
-    char tail;
-    if (sscanf(spec, "%d/%d%c", &s->k, &s->n, &tail) != 2 || s->n < 1 || s->k < 0 || s->k >= s->n)
+    char k_text[32];
+    const char *slash = strchr(spec, '/');
+    long long k = -1, n = 0;
+    size_t kl = slash ? (size_t)(slash - spec) : 0;
+    if (slash && kl < sizeof k_text) {
+        memcpy(k_text, spec, kl);
+        k_text[kl] = 0;
+    }
+    if (!slash || kl >= sizeof k_text || cli_parse_int(k_text, 0, INT_MAX, &k) ||
+        cli_parse_int(slash + 1, 1, INT_MAX, &n) || k >= n)
         return cli_usage_error(cmd, "--shard: '%s' is not k/n with 0 <= k < n, nor auto", spec);
+    s->k = (int)k;
+    s->n = (int)n;
     return 0;
 }
 

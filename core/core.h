@@ -51,6 +51,16 @@ uint16_t me_f32_to_bf16(float f);
 /* Threads for own kernels (OpenMP) and OpenBLAS. */
 int me_threads(void);
 
+/* How many of the n rows of len floats at x hold a NaN or an infinity; the
+   first eight row indices go to list ("0, 3, 7", ", …" after eight). */
+int me_non_finite_rows(const float *x, int n, size_t len, char *list, size_t cap);
+
+/* CRC-32 verification of ZIP entries on read (moedit_set_verify): whether it
+   is on for this thread now; me_verify_suspend(1) turns it off for this
+   thread until me_verify_suspend(previous), and returns the previous state. */
+int me_verify_enabled(void);
+int me_verify_suspend(int off);
+
 /* Writes bytes to path atomically: a temporary name in the same folder,
    renamed when complete, removed on failure. */
 typedef struct {
@@ -67,5 +77,25 @@ void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
    share/moedit (installed) or data/ (source tree). Writes the path to out;
    1 if found, else 0. */
 int me_find_shipped(const char *models_rel, const char *data_rel, char *out, size_t size);
+
+/* Bytes of memory available now (/proc/meminfo MemAvailable, else sysinfo;
+   the environment variable MOEDIT_MEMORY_LIMIT=BYTES lowers it), -1 when
+   unknown. me_memory_check fails with MOEDIT_EINPUT, "<what> would need
+   X GiB, more than the Y GiB of memory available", before an allocation
+   of that size is tried. */
+double me_memory_available(void);
+int me_memory_check(double bytes, const char *what);
+
+/* An output folder that appears complete or not at all. A new folder is
+   written under a temporary name (work) and renamed to path by commit; abort
+   removes it with its files. An existing folder is used as it is (work ==
+   path): its files are each written atomically, and it is never removed. */
+typedef struct {
+    char *path, *tmp;   /* tmp NULL: the folder existed */
+    const char *work;   /* where to write the files now */
+} me_atomic_dir;
+int me_atomic_dir_open(me_atomic_dir *d, const char *path);
+int me_atomic_dir_commit(me_atomic_dir *d);
+void me_atomic_dir_abort(me_atomic_dir *d);
 
 #endif

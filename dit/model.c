@@ -45,6 +45,8 @@ static int raw_tensor(me_tensors *ts, const char *name, int ndim, const int64_t 
         return me_fail(MOEDIT_EINPUT, "%s: expected %s, got %s", name, me_shape_str(ndim, dims, want, sizeof want),
                        me_shape_str(t->ndim, t->shape, got, sizeof got));
     }
+    int rc = me_tensor_check_finite((me_tensor *)t, me_tensors_source(ts));
+    if (rc) return rc;
     *type = t->dtype == ME_F32 ? ME_GEMM_F32 : t->dtype == ME_BF16 ? ME_GEMM_BF16 : ME_GEMM_F16;
     *data = t->data;
     return MOEDIT_OK;
@@ -269,7 +271,9 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
     if (!m) return MOEDIT_EINTERNAL;
     m->null_from = -1;
     m->bf16 = opt && opt->bf16;
+    int was = me_verify_suspend(opt && opt->no_verify);
     rc = me_tensors_open(path, &m->ts);
+    me_verify_suspend(was);
     if (!rc) rc = me_detect_config(m->ts, opt, &m->cfg);
     if (!rc) {
         const moedit_config *cf = &m->cfg;
@@ -283,7 +287,13 @@ int moedit_model_load(const char *path, const moedit_load_options *opt, moedit_m
                                                          ? "routers.0._unit_mapping" : "full_time");
         if (tt && tt->ndim >= 1 && tt->shape[0] > 0 && tt->shape[0] < (1 << 24)) m->tasks = (int)tt->shape[0];
         rc = load_pos(m);
-        if (!rc) rc = opt && opt->device.kind != MOEDIT_DEVICE_CPU ? dit_gpu_load(m, opt) : load_weights(m);
+        if (!rc && opt && opt->device.kind != MOEDIT_DEVICE_CPU) {
+            rc = dit_gpu_load(m, opt);
+        } else if (!rc) {
+            /* the packed weights are a copy of every parameter (the mapping's pages are dropped) */
+            rc = me_memory_check((double)me_tensors_param_count(m->ts) * (m->bf16 ? 2 : 4), "the model's weights");
+            if (!rc) rc = load_weights(m);
+        }
     }
     if (rc) {
         moedit_model_free(m);
@@ -376,7 +386,17 @@ int dit_reserve(moedit_model *m, int n)
         m->a.att_scratch_floats >= op_attention_scratch(m->cap, m->tokens, m->cfg.heads, m->head_dim))
         return MOEDIT_OK;
     if (n < m->cap) n = m->cap;
+    /* the arena's big terms in double first: crafted shapes must not wrap carve's size_t sums */
+    const moedit_config *cf = &m->cfg;
+    double nt = (double)n * m->tokens, k = cf->top_k > 0 ? cf->top_k : 1, E = cf->num_experts > 0 ? cf->num_experts : 1;
+    double rough = 4 * nt * (10.0 * cf->hidden + 2 * k * cf->mlp_hidden + 2.0 * cf->shared_hidden + 4 * E + 6 * k +
+                             (double)cf->patch * cf->patch * (cf->in_channels + cf->out_channels));
+    char what[96];
+    snprintf(what, sizeof what, "the activations of %d rows", n);
+    int rc = me_memory_check(rough, what);
+    if (rc) return rc;
     size_t bytes = carve(m, n, NULL);
+    if ((rc = me_memory_check((double)bytes, what))) return rc;
     void *arena = me_alloc_aligned(bytes);
     if (!arena) return MOEDIT_EINTERNAL;
     me_free_aligned(m->arena);

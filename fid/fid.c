@@ -83,27 +83,44 @@ static int get_f64(me_npz *z, const char *path, const char *name, int ndim, int6
     return MOEDIT_OK;
 }
 
+/* The size a square (ndim 2) or vector (ndim 1) member claims, -1 for any
+   other shape; read as a view of the archive, so nothing d*d is allocated. */
+static int member_dim(me_npz *z, const char *name, int ndim, int64_t *d)
+{
+    me_array a;
+    int rc = me_npz_get(z, name, &a);
+    if (rc) return rc;
+    *d = a.ndim == ndim && (ndim == 1 || a.shape[1] == a.shape[0]) ? a.shape[0] : -1;
+    me_array_free(&a);
+    return MOEDIT_OK;
+}
+
+int me_fid_stats_from_npz(me_npz *z, const char *path, const char *mu_name, const char *sigma_name,
+                          me_fid_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t d, ds;
+    int rc = member_dim(z, mu_name, 1, &d);
+    if (rc) return rc;
+    if (d < 1 || d > 65536) return me_fail(MOEDIT_EINPUT, "%s: '%s' is not a vector", path, mu_name);
+    if ((rc = member_dim(z, sigma_name, 2, &ds))) return rc;
+    if (ds != d)
+        return me_fail(MOEDIT_EINPUT, "%s: '%s' is not a float array of size square %lld", path, sigma_name,
+                       (long long)d);
+    rc = stats_alloc((int)d, out);
+    if (!rc && !(rc = get_f64(z, path, mu_name, 1, d, out->mu))) rc = get_f64(z, path, sigma_name, 2, d, out->sigma);
+    if (rc) me_fid_stats_free(out);
+    return rc;
+}
+
 int me_fid_stats_load(const char *path, me_fid_stats *out)
 {
     memset(out, 0, sizeof *out);
     me_npz z;
-    me_array mu;
     int rc = me_npz_open(path, &z);
     if (rc) return rc;
-    if ((rc = me_npz_get(&z, "mu", &mu))) {
-        me_npz_close(&z);
-        return rc;
-    }
-    int64_t d = mu.ndim == 1 ? mu.shape[0] : -1;
-    me_array_free(&mu);
-    if (d < 1 || d > 65536) {
-        me_npz_close(&z);
-        return me_fail(MOEDIT_EINPUT, "%s: 'mu' is not a vector", path);
-    }
-    if (!(rc = stats_alloc((int)d, out)) && !(rc = get_f64(&z, path, "mu", 1, d, out->mu)))
-        rc = get_f64(&z, path, "sigma", 2, d, out->sigma);
+    rc = me_fid_stats_from_npz(&z, path, "mu", "sigma", out);
     me_npz_close(&z);
-    if (rc) me_fid_stats_free(out);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #define MOEDIT_FID_H
 
 #include <stdint.h>
+#include "weights/npy.h"
 
 typedef struct {
     int dim;
@@ -30,6 +31,11 @@ typedef struct {
 int me_fid_stats_from_features(int64_t n, int dim, const float *features, me_fid_stats *out);
 /* An .npz with "mu" [d] and "sigma" [d, d] (float32 or float64). */
 int me_fid_stats_load(const char *path, me_fid_stats *out);
+/* The same from an open npz and the members mu_name, sigma_name ("mu",
+   "sigma"; ADM references also hold "mu_s", "sigma_s"); path names it in
+   messages. sigma's header is checked before d*d doubles are allocated. */
+int me_fid_stats_from_npz(me_npz *z, const char *path, const char *mu_name, const char *sigma_name,
+                          me_fid_stats *out);
 /* Writes mu and sigma as float64, atomically. */
 int me_fid_stats_save(const char *path, const me_fid_stats *s);
 void me_fid_stats_free(me_fid_stats *s);

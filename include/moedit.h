@@ -71,6 +71,11 @@ const char *moedit_last_error(void);
 /* Number of threads used by moedit's own kernels and by BLAS (0 = all cores). */
 void moedit_set_threads(int threads);
 
+/* Whether every ZIP entry read (torch .pt/.pth/.bin, .npz) is checked against
+   its CRC-32 (default 1; a mismatch fails naming the file and the entry).
+   0 skips the check for the whole process: for huge files already trusted. */
+void moedit_set_verify(int on);
+
 /* ---- models ------------------------------------------------------------ */
 
 typedef enum {
@@ -120,6 +125,7 @@ typedef struct {
                               runs on that GPU (inputs and outputs stay host arrays) */
     int fp32;    /* CUDA only: float32 weights and products with TF32 off, for
                     parity checks; the default on a GPU is bfloat16 */
+    int no_verify;  /* 1: skip the CRC-32 check of a torch checkpoint's entries */
 } moedit_load_options;
 
 typedef struct moedit_model moedit_model;

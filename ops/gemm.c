@@ -143,6 +143,9 @@ void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const 
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
+#ifdef __clang__   /* clang ignores GCC target pragmas (the fuzz build) */
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))), apply_to = function)
+#endif
 
 /* Where a tile goes: C = alpha·acc + bias + beta·C over the live columns
    (beta 0 never reads C). */
@@ -333,6 +336,9 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
     }
 }
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 /* pack_b_panel_avx512 in plain C, for the other kernel sets. */
@@ -521,6 +527,10 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         scale_only(m, n, bias, beta, c, ldc);
+        return;
+    }
+    if (!me_gemm_native(0) && me_gemm_batch_invariant) {
+        me_gemm_invariant(m, a, lda, rows, b->data, k, n, alpha, bias, beta, c, ldc);
         return;
     }
     if (!me_gemm_native(0)) {

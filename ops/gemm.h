@@ -57,6 +57,16 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
 void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
                   const float *bias, float beta, float *c, size_t ldc);
 
+/* OpenBLAS rounds a row differently with the rows around it. While this is
+   set (by moedit_sample for the native RNG, whose samples promise not to
+   depend on their batch), me_gemm/me_gemm_rows without AVX-512 run
+   me_gemm_invariant instead: each element one sequential sum over k, the
+   same whatever the batch, its order or the thread count (the own AVX-512
+   kernels are that already: their blocking depends on k only). */
+extern int me_gemm_batch_invariant;
+void me_gemm_invariant(int m, const float *a, size_t lda, const int *rows, const float *b, int k, int n,
+                       float alpha, const float *bias, float beta, float *c, size_t ldc);
+
 /* cblas_sgemm(CblasRowMajor, …) with the same arguments, through the own
    kernels (packing B per call): a drop-in replacement. */
 void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,

@@ -163,6 +163,14 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
                 else ddpm_row(&d, k, learn_sigma, chw, x, mo, nz);
             }
         }
+        /* one pass over the latents: a model that diverges stops here, named */
+        char bad[96];
+        int nbad = me_non_finite_rows(latents, n, chw, bad, sizeof bad);
+        if (nbad) {
+            rc = me_fail(MOEDIT_EINPUT, "sample: non-finite values after step %d of %d (t = %g) in %d of %d rows: %s",
+                         step + 1, steps, (double)tv, nbad, n, bad);
+            goto done;
+        }
         if (o->progress) o->progress(o->progress_user, step + 1, steps);
     }
 done:

@@ -198,5 +198,9 @@ int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float 
     size_t zs = (size_t)v->cfg.latent_channels * h * w;
     size_t is = (size_t)v->cfg.out_channels * h * up * w * up;
     for (int i = 0; i < n; i++) decode_one(v, h, w, z + i * zs, img + i * is);
+    char bad[96];
+    int nbad = me_non_finite_rows(img, n, is, bad, sizeof bad);
+    if (nbad)
+        return me_fail(MOEDIT_EINPUT, "VAE decode: non-finite values in %d of %d decoded images: %s", nbad, n, bad);
     return MOEDIT_OK;
 }

@@ -347,7 +347,9 @@ int me_npz_get(me_npz *z, const char *name, me_array *out)
     if (e->method == 0) {
         const uint8_t *p;
         uint64_t n;
-        if ((rc = me_zip_data(&z->zip, e, &p, &n)) || (rc = me_npy_parse(p, (size_t)n, what, out))) return rc;
+        if ((rc = me_zip_data(&z->zip, e, &p, &n)) || (me_verify_enabled() && (rc = me_zip_verify(&z->zip, &e, 1))) ||
+            (rc = me_npy_parse(p, (size_t)n, what, out)))
+            return rc;
         return aligned(out) ? MOEDIT_OK : own_copy(out);
     }
     if (e->size > SIZE_MAX - 64) return me_fail(MOEDIT_EINPUT, "%s: member too large", what);

@@ -239,6 +239,51 @@ void me_tensor_to_f32(const me_tensor *t, float *dst)
     }
 }
 
+/* Index of the first of n elements (esize bytes, little-endian) whose
+   exponent bits, mask, are all ones (NaN or infinity), or -1. */
+static int64_t first_non_finite(const uint8_t *p, int64_t n, int esize, uint64_t mask)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t v = 0;
+        memcpy(&v, p + (size_t)i * esize, (size_t)esize);
+        if ((v & mask) == mask) return i;
+    }
+    return -1;
+}
+
+int me_tensor_check_finite(me_tensor *t, const char *source)
+{
+    if (t->finite) return MOEDIT_OK;
+    uint64_t mask;
+    switch (t->dtype) {
+    case ME_F32: mask = 0x7f800000u; break;
+    case ME_F16: mask = 0x7c00u; break;
+    case ME_BF16: mask = 0x7f80u; break;
+    case ME_F64: mask = 0x7ff0000000000000ull; break;
+    default: t->finite = 1; return MOEDIT_OK;
+    }
+    /* one branch-free pass first: weights are almost always clean */
+    const uint8_t *p = t->data;
+    int esize = (int)me_dtype_size(t->dtype);
+    int bad = 0;
+    if (t->dtype == ME_F32 && ((uintptr_t)p & 3) == 0) {
+        const uint32_t *w = (const uint32_t *)p;
+        for (int64_t i = 0; i < t->numel; i++) bad |= (w[i] & 0x7f800000u) == 0x7f800000u;
+    } else {
+        bad = first_non_finite(p, t->numel, esize, mask) >= 0;
+    }
+    if (bad) {
+        int64_t i = first_non_finite(p, t->numel, esize, mask);
+        uint64_t v = 0;
+        memcpy(&v, p + (size_t)i * esize, (size_t)esize);
+        uint64_t mantissa = (mask & (~mask + 1)) - 1, sign = v >> (8 * esize - 1);
+        return me_fail(MOEDIT_EINPUT, "%s: tensor %s holds %s at index %lld: the weights are corrupt", source,
+                       t->name, v & mantissa ? "nan" : sign ? "-inf" : "inf", (long long)i);
+    }
+    t->finite = 1;
+    return MOEDIT_OK;
+}
+
 static int shape_matches(const me_tensor *t, int ndim, const int64_t *shape)
 {
     if (ndim < 0) return 1;
@@ -260,6 +305,8 @@ int me_tensors_f32_opt(me_tensors *ts, const char *name, int ndim, const int64_t
                        me_shape_str(ndim, shape, want, sizeof want),
                        me_shape_str(t->ndim, t->shape, got, sizeof got));
     }
+    int rc = me_tensor_check_finite(t, ts->source);
+    if (rc) return rc;
     if (t->dtype == ME_F32 && ((uintptr_t)t->data & 3) == 0) {
         *out = t->data;
         return MOEDIT_OK;

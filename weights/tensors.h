@@ -37,6 +37,7 @@ typedef struct {
     int64_t numel;
     const void *data;
     float *f32;          /* converted copy, made by me_tensors_f32 when needed */
+    int finite;          /* 1: checked to hold no NaN or infinity */
 } me_tensor;
 
 typedef struct me_tensors me_tensors;
@@ -71,6 +72,12 @@ int me_tensors_f32(me_tensors *ts, const char *name, int ndim, const int64_t *sh
 /* The same for an optional tensor: *out = NULL and MOEDIT_OK when absent. */
 int me_tensors_f32_opt(me_tensors *ts, const char *name, int ndim, const int64_t *shape,
                        const float **out);
+
+/* Fails with MOEDIT_EINPUT ("<source>: tensor <name> holds nan at index i")
+   when a float tensor holds a NaN or an infinity: a model never runs on
+   weights that can only produce garbage. me_tensors_f32 checks every tensor
+   it returns; the result is remembered in t->finite. */
+int me_tensor_check_finite(me_tensor *t, const char *source);
 
 /* Converts any dtype to float32 (integers by value). */
 void me_tensor_to_f32(const me_tensor *t, float *dst);

@@ -14,6 +14,8 @@ typedef struct {
     me_zip zip;
     char prefix[MAX_NAME];     /* "archive/" */
     me_tensors *ts;
+    int verify;                /* check the CRC-32 of every entry read */
+    uint8_t *read;             /* [zip.count]: entry i is read */
 } loader;
 
 /* "<prefix>/data.pkl" at the top level of the archive; the prefix is the
@@ -46,6 +48,7 @@ static int check_byteorder(loader *L)
     uint64_t n;
     int rc = me_zip_data(&L->zip, e, &p, &n);
     if (rc) return rc;
+    L->read[e - L->zip.entries] = 1;
     if (n != 6 || memcmp(p, "little", 6) != 0)
         return me_fail(MOEDIT_EINPUT, "%s: big-endian checkpoint (byteorder %.*s) is not supported", L->path,
                        (int)(n < 16 ? n : 16), (const char *)p);
@@ -90,6 +93,7 @@ static int add_tensor(loader *L, const char *name, const me_pk_tensor *t)
     uint64_t bytes;
     int rc = me_zip_data(&L->zip, e, &data, &bytes);
     if (rc) return rc;
+    L->read[e - L->zip.entries] = 1;
     size_t esize = me_dtype_size(s->dtype), need;
     if (!me_mul_size((size_t)s->numel, esize, &need) || need > bytes)
         return me_fail(MOEDIT_EINPUT, "%s: %s: storage %s holds %llu bytes, %lld %s elements need more",
@@ -175,15 +179,31 @@ static const char *describe(const me_pk_value *v)
     }
 }
 
+/* The CRC-32 of every entry marked read, all at once so threads share the work. */
+static int verify_read(loader *L)
+{
+    const me_zip_entry **list = me_calloc((size_t)L->zip.count, sizeof *list);
+    if (!list) return MOEDIT_EINTERNAL;
+    int n = 0;
+    for (int i = 0; i < L->zip.count; i++)
+        if (L->read[i]) list[n++] = &L->zip.entries[i];
+    int rc = me_zip_verify(&L->zip, list, n);
+    free(list);
+    return rc;
+}
+
 static int load(loader *L, const uint8_t *data, size_t size)
 {
     int rc = me_zip_open_memory(&L->zip, data, size, L->path);
     if (rc) return rc;
+    if (!(L->read = me_calloc((size_t)L->zip.count, 1))) return MOEDIT_EINTERNAL;
     const me_zip_entry *pe = NULL;
     const uint8_t *pkl;
     uint64_t pkl_size;
     if ((rc = find_pickle(L, &pe)) || (rc = me_zip_data(&L->zip, pe, &pkl, &pkl_size)) || (rc = check_byteorder(L)))
         return rc;
+    /* the pickle first: a corrupt one would fail later with a misleading message */
+    if (L->verify && (rc = me_zip_verify(&L->zip, &pe, 1))) return rc;
     me_pickle *pk;
     if ((rc = me_pickle_run(pkl, (size_t)pkl_size, L->path, &pk))) return rc;
     const me_pk_value *top = me_pickle_result(pk), *sd = top;
@@ -211,6 +231,7 @@ static int load(loader *L, const uint8_t *data, size_t size)
                          *chosen ? " entry \"" : "", chosen, *chosen ? "\"" : "");
         if (!rc && *chosen) rc = me_tensors_set_meta(L->ts, "torch.state_dict", chosen);
         if (!rc && top->kind == ME_PK_DICT) rc = add_args_meta(L, top);
+        if (!rc && L->verify) rc = verify_read(L);
     }
     me_pickle_free(pk);
     return rc;
@@ -222,7 +243,9 @@ int me_parse_torch(me_tensors *ts, const uint8_t *data, size_t size, const char 
     memset(&L, 0, sizeof L);
     L.path = label;
     L.ts = ts;
+    L.verify = me_verify_enabled();
     int rc = load(&L, data, size);
+    free(L.read);
     me_zip_close(&L.zip);
     return rc;
 }
@@ -233,6 +256,7 @@ int me_read_torch(const char *path, me_tensors **out)
     loader L;
     memset(&L, 0, sizeof L);
     L.path = path;
+    L.verify = me_verify_enabled();
     me_file f;
     int rc = me_file_open(path, &f);
     if (rc) return rc;
@@ -242,6 +266,7 @@ int me_read_torch(const char *path, me_tensors **out)
         return MOEDIT_EINTERNAL;
     }
     rc = load(&L, f.data, f.size);
+    free(L.read);
     me_zip_close(&L.zip);
     if (!rc) rc = me_tensors_own_file(L.ts, &f);   /* tensors point into the mapping */
     if (rc) {

@@ -63,6 +63,10 @@ const me_zip_entry *me_zip_find_suffix(const me_zip *z, const char *suffix);
 /* Pointer to a stored entry's bytes inside the archive memory (validates its
    local header). Compressed entries fail with MOEDIT_EINPUT. */
 int me_zip_data(const me_zip *z, const me_zip_entry *e, const uint8_t **data, uint64_t *size);
+/* Checks the CRC-32 of the stored entries list[0..n) (deflated ones are
+   checked by me_zip_extract), chunks spread over threads; a mismatch fails
+   with MOEDIT_EINPUT naming the archive and the entry. */
+int me_zip_verify(const me_zip *z, const me_zip_entry *const *list, int n);
 /* Copies (stored) or inflates (deflate) an entry into dst, which holds
    e->size bytes, and checks its CRC-32. */
 int me_zip_extract(const me_zip *z, const me_zip_entry *e, void *dst);

@@ -27,7 +27,8 @@ class Config(Structure):
 
 class LoadOptions(Structure):
     _fields_ = [("heads", c_int), ("top_k", c_int), ("bf16", c_int),
-                ("device_kind", c_int), ("device_index", c_int), ("fp32", c_int)]
+                ("device_kind", c_int), ("device_index", c_int), ("fp32", c_int),
+                ("no_verify", c_int)]
 
 
 class SampleOptions(Structure):
