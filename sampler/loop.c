@@ -96,6 +96,11 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
     const int C = s->channels, OC = s->out_channels, flow = o->sampler == MOEDIT_SAMPLER_FLOW;
     const int learn_sigma = OC == 2 * C;
     if (OC != C && !learn_sigma) return me_fail(MOEDIT_EINPUT, "sample: %d output channels for %d input channels", OC, C);
+    if (o->cfg_interval && !(o->cfg_lo < o->cfg_hi))
+        return me_fail(MOEDIT_EINPUT, "sample: guidance interval [%g, %g] is empty", o->cfg_lo, o->cfg_hi);
+    if (o->sampler == MOEDIT_SAMPLER_HEUN || o->sampler == MOEDIT_SAMPLER_MIDPOINT)
+        return me_flow_solver_run(o, s, fn, ctx, n, labels, latents);
+    if (o->sampler > MOEDIT_SAMPLER_FLOW) return me_multistep_run(o, s, fn, ctx, n, labels, latents);
 
     me_diffusion d = {0};
     int steps;
@@ -139,12 +144,14 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
     for (int step = 0; step < steps; step++) {
         const int k = steps - 1 - step;   /* respaced index / flow i-1 */
         float tv = flow ? (float)((double)(k + 1) / steps) : (float)d.timestep[k];
-        for (int r = 0; r < rows; r++) t[r] = tv;
+        /* outside the guidance interval the null half is not run */
+        const int g = guided && me_cfg_active(o, tv), grows = g ? rows : n;
+        for (int r = 0; r < grows; r++) t[r] = tv;
         memcpy(xin, latents, sizeof(float) * n * chw);
-        if (guided) memcpy(xin + n * chw, latents, sizeof(float) * n * chw);
-        rc = fn(ctx, step, rows, guided ? n : rows, xin, t, y, out);
+        if (g) memcpy(xin + n * chw, latents, sizeof(float) * n * chw);
+        rc = fn(ctx, step, grows, g ? n : grows, xin, t, y, out);
         if (rc) goto done;
-        if (guided) guide(out, n, gk, hw, (size_t)OC * hw, o->cfg);
+        if (g) guide(out, n, gk, hw, (size_t)OC * hw, o->cfg);
 
         if (flow) {
             const float dt = (float)(1.0 / steps);

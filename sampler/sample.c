@@ -40,9 +40,12 @@ int moedit_sample(moedit_model *m, const moedit_sample_options *o, int n,
     const moedit_config *c = moedit_model_config(m);
     moedit_sample_options r = *o;
     int switch_dit = c->family == MOEDIT_FAMILY_SWITCH_DIT;
-    if (r.cfg_channels < 0) r.cfg_channels = switch_dit || r.sampler == MOEDIT_SAMPLER_FLOW ? 0 : 3;
+    if (r.cfg_channels < 0) r.cfg_channels = switch_dit || me_sampler_is_flow(r.sampler) ? 0 : 3;
     if (r.cosine_schedule < 0) r.cosine_schedule = switch_dit;
-    if (!r.steps) r.steps = r.sampler == MOEDIT_SAMPLER_FLOW ? "50" : "250";
+    if (!r.steps) r.steps = me_default_steps(r.sampler);
+    if (me_sampler_is_flow(r.sampler) != (c->flow != 0) && r.sampler > MOEDIT_SAMPLER_FLOW)
+        return me_fail(MOEDIT_EINPUT, "sampler: %s is for %s models, and this one is %s", me_sampler_name(r.sampler),
+                       c->flow ? "DDPM-trained" : "rectified-flow", c->flow ? "rectified flow" : "DDPM-trained");
     me_sample_shape s = {c->in_channels, c->input_size, c->out_channels, c->num_classes};
     return me_sample_run(&r, &s, model_denoise, m, n, labels, latents);
 }
