@@ -29,25 +29,26 @@ out=${OUT:-build/quality}
 threads=${THREADS:-1}
 mkdir -p "$out"
 
-# name|flags, for fmnist-moe; fmnist-switch replaces 250 respacing by ddim250
-# (its cosine schedule cannot take t = 999, see README) and the interval
+# name|flags. fmnist-switch's cosine schedule cannot start at t = 999 (see
+# README): its DDPM 250 is the ddim250 respacing and its multistep solvers
+# use the leading spacing (first timestep 50·(1000 // 21) = 950 at 20 steps).
 settings() {
-    iv=$1
+    iv=$1; sp=$2
     for g in "" "-iv"; do
         f=; [ "$g" ] && f="--cfg-interval $iv"
         echo "ddpm250$g|--sampler ddpm --steps DDPM250 $f"
         for s in 25 50 250; do echo "ddim$s$g|--sampler ddim --steps ddim$s $f"; done
-        for s in 10 15 20 25; do echo "dpm2m-$s$g|--sampler dpm++2m --steps $s $f"; done
-        for s in 15 20; do echo "dpm3m-$s$g|--sampler dpm++3m --steps $s $f"; done
-        for s in 10 20; do echo "unipc-$s$g|--sampler unipc --steps $s $f"; done
-        for s in 20 50; do echo "dpm2msde-$s$g|--sampler dpm++2m-sde --steps $s $f"; done
+        for s in 10 15 20 25; do echo "dpm2m-$s$g|--sampler dpm++2m --steps $s $sp $f"; done
+        for s in 15 20; do echo "dpm3m-$s$g|--sampler dpm++3m --steps $s $sp $f"; done
+        for s in 10 20; do echo "unipc-$s$g|--sampler unipc --steps $s $sp $f"; done
+        for s in 20 50; do echo "dpm2msde-$s$g|--sampler dpm++2m-sde --steps $s $sp $f"; done
     done
     echo "ddpm250-cfg2|--sampler ddpm --steps DDPM250 --cfg 2"
     echo "ddpm250-cfg4|--sampler ddpm --steps DDPM250 --cfg 4"
 }
 all() {
-    settings 82,579 | sed 's/DDPM250/250/; s/^/fmnist-moe-/'
-    settings 167,882 | sed 's/DDPM250/ddim250/; s/^/fmnist-switch-/'
+    settings 82,579 "--spacing linspace" | sed 's/DDPM250/250/; s/^/fmnist-moe-/'
+    settings 167,882 "--spacing leading" | sed 's/DDPM250/ddim250/; s/^/fmnist-switch-/'
 }
 if [ "$LIST" ]; then all | cut -d'|' -f1; exit 0; fi
 
