@@ -134,7 +134,8 @@ typedef void (*moedit_progress_fn)(void *user, int step, int total_steps);
 
 typedef struct {
     moedit_sampler sampler;
-    const char *steps;     /* respacing: "250", "10,10,10", "ddim25" (flow: "N") */
+    const char *steps;     /* respacing: "250", "10,10,10", "ddim25" (flow and the
+                              other solvers: "N" model evaluations) */
     float cfg;             /* 1 = no guidance */
     int cfg_channels;      /* channels guided: 3, or 0 = all; -1 = family default */
     float eta;             /* DDIM */

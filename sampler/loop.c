@@ -7,7 +7,10 @@
    u + s·(c − u), the other channels stay the conditional rows' own. Upstream
    also steps the null half, but forward_with_cfg overwrites its x with the
    conditional half every time, so only the conditional rows are stepped
-   here; the null half's noise is still drawn to keep torch's RNG in step. */
+   here; the null half's noise is still drawn to keep torch's RNG in step.
+   With a guidance interval, steps outside it run the conditional rows
+   alone (the draws stay the same). The few-step solvers live in
+   multistep.c and flow_solvers.c; me_sample_run hands them over. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

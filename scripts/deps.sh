@@ -7,3 +7,5 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
   build-essential cmake pkg-config clang libclang-rt-14-dev \
   libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev \
   fonts-dejavu-core
+# Fashion-MNIST for training and for scripts/eval_quality.sh's classifier scores
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends dataset-fashion-mnist
