@@ -31,7 +31,7 @@ mkdir -p "$out"
 
 # name|flags. fmnist-switch's cosine schedule cannot start at t = 999 (see
 # README): its DDPM 250 is the ddim250 respacing and its multistep solvers
-# use the leading spacing (first timestep 50·(1000 // 21) = 950 at 20 steps).
+# use the leading spacing (first timestep 20·(1000 // 21) = 940 at 20 steps).
 settings() {
     iv=$1; sp=$2
     for g in "" "-iv"; do
