@@ -93,8 +93,12 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
     }
     const char **slots[] = {&s->sampler, &s->steps, &s->cfg_channels, &s->schedule};
     static const char *keys[] = {"sampler", "steps", "cfg_channels", "schedule"};
+    /* the file's steps belong to the file's sampler (20 for dpm++2m would be
+       a poor DDPM run): another --sampler takes its own default steps */
+    cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "sampler");
+    const int steps_apply = !s->sampler || (cJSON_IsString(js) && !strcmp(js->valuestring, s->sampler));
     for (int i = 0; i < 4; i++)
-        if (!*slots[i]) *slots[i] = s->owned[i] = json_str(j, keys[i]);
+        if (!*slots[i] && (i != 1 || steps_apply)) *slots[i] = s->owned[i] = json_str(j, keys[i]);
     if (!s->spacing) s->spacing = s->owned_solver[0] = json_str(j, "spacing");
     if (!s->cfg_interval) s->cfg_interval = s->owned_solver[1] = json_str(j, "cfg_interval");
     cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "karras");

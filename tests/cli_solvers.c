@@ -91,10 +91,11 @@ Test(solvers, defaults_json_names_a_solver)
                           "--noise", SOL "noise.npy", NULL};
     cr_assert_eq(run(args), 0, "%s", err_text);
     assert_matches(out_path, SOL "moe_dpmp3m_10_cfg15_leading.npy");
-    /* the solver's spacing does not stick to another sampler */
+    /* the solver's spacing and steps do not stick to another sampler */
     const char *ddim[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
-                          "--sampler", "ddim", "--steps", "5", NULL};
+                          "--sampler", "ddim", NULL};
     cr_assert_eq(run(ddim), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--sampler ddim --steps 250 --cfg"), "%s", err_text);
 }
 
 /* one traced step per model evaluation; null rows only inside the interval */
