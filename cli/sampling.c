@@ -140,6 +140,7 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
                          moedit_sample_options *o)
 {
     moedit_sample_defaults(m, o);
+    const moedit_config *c = moedit_model_config(m);
     if (s->sampler) {
         int k = 0;
         while (me_sampler_name((moedit_sampler)k) && strcmp(me_sampler_name((moedit_sampler)k), s->sampler)) k++;
@@ -147,7 +148,7 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
             return cli_usage_error(cmd, "--sampler: '%s' is not ddpm, ddim, dpm++2m, dpm++3m, unipc, dpm++2m-sde, "
                                    "flow, heun or midpoint", s->sampler);
         o->sampler = (moedit_sampler)k;
-        if (!s->steps) o->steps = me_default_steps(o->sampler);
+        if (!s->steps) o->steps = me_default_steps(o->sampler, c->family == MOEDIT_FAMILY_SWITCH_DIT);
     }
     if (s->steps) o->steps = s->steps;
     int tmp;
@@ -181,7 +182,8 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
         o->seed = v;
     }
     /* settle the family defaults here, so the run can be reported and repeated */
-    const moedit_config *c = moedit_model_config(m);
+    if (!s->steps && s->schedule && (o->sampler == MOEDIT_SAMPLER_DDPM || o->sampler == MOEDIT_SAMPLER_DDIM))
+        o->steps = me_default_steps(o->sampler, o->cosine_schedule > 0);
     if (o->cfg_channels < 0) o->cfg_channels = c->family == MOEDIT_FAMILY_SWITCH_DIT || me_sampler_is_flow(o->sampler) ? 0 : 3;
     if (o->cosine_schedule < 0) o->cosine_schedule = c->family == MOEDIT_FAMILY_SWITCH_DIT;
     return cli_solver_options(cmd, s, m, o);

@@ -94,9 +94,10 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
 const char *me_sampler_name(moedit_sampler s);
 /* 1 for the samplers of rectified-flow models (flow, heun, midpoint). */
 int me_sampler_is_flow(moedit_sampler s);
-/* The steps a sampler takes when none are given: DDPM/DDIM "250", flow
-   solvers "50", the multistep solvers "20". */
-const char *me_default_steps(moedit_sampler s);
+/* The steps a sampler takes when none are given: DDPM/DDIM "250" (with a
+   cosine schedule "ddim250", which stops at t = 996: ᾱ₉₉₉ ≈ 2e-9 makes t =
+   999 diverge), flow solvers "50", the multistep solvers "20". */
+const char *me_default_steps(moedit_sampler s, int cosine);
 
 /* Model evaluations the sampler makes with o->steps, or fails
    (MOEDIT_EINPUT) on steps that do not fit it. */

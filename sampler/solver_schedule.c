@@ -27,10 +27,11 @@ int me_sampler_is_flow(moedit_sampler s)
     return s == MOEDIT_SAMPLER_FLOW || s == MOEDIT_SAMPLER_HEUN || s == MOEDIT_SAMPLER_MIDPOINT;
 }
 
-const char *me_default_steps(moedit_sampler s)
+const char *me_default_steps(moedit_sampler s, int cosine)
 {
     if (me_sampler_is_flow(s)) return "50";
-    return s <= MOEDIT_SAMPLER_DDIM ? "250" : "20";
+    if (s <= MOEDIT_SAMPLER_DDIM) return cosine ? "ddim250" : "250";
+    return "20";
 }
 
 int me_cfg_active(const moedit_sample_options *o, float t)

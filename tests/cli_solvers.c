@@ -198,3 +198,13 @@ Test(solvers, fid_sample_shards_with_a_solver)
     free(y);
 #undef FS
 }
+
+/* DDPM on a cosine-schedule model without --steps takes the ddim250
+   spacing: "250" keeps t = 999, where ᾱ ≈ 2e-9 makes sampling diverge */
+Test(solvers, cosine_ddpm_defaults_to_ddim250)
+{
+    const char *args[] = {"--model", SAM "model_switch_dmoe.pt", "--heads", "3", "--no-vae", "--latents-out", out_path,
+                          "--sampler", "ddpm", "--class", "1", NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--sampler ddpm --steps ddim250 "), "%s", err_text);
+}
