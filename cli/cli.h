@@ -93,8 +93,12 @@ typedef struct {
     char *owned[5];   /* strings read from defaults.json */
     const char *device;
     int fp32;
+    const char *spacing, *cfg_interval;
+    int karras, order;
+    char *owned_solver[2];   /* "spacing" and "cfg_interval" from defaults.json */
+    int json_karras, json_order;   /* defaults.json "karras" / "order" (0: none) */
 } cli_sampling;
-#define CLI_SAMPLING_FLAGS 16   /* entries cli_sampling_flags writes */
+#define CLI_SAMPLING_FLAGS 20   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --top-k) to f; returns their count. */
@@ -108,5 +112,12 @@ int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir
 int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo);
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
                          moedit_sample_options *o);
+/* The solver flags (cli/sampling_solvers.c): --spacing, --karras, --order,
+   --cfg-interval and whether the sampler fits the model; defaults.json's
+   solver settings only where they apply to the sampler. */
+int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_model *m, moedit_sample_options *o);
+/* The solver settings of o as flags (" --spacing leading --cfg-interval
+   82,579"), "" for none, to repeat a run or fingerprint it. */
+void cli_solver_describe(const moedit_sample_options *o, char *buf, size_t cap);
 
 #endif

@@ -66,11 +66,15 @@ static int64_t label_of(const fs_args *a, uint64_t seed, int64_t i, int classes)
 /* Everything that decides the output's bytes, as one line. */
 static void fingerprint(const fs_args *a, const char *model, const moedit_sample_options *o, char *buf, size_t cap)
 {
+    /* the solver settings only when there are any, so that older state
+       files of ddpm / ddim / flow runs still resume */
+    char solver[128];
+    cli_solver_describe(o, solver, sizeof solver);
     snprintf(buf, cap, "model=%s vae=%s num=%d batch=%d shard=%d/%d labels=%s seed=%" PRIu64
-             " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d",
+             " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s",
              model, a->s.vae, a->num, a->batch, a->shard_k, a->shard_n, a->random_labels ? "random" : "balanced",
              o->seed, (int)o->sampler, o->steps, o->cfg, o->cfg_channels, o->eta, o->cosine_schedule,
-             a->s.heads, a->s.top_k, a->s.bf16);
+             a->s.heads, a->s.top_k, a->s.bf16, solver);
 }
 
 static int write_state(const char *path, const char *fp, int64_t done)

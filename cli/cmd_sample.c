@@ -179,16 +179,16 @@ static int resolve_options(const sample_args *a, const moedit_model *m, moedit_s
 static void print_repeat(const char *model, const moedit_sample_options *o, int n, const int64_t *labels,
                          const sample_args *a)
 {
-    static const char *samplers[] = {"ddpm", "ddim", "flow"};
-    char chans[16];
+    char chans[16], solver[128];
     snprintf(chans, sizeof chans, "%d", o->cfg_channels);
-    fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s --cfg %g --cfg-channels %s", model,
-            samplers[o->sampler], o->steps, o->cfg, o->cfg_channels ? chans : "all");
+    cli_solver_describe(o, solver, sizeof solver);
+    fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s%s --cfg %g --cfg-channels %s", model,
+            me_sampler_name(o->sampler), o->steps, solver, o->cfg, o->cfg_channels ? chans : "all");
     if (a->s.heads != INT_MIN) fprintf(stderr, " --heads %d", a->s.heads);
     if (a->s.top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->s.top_k);
     if (a->s.bf16) fprintf(stderr, " --bf16");
     if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %g", o->eta);
-    if (o->sampler != MOEDIT_SAMPLER_FLOW) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
+    if (!me_sampler_is_flow(o->sampler)) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
     if (a->noise) fprintf(stderr, " --noise %s", a->noise);
     else fprintf(stderr, " --seed %llu --rng %s", (unsigned long long)o->seed, o->rng == MOEDIT_RNG_TORCH ? "torch" : "native");
     fprintf(stderr, " --class ");
@@ -304,17 +304,15 @@ static int run(sample_args *a)
     }
     double el = cli_now() - ps.start;
     int steps = 0;
-    if (o.sampler == MOEDIT_SAMPLER_FLOW) me_flow_steps(o.steps, &steps);
-    else steps = me_space_timesteps(1000, o.steps, (unsigned char[1000]){0});
-    fprintf(stderr, "sampled %d latents in %.2fs (%.1f ms/step, %d steps of %d rows)\n", n, el,
+    me_sample_evaluations(&o, &steps);
+    fprintf(stderr, "sampled %d latents in %.2fs (%.1f ms/step, %d model evaluations of up to %d rows)\n", n, el,
             1e3 * el / (steps > 0 ? steps : 1), steps, o.cfg > 1 ? 2 * n : n);
     /* decode before writing anything, so a failure leaves no outputs */
     if (vae && (rc = decode_images(vae, n, C, S, latents, &img))) goto done;
     rc = 1;
     if (tr) {
-        static const char *sampler_names[] = {"ddpm", "ddim", "flow"};
         moedit_model_set_tracer(m, NULL, NULL);
-        me_trace_set_info(tr, sampler_names[o.sampler], steps, o.cfg);
+        me_trace_set_info(tr, me_sampler_name(o.sampler), steps, o.cfg);
         r = me_trace_close(tr);
         tr = NULL;
         if (r) {
@@ -373,7 +371,7 @@ int cmd_sample(int argc, char **argv)
     int npos, rc = 0;
     if (cli_parse(CMD, argc, argv, flags, pos, 0, &npos)) rc = 2;
     else if (a.help)
-        cli_usage(CMD, "[--model CKPT] [--class 1,2] [--sampler ddpm|ddim|flow] [--steps N] [--cfg S] "
+        cli_usage(CMD, "[--model CKPT] [--class 1,2] [--sampler NAME] [--steps N] [--cfg S] [--cfg-interval LO,HI] "
                        "[--out grid.png | --outdir DIR | --no-vae --latents-out L.npy]", flags);
     else rc = run(&a);
     cli_sampling_free(&a.s);

@@ -19,13 +19,15 @@ void cli_sampling_init(cli_sampling *s)
 {
     memset(s, 0, sizeof *s);
     s->cfg = s->eta = NAN;
-    s->threads = s->heads = s->top_k = INT_MIN;
+    s->threads = s->heads = s->top_k = s->order = INT_MIN;
 }
 
 void cli_sampling_free(cli_sampling *s)
 {
     for (size_t i = 0; i < sizeof s->owned / sizeof s->owned[0]; i++) free(s->owned[i]);
     memset(s->owned, 0, sizeof s->owned);
+    for (size_t i = 0; i < sizeof s->owned_solver / sizeof s->owned_solver[0]; i++) free(s->owned_solver[i]);
+    memset(s->owned_solver, 0, sizeof s->owned_solver);
 }
 
 int cli_sampling_flags(cli_sampling *s, cli_flag *f)
@@ -33,8 +35,14 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
     const cli_flag table[] = {
         {"--model", CLI_STR, &s->model, "CKPT|ALIAS      checkpoint, or fmnist-moe (default) / fmnist-switch"},
         {"--vae", CLI_STR, &s->vae, "DIR|FILE        VAE decoder (default: from defaults.json beside the model)"},
-        {"--sampler", CLI_STR, &s->sampler, "ddpm|ddim|flow  default: flow for rectified-flow (qk-norm) models, else ddpm"},
-        {"--steps", CLI_STR, &s->steps, "N|SPEC          steps or respacing: 250, ddim25, 10,10,10 (default 250; flow 50)"},
+        {"--sampler", CLI_STR, &s->sampler, "NAME            ddpm|ddim|dpm++2m|dpm++3m|unipc|dpm++2m-sde (DDPM-trained models), "
+                                             "flow|heun|midpoint (rectified flow); default ddpm, flow for qk-norm models"},
+        {"--steps", CLI_STR, &s->steps, "N|SPEC          model evaluations, or a respacing for ddpm/ddim: 250, ddim25, 10,10,10 "
+                                         "(default 250; flow, heun, midpoint 50; dpm++/unipc 20)"},
+        {"--spacing", CLI_STR, &s->spacing, "linspace|leading|trailing  dpm++/unipc timestep spacing (default linspace)"},
+        {"--karras", CLI_BOOL, &s->karras, "                dpm++/unipc: Karras sigmas"},
+        {"--order", CLI_INT, &s->order, "2|3             unipc order (default 2)"},
+        {"--cfg-interval", CLI_STR, &s->cfg_interval, "LO,HI           guidance only for timesteps in [LO,HI] (flow: t in [0,1])"},
         {"--cfg", CLI_FLOAT, &s->cfg, "S               guidance scale, 1 = none (default 1.5)"},
         {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all           guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},
         {"--eta", CLI_FLOAT, &s->eta, "E               DDIM eta (default 0)"},
@@ -95,9 +103,19 @@ int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir
     }
     const char **slots[] = {&s->sampler, &s->steps, &s->cfg_channels, &s->schedule};
     static const char *keys[] = {"sampler", "steps", "cfg_channels", "schedule"};
+    /* the file's steps belong to the file's sampler (20 for dpm++2m would be
+       a poor DDPM run): another --sampler takes its own default steps */
+    cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "sampler");
+    const int steps_apply = !s->sampler || (cJSON_IsString(js) && !strcmp(js->valuestring, s->sampler));
     for (int i = 0; i < 4; i++)
-        if (!*slots[i]) *slots[i] = s->owned[i] = json_str(j, keys[i]);
-    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
+        if (!*slots[i] && (i != 1 || steps_apply)) *slots[i] = s->owned[i] = json_str(j, keys[i]);
+    if (!s->spacing) s->spacing = s->owned_solver[0] = json_str(j, "spacing");
+    if (!s->cfg_interval) s->cfg_interval = s->owned_solver[1] = json_str(j, "cfg_interval");
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "karras");
+    s->json_karras = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(j, "order");
+    if (cJSON_IsNumber(v)) s->json_order = v->valueint;
+    v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
     if (isnan(s->cfg) && cJSON_IsNumber(v)) s->cfg = (float)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(j, "heads");
     if (s->heads == INT_MIN && cJSON_IsNumber(v)) s->heads = v->valueint;
@@ -134,18 +152,19 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
                          moedit_sample_options *o)
 {
     moedit_sample_defaults(m, o);
+    const moedit_config *c = moedit_model_config(m);
     if (s->sampler) {
-        if (!strcmp(s->sampler, "ddpm")) o->sampler = MOEDIT_SAMPLER_DDPM;
-        else if (!strcmp(s->sampler, "ddim")) o->sampler = MOEDIT_SAMPLER_DDIM;
-        else if (!strcmp(s->sampler, "flow")) o->sampler = MOEDIT_SAMPLER_FLOW;
-        else return cli_usage_error(cmd, "--sampler: '%s' is not ddpm, ddim or flow", s->sampler);
-        if (!s->steps) o->steps = o->sampler == MOEDIT_SAMPLER_FLOW ? "50" : "250";
+        int k = 0;
+        while (me_sampler_name((moedit_sampler)k) && strcmp(me_sampler_name((moedit_sampler)k), s->sampler)) k++;
+        if (!me_sampler_name((moedit_sampler)k))
+            return cli_usage_error(cmd, "--sampler: '%s' is not ddpm, ddim, dpm++2m, dpm++3m, unipc, dpm++2m-sde, "
+                                   "flow, heun or midpoint", s->sampler);
+        o->sampler = (moedit_sampler)k;
+        if (!s->steps) o->steps = me_default_steps(o->sampler, c->family == MOEDIT_FAMILY_SWITCH_DIT);
     }
     if (s->steps) o->steps = s->steps;
     int tmp;
-    unsigned char use[1000];
-    if (o->sampler == MOEDIT_SAMPLER_FLOW ? me_flow_steps(o->steps, &tmp) : me_space_timesteps(1000, o->steps, use) < 0)
-        return cli_usage_error(cmd, "--%s", moedit_last_error());
+    if (me_sample_evaluations(o, &tmp)) return cli_usage_error(cmd, "--%s", moedit_last_error());
     if (!isnan(s->cfg)) o->cfg = s->cfg;
     if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(cmd, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
     if (s->cfg_channels) {
@@ -172,8 +191,9 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
         o->seed = v;
     }
     /* settle the family defaults here, so the run can be reported and repeated */
-    const moedit_config *c = moedit_model_config(m);
-    if (o->cfg_channels < 0) o->cfg_channels = c->family == MOEDIT_FAMILY_SWITCH_DIT || o->sampler == MOEDIT_SAMPLER_FLOW ? 0 : 3;
+    if (!s->steps && s->schedule && (o->sampler == MOEDIT_SAMPLER_DDPM || o->sampler == MOEDIT_SAMPLER_DDIM))
+        o->steps = me_default_steps(o->sampler, o->cosine_schedule > 0);
+    if (o->cfg_channels < 0) o->cfg_channels = c->family == MOEDIT_FAMILY_SWITCH_DIT || me_sampler_is_flow(o->sampler) ? 0 : 3;
     if (o->cosine_schedule < 0) o->cosine_schedule = c->family == MOEDIT_FAMILY_SWITCH_DIT;
-    return 0;
+    return cli_solver_options(cmd, s, m, o);
 }

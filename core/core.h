@@ -54,6 +54,10 @@ int me_threads(void);
 /* How many of the n rows of len floats at x hold a NaN or an infinity; the
    first eight row indices go to list ("0, 3, 7", ", …" after eight). */
 int me_non_finite_rows(const float *x, int n, size_t len, char *list, size_t cap);
+/* The sampler's check after step `step` (0-based) of `steps` at model time
+   t: MOEDIT_OK, or MOEDIT_EINPUT "sample: non-finite values after step k of
+   N (t = …) in m of n rows: …" when a row of x [n, len] holds nan or inf. */
+int me_check_step_finite(const float *x, int n, size_t len, int step, int steps, double t);
 
 /* CRC-32 verification of ZIP entries on read (moedit_set_verify): whether it
    is on for this thread now; me_verify_suspend(1) turns it off for this

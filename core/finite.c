@@ -34,3 +34,12 @@ int me_non_finite_rows(const float *x, int n, size_t len, char *list, size_t cap
     }
     return count;
 }
+
+int me_check_step_finite(const float *x, int n, size_t len, int step, int steps, double t)
+{
+    char bad[96];
+    int nbad = me_non_finite_rows(x, n, len, bad, sizeof bad);
+    if (!nbad) return MOEDIT_OK;
+    return me_fail(MOEDIT_EINPUT, "sample: non-finite values after step %d of %d (t = %g) in %d of %d rows: %s",
+                   step + 1, steps, t, nbad, n, bad);
+}

@@ -7,6 +7,7 @@
 #include "../cli/args.c"
 #include "../cli/sampling.c"
 #include "../cli/device.c"
+#include "../cli/sampling_solvers.c"
 
 static moedit_model *tiny_model(void)
 {

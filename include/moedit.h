@@ -170,14 +170,25 @@ void moedit_model_set_step(moedit_model *m, int step, int null_rows_from);
 
 /* ---- sampling ---------------------------------------------------------- */
 
-typedef enum { MOEDIT_SAMPLER_DDPM = 0, MOEDIT_SAMPLER_DDIM, MOEDIT_SAMPLER_FLOW } moedit_sampler;
+typedef enum {
+    MOEDIT_SAMPLER_DDPM = 0, MOEDIT_SAMPLER_DDIM, MOEDIT_SAMPLER_FLOW,
+    /* multistep ODE/SDE solvers for DDPM-trained (ε-prediction) models, as
+       diffusers' DPMSolverMultistepScheduler (dpmsolver++ / sde-dpmsolver++,
+       midpoint) and UniPCMultistepScheduler (bh2) */
+    MOEDIT_SAMPLER_DPM2M, MOEDIT_SAMPLER_DPM3M, MOEDIT_SAMPLER_UNIPC, MOEDIT_SAMPLER_DPM2M_SDE,
+    /* second-order solvers for rectified-flow models (two evaluations a step) */
+    MOEDIT_SAMPLER_HEUN, MOEDIT_SAMPLER_MIDPOINT
+} moedit_sampler;
+/* diffusers' timestep_spacing for the multistep solvers */
+typedef enum { MOEDIT_SPACING_LINSPACE = 0, MOEDIT_SPACING_LEADING, MOEDIT_SPACING_TRAILING } moedit_spacing;
 typedef enum { MOEDIT_RNG_TORCH = 0, MOEDIT_RNG_NATIVE } moedit_rng;
 
 typedef void (*moedit_progress_fn)(void *user, int step, int total_steps);
 
 typedef struct {
     moedit_sampler sampler;
-    const char *steps;     /* respacing: "250", "10,10,10", "ddim25" (flow: "N") */
+    const char *steps;     /* respacing: "250", "10,10,10", "ddim25" (flow and the
+                              other solvers: "N" model evaluations) */
     float cfg;             /* 1 = no guidance */
     int cfg_channels;      /* channels guided: 3, or 0 = all; -1 = family default */
     float eta;             /* DDIM */
@@ -189,13 +200,22 @@ typedef struct {
                                   row, so a sample depends only on its own seed */
     moedit_progress_fn progress;
     void *progress_user;
+    /* multistep solvers: steps is the number of model evaluations "N" */
+    moedit_spacing spacing;
+    int karras;            /* Karras et al. sigmas (DPM++ / UniPC) */
+    int order;             /* UniPC order 2 or 3; 0 = 2 */
+    int cfg_interval;      /* 1: guidance only while cfg_lo <= t <= cfg_hi (timesteps,
+                              flow: t in [0,1]); elsewhere the null half is not run */
+    float cfg_lo, cfg_hi;
 } moedit_sample_options;
 
 /* Fills o with the defaults for model m (DDPM 250 steps, cfg 1.5 for
    DiT/DiT-MoE with 3 guided channels, etc.). */
 void moedit_sample_defaults(const moedit_model *m, moedit_sample_options *o);
 
-/* Samples n latents for labels[n] into latents [n, in_channels, H, W]. */
+/* Samples n latents for labels[n] into latents [n, in_channels, H, W].
+   progress and the tracer's step count model evaluations (with guidance,
+   one evaluation is one batched conditional + null pair). */
 int moedit_sample(moedit_model *m, const moedit_sample_options *o, int n,
                   const int64_t *labels, float *latents);
 

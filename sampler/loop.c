@@ -7,7 +7,10 @@
    u + s·(c − u), the other channels stay the conditional rows' own. Upstream
    also steps the null half, but forward_with_cfg overwrites its x with the
    conditional half every time, so only the conditional rows are stepped
-   here; the null half's noise is still drawn to keep torch's RNG in step. */
+   here; the null half's noise is still drawn to keep torch's RNG in step.
+   With a guidance interval, steps outside it run the conditional rows
+   alone (the draws stay the same). The few-step solvers live in
+   multistep.c and flow_solvers.c; me_sample_run hands them over. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +99,11 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
     const int C = s->channels, OC = s->out_channels, flow = o->sampler == MOEDIT_SAMPLER_FLOW;
     const int learn_sigma = OC == 2 * C;
     if (OC != C && !learn_sigma) return me_fail(MOEDIT_EINPUT, "sample: %d output channels for %d input channels", OC, C);
+    if (o->cfg_interval && !(o->cfg_lo < o->cfg_hi))
+        return me_fail(MOEDIT_EINPUT, "sample: guidance interval [%g, %g] is empty", o->cfg_lo, o->cfg_hi);
+    if (o->sampler == MOEDIT_SAMPLER_HEUN || o->sampler == MOEDIT_SAMPLER_MIDPOINT)
+        return me_flow_solver_run(o, s, fn, ctx, n, labels, latents);
+    if (o->sampler > MOEDIT_SAMPLER_FLOW) return me_multistep_run(o, s, fn, ctx, n, labels, latents);
 
     me_diffusion d = {0};
     int steps;
@@ -139,12 +147,14 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
     for (int step = 0; step < steps; step++) {
         const int k = steps - 1 - step;   /* respaced index / flow i-1 */
         float tv = flow ? (float)((double)(k + 1) / steps) : (float)d.timestep[k];
-        for (int r = 0; r < rows; r++) t[r] = tv;
+        /* outside the guidance interval the null half is not run */
+        const int g = guided && me_cfg_active(o, tv), grows = g ? rows : n;
+        for (int r = 0; r < grows; r++) t[r] = tv;
         memcpy(xin, latents, sizeof(float) * n * chw);
-        if (guided) memcpy(xin + n * chw, latents, sizeof(float) * n * chw);
-        rc = fn(ctx, step, rows, guided ? n : rows, xin, t, y, out);
+        if (g) memcpy(xin + n * chw, latents, sizeof(float) * n * chw);
+        rc = fn(ctx, step, grows, g ? n : grows, xin, t, y, out);
         if (rc) goto done;
-        if (guided) guide(out, n, gk, hw, (size_t)OC * hw, o->cfg);
+        if (g) guide(out, n, gk, hw, (size_t)OC * hw, o->cfg);
 
         if (flow) {
             const float dt = (float)(1.0 / steps);
@@ -164,13 +174,7 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
             }
         }
         /* one pass over the latents: a model that diverges stops here, named */
-        char bad[96];
-        int nbad = me_non_finite_rows(latents, n, chw, bad, sizeof bad);
-        if (nbad) {
-            rc = me_fail(MOEDIT_EINPUT, "sample: non-finite values after step %d of %d (t = %g) in %d of %d rows: %s",
-                         step + 1, steps, (double)tv, nbad, n, bad);
-            goto done;
-        }
+        if ((rc = me_check_step_finite(latents, n, chw, step, steps, tv))) goto done;
         if (o->progress) o->progress(o->progress_user, step + 1, steps);
     }
 done:

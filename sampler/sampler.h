@@ -87,4 +87,42 @@ typedef struct {
 int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_denoise_fn fn,
                   void *ctx, int n, const int64_t *labels, float *latents);
 
+/* ---- multistep solvers and flow solvers (solver_*.c, dpm_solver.c,
+   unipc.c, flow_solvers.c) ------------------------------------------------ */
+
+/* "ddpm", "dpm++2m", … as the CLI and traces name them; NULL if unknown. */
+const char *me_sampler_name(moedit_sampler s);
+/* 1 for the samplers of rectified-flow models (flow, heun, midpoint). */
+int me_sampler_is_flow(moedit_sampler s);
+/* The steps a sampler takes when none are given: DDPM/DDIM "250" (with a
+   cosine schedule "ddim250", which stops at t = 996: ᾱ₉₉₉ ≈ 2e-9 makes t =
+   999 diverge), flow solvers "50", the multistep solvers "20". */
+const char *me_default_steps(moedit_sampler s, int cosine);
+
+/* Model evaluations the sampler makes with o->steps, or fails
+   (MOEDIT_EINPUT) on steps that do not fit it. */
+int me_sample_evaluations(const moedit_sample_options *o, int *evals);
+
+/* Whether guidance runs for an evaluation at model time t. */
+int me_cfg_active(const moedit_sample_options *o, float t);
+
+/* diffusers' set_timesteps for N inference steps: timestep[N] (first the
+   noisiest, integers) and sigma[N + 1] (float32 as diffusers stores them;
+   the last is zero: final_sigmas_type "zero"). */
+typedef struct {
+    int steps;
+    int *timestep;
+    float *sigma;
+} me_solver_schedule;
+
+int me_solver_schedule_init(me_solver_schedule *s, int cosine, int steps, moedit_spacing spacing, int karras);
+void me_solver_schedule_free(me_solver_schedule *s);
+
+/* The DPM-Solver++ / UniPC loop and the flow heun / midpoint loop; same
+   contract as me_sample_run, which calls them. */
+int me_multistep_run(const moedit_sample_options *o, const me_sample_shape *s, me_denoise_fn fn, void *ctx,
+                     int n, const int64_t *labels, float *latents);
+int me_flow_solver_run(const moedit_sample_options *o, const me_sample_shape *s, me_denoise_fn fn, void *ctx,
+                       int n, const int64_t *labels, float *latents);
+
 #endif

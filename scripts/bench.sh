@@ -47,9 +47,17 @@ mkdir -p "$WORK"
 [ -x "$BIN" ] || { echo "bench.sh: $BIN not built" >&2; exit 1; }
 unset OMP_WAIT_POLICY GOMP_SPINCOUNT
 torch_py() { OMP_WAIT_POLICY=passive $PY "$@"; }
-field() { { grep -o "\(^\| \)$1: [0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent
+field() { { grep -o "\(^\| \)$1: [0-9][0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent or n/a
 pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'; }
+# wall seconds of a command, or "failed (exit N)": a failed run is never a time
+secs() {
+    local t0 t1 rc=0
+    t0=$(date +%s.%N)
+    "$@" > /dev/null 2> "$WORK/secs.err" || rc=$?
+    t1=$(date +%s.%N)
+    if [ $rc -ne 0 ]; then printf "failed (exit %d: %s)" $rc "$(head -c 120 "$WORK/secs.err")"; return; fi
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'
+}
 
 peak=$("$BIN" bench --peak --threads "$THREADS")
 CPU=$(echo "$peak" | sed -n 's/^cpu: //p')
@@ -131,7 +139,10 @@ echo
 echo "## End to end (host: $CPU)"
 echo
 fs=$(secs "$BIN" fid-sample --npz "$WORK/fid.npz" --num "$FID_NUM" --threads "$THREADS")
-awk -v s="$fs" -v n="$FID_NUM" 'BEGIN { printf "fmnist-moe FID samples at the model defaults (`moedit fid-sample`, %d samples, PNG-free .npz): %.1f s, **%.0f s per 1000 samples**.\n", n, s, s * 1000 / n }'
+case $fs in
+    failed*) echo "fmnist-moe FID samples at the model defaults (\`moedit fid-sample\`, $FID_NUM samples): $fs" ;;
+    *) awk -v s="$fs" -v n="$FID_NUM" 'BEGIN { printf "fmnist-moe FID samples at the model defaults (`moedit fid-sample`, %d samples, PNG-free .npz): %.1f s, **%.0f s per 1000 samples**.\n", n, s, s * 1000 / n }' ;;
+esac
 echo
 
 if [ "$SHARED" = 1 ]; then

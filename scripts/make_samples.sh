@@ -11,10 +11,12 @@ classes=0,1,2,3,4,5,6,7,8,9,0,1,2,3,4,5,6,7,8,9
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p samples
-"$moedit" sample --model fmnist-moe --class $classes --seed 1 --out samples/fmnist-moe.png \
-    --trace "$tmp/moe.trace"
-"$moedit" sample --model fmnist-switch --class $classes --seed 1 --out samples/fmnist-switch.png \
-    --trace "$tmp/switch.trace"
+# DDPM (250 steps of routing decisions for the heatmaps), not the solvers the
+# models' defaults.json now name
+"$moedit" sample --model fmnist-moe --sampler ddpm --steps 250 --class $classes --seed 1 \
+    --out samples/fmnist-moe.png --trace "$tmp/moe.trace"
+"$moedit" sample --model fmnist-switch --sampler ddpm --steps ddim250 --class $classes --seed 1 \
+    --out samples/fmnist-switch.png --trace "$tmp/switch.trace"
 "$moedit" heatmap "$tmp/moe.trace" --out "$tmp/moe-heatmaps" --model fmnist-moe --paper --format png,pdf \
     > samples/fmnist-moe-routing.txt
 "$moedit" heatmap "$tmp/switch.trace" --out "$tmp/switch-heatmaps" --model fmnist-switch --paper --format png,pdf \

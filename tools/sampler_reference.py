@@ -148,8 +148,13 @@ def _ddim_step(d, k, x, out, C, noise, eta):
 
 
 def sample(model_fn, kind, steps, labels, shape, num_classes, cfg=1.0, cfg_channels=3,
-           eta=0.0, cosine=False, seed=0, noise=None):
-    """Final latents [n, C, H, W] (float32) as upstream sampling produces them."""
+           eta=0.0, cosine=False, seed=0, noise=None, interval=None):
+    """Final latents [n, C, H, W] (float32) as upstream sampling produces them.
+    interval (LO, HI): guidance only while LO <= t <= HI; elsewhere only the
+    conditional rows are evaluated (the RNG draws are unchanged)."""
+    def on(tv):
+        return guided and (interval is None or interval[0] <= tv <= interval[1])
+
     torch.manual_seed(seed)
     n = len(labels)
     C = shape[0]
@@ -165,7 +170,7 @@ def sample(model_fn, kind, steps, labels, shape, num_classes, cfg=1.0, cfg_chann
             t = torch.tensor([i / N] * n)
             # as sample_with_xps: cond and null are separate evaluations
             v = model_fn(z, t, y[:n])[:, :C]
-            if guided:
+            if on(t[0].item()):
                 u = model_fn(z, t, y[n:])[:, :C]
                 v = u + cfg * (v - u)
             z = z - dt * v
@@ -177,8 +182,11 @@ def sample(model_fn, kind, steps, labels, shape, num_classes, cfg=1.0, cfg_chann
     K = len(d.timestep)
     for k in range(K - 1, -1, -1):
         t = torch.full((x.shape[0],), float(d.timestep[k]))
-        if guided:
+        if on(float(d.timestep[k])):
             out = guided_output(model_fn, x, t, y, n, cfg, cfg_channels, C)
+        elif guided:
+            half = model_fn(x[:n], t[:n], y[:n])
+            out = torch.cat([half, half])
         else:
             out = model_fn(x, t, y)
         nz = torch.randn_like(x)

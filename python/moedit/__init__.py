@@ -29,7 +29,10 @@ __all__ = ["Error", "Model", "VAE", "Trace", "Inception", "feature_stats", "fid"
 __version__ = "0.1.0"
 
 FAMILIES = ("dit", "dit-moe", "switch-dit")
-SAMPLERS = ("ddpm", "ddim", "flow")
+SAMPLERS = ("ddpm", "ddim", "flow", "dpm++2m", "dpm++3m", "unipc", "dpm++2m-sde", "heun", "midpoint")
+MULTISTEP = ("dpm++2m", "dpm++3m", "unipc", "dpm++2m-sde")
+FLOW_SAMPLERS = ("flow", "heun", "midpoint")
+SPACINGS = ("linspace", "leading", "trailing")
 RNGS = ("torch", "native")
 
 
@@ -76,13 +79,59 @@ def _read_defaults(path):
         d = json.load(f)
     if not isinstance(d, dict):
         raise _arg_error("%s: not a JSON object" % file)
-    for key in ("sampler", "steps", "cfg_channels", "schedule"):
+    for key in ("sampler", "steps", "cfg_channels", "schedule", "spacing", "cfg_interval"):
         v = d.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             d[key] = "%.17g" % v
     if isinstance(d.get("vae"), str):
         d["vae"] = d["vae"] if d["vae"].startswith("/") else folder + "/" + d["vae"]
     return d
+
+
+def _default_steps(sampler, cosine):
+    """The library's default steps for a sampler (me_default_steps)."""
+    if sampler in FLOW_SAMPLERS:
+        return "50"
+    if sampler in MULTISTEP:
+        return "20"
+    return "ddim250" if cosine else "250"
+
+
+def _solver_options(r, d, spacing, karras, order, cfg_interval):
+    """spacing, karras, order and the guidance interval, settled as `moedit
+    sample` settles them: defaults.json's apply only to samplers they fit."""
+    multistep = r["sampler"] in MULTISTEP
+    out = {"spacing": "linspace", "karras": False, "order": 0, "cfg_interval": None}
+    if spacing is not None and not multistep:
+        raise _arg_error("spacing applies to the dpm++ and unipc samplers")
+    spacing = d.get("spacing") if spacing is None and multistep else spacing
+    if spacing is not None:
+        if spacing not in SPACINGS:
+            raise _arg_error("spacing: '%s' is not linspace, leading or trailing" % spacing)
+        out["spacing"] = spacing
+    if karras and not multistep:
+        raise _arg_error("karras applies to the dpm++ and unipc samplers")
+    out["karras"] = multistep and bool(karras if karras is not None else d.get("karras", False))
+    if order is not None and r["sampler"] != "unipc":
+        raise _arg_error("order applies to sampler unipc")
+    order = d.get("order") if order is None and r["sampler"] == "unipc" else order
+    if order is not None:
+        if int(order) not in (1, 2, 3):
+            raise _arg_error("order: %s is not 1, 2 or 3" % order)
+        out["order"] = int(order)
+    interval = d.get("cfg_interval") if cfg_interval is None else cfg_interval
+    if interval is not None:
+        if isinstance(interval, str):
+            try:
+                interval = tuple(float(v) for v in interval.split(","))
+            except ValueError:
+                interval = ()
+        if len(interval) != 2 or not all(np.isfinite(interval)) or not interval[0] < interval[1]:
+            raise _arg_error("cfg_interval: %r is not LO,HI with LO < HI" % (cfg_interval,))
+        if not r["cfg"] > 1:
+            raise _arg_error("cfg_interval needs guidance (cfg > 1)")
+        out["cfg_interval"] = (float(interval[0]), float(interval[1]))
+    return out
 
 
 class Model:
@@ -149,7 +198,8 @@ class Model:
         return out
 
     def sample_options(self, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
-                       schedule=None, seed=None, rng=None):
+                       schedule=None, seed=None, rng=None, spacing=None, karras=None, order=None,
+                       cfg_interval=None):
         """The options a sample() call runs with, settled as `moedit sample`
         settles its flags: argument, then defaults.json, then the library's
         defaults for the model. Returns a dict (what sample() reports)."""
@@ -159,14 +209,17 @@ class Model:
         r = {"sampler": SAMPLERS[o.sampler], "steps": o.steps.decode(), "cfg": o.cfg, "eta": o.eta,
              "seed": o.seed, "rng": RNGS[o.rng], "cfg_channels": o.cfg_channels,
              "cosine_schedule": o.cosine_schedule}
+        switch = self.config["family"] == "switch-dit"
+        # the file's steps belong to the file's sampler (as `moedit sample`)
+        if steps is None and (sampler is None or sampler == d.get("sampler")):
+            steps = d.get("steps")
         sampler = d.get("sampler") if sampler is None else sampler
-        steps = d.get("steps") if steps is None else steps
         if sampler is not None:
             if sampler not in SAMPLERS:
-                raise _arg_error("sampler: '%s' is not ddpm, ddim or flow" % sampler)
+                raise _arg_error("sampler: '%s' is not one of %s" % (sampler, ", ".join(SAMPLERS)))
             r["sampler"] = sampler
             if steps is None:
-                r["steps"] = "50" if sampler == "flow" else "250"
+                r["steps"] = _default_steps(sampler, switch)
         if steps is not None:
             r["steps"] = str(steps)
         cfg = d.get("cfg") if cfg is None else cfg
@@ -201,20 +254,27 @@ class Model:
             if rng not in RNGS:
                 raise _arg_error("rng: '%s' is not torch or native" % rng)
             r["rng"] = rng
-        switch = self.config["family"] == "switch-dit"
+        if steps is None and schedule is not None and r["sampler"] in ("ddpm", "ddim"):
+            r["steps"] = _default_steps(r["sampler"], r["cosine_schedule"] > 0)
+        if r["sampler"] not in ("ddpm", "ddim", "flow") and (r["sampler"] in FLOW_SAMPLERS) != bool(self.config["flow"]):
+            raise _arg_error("sampler: %s does not fit this %s model" % (
+                r["sampler"], "rectified-flow" if self.config["flow"] else "DDPM-trained"))
+        r.update(_solver_options(r, d, spacing, karras, order, cfg_interval))
         if r["cfg_channels"] < 0:
-            r["cfg_channels"] = 0 if switch or r["sampler"] == "flow" else 3
+            r["cfg_channels"] = 0 if switch or r["sampler"] in FLOW_SAMPLERS else 3
         if r["cosine_schedule"] < 0:
             r["cosine_schedule"] = int(switch)
         return r
 
     def sample(self, classes, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
-               schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False):
+               schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False,
+               spacing=None, karras=None, order=None, cfg_interval=None):
         """Latents [n, C, H, W] for the class labels; with trace=True also the
         routing decisions as a moedit.Trace: (latents, trace). Defaults as
         `moedit sample` (see sample_options); noise [n, C, H, W] replaces the
         drawn initial noise; row_seeds [n] (rng='native') one stream per row."""
-        r = self.sample_options(sampler, steps, cfg, cfg_channels, eta, schedule, seed, rng)
+        r = self.sample_options(sampler, steps, cfg, cfg_channels, eta, schedule, seed, rng,
+                                spacing, karras, order, cfg_interval)
         labels = np.ascontiguousarray(np.atleast_1d(classes), dtype=np.int64)
         n = labels.shape[0]
         if labels.ndim != 1 or n < 1:
@@ -224,7 +284,10 @@ class Model:
         steps_bytes = r["steps"].encode()
         o = SampleOptions(sampler=SAMPLERS.index(r["sampler"]), steps=steps_bytes, cfg=r["cfg"],
                           cfg_channels=r["cfg_channels"], eta=r["eta"], cosine_schedule=r["cosine_schedule"],
-                          seed=r["seed"], rng=RNGS.index(r["rng"]))
+                          seed=r["seed"], rng=RNGS.index(r["rng"]), spacing=SPACINGS.index(r["spacing"]),
+                          karras=int(r["karras"]), order=r["order"], cfg_interval=int(r["cfg_interval"] is not None),
+                          cfg_lo=r["cfg_interval"][0] if r["cfg_interval"] else 0,
+                          cfg_hi=r["cfg_interval"][1] if r["cfg_interval"] else 0)
         if noise is not None:
             noise = _array(noise, np.float32, self._latent_shape(n), "noise")
             o.noise = _ptr(noise, ctypes.c_float)

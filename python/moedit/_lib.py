@@ -35,7 +35,8 @@ class SampleOptions(Structure):
     _fields_ = [("sampler", c_int), ("steps", c_char_p), ("cfg", c_float), ("cfg_channels", c_int),
                 ("eta", c_float), ("cosine_schedule", c_int), ("seed", c_uint64), ("rng", c_int),
                 ("noise", POINTER(c_float)), ("row_seeds", POINTER(c_uint64)),
-                ("progress", c_void_p), ("progress_user", c_void_p)]
+                ("progress", c_void_p), ("progress_user", c_void_p), ("spacing", c_int), ("karras", c_int),
+                ("order", c_int), ("cfg_interval", c_int), ("cfg_lo", c_float), ("cfg_hi", c_float)]
 
 
 class Route(Structure):
