@@ -65,6 +65,11 @@ int cli_lock(const char *cmd, const char *lock_path, int *fd);
 void cli_unlock(const char *lock_path, int fd);
 /* Monotonic seconds, for progress and timings. */
 double cli_now(void);
+/* A resumable output's state file (cli/resume_state.c): write records that
+   `done` items are finished with settings fp; read gives that count, 0 when
+   there is no state file, -1 when it belongs to other settings. */
+int cli_state_write(const char *path, const char *magic, const char *fp, int64_t done);
+int64_t cli_state_read(const char *path, const char *magic, const char *fp);
 /* Whether path ends in ext (".png"), ignoring case. */
 int cli_has_ext(const char *path, const char *ext);
 

@@ -180,30 +180,6 @@ static int open_side(const ev_args *a, const char *list, int is_ref, side *s)
 
 /* ---- featurising ------------------------------------------------------ */
 
-static int write_state(const char *path, const char *fp, int64_t done)
-{
-    char buf[8192];
-    int len = snprintf(buf, sizeof buf, "%s\n%s\ndone %" PRId64 "\n", STATE_MAGIC, fp, done);
-    me_atomic_file af;
-    int rc = me_atomic_open(&af, path);
-    if (!rc && (rc = me_atomic_write(&af, buf, (size_t)len))) me_atomic_abort(&af);
-    return rc ? rc : me_atomic_commit(&af);
-}
-
-/* Rows done by an earlier run with these settings; -1 for other settings. */
-static int64_t read_state(const char *path, const char *fp)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char magic[64] = "", line[8192] = "";
-    long long done = -1;
-    int ok = fgets(magic, sizeof magic, f) && !strncmp(magic, STATE_MAGIC "\n", sizeof STATE_MAGIC) &&
-             fgets(line, sizeof line, f) && fscanf(f, "done %lld", &done) == 1;
-    fclose(f);
-    line[strcspn(line, "\n")] = 0;
-    return ok && !strcmp(line, fp) && done >= 0 ? done : -1;
-}
-
 /* A partial file's row: pool, spatial, logits of image i, packed from f
    (pack) or unpacked into it. */
 static void pack_row(me_adm_file *f, int64_t i, float *row, int pack)
@@ -243,7 +219,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         snprintf(fp, sizeof fp, "samples=%s images=%" PRId64 "x%dx%dx%d range=%" PRId64 "+%" PRId64
                  " preprocess=%s inception=%s batch=%d", a->samples, s->n, s->h, s->w, s->c, first, count,
                  me_preprocess_name(a->prep), a->inception, a->batch);
-        done = a->resume ? read_state(state, fp) : 0;
+        done = a->resume ? cli_state_read(state, STATE_MAGIC, fp) : 0;
         if (done < 0 || done > count) {
             rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings (remove it to start over)",
                                  state);
@@ -267,7 +243,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         else if (!(pf = fopen(part, "w+b"))) {
             rc = cli_usage_error(CMD, "%s: %s", part, strerror(errno));
             goto done;
-        } else if ((e = write_state(state, fp, 0))) {
+        } else if ((e = cli_state_write(state, STATE_MAGIC, fp, 0))) {
             goto fail;
         }
         if (fseek(pf, 0, SEEK_END)) {
@@ -303,7 +279,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
             }
         }
         done += k;
-        if (pf && (e = write_state(state, fp, done))) goto fail;
+        if (pf && (e = cli_state_write(state, STATE_MAGIC, fp, done))) goto fail;
         double el = cli_now() - t0, rate = (double)(done - done0) / (el > 0 ? el : 1e-9);
         fprintf(stderr, "%s: %" PRId64 "/%" PRId64 " images  %.2f img/s  ETA %.0fs\n", label, done, count, rate,
                 (double)(count - done) / rate);

@@ -77,36 +77,6 @@ static void fingerprint(const fs_args *a, const char *model, const moedit_sample
              a->s.heads, a->s.top_k, a->s.bf16, solver);
 }
 
-static int write_state(const char *path, const char *fp, int64_t done)
-{
-    char buf[8192];
-    int len = snprintf(buf, sizeof buf, "%s\n%s\ndone %" PRId64 "\n", STATE_MAGIC, fp, done);
-    me_atomic_file af;
-    int rc = me_atomic_open(&af, path);
-    if (rc) return rc;
-    if ((rc = me_atomic_write(&af, buf, (size_t)len))) {
-        me_atomic_abort(&af);
-        return rc;
-    }
-    return me_atomic_commit(&af);
-}
-
-/* Samples done by an earlier run with the same settings; -1 if it had
-   other settings, 0 when there is no state. */
-static int64_t read_state(const char *path, const char *fp)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char magic[64] = "", line[8192] = "";
-    long long done = -1;
-    int ok = fgets(magic, sizeof magic, f) && !strncmp(magic, STATE_MAGIC "\n", sizeof STATE_MAGIC) &&
-             fgets(line, sizeof line, f) && fscanf(f, "done %lld", &done) == 1;
-    fclose(f);
-    line[strcspn(line, "\n")] = 0;
-    if (!ok || strcmp(line, fp) || done < 0) return -1;
-    return done;
-}
-
 /* ---- the command ------------------------------------------------------- */
 
 static int parse_args(fs_args *a)
@@ -240,7 +210,7 @@ static int run(fs_args *a)
     const size_t img_bytes = (size_t)px * px * 3, B = (size_t)a->batch;
 
     fingerprint(a, model_path, &o, fp, sizeof fp);
-    int64_t done = a->resume ? read_state(state_path, fp) : 0;
+    int64_t done = a->resume ? cli_state_read(state_path, STATE_MAGIC, fp) : 0;
     if (done < 0 || done > count || (done % a->batch && done != count)) {
         rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings (remove it to start over)", state_path);
         goto done;
@@ -259,7 +229,7 @@ static int run(fs_args *a)
             goto done;
         }
         st.fresh = 1;
-        if ((e = write_state(state_path, fp, 0))) goto fail;
+        if ((e = cli_state_write(state_path, STATE_MAGIC, fp, 0))) goto fail;
     }
     double per_row = sizeof(float) * (2.0 * C * S * S + (double)oc * px * px) + img_bytes + 16;
     if ((e = me_memory_check(per_row * (double)B, "the sample buffers of one --batch"))) goto fail;
@@ -305,7 +275,7 @@ static int run(fs_args *a)
             goto fail;
         }
         done += n;
-        if ((e = write_state(state_path, fp, done))) goto fail;
+        if ((e = cli_state_write(state_path, STATE_MAGIC, fp, done))) goto fail;
         st.fresh = 0;   /* from here on a failure leaves what --resume continues */
         double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
         fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count, rate,
