@@ -35,8 +35,8 @@
 #define MAX_FILES 256
 
 typedef struct {
-    const char *inception, *samples, *ref, *json, *stats_out, *features_out, *preprocess, *shard;
-    int batch, threads, resume, help, is_split;
+    const char *inception, *samples, *ref, *json, *stats_out, *features_out, *preprocess, *shard, *device;
+    int batch, threads, resume, help, is_split, no_verify;
     me_preprocess prep;
     int shard_k, shard_n;
 } ev_args;
@@ -434,6 +434,8 @@ int cmd_eval(int argc, char **argv)
         {"--batch", CLI_INT, &a.batch, "B           images per batch, one per thread (default 32)"},
         {"--is-split", CLI_INT, &a.is_split, "K           Inception Score split size (default 5000)"},
         {"--threads", CLI_INT, &a.threads, "N           threads (0 = all cores)"},
+        {"--device", CLI_STR, &a.device, "cpu         (Inception has no CUDA path yet)"},
+        {"--no-verify", CLI_BOOL, &a.no_verify, "            " CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &a.help, "            this help"},
         {NULL, 0, NULL, NULL},
     };
@@ -445,6 +447,7 @@ int cmd_eval(int argc, char **argv)
                   flags);
         return 0;
     }
+    if (cli_cpu_only(CMD, a.device, "Inception")) return 2;
     if (me_preprocess_parse(a.preprocess, &a.prep))
         return cli_usage_error(CMD, "--preprocess: '%s' is not adm or pytorch-fid", a.preprocess);
     cli_shard sh;

@@ -282,6 +282,9 @@ Test(cli_eval, bad_inputs_exit_2_with_one_line)
     /* checked before any network loads: none.pth does not exist */
     cr_assert_eq(moedit("eval --inception none.pth --samples " EX "samples.npz," EX "ref.npz --ref " EX "ref.npz"), 2);
     one_line_error();
+    /* Inception runs on the CPU only: another device is a usage error */
+    cr_assert_eq(moedit("eval --inception none.pth --samples " EX "samples.npz --ref " EX "ref.npz --device cuda:0"), 2);
+    one_line_error();
     me_zip_writer w;
     float px[4 * 8 * 8 * 3] = {0};
     cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "float.npz")), 0);
