@@ -171,6 +171,19 @@ static inline __attribute__((always_inline)) void store_tile(int mr, __m512 acc[
     }
 }
 
+/* C's rows are ldc apart, a stride the hardware prefetchers miss: fetch the
+   tile's lines a whole k loop before the store needs them. */
+static inline __attribute__((always_inline)) void prefetch_c(int mr, const tile_out *o)
+{
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        const float *c = o->c + (size_t)i * o->ldc;
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + 16, 1, 3);
+        __builtin_prefetch(c + 31, 1, 3);
+    }
+}
+
 /* mr rows (a compile-time constant after inlining) × 32 columns over kc. */
 static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, const float *a, const float *b,
                                                             const tile_out *o)
@@ -178,6 +191,7 @@ static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, con
     __m512 acc[MR][2];
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_c(mr, o);
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
         #pragma GCC unroll 14
@@ -197,6 +211,7 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
     __m512 acc[MR][2];
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_c(mr, o);
     const uint32_t *ap = (const uint32_t *)a;
     for (int k = 0; k < kc; k += 2, ap += MR, b += 2 * NR) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
@@ -425,7 +440,11 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     const gemm_plan *pl = plan();
     const kernel_fn *kern = g->bf16 ? kernels_bf16 : pl->f32;
     size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    int kcp = g->bf16 ? (kc + 1) & ~1 : kc, MRp = pl->mr, MC = pl->mc;
+    int kcp = g->bf16 ? (kc + 1) & ~1 : kc, MRp = pl->mr;
+    /* Rows in equal blocks of at most mc (whole tiles): a small last block
+       would stream every B panel again for a few rows. */
+    int nb = (i1 - i0 + pl->mc - 1) / pl->mc, per = (i1 - i0 + nb - 1) / nb;
+    int MC = (per + MRp - 1) / MRp * MRp;
     for (int ic = i0; ic < i1; ic += MC) {
         int mc = i1 - ic < MC ? i1 - ic : MC;
         pack_a(g, MRp, ic, mc, k0, kc, abuf);

@@ -30,7 +30,15 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
     b += 16 * h;
     __m256 acc[MR][2];
     #pragma GCC unroll 6
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        /* C's rows are ldc apart, a stride the hardware prefetchers miss:
+           fetch them now, a whole k loop before the store needs them. */
+        const float *c = o->c + (size_t)i * o->ldc + 16 * h;
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + 15, 1, 3);
+    }
+    #pragma GCC unroll 4
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
