@@ -393,6 +393,7 @@ static const gemm_plan *plan(void)
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
     long kc = l1 / 2 / (NR * (long)sizeof(float)) / 16 * 16;
     p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
+    if (getenv("DEVKC")) p.kc = atoi(getenv("DEVKC"));
     long mc = l2 / 2 / ((long)p.kc * (long)sizeof(float));
     if (mc > ABUF_FLOATS / p.kc) mc = ABUF_FLOATS / p.kc;
     p.mc = (int)(mc / p.mr * p.mr);

@@ -255,11 +255,12 @@ Test(gemm, gathered_rows_on_openblas)
 }
 
 /* A row's value does not depend on the rows multiplied with it (batch 1, 7
-   or 64 of a sampler), on packed and per-call operands alike. */
+   or 64 of a sampler; 2 as in the adaLN products, which the AVX2 kernels
+   give to their all-columns tile), on packed and per-call operands alike. */
 Test(gemm, rows_do_not_depend_on_m)
 {
     if (!me_gemm_native(0)) cr_skip_test("OpenBLAS path: no such guarantee");
-    int k = 777, n = 300, ms[3] = {1, 7, 64};
+    int k = 777, n = 300, ms[4] = {1, 2, 7, 64};
     float *a = rnd((size_t)64 * k, 51), *b = rnd((size_t)k * n, 52);
     float *full = malloc((size_t)64 * n * sizeof *full), *part = malloc((size_t)64 * n * sizeof *part);
     me_gemm_b pb;
@@ -269,7 +270,7 @@ Test(gemm, rows_do_not_depend_on_m)
     for (int packed = 0; packed < 2; packed++) {
         if (packed) me_gemm(64, a, k, &pb, 1.0f, NULL, 0.0f, full, n);
         else me_sgemm(0, 0, 64, n, k, 1.0f, a, k, b, n, 0.0f, full, n);
-        for (int mi = 0; mi < 3; mi++)
+        for (int mi = 0; mi < 4; mi++)
             for (int r0 = 0; r0 + ms[mi] <= 64; r0 += 57) {
                 const float *ar = a + (size_t)r0 * k;
                 if (packed) me_gemm(ms[mi], ar, k, &pb, 1.0f, NULL, 0.0f, part, n);
