@@ -393,7 +393,6 @@ static const gemm_plan *plan(void)
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
     long kc = l1 / 2 / (NR * (long)sizeof(float)) / 16 * 16;
     p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
-    if (getenv("DEVKC")) p.kc = atoi(getenv("DEVKC"));
     long mc = l2 / 2 / ((long)p.kc * (long)sizeof(float));
     if (mc > ABUF_FLOATS / p.kc) mc = ABUF_FLOATS / p.kc;
     p.mc = (int)(mc / p.mr * p.mr);
@@ -489,8 +488,20 @@ static int threads_for(double flops)
     return nt > 1 && !omp_in_parallel() && flops >= PAR_MIN_FLOPS ? nt : 1;
 }
 
-/* Split by panels when there are enough for every thread, else by rows. */
-static int split_by_rows(int m, int np, int nt) { return np < 2 * nt && m >= 2 * plan()->mr; }
+/* Split by rows when there are too few panels for every thread, or when
+   it moves less data: by panels every thread packs all of A and streams
+   its share of B once per M block; by rows it packs its share of A and
+   streams all of B once per M block of its own (k cancels out). */
+static int split_by_rows(int m, int np, int nt)
+{
+    const gemm_plan *pl = plan();
+    if (nt < 2 || m < 2 * pl->mr) return 0;
+    if (np < 2 * nt) return 1;
+    double n = (double)np * NR, mine = (double)(m + nt - 1) / nt;
+    double by_panels = m + n / nt * ((m + pl->mc - 1) / pl->mc);
+    double by_rows = mine + n * (((int)mine + pl->mc - 1) / pl->mc);
+    return by_rows < by_panels;
+}
 
 /* ---- OpenBLAS fallback ------------------------------------------------- */
 
