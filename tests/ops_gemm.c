@@ -157,9 +157,11 @@ static int same(const float *x, const float *y, size_t count)
 Test(gemm, same_result_on_one_and_two_threads)
 {
     int m = 515, k = 700;
-    /* 2 rows × 32 panels and 515 × 32 split by panels, 515 × 2 by rows */
-    static const int cases[3][2] = {{2, 1000}, {515, 1000}, {515, 40}};
-    for (int ci = 0; ci < 3; ci++) {
+    /* Split by panels: 2 rows × 32 panels, 100 × 32; by rows: 515 × 2 (too
+       few panels), 515 × 32 (less data moved: two M blocks of B panels
+       against every thread packing all 515 rows of A). */
+    static const int cases[4][2] = {{2, 1000}, {100, 1000}, {515, 1000}, {515, 40}};
+    for (int ci = 0; ci < 4; ci++) {
         int rows = cases[ci][0], n = cases[ci][1];
         float *a = rnd((size_t)m * k, 21), *b = rnd((size_t)k * n, 22);
         float *c1 = malloc((size_t)m * n * sizeof *c1), *c2 = malloc((size_t)m * n * sizeof *c2);
