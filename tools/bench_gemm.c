@@ -36,12 +36,14 @@ static const shape defaults[] = {
     {256, 4096, 2304, "conv 256→256 3×3, 64² pixels"}, {128, 16384, 1152, "conv 128→128 3×3, 128² pixels"},
 };
 
-static double now_s(void)
+static double clock_s(clockid_t which)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(which, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
+
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 static float *filled(size_t len, unsigned seed)
 {
@@ -65,9 +67,12 @@ static void settle(void)
 
 /* Best of 2·`reps` samples per side, each sample enough calls for ≥ 20 ms,
    in two rounds of moedit then OpenBLAS, so both see the machine's
-   moods. GFLOP/s into out[0] (moedit) and out[1] (OpenBLAS); -1 on
+   moods. GFLOP/s into out[0] (moedit) and out[1] (OpenBLAS), and per
+   thread-second of CPU time into out[2] and out[3]: while other processes
+   take the cores, wall time measures the machine's load, CPU time still
+   roughly the work (waiting threads that spin count as working); -1 on
    allocation failure. */
-static int run_shape(const shape *s, int reps, double out[2])
+static int run_shape(const shape *s, int reps, int threads, double out[4])
 {
     int m = s->m, n = s->n, k = s->k;
     float *a = filled((size_t)m * k, 1), *w = filled((size_t)n * k, 2);
@@ -80,7 +85,7 @@ static int run_shape(const shape *s, int reps, double out[2])
     me_gemm_b b;
     me_gemm_b_init(&b, mem, k, n, 0);
     me_gemm_pack_b(&b, 0, n, 1, ME_GEMM_F32, w, k);
-    double flops = 2.0 * m * n * k, best[2] = {1e30, 1e30};
+    double flops = 2.0 * m * n * k, best[2] = {1e30, 1e30}, cpu[2] = {1e30, 1e30};
     int calls = 1;   /* per sample: doubled until one takes ≥ 20 ms */
     for (double t = 0; t < 0.02 && calls < (1 << 24); calls *= 2) {
         t = now_s();
@@ -91,16 +96,18 @@ static int run_shape(const shape *s, int reps, double out[2])
         for (int side = 0; side < 2; side++) {
             settle();
             for (int r = 0; r <= reps; r++) {
-                double t = now_s();
+                double t = now_s(), u = clock_s(CLOCK_PROCESS_CPUTIME_ID);
                 for (int i = 0; i < calls; i++) {
                     if (side == 0) me_gemm(m, a, k, &b, 1.0f, NULL, 0.0f, c, n);
                     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, w, k, 0.0f, c, n);
                 }
-                t = (now_s() - t) / calls;
+                t = (now_s() - t) / calls, u = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - u) / calls / threads;
                 if (r > 0 && t < best[side]) best[side] = t;   /* sample 0 warms up */
+                if (r > 0 && u < cpu[side]) cpu[side] = u;
             }
         }
     out[0] = flops / best[0] * 1e-9, out[1] = flops / best[1] * 1e-9;
+    out[2] = flops / cpu[0] * 1e-9, out[3] = flops / cpu[1] * 1e-9;
     me_free_aligned(a), me_free_aligned(w), me_free_aligned(c), me_free_aligned(mem);
     return 0;
 }
@@ -137,10 +144,10 @@ int main(int argc, char **argv)
 
     me_peak before, after;
     me_peak_measure(0, &before);
-    double (*gf)[2] = calloc((size_t)count, sizeof *gf);
+    double (*gf)[4] = calloc((size_t)count, sizeof *gf);
     if (!gf) return 1;
     for (int i = 0; i < count; i++)
-        if (run_shape(&list[i], reps, gf[i])) {
+        if (run_shape(&list[i], reps, me_threads(), gf[i])) {
             fprintf(stderr, "bench_gemm: out of memory for %d,%d,%d\n", list[i].m, list[i].n, list[i].k);
             return 1;
         }
@@ -153,11 +160,13 @@ int main(int argc, char **argv)
            cpu->l1d >> 10, cpu->l2 >> 10, cpu->l3 >> 20, me_cpu_isa_name(me_cpu_isa()));
     printf("peak_fp32_gflops: %.1f (%s FMA loop, %d threads; %.1f before the products, %.1f after)\n", peak,
            before.fp32_isa, before.threads, before.fp32_gflops, after.fp32_gflops);
-    printf("\n| shape m×n×k | product | moedit GFLOP/s | OpenBLAS GFLOP/s | moedit %% of peak | OpenBLAS %% of peak | moedit / OpenBLAS |\n");
-    printf("|---|---|---|---|---|---|---|\n");
+    printf("\n| shape m×n×k | product | moedit GFLOP/s | OpenBLAS GFLOP/s | moedit %% of peak | OpenBLAS %% of peak | "
+           "moedit / OpenBLAS | per CPU-second: moedit / OpenBLAS GFLOP/s |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < count; i++)
-        printf("| %d×%d×%d | %s | %.1f | %.1f | %.0f%% | %.0f%% | %.2f× |\n", list[i].m, list[i].n, list[i].k,
-               list[i].what, gf[i][0], gf[i][1], 100 * gf[i][0] / peak, 100 * gf[i][1] / peak, gf[i][0] / gf[i][1]);
+        printf("| %d×%d×%d | %s | %.1f | %.1f | %.0f%% | %.0f%% | %.2f× | %.1f / %.1f |\n", list[i].m, list[i].n,
+               list[i].k, list[i].what, gf[i][0], gf[i][1], 100 * gf[i][0] / peak, 100 * gf[i][1] / peak,
+               gf[i][0] / gf[i][1], gf[i][2], gf[i][3]);
     free(gf);
     free(shapes);
     return 0;
