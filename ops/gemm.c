@@ -15,15 +15,17 @@
    - A is packed per KC×MC block into panels of MR rows ([kc][MR], or
      [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
-     M in blocks of MC (the packed A block stays in L2) → B panels (a KC×32
-     micro-panel, half the L1 data cache, stays in L1) → A panels → kernel.
+     M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
+     (a KC×32 micro-panel, half the L1 data cache, stays in L1; the next
+     one is prefetched into L2 meanwhile) → A panels → kernel, which
+     prefetches its C lines before its k loop.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M
      or the thread count.
    - Threads: one OpenMP region per product. Each thread takes a range of
-     B panels (weights are the larger operand, so each is read once) or, when
-     there are too few panels, a range of rows; the same kernels run either
-     way, so results do not change with the thread count.
+     B panels or a range of rows, whichever moves less data (split_by_rows);
+     the same kernels run either way, so results do not change with the
+     thread count.
 
    On OpenBLAS the same interface holds: a "packed" B is then a plain
    row-major float copy. */

@@ -5,7 +5,8 @@
    A 6×32 tile is two 6×16 halves, one after the other: 12 ymm accumulators,
    two B vectors and a broadcast fill 15 of the 16 ymm registers (the classic
    Haswell shape: 12 FMAs per 2 loads + 6 broadcasts). A half whose columns
-   are all past the matrix edge is skipped. */
+   are all past the matrix edge is skipped. Tiles of 3–5 rows are the same
+   with fewer rows; 1–2 rows take all 32 columns at once (wide_tile). */
 #include <immintrin.h>
 #include "ops/gemm_tile.h"
 
