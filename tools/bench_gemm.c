@@ -126,14 +126,14 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "--threads") || !strcmp(argv[i], "--reps")) && i + 1 < argc) {
             int v = atoi(argv[++i]);
-            if (v < 1 || v > 1024) return usage();
+            if (v < 1 || v > 1024) return free(shapes), usage();
             *(!strcmp(argv[i - 1], "--threads") ? &threads : &reps) = v;
         } else {
             shape *s = &shapes[nshapes++];
             char tail;
             if (sscanf(argv[i], "%d,%d,%d%c", &s->m, &s->n, &s->k, &tail) != 3 || s->m < 1 || s->n < 1 || s->k < 1 ||
                 (double)s->m * s->n > 1e9 || (double)s->m * s->k > 1e9 || (double)s->n * s->k > 1e9)
-                return usage();
+                return free(shapes), usage();
             s->what = "";
         }
     }
@@ -145,12 +145,15 @@ int main(int argc, char **argv)
     me_peak before, after;
     me_peak_measure(0, &before);
     double (*gf)[4] = calloc((size_t)count, sizeof *gf);
-    if (!gf) return 1;
-    for (int i = 0; i < count; i++)
+    for (int i = 0; gf && i < count; i++)
         if (run_shape(&list[i], reps, me_threads(), gf[i])) {
             fprintf(stderr, "bench_gemm: out of memory for %d,%d,%d\n", list[i].m, list[i].n, list[i].k);
-            return 1;
+            free(gf), gf = NULL;
         }
+    if (!gf) {
+        free(shapes);
+        return 1;
+    }
     me_peak_measure(0, &after);
     double peak = before.fp32_gflops > after.fp32_gflops ? before.fp32_gflops : after.fp32_gflops;
 
