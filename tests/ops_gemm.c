@@ -91,6 +91,27 @@ Test(gemm, sgemm_all_transposes_odd_sizes)
             }
 }
 
+/* Products whose last tile has 2 or 8 = 6 + 2 rows (on AVX2 the 2-row
+   tile takes all 32 columns at once, with its own store), alpha and beta,
+   over a partial panel and K blocks that accumulate. */
+Test(gemm, two_row_tiles_alpha_beta)
+{
+    static const int ms[2] = {2, 8};
+    for (int mi = 0; mi < 2; mi++) {
+        int m = ms[mi], n = 45, k = 300, ldc = n + 3;
+        float *a = rnd((size_t)m * k, 31), *b = rnd((size_t)k * n, 32);
+        float *c = rnd((size_t)m * ldc, 33), *c0 = malloc((size_t)m * ldc * sizeof *c0);
+        memcpy(c0, c, (size_t)m * ldc * sizeof *c);
+        double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+        reference(0, 0, m, n, k, -0.5f, a, k, b, n, NULL, 0.75f, c0, ldc, 0, ref, mag);
+        me_sgemm(0, 0, m, n, k, -0.5f, a, k, b, n, 0.75f, c, ldc);
+        check(m, n, c, ldc, ref, mag, 2e-6, m == 2 ? "2 rows" : "8 rows");
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ldc; j++) cr_assert_eq(c[(size_t)i * ldc + j], c0[(size_t)i * ldc + j]);
+        free(a), free(b), free(c), free(c0), free(ref), free(mag);
+    }
+}
+
 /* me_gemm on a packed PyTorch-layout weight W [n, k]: y = x·Wᵀ + bias. */
 static void packed_case(int m, int n, int k, int bf16, int type, double rel)
 {
@@ -130,6 +151,9 @@ Test(gemm, packed_weights_f32_f16)
             packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS], 0, ME_GEMM_F16, 2e-6);
         }
     packed_case(340, 200, 1537, 0, ME_GEMM_F32, 2e-6);   /* more than one row block (MC = 336), 8 K blocks */
+    /* 2-row tiles (AVX2: all 32 columns at once) with bias, over a partial panel */
+    packed_case(2, 45, 300, 0, ME_GEMM_F32, 2e-6);
+    packed_case(8, 77, 129, 0, ME_GEMM_F32, 2e-6);
 }
 
 Test(gemm, packed_weights_bf16)
