@@ -70,8 +70,9 @@ static void settle(void)
    moods. GFLOP/s into out[0] (moedit) and out[1] (OpenBLAS), and per
    thread-second of CPU time into out[2] and out[3]: while other processes
    take the cores, wall time measures the machine's load, CPU time still
-   roughly the work (waiting threads that spin count as working); -1 on
-   allocation failure. */
+   roughly the work (waiting threads that spin count as working; on a
+   loaded VM the guest's CPU clocks can undercount, so on several threads
+   it is only indicative); -1 on allocation failure. */
 static int run_shape(const shape *s, int reps, int threads, double out[4])
 {
     int m = s->m, n = s->n, k = s->k;
