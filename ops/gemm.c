@@ -15,15 +15,17 @@
    - A is packed per KC×MC block into panels of MR rows ([kc][MR], or
      [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
-     M in blocks of MC (the packed A block stays in L2) → B panels (a KC×32
-     micro-panel, half the L1 data cache, stays in L1) → A panels → kernel.
+     M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
+     (a KC×32 micro-panel, half the L1 data cache, stays in L1; the next
+     one is prefetched into L2 meanwhile) → A panels → kernel, which
+     prefetches its C lines before its k loop.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M
      or the thread count.
    - Threads: one OpenMP region per product. Each thread takes a range of
-     B panels (weights are the larger operand, so each is read once) or, when
-     there are too few panels, a range of rows; the same kernels run either
-     way, so results do not change with the thread count.
+     B panels or a range of rows, whichever moves less data (split_by_rows);
+     the same kernels run either way, so results do not change with the
+     thread count.
 
    On OpenBLAS the same interface holds: a "packed" B is then a plain
    row-major float copy. */
@@ -171,6 +173,19 @@ static inline __attribute__((always_inline)) void store_tile(int mr, __m512 acc[
     }
 }
 
+/* C's rows are ldc apart, a stride the hardware prefetchers miss: fetch the
+   tile's lines a whole k loop before the store needs them. */
+static inline __attribute__((always_inline)) void prefetch_c(int mr, const tile_out *o)
+{
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        const float *c = o->c + (size_t)i * o->ldc;
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + 16, 1, 3);
+        __builtin_prefetch(c + 31, 1, 3);
+    }
+}
+
 /* mr rows (a compile-time constant after inlining) × 32 columns over kc. */
 static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, const float *a, const float *b,
                                                             const tile_out *o)
@@ -178,6 +193,7 @@ static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, con
     __m512 acc[MR][2];
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_c(mr, o);
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
         #pragma GCC unroll 14
@@ -197,6 +213,7 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
     __m512 acc[MR][2];
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_c(mr, o);
     const uint32_t *ap = (const uint32_t *)a;
     for (int k = 0; k < kc; k += 2, ap += MR, b += 2 * NR) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
@@ -425,15 +442,28 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     const gemm_plan *pl = plan();
     const kernel_fn *kern = g->bf16 ? kernels_bf16 : pl->f32;
     size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    int kcp = g->bf16 ? (kc + 1) & ~1 : kc, MRp = pl->mr, MC = pl->mc;
+    int kcp = g->bf16 ? (kc + 1) & ~1 : kc, MRp = pl->mr;
+    /* Rows in equal blocks of at most mc (whole tiles): a small last block
+       would stream every B panel again for a few rows. */
+    int nb = (i1 - i0 + pl->mc - 1) / pl->mc, per = (i1 - i0 + nb - 1) / nb;
+    int MC = (per + MRp - 1) / MRp * MRp;
     for (int ic = i0; ic < i1; ic += MC) {
         int mc = i1 - ic < MC ? i1 - ic : MC;
         pack_a(g, MRp, ic, mc, k0, kc, abuf);
+        int tiles = (mc + MRp - 1) / MRp, lines = (int)((size_t)kcp * NR * esz / 64);
+        int per_tile = (lines + tiles - 1) / tiles;
         for (int p = p0; p < p1; p++) {
             const char *bp = (const char *)pb + (size_t)(p - p0) * pstride * esz;
+            const char *next = p + 1 < p1 && tiles >= 8 ? bp + pstride * esz : NULL;
             int j = p * NR, nr = n - j < NR ? n - j : NR;
             for (int ir = 0; ir < mc; ir += MRp) {
                 int mr = mc - ir < MRp ? mc - ir : MRp;
+                /* The next B panel, a slice per tile into L2: the hardware
+                   prefetchers would only start on it at its first misses.
+                   (Below 8 tiles the slices are long bursts that stall more
+                   than they hide: 2-row products lost a third.) */
+                for (int l = ir / MRp * per_tile, e = l + per_tile; next && l < e && l < lines; l++)
+                    __builtin_prefetch(next + (size_t)l * 64, 0, 2);
                 tile_out o = {g->c + (size_t)(ic + ir) * g->ldc + j, g->ldc, nr,
                               first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f};
                 kern[mr](kcp, (const char *)abuf + (size_t)ir * kcp * esz, bp, &o);
@@ -469,8 +499,20 @@ static int threads_for(double flops)
     return nt > 1 && !omp_in_parallel() && flops >= PAR_MIN_FLOPS ? nt : 1;
 }
 
-/* Split by panels when there are enough for every thread, else by rows. */
-static int split_by_rows(int m, int np, int nt) { return np < 2 * nt && m >= 2 * plan()->mr; }
+/* Split by rows when there are too few panels for every thread, or when
+   it moves less data: by panels every thread packs all of A and streams
+   its share of B once per M block; by rows it packs its share of A and
+   streams all of B once per M block of its own (k cancels out). */
+static int split_by_rows(int m, int np, int nt)
+{
+    const gemm_plan *pl = plan();
+    if (nt < 2 || m < 2 * pl->mr) return 0;
+    if (np < 2 * nt) return 1;
+    double n = (double)np * NR, mine = (double)(m + nt - 1) / nt;
+    double by_panels = m + n / nt * ((m + pl->mc - 1) / pl->mc);
+    double by_rows = mine + n * (((int)mine + pl->mc - 1) / pl->mc);
+    return by_rows < by_panels;
+}
 
 /* ---- OpenBLAS fallback ------------------------------------------------- */
 

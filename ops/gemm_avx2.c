@@ -5,7 +5,8 @@
    A 6×32 tile is two 6×16 halves, one after the other: 12 ymm accumulators,
    two B vectors and a broadcast fill 15 of the 16 ymm registers (the classic
    Haswell shape: 12 FMAs per 2 loads + 6 broadcasts). A half whose columns
-   are all past the matrix edge is skipped. */
+   are all past the matrix edge is skipped. Tiles of 3–5 rows are the same
+   with fewer rows; 1–2 rows take all 32 columns at once (wide_tile). */
 #include <immintrin.h>
 #include "ops/gemm_tile.h"
 
@@ -30,7 +31,15 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
     b += 16 * h;
     __m256 acc[MR][2];
     #pragma GCC unroll 6
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        /* C's rows are ldc apart, a stride the hardware prefetchers miss:
+           fetch them now, a whole k loop before the store needs them. */
+        const float *c = o->c + (size_t)i * o->ldc + 16 * h;
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + 15, 1, 3);
+    }
+    #pragma GCC unroll 4
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
@@ -70,14 +79,69 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
     }
 }
 
+/* Tiles of 1–2 rows take all 32 columns per k instead (at most 8
+   accumulators): per row each k then feeds four independent FMA chains
+   instead of two, so the few-row products (adaLN: 2 rows against large
+   weights) are not held to one k per FMA latency per half, and B is read
+   as whole 128-byte rows, in the order it lies in memory. Every element
+   sees the same FMAs in the same order as in half_tile, so a row's bits
+   do not depend on the tile it falls in. */
+static inline __attribute__((always_inline)) void wide_tile(int mr, int kc, const float *a, const float *b,
+                                                           const me_tile_out *o)
+{
+    __m256 acc[2][4];
+    #pragma GCC unroll 2
+    for (int i = 0; i < mr; i++) {
+        acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = _mm256_setzero_ps();
+        const float *c = o->c + (size_t)i * o->ldc;
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + 16, 1, 3);
+        __builtin_prefetch(c + 31, 1, 3);
+    }
+    #pragma GCC unroll 2
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 b2 = _mm256_load_ps(b + 16), b3 = _mm256_load_ps(b + 24);
+        #pragma GCC unroll 2
+        for (int i = 0; i < mr; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(ai, b2, acc[i][2]);
+            acc[i][3] = _mm256_fmadd_ps(ai, b3, acc[i][3]);
+        }
+    }
+    __m256 alpha = _mm256_set1_ps(o->alpha), beta = _mm256_set1_ps(o->beta);
+    #pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        int live = o->nr - 8 * g;
+        if (live <= 0) break;
+        __m256i m = lanes(live);
+        __m256 bias = o->bias ? _mm256_maskload_ps(o->bias + 8 * g, m) : _mm256_setzero_ps();
+        #pragma GCC unroll 2
+        for (int i = 0; i < mr; i++) {
+            float *c = o->c + (size_t)i * o->ldc + 8 * g;
+            __m256 v = _mm256_fmadd_ps(alpha, acc[i][g], bias);
+            if (o->beta != 0.0f) v = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c, m), v);
+            _mm256_maskstore_ps(c, m, v);
+        }
+    }
+}
+
+#define WIDE(R)                                                                \
+    static void tile_##R(int kc, const void *a, const void *b, const me_tile_out *o) \
+    {                                                                          \
+        wide_tile(R, kc, a, b, o);                                             \
+    }
 #define TILE(R)                                                                \
     static void tile_##R(int kc, const void *a, const void *b, const me_tile_out *o) \
     {                                                                          \
         half_tile(R, kc, a, b, 0, o);                                          \
         half_tile(R, kc, a, b, 1, o);                                          \
     }
-TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6)
+WIDE(1) WIDE(2) TILE(3) TILE(4) TILE(5) TILE(6)
 #undef TILE
+#undef WIDE
 
 /* A panel [kc][6] from 6 row pointers (live of them real, the rest zero):
    8 k at a time, the 6 rows (and 2 zero rows) are loaded as an 8×8 block,

@@ -26,6 +26,9 @@
 #     alone and beside one busy process, with moedit's default waits
 #     (cli/omp_env.c), libgomp's own default (GOMP_SPINCOUNT=300000),
 #     OMP_WAIT_POLICY=passive and --threads 1.
+#  6. GEMM (GEMM=1): build/bench_gemm, moedit's float32 products of the
+#     transformer and convolution shapes against OpenBLAS sgemm on the same
+#     operands, GFLOP/s as % of the FMA peak it measures itself.
 # PyTorch runs with OMP_WAIT_POLICY=passive (its spinning threads lose
 # several-fold on a shared machine); moedit with its own default.
 set -euo pipefail
@@ -41,6 +44,7 @@ FID_NUM=${FID_NUM:-200}
 INC_NUM=${INC_NUM:-32}
 SHARED=${SHARED:-1}
 VAE_LATENT=${VAE_LATENT:-32}
+GEMM=${GEMM:-1}
 PY=/usr/bin/python3
 BIN="$BUILD/moedit"
 mkdir -p "$WORK"
@@ -177,6 +181,19 @@ if [ "$SHARED" = 1 ]; then
     done
     kill "$hog"
     wait "$hog" 2>/dev/null || true
+    echo
+fi
+if [ "$GEMM" = 1 ]; then
+    echo "## GEMM (host: $CPU)"
+    echo
+    if [ -x "$BUILD/bench_gemm" ]; then
+        g=$("$BUILD/bench_gemm" --threads "$THREADS" 2>&1) || g="bench_gemm failed: $g"
+        echo "Float32 products, \`bench_gemm\` (moedit's me_gemm, weights packed once, against OpenBLAS sgemm on the same" \
+             "operands; best of 10 samples per side in alternating rounds; peak: $(echo "$g" | sed -n 's/^peak_fp32_gflops: //p'))."
+        echo "$g" | grep '^|' || echo "$g"
+    else
+        echo "$BUILD/bench_gemm not built."
+    fi
     echo
 fi
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."

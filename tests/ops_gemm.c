@@ -91,6 +91,27 @@ Test(gemm, sgemm_all_transposes_odd_sizes)
             }
 }
 
+/* Products whose last tile has 2 or 8 = 6 + 2 rows (on AVX2 the 2-row
+   tile takes all 32 columns at once, with its own store), alpha and beta,
+   over a partial panel and K blocks that accumulate. */
+Test(gemm, two_row_tiles_alpha_beta)
+{
+    static const int ms[2] = {2, 8};
+    for (int mi = 0; mi < 2; mi++) {
+        int m = ms[mi], n = 45, k = 300, ldc = n + 3;
+        float *a = rnd((size_t)m * k, 31), *b = rnd((size_t)k * n, 32);
+        float *c = rnd((size_t)m * ldc, 33), *c0 = malloc((size_t)m * ldc * sizeof *c0);
+        memcpy(c0, c, (size_t)m * ldc * sizeof *c);
+        double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+        reference(0, 0, m, n, k, -0.5f, a, k, b, n, NULL, 0.75f, c0, ldc, 0, ref, mag);
+        me_sgemm(0, 0, m, n, k, -0.5f, a, k, b, n, 0.75f, c, ldc);
+        check(m, n, c, ldc, ref, mag, 2e-6, m == 2 ? "2 rows" : "8 rows");
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ldc; j++) cr_assert_eq(c[(size_t)i * ldc + j], c0[(size_t)i * ldc + j]);
+        free(a), free(b), free(c), free(c0), free(ref), free(mag);
+    }
+}
+
 /* me_gemm on a packed PyTorch-layout weight W [n, k]: y = x·Wᵀ + bias. */
 static void packed_case(int m, int n, int k, int bf16, int type, double rel)
 {
@@ -130,6 +151,9 @@ Test(gemm, packed_weights_f32_f16)
             packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS], 0, ME_GEMM_F16, 2e-6);
         }
     packed_case(340, 200, 1537, 0, ME_GEMM_F32, 2e-6);   /* more than one row block (MC = 336), 8 K blocks */
+    /* 2-row tiles (AVX2: all 32 columns at once) with bias, over a partial panel */
+    packed_case(2, 45, 300, 0, ME_GEMM_F32, 2e-6);
+    packed_case(8, 77, 129, 0, ME_GEMM_F32, 2e-6);
 }
 
 Test(gemm, packed_weights_bf16)
@@ -157,9 +181,11 @@ static int same(const float *x, const float *y, size_t count)
 Test(gemm, same_result_on_one_and_two_threads)
 {
     int m = 515, k = 700;
-    /* 2 rows × 32 panels and 515 × 32 split by panels, 515 × 2 by rows */
-    static const int cases[3][2] = {{2, 1000}, {515, 1000}, {515, 40}};
-    for (int ci = 0; ci < 3; ci++) {
+    /* Split by panels: 2 rows × 32 panels, 100 × 32; by rows: 515 × 2 (too
+       few panels), 515 × 32 (less data moved: two M blocks of B panels
+       against every thread packing all 515 rows of A). */
+    static const int cases[4][2] = {{2, 1000}, {100, 1000}, {515, 1000}, {515, 40}};
+    for (int ci = 0; ci < 4; ci++) {
         int rows = cases[ci][0], n = cases[ci][1];
         float *a = rnd((size_t)m * k, 21), *b = rnd((size_t)k * n, 22);
         float *c1 = malloc((size_t)m * n * sizeof *c1), *c2 = malloc((size_t)m * n * sizeof *c2);
@@ -255,11 +281,12 @@ Test(gemm, gathered_rows_on_openblas)
 }
 
 /* A row's value does not depend on the rows multiplied with it (batch 1, 7
-   or 64 of a sampler), on packed and per-call operands alike. */
+   or 64 of a sampler; 2 as in the adaLN products, which the AVX2 kernels
+   give to their all-columns tile), on packed and per-call operands alike. */
 Test(gemm, rows_do_not_depend_on_m)
 {
     if (!me_gemm_native(0)) cr_skip_test("OpenBLAS path: no such guarantee");
-    int k = 777, n = 300, ms[3] = {1, 7, 64};
+    int k = 777, n = 300, ms[4] = {1, 2, 7, 64};
     float *a = rnd((size_t)64 * k, 51), *b = rnd((size_t)k * n, 52);
     float *full = malloc((size_t)64 * n * sizeof *full), *part = malloc((size_t)64 * n * sizeof *part);
     me_gemm_b pb;
@@ -269,7 +296,7 @@ Test(gemm, rows_do_not_depend_on_m)
     for (int packed = 0; packed < 2; packed++) {
         if (packed) me_gemm(64, a, k, &pb, 1.0f, NULL, 0.0f, full, n);
         else me_sgemm(0, 0, 64, n, k, 1.0f, a, k, b, n, 0.0f, full, n);
-        for (int mi = 0; mi < 3; mi++)
+        for (int mi = 0; mi < 4; mi++)
             for (int r0 = 0; r0 + ms[mi] <= 64; r0 += 57) {
                 const float *ar = a + (size_t)r0 * k;
                 if (packed) me_gemm(ms[mi], ar, k, &pb, 1.0f, NULL, 0.0f, part, n);
