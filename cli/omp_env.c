@@ -42,6 +42,10 @@ static int others_running(void)
 
 void cli_omp_defaults(char **argv)
 {
+    /* Whatever the waits, forwards leave other busy processes their cores
+       (core/busy.c): once load comes after the start, the spin count chosen
+       here no longer fits, but one thread never waits for another. */
+    moedit_set_adaptive_threads(1);
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     /* Busy: another task ran in every sample (a transient one rarely does). */
     int busy = 1;

@@ -3,7 +3,9 @@
 #include <omp.h>
 #include "core.h"
 
-static int thread_count;
+static int thread_count, adaptive;
+/* Per calling thread: several host threads may each run their own model. */
+static _Thread_local int thread_limit;
 
 void moedit_set_threads(int threads)
 {
@@ -13,8 +15,20 @@ void moedit_set_threads(int threads)
     openblas_set_num_threads(threads);
 }
 
-int me_threads(void)
+void moedit_set_adaptive_threads(int on) { adaptive = on != 0; }
+
+int me_threads_adaptive(void) { return adaptive; }
+
+int me_threads_max(void)
 {
     if (thread_count == 0) moedit_set_threads(0);
     return thread_count;
+}
+
+void me_threads_limit(int n) { thread_limit = n > 0 ? n : 0; }
+
+int me_threads(void)
+{
+    int max = me_threads_max();
+    return thread_limit > 0 && thread_limit < max ? thread_limit : max;
 }

@@ -71,6 +71,15 @@ const char *moedit_last_error(void);
 /* Number of threads used by moedit's own kernels and by BLAS (0 = all cores). */
 void moedit_set_threads(int threads);
 
+/* 1: every model forward first counts the other runnable tasks on the
+   machine (/proc/loadavg less this process's running threads) and runs on
+   at most moedit_set_threads' count less that many (at least 1); cores come
+   back once the machine has stayed calm for 20 ms. On a machine shared
+   with busy processes this avoids threads waiting for preempted partners.
+   Default 0 (the CLI turns it on, except for `bench`). Linux only; where
+   /proc cannot be read the count is not changed. */
+void moedit_set_adaptive_threads(int on);
+
 /* Whether every ZIP entry read (torch .pt/.pth/.bin, .npz) is checked against
    its CRC-32 (default 1; a mismatch fails naming the file and the entry).
    0 skips the check for the whole process: for huge files already trusted. */
