@@ -42,9 +42,11 @@ static int others_running(void)
 
 void cli_omp_defaults(char **argv)
 {
-    /* Whatever the waits, forwards leave other busy processes their cores
-       (core/busy.c): once load comes after the start, the spin count chosen
-       here no longer fits, but one thread never waits for another. */
+    /* Where the waits spin long (the idle value below, libgomp's default,
+       the user's), forwards leave other busy processes their cores
+       (core/busy.c): load that comes after the start would otherwise meet
+       the idle spin count. Read before the setenv below, so a failed
+       re-execution keeps libgomp's default and stays adaptive. */
     moedit_set_adaptive_threads(1);
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     /* Busy: another task ran in every sample (a transient one rarely does). */

@@ -59,7 +59,7 @@ void me_threads_limit(int n);
 int me_threads_adaptive(void);
 
 /* Adaptive thread counts (core/busy.c). */
-#define ADAPT_MS 20.0
+#define ADAPT_MS 50.0
 typedef struct {
     int cap;              /* threads chosen last (0: none yet) */
     int calm;             /* a look saw more free cores than cap */

@@ -1,6 +1,8 @@
 /* One thread count for OpenMP loops and OpenBLAS, so they never oversubscribe. */
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <strings.h>
 #include "core.h"
 
 static int thread_count, adaptive;
@@ -15,7 +17,19 @@ void moedit_set_threads(int threads)
     openblas_set_num_threads(threads);
 }
 
-void moedit_set_adaptive_threads(int on) { adaptive = on != 0; }
+/* Whether libgomp's waits spin long: its default (300 000 rounds), an
+   active policy, or a spin count above a few thousand rounds (the CLI's
+   idle value, 30 000, included). Short spins sleep soon after a partner is
+   preempted, so there every thread may keep its fair share of a crowded
+   machine; long ones burn the partner's core (docs/performance.md). */
+static int long_spins(void)
+{
+    const char *policy = getenv("OMP_WAIT_POLICY"), *count = getenv("GOMP_SPINCOUNT");
+    if (count) return strncasecmp(count, "infinit", 7) == 0 || strtod(count, NULL) > 3000;
+    return !policy || strcasecmp(policy, "passive") != 0;
+}
+
+void moedit_set_adaptive_threads(int on) { adaptive = on && long_spins(); }
 
 int me_threads_adaptive(void) { return adaptive; }
 

@@ -71,12 +71,15 @@ const char *moedit_last_error(void);
 /* Number of threads used by moedit's own kernels and by BLAS (0 = all cores). */
 void moedit_set_threads(int threads);
 
-/* 1: every model forward first counts the other runnable tasks on the
-   machine (/proc/loadavg less this process's running threads) and runs on
-   at most moedit_set_threads' count less that many (at least 1); cores come
-   back once the machine has stayed calm for 20 ms. On a machine shared
-   with busy processes this avoids threads waiting for preempted partners.
-   Default 0 (the CLI turns it on, except for `bench`). Linux only; where
+/* 1: where OpenMP's waits spin long (libgomp's default, or the environment
+   has GOMP_SPINCOUNT above 3000 or OMP_WAIT_POLICY=active), every model
+   forward first counts the other runnable tasks on the machine
+   (/proc/loadavg less this process's running threads) and runs on at most
+   moedit_set_threads' count less that many (at least 1); cores come back
+   once the machine has stayed calm for 50 ms. A spinning thread whose
+   partner is preempted holds the core the partner needs; short spins
+   sleep instead, and keep every thread. Read the environment when called;
+   default 0 (the CLI turns it on, except for `bench`). Linux only: where
    /proc cannot be read the count is not changed. */
 void moedit_set_adaptive_threads(int on);
 

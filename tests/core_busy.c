@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <omp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,4 +83,29 @@ Test(busy, sees_a_busy_process)
     kill(hog, SIGKILL);
     waitpid(hog, NULL, 0);
     cr_assert_geq(seen, 1, "a spinning child is another runnable task");
+}
+
+/* Only long spins give threads away (each Test runs in its own process). */
+Test(busy, adaptive_only_where_waits_spin_long)
+{
+    unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
+    moedit_set_adaptive_threads(1);
+    cr_assert(me_threads_adaptive(), "libgomp's default spins 300 000 rounds");
+    setenv("GOMP_SPINCOUNT", "30000", 1);
+    moedit_set_adaptive_threads(1);
+    cr_assert(me_threads_adaptive());
+    setenv("GOMP_SPINCOUNT", "300", 1);
+    moedit_set_adaptive_threads(1);
+    cr_assert_not(me_threads_adaptive(), "short spins keep every thread");
+    setenv("GOMP_SPINCOUNT", "infinite", 1);
+    moedit_set_adaptive_threads(1);
+    cr_assert(me_threads_adaptive());
+    unsetenv("GOMP_SPINCOUNT");
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    moedit_set_adaptive_threads(1);
+    cr_assert_not(me_threads_adaptive());
+    unsetenv("OMP_WAIT_POLICY");
+    moedit_set_adaptive_threads(0);
+    cr_assert_not(me_threads_adaptive());
 }
