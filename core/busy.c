@@ -73,11 +73,11 @@ int me_adapt_step(me_adapt *s, int max, int others, double now_ms)
     if (s->cap <= 0 || s->cap > max || want < s->cap) {
         s->cap = want, s->calm = 0;   /* contention costs most: give way at once */
     } else if (want > s->cap) {
-        /* Cores are taken back only when a look at least ADAPT_MS after a
-           first calm one agrees, so a short-lived process (a compiler, a
-           shell) does not flip the count back and forth. */
+        /* Cores are taken back only when the looks have stayed calm for
+           ADAPT_CALM_MS, so a process that comes and goes (a compiler, a
+           test suite) does not flip the count back and forth. */
         if (!s->calm) s->calm = 1, s->calm_since = now_ms;
-        else if (now_ms - s->calm_since >= ADAPT_MS) s->cap = want, s->calm = 0;
+        else if (now_ms - s->calm_since >= ADAPT_CALM_MS) s->cap = want, s->calm = 0;
     } else {
         s->calm = 0;
     }

@@ -59,7 +59,8 @@ void me_threads_limit(int n);
 int me_threads_adaptive(void);
 
 /* Adaptive thread counts (core/busy.c). */
-#define ADAPT_MS 50.0
+#define ADAPT_MS 50.0         /* between looks at the machine */
+#define ADAPT_CALM_MS 200.0   /* calm this long before threads come back */
 typedef struct {
     int cap;              /* threads chosen last (0: none yet) */
     int calm;             /* a look saw more free cores than cap */
@@ -73,7 +74,9 @@ int me_others_running(void);
    adaptivity is off. */
 int me_adapt_threads(me_adapt *s);
 /* The decision itself, given a look (others, -1: unknown) at now_ms: fewer
-   threads at once, more only after two looks ADAPT_MS apart agree. */
+   threads at once, more only when looks ADAPT_CALM_MS apart and every look
+   between them agree (a long spin beside a busy process costs ~10×, one
+   thread too few on an idle machine 2×). */
 int me_adapt_step(me_adapt *s, int max, int others, double now_ms);
 
 /* How many of the n rows of len floats at x hold a NaN or an infinity; the

@@ -76,7 +76,7 @@ void moedit_set_threads(int threads);
    forward first counts the other runnable tasks on the machine
    (/proc/loadavg less this process's running threads) and runs on at most
    moedit_set_threads' count less that many (at least 1); cores come back
-   once the machine has stayed calm for 50 ms. A spinning thread whose
+   once the machine has stayed calm for 200 ms. A spinning thread whose
    partner is preempted holds the core the partner needs; short spins
    sleep instead, and keep every thread. Read the environment when called;
    default 0 (the CLI turns it on, except for `bench`). Linux only: where

@@ -1,5 +1,5 @@
 /* Adaptive thread counts (core/busy.c): the decision gives cores away at
-   once and takes them back only after two calm looks ADAPT_MS apart, and
+   once and takes them back only after calm looks ADAPT_CALM_MS apart, and
    the look at the machine sees a busy process that this one started, but
    not this process's own spinning threads. */
 #include <criterion/criterion.h>
@@ -20,20 +20,20 @@ Test(busy, gives_cores_away_at_once)
     cr_assert_eq(me_adapt_step(&s, 4, 2, 3.0), 1, "more cores only after a calm period");
 }
 
-Test(busy, takes_cores_back_after_two_calm_looks)
+Test(busy, takes_cores_back_after_a_calm_period)
 {
     me_adapt s = {0};
     cr_assert_eq(me_adapt_step(&s, 2, 1, 0.0), 1);
     cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0), 1, "first calm look");
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0 + ADAPT_MS / 2), 1, "too soon after it");
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0 + ADAPT_MS), 2);
+    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0 + ADAPT_CALM_MS / 2), 1, "too soon after it");
+    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0 + ADAPT_CALM_MS), 2);
     /* a busy look in between starts the calm period again */
-    cr_assert_eq(me_adapt_step(&s, 2, 1, 200.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 210.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 1, 215.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 220.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 220.0 + ADAPT_MS - 1), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 220.0 + ADAPT_MS), 2);
+    cr_assert_eq(me_adapt_step(&s, 2, 1, 400.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 0, 410.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 1, 415.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 0, 420.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 0, 420.0 + ADAPT_CALM_MS - 1), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 0, 420.0 + ADAPT_CALM_MS), 2);
 }
 
 Test(busy, unknown_load_or_one_thread_keeps_the_count)
