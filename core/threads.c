@@ -29,7 +29,11 @@ static int long_spins(void)
     return !policy || strcasecmp(policy, "passive") != 0;
 }
 
-void moedit_set_adaptive_threads(int on) { adaptive = on && long_spins(); }
+void moedit_set_adaptive_threads(int on)
+{
+    adaptive = on && long_spins();
+    thread_limit = 0;   /* a forward's last decision no longer holds here */
+}
 
 int me_threads_adaptive(void) { return adaptive; }
 

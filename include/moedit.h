@@ -75,8 +75,10 @@ void moedit_set_threads(int threads);
    has GOMP_SPINCOUNT above 3000 or OMP_WAIT_POLICY=active), every model
    forward first counts the other runnable tasks on the machine
    (/proc/loadavg less this process's running threads) and runs on at most
-   moedit_set_threads' count less that many (at least 1); cores come back
-   once the machine has stayed calm for 200 ms. A spinning thread whose
+   moedit_set_threads' count less that many (at least 1), and so do the
+   calling thread's other moedit calls (a VAE decode between forwards)
+   until the next forward looks again; cores come back once the machine
+   has stayed calm for 200 ms. A spinning thread whose
    partner is preempted holds the core the partner needs; short spins
    sleep instead, and keep every thread. Read the environment when called;
    default 0 (the CLI turns it on, except for `bench`). Linux only: where
