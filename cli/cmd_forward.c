@@ -180,6 +180,7 @@ int cmd_bench(int argc, char **argv)
         return cli_usage_error("bench", "--batch, --iters must be positive (--heads, --top-k, --threads too)");
     if (cli_device("bench", device, &dev)) return 2;
     if (threads) moedit_set_threads(threads);
+    moedit_set_adaptive_threads(0);   /* a benchmark measures the count it names */
     /* The peaks first (the clocks are those the forward then runs at), the
        forward's figures first in the output. */
     me_peak peak;

@@ -42,6 +42,12 @@ static int others_running(void)
 
 void cli_omp_defaults(char **argv)
 {
+    /* Where the waits spin long (the idle value below, libgomp's default,
+       the user's), forwards leave other busy processes their cores
+       (core/busy.c): load that comes after the start would otherwise meet
+       the idle spin count. Read before the setenv below, so a failed
+       re-execution keeps libgomp's default and stays adaptive. */
+    moedit_set_adaptive_threads(1);
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     /* Busy: another task ran in every sample (a transient one rarely does). */
     int busy = 1;

@@ -48,8 +48,36 @@ float me_bf16_to_f32(uint16_t b);
 uint16_t me_f32_to_f16(float f);
 uint16_t me_f32_to_bf16(float f);
 
-/* Threads for own kernels (OpenMP) and OpenBLAS. */
+/* Threads for own kernels (OpenMP) and OpenBLAS: moedit_set_threads'
+   count, or less on this thread while a limit is set (an adaptive forward). */
 int me_threads(void);
+/* moedit_set_threads' count, whatever the limit: buffers sized per thread use it. */
+int me_threads_max(void);
+/* Caps me_threads() on the calling thread at n (0 lifts the cap). */
+void me_threads_limit(int n);
+/* moedit_set_adaptive_threads' setting. */
+int me_threads_adaptive(void);
+
+/* Adaptive thread counts (core/busy.c). */
+#define ADAPT_MS 50.0         /* between looks at the machine */
+#define ADAPT_CALM_MS 200.0   /* calm this long before threads come back */
+typedef struct {
+    int cap;              /* threads chosen last (0: none yet) */
+    int calm;             /* a look saw more free cores than cap */
+    double calm_since;    /* ms, that look's time */
+    double checked;       /* ms, the last look */
+} me_adapt;
+/* Runnable tasks on the machine other than this process's; -1 unreadable. */
+int me_others_running(void);
+/* Threads for the next forward: me_threads_max() less the other runnable
+   tasks (at least 1), looked at most every ADAPT_MS; all of them when
+   adaptivity is off. */
+int me_adapt_threads(me_adapt *s);
+/* The decision itself, given a look (others, -1: unknown) at now_ms: fewer
+   threads at once, more only when looks ADAPT_CALM_MS apart and every look
+   between them agree (a long spin beside a busy process costs ~10×, one
+   thread too few on an idle machine 2×). */
+int me_adapt_step(me_adapt *s, int max, int others, double now_ms);
 
 /* How many of the n rows of len floats at x hold a NaN or an infinity; the
    first eight row indices go to list ("0, 3, 7", ", …" after eight). */

@@ -192,6 +192,10 @@ int moedit_model_forward(moedit_model *m, int n, const float *x, const float *t,
     if (!rc && m->gpu) return dit_gpu_forward(m, n, x, t, y, out);
     if (rc || (rc = dit_reserve(m, n))) return rc;
     m->cur_t = t, m->cur_y = y;
+    /* After dit_reserve: the buffers stay sized for every thread. The count
+       also holds for this thread's work between forwards (the sampler's
+       updates, a VAE decode) until the next forward looks again. */
+    me_threads_limit(me_adapt_threads(&m->adapt));
 
     embed_patches(m, n, x);
     embed_condition(m, n, t, y);

@@ -6,6 +6,7 @@
 #ifndef MOEDIT_DIT_MODEL_H
 #define MOEDIT_DIT_MODEL_H
 
+#include "core/core.h"
 #include "moedit.h"
 #include "ops/gemm.h"
 #include "weights/tensors.h"
@@ -104,6 +105,7 @@ struct moedit_model {
     moedit_route_fn trace;
     void *trace_user;
     int step, null_from;
+    me_adapt adapt;                 /* adaptive thread count (core/busy.c) */
     const float *cur_t;             /* this forward's inputs, for the tracer */
     const int64_t *cur_y;
     int cur_n;                      /* this forward's rows (the GPU tracer's bound) */

@@ -10,17 +10,14 @@
 
 #define PAR_MIN 32768
 
-/* Softmax over each row of width e, in place. libm expf: the routing
+/* Softmax over a row of width e, in place. libm expf: the routing
    decisions hang on these values, so they get full precision. */
-static void softmax_rows(long rows, int e, float *p)
+static void softmax_row(int e, float *p)
 {
-    #pragma omp parallel for num_threads(me_threads()) if (rows * e >= PAR_MIN)
-    for (long r = 0; r < rows; r++) {
-        float *pr = p + r * e, mx = pr[0], sum = 0.0f;
-        for (int i = 1; i < e; i++) mx = pr[i] > mx ? pr[i] : mx;
-        for (int i = 0; i < e; i++) sum += (pr[i] = expf(pr[i] - mx));
-        for (int i = 0; i < e; i++) pr[i] /= sum;
-    }
+    float mx = p[0], sum = 0.0f;
+    for (int i = 1; i < e; i++) mx = p[i] > mx ? p[i] : mx;
+    for (int i = 0; i < e; i++) sum += (p[i] = expf(p[i] - mx));
+    for (int i = 0; i < e; i++) p[i] /= sum;
 }
 
 /* The k largest of p[e], largest first, the lower index first among equals;
@@ -78,6 +75,27 @@ static int add_items(int *items, int n, int expert, int r0, int rows)
     return n;
 }
 
+/* Largest work (rows × hidden width) first, ties in expert order: handed
+   out dynamically in this order, the short remainders of the experts fill
+   in at the end instead of one thread finishing a full item alone while
+   the other waits (longest-processing-time-first). Insertion sort: a few
+   dozen items, and stable, so the order never depends on anything but the
+   routing. */
+static void sort_items(int *items, int n, const dit_block *b, int E)
+{
+    for (int i = 1; i < n; i++) {
+        int it[3] = {items[3 * i], items[3 * i + 1], items[3 * i + 2]};
+        long w = (long)it[2] * (it[0] < E ? b->experts[it[0]].hid : b->shared.hid);
+        int j = i;
+        for (; j > 0; j--) {
+            const int *p = items + 3 * (j - 1);
+            if ((long)p[2] * (p[0] < E ? b->experts[p[0]].hid : b->shared.hid) >= w) break;
+            memcpy(items + 3 * j, p, sizeof it);
+        }
+        memcpy(items + 3 * j, it, sizeof it);
+    }
+}
+
 void dit_moe_ffn(moedit_model *m, int l, int n)
 {
     const moedit_config *cf = &m->cfg;
@@ -87,10 +105,11 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     long NT = (long)n * T;
 
     dit_linear((int)NT, a->xm, &b->gate, NULL, a->probs);
-    softmax_rows(NT, E, a->probs);
     #pragma omp parallel for num_threads(me_threads()) if (NT * E * k >= PAR_MIN)
-    for (long tok = 0; tok < NT; tok++)
+    for (long tok = 0; tok < NT; tok++) {
+        softmax_row(E, a->probs + tok * E);
         top_k(a->probs + tok * E, E, k, a->top_idx + tok * k, a->top_w + tok * k);
+    }
 
     /* Counting sort of the (token, choice) slots by expert: expert e's
        tokens are sorted positions [start[e], start[e+1]), one product per
@@ -107,11 +126,10 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     for (int e = E; e > 0; e--) start[e] = start[e - 1];   /* the fill shifted the starts */
     start[0] = 0;
 
-    /* The shared expert's items first: they are the widest, and the dynamic
-       schedule balances best when the large jobs go out first. */
     int items = 0, H = cf->mlp_hidden;
     if (b->shared.hid) items = add_items(a->items, items, E, 0, (int)NT);
     for (int e = 0; e < E; e++) items = add_items(a->items, items, e, start[e], start[e + 1] - start[e]);
+    sort_items(a->items, items, b, E);
     float *shared_mid = a->mid + (size_t)NT * k * 2 * H;
 
     #pragma omp parallel num_threads(me_threads())
@@ -171,7 +189,7 @@ void dit_switch_mask(moedit_model *m, int l, int n, const float *t)
     /* DMoE: the gate sees only SiLU(t_emb); per row, the chosen experts'
        affine maps of the tokens, weighted by their probabilities, plus 1. */
     dit_linear(n, a->st, &b->rg, b->rg_b, a->rprobs);
-    softmax_rows(n, E, a->rprobs);
+    for (int r = 0; r < n; r++) softmax_row(E, a->rprobs + (size_t)r * E);
     memset(a->mask, 0, (size_t)n * row_len * sizeof *a->mask);
     for (int r = 0; r < n; r++) {
         int *idx = a->top_idx + (size_t)r * k;

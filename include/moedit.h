@@ -71,6 +71,20 @@ const char *moedit_last_error(void);
 /* Number of threads used by moedit's own kernels and by BLAS (0 = all cores). */
 void moedit_set_threads(int threads);
 
+/* 1: where OpenMP's waits spin long (libgomp's default, or the environment
+   has GOMP_SPINCOUNT above 3000 or OMP_WAIT_POLICY=active), every model
+   forward first counts the other runnable tasks on the machine
+   (/proc/loadavg less this process's running threads) and runs on at most
+   moedit_set_threads' count less that many (at least 1), and so do the
+   calling thread's other moedit calls (a VAE decode between forwards)
+   until the next forward looks again; cores come back once the machine
+   has stayed calm for 200 ms. A spinning thread whose
+   partner is preempted holds the core the partner needs; short spins
+   sleep instead, and keep every thread. Read the environment when called;
+   default 0 (the CLI turns it on, except for `bench`). Linux only: where
+   /proc cannot be read the count is not changed. */
+void moedit_set_adaptive_threads(int on);
+
 /* Whether every ZIP entry read (torch .pt/.pth/.bin, .npz) is checked against
    its CRC-32 (default 1; a mismatch fails naming the file and the entry).
    0 skips the check for the whole process: for huge files already trusted. */

@@ -27,14 +27,15 @@ static size_t pack_bytes(int batch, int tokens, int heads, int head_dim, size_t 
     return (size_t)batch * heads * (*kbytes + *vbytes);
 }
 
-/* Score tiles per thread, then the packing area (plus slack to align it):
-   the caller owns all memory, so the forward never allocates and has no
-   failure to report. */
+/* Score tiles per thread (for moedit_set_threads' count, which an adaptive
+   forward may lower but never raise), then the packing area (plus slack to
+   align it): the caller owns all memory, so the forward never allocates
+   and has no failure to report. */
 size_t op_attention_scratch(int batch, int tokens, int heads, int head_dim)
 {
     if (batch <= 0 || tokens <= 0 || heads <= 0 || head_dim <= 0) return 0;
     size_t kb, vb, pack = pack_bytes(batch, tokens, heads, head_dim, &kb, &vb);
-    return (size_t)me_threads() * BLOCK * (size_t)tokens + pack / sizeof(float) + 64 / sizeof(float);
+    return (size_t)me_threads_max() * BLOCK * (size_t)tokens + pack / sizeof(float) + 64 / sizeof(float);
 }
 
 /* Rows of one score tile → exp(s − max), returning 1/Σ per row in inv. */

@@ -22,8 +22,9 @@
 #     against `moedit fid` (images/s of its feature pass).
 #  4. end to end: `moedit fid-sample` of the shipped fmnist-moe (its defaults),
 #     seconds per 1000 samples.
-#  5. shared machine (SHARED=1): `fid-sample --num FID_NUM --steps ddim50`
-#     alone and beside one busy process, with moedit's default waits
+#  5. shared machine (SHARED=1): `fid-sample --num FID_NUM --sampler ddim --steps 50`
+#     alone, beside one busy process and with one that starts 1 s after
+#     moedit (its start-time choice then no longer fits), with moedit's default waits
 #     (cli/omp_env.c), libgomp's own default (GOMP_SPINCOUNT=300000),
 #     OMP_WAIT_POLICY=passive and --threads 1.
 #  6. GEMM (GEMM=1): build/bench_gemm, moedit's float32 products of the
@@ -152,13 +153,26 @@ echo
 if [ "$SHARED" = 1 ]; then
     echo "## Shared machine (host: $CPU)"
     echo
-    echo "\`moedit fid-sample --num $FID_NUM --steps ddim50\` (fmnist-moe), wall seconds; the competitor is one busy shell loop."
+    echo "\`moedit fid-sample --num $FID_NUM --sampler ddim --steps 50\` (fmnist-moe), wall seconds; the competitor is one busy shell loop, started before moedit or 1 s after it."
     echo
-    echo "| waits | alone | beside 1 busy process |"
-    echo "|---|---|---|"
+    echo "| waits | alone | beside 1 busy process | busy process starts 1 s later |"
+    echo "|---|---|---|---|"
     run_fs() {   # run_fs VAR=VALUE THREADS
-        secs env "$1" "$BIN" fid-sample --npz "$WORK/shared.npz" --num "$FID_NUM" --steps ddim50 --threads "$2"
+        secs env "$1" "$BIN" fid-sample --npz "$WORK/shared.npz" --num "$FID_NUM" --sampler ddim --steps 50 --threads "$2"
     }
+    declare -A later
+    for v in default libgomp passive threads1; do
+        ( sleep 1; exec sh -c 'while :; do :; done' ) &
+        hog=$!
+        case $v in
+            default) later[$v]=$(run_fs X=1 "$THREADS") ;;
+            libgomp) later[$v]=$(run_fs GOMP_SPINCOUNT=300000 "$THREADS") ;;
+            passive) later[$v]=$(run_fs OMP_WAIT_POLICY=passive "$THREADS") ;;
+            threads1) later[$v]=$(run_fs X=1 1) ;;
+        esac
+        kill "$hog"
+        wait "$hog" 2>/dev/null || true
+    done
     declare -A alone
     for v in default libgomp passive threads1; do
         case $v in
@@ -177,7 +191,7 @@ if [ "$SHARED" = 1 ]; then
             passive) t=$(run_fs OMP_WAIT_POLICY=passive "$THREADS"); label="OMP_WAIT_POLICY=passive" ;;
             threads1) t=$(run_fs X=1 1); label="--threads 1" ;;
         esac
-        echo "| $label | ${alone[$v]} | $t |"
+        echo "| $label | ${alone[$v]} | $t | ${later[$v]} |"
     done
     kill "$hog"
     wait "$hog" 2>/dev/null || true
