@@ -110,35 +110,45 @@ static void source_column(int type, const void *src, size_t ld, int trans, int j
     }
 }
 
-void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
+/* Column j of the source into column col + j of b. */
+static void pack_b_column(me_gemm_b *b, int col, int j, int trans, int type, const void *src, size_t ld)
 {
     int k = b->k, native = me_gemm_native(0);
-    #pragma omp parallel for num_threads(me_threads()) if ((size_t)k * cols >= 65536 && !omp_in_parallel())
-    for (int j = 0; j < cols; j++) {
-        int n = col + j, p = n / NR, lane = n % NR;
-        if (b->bf16 && type == ME_GEMM_BF16) {   /* bf16 to bf16: a plain copy */
-            const uint16_t *s = src;
-            uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, 0) + lane * 2;
-            for (int kk = 0; kk < k; kk++)
-                d[(size_t)(kk & ~1) * NR + (kk & 1)] = s[trans ? (size_t)j * ld + kk : (size_t)kk * ld + j];
-            continue;
-        }
-        float v[512];
-        for (int k0 = 0; k0 < k; k0 += 512) {
-            int len = k - k0 < 512 ? k - k0 : 512;
-            source_column(type, src, ld, trans, j, k0, len, v);
-            if (!native) {
-                float *d = (float *)b->data + (size_t)k0 * b->n + n;
-                for (int i = 0; i < len; i++) d[(size_t)i * b->n] = v[i];
-            } else if (b->bf16) {   /* pairs of rows: [kp/2][NR][2] */
-                uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, k0) + lane * 2;
-                for (int i = 0; i < len; i++) d[(size_t)(i & ~1) * NR + (i & 1)] = to_bf16(v[i]);
-            } else {
-                float *d = (float *)b->data + panel_offset(b, p, k0) + lane;
-                for (int i = 0; i < len; i++) d[(size_t)i * NR] = v[i];
-            }
+    int n = col + j, p = n / NR, lane = n % NR;
+    if (b->bf16 && type == ME_GEMM_BF16) {   /* bf16 to bf16: a plain copy */
+        const uint16_t *s = src;
+        uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, 0) + lane * 2;
+        for (int kk = 0; kk < k; kk++)
+            d[(size_t)(kk & ~1) * NR + (kk & 1)] = s[trans ? (size_t)j * ld + kk : (size_t)kk * ld + j];
+        return;
+    }
+    float v[512];
+    for (int k0 = 0; k0 < k; k0 += 512) {
+        int len = k - k0 < 512 ? k - k0 : 512;
+        source_column(type, src, ld, trans, j, k0, len, v);
+        if (!native) {
+            float *d = (float *)b->data + (size_t)k0 * b->n + n;
+            for (int i = 0; i < len; i++) d[(size_t)i * b->n] = v[i];
+        } else if (b->bf16) {   /* pairs of rows: [kp/2][NR][2] */
+            uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, k0) + lane * 2;
+            for (int i = 0; i < len; i++) d[(size_t)(i & ~1) * NR + (i & 1)] = to_bf16(v[i]);
+        } else {
+            float *d = (float *)b->data + panel_offset(b, p, k0) + lane;
+            for (int i = 0; i < len; i++) d[(size_t)i * NR] = v[i];
         }
     }
+}
+
+void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
+{
+    /* Small or nested packs (attention's K and V per head) run without a
+       team: a team of one costs more than packing a few thousand values. */
+    if ((size_t)b->k * cols < 65536 || omp_in_parallel() || me_threads() == 1) {
+        for (int j = 0; j < cols; j++) pack_b_column(b, col, j, trans, type, src, ld);
+        return;
+    }
+    #pragma omp parallel for num_threads(me_threads())
+    for (int j = 0; j < cols; j++) pack_b_column(b, col, j, trans, type, src, ld);
 }
 
 /* ---- kernels ---------------------------------------------------------- */
@@ -480,9 +490,8 @@ static int k_block(int k, int kc_max)
 }
 
 /* This thread's share: B panels [*p0, *p1) and rows [*i0, *i1). */
-static void share(int m, int np, int split_rows, int *i0, int *i1, int *p0, int *p1)
+static void share(int t, int nt, int m, int np, int split_rows, int *i0, int *i1, int *p0, int *p1)
 {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
     *i0 = 0, *i1 = m, *p0 = 0, *p1 = np;
     if (split_rows) {
         int mr = plan()->mr, per = ((m + nt - 1) / nt + mr - 1) / mr * mr;
@@ -556,6 +565,22 @@ static void scale_only(int m, int n, const float *bias, float beta, float *c, si
         }
 }
 
+/* Thread t of nt's share of one me_gemm_rows product, over every K block. */
+static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int kc, int by_rows, int t, int nt)
+{
+    _Alignas(64) float abuf[ABUF_FLOATS];
+    int i0, i1, p0, p1, k = b->k;
+    share(t, nt, m, np, by_rows, &i0, &i1, &p0, &p1);
+    if (i0 >= i1 || p0 >= p1) return;
+    for (int k0 = 0; k0 < k; k0 += kc) {
+        int kb = k - k0 < kc ? k - k0 : kc;
+        size_t off = panel_offset(b, p0, k0);
+        const void *pb = b->bf16 ? (const void *)((const uint16_t *)b->data + off)
+                                 : (const void *)((const float *)b->data + off);
+        block_product(g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, b->n, k0 == 0, abuf);
+    }
+}
+
 void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha, const float *bias, float beta,
              float *c, size_t ldc)
 {
@@ -595,20 +620,14 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
     gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
     int np = panels(n), kc_max = b->bf16 ? 2 * plan()->kc : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(m, np, nt);
-    #pragma omp parallel num_threads(nt)
-    {
-        _Alignas(64) float abuf[ABUF_FLOATS];
-        int i0, i1, p0, p1;
-        share(m, np, by_rows, &i0, &i1, &p0, &p1);
-        if (i0 < i1 && p0 < p1)
-            for (int k0 = 0; k0 < k; k0 += kc) {
-                int kb = k - k0 < kc ? k - k0 : kc;
-                size_t off = panel_offset(b, p0, k0);
-                const void *pb = b->bf16 ? (const void *)((const uint16_t *)b->data + off)
-                                         : (const void *)((const float *)b->data + off);
-                block_product(&g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, n, k0 == 0, abuf);
-            }
+    /* One thread (a product inside the MoE or attention regions) runs
+       without a team: opening a team of one costs more than a small product. */
+    if (nt == 1) {
+        rows_share(&g, b, m, np, kc, 0, 0, 1);
+        return;
     }
+    #pragma omp parallel num_threads(nt)
+    rows_share(&g, b, m, np, kc, by_rows, omp_get_thread_num(), omp_get_num_threads());
 }
 
 void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -648,7 +667,8 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
                 }
                 /* (the loop's barrier: the block is packed) */
                 int i0, i1, p0, p1;
-                share(m, np, split_by_rows(m, np, omp_get_num_threads()), &i0, &i1, &p0, &p1);
+                int t = omp_get_thread_num(), nth = omp_get_num_threads();
+                share(t, nth, m, np, split_by_rows(m, np, nth), &i0, &i1, &p0, &p1);
                 gemm_job gj = g;
                 gj.c = c + j0;
                 if (i0 < i1 && p0 < p1)
