@@ -46,7 +46,7 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
                   void *mem);
 
 /* y = act(conv(x) + bias + res): x [n, cin, h, w] → y [n, cout, oh, ow];
-   res (NULL, or shaped like y; may be y itself) is added before act.
+   res (NULL, or shaped like y, not overlapping it) is added before act.
    scratch: op_conv_scratch floats (0 on the own kernels). Called inside a
    parallel region it runs on the calling thread. */
 void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
