@@ -160,37 +160,71 @@ static int panel_segments(const conv_job *j, long q, int by_row, segment *seg)
     return ns;
 }
 
+/* dst[0, len) = src[0, len) with dst[t] = 0 where t < lo or t ≥ hi. The
+   copy goes in fixed 8-float pieces, which compile to vector moves; a
+   variable-length loop would become a call to memcpy, whose overhead is
+   larger than these 32-float rows. */
+static inline void copy_row(float *restrict dst, const float *restrict src, int lo, int hi, int len)
+{
+    int t = 0;
+    for (; t < lo; t++) dst[t] = 0.0f;
+    for (; t + 8 <= hi; t += 8) memcpy(dst + t, src + t, 8 * sizeof *dst);
+    for (; t < hi; t++) dst[t] = src[t];
+    for (; t < len; t++) dst[t] = 0.0f;
+}
+
+/* The same through a ×2 nearest upsampling: dst[t] = row[(ix0 + t) / 2]. */
+static inline void copy_row_up(float *restrict dst, const float *restrict row, int ix0, int lo, int hi, int len)
+{
+    int t = 0;
+    for (; t < lo; t++) dst[t] = 0.0f;
+    if (t < hi && (ix0 + t) & 1) {
+        dst[t] = row[(ix0 + t) >> 1];
+        t++;
+    }
+    for (const float *src = row + ((ix0 + t) >> 1); t + 1 < hi; t += 2, src++) dst[t] = dst[t + 1] = *src;
+    if (t < hi) dst[t] = row[(ix0 + t) >> 1], t++;
+    for (; t < len; t++) dst[t] = 0.0f;
+}
+
 /* B panel [kb][32] of panel q over K range [k0, k0+kb): row kk holds, for
    each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
-   sees (0 in the padding and past the last pixel). */
+   sees (0 in the padding and past the last pixel). With stride 1 (the
+   common case) it is a few row copies per k with the padding's columns
+   cut off. */
 static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
     const op_conv_shape *s = &j->c->s;
     int taps = s->kh * s->kw, st = s->stride > 0 ? s->stride : 1, up = s->upsample2x;
     int ci = k0 / taps, ky = k0 % taps / s->kw, kx = k0 % s->kw;
     size_t in_plane = (size_t)j->h * j->w, img_size = (size_t)s->cin * in_plane;
+    int filled = ns ? seg[ns - 1].lane + seg[ns - 1].len : 0;
     for (int kk = 0; kk < kb; kk++, d += NR) {
-        int filled = 0;
+        const float *xc = j->x + ci * in_plane;
         for (int g = 0; g < ns; g++) {
             const segment *e = &seg[g];
             float *o = d + e->lane;
-            filled = e->lane + e->len;
-            int iy = e->oy * st - s->pad_h + ky;
+            int iy = e->oy * st - s->pad_h + ky, len = e->len;
             if (iy < 0 || iy >= j->ih) {
-                memset(o, 0, (size_t)e->len * sizeof *o);
+                for (int t = 0; t < len; t++) o[t] = 0.0f;
                 continue;
             }
-            const float *row = j->x + e->img * img_size + ci * in_plane + (size_t)(up ? iy >> 1 : iy) * j->w;
+            const float *row = xc + e->img * img_size + (size_t)(up ? iy >> 1 : iy) * j->w;
             int ix0 = e->ox * st - s->pad_w + kx;
-            if (!up && st == 1) {
-                int lo = ix0 < 0 ? -ix0 : 0, hi = j->iw - ix0 < e->len ? j->iw - ix0 : e->len;
-                if (lo > e->len) lo = e->len;
+            /* The next panel reads the next 32 pixels of these rows: ask for
+               them now (a dozen short rows per panel are too many streams
+               for the hardware prefetcher, so each would wait on memory). */
+            const float *next = row + (up ? (ix0 + 32) >> 1 : ix0 + 32 * st);
+            __builtin_prefetch(next);
+            if (!up) __builtin_prefetch(next + 16);
+            if (st == 1) {
+                int lo = ix0 < 0 ? -ix0 : 0, hi = j->iw - ix0 < len ? j->iw - ix0 : len;
+                if (lo > len) lo = len;
                 if (hi < lo) hi = lo;
-                for (int t = 0; t < lo; t++) o[t] = 0.0f;
-                memcpy(o + lo, row + ix0 + lo, (size_t)(hi - lo) * sizeof *o);
-                for (int t = hi; t < e->len; t++) o[t] = 0.0f;
+                if (up) copy_row_up(o, row, ix0, lo, hi, len);
+                else copy_row(o, row + ix0, lo, hi, len);
             } else {
-                for (int t = 0, ix = ix0; t < e->len; t++, ix += st)
+                for (int t = 0, ix = ix0; t < len; t++, ix += st)
                     o[t] = ix < 0 || ix >= j->iw ? 0.0f : row[up ? ix >> 1 : ix];
             }
         }
