@@ -109,4 +109,6 @@ def test_vae_bf16_equals_cli(tmp_path, cli, moe):
     b16 = moedit.VAE(moe.vae_path, bf16=True).decode(z)
     assert np.array_equal(b16, np.load(tmp_path / "b.npy"))
     assert not np.array_equal(b16, f32)
-    assert np.abs(b16 - f32).max() <= 3e-2 * np.abs(f32).max()
+    # fmnist-vae in bf16: 0.031 here; max 10 of 255 levels (0.078) over fmnist-moe's
+    # 1000-sample FID set (docs/performance.md)
+    assert np.abs(b16 - f32).max() <= 0.1
