@@ -13,7 +13,8 @@
      tile of output channels runs over it, so its cost is spread over
      cout/mr kernel calls.
    - The output of a chunk of pixel panels × the thread's channels builds up
-     over the K blocks in a thread-local buffer (L2), in tile order; when
+     over the K blocks in the thread's part of the scratch (≤ 1 MB, so it
+     stays in L2/L3), in tile order; when
      the last block is done it leaves for y once, with bias, residual and
      ReLU applied on the way — no separate pass over y, and tiles never
      straddle a row or image boundary of y.
@@ -30,10 +31,10 @@
 #define NR ME_GEMM_NR
 #define KC_LIMIT 512          /* the largest K block any plan gives (bf16 pairs: 2 × 256) */
 /* One thread's block of output, 1 MB: measured on the Zen 3 host, 256 KB
-   blocks (the 6×32 tiles of 3 panels at 512 channels) ran the 512- and
-   128-channel 3×3 convolutions 10–20 % slower — with few panels per block,
-   the weights are re-read from L3 for every block, while the block itself
-   streams from L3 at a quarter of the weights' traffic per tile. */
+   blocks (3 pixel panels at 512 channels) ran the 512- and 128-channel 3×3
+   convolutions 10–20 % slower — with few panels per block the weights are
+   re-read from L3 for every block, while a larger block streams from L3 at
+   a quarter of the weights' traffic per tile. */
 #define CBUF_FLOATS 262144
 #define PAR_MIN_FLOPS 2e6     /* below this a parallel region costs more than it saves */
 
