@@ -102,8 +102,9 @@ typedef struct {
     int karras, order;
     char *owned_solver[2];   /* "spacing" and "cfg_interval" from defaults.json */
     int json_karras, json_order;   /* defaults.json "karras" / "order" (0: none) */
+    int vae_bf16;                  /* --vae-bf16: moedit_vae_set_bf16 */
 } cli_sampling;
-#define CLI_SAMPLING_FLAGS 20   /* entries cli_sampling_flags writes */
+#define CLI_SAMPLING_FLAGS 21   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --top-k) to f; returns their count. */

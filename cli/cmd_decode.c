@@ -14,13 +14,14 @@ int cmd_decode(int argc, char **argv)
 {
     const char *vae_path = NULL, *latent = NULL, *out = NULL, *device = NULL;
     float scaling = NAN;   /* unset */
-    int threads = 0, cols = 0, help = 0, timed = 0, no_verify = 0;
+    int threads = 0, cols = 0, help = 0, timed = 0, no_verify = 0, vae_bf16 = 0;
     const cli_flag flags[] = {
         {"--vae", CLI_STR, &vae_path, "diffusers AutoencoderKL folder or weights file"},
         {"--latent", CLI_STR, &latent, "Z.npy float [N,C,h,w] latents as sampled (not yet scaled)"},
         {"--out", CLI_STR, &out, "OUT.npy (raw float32 [N,C,H,W]) or OUT.png (grid)"},
         {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
+        {"--vae-bf16", CLI_BOOL, &vae_bf16, "VAE convolutions in bfloat16 (faster only with AVX512-BF16, gain not yet measured; elsewhere emulated: same numerics, no faster)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--time", CLI_BOOL, &timed, "print decode_ms (the decode alone, loading excluded) on stderr"},
         {"--device", CLI_STR, &device, "cpu (the VAE has no CUDA path yet)"},
@@ -49,6 +50,7 @@ int cmd_decode(int argc, char **argv)
     float *zf = NULL, *img = NULL;
     int rc = me_npy_read(latent, &z);
     if (!rc) rc = moedit_vae_load(vae_path, &v);
+    if (!rc && vae_bf16) rc = moedit_vae_set_bf16(v, 1);
     if (rc) {
         rc = cli_fail(rc);
         goto done;

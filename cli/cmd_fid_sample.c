@@ -66,15 +66,15 @@ static int64_t label_of(const fs_args *a, uint64_t seed, int64_t i, int classes)
 /* Everything that decides the output's bytes, as one line. */
 static void fingerprint(const fs_args *a, const char *model, const moedit_sample_options *o, char *buf, size_t cap)
 {
-    /* the solver settings only when there are any, so that older state
-       files of ddpm / ddim / flow runs still resume */
+    /* the solver settings and vae_bf16 only when there are any, so that
+       older state files of ddpm / ddim / flow runs still resume */
     char solver[128];
     cli_solver_describe(o, solver, sizeof solver);
     snprintf(buf, cap, "model=%s vae=%s num=%d batch=%d shard=%d/%d labels=%s seed=%" PRIu64
-             " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s",
+             " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s%s",
              model, a->s.vae, a->num, a->batch, a->shard_k, a->shard_n, a->random_labels ? "random" : "balanced",
              o->seed, (int)o->sampler, o->steps, o->cfg, o->cfg_channels, o->eta, o->cosine_schedule,
-             a->s.heads, a->s.top_k, a->s.bf16, solver);
+             a->s.heads, a->s.top_k, a->s.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "");
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -193,6 +193,7 @@ static int run(fs_args *a)
     o.rng = MOEDIT_RNG_NATIVE;   /* per-row streams: a sample must not depend on its batch */
     const moedit_config *c = moedit_model_config(st.m);
     if ((e = moedit_vae_load(a->s.vae, &st.vae))) goto fail;
+    if (a->s.vae_bf16 && (e = moedit_vae_set_bf16(st.vae, 1))) goto fail;
     const int C = c->in_channels, S = c->input_size, oc = moedit_vae_out_channels(st.vae);
     const int px = S * moedit_vae_upscale(st.vae);
     if (moedit_vae_latent_channels(st.vae) != C || (oc != 1 && oc != 3)) {

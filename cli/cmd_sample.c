@@ -214,6 +214,8 @@ static int run(sample_args *a)
     if (want_images && a->no_vae)
         return cli_usage_error(CMD, "--no-vae leaves no images to write: give --latents-out L.npy instead of %s",
                                a->out ? "--out" : "--outdir");
+    if (a->s.vae_bf16 && !want_images)
+        return cli_usage_error(CMD, "--vae-bf16: nothing is decoded (no --out or --outdir)");
     if (want_images && !a->s.vae)
         return cli_usage_error(CMD, "no VAE to decode with: give --vae DIR, or --no-vae --latents-out L.npy");
     if ((rc = cli_sampling_load_options(CMD, &a->s, &lo))) return rc;
@@ -271,7 +273,7 @@ static int run(sample_args *a)
         if (!noise) goto done;
         o.noise = noise;
     }
-    if (want_images && (r = moedit_vae_load(a->s.vae, &vae))) {
+    if (want_images && ((r = moedit_vae_load(a->s.vae, &vae)) || (a->s.vae_bf16 && (r = moedit_vae_set_bf16(vae, 1))))) {
         rc = cli_fail(r);
         goto done;
     }

@@ -21,6 +21,7 @@
 #include "core/core.h"
 #include "fid/inception.h"
 #include "fid/preprocess.h"
+#include "ops/conv.h"
 #include "ops/ops.h"
 
 #define BN_EPS 1e-3
@@ -29,6 +30,8 @@ typedef struct {
     op_conv_shape s;
     int h, w;               /* input size (fixed by the 299×299 input) */
     float *weight, *bias;   /* BatchNorm folded in */
+    op_conv op;             /* weight packed for the tile kernels (ops/conv.h) */
+    void *packed;
 } conv;
 
 typedef struct { conv b1x1, b5_1, b5_2, d1, d2, d3, pool; } block_a;   /* FIDInceptionA */
@@ -101,7 +104,13 @@ static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout,
         for (size_t i = 0; i < k; i++) c->weight[o * k + i] = (float)(wt[o * k + i] * scale);
         c->bias[o] = (float)(bn[1][o] - bn[2][o] * scale);
     }
-    size_t s = op_conv2d_scratch(&c->s, h, w);
+    size_t bytes = op_conv_bytes(&c->s, 0);
+    if (bytes && !(c->packed = me_alloc_aligned(bytes))) {
+        L->rc = MOEDIT_EINTERNAL;
+        return;
+    }
+    op_conv_init(&c->op, &c->s, c->weight, c->bias, 0, c->packed);
+    size_t s = op_conv_scratch(&c->s, h, w);
     if (s > L->scratch) L->scratch = s;
 }
 
@@ -193,6 +202,7 @@ void me_inception_free(me_inception *net)
     for (int i = 0; i < k; i++) {
         me_free_aligned(cs[i]->weight);
         me_free_aligned(cs[i]->bias);
+        me_free_aligned(cs[i]->packed);
     }
     free(net->fc_store);
     for (int i = 0; i < net->nwork; i++) {
@@ -281,15 +291,11 @@ int me_inception_load(const char *path, me_inception **out)
 
 /* ---- forward ----------------------------------------------------------- */
 
-/* BasicConv2d: y = ReLU(conv(x)) with BN folded; returns y's plane size. */
-static size_t run(work *n, const conv *c, const float *x, float *y)
+/* BasicConv2d: y = ReLU(conv(x)) with BN folded, the ReLU applied as the
+   output is stored. */
+static void run(work *n, const conv *c, const float *x, float *y)
 {
-    op_conv2d(&c->s, 1, c->h, c->w, x, c->weight, c->bias, y, n->scratch);
-    int oh = op_conv2d_out(c->h, c->s.kh, c->s.stride > 0 ? c->s.stride : 1, c->s.pad_h);
-    int ow = op_conv2d_out(c->w, c->s.kw, c->s.stride > 0 ? c->s.stride : 1, c->s.pad_w);
-    size_t plane = (size_t)oh * ow, len = plane * c->s.cout;
-    for (size_t i = 0; i < len; i++) y[i] = y[i] > 0 ? y[i] : 0;
-    return plane;
+    op_conv_run(&c->op, 1, c->h, c->w, x, y, NULL, OP_ACT_RELU, n->scratch);
 }
 
 /* Output channel slice: y + (channels so far)·plane, advancing the count. */

@@ -248,6 +248,11 @@ int moedit_vae_upscale(const moedit_vae *v);   /* image size / latent size */
 /* Decodes z (already divided by the scaling factor) [n, latent_c, h, w] into
    img [n, out_channels, h*up, w*up], range about [-1, 1], unclamped. */
 int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float *img);
+/* on = 1: the decoder's convolutions round weights and activations to
+   bfloat16 (float32 sums), on AVX512-BF16 at twice the float32 rate, on
+   other AVX2/AVX-512 CPUs emulated (same numerics, no faster). MOEDIT_EINPUT
+   where only OpenBLAS runs. on = 0 (the default) restores float32. */
+int moedit_vae_set_bf16(moedit_vae *v, int on);
 
 /* ---- installation, bindings, evaluation -------------------------------- */
 

@@ -679,3 +679,13 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
         }
     }
 }
+
+int me_gemm_tile_plan(int bf16, me_tile_plan *p)
+{
+    if (!me_gemm_native(bf16)) return 0;
+    const gemm_plan *pl = plan();
+    p->mr = pl->mr;
+    p->kc = bf16 ? 2 * pl->kc : pl->kc;
+    p->tiles = bf16 ? kernels_bf16 : pl->f32;
+    return 1;
+}

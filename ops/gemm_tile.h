@@ -28,4 +28,15 @@ extern const me_tile_fn me_tiles_avx2[ME_GEMM_MR_AVX2 + 1];
 /* Their A panel: [kc][6] floats from 6 row pointers, rows ≥ live zero. */
 void me_pack_a_avx2(const float *const *row, int live, int kc, float *d);
 
+/* The tiles and K block bound me_gemm uses on this CPU, for the
+   convolutions (ops/conv_gemm.c), which pack their own operands: float32
+   tiles (bf16 0) or bfloat16-pair tiles (bf16 1, AVX512-BF16 only). kc is
+   the K block bound in elements (bf16: twice the float32 one). Returns 0,
+   filling nothing, where no own kernel of that kind runs. */
+typedef struct {
+    int mr, kc;
+    const me_tile_fn *tiles;   /* by live rows 1..mr */
+} me_tile_plan;
+int me_gemm_tile_plan(int bf16, me_tile_plan *p);
+
 #endif

@@ -126,6 +126,14 @@ if [ -d "$vae/vae" ]; then
     awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v p="$PEAK" -v l="$VAE_LATENT" 'BEGIN {
         printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP) | %.2f s (%.0f GFLOP/s, %.0f%%) | %.2f s | %.2f× | %.0f (%.0f%%) |\n",
                l, 8 * l, g, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p }'
+    # --vae-bf16 only where it is faster: elsewhere it is an emulation (same numerics, no gain)
+    if [ -n "$PEAK_BF16" ]; then
+        bf_ms=$("$BIN" decode --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --threads "$THREADS" --time --vae-bf16 2>&1 >/dev/null | field decode_ms)
+        awk -v t="$t_s" -v m="$bf_ms" -v g="$gflop" -v p="$PEAK_BF16" 'BEGIN {
+            printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.0f%% of the bf16 peak) |\n", m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p }'
+    else
+        echo "| same, \`--vae-bf16\` | – | n/a (no AVX512-BF16) | – | – |"
+    fi
 fi
 inc="$WORK/inception"
 [ -f "$inc/images.npz" ] && [ "$(cat "$inc/num" 2>/dev/null)" = "$INC_NUM" ] || rm -rf "$inc"

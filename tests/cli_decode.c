@@ -119,3 +119,38 @@ Test(decode, bad_input_exit_2, .init = setup, .fini = teardown)
     snprintf(args, sizeof args, "--latent %s --out %s/o.npy", LATENT, dir);
     expect_input_error(args, "--vae");
 }
+
+/* --vae-bf16: decodes within the bf16 bound of tests/vae_decode.c and not
+   to the float32 bytes; refused (exit 2, nothing written) where only
+   OpenBLAS runs, and by sample when nothing is decoded. */
+Test(decode, vae_bf16, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512], path[128], f32path[128];
+    snprintf(path, sizeof path, "%s/b16.npy", dir);
+    snprintf(f32path, sizeof f32path, "%s/f32.npy", dir);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s", SMALL, LATENT, f32path);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s --vae-bf16", SMALL, LATENT, path);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    me_array got, f32, want;
+    cr_assert_eq(me_npy_read(path, &got), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npy_read(f32path, &f32), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npy_read(FIXTURES "/vae/small_expected.npy", &want), MOEDIT_OK);
+    cr_assert_eq(got.numel, want.numel);
+    double maxref, maxerr = tu_max_error(got.data, want.data, (size_t)got.numel, &maxref);
+    cr_assert(maxerr <= 3e-2 * maxref, "max error %g, max |ref| %g", maxerr, maxref);
+    cr_assert_neq(memcmp(got.data, f32.data, (size_t)got.numel * sizeof(float)), 0, "--vae-bf16 changed nothing");
+    me_array_free(&got);
+    me_array_free(&f32);
+    me_array_free(&want);
+
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/refused.npy --vae-bf16", SMALL, LATENT, dir);
+    cr_assert_eq(tu_shell(err, sizeof err, "MOEDIT_NO_AVX2=1 MOEDIT_NO_AVX512=1 %s decode %s", MOEDIT_BIN, args), 2,
+                 "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "bf16"), "stderr: %s", err);
+    cr_assert_eq(files_in_dir(), 2);
+    cr_assert_eq(tu_shell(err, sizeof err, "%s sample --vae-bf16 --no-vae --latents-out %s/l.npy", MOEDIT_BIN, dir), 2,
+                 "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "--vae-bf16"), "stderr: %s", err);
+    cr_assert_eq(files_in_dir(), 2);
+}

@@ -141,6 +141,73 @@ Test(vae, sd_vae_ft_mse_architecture, .timeout = 300)
     moedit_vae_free(v);
 }
 
+/* ---- bf16 (moedit_vae_set_bf16) ------------------------------------------------ */
+
+/* Decodes with bf16 convolutions and returns (max error, RMS error) against
+   PyTorch's float32 decode, relative to max |torch|, after checking that
+   the bf16 result is not the float32 one (the setting reaches the kernels)
+   and that switching back restores float32 bit for bit. */
+static void bf16_case(moedit_vae *v, const char *latent, const char *expected, float scale, double max_rel,
+                      double rms_rel)
+{
+    int64_t zs[4], es[4];
+    float *z = load_npy(latent, 4, zs), *want = load_npy(expected, 4, es);
+    size_t zn = (size_t)(zs[0] * zs[1] * zs[2] * zs[3]), en = (size_t)(es[0] * es[1] * es[2] * es[3]);
+    for (size_t i = 0; i < zn; i++) z[i] /= scale;
+    float *f32 = malloc(en * sizeof *f32), *b16 = malloc(en * sizeof *b16), *again = malloc(en * sizeof *again);
+    int n = (int)zs[0], h = (int)zs[2], w = (int)zs[3];
+    cr_assert_eq(moedit_vae_decode(v, n, h, w, z, f32), MOEDIT_OK);
+    cr_assert_eq(moedit_vae_set_bf16(v, 1), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(moedit_vae_decode(v, n, h, w, z, b16), MOEDIT_OK);
+    double maxref, maxerr = tu_max_error(b16, want, en, &maxref), sq = 0;
+    size_t differ = 0;
+    for (size_t i = 0; i < en; i++) {
+        sq += ((double)b16[i] - want[i]) * ((double)b16[i] - want[i]);
+        differ += b16[i] != f32[i];
+    }
+    double rms = sqrt(sq / (double)en);
+    cr_log_info("%s bf16: max error %.3g, RMS %.3g, max |ref| %.3g; %zu of %zu values differ from float32", expected,
+                maxerr, rms, maxref, differ, en);
+    cr_assert(differ > en / 2, "%s: bf16 changed only %zu of %zu values", expected, differ, en);
+    cr_assert(maxerr <= max_rel * maxref, "%s bf16: max error %g vs max |ref| %g", expected, maxerr, maxref);
+    cr_assert(rms <= rms_rel * maxref, "%s bf16: RMS error %g vs max |ref| %g", expected, rms, maxref);
+    cr_assert_eq(moedit_vae_set_bf16(v, 0), MOEDIT_OK);
+    cr_assert_eq(moedit_vae_decode(v, n, h, w, z, again), MOEDIT_OK);
+    cr_assert_eq(memcmp(again, f32, en * sizeof *f32), 0, "float32 not restored");
+    free(z); free(want); free(f32); free(b16); free(again);
+}
+
+/* Where only OpenBLAS runs (MOEDIT_NO_AVX2=1: the vae_decode_openblas
+   test), bf16 is refused and the decoder stays float32. */
+static int bf16_refused(moedit_vae *v)
+{
+    if (op_conv_bf16_ok()) return 0;
+    cr_assert_eq(moedit_vae_set_bf16(v, 1), MOEDIT_EINPUT);
+    cr_assert_not_null(strstr(moedit_last_error(), "bf16"), "%s", moedit_last_error());
+    return 1;
+}
+
+/* Bounds, relative to max |torch|: bfloat16 keeps 8 significant bits
+   (rounding ≤ 2^-9 ≈ 0.2 % per operand), and the errors add up through the
+   decoder's convolutions. Measured (2026-11-30, AVX2 emulation): small max
+   1.2 %, RMS 0.24 %; sd-vae max 1.8 %, RMS 0.34 %. The bounds (3 %, 0.6 %)
+   leave room for the AVX512-BF16 kernels' different summation order. */
+Test(vae, bf16_small_against_torch_float32)
+{
+    moedit_vae *v;
+    cr_assert_eq(moedit_vae_load(FIXTURES "/vae/small", &v), MOEDIT_OK, "%s", moedit_last_error());
+    if (!bf16_refused(v)) bf16_case(v, "small_latent.npy", "small_expected.npy", 0.5f, 3e-2, 6e-3);
+    moedit_vae_free(v);
+}
+
+Test(vae, bf16_sd_vae_against_torch_float32, .timeout = 300)
+{
+    moedit_vae *v;
+    cr_assert_eq(vae_from_tensors(sdvae_registry(), &v), MOEDIT_OK, "%s", moedit_last_error());
+    if (!bf16_refused(v)) bf16_case(v, "sdvae_latent.npy", "sdvae_expected.npy", 1.0f, 3e-2, 6e-3);
+    moedit_vae_free(v);
+}
+
 /* ---- errors ---------------------------------------------------------------------- */
 
 Test(vae, config_errors)

@@ -14,7 +14,7 @@ static void need(size_t *have, size_t want) { if (want > *have) *have = want; }
 
 static void need_conv(sizes *z, const vae_conv *cv, int h, int w)
 {
-    need(&z->scratch, op_conv2d_scratch(&cv->s, h, w));
+    need(&z->scratch, op_conv_scratch(&cv->s, h, w));
 }
 
 static void need_resnet(sizes *z, const vae_resnet *r, int h, int w)
@@ -107,14 +107,14 @@ static void resnet(moedit_vae *v, const vae_resnet *r, int h, int w)
     vae_workspace *ws = &v->ws;
     int g = v->cfg.norm_num_groups, hw = h * w;
     op_groupnorm(1, r->cin, hw, g, ws->x, r->norm1.w, r->norm1.b, VAE_EPS, 1, ws->a);
-    op_conv2d(&r->conv1.s, 1, h, w, ws->a, r->conv1.w, r->conv1.b, ws->b, ws->scratch);
+    op_conv_run(&r->conv1.op, 1, h, w, ws->a, ws->b, NULL, OP_ACT_NONE, ws->scratch);
     op_groupnorm(1, r->cout, hw, g, ws->b, r->norm2.w, r->norm2.b, VAE_EPS, 1, ws->b);
-    op_conv2d(&r->conv2.s, 1, h, w, ws->b, r->conv2.w, r->conv2.b, ws->a, ws->scratch);
     if (r->shortcut.w) {
-        op_conv2d(&r->shortcut.s, 1, h, w, ws->x, r->shortcut.w, r->shortcut.b, ws->b, ws->scratch);
+        op_conv_run(&r->conv2.op, 1, h, w, ws->b, ws->a, NULL, OP_ACT_NONE, ws->scratch);
+        op_conv_run(&r->shortcut.op, 1, h, w, ws->x, ws->b, NULL, OP_ACT_NONE, ws->scratch);
         add((size_t)r->cout * hw, ws->b, ws->a);
-    } else {
-        add((size_t)r->cout * hw, ws->x, ws->a);
+    } else {   /* the residual is added as conv2's output is stored */
+        op_conv_run(&r->conv2.op, 1, h, w, ws->b, ws->a, ws->x, OP_ACT_NONE, ws->scratch);
     }
     swap(&ws->x, &ws->a);
 }
@@ -153,7 +153,7 @@ static void attention(moedit_vae *v, const vae_attention *at, int h, int w)
 
 static void conv(moedit_vae *v, const vae_conv *cv, int h, int w, const float *x, float *y)
 {
-    op_conv2d(&cv->s, 1, h, w, x, cv->w, cv->b, y, v->ws.scratch);
+    op_conv_run(&cv->op, 1, h, w, x, y, NULL, OP_ACT_NONE, v->ws.scratch);
 }
 
 /* One sample: z [latent_channels, h, w] → img [out_channels, h·up, w·up]. */

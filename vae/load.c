@@ -333,6 +333,7 @@ int vae_from_tensors(me_tensors *ts, moedit_vae **out)
         }
     }
     if (!rc) rc = load_weights(&L, v);
+    if (!rc) rc = vae_pack(v, 0);
     if (rc) {
         moedit_vae_free(v);
         return rc;
@@ -365,6 +366,7 @@ void moedit_vae_free(moedit_vae *v)
 {
     if (!v) return;
     vae_workspace_free(&v->ws);
+    vae_unpack(v);
     me_tensors_free(v->ts);
     free(v);
 }

@@ -12,6 +12,7 @@
 #define MOEDIT_VAE_H
 
 #include "moedit.h"
+#include "ops/conv.h"
 #include "ops/ops.h"
 #include "weights/tensors.h"
 
@@ -31,7 +32,12 @@ typedef struct {
 } vae_config;
 
 typedef struct { const float *w, *b; } vae_norm;
-typedef struct { const float *w, *b; op_conv_shape s; } vae_conv;
+typedef struct {
+    const float *w, *b;
+    op_conv_shape s;
+    op_conv op;              /* w packed for the tile kernels (vae/pack.c) */
+    void *packed;
+} vae_conv;
 
 typedef struct {
     int cin, cout;
@@ -70,6 +76,7 @@ struct moedit_vae {
     vae_attention mid_attn;
     vae_up_block up[VAE_MAX_BLOCKS];   /* in execution order, as diffusers' up_blocks */
     vae_norm norm_out;
+    int bf16;                /* convolutions packed as bfloat16 (moedit_vae_set_bf16) */
     vae_workspace ws;
 };
 
@@ -80,5 +87,10 @@ int vae_from_tensors(me_tensors *ts, moedit_vae **out);
 int vae_config_parse(const char *json, const char *what, vae_config *cfg);
 
 void vae_workspace_free(vae_workspace *ws);
+
+/* (Re)packs every convolution's weights, bfloat16 or float32 (pack.c);
+   vae_unpack frees them. */
+int vae_pack(moedit_vae *v, int bf16);
+void vae_unpack(moedit_vae *v);
 
 #endif

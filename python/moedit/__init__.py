@@ -329,12 +329,15 @@ class _RouteLog:
 class VAE:
     """A diffusers AutoencoderKL decoder (folder, weights file, or fmnist-vae)."""
 
-    def __init__(self, path_or_alias="fmnist-vae"):
+    def __init__(self, path_or_alias="fmnist-vae", bf16=False):
+        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (AVX512-BF16 for speed)."""
         self._v = None
         self.path = model_path(path_or_alias)
         v = ctypes.c_void_p()
         _check(lib.moedit_vae_load(os.fsencode(self.path), ctypes.byref(v)))
         self._v = v
+        if bf16:
+            _check(lib.moedit_vae_set_bf16(v, 1))
         self.scaling_factor = lib.moedit_vae_scaling_factor(v)
         self.latent_channels = lib.moedit_vae_latent_channels(v)
         self.out_channels = lib.moedit_vae_out_channels(v)

@@ -80,6 +80,7 @@ _PROTOTYPES = {
     "moedit_vae_out_channels": (c_int, [c_void_p]),
     "moedit_vae_upscale": (c_int, [c_void_p]),
     "moedit_vae_decode": (c_int, [c_void_p, c_int, c_int, c_int, _F, _F]),
+    "moedit_vae_set_bf16": (c_int, [c_void_p, c_int]),
     "moedit_route_log_new": (c_int, [POINTER(c_void_p)]),
     "moedit_route_log_free": (None, [c_void_p]),
     "moedit_route_log_table": (c_int, [c_void_p, POINTER(RouteTable)]),

@@ -1,0 +1,58 @@
+/* conv.h — 2-D convolution with its weights packed once (ops/conv_gemm.c):
+
+     op_conv c;
+     void *mem = me_alloc_aligned(op_conv_bytes(&shape, 0));
+     op_conv_init(&c, &shape, weight, bias, 0, mem);   // at load
+     op_conv_run(&c, n, h, w, x, y, NULL, OP_ACT_NONE, scratch);
+
+   On the own kernels (AVX-512 or AVX2+FMA, ops/gemm.c) this is an implicit
+   GEMM: output channels × output pixels, the weights as the tiles' A panels
+   and the image read straight into their 32-pixel B panels, with no
+   unfolded (im2col) copy; bias, residual and ReLU are applied as each block
+   of output leaves the kernel. Without them (OpenBLAS) it is op_conv2d.
+
+   bf16 = 1 rounds the weights and the image to bfloat16 (to nearest even)
+   and multiplies with float32 sums: on AVX512-BF16 CPUs with the
+   vdpbf16ps tiles (twice the arithmetic rate), elsewhere emulated on the
+   float32 tiles with the same roundings (for measuring its error; no
+   faster). It needs the own kernels: op_conv_bf16_ok() says whether it can
+   run here. */
+#ifndef MOEDIT_OPS_CONV_H
+#define MOEDIT_OPS_CONV_H
+
+#include <stddef.h>
+#include "ops/ops.h"
+
+enum { OP_ACT_NONE = 0, OP_ACT_RELU };
+
+typedef struct {
+    op_conv_shape s;
+    int bf16;               /* weights and image rounded to bfloat16 */
+    int native_bf16;        /* bf16 products on AVX512-BF16 (else emulated) */
+    const float *w, *bias;  /* as given: w [cout, cin, kh, kw]; bias may be NULL */
+    void *packed;           /* the weights as tile A panels; NULL on OpenBLAS */
+    int mr, kc, mpad;       /* tile rows, K block, cout rounded up to mr */
+} op_conv;
+
+/* 1 when bf16 convolutions can run on this CPU (natively or emulated). */
+int op_conv_bf16_ok(void);
+
+/* Bytes of packed weights op_conv_init needs (64-byte aligned); 0 on OpenBLAS. */
+size_t op_conv_bytes(const op_conv_shape *s, int bf16);
+/* Packs weight into mem (which c keeps using); w and bias must outlive c on
+   OpenBLAS, where they are used as they are. bf16 is ignored (0) where
+   op_conv_bf16_ok() is 0. */
+void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const float *bias, int bf16,
+                  void *mem);
+
+/* y = act(conv(x) + bias + res): x [n, cin, h, w] → y [n, cout, oh, ow];
+   res (NULL, or shaped like y, not overlapping it) is added before act.
+   scratch: op_conv_scratch floats, sized at the thread count (me_threads())
+   the call runs with: 1 MB per thread on the own kernels (each thread's
+   block of output), the im2col bands on OpenBLAS. Called inside a parallel
+   region it runs on the calling thread (and uses the first thread's part). */
+void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
+                 float *scratch);
+size_t op_conv_scratch(const op_conv_shape *s, int h, int w);
+
+#endif

@@ -1,0 +1,137 @@
+/* op_conv_run (the packed implicit-GEMM convolution, ops/conv_gemm.c)
+   against torch.nn.functional.conv2d (the fixtures of tests/ops_conv.c,
+   tools/make_vae_fixtures.py), and on shapes too large for fixtures —
+   several K blocks, channel panels, output chunks and batch images per
+   panel — against op_conv2d (im2col + sgemm, itself checked against torch
+   in tests/ops_conv.c). Under MOEDIT_NO_AVX2=1 op_conv_run is op_conv2d. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "ops/conv.h"
+#include "tests/testutil.h"
+
+static float *counter(const char *key, size_t n, float scale)
+{
+    float *v = malloc(n * sizeof *v);
+    uint64_t k = tu_fnv1a64(key);
+    for (size_t i = 0; i < n; i++) v[i] = tu_counter_uniform(k, i) * scale;
+    return v;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n, double rel)
+{
+    double maxref, maxerr = tu_max_error(got, want, n, &maxref);
+    cr_assert(maxerr <= rel * maxref, "%s: max error %g vs max |ref| %g", what, maxerr, maxref);
+}
+
+/* y of op_conv_run with weights packed as bf16 says. */
+static float *run(const op_conv_shape *s, int bf16, int n, int h, int w, const float *x, const float *wt,
+                  const float *b, const float *res, int act, size_t out_n)
+{
+    op_conv c;
+    size_t bytes = op_conv_bytes(s, bf16);
+    void *mem = me_alloc_aligned(bytes ? bytes : 64);
+    op_conv_init(&c, s, wt, b, bf16, mem);
+    size_t sn = op_conv_scratch(s, h, w);
+    float *scratch = malloc((sn ? sn : 1) * sizeof *scratch), *y = malloc(out_n * sizeof *y);
+    for (size_t i = 0; i < out_n; i++) y[i] = NAN;   /* every element must be written */
+    op_conv_run(&c, n, h, w, x, y, res, act, scratch);
+    free(scratch);
+    me_free_aligned(mem);
+    return y;
+}
+
+static void fixture_case(const char *name, int n, int cin, int h, int w, int cout, int kh, int kw, int stride,
+                         int ph, int pw, int up, int bias)
+{
+    op_conv_shape s = {cin, cout, kh, kw, stride, ph, pw, up};
+    int oh = op_conv2d_out(up ? 2 * h : h, kh, stride, ph), ow = op_conv2d_out(up ? 2 * w : w, kw, stride, pw);
+    size_t out_n = (size_t)n * cout * oh * ow;
+    float *x = counter("x", (size_t)n * cin * h * w, 1.0f);
+    float *wt = counter("w", (size_t)cout * cin * kh * kw, 0.3f);
+    float *b = bias ? counter("b", cout, 1.0f) : NULL;
+    float *y = run(&s, 0, n, h, w, x, wt, b, NULL, OP_ACT_NONE, out_n);
+    char path[512];
+    snprintf(path, sizeof path, "%s/vae/%s.f32", FIXTURES, name);
+    float *want = tu_read_exact(path, out_n * sizeof(float));
+    expect_close(name, y, want, out_n, 1e-5);
+    free(x); free(wt); free(b); free(y); free(want);
+}
+
+Test(conv_gemm, shapes_against_torch)
+{
+    fixture_case("conv3x3", 2, 5, 9, 7, 6, 3, 3, 1, 1, 1, 0, 1);
+    fixture_case("conv1x1", 2, 7, 5, 6, 3, 1, 1, 1, 0, 0, 0, 1);
+    fixture_case("conv1x7", 1, 4, 6, 11, 5, 1, 7, 1, 0, 3, 0, 1);
+    fixture_case("conv7x1", 1, 4, 11, 6, 5, 7, 1, 1, 3, 0, 0, 0);
+    fixture_case("conv3x3s2", 2, 3, 13, 10, 4, 3, 3, 2, 0, 0, 0, 1);
+    fixture_case("conv3x3s2p1", 1, 3, 9, 8, 4, 3, 3, 2, 1, 1, 0, 1);
+    fixture_case("conv3x3up", 2, 6, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1);
+    fixture_case("conv5x5wide", 1, 64, 12, 300, 2, 5, 5, 1, 2, 2, 0, 1);
+}
+
+/* op_conv_run (plain, + residual, ReLU) against op_conv2d on one shape. */
+static void large_case(int n, int cin, int h, int w, int cout, int k, int stride, int pad, int up)
+{
+    op_conv_shape s = {cin, cout, k, k, stride, pad, pad, up};
+    int oh = op_conv2d_out(up ? 2 * h : h, k, stride, pad), ow = op_conv2d_out(up ? 2 * w : w, k, stride, pad);
+    size_t out_n = (size_t)n * cout * oh * ow;
+    float *x = counter("lx", (size_t)n * cin * h * w, 1.0f), *wt = counter("lw", (size_t)cout * cin * k * k, 0.1f);
+    float *b = counter("lb", cout, 1.0f), *res = counter("lr", out_n, 2.0f);
+    float *want = malloc(out_n * sizeof *want), *scratch = malloc(op_conv2d_scratch(&s, h, w) * sizeof *scratch + 4);
+    op_conv2d(&s, n, h, w, x, wt, b, want, scratch);
+    char what[96];
+    snprintf(what, sizeof what, "%d×%d×%d×%d → %d, %d×%d/%d up %d", n, cin, h, w, cout, k, k, stride, up);
+    float *y = run(&s, 0, n, h, w, x, wt, b, NULL, OP_ACT_NONE, out_n);
+    expect_close(what, y, want, out_n, 1e-5);
+    free(y);
+    for (size_t i = 0; i < out_n; i++) {
+        want[i] += res[i];
+        want[i] = want[i] > 0 ? want[i] : 0;
+    }
+    y = run(&s, 0, n, h, w, x, wt, b, res, OP_ACT_RELU, out_n);
+    expect_close(what, y, want, out_n, 1e-5);
+    free(x); free(wt); free(b); free(res); free(want); free(scratch); free(y);
+}
+
+Test(conv_gemm, large_shapes_against_im2col)
+{
+    large_case(1, 96, 17, 19, 70, 3, 1, 1, 0);    /* K 864: several K blocks; 12 channel panels */
+    large_case(3, 40, 8, 8, 33, 3, 1, 1, 0);      /* 8×8 planes: panels of two rows, across images */
+    large_case(2, 24, 9, 13, 29, 3, 2, 0, 0);     /* stride 2, odd sizes */
+    large_case(1, 32, 12, 10, 20, 3, 1, 1, 1);    /* folded ×2 upsampling */
+    large_case(1, 300, 6, 7, 700, 1, 1, 0, 0);    /* 1×1; output chunks smaller than the plane */
+    large_case(1, 8, 64, 70, 2100, 1, 1, 0, 0);   /* more channels than one output block holds */
+}
+
+/* bf16: every weight and input rounded to bfloat16, float32 sums. The
+   error against float32 is then that of 8-bit mantissas: |Δy| ≤ Σ|w||x|·2⁻⁸
+   (both factors off by ≤ 2⁻⁹ relative), and it must not be zero. */
+Test(conv_gemm, bf16_rounds_weights_and_image)
+{
+    if (!op_conv_bf16_ok()) {
+        cr_log_info("no own kernels (OpenBLAS): bf16 convolutions are refused here");
+        return;
+    }
+    op_conv_shape s = {48, 20, 3, 3, 1, 1, 1, 0};
+    int n = 2, h = 11, w = 9;
+    size_t out_n = (size_t)n * 20 * h * w, k = 48 * 9;
+    float *x = counter("bx", (size_t)n * 48 * h * w, 1.0f), *wt = counter("bw", 20 * k, 0.1f);
+    float *y32 = run(&s, 0, n, h, w, x, wt, NULL, NULL, OP_ACT_NONE, out_n);
+    float *y16 = run(&s, 1, n, h, w, x, wt, NULL, NULL, OP_ACT_NONE, out_n);
+    /* Σ|w||x| ≤ k · max|w| · max|x| */
+    double bound = (double)k * 0.1 * 1.0 * (1.0 / 256), maxd = 0;
+    for (size_t i = 0; i < out_n; i++) maxd = fmax(maxd, fabs((double)y16[i] - y32[i]));
+    cr_assert(maxd > 0, "bf16 gives the float32 result: the rounding is not applied");
+    cr_assert(maxd <= bound, "bf16 error %g above the bound %g", maxd, bound);
+    /* the same numerics: a float32 convolution of pre-rounded operands, up to summation order */
+    for (size_t i = 0; i < (size_t)n * 48 * h * w; i++) x[i] = me_bf16_to_f32(me_f32_to_bf16(x[i]));
+    for (size_t i = 0; i < 20 * k; i++) wt[i] = me_bf16_to_f32(me_f32_to_bf16(wt[i]));
+    float *yr = run(&s, 0, n, h, w, x, wt, NULL, NULL, OP_ACT_NONE, out_n);
+    expect_close("bf16 vs float32 of rounded operands", y16, yr, out_n, 1e-5);
+    free(x); free(wt); free(y32); free(y16); free(yr);
+}

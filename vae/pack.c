@@ -1,0 +1,67 @@
+/* The decoder's convolution weights packed for the tile kernels
+   (ops/conv.h), once at load and again when the precision changes. */
+#include <stdlib.h>
+#include "core/core.h"
+#include "vae/vae.h"
+
+/* Every convolution of the decoder that has weights; returns the count. */
+static int all_convs(moedit_vae *v, vae_conv **out)
+{
+    int k = 0;
+    vae_conv *fixed[] = {&v->post_quant_conv, &v->conv_in, &v->conv_out};
+    for (int i = 0; i < 3; i++) out[k++] = fixed[i];
+    for (int i = 0; i < 2; i++) {
+        vae_resnet *r = &v->mid_resnets[i];
+        out[k++] = &r->conv1, out[k++] = &r->conv2, out[k++] = &r->shortcut;
+    }
+    for (int i = 0; i < v->cfg.num_blocks; i++) {
+        vae_up_block *u = &v->up[i];
+        for (int j = 0; j <= v->cfg.layers_per_block; j++) {
+            vae_resnet *r = &u->resnets[j];
+            out[k++] = &r->conv1, out[k++] = &r->conv2, out[k++] = &r->shortcut;
+        }
+        out[k++] = &u->upsample;
+    }
+    int live = 0;
+    for (int i = 0; i < k; i++)
+        if (out[i]->w) out[live++] = out[i];
+    return live;
+}
+
+#define MAX_CONVS (3 + 2 * 3 + VAE_MAX_BLOCKS * (3 * VAE_MAX_RESNETS + 1))
+
+void vae_unpack(moedit_vae *v)
+{
+    vae_conv *cs[MAX_CONVS];
+    int n = all_convs(v, cs);
+    for (int i = 0; i < n; i++) {
+        me_free_aligned(cs[i]->packed);
+        cs[i]->packed = NULL;
+    }
+}
+
+int vae_pack(moedit_vae *v, int bf16)
+{
+    vae_conv *cs[MAX_CONVS];
+    int n = all_convs(v, cs);
+    vae_unpack(v);
+    for (int i = 0; i < n; i++) {
+        vae_conv *c = cs[i];
+        size_t bytes = op_conv_bytes(&c->s, bf16);
+        if (bytes && !(c->packed = me_alloc_aligned(bytes))) {
+            vae_unpack(v);
+            return me_fail(MOEDIT_EINTERNAL, "VAE: out of memory packing the convolution weights");
+        }
+        op_conv_init(&c->op, &c->s, c->w, c->b, bf16, c->packed);
+    }
+    v->bf16 = bf16;
+    return MOEDIT_OK;
+}
+
+int moedit_vae_set_bf16(moedit_vae *v, int on)
+{
+    if (on && !op_conv_bf16_ok())
+        return me_fail(MOEDIT_EINPUT, "VAE bf16: needs a CPU with AVX2+FMA or AVX-512 (own kernels); this one runs OpenBLAS");
+    if ((on != 0) == v->bf16) return MOEDIT_OK;
+    return vae_pack(v, on != 0);
+}
