@@ -259,7 +259,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     }
     n->scratch = L.scratch ? L.scratch : 1;
     int ok = n->fc_store != NULL;
-    if (ok && (n->work = me_calloc((size_t)me_threads(), sizeof *n->work))) n->nwork = me_threads();
+    if (ok && (n->work = me_calloc((size_t)me_threads_max(), sizeof *n->work))) n->nwork = me_threads_max();
     for (int i = 0; ok && i < n->nwork; i++) {
         work *w = &n->work[i];
         w->x0 = me_alloc_aligned(sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
@@ -436,6 +436,10 @@ static int forward_batch(me_inception *net, me_preprocess prep, int n, int h, in
         if (!(wk->in = me_alloc_aligned(sizeof(float) * 3 * plane))) return MOEDIT_EINTERNAL;
         wk->in_cap = 3 * plane;
     }
+    /* The work sets' conv scratch holds net->nwork threads' blocks; a thread
+       count raised since loading must not run more. */
+    const int capped = me_threads() > net->nwork;
+    if (capped) me_threads_limit(net->nwork);
     const int par = net->nwork > 1 && n > 1;
     if (par) openblas_set_num_threads(1);
     #pragma omp parallel for schedule(dynamic, 1) num_threads(n < net->nwork ? n : net->nwork) if (par)
@@ -455,6 +459,7 @@ static int forward_batch(me_inception *net, me_preprocess prep, int n, int h, in
                     logits ? logits + (size_t)i * ME_INCEPTION_CLASSES : NULL);
     }
     if (par) openblas_set_num_threads(me_threads());
+    if (capped) me_threads_limit(0);
     return MOEDIT_OK;
 }
 

@@ -126,7 +126,7 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
 size_t op_conv_scratch(const op_conv_shape *s, int h, int w)
 {
     me_tile_plan p;
-    return me_gemm_tile_plan(0, &p) ? (size_t)CBUF_FLOATS * me_threads() : op_conv2d_scratch(s, h, w);
+    return me_gemm_tile_plan(0, &p) ? (size_t)CBUF_FLOATS * me_threads_max() : op_conv2d_scratch(s, h, w);
 }
 
 /* ---- the implicit GEMM ------------------------------------------------- */

@@ -65,7 +65,7 @@ static float *alloc_floats(size_t n) { return me_alloc_aligned((n ? n : 1) * siz
 static int workspace_for(moedit_vae *v, int h, int w)
 {
     vae_workspace *ws = &v->ws;
-    if (ws->x && ws->h == h && ws->w == w && ws->threads == me_threads()) return MOEDIT_OK;
+    if (ws->x && ws->h == h && ws->w == w && ws->threads == me_threads_max()) return MOEDIT_OK;
     vae_workspace_free(ws);
     sizes z = plan(v, h, w);
     ws->x = alloc_floats(z.xa);
@@ -79,7 +79,7 @@ static int workspace_for(moedit_vae *v, int h, int w)
     }
     ws->h = h;
     ws->w = w;
-    ws->threads = me_threads();
+    ws->threads = me_threads_max();
     return MOEDIT_OK;
 }
 
