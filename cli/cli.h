@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bounded OpenMP spinning unless the user chose (cli/omp_env.c); may re-execute. */
-void cli_omp_defaults(char **argv);
+/* Adaptive thread counts for shared machines (cli/omp_env.c). */
+void cli_omp_defaults(void);
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_forward(int argc, char **argv);

@@ -34,7 +34,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    cli_omp_defaults(argv);
+    cli_omp_defaults();
     /* a full disk or `ulimit -f` then fails the write (EFBIG), which removes
        the temporary file, instead of killing the process mid-file */
     signal(SIGXFSZ, SIG_IGN);

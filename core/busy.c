@@ -66,10 +66,13 @@ int me_others_running(void)
     return others > 0 ? others : 0;
 }
 
-int me_adapt_step(me_adapt *s, int max, int others, double now_ms)
+int me_adapt_step(me_adapt *s, int max, int cpus, int others, double now_ms)
 {
     if (max <= 1 || others < 0) return s->cap = max > 1 ? max : 1;
-    int want = max - others < 1 ? 1 : max - others;
+    /* The free cores count, not our share of them: on a 64-core node whose
+       other jobs run on 56 cores, 8 threads still find 8 free. */
+    int free_cores = (cpus > 0 ? cpus : max) - others;
+    int want = free_cores < 1 ? 1 : free_cores < max ? free_cores : max;
     if (s->cap <= 0 || s->cap > max || want < s->cap) {
         s->cap = want, s->calm = 0;   /* contention costs most: give way at once */
     } else if (want > s->cap) {
@@ -103,5 +106,5 @@ int me_adapt_threads(me_adapt *s)
         int again = me_others_running();
         others = again < others ? again : others;
     }
-    return me_adapt_step(s, max, others, now);
+    return me_adapt_step(s, max, (int)sysconf(_SC_NPROCESSORS_ONLN), others, now);
 }

@@ -69,15 +69,16 @@ typedef struct {
 } me_adapt;
 /* Runnable tasks on the machine other than this process's; -1 unreadable. */
 int me_others_running(void);
-/* Threads for the next forward: me_threads_max() less the other runnable
-   tasks (at least 1), looked at most every ADAPT_MS; all of them when
-   adaptivity is off. */
+/* Threads for the next forward: me_threads_max(), or the cores the other
+   runnable tasks leave free if fewer (at least 1), looked at most every
+   ADAPT_MS; all of them when adaptivity is off. */
 int me_adapt_threads(me_adapt *s);
-/* The decision itself, given a look (others, -1: unknown) at now_ms: fewer
+/* The decision itself, given a look (others, -1: unknown) on a machine of
+   cpus online cores (≤ 0: unknown, taken as max) at now_ms: fewer
    threads at once, more only when looks ADAPT_CALM_MS apart and every look
    between them agree (a long spin beside a busy process costs ~10×, one
    thread too few on an idle machine 2×). */
-int me_adapt_step(me_adapt *s, int max, int others, double now_ms);
+int me_adapt_step(me_adapt *s, int max, int cpus, int others, double now_ms);
 
 /* How many of the n rows of len floats at x hold a NaN or an infinity; the
    first eight row indices go to list ("0, 3, 7", ", …" after eight). */

@@ -14,33 +14,43 @@
 Test(busy, gives_cores_away_at_once)
 {
     me_adapt s = {0};
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 0.0), 2);
-    cr_assert_eq(me_adapt_step(&s, 2, 1, 1.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 4, 7, 2.0), 1, "never below one thread");
-    cr_assert_eq(me_adapt_step(&s, 4, 2, 3.0), 1, "more cores only after a calm period");
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 0.0), 2);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 1, 1.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 4, 4, 7, 2.0), 1, "never below one thread");
+    cr_assert_eq(me_adapt_step(&s, 4, 4, 2, 3.0), 1, "more cores only after a calm period");
 }
 
 Test(busy, takes_cores_back_after_a_calm_period)
 {
     me_adapt s = {0};
-    cr_assert_eq(me_adapt_step(&s, 2, 1, 0.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0), 1, "first calm look");
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0 + ADAPT_CALM_MS / 2), 1, "too soon after it");
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 100.0 + ADAPT_CALM_MS), 2);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 1, 0.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 100.0), 1, "first calm look");
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 100.0 + ADAPT_CALM_MS / 2), 1, "too soon after it");
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 100.0 + ADAPT_CALM_MS), 2);
     /* a busy look in between starts the calm period again */
-    cr_assert_eq(me_adapt_step(&s, 2, 1, 400.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 410.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 1, 415.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 420.0), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 420.0 + ADAPT_CALM_MS - 1), 1);
-    cr_assert_eq(me_adapt_step(&s, 2, 0, 420.0 + ADAPT_CALM_MS), 2);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 1, 400.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 410.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 1, 415.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 420.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 420.0 + ADAPT_CALM_MS - 1), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, 0, 420.0 + ADAPT_CALM_MS), 2);
+}
+
+Test(busy, counts_free_cores_on_a_bigger_machine)
+{
+    me_adapt s = {0};
+    cr_assert_eq(me_adapt_step(&s, 8, 64, 56, 0.0), 8, "8 of 64 cores free: all 8 threads");
+    cr_assert_eq(me_adapt_step(&s, 8, 64, 60, 1.0), 4, "4 free");
+    cr_assert_eq(me_adapt_step(&s, 8, 64, 70, 2.0), 1, "overcommitted: one");
+    me_adapt t = {0};
+    cr_assert_eq(me_adapt_step(&t, 8, 0, 3, 0.0), 5, "cores unknown: taken as the thread count");
 }
 
 Test(busy, unknown_load_or_one_thread_keeps_the_count)
 {
     me_adapt s = {0};
-    cr_assert_eq(me_adapt_step(&s, 2, -1, 0.0), 2);
-    cr_assert_eq(me_adapt_step(&s, 1, 3, 1.0), 1);
+    cr_assert_eq(me_adapt_step(&s, 2, 2, -1, 0.0), 2);
+    cr_assert_eq(me_adapt_step(&s, 1, 1, 3, 1.0), 1);
 }
 
 Test(busy, limit_caps_only_the_calling_thread)
