@@ -9,7 +9,7 @@
 #     VAE_LATENT=32 scripts/bench.sh        (the defaults; a quick check: SHAPES=S BATCHES=2 ITERS=2
 #     FID_NUM=16 INC_NUM=2 VAE_LATENT=8 SHARED=0 scripts/bench.sh build /tmp/bench-quick)
 #
-# Sections (about 8 minutes on 2 Zen 4 cores):
+# Sections (about 11 minutes on 2 Zen 3 vCPUs, 2026-11-30):
 #  0. host: the CPU (cpuid: vendor, family, model, caches), the kernel set
 #     moedit picked, and the peaks `moedit bench --peak` measures on all
 #     threads: a register-only FMA loop (fp32) and vdpbf16ps loop (bf16).
@@ -24,9 +24,9 @@
 #     seconds per 1000 samples.
 #  5. shared machine (SHARED=1): `fid-sample --num FID_NUM --sampler ddim --steps 50`
 #     alone, beside one busy process and with one that starts 1 s after
-#     moedit (its start-time choice then no longer fits), with moedit's default waits
-#     (cli/omp_env.c), libgomp's own default (GOMP_SPINCOUNT=300000),
-#     OMP_WAIT_POLICY=passive and --threads 1.
+#     moedit, with moedit's default (libgomp's waits, threads adapted to the
+#     free cores before every forward: cli/omp_env.c, core/busy.c), short
+#     spins (GOMP_SPINCOUNT=300), OMP_WAIT_POLICY=passive and --threads 1.
 #  6. GEMM (GEMM=1): build/bench_gemm, moedit's float32 products of the
 #     transformer and convolution shapes against OpenBLAS sgemm on the same
 #     operands, GFLOP/s as % of the FMA peak it measures itself.
@@ -168,38 +168,31 @@ if [ "$SHARED" = 1 ]; then
     run_fs() {   # run_fs VAR=VALUE THREADS
         secs env "$1" "$BIN" fid-sample --npz "$WORK/shared.npz" --num "$FID_NUM" --sampler ddim --steps 50 --threads "$2"
     }
-    declare -A later
-    for v in default libgomp passive threads1; do
+    variant() {   # NAME -> "VAR=VALUE THREADS|label"
+        case $1 in
+            default) echo "X=1 $THREADS|moedit default (libgomp's waits, adaptive threads)" ;;
+            spin300) echo "GOMP_SPINCOUNT=300 $THREADS|short spins (GOMP_SPINCOUNT=300)" ;;
+            passive) echo "OMP_WAIT_POLICY=passive $THREADS|OMP_WAIT_POLICY=passive" ;;
+            threads1) echo "X=1 1|--threads 1" ;;
+        esac
+    }
+    run_v() { local spec; spec=$(variant "$1"); run_fs ${spec%%|*}; }
+    variants="default spin300 passive threads1"
+    declare -A later alone
+    for v in $variants; do
         ( sleep 1; exec sh -c 'while :; do :; done' ) &
         hog=$!
-        case $v in
-            default) later[$v]=$(run_fs X=1 "$THREADS") ;;
-            libgomp) later[$v]=$(run_fs GOMP_SPINCOUNT=300000 "$THREADS") ;;
-            passive) later[$v]=$(run_fs OMP_WAIT_POLICY=passive "$THREADS") ;;
-            threads1) later[$v]=$(run_fs X=1 1) ;;
-        esac
+        later[$v]=$(run_v $v)
         kill "$hog"
         wait "$hog" 2>/dev/null || true
     done
-    declare -A alone
-    for v in default libgomp passive threads1; do
-        case $v in
-            default) alone[$v]=$(run_fs X=1 "$THREADS") ;;
-            libgomp) alone[$v]=$(run_fs GOMP_SPINCOUNT=300000 "$THREADS") ;;
-            passive) alone[$v]=$(run_fs OMP_WAIT_POLICY=passive "$THREADS") ;;
-            threads1) alone[$v]=$(run_fs X=1 1) ;;
-        esac
-    done
+    for v in $variants; do alone[$v]=$(run_v $v); done
     ( while :; do :; done ) &
     hog=$!
-    for v in default libgomp passive threads1; do
-        case $v in
-            default) t=$(run_fs X=1 "$THREADS"); label="moedit default (bounded spin)" ;;
-            libgomp) t=$(run_fs GOMP_SPINCOUNT=300000 "$THREADS"); label="libgomp default (GOMP_SPINCOUNT=300000)" ;;
-            passive) t=$(run_fs OMP_WAIT_POLICY=passive "$THREADS"); label="OMP_WAIT_POLICY=passive" ;;
-            threads1) t=$(run_fs X=1 1); label="--threads 1" ;;
-        esac
-        echo "| $label | ${alone[$v]} | $t | ${later[$v]} |"
+    for v in $variants; do
+        t=$(run_v $v)
+        spec=$(variant $v)
+        echo "| ${spec#*|} | ${alone[$v]} | $t | ${later[$v]} |"
     done
     kill "$hog"
     wait "$hog" 2>/dev/null || true
