@@ -74,8 +74,9 @@ void moedit_set_threads(int threads);
 /* 1: where OpenMP's waits spin long (libgomp's default, or the environment
    has GOMP_SPINCOUNT above 3000 or OMP_WAIT_POLICY=active), every model
    forward first counts the other runnable tasks on the machine
-   (/proc/loadavg less this process's running threads) and runs on at most
-   moedit_set_threads' count less that many (at least 1), and so do the
+   (/proc/loadavg less this process's running threads) and runs on the
+   cores they leave free (online CPUs less that many), at most
+   moedit_set_threads' count and at least 1, and so do the
    calling thread's other moedit calls (a VAE decode between forwards)
    until the next forward looks again; cores come back once the machine
    has stayed calm for 200 ms. A spinning thread whose
