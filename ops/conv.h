@@ -47,8 +47,8 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
 
 /* y = act(conv(x) + bias + res): x [n, cin, h, w] → y [n, cout, oh, ow];
    res (NULL, or shaped like y, not overlapping it) is added before act.
-   scratch: op_conv_scratch floats, sized at the thread count (me_threads())
-   the call runs with: 1 MB per thread on the own kernels (each thread's
+   scratch: op_conv_scratch floats, sized for moedit_set_threads' count
+   (me_threads_max(); a call never runs more): 1 MB per thread on the own kernels (each thread's
    block of output), the im2col bands on OpenBLAS. Called inside a parallel
    region it runs on the calling thread (and uses the first thread's part). */
 void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
