@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "moedit.h"
 
 #if defined(__GNUC__)
@@ -44,9 +45,25 @@ int me_file_open(const char *path, me_file *f);
 void me_file_close(me_file *f);
 
 float me_f16_to_f32(uint16_t h);
-float me_bf16_to_f32(uint16_t b);
 uint16_t me_f32_to_f16(float f);
-uint16_t me_f32_to_bf16(float f);
+/* bfloat16 conversions inline: the packing loops of the bf16 products call
+   them per element. Rounding to nearest even, as vcvtne2ps2bf16; NaN stays
+   a (quiet) NaN. */
+static inline float me_bf16_to_f32(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+static inline uint16_t me_f32_to_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffff) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+    bits += 0x7fff + ((bits >> 16) & 1);
+    return (uint16_t)(bits >> 16);
+}
 
 /* Threads for own kernels (OpenMP) and OpenBLAS: moedit_set_threads'
    count, or less on this thread while a limit is set (an adaptive forward). */

@@ -74,23 +74,6 @@ float me_f16_to_f32(uint16_t h)
     return f;
 }
 
-float me_bf16_to_f32(uint16_t b)
-{
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t me_f32_to_bf16(float f)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffff) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
-    bits += 0x7fff + ((bits >> 16) & 1);   /* round to nearest even */
-    return (uint16_t)(bits >> 16);
-}
-
 uint16_t me_f32_to_f16(float f)
 {
     uint32_t bits;

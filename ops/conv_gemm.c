@@ -38,24 +38,8 @@
 #define CBUF_FLOATS 262144
 #define PAR_MIN_FLOPS 2e6     /* below this a parallel region costs more than it saves */
 
-/* float → bfloat16 → float, rounding to nearest even (as vcvtne2ps2bf16,
-   and as ops/gemm.c's to_bf16; NaN handling aside). */
-static inline float round_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint16_t bf16_bits(float f)
-{
-    uint32_t u;
-    f = round_bf16(f);
-    memcpy(&u, &f, sizeof u);
-    return (uint16_t)(u >> 16);
-}
+/* float → bfloat16 → float: the value a bf16 product sees. */
+static inline float round_bf16(float f) { return me_bf16_to_f32(me_f32_to_bf16(f)); }
 
 int op_conv_bf16_ok(void)
 {
@@ -114,7 +98,7 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
             const float *src = weight + (size_t)r * k + k0;
             if (c->native_bf16) {
                 uint16_t *d = (uint16_t *)mem + at;
-                for (int kk = 0; kk < kb; kk++) d[(size_t)(kk / 2) * p.mr * 2 + i * 2 + (kk & 1)] = bf16_bits(src[kk]);
+                for (int kk = 0; kk < kb; kk++) d[(size_t)(kk / 2) * p.mr * 2 + i * 2 + (kk & 1)] = me_f32_to_bf16(src[kk]);
             } else {
                 float *d = (float *)mem + at;
                 for (int kk = 0; kk < kb; kk++) d[(size_t)kk * p.mr + i] = c->bf16 ? round_bf16(src[kk]) : src[kk];
@@ -290,7 +274,7 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             if (c->native_bf16) {   /* [kb/2][32][2] pairs, the odd pad row zero */
                 for (int kk = 0; kk < kbp; kk++)
                     for (int t = 0; t < NR; t++)
-                        bpair[(size_t)(kk / 2) * 2 * NR + t * 2 + (kk & 1)] = kk < kb ? bf16_bits(bp[kk * NR + t]) : 0;
+                        bpair[(size_t)(kk / 2) * 2 * NR + t * 2 + (kk & 1)] = kk < kb ? me_f32_to_bf16(bp[kk * NR + t]) : 0;
                 b = bpair;
             } else if (c->bf16) {
                 for (int t = 0; t < kb * NR; t++) bp[t] = round_bf16(bp[t]);

@@ -62,14 +62,6 @@ static float src_value(int type, const void *src, size_t i)
     }
 }
 
-/* Round to nearest even, as vcvtne2ps2bf16 does (NaN handling aside). */
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 static int panels(int n) { return (n + NR - 1) / NR; }
 
 /* ---- packed B --------------------------------------------------------- */
@@ -131,7 +123,7 @@ static void pack_b_column(me_gemm_b *b, int col, int j, int trans, int type, con
             for (int i = 0; i < len; i++) d[(size_t)i * b->n] = v[i];
         } else if (b->bf16) {   /* pairs of rows: [kp/2][NR][2] */
             uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, k0) + lane * 2;
-            for (int i = 0; i < len; i++) d[(size_t)(i & ~1) * NR + (i & 1)] = to_bf16(v[i]);
+            for (int i = 0; i < len; i++) d[(size_t)(i & ~1) * NR + (i & 1)] = me_f32_to_bf16(v[i]);
         } else {
             float *d = (float *)b->data + panel_offset(b, p, k0) + lane;
             for (int i = 0; i < len; i++) d[(size_t)i * NR] = v[i];
@@ -306,7 +298,7 @@ static inline __attribute__((always_inline)) void transpose16(__m512i r[16])
 /* One MR-row panel of untransposed A, k-range [k0, k0+kc): 16 columns at a
    time are loaded row-wise and transposed in registers into [kc][MR]; bf16
    converts 32 columns into 16 pairs first (vcvtne2ps2bf16 rounds to nearest
-   even, as to_bf16) and transposes the pairs into [kc/2][MR]. */
+   even, as me_f32_to_bf16) and transposes the pairs into [kc/2][MR]. */
 static void pack_a_panel_avx512(const float *const *row, int live, int kc, int bf16, void *dst)
 {
     int per = bf16 ? 32 : 16, units = bf16 ? (kc + 1) / 2 : kc;
