@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "fid/eval.h"
 #include "fid/fid.h"
 #include "fid/inception.h"
 
@@ -62,4 +63,29 @@ int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c,
 {
     if (!net || !images || !features) return me_fail(MOEDIT_EINPUT, "inception: missing argument");
     return me_inception_forward_u8(net->net, n, h, w, c, images, features, logits);
+}
+
+int moedit_inception_adm_features(moedit_inception *net, const char *preprocess, int n, int h, int w, int c,
+                                  const uint8_t *images, float *pool, float *spatial, float *logits)
+{
+    if (!net || !preprocess || !images || !pool) return me_fail(MOEDIT_EINPUT, "inception: missing argument");
+    me_preprocess prep;
+    int rc = me_preprocess_parse(preprocess, &prep);
+    return rc ? rc : me_adm_features_u8(net->net, prep, n, h, w, c, images, pool, spatial, logits);
+}
+
+int moedit_precision_recall(int64_t n_ref, const float *ref, int64_t n_samples, const float *samples, int dim,
+                            int k, double *precision, double *recall)
+{
+    if (!ref || !samples || !precision || !recall || dim < 1)
+        return me_fail(MOEDIT_EINPUT, "precision/recall: missing argument or dim %d < 1", dim);
+    float *ref_radii = me_alloc(sizeof(float) * (size_t)(n_ref > 0 ? n_ref : 1));
+    float *sample_radii = me_alloc(sizeof(float) * (size_t)(n_samples > 0 ? n_samples : 1));
+    int rc = ref_radii && sample_radii ? MOEDIT_OK : MOEDIT_EINTERNAL;
+    if (!rc) rc = me_manifold_radii(n_ref, dim, ref, k, ref_radii);
+    if (!rc) rc = me_manifold_radii(n_samples, dim, samples, k, sample_radii);
+    if (!rc) rc = me_precision_recall(n_ref, ref, ref_radii, n_samples, samples, sample_radii, dim, precision, recall);
+    free(ref_radii);
+    free(sample_radii);
+    return rc;
 }

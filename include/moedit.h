@@ -321,6 +321,19 @@ int moedit_inception_load(const char *path, moedit_inception **out);
 void moedit_inception_free(moedit_inception *net);
 int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c, const uint8_t *images,
                               float *features, float *logits);
+/* The ADM evaluator's three taps of the same images: pool3 [n, 2048], the
+   sFID tap (TF mixed_6/conv's first 7 channels at 17×17, [n, 2023]) and the logits
+   pool3 · fc.weightᵀ without the bias [n, 1008] (spatial and logits may be
+   NULL). preprocess: "adm" (the evaluator's TF resize) or "pytorch-fid". */
+int moedit_inception_adm_features(moedit_inception *net, const char *preprocess, int n, int h, int w, int c,
+                                  const uint8_t *images, float *pool, float *spatial, float *logits);
+/* The evaluator's Precision and Recall (ManifoldEstimator, k = 3 there) of
+   samples [n_samples, dim] against ref [n_ref, dim]: a point's radius is
+   the squared distance to its k-th nearest neighbour in its own set; a
+   sample is precise inside some reference radius, a reference point
+   recalled inside some sample radius. Each set needs more than k rows. */
+int moedit_precision_recall(int64_t n_ref, const float *ref, int64_t n_samples, const float *samples, int dim,
+                            int k, double *precision, double *recall);
 
 #ifdef __cplusplus
 }

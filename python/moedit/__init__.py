@@ -21,11 +21,11 @@ import os
 import numpy as np
 
 from ._lib import Error, LoadOptions, RouteTable, SampleOptions, check as _check, lib
-from .metrics import Inception, feature_stats, fid, frechet_distance, inception_score
+from .metrics import Inception, evaluate, feature_stats, fid, frechet_distance, inception_score, precision_recall
 from .trace import Trace
 
 __all__ = ["Error", "Model", "VAE", "Trace", "Inception", "feature_stats", "fid", "frechet_distance",
-           "inception_score", "set_threads", "model_path", "library_version"]
+           "inception_score", "precision_recall", "evaluate", "set_threads", "model_path", "library_version"]
 __version__ = "0.1.0"
 
 FAMILIES = ("dit", "dit-moe", "switch-dit")

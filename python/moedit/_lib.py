@@ -90,6 +90,9 @@ _PROTOTYPES = {
     "moedit_inception_load": (c_int, [c_char_p, POINTER(c_void_p)]),
     "moedit_inception_free": (None, [c_void_p]),
     "moedit_inception_features": (c_int, [c_void_p, c_int, c_int, c_int, c_int, POINTER(c_uint8), _F, _F]),
+    "moedit_inception_adm_features": (c_int, [c_void_p, c_char_p, c_int, c_int, c_int, c_int, POINTER(c_uint8), _F,
+                                              _F, _F]),
+    "moedit_precision_recall": (c_int, [c_int64, _F, c_int64, _F, c_int, c_int, _D, _D]),
 }
 
 

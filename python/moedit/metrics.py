@@ -65,6 +65,50 @@ def inception_score(logits, split_size=0):
     return out.value
 
 
+def _rows(x, what):
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        raise Error(2, "%s: expected [n, d], got %s" % (what, a.shape))
+    return a
+
+
+def precision_recall(ref, samples, k=3):
+    """guided-diffusion evaluator's Precision and Recall of samples [n, d]
+    against ref [m, d] (pool3 features; its ManifoldEstimator uses k = 3)."""
+    r, s = _rows(ref, "ref"), _rows(samples, "samples")
+    if r.shape[1] != s.shape[1]:
+        raise Error(2, "precision/recall: features of dimension %d and %d" % (r.shape[1], s.shape[1]))
+    p, rc = ctypes.c_double(), ctypes.c_double()
+    check(lib.moedit_precision_recall(r.shape[0], r.ctypes.data_as(_F), s.shape[0], s.ctypes.data_as(_F),
+                                      r.shape[1], int(k), ctypes.byref(p), ctypes.byref(rc)))
+    return p.value, rc.value
+
+
+def evaluate(samples, ref, ref_stats=None, split_size=5000):
+    """guided-diffusion's evaluator's five numbers (as `moedit eval`).
+    samples: (pool, spatial, logits) of Inception.adm_features; ref: (pool,
+    spatial) of the reference images (spatial may be None with ref_stats);
+    ref_stats: an ADM reference batch .npz whose mu, sigma (and mu_s,
+    sigma_s) replace the reference features' statistics for FID (sFID)."""
+    pool, spatial, logits = samples
+    ref_pool, ref_spatial = ref
+    stored = np.load(ref_stats) if ref_stats is not None else {}
+    fid_ref = (stored["mu"], stored["sigma"]) if "mu" in stored else ref_pool
+    sfid_ref = (stored["mu_s"], stored["sigma_s"]) if "mu_s" in stored else ref_spatial
+    if sfid_ref is None:
+        raise Error(2, "evaluate: sFID needs the reference's spatial features or mu_s, sigma_s in ref_stats")
+    precision, recall = precision_recall(ref_pool, pool)
+    return {"inception_score": inception_score(logits, split_size), "fid": fid(pool, fid_ref),
+            "sfid": fid(spatial, sfid_ref), "precision": precision, "recall": recall}
+
+
+def _images(images):
+    im = np.ascontiguousarray(images, dtype=np.uint8)
+    if im.ndim != 4 or im.shape[3] not in (1, 3):
+        raise Error(2, "images: expected uint8 [n, h, w, 1 or 3], got %s" % (im.shape,))
+    return im
+
+
 class Inception:
     """pytorch-fid's Inception network (pt_inception-2015-12-05-6726825d.pth)."""
 
@@ -85,9 +129,7 @@ class Inception:
     def features(self, images, logits=False):
         """uint8 images [n, h, w, c] (c = 1 or 3) → pool3 features [n, 2048]
         (and logits [n, 1008] with logits=True)."""
-        im = np.ascontiguousarray(images, dtype=np.uint8)
-        if im.ndim != 4 or im.shape[3] not in (1, 3):
-            raise Error(2, "images: expected uint8 [n, h, w, 1 or 3], got %s" % (im.shape,))
+        im = _images(images)
         n, h, w, c = im.shape
         f = np.empty((n, 2048), np.float32)
         lg = np.empty((n, 1008), np.float32) if logits else None
@@ -95,6 +137,18 @@ class Inception:
                                             f.ctypes.data_as(_F), lg.ctypes.data_as(_F) if logits else None))
         return (f, lg) if logits else f
 
+    def adm_features(self, images, preprocess="adm"):
+        """uint8 images [n, h, w, c] → the evaluator's (pool [n, 2048], spatial
+        [n, 2023], logits [n, 1008]), for evaluate(). preprocess: "adm" (the
+        evaluator's TF resize) or "pytorch-fid"."""
+        im = _images(images)
+        n, h, w, c = im.shape
+        pool, spatial, lg = (np.empty((n, d), np.float32) for d in (2048, 2023, 1008))
+        check(lib.moedit_inception_adm_features(self._net, preprocess.encode(), n, h, w, c,
+                                                im.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                                *(a.ctypes.data_as(_F) for a in (pool, spatial, lg))))
+        return pool, spatial, lg
+
 
 METRICS = {"fid": fid, "frechet_distance": frechet_distance, "feature_stats": feature_stats,
-           "inception_score": inception_score}
+           "inception_score": inception_score, "precision_recall": precision_recall, "evaluate": evaluate}
