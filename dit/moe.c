@@ -66,10 +66,11 @@ static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const 
 
 /* Work items: row ranges of one expert (E: the shared one) of at most about
    DIT_ITEM_ROWS rows, so every thread stays busy whatever the routing. An
-   expert's rows are cut into equal parts in whole tiles: cut at the bound,
-   123 rows made an item of 112 and one of 11, whose products ran at half
-   the rate of the full one (they stream the same weights for a tenth of
-   the rows). */
+   expert's rows are cut into equal parts in whole tiles: cut at the bound
+   (then 112), 123 rows made an item of 112 and one of 11, whose products
+   ran at half the rate of the full one (the same weights streamed for a
+   tenth of the rows). The bound lets a CFG pair's ~128 rows per expert
+   be one item, its weights streamed once. */
 static int add_items(int *items, int n, int expert, int r0, int rows)
 {
     int parts = (rows + DIT_ITEM_ROWS - 1) / DIT_ITEM_ROWS, mr = me_gemm_tile_rows();
