@@ -16,8 +16,9 @@
      [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
      M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
-     (a KC×32 micro-panel, half the L1 data cache, stays in L1; the next
-     one is prefetched into L2 meanwhile) → A panels → kernel, which
+     (a KC×32 micro-panel, or the 16-column half of it that an AVX2 tile
+     streams at a time, fills half the L1 data cache and stays in L1; the
+     next one is prefetched into L2 meanwhile) → A panels → kernel, which
      prefetches its C lines before its k loop.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M
@@ -389,8 +390,8 @@ static gemm_plan the_plan;
    all 32 columns of a KC×32 micro-panel per k, the AVX2 tile one 16-column
    half after the other (so KC×16 floats; 32 KB L1d: KC 256, not 128 —
    half the K blocks, so half the passes of C through the store and of the
-   tiles' start and drain: 6×32 tiles over 19 A panels measured 82–93
-   GFLOP/s at KC 128, 89–96 at 256, Zen 3). MC: the MC×KC A block fills
+   tiles' start and drain: 6×32 tiles over 19 A panels, best of 40, ran at
+   86–93 GFLOP/s with KC 128 and 95–98 with 256 on a Zen 3 core of 103). MC: the MC×KC A block fills
    half of L2. Both are rounded down to 16 and to whole tiles, within the
    stack buffers. */
 static const gemm_plan *plan(void)
