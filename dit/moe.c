@@ -64,13 +64,20 @@ static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const 
     me_gemm(rows, mid, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
 }
 
-/* Work items: row ranges of one expert (E: the shared one) of at most
-   DIT_ITEM_ROWS rows, so every thread stays busy whatever the routing. */
+/* Work items: row ranges of one expert (E: the shared one) of at most about
+   DIT_ITEM_ROWS rows, so every thread stays busy whatever the routing. An
+   expert's rows are cut into equal parts in whole tiles: cut at the bound
+   (then 112), 123 rows made an item of 112 and one of 11, whose products
+   ran at half the rate of the full one (the same weights streamed for a
+   tenth of the rows). The bound lets a CFG pair's ~128 rows per expert
+   be one item, its weights streamed once. */
 static int add_items(int *items, int n, int expert, int r0, int rows)
 {
-    for (int r = r0; r < r0 + rows; r += DIT_ITEM_ROWS, n++) {
+    int parts = (rows + DIT_ITEM_ROWS - 1) / DIT_ITEM_ROWS, mr = me_gemm_tile_rows();
+    int per = parts ? ((rows + parts - 1) / parts + mr - 1) / mr * mr : 0;
+    for (int r = r0; r < r0 + rows; r += per, n++) {
         items[3 * n] = expert, items[3 * n + 1] = r;
-        items[3 * n + 2] = r0 + rows - r < DIT_ITEM_ROWS ? r0 + rows - r : DIT_ITEM_ROWS;
+        items[3 * n + 2] = r0 + rows - r < per ? r0 + rows - r : per;
     }
     return n;
 }

@@ -16,8 +16,9 @@
      [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
      M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
-     (a KC×32 micro-panel, half the L1 data cache, stays in L1; the next
-     one is prefetched into L2 meanwhile) → A panels → kernel, which
+     (a KC×32 micro-panel, or the 16-column half of it that an AVX2 tile
+     streams at a time, fills half the L1 data cache and stays in L1; the
+     next one is prefetched into L2 meanwhile) → A panels → kernel, which
      prefetches its C lines before its k loop.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M
@@ -384,9 +385,15 @@ typedef struct {
 
 static gemm_plan the_plan;
 
-/* KC: a KC×32 float B micro-panel fills half of L1d, leaving the other half
-   to the A micro-panel and C; MC: the MC×KC A block fills half of L2.
-   Both are rounded down to 16 and to whole tiles, within the stack buffers. */
+/* KC: the B columns a tile streams per pass over k fill half of L1d,
+   leaving the other half to the A micro-panel and C: the AVX-512 tile reads
+   all 32 columns of a KC×32 micro-panel per k, the AVX2 tile one 16-column
+   half after the other (so KC×16 floats; 32 KB L1d: KC 256, not 128 —
+   half the K blocks, so half the passes of C through the store and of the
+   tiles' start and drain: 6×32 tiles over 19 A panels, best of 40, ran at
+   86–93 GFLOP/s with KC 128 and 95–98 with 256 on a Zen 3 core of 103). MC: the MC×KC A block fills
+   half of L2. Both are rounded down to 16 and to whole tiles, within the
+   stack buffers. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
@@ -395,7 +402,8 @@ static const gemm_plan *plan(void)
     gemm_plan p;
     p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
-    long kc = l1 / 2 / (NR * (long)sizeof(float)) / 16 * 16;
+    int cols = p.mr == MR ? NR : NR / 2;
+    long kc = l1 / 2 / (cols * (long)sizeof(float)) / 16 * 16;
     p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
     long mc = l2 / 2 / ((long)p.kc * (long)sizeof(float));
     if (mc > ABUF_FLOATS / p.kc) mc = ABUF_FLOATS / p.kc;
@@ -670,6 +678,11 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
             }
         }
     }
+}
+
+int me_gemm_tile_rows(void)
+{
+    return me_gemm_native(0) ? plan()->mr : 1;
 }
 
 int me_gemm_tile_plan(int bf16, me_tile_plan *p)

@@ -37,6 +37,10 @@ typedef struct {
 /* 1 when the own kernels run, AVX-512 or AVX2 (bf16: AVX512-BF16 products). */
 int me_gemm_native(int bf16);
 
+/* Rows of A one microkernel tile takes on this CPU (1 on OpenBLAS): row
+   ranges in multiples of it leave no partly filled tile but the last. */
+int me_gemm_tile_rows(void);
+
 /* Bytes a packed k×n operand needs (64-byte aligned memory). */
 size_t me_gemm_b_bytes(int k, int n, int bf16);
 /* Prepares b over mem (zeroed here, so padding multiplies as 0). bf16 is
