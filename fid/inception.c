@@ -44,16 +44,20 @@ typedef struct { conv b1x1, b7_1, b7_2, b7_3, d1, d2, d3, d4, d5, pool; } block_
 typedef struct { conv b3_1, b3_2, b7_1, b7_2, b7_3, b7_4; } block_d;    /* InceptionD */
 typedef struct { conv b1x1, b3_1, b3_2a, b3_2b, d1, d2, d3a, d3b, pool; } block_e;
 
-/* Images per chunk of the mixed blocks. Measured on the Zen 3 host (2
-   threads, 32 images): CHUNK_MEASURED. */
-#define CHUNK 8
+/* Images per chunk of the mixed blocks. Measured on the Zen 3 host (one
+   thread, CPU time of 32 images, alternating builds): 4 ran ~5 % faster
+   than 1 (one image per GEMM) and about as fast as 8 and 16, within the
+   noise of the shared machine; larger chunks only cost memory. */
+#define CHUNK 4
 
-/* One thread's buffers: the stem's for one image, the blocks' for a chunk. */
+/* One thread's buffers. The stem runs in q and t1 (BIG_FLOATS) one image
+   at a time, leaving its outputs in p; the blocks then run the chunk in
+   p, q (inputs and outputs), t1, t2 (a branch's). */
 typedef struct {
     float *in;                  /* [3, h, w] in [0, 1] */
     size_t in_cap;
-    float *x0, *a, *b;          /* stem */
-    float *p, *q, *t1, *t2;     /* blocks: [CHUNK, ≤ TMP_FLOATS] each */
+    float *x0;                  /* [3, 299, 299] */
+    float *p, *q, *t1, *t2;
     float *scratch;
 } work;
 
@@ -221,8 +225,6 @@ void me_inception_free(me_inception *net)
         work *w = &net->work[i];
         me_free_aligned(w->in);
         me_free_aligned(w->x0);
-        me_free_aligned(w->a);
-        me_free_aligned(w->b);
         me_free_aligned(w->p);
         me_free_aligned(w->q);
         me_free_aligned(w->t1);
@@ -277,14 +279,13 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     for (int i = 0; ok && i < n->nwork; i++) {
         work *w = &n->work[i];
         w->x0 = me_alloc_aligned(sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
-        w->a = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
-        w->b = me_alloc_aligned(sizeof(float) * BIG_FLOATS);
-        w->p = me_alloc_aligned(sizeof(float) * CHUNK * TMP_FLOATS);
-        w->q = me_alloc_aligned(sizeof(float) * CHUNK * TMP_FLOATS);
-        w->t1 = me_alloc_aligned(sizeof(float) * CHUNK * TMP_FLOATS);
-        w->t2 = me_alloc_aligned(sizeof(float) * CHUNK * TMP_FLOATS);
+        const size_t chunk = CHUNK * TMP_FLOATS, shared = chunk > BIG_FLOATS ? chunk : BIG_FLOATS;
+        w->p = me_alloc_aligned(sizeof(float) * chunk);
+        w->q = me_alloc_aligned(sizeof(float) * shared);
+        w->t1 = me_alloc_aligned(sizeof(float) * shared);
+        w->t2 = me_alloc_aligned(sizeof(float) * chunk);
         w->scratch = me_alloc_aligned(sizeof(float) * n->scratch);
-        ok = w->x0 && w->a && w->b && w->p && w->q && w->t1 && w->t2 && w->scratch;
+        ok = w->x0 && w->p && w->q && w->t1 && w->t2 && w->scratch;
     }
     if (!ok || !n->nwork) {
         me_inception_free(n);
@@ -413,7 +414,8 @@ static void forward_e(const work *n, int k, const block_e *m, int max_pool, cons
 }
 
 /* One image [3, h, w] (in [0, 1] for PYTORCH_FID, 0…255 for ADM) through
-   the resize and the stem → out [192, 35, 35]. */
+   the resize and the stem → out [192, 35, 35], in q and t1 (free until the
+   chunk's blocks run). */
 static void stem(const me_inception *net, work *n, me_preprocess prep, int h, int w, const float *img, float *out)
 {
     const int S = ME_INCEPTION_SIZE;
@@ -424,7 +426,7 @@ static void stem(const me_inception *net, work *n, me_preprocess prep, int h, in
         op_resize_bilinear(1, 3, h, w, S, S, img, n->x0);
         for (size_t i = 0; i < (size_t)3 * S * S; i++) n->x0[i] = 2 * n->x0[i] - 1;
     }
-    float *a = n->a, *b = n->b;
+    float *a = n->q, *b = n->t1;
     run(n, 1, &net->c1a, n->x0, a);                    /* 32×149×149 */
     run(n, 1, &net->c2a, a, b);                        /* 32×147×147 */
     run(n, 1, &net->c2b, b, a);                        /* 64×147×147 */
