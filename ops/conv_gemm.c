@@ -204,10 +204,15 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
             long lo = (long)(s->pad_h - ky) * j->ow - pix, hi = (long)(j->ih + s->pad_h - ky) * j->ow - pix;
             lo = lo < 0 ? 0 : lo > e->len ? e->len : lo;
             hi = hi > e->len ? e->len : hi < lo ? lo : hi;
-            const float *src = xc + e->img * img_size + pix + shift;
-            __builtin_prefetch(src + 32);
-            __builtin_prefetch(src + 48);
-            copy_row(d + e->lane, src, (int)lo, (int)hi, e->len);
+            float *o = d + e->lane;
+            for (int t = 0; t < lo; t++) o[t] = 0.0f;
+            if (hi > lo) {
+                const float *src = xc + e->img * img_size + pix + shift + lo;
+                __builtin_prefetch(src + 32);
+                __builtin_prefetch(src + 48);
+                copy_row(o + lo, src, 0, (int)(hi - lo), (int)(hi - lo));
+            }
+            for (int t = (int)hi; t < e->len; t++) o[t] = 0.0f;
         }
         for (int g = 0; !j->flat && g < ns; g++) {
             const segment *e = &seg[g];
