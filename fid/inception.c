@@ -45,8 +45,8 @@ typedef struct { conv b3_1, b3_2, b7_1, b7_2, b7_3, b7_4; } block_d;    /* Incep
 typedef struct { conv b1x1, b3_1, b3_2a, b3_2b, d1, d2, d3a, d3b, pool; } block_e;
 
 /* Images per chunk of the mixed blocks. Measured on the Zen 3 host (one
-   thread, CPU time of 32 images, alternating builds): 4 ran ~5 % faster
-   than 1 (one image per GEMM) and about as fast as 8 and 16, within the
+   thread, CPU time of 32 images, three alternating rounds): 4 ran 3–16 %
+   faster than 1 (one image per GEMM) and as fast as 8 and 16 within the
    noise of the shared machine; larger chunks only cost memory. */
 #define CHUNK 4
 
@@ -71,12 +71,13 @@ struct me_inception {
     const float *fc_w, *fc_b;   /* point into fc_store */
     float *fc_store;
     size_t scratch;             /* floats of conv scratch */
-    work *work;                 /* [nwork]: images run in parallel, one per thread */
+    work *work;                 /* [nwork]: one per thread, each running its own chunks */
     int nwork;
 };
 
-/* Largest activations: the stem's 64×147×147 (a, b) and the blocks' per
-   image, 288×35×35 (p, q: block inputs and outputs; t1, t2: a branch's). */
+/* Largest activations: the stem's 64×147×147 (in q and t1) and the
+   blocks' per image, 288×35×35 (a block's input or output, or the average
+   pool of one). */
 #define BIG_FLOATS ((size_t)64 * 147 * 147)
 #define TMP_FLOATS ((size_t)288 * 35 * 35)
 
