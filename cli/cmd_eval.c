@@ -431,7 +431,7 @@ int cmd_eval(int argc, char **argv)
         {"--resume", CLI_BOOL, &a.resume, "            continue a killed --features-out run"},
         {"--shard", CLI_STR, &a.shard, "k/n|auto    featurise part k of n of --samples into --features-out (%k, %n), then stop"},
         {"--preprocess", CLI_STR, &a.preprocess, "P           adm (TF graph: default) or pytorch-fid"},
-        {"--batch", CLI_INT, &a.batch, "B           images per batch, one per thread (default 32)"},
+        {"--batch", CLI_INT, &a.batch, "B           images per batch, in chunks of up to 4 per thread (default 32)"},
         {"--is-split", CLI_INT, &a.is_split, "K           Inception Score split size (default 5000)"},
         {"--threads", CLI_INT, &a.threads, "N           threads (0 = all cores)"},
         {"--device", CLI_STR, &a.device, "cpu         (Inception has no CUDA path yet)"},

@@ -141,7 +141,7 @@ int cmd_fid(int argc, char **argv)
         {"--ref", CLI_STR, &a.ref, "B.npz      reference images (arr_0) or statistics (mu, sigma)"},
         {"--features-out", CLI_STR, &a.features_out, "F.npy  the samples' pool3 features [N,2048]"},
         {"--stats-out", CLI_STR, &a.stats_out, "S.npz  the samples' mu and sigma (a reusable --ref)"},
-        {"--batch", CLI_INT, &a.batch, "B        images per batch, one per thread (default 32)"},
+        {"--batch", CLI_INT, &a.batch, "B        images per batch, in chunks of up to 4 per thread (default 32)"},
         {"--is-split", CLI_INT, &a.is_split, "K     Inception Score over chunks of K samples, averaged (default 5000)"},
         {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
         {"--device", CLI_STR, &a.device, "cpu     (Inception has no CUDA path yet)"},

@@ -53,6 +53,11 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
    region it runs on the calling thread (and uses the first thread's part). */
 void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
                  float *scratch);
+/* The same with y's (and res's) images y_img floats apart (≥ cout·oh·ow):
+   the output lands in a channel slice of a larger tensor (torch.cat
+   without a copy). */
+void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, float *y, size_t y_img,
+                      const float *res, int act, float *scratch);
 size_t op_conv_scratch(const op_conv_shape *s, int h, int w);
 
 #endif

@@ -123,7 +123,9 @@ typedef struct {
     int act, h, w;            /* stored input size */
     int ih, iw, oh, ow;       /* the size the kernel sees (upsampled), output size */
     size_t plane;             /* oh·ow */
+    size_t y_img;             /* floats from one image of y (and res) to the next */
     long pixels;              /* n·plane */
+    int flat;                 /* kw 1, stride 1, no column padding or upsampling: see pack_b */
     const me_tile_fn *tiles;
 } conv_job;
 
@@ -181,7 +183,11 @@ static inline void copy_row_up(float *restrict dst, const float *restrict row, i
    each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
    sees (0 in the padding and past the last pixel). With stride 1 (the
    common case) it is a few row copies per k with the padding's columns
-   cut off. */
+   cut off. A flat job (1×1 and k×1 kernels) reads whole planes: the input
+   row a tap sees is the output row shifted by ky − pad_h, so an image's
+   pixels are one copy per k, zero only in the rows padding covers — no
+   split at every output row, which costs the 17×17 and 8×8 layers'
+   panels two or three copies each. */
 static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
     const op_conv_shape *s = &j->c->s;
@@ -191,7 +197,24 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
     int filled = ns ? seg[ns - 1].lane + seg[ns - 1].len : 0;
     for (int kk = 0; kk < kb; kk++, d += NR) {
         const float *xc = j->x + ci * in_plane;
-        for (int g = 0; g < ns; g++) {
+        for (int g = 0; j->flat && g < ns; g++) {
+            const segment *e = &seg[g];
+            long pix = (long)e->oy * j->ow + e->ox, shift = (long)(ky - s->pad_h) * j->w;
+            /* valid pixels: the rows [pad_h − ky, ih + pad_h − ky) */
+            long lo = (long)(s->pad_h - ky) * j->ow - pix, hi = (long)(j->ih + s->pad_h - ky) * j->ow - pix;
+            lo = lo < 0 ? 0 : lo > e->len ? e->len : lo;
+            hi = hi > e->len ? e->len : hi < lo ? lo : hi;
+            float *o = d + e->lane;
+            for (int t = 0; t < lo; t++) o[t] = 0.0f;
+            if (hi > lo) {
+                const float *src = xc + e->img * img_size + pix + shift + lo;
+                __builtin_prefetch(src + 32);
+                __builtin_prefetch(src + 48);
+                copy_row(o + lo, src, 0, (int)(hi - lo), (int)(hi - lo));
+            }
+            for (int t = (int)hi; t < e->len; t++) o[t] = 0.0f;
+        }
+        for (int g = 0; !j->flat && g < ns; g++) {
             const segment *e = &seg[g];
             float *o = d + e->lane;
             int iy = e->oy * st - s->pad_h + ky, len = e->len;
@@ -241,7 +264,7 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
             size_t pix = (size_t)e->oy * j->ow + e->ox;
             for (int r = r0; r < r1 && r < cout; r++) {
                 const float *src = cbuf + ((size_t)q * rows + (r - r0)) * NR + e->lane;
-                size_t at = ((size_t)e->img * cout + r) * j->plane + pix;
+                size_t at = (size_t)e->img * j->y_img + (size_t)r * j->plane + pix;
                 float *dst = j->y + at, b = c->bias ? c->bias[r] : 0.0f;
                 const float *res = j->res ? j->res + at : NULL;
                 for (int t = 0; t < e->len; t++) {
@@ -266,7 +289,7 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
         int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
         for (long q = q0; q < q1; q++) {
             segment seg[NR];
-            int ns = panel_segments(j, q, 1, seg);
+            int ns = panel_segments(j, q, !j->flat, seg);
             int live = 0;
             for (int g = 0; g < ns; g++) live += seg[g].len;
             pack_b(j, seg, ns, k0, kb, bp);
@@ -319,8 +342,8 @@ static void blas_run(const op_conv *c, int n, int h, int w, const float *x, floa
     }
 }
 
-void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
-                 float *scratch)
+void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, float *y, size_t y_img,
+                      const float *res, int act, float *scratch)
 {
     const op_conv_shape *s = &c->s;
     int up = s->upsample2x ? 2 : 1, st = s->stride > 0 ? s->stride : 1;
@@ -328,12 +351,19 @@ void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y
     if (oh <= 0 || ow <= 0 || n <= 0) return;
     size_t plane = (size_t)oh * ow;
     if (!c->packed) {
+        if (y_img != s->cout * plane) {   /* op_conv2d writes whole images: one at a time */
+            for (int i = 0; i < n; i++)
+                blas_run(c, 1, h, w, x + (size_t)i * s->cin * h * w, y + i * y_img, res ? res + i * y_img : NULL,
+                         act, scratch, s->cout * plane);
+            return;
+        }
         blas_run(c, n, h, w, x, y, res, act, scratch, (size_t)n * s->cout * plane);
         return;
     }
     me_tile_plan p;
     me_gemm_tile_plan(c->native_bf16, &p);
-    conv_job j = {c, x, y, res, act, h, w, h * up, w * up, oh, ow, plane, (long)n * (long)plane, p.tiles};
+    conv_job j = {c, x, y, res, act, h, w, h * up, w * up, oh, ow, plane, y_img, (long)n * (long)plane,
+                  s->kw == 1 && s->pad_w == 0 && st == 1 && up == 1, p.tiles};
     long np = (j.pixels + NR - 1) / NR;
     int mp = c->mpad / c->mr, nt = me_threads();
     double flops = 2.0 * (double)j.pixels * s->cout * k_total(s);
@@ -348,4 +378,13 @@ void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y
         else if (mp * t / tn < mp * (t + 1) / tn)
             run_share(&j, 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
     }
+}
+
+void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
+                 float *scratch)
+{
+    const op_conv_shape *s = &c->s;
+    int up = s->upsample2x ? 2 : 1, st = s->stride > 0 ? s->stride : 1;
+    int oh = op_conv2d_out(h * up, s->kh, st, s->pad_h), ow = op_conv2d_out(w * up, s->kw, st, s->pad_w);
+    op_conv_run_into(c, n, h, w, x, y, oh > 0 && ow > 0 ? (size_t)s->cout * oh * ow : 0, res, act, scratch);
 }

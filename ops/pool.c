@@ -16,6 +16,86 @@ static void window(int o, int k, int stride, int pad, int size, int *lo, int *hi
     *hi = e > size ? size : e;
 }
 
+/* The cells of x a window reads directly, for widths beyond the row buffer. */
+static void pool_plane_direct(const float *xp, float *yp, int h, int w, int oh, int ow, int k, int stride,
+                              int pad, int is_max)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        int y0, y1;
+        window(oy, k, stride, pad, h, &y0, &y1);
+        for (int ox = 0; ox < ow; ox++) {
+            int x0, x1;
+            window(ox, k, stride, pad, w, &x0, &x1);
+            float acc = is_max ? xp[(size_t)y0 * w + x0] : 0.0f;
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = x0; ix < x1; ix++) {
+                    float v = xp[(size_t)iy * w + ix];
+                    if (is_max) acc = v > acc ? v : acc;
+                    else acc += v;
+                }
+            yp[(size_t)oy * ow + ox] = is_max ? acc : acc / (float)((y1 - y0) * (x1 - x0));
+        }
+    }
+}
+
+#define ROW_MAX 1024   /* widest row the separable path buffers (Inception's is 147) */
+
+/* Separable: a window's rows are first combined into v (whole rows, so the
+   loops vectorise), then each output cell combines k neighbours of v. The
+   3-wide windows inside the row (all of them but the edges) are unrolled
+   per stride, 1 and 2 being Inception's; the scalar cell-by-cell loops
+   this replaced spent ~9 % of a feature pass on pooling. */
+static void pool_plane(const float *xp, float *yp, int h, int w, int oh, int ow, int k, int stride, int pad,
+                       int is_max)
+{
+    float v[ROW_MAX];
+    /* cells ox in [oa, ob) have windows wholly inside the row */
+    int oa = (pad + stride - 1) / stride, ob = w + pad - k < 0 ? 0 : (w + pad - k) / stride + 1;
+    if (ob > ow) ob = ow;
+    if (oa > ob) oa = ob;
+    for (int oy = 0; oy < oh; oy++) {
+        int y0, y1;
+        window(oy, k, stride, pad, h, &y0, &y1);
+        const float *r = xp + (size_t)y0 * w;
+        for (int x = 0; x < w; x++) v[x] = r[x];
+        for (int iy = y0 + 1; iy < y1; iy++) {
+            r = xp + (size_t)iy * w;
+            if (is_max)
+                for (int x = 0; x < w; x++) v[x] = r[x] > v[x] ? r[x] : v[x];
+            else
+                for (int x = 0; x < w; x++) v[x] += r[x];
+        }
+        float *o = yp + (size_t)oy * ow, rows = (float)(y1 - y0);
+        for (int ox = 0; ox < ow; ox++) {
+            if (ox == oa && k == 3 && (stride == 1 || stride == 2)) {
+                const float *c = v + oa * stride - pad;
+                const float div = 3 * rows;
+                if (is_max && stride == 1)
+                    for (int t = 0; t < ob - oa; t++) {
+                        float m = c[t + 1] > c[t] ? c[t + 1] : c[t];
+                        o[oa + t] = c[t + 2] > m ? c[t + 2] : m;
+                    }
+                else if (is_max)
+                    for (int t = 0; t < ob - oa; t++) {
+                        float m = c[2 * t + 1] > c[2 * t] ? c[2 * t + 1] : c[2 * t];
+                        o[oa + t] = c[2 * t + 2] > m ? c[2 * t + 2] : m;
+                    }
+                else if (stride == 1)
+                    for (int t = 0; t < ob - oa; t++) o[oa + t] = (c[t] + c[t + 1] + c[t + 2]) / div;
+                else
+                    for (int t = 0; t < ob - oa; t++) o[oa + t] = (c[2 * t] + c[2 * t + 1] + c[2 * t + 2]) / div;
+                ox = ob;
+                if (ox == ow) break;
+            }
+            int x0, x1;
+            window(ox, k, stride, pad, w, &x0, &x1);
+            float acc = v[x0];
+            for (int ix = x0 + 1; ix < x1; ix++) acc = is_max ? (v[ix] > acc ? v[ix] : acc) : acc + v[ix];
+            o[ox] = is_max ? acc : acc / (rows * (float)(x1 - x0));
+        }
+    }
+}
+
 static void pool2d(int n, int c, int h, int w, int k, int stride, int pad, int is_max,
                    const float *x, float *y)
 {
@@ -26,22 +106,8 @@ static void pool2d(int n, int c, int h, int w, int k, int stride, int pad, int i
     for (long p = 0; p < planes; p++) {
         const float *xp = x + (size_t)p * h * w;
         float *yp = y + (size_t)p * oh * ow;
-        for (int oy = 0; oy < oh; oy++) {
-            int y0, y1;
-            window(oy, k, stride, pad, h, &y0, &y1);
-            for (int ox = 0; ox < ow; ox++) {
-                int x0, x1;
-                window(ox, k, stride, pad, w, &x0, &x1);
-                float acc = is_max ? xp[(size_t)y0 * w + x0] : 0.0f;
-                for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) {
-                        float v = xp[(size_t)iy * w + ix];
-                        if (is_max) acc = v > acc ? v : acc;
-                        else acc += v;
-                    }
-                yp[(size_t)oy * ow + ox] = is_max ? acc : acc / (float)((y1 - y0) * (x1 - x0));
-            }
-        }
+        if (w <= ROW_MAX) pool_plane(xp, yp, h, w, oh, ow, k, stride, pad, is_max);
+        else pool_plane_direct(xp, yp, h, w, oh, ow, k, stride, pad, is_max);
     }
 }
 

@@ -118,3 +118,36 @@ Test(fid_inception, bad_channel_count_is_refused)
     cr_assert_eq(me_inception_forward_u8(net, 1, 2, 2, 4, px, f, NULL), MOEDIT_EINPUT);
     me_inception_free(net);
 }
+
+/* The batch path runs the mixed blocks on chunks of images per thread; one
+   image per call runs each convolution on all threads instead. Both must
+   match PyTorch, and a chunk must not mix its images: each image alone
+   against its row of the fixture. */
+Test(fid_inception, one_image_per_call_matches_pytorch, .timeout = 600)
+{
+    me_tensors *ts = random_weights(0);
+    me_inception *net;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    char path[512];
+    me_npz z;
+    me_array a;
+    snprintf(path, sizeof path, "%s/fid/images_a.npz", FIXTURES);
+    cr_assert_eq(me_npz_open(path, &z), 0, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_get(&z, "arr_0", &a), 0, "%s", moedit_last_error());
+    int64_t len;
+    float *want = npy_f32("features_a.npy", &len);
+    int n = (int)a.shape[0], h = (int)a.shape[1], w = (int)a.shape[2], c = (int)a.shape[3];
+    cr_assert_eq(len, (int64_t)n * ME_INCEPTION_DIM);
+    float feat[ME_INCEPTION_DIM];
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(me_inception_forward_u8(net, 1, h, w, c, (const uint8_t *)a.data + (size_t)i * h * w * c, feat,
+                                             NULL), 0, "%s", moedit_last_error());
+        double e = rel_error(feat, want + (size_t)i * ME_INCEPTION_DIM, ME_INCEPTION_DIM);
+        cr_expect_lt(e, 1e-3, "image %d alone: relative error %g", i, e);
+    }
+    free(want);
+    me_array_free(&a);
+    me_npz_close(&z);
+    me_inception_free(net);
+}
