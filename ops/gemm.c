@@ -391,9 +391,9 @@ static gemm_plan the_plan;
    half after the other (so KC×16 floats; 32 KB L1d: KC 256, not 128 —
    half the K blocks, so half the passes of C through the store and of the
    tiles' start and drain: 6×32 tiles over 19 A panels, best of 40, ran at
-   86–93 GFLOP/s with KC 128 and 95–98 with 256 on a Zen 3 core of 103). MC: the MC×KC A block fills
-   half of L2. Both are rounded down to 16 and to whole tiles, within the
-   stack buffers. */
+   86–93 GFLOP/s with KC 128 and 95–98 with 256 on a Zen 3 core of 103).
+   MC: the MC×KC A block fills half of L2. Both are rounded down to 16 and
+   to whole tiles, within the stack buffers. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
