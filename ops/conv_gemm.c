@@ -124,8 +124,10 @@ typedef struct {
     int ih, iw, oh, ow;       /* the size the kernel sees (upsampled), output size */
     size_t plane;             /* oh·ow */
     size_t y_img;             /* floats from one image of y (and res) to the next */
-    long pixels;              /* n·plane */
-    int flat;                 /* kw 1, stride 1, no column padding or upsampling: see pack_b */
+    int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_b */
+    int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
+    size_t gplane;            /* oh·gw */
+    long pixels;              /* n·gplane */
     const me_tile_fn *tiles;
 } conv_job;
 
@@ -140,10 +142,10 @@ static int panel_segments(const conv_job *j, long q, int by_row, segment *seg)
     for (int lane = 0; lane < NR;) {
         long g = q * NR + lane;
         if (g >= j->pixels) break;
-        int img = (int)(g / (long)j->plane);
-        long pix = g % (long)j->plane;
-        int oy = (int)(pix / j->ow), ox = (int)(pix % j->ow);
-        long left = by_row ? j->ow - ox : (long)j->plane - pix;
+        int img = (int)(g / (long)j->gplane);
+        long pix = g % (long)j->gplane;
+        int oy = (int)(pix / j->gw), ox = (int)(pix % j->gw);
+        long left = by_row ? j->gw - ox : (long)j->gplane - pix;
         int len = (int)(left < NR - lane ? left : NR - lane);
         if (g + len > j->pixels) len = (int)(j->pixels - g);
         seg[ns++] = (segment){img, oy, ox, len, lane};
@@ -179,15 +181,32 @@ static inline void copy_row_up(float *restrict dst, const float *restrict row, i
     for (; t < len; t++) dst[t] = 0.0f;
 }
 
+/* Lanes [0, len) of a flat panel from grid column ox on, rows w wide: zero
+   where tap column kx, d = pad_w − kx, reads across a row edge — the grid
+   columns [0, d) (d > 0) or [w + d, w) (d < 0), i.e. the column padding. */
+static void zero_wrapped(float *o, int ox, int len, int w, int d)
+{
+    int a = d > 0 ? 0 : w + d, b = d > 0 ? d : w;
+    for (long t0 = -ox; t0 < len; t0 += w) {
+        long from = t0 + a < 0 ? 0 : t0 + a, to = t0 + b < len ? t0 + b : len;
+        for (long t = from; t < to; t++) o[t] = 0.0f;
+    }
+}
+
 /* B panel [kb][32] of panel q over K range [k0, k0+kb): row kk holds, for
    each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
    sees (0 in the padding and past the last pixel). With stride 1 (the
    common case) it is a few row copies per k with the padding's columns
-   cut off. A flat job (1×1 and k×1 kernels) reads whole planes: the input
-   row a tap sees is the output row shifted by ky − pad_h, so an image's
-   pixels are one copy per k, zero only in the rows padding covers — no
-   split at every output row, which costs the 17×17 and 8×8 layers'
-   panels two or three copies each. */
+   cut off. A flat job (stride 1, at most "same" column padding) reads
+   whole planes: its pixel grid is oh rows of the input's w columns (the
+   last w − ow of each row computed and dropped by store_block), so the
+   input pixel a tap (ky, kx) sees is the grid pixel shifted by
+   (ky − pad_h)·w + kx − pad_w, and an image's pixels are one copy per k,
+   zero in the rows padding covers, then zero in the few columns whose
+   shifted read wrapped into the neighbouring row — no split at every
+   output row, which costs the 17×17 and 8×8 layers' panels two or three
+   copies each and the stem's 147- and 71-wide rows a copy with a ragged
+   tail per row and k. */
 static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
     const op_conv_shape *s = &j->c->s;
@@ -199,9 +218,10 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
         const float *xc = j->x + ci * in_plane;
         for (int g = 0; j->flat && g < ns; g++) {
             const segment *e = &seg[g];
-            long pix = (long)e->oy * j->ow + e->ox, shift = (long)(ky - s->pad_h) * j->w;
-            /* valid pixels: the rows [pad_h − ky, ih + pad_h − ky) */
-            long lo = (long)(s->pad_h - ky) * j->ow - pix, hi = (long)(j->ih + s->pad_h - ky) * j->ow - pix;
+            long pix = (long)e->oy * j->gw + e->ox, shift = (long)(ky - s->pad_h) * j->w + kx - s->pad_w;
+            /* valid: source pixels [0, ih·w) of the plane, i.e. the rows
+               [pad_h − ky, ih + pad_h − ky) for the kept columns */
+            long lo = -(pix + shift), hi = (long)j->ih * j->w - (pix + shift);
             lo = lo < 0 ? 0 : lo > e->len ? e->len : lo;
             hi = hi > e->len ? e->len : hi < lo ? lo : hi;
             float *o = d + e->lane;
@@ -213,6 +233,7 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
                 copy_row(o + lo, src, 0, (int)(hi - lo), (int)(hi - lo));
             }
             for (int t = (int)hi; t < e->len; t++) o[t] = 0.0f;
+            if (kx != s->pad_w) zero_wrapped(o, e->ox, e->len, j->w, s->pad_w - kx);
         }
         for (int g = 0; !j->flat && g < ns; g++) {
             const segment *e = &seg[g];
@@ -258,16 +279,18 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
     int rows = r1 - r0, cout = c->s.cout;
     for (int q = 0; q < nq; q++) {
         segment seg[NR];
-        int ns = panel_segments(j, q0 + q, 0, seg);
+        int narrow = j->gw != j->ow;   /* a flat grid's columns [ow, gw) are dropped */
+        int ns = panel_segments(j, q0 + q, narrow, seg);
         for (int g = 0; g < ns; g++) {
             const segment *e = &seg[g];
+            int len = narrow && e->ox + e->len > j->ow ? j->ow - e->ox : e->len;
             size_t pix = (size_t)e->oy * j->ow + e->ox;
             for (int r = r0; r < r1 && r < cout; r++) {
                 const float *src = cbuf + ((size_t)q * rows + (r - r0)) * NR + e->lane;
                 size_t at = (size_t)e->img * j->y_img + (size_t)r * j->plane + pix;
                 float *dst = j->y + at, b = c->bias ? c->bias[r] : 0.0f;
                 const float *res = j->res ? j->res + at : NULL;
-                for (int t = 0; t < e->len; t++) {
+                for (int t = 0; t < len; t++) {
                     float v = src[t] + b;
                     if (res) v += res[t];
                     dst[t] = j->act == OP_ACT_RELU && v < 0.0f ? 0.0f : v;
@@ -362,8 +385,9 @@ void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, flo
     }
     me_tile_plan p;
     me_gemm_tile_plan(c->native_bf16, &p);
-    conv_job j = {c, x, y, res, act, h, w, h * up, w * up, oh, ow, plane, y_img, (long)n * (long)plane,
-                  s->kw == 1 && s->pad_w == 0 && st == 1 && up == 1, p.tiles};
+    int flat = st == 1 && up == 1 && 2 * s->pad_w < s->kw, gw = flat ? w : ow;
+    conv_job j = {c, x, y, res, act, h, w, h * up, w * up, oh, ow, plane, y_img, flat, gw, (size_t)oh * gw,
+                  (long)n * oh * gw, p.tiles};
     long np = (j.pixels + NR - 1) / NR;
     int mp = c->mpad / c->mr, nt = me_threads();
     double flops = 2.0 * (double)j.pixels * s->cout * k_total(s);
