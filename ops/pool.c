@@ -43,8 +43,9 @@ static void pool_plane_direct(const float *xp, float *yp, int h, int w, int oh, 
 /* Separable: a window's rows are first combined into v (whole rows, so the
    loops vectorise), then each output cell combines k neighbours of v. The
    3-wide windows inside the row (all of them but the edges) are unrolled
-   per stride, 1 and 2 being Inception's; the scalar cell-by-cell loops
-   this replaced spent ~9 % of a feature pass on pooling. */
+   per stride, 1 and 2 being Inception's: the scalar cell-by-cell loops
+   this replaced were a tenth or more of a feature pass (measurements in
+   docs/performance.md, InceptionV3). */
 static void pool_plane(const float *xp, float *yp, int h, int w, int oh, int ow, int k, int stride, int pad,
                        int is_max)
 {

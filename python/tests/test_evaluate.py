@@ -1,45 +1,21 @@
 """The ADM evaluator from Python against the answers of the independent
 reference (tools/adm_evaluator_reference.py, stored by
 tools/make_eval_fixtures.py in tests/fixtures/eval/), on the counter-based
-Inception weights (seed 0) of tools/inception_reference.py, rebuilt here."""
+Inception weights (seed 0) of tools/inception_counter_weights.py."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
 import moedit
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tests",
-                        "fixtures")
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(SRC, "tests", "fixtures")
 EVAL = os.path.join(FIXTURES, "eval")
-M64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-
-
-def counter_uniform(name, seed, n):
-    """tools/inception_reference.py's uniform_stream: splitmix64 over a stream keyed by FNV-1a of the name."""
-    h = 0xCBF29CE484222325
-    for b in name.encode():
-        h = ((h ^ b) * 0x100000001B3) & M64
-    with np.errstate(over="ignore"):
-        z = np.uint64(h ^ ((seed * GOLDEN) & M64)) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GOLDEN)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)
-
-
-def value_range(name, shape):
-    if name.endswith("conv.weight"):
-        b = np.sqrt(6.0 / np.prod(shape[1:]))
-    elif name == "fc.weight":
-        b = np.sqrt(3.0 / shape[1])
-    elif name.endswith("bn.weight") or name.endswith("running_var"):
-        return 0.8, 1.2
-    else:
-        b = 0.1
-    return -b, b
+sys.path.insert(0, os.path.join(SRC, "tools"))
+from inception_counter_weights import counter_values  # noqa: E402   (NumPy only, no torch)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +26,7 @@ def inception(tmp_path_factory):
         for line in f:
             name, *dims = line.split()
             shape = [int(d) for d in dims]
-            lo, hi = value_range(name, shape)
-            v = (lo + (hi - lo) * counter_uniform(name, 0, int(np.prod(shape)))).astype("<f4").tobytes()
+            v = counter_values(name, shape, 0).astype("<f4").tobytes()
             header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(v)]}
             blobs.append(v)
             offset += len(v)
