@@ -65,6 +65,9 @@ static void detect(void)
     cpu.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl");
     cpu.avx512bf16 = cpu.avx512 && __builtin_cpu_supports("avx512bf16");
+#ifdef MOEDIT_EMULATE_AVX512   /* the test build that runs them through SIMDe (ops/simd512.h) */
+    cpu.avx512 = cpu.avx512bf16 = 1;
+#endif
     detected = 1;
 }
 
@@ -91,5 +94,8 @@ int me_cpu_bf16(void)
 
 const char *me_cpu_isa_name(int which)
 {
+#ifdef MOEDIT_EMULATE_AVX512
+    if (which == ME_ISA_AVX512) return "avx512 (emulated)";
+#endif
     return which == ME_ISA_AVX512 ? "avx512" : which == ME_ISA_AVX2 ? "avx2+fma" : "openblas";
 }

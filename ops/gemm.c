@@ -34,11 +34,11 @@
 #include <string.h>
 #include <omp.h>
 #include <cblas.h>
-#include <immintrin.h>
 #include "core/core.h"
 #include "core/cpu.h"
 #include "ops/gemm.h"
 #include "ops/gemm_tile.h"
+#include "ops/simd512.h"
 
 #define MR 14            /* AVX-512 tile rows; AVX2 tiles have ME_GEMM_MR_AVX2 */
 #define NR ME_GEMM_NR
@@ -146,11 +146,7 @@ void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const 
 
 /* ---- kernels ---------------------------------------------------------- */
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
-#ifdef __clang__   /* clang ignores GCC target pragmas (the fuzz build) */
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))), apply_to = function)
-#endif
+ME_AVX512_BEGIN
 
 /* Where a tile goes: C = alpha·acc + bias + beta·C over the live columns
    (beta 0 never reads C). */
@@ -356,10 +352,7 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
     }
 }
 
-#ifdef __clang__
-#pragma clang attribute pop
-#endif
-#pragma GCC pop_options
+ME_AVX512_END
 
 /* pack_b_panel_avx512 in plain C, for the other kernel sets. */
 static void pack_b_panel(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst)

@@ -5,7 +5,7 @@ SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake pkg-config clang libclang-rt-14-dev \
-  libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev \
+  libopenblas-dev liblapacke-dev libstb-dev libcriterion-dev libcjson-dev zlib1g-dev libsimde-dev \
   fonts-dejavu-core libcairo2-dev poppler-utils libxml2-utils \
   python3-numpy python3-pytest python3-scipy python3-setuptools python3-pip python3-venv \
   slurm-wlm munge openmpi-bin

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds moedit twice — optimised, and with AddressSanitizer + UBSan — and runs
-# the whole Criterion/ctest suite (fuzz corpora replayed) in both; in the
-# optimised build also the Python module's pytest suite and the install test.
+# Builds moedit three times — optimised, with AddressSanitizer + UBSan, and
+# with the AVX-512 kernels emulated — and runs the Criterion/ctest suite
+# (fuzz corpora replayed) in each; in the optimised build also the Python
+# module's pytest suite and the install test.
 set -e
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -22,6 +23,14 @@ scripts/test_install.sh build
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMOEDIT_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs")
+# The AVX-512 and AVX512-BF16 kernels through SIMDe (ops/simd512.h), so that
+# they run, and meet the PyTorch fixtures, on CPUs without them too. Left to
+# the builds above: the Slurm run and the full ADM evaluation (the same
+# kernels as fid_eval and cli_fid, at ten times the emulated cost) and the
+# *_avx2 / *_openblas tests, which rule AVX-512 out.
+cmake -S . -B build-avx512emu -DCMAKE_BUILD_TYPE=Release -DMOEDIT_EMULATE_AVX512=ON
+cmake --build build-avx512emu -j"$jobs"
+(cd build-avx512emu && ctest --output-on-failure -j"$jobs" -E '^(cli_cluster|cli_eval)$|_(avx2|openblas)$')
 # The CUDA backend (-DMOEDIT_CUDA=ON, off by default) must keep compiling:
 # where nvcc is installed, the CLI and the CUDA tests are built with it and
 # run (without a GPU they check the refusal and say "skipped: no CUDA device").

@@ -35,3 +35,14 @@ Test(cpu, no_avx2_switch)
     cr_assert_eq(me_cpu_isa(), ME_ISA_BLAS);
     cr_assert_not(me_cpu_bf16());
 }
+
+#ifdef MOEDIT_EMULATE_AVX512
+/* The emulation build must really run the AVX-512 and AVX512-BF16 kernels
+   (ops/simd512.h), or its whole suite would quietly test AVX2 again. */
+Test(cpu, emulation_build_runs_the_avx512_kernels)
+{
+    cr_assert_eq(me_cpu_isa(), ME_ISA_AVX512);
+    cr_assert(me_cpu_bf16());
+    cr_assert_str_eq(me_cpu_isa_name(me_cpu_isa()), "avx512 (emulated)");
+}
+#endif
