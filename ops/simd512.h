@@ -20,16 +20,26 @@
 #include <stdint.h>
 #include <string.h>
 #include <simde/x86/avx512.h>
+#include "core/core.h"
 
 #define ME_AVX512_BEGIN
 #define ME_AVX512_END
 #define ME_TARGET_AVX512
 #define ME_TARGET_AVX512_BF16
 
-/* SIMDe 0.7 has no vcvtne2ps2bf16: 32 floats to 32
-   bfloat16, b's in the low half, a's in the high one, as the instruction
-   does: rounded to nearest even, subnormal inputs taken as zero, NaNs kept
-   quiet. */
+/* A subnormal as the instructions take it in and give it out: zero. */
+static inline float me_emulated_daz(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* SIMDe 0.7 has no vcvtne2ps2bf16: 32 floats to 32 bfloat16, b's in the
+   low half, a's in the high one, as the instruction does: rounded to
+   nearest even, subnormal inputs taken as zero, NaNs kept quiet. */
 static inline simde__m512bh me_emulated_cvtne2ps_pbh(simde__m512 a, simde__m512 b)
 {
     float in[32];
@@ -37,13 +47,7 @@ static inline simde__m512bh me_emulated_cvtne2ps_pbh(simde__m512 a, simde__m512 
     simde__m512bh r;
     simde_mm512_storeu_ps(in, b);
     simde_mm512_storeu_ps(in + 16, a);
-    for (int i = 0; i < 32; i++) {
-        uint32_t u;
-        memcpy(&u, &in[i], sizeof u);
-        if ((u & 0x7fffffffu) > 0x7f800000u) out[i] = (uint16_t)((u >> 16) | 0x40);
-        else if ((u & 0x7f800000u) == 0) out[i] = (uint16_t)((u >> 16) & 0x8000);
-        else out[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    }
+    for (int i = 0; i < 32; i++) out[i] = me_f32_to_bf16(me_emulated_daz(in[i]));
     memcpy(&r, out, sizeof r);
     return r;
 }
@@ -55,18 +59,7 @@ static inline simde__m512bh me_emulated_cvtne2ps_pbh(simde__m512 a, simde__m512 
    sums carry the hardware's bits. */
 static inline float me_emulated_bf16(uint16_t h)
 {
-    uint32_t u = (h & 0x7f80u) ? (uint32_t)h << 16 : (uint32_t)(h & 0x8000u) << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-static inline float me_emulated_ftz(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    return me_emulated_daz(me_bf16_to_f32(h));
 }
 static inline simde__m512 me_emulated_dpbf16_ps(simde__m512 src, simde__m512bh a, simde__m512bh b)
 {
@@ -76,8 +69,8 @@ static inline simde__m512 me_emulated_dpbf16_ps(simde__m512 src, simde__m512bh a
     memcpy(x, &a, sizeof x);
     memcpy(y, &b, sizeof y);
     for (int i = 0; i < 16; i++) {
-        acc[i] = me_emulated_ftz(acc[i] + me_emulated_bf16(x[2 * i + 1]) * me_emulated_bf16(y[2 * i + 1]));
-        acc[i] = me_emulated_ftz(acc[i] + me_emulated_bf16(x[2 * i]) * me_emulated_bf16(y[2 * i]));
+        acc[i] = me_emulated_daz(acc[i] + me_emulated_bf16(x[2 * i + 1]) * me_emulated_bf16(y[2 * i + 1]));
+        acc[i] = me_emulated_daz(acc[i] + me_emulated_bf16(x[2 * i]) * me_emulated_bf16(y[2 * i]));
     }
     return simde_mm512_loadu_ps(acc);
 }
