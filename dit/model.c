@@ -85,6 +85,7 @@ static int new_pack(moedit_model *m, me_gemm_b *b, int k, int n, int bf16)
 #endif
     m->packs[m->npacks++] = mem;
     me_gemm_b_init(b, mem, k, n, bf16);
+    b->batch_invariant = &m->batch_invariant;
     return MOEDIT_OK;
 }
 

@@ -84,6 +84,8 @@ struct moedit_model {
     me_tensors *ts;
     int tokens, grid, head_dim, table_rows, tasks;
     int bf16;                       /* block matrices packed as bfloat16 */
+    int batch_invariant;            /* every packed matrix's switch (ops/gemm.h): set while
+                                       moedit_sample draws with the native RNG */
     me_gemm_b xemb; const float *xemb_b;   /* x_embedder.proj [D, C, p, p] as C·p·p → D */
     const float *pos;               /* [T, D] */
     float *pos_own;                 /* computed when the checkpoint has none */

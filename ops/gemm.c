@@ -76,7 +76,7 @@ size_t me_gemm_b_bytes(int k, int n, int bf16)
 
 void me_gemm_b_init(me_gemm_b *b, void *mem, int k, int n, int bf16)
 {
-    b->k = k, b->n = n, b->data = mem;
+    b->k = k, b->n = n, b->data = mem, b->batch_invariant = NULL;
     b->bf16 = bf16 && me_gemm_native(1);
     b->kp = b->bf16 ? (k + 1) & ~1 : k;
     /* Packing writes every element but the padding; without any, skip the
@@ -589,7 +589,7 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         scale_only(m, n, bias, beta, c, ldc);
         return;
     }
-    if (!me_gemm_native(0) && me_gemm_batch_invariant) {
+    if (!me_gemm_native(0) && b->batch_invariant && *b->batch_invariant) {
         me_gemm_invariant(m, a, lda, rows, b->data, k, n, alpha, bias, beta, c, ldc);
         return;
     }

@@ -32,6 +32,7 @@ typedef struct {
     int bf16;        /* stored and multiplied as bfloat16 */
     int kp;          /* rows stored per column panel (k, or k rounded up to even) */
     void *data;      /* layout private to gemm.c */
+    const int *batch_invariant;   /* NULL, or the owner's switch (below) */
 } me_gemm_b;
 
 /* 1 when the own kernels run, AVX-512 or AVX2 (bf16: AVX512-BF16 products). */
@@ -61,13 +62,15 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
 void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
                   const float *bias, float beta, float *c, size_t ldc);
 
-/* OpenBLAS rounds a row differently with the rows around it. While this is
-   set (by moedit_sample for the native RNG, whose samples promise not to
-   depend on their batch), me_gemm/me_gemm_rows without AVX-512 run
-   me_gemm_invariant instead: each element one sequential sum over k, the
-   same whatever the batch, its order or the thread count (the own AVX-512
-   kernels are that already: their blocking depends on k only). */
-extern int me_gemm_batch_invariant;
+/* OpenBLAS rounds a row differently with the rows around it. While
+   *b->batch_invariant is set (a model's weights point at the model's
+   switch, which moedit_sample sets for the native RNG, whose samples promise
+   not to depend on their batch), me_gemm/me_gemm_rows on the OpenBLAS path
+   run me_gemm_invariant instead: each element one sequential sum over k,
+   the same whatever the batch, its order or the thread count (the own
+   kernels are that already: their blocking depends on k only). The switch
+   belongs to the operand, not the process, so samplers on other models in
+   other threads never change it. */
 void me_gemm_invariant(int m, const float *a, size_t lda, const int *rows, const float *b, int k, int n,
                        float alpha, const float *bias, float beta, float *c, size_t ldc);
 

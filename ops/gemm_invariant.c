@@ -56,8 +56,6 @@ static void block(int nr, const float *const *r, int k, const float *b, int n, i
     }
 }
 
-int me_gemm_batch_invariant;
-
 void me_gemm_invariant(int m, const float *a, size_t lda, const int *rows, const float *b, int k, int n,
                        float alpha, const float *bias, float beta, float *c, size_t ldc)
 {

@@ -3,7 +3,7 @@
    denoiser, telling the model the step index for the expert tracer. */
 #include <string.h>
 #include "core/core.h"
-#include "ops/gemm.h"
+#include "dit/model.h"
 #include "sampler/sampler.h"
 
 /* DDPM with 250 respaced steps and cfg 1.5 as upstream's sample_ddp.py (FID
@@ -49,9 +49,9 @@ int moedit_sample(moedit_model *m, const moedit_sample_options *o, int n,
                        c->flow ? "DDPM-trained" : "rectified-flow", c->flow ? "rectified flow" : "DDPM-trained");
     me_sample_shape s = {c->in_channels, c->input_size, c->out_channels, c->num_classes};
     /* native-RNG samples depend on their own seed only: the products too */
-    int was = me_gemm_batch_invariant;
-    if (r.rng == MOEDIT_RNG_NATIVE) me_gemm_batch_invariant = 1;
+    int was = m->batch_invariant;
+    if (r.rng == MOEDIT_RNG_NATIVE) m->batch_invariant = 1;
     int rc = me_sample_run(&r, &s, model_denoise, m, n, labels, latents);
-    me_gemm_batch_invariant = was;
+    m->batch_invariant = was;
     return rc;
 }

@@ -3,11 +3,17 @@
    no kernel may round a row differently because of the rows beside it. So a
    sample drawn alone, in a batch of 7 or in a batch of 64 (other rows, other
    positions, guided batches of 14 and 128 model rows) and with 1 or 2
-   threads must be the same to the last bit, for DiT, DiT-MoE and Switch-DiT. */
+   threads must be the same to the last bit, for DiT, DiT-MoE and Switch-DiT
+   — also while another thread samples another model with PyTorch's RNG.
+   ctest runs this file again on the OpenBLAS path (_openblas), where the
+   invariance comes from the models' switch (ops/gemm.h), not the kernels. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "sampler/sampler.h"
 
 enum { BIG = 64 };
@@ -86,3 +92,67 @@ static void check_family(const char *file, moedit_family family)
 Test(batch_invariance, dit) { check_family("dit.pt", MOEDIT_FAMILY_DIT); }
 Test(batch_invariance, dit_moe) { check_family("moe_top2.pt", MOEDIT_FAMILY_DIT_MOE); }
 Test(batch_invariance, switch_dit) { check_family("switch_dmoe.pt", MOEDIT_FAMILY_SWITCH_DIT); }
+
+/* Another model sampled with PyTorch's RNG, over and over, until stop. */
+typedef struct {
+    runner r;
+    atomic_int stop;
+    int runs, failed;
+} torch_rng_sampler;
+
+static void *sample_until_stopped(void *arg)
+{
+    torch_rng_sampler *b = arg;
+    int64_t labels[1] = {4};
+    float *out = malloc(sizeof(float) * b->r.row);
+    while (out && !atomic_load(&b->stop)) {
+        b->failed |= moedit_sample(b->r.m, &b->r.o, 1, labels, out) != MOEDIT_OK;
+        b->runs++;
+    }
+    b->failed |= out == NULL;
+    free(out);
+    return NULL;
+}
+
+/* The switch once was one process-wide flag, saved and restored around each
+   moedit_sample: a PyTorch-RNG sampler in another thread that started
+   between two native-RNG runs (and saved "off") restored "off" in the
+   middle of the next one. The pauses between runs here leave the other
+   thread, whose runs are short, time to start there; with that flag this
+   test failed every time. */
+Test(batch_invariance, beside_a_torch_rng_sampler_in_another_thread)
+{
+    runner a;
+    torch_rng_sampler b = {.runs = 0, .failed = 0};
+    atomic_init(&b.stop, 0);
+    open_model(&a, "moe_top2.pt");
+    open_model(&b.r, "moe_top2.pt");
+    b.r.o.rng = MOEDIT_RNG_TORCH;
+    b.r.o.steps = "1";
+    moedit_set_threads(1);
+    float *batch = malloc(sizeof(float) * 7 * a.row), *alone = malloc(sizeof(float) * a.row);
+    cr_assert(batch && alone);
+    pthread_t other;
+    cr_assert_eq(pthread_create(&other, NULL, sample_until_stopped, &b), 0);
+    int mismatch = -1;
+    const struct timespec pause = {0, 2000000};
+    for (int round = 0; round < 12 && mismatch < 0; round++) {
+        nanosleep(&pause, NULL);
+        sample_rows(&a, 7 * round, 7, batch);
+        for (int i = 0; i < 7 && mismatch < 0; i++) {
+            nanosleep(&pause, NULL);
+            sample_rows(&a, 7 * round + i, 1, alone);
+            if (memcmp(alone, batch + (size_t)i * a.row, sizeof(float) * a.row)) mismatch = 7 * round + i;
+        }
+    }
+    atomic_store(&b.stop, 1);
+    pthread_join(other, NULL);
+    moedit_set_threads(0);
+    cr_assert_eq(mismatch, -1, "row %d alone differs from the batch of 7 while another thread samples", mismatch);
+    cr_assert_not(b.failed, "the other thread's moedit_sample failed");
+    cr_assert_gt(b.runs, 0, "the other thread never sampled alongside");
+    free(batch);
+    free(alone);
+    moedit_model_free(a.m);
+    moedit_model_free(b.r.m);
+}
