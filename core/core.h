@@ -72,6 +72,15 @@ int me_threads(void);
 int me_threads_max(void);
 /* Caps me_threads() on the calling thread at n (0 lifts the cap). */
 void me_threads_limit(int n);
+
+/* The cgroup's limits on this process (core/cgroup.c): whole CPUs of its
+   CPU quota, rounded up (0: no quota), and bytes its memory limit leaves
+   free (-1: no limit). The _at forms read another /proc/self/cgroup and
+   cgroup mount root (tests). */
+int me_cgroup_cpus(void);
+double me_cgroup_memory_free(void);
+int me_cgroup_cpus_at(const char *proc_cgroup, const char *fs_root);
+double me_cgroup_memory_free_at(const char *proc_cgroup, const char *fs_root);
 /* moedit_set_adaptive_threads' setting. */
 int me_threads_adaptive(void);
 
@@ -129,7 +138,8 @@ void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
 int me_find_shipped(const char *models_rel, const char *data_rel, char *out, size_t size);
 
 /* Bytes of memory available now (/proc/meminfo MemAvailable, else sysinfo;
-   the environment variable MOEDIT_MEMORY_LIMIT=BYTES lowers it), -1 when
+   a cgroup memory limit and the environment variable
+   MOEDIT_MEMORY_LIMIT=BYTES lower it), -1 when
    unknown. me_memory_check fails with MOEDIT_EINPUT, "<what> would need
    X GiB, more than the Y GiB of memory available", before an allocation
    of that size is tried. */

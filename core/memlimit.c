@@ -23,6 +23,8 @@ double me_memory_available(void)
     }
     struct sysinfo si;
     if (avail < 0 && sysinfo(&si) == 0) avail = ((double)si.freeram + (double)si.bufferram) * si.mem_unit;
+    double group = me_cgroup_memory_free();
+    if (group >= 0 && (avail < 0 || group < avail)) avail = group;
     /* a lower cap for testing, or to keep moedit within a budget */
     const char *cap = getenv("MOEDIT_MEMORY_LIMIT");
     if (cap && *cap) {

@@ -11,7 +11,11 @@ static _Thread_local int thread_limit;
 
 void moedit_set_threads(int threads)
 {
-    if (threads <= 0) threads = omp_get_num_procs();
+    if (threads <= 0) {   /* the CPUs this process may run on, and its share of them */
+        threads = omp_get_num_procs();
+        int quota = me_cgroup_cpus();
+        if (quota > 0 && quota < threads) threads = quota;
+    }
     thread_count = threads;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);

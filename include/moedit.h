@@ -68,7 +68,8 @@ enum { MOEDIT_OK = 0, MOEDIT_EINTERNAL = 1, MOEDIT_EINPUT = 2 };
 /* Message of the most recent failure on this thread ("" if none). */
 const char *moedit_last_error(void);
 
-/* Number of threads used by moedit's own kernels and by BLAS (0 = all cores). */
+/* Number of threads used by moedit's own kernels and by BLAS (0 = all cores
+   the process may run on, capped by its cgroup's CPU quota, rounded up). */
 void moedit_set_threads(int threads);
 
 /* 1: where OpenMP's waits spin long (libgomp's default, or the environment

@@ -58,7 +58,7 @@ def library_version():
 
 
 def set_threads(n):
-    """Threads for the library's kernels and BLAS (0 = all cores); process-wide."""
+    """Threads for the library's kernels and BLAS (0 = all usable cores, within a cgroup CPU quota); process-wide."""
     lib.moedit_set_threads(int(n))
 
 
