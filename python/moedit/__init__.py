@@ -58,7 +58,9 @@ def library_version():
 
 
 def set_threads(n):
-    """Threads for the library's kernels and BLAS (0 = all usable cores, within a cgroup CPU quota); process-wide."""
+    """Threads for the library's kernels and BLAS; process-wide.
+
+    0 = all cores the process may run on, within its cgroup's CPU quota."""
     lib.moedit_set_threads(int(n))
 
 
