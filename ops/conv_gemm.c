@@ -9,14 +9,16 @@
    - X never exists: a KC×32 B panel (32 output pixels, contiguous over the
      rows and images of the batch) is filled straight from the NCHW input,
      zeros for the padding, source pixel (y/2, x/2) for a folded ×2 nearest
-     upsampling, and strides as given. The panel stays in L1 while every
-     tile of output channels runs over it, so its cost is spread over
-     cout/mr kernel calls.
+     upsampling, and strides as given; at stride 1 (most layers) a panel
+     row is one masked vector load per image it touches (pack_flat). The
+     panel stays in L1 while every tile of output channels runs over it,
+     so its cost is spread over cout/mr kernel calls — convolutions that
+     read the same input are best run as one (op_conv_run_split).
    - The output of a chunk of pixel panels × the thread's channels builds up
      over the K blocks in the thread's part of the scratch (≤ 1 MB, so it
-     stays in L2/L3), in tile order; when
-     the last block is done it leaves for y once, with bias, residual and
-     ReLU applied on the way — no separate pass over y, and tiles never
+     stays in L2/L3), in tile order; when the last block is done it
+     leaves for y once (each channel range for its own destination), with
+     bias, residual and ReLU applied on the way — no separate pass over y, and tiles never
      straddle a row or image boundary of y.
    - Threads: one OpenMP region per convolution, each thread a range of
      pixel panels (or, when there are too few, a range of output channels),
