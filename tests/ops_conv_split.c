@@ -6,7 +6,7 @@
    tests/ops_conv.c) run per destination on its rows of the weights, image
    by image, on a batch whose pixel panels straddle rows and images, with
    ranges that are not multiples of the 6-row AVX2 tile (tiles straddle
-   destinations) and more than one channel chunk. Elements outside the
+   destinations) and output in more than one chunk. Elements outside the
    destinations must keep their values. Each shape runs on the own kernels
    and, in a test of its own (the CPU is detected once per process), on the
    OpenBLAS path (MOEDIT_NO_AVX2=1). */
@@ -103,7 +103,7 @@ static void all_cases(void)
     split_case(2, 12, 9, 7, 3, 3, 1, 1, 1, 2, (int[]){5, 8}, (int[]){1, 0}, (int[]){8, 8}, -1, OP_ACT_RELU);
     /* stride 2 (row-by-row packing) */
     split_case(3, 16, 15, 15, 3, 3, 2, 0, 0, 2, (int[]){9, 3}, (int[]){0, 2}, (int[]){9, 6}, 0, OP_ACT_RELU);
-    /* more output than one thread's block: channel chunks straddle parts */
+    /* more output than one thread's block: two chunks of pixel panels */
     split_case(1, 8, 40, 40, 1, 1, 1, 0, 0, 4, (int[]){101, 50, 77, 3}, (int[]){0, 5, 0, 1}, (int[]){101, 60, 77, 4},
                2, OP_ACT_RELU);
 }
