@@ -15,7 +15,9 @@
    per image. A batch gives each thread its own chunks (single-threaded
    kernels, no synchronisation); a single image runs on all threads. A
    block writes its branches straight into their channel slices of the
-   output (torch.cat without a copy). */
+   output (torch.cat without a copy), and its 1×1 convolutions of the
+   block input (branch1x1, branch5x5_1, …: "heads") run as one GEMM with
+   their weights concatenated, each branch's channels sent to its place. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
