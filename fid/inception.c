@@ -15,7 +15,9 @@
    per image. A batch gives each thread its own chunks (single-threaded
    kernels, no synchronisation); a single image runs on all threads. A
    block writes its branches straight into their channel slices of the
-   output (torch.cat without a copy). */
+   output (torch.cat without a copy), and its 1×1 convolutions of the
+   block input (branch1x1, branch5x5_1, …: "heads") run as one GEMM with
+   their weights concatenated, each branch's channels sent to its place. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -38,11 +40,12 @@ typedef struct {
     void *packed;
 } conv;
 
-typedef struct { conv b1x1, b5_1, b5_2, d1, d2, d3, pool; } block_a;   /* FIDInceptionA */
-typedef struct { conv b3, d1, d2, d3; } block_b;                        /* InceptionB */
-typedef struct { conv b1x1, b7_1, b7_2, b7_3, d1, d2, d3, d4, d5, pool; } block_c;
-typedef struct { conv b3_1, b3_2, b7_1, b7_2, b7_3, b7_4; } block_d;    /* InceptionD */
-typedef struct { conv b1x1, b3_1, b3_2a, b3_2b, d1, d2, d3a, d3b, pool; } block_e;
+/* heads: a block's 1×1 convolutions of its input, one GEMM (see load_heads) */
+typedef struct { conv heads, b5_2, d2, d3, pool; } block_a;    /* FIDInceptionA */
+typedef struct { conv b3, d1, d2, d3; } block_b;               /* InceptionB */
+typedef struct { conv heads, b7_2, b7_3, d2, d3, d4, d5, pool; } block_c;
+typedef struct { conv heads, b3_2, b7_2, b7_3, b7_4; } block_d; /* InceptionD */
+typedef struct { conv heads, b3_2a, b3_2b, d2, d3a, d3b, pool; } block_e;
 
 /* Images per chunk of the mixed blocks. Measured on the Zen 3 host (one
    thread, CPU time of 32 images, three alternating rounds): 4 ran 3–16 %
@@ -89,26 +92,21 @@ typedef struct {
     size_t scratch;   /* largest conv scratch seen */
 } loader;
 
-/* prefix.conv.weight and prefix.bn.* into c, for an input of h×w. */
-static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout, int kh, int kw,
-                      int stride, int ph, int pw, int h, int w)
+/* prefix.conv.weight and prefix.bn.* of `parts` BasicConv2d's of one
+   shape and input into c, their output channels one after the other
+   (couts[i] each), for an input of h×w. */
+static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const int *couts, int cin, int kh,
+                       int kw, int stride, int ph, int pw, int h, int w)
 {
     if (L->rc) return;
+    int cout = 0;
+    for (int i = 0; i < parts; i++) cout += couts[i];
     c->s = (op_conv_shape){.cin = cin, .cout = cout, .kh = kh, .kw = kw, .stride = stride,
                            .pad_h = ph, .pad_w = pw};
     c->h = h;
     c->w = w;
     c->oh = op_conv2d_out(h, kh, stride, ph);
     c->ow = op_conv2d_out(w, kw, stride, pw);
-    char name[128];
-    const float *wt, *bn[4];
-    static const char *bn_keys[4] = {"weight", "bias", "running_mean", "running_var"};
-    snprintf(name, sizeof name, "%s.conv.weight", prefix);
-    if ((L->rc = me_tensors_f32(L->ts, name, 4, (int64_t[]){cout, cin, kh, kw}, &wt))) return;
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "%s.bn.%s", prefix, bn_keys[i]);
-        if ((L->rc = me_tensors_f32(L->ts, name, 1, (int64_t[]){cout}, &bn[i]))) return;
-    }
     size_t k = (size_t)cin * kh * kw;
     c->weight = me_alloc_aligned(sizeof(float) * k * cout);
     c->bias = me_alloc_aligned(sizeof(float) * cout);
@@ -116,10 +114,21 @@ static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout,
         L->rc = MOEDIT_EINTERNAL;
         return;
     }
-    for (int o = 0; o < cout; o++) {
-        double scale = bn[0][o] / sqrt((double)bn[3][o] + BN_EPS);
-        for (size_t i = 0; i < k; i++) c->weight[o * k + i] = (float)(wt[o * k + i] * scale);
-        c->bias[o] = (float)(bn[1][o] - bn[2][o] * scale);
+    for (int part = 0, o0 = 0; part < parts; o0 += couts[part++]) {
+        char name[256];   /* a 64-byte prefix and a key */
+        const float *wt, *bn[4];
+        static const char *bn_keys[4] = {"weight", "bias", "running_mean", "running_var"};
+        snprintf(name, sizeof name, "%s.conv.weight", prefix[part]);
+        if ((L->rc = me_tensors_f32(L->ts, name, 4, (int64_t[]){couts[part], cin, kh, kw}, &wt))) return;
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "%s.bn.%s", prefix[part], bn_keys[i]);
+            if ((L->rc = me_tensors_f32(L->ts, name, 1, (int64_t[]){couts[part]}, &bn[i]))) return;
+        }
+        for (int o = 0; o < couts[part]; o++) {
+            double scale = bn[0][o] / sqrt((double)bn[3][o] + BN_EPS);
+            for (size_t i = 0; i < k; i++) c->weight[(o0 + o) * k + i] = (float)(wt[o * k + i] * scale);
+            c->bias[o0 + o] = (float)(bn[1][o] - bn[2][o] * scale);
+        }
     }
     size_t bytes = op_conv_bytes(&c->s, 0);
     if (bytes && !(c->packed = me_alloc_aligned(bytes))) {
@@ -131,14 +140,33 @@ static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout,
     if (s > L->scratch) L->scratch = s;
 }
 
+static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout, int kh, int kw,
+                      int stride, int ph, int pw, int h, int w)
+{
+    char p[1][64];
+    snprintf(p[0], sizeof p[0], "%s", prefix);
+    load_parts(L, c, 1, p, &cout, cin, kh, kw, stride, ph, pw, h, w);
+}
+
+/* The block's 1×1 convolutions of its input (branch1x1, branch5x5_1, …),
+   all read x: one GEMM with their output channels concatenated, so x is
+   packed once for all of them and each packed panel feeds all their tiles
+   (forward: op_conv_run_split, each branch's channels to its own place). */
+static void load_heads(loader *L, conv *c, const char *name, int parts, const char *const *branch,
+                       const int *couts, int cin, int hw)
+{
+    char p[3][64];
+    for (int i = 0; i < parts; i++) snprintf(p[i], sizeof p[i], "%s.%s", name, branch[i]);
+    load_parts(L, c, parts, p, couts, cin, 1, 1, 1, 0, 0, hw, hw);
+}
+
 static void load_a(loader *L, block_a *m, const char *name, int cin, int pool_features)
 {
     char p[64];
 #define P(branch) (snprintf(p, sizeof p, "%s.%s", name, branch), p)
-    load_conv(L, &m->b1x1, P("branch1x1"), cin, 64, 1, 1, 1, 0, 0, 35, 35);
-    load_conv(L, &m->b5_1, P("branch5x5_1"), cin, 48, 1, 1, 1, 0, 0, 35, 35);
+    load_heads(L, &m->heads, name, 3, (const char *[]){"branch1x1", "branch5x5_1", "branch3x3dbl_1"},
+               (int[]){64, 48, 64}, cin, 35);
     load_conv(L, &m->b5_2, P("branch5x5_2"), 48, 64, 5, 5, 1, 2, 2, 35, 35);
-    load_conv(L, &m->d1, P("branch3x3dbl_1"), cin, 64, 1, 1, 1, 0, 0, 35, 35);
     load_conv(L, &m->d2, P("branch3x3dbl_2"), 64, 96, 3, 3, 1, 1, 1, 35, 35);
     load_conv(L, &m->d3, P("branch3x3dbl_3"), 96, 96, 3, 3, 1, 1, 1, 35, 35);
     load_conv(L, &m->pool, P("branch_pool"), cin, pool_features, 1, 1, 1, 0, 0, 35, 35);
@@ -156,11 +184,10 @@ static void load_b(loader *L, block_b *m, const char *name)
 static void load_c(loader *L, block_c *m, const char *name, int c7)
 {
     char p[64];
-    load_conv(L, &m->b1x1, P("branch1x1"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
-    load_conv(L, &m->b7_1, P("branch7x7_1"), 768, c7, 1, 1, 1, 0, 0, 17, 17);
+    load_heads(L, &m->heads, name, 3, (const char *[]){"branch1x1", "branch7x7_1", "branch7x7dbl_1"},
+               (int[]){192, c7, c7}, 768, 17);
     load_conv(L, &m->b7_2, P("branch7x7_2"), c7, c7, 1, 7, 1, 0, 3, 17, 17);
     load_conv(L, &m->b7_3, P("branch7x7_3"), c7, 192, 7, 1, 1, 3, 0, 17, 17);
-    load_conv(L, &m->d1, P("branch7x7dbl_1"), 768, c7, 1, 1, 1, 0, 0, 17, 17);
     load_conv(L, &m->d2, P("branch7x7dbl_2"), c7, c7, 7, 1, 1, 3, 0, 17, 17);
     load_conv(L, &m->d3, P("branch7x7dbl_3"), c7, c7, 1, 7, 1, 0, 3, 17, 17);
     load_conv(L, &m->d4, P("branch7x7dbl_4"), c7, c7, 7, 1, 1, 3, 0, 17, 17);
@@ -171,9 +198,8 @@ static void load_c(loader *L, block_c *m, const char *name, int c7)
 static void load_d(loader *L, block_d *m, const char *name)
 {
     char p[64];
-    load_conv(L, &m->b3_1, P("branch3x3_1"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
+    load_heads(L, &m->heads, name, 2, (const char *[]){"branch3x3_1", "branch7x7x3_1"}, (int[]){192, 192}, 768, 17);
     load_conv(L, &m->b3_2, P("branch3x3_2"), 192, 320, 3, 3, 2, 0, 0, 17, 17);
-    load_conv(L, &m->b7_1, P("branch7x7x3_1"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
     load_conv(L, &m->b7_2, P("branch7x7x3_2"), 192, 192, 1, 7, 1, 0, 3, 17, 17);
     load_conv(L, &m->b7_3, P("branch7x7x3_3"), 192, 192, 7, 1, 1, 3, 0, 17, 17);
     load_conv(L, &m->b7_4, P("branch7x7x3_4"), 192, 192, 3, 3, 2, 0, 0, 17, 17);
@@ -182,11 +208,10 @@ static void load_d(loader *L, block_d *m, const char *name)
 static void load_e(loader *L, block_e *m, const char *name, int cin)
 {
     char p[64];
-    load_conv(L, &m->b1x1, P("branch1x1"), cin, 320, 1, 1, 1, 0, 0, 8, 8);
-    load_conv(L, &m->b3_1, P("branch3x3_1"), cin, 384, 1, 1, 1, 0, 0, 8, 8);
+    load_heads(L, &m->heads, name, 3, (const char *[]){"branch1x1", "branch3x3_1", "branch3x3dbl_1"},
+               (int[]){320, 384, 448}, cin, 8);
     load_conv(L, &m->b3_2a, P("branch3x3_2a"), 384, 384, 1, 3, 1, 0, 1, 8, 8);
     load_conv(L, &m->b3_2b, P("branch3x3_2b"), 384, 384, 3, 1, 1, 1, 0, 8, 8);
-    load_conv(L, &m->d1, P("branch3x3dbl_1"), cin, 448, 1, 1, 1, 0, 0, 8, 8);
     load_conv(L, &m->d2, P("branch3x3dbl_2"), 448, 384, 3, 3, 1, 1, 1, 8, 8);
     load_conv(L, &m->d3a, P("branch3x3dbl_3a"), 384, 384, 1, 3, 1, 0, 1, 8, 8);
     load_conv(L, &m->d3b, P("branch3x3dbl_3b"), 384, 384, 3, 1, 1, 1, 0, 8, 8);
@@ -322,6 +347,18 @@ static void run(const work *n, int k, const conv *c, const float *x, float *y)
     run_cat(n, k, c, x, y, c->s.cout);
 }
 
+/* A block's heads: each branch's channels to its destination, in order. */
+static void run_heads(const work *n, int k, const conv *c, const float *x, int nd, const op_conv_dst *d)
+{
+    op_conv_run_split(&c->op, k, c->h, c->w, x, d, nd, OP_ACT_RELU, n->scratch);
+}
+
+/* Destination of cout channels in images of ctot channels of hw pixels. */
+static op_conv_dst to(float *y, int cout, int ctot, size_t hw)
+{
+    return (op_conv_dst){cout, y, (size_t)ctot * hw, NULL};
+}
+
 /* Output channel slice: y + (channels so far)·plane, advancing the count. */
 static float *slice(float *y, int *ch, int cout, size_t plane)
 {
@@ -343,12 +380,12 @@ static void forward_a(const work *n, int k, const block_a *m, const float *x, fl
 {
     const size_t hw = 35 * 35;
     int ch = 0, cin = m->pool.s.cin, out = 224 + m->pool.s.cout;
-    run_cat(n, k, &m->b1x1, x, slice(y, &ch, 64, hw), out);
-    run(n, k, &m->b5_1, x, n->t1);
+    /* branch1x1 → y, branch5x5_1 → t1, branch3x3dbl_1 → t2 */
+    run_heads(n, k, &m->heads, x, 3, (op_conv_dst[]){to(slice(y, &ch, 64, hw), 64, out, hw),
+                                                      to(n->t1, 48, 48, hw), to(n->t2, 64, 64, hw)});
     run_cat(n, k, &m->b5_2, n->t1, slice(y, &ch, 64, hw), out);
-    run(n, k, &m->d1, x, n->t1);
-    run(n, k, &m->d2, n->t1, n->t2);
-    run_cat(n, k, &m->d3, n->t2, slice(y, &ch, 96, hw), out);
+    run(n, k, &m->d2, n->t2, n->t1);
+    run_cat(n, k, &m->d3, n->t1, slice(y, &ch, 96, hw), out);
     /* TensorFlow's average pool ignores the zero padding */
     op_avgpool2d(k, cin, 35, 35, 3, 1, 1, x, n->t1);
     run_cat(n, k, &m->pool, n->t1, slice(y, &ch, m->pool.s.cout, hw), out);
@@ -368,13 +405,14 @@ static void forward_b(const work *n, int k, const block_b *m, const float *x, fl
 static void forward_c(const work *n, int k, const block_c *m, const float *x, float *y)
 {
     const size_t hw = 17 * 17;
-    int ch = 0;
-    run_cat(n, k, &m->b1x1, x, slice(y, &ch, 192, hw), 768);
-    run(n, k, &m->b7_1, x, n->t1);
+    int ch = 0, c7 = m->b7_2.s.cin;
+    /* branch1x1 → y, branch7x7_1 → t1, branch7x7dbl_1 → t1's second half */
+    float *dbl = n->t1 + (size_t)k * c7 * hw;
+    run_heads(n, k, &m->heads, x, 3, (op_conv_dst[]){to(slice(y, &ch, 192, hw), 192, 768, hw),
+                                                      to(n->t1, c7, c7, hw), to(dbl, c7, c7, hw)});
     run(n, k, &m->b7_2, n->t1, n->t2);
     run_cat(n, k, &m->b7_3, n->t2, slice(y, &ch, 192, hw), 768);
-    run(n, k, &m->d1, x, n->t1);
-    run(n, k, &m->d2, n->t1, n->t2);
+    run(n, k, &m->d2, dbl, n->t2);
     run(n, k, &m->d3, n->t2, n->t1);
     run(n, k, &m->d4, n->t1, n->t2);
     run_cat(n, k, &m->d5, n->t2, slice(y, &ch, 192, hw), 768);
@@ -384,14 +422,14 @@ static void forward_c(const work *n, int k, const block_c *m, const float *x, fl
 
 static void forward_d(const work *n, int k, const block_d *m, const float *x, float *y)
 {
-    const size_t hw = 8 * 8;
+    const size_t hw = 8 * 8, in = 17 * 17;
     int ch = 0;
-    run(n, k, &m->b3_1, x, n->t1);
+    /* branch3x3_1 → t1, branch7x7x3_1 → t2 (17×17) */
+    run_heads(n, k, &m->heads, x, 2, (op_conv_dst[]){to(n->t1, 192, 192, in), to(n->t2, 192, 192, in)});
     run_cat(n, k, &m->b3_2, n->t1, slice(y, &ch, 320, hw), 1280);
-    run(n, k, &m->b7_1, x, n->t1);
-    run(n, k, &m->b7_2, n->t1, n->t2);
-    run(n, k, &m->b7_3, n->t2, n->t1);
-    run_cat(n, k, &m->b7_4, n->t1, slice(y, &ch, 192, hw), 1280);
+    run(n, k, &m->b7_2, n->t2, n->t1);
+    run(n, k, &m->b7_3, n->t1, n->t2);
+    run_cat(n, k, &m->b7_4, n->t2, slice(y, &ch, 192, hw), 1280);
     maxpool_cat(k, 768, 17, 17, x, slice(y, &ch, 768, hw), 1280);
 }
 
@@ -401,14 +439,14 @@ static void forward_e(const work *n, int k, const block_e *m, int max_pool, cons
 {
     const size_t hw = 8 * 8;
     int ch = 0, cin = m->pool.s.cin;
-    run_cat(n, k, &m->b1x1, x, slice(y, &ch, 320, hw), 2048);
-    run(n, k, &m->b3_1, x, n->t1);
+    /* branch1x1 → y, branch3x3_1 → t1, branch3x3dbl_1 → t2 */
+    run_heads(n, k, &m->heads, x, 3, (op_conv_dst[]){to(slice(y, &ch, 320, hw), 320, 2048, hw),
+                                                      to(n->t1, 384, 384, hw), to(n->t2, 448, 448, hw)});
     run_cat(n, k, &m->b3_2a, n->t1, slice(y, &ch, 384, hw), 2048);
     run_cat(n, k, &m->b3_2b, n->t1, slice(y, &ch, 384, hw), 2048);
-    run(n, k, &m->d1, x, n->t1);
-    run(n, k, &m->d2, n->t1, n->t2);
-    run_cat(n, k, &m->d3a, n->t2, slice(y, &ch, 384, hw), 2048);
-    run_cat(n, k, &m->d3b, n->t2, slice(y, &ch, 384, hw), 2048);
+    run(n, k, &m->d2, n->t2, n->t1);
+    run_cat(n, k, &m->d3a, n->t1, slice(y, &ch, 384, hw), 2048);
+    run_cat(n, k, &m->d3b, n->t1, slice(y, &ch, 384, hw), 2048);
     if (max_pool) op_maxpool2d(k, cin, 8, 8, 3, 1, 1, x, n->t1);
     else op_avgpool2d(k, cin, 8, 8, 3, 1, 1, x, n->t1);
     run_cat(n, k, &m->pool, n->t1, slice(y, &ch, 192, hw), 2048);

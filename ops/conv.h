@@ -11,6 +11,13 @@
    unfolded (im2col) copy; bias, residual and ReLU are applied as each block
    of output leaves the kernel. Without them (OpenBLAS) it is op_conv2d.
 
+   One GEMM can feed several tensors: op_conv_run_split sends consecutive
+   ranges of output channels to destinations of their own (pointer, image
+   stride, residual) — convolutions that read the same input, their
+   weights concatenated along cout, then pack each block of input once for
+   all of them, and each packed panel feeds cout/mr tiles instead of a
+   fraction of them (Inception's 1×1 branch heads).
+
    bf16 = 1 rounds the weights and the image to bfloat16 (to nearest even)
    and multiplies with float32 sums: on AVX512-BF16 CPUs with the
    vdpbf16ps tiles (twice the arithmetic rate), elsewhere emulated on the
@@ -58,6 +65,19 @@ void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y
    without a copy). */
 void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, float *y, size_t y_img,
                       const float *res, int act, float *scratch);
+/* One destination of op_conv_run_split: the next `channels` output
+   channels, image i's at y + i·y_img ([channels, oh, ow], y_img ≥
+   channels·oh·ow); res is NULL or laid out like y. */
+typedef struct {
+    int channels;
+    float *y;
+    size_t y_img;
+    const float *res;
+} op_conv_dst;
+/* The same convolution with output channels [0, cout) split over dst[0],
+   dst[1], … in order (their channels must add up to cout; none overlap). */
+void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, const op_conv_dst *dst, int ndst,
+                       int act, float *scratch);
 size_t op_conv_scratch(const op_conv_shape *s, int h, int w);
 
 #endif

@@ -9,19 +9,23 @@
    - X never exists: a KC×32 B panel (32 output pixels, contiguous over the
      rows and images of the batch) is filled straight from the NCHW input,
      zeros for the padding, source pixel (y/2, x/2) for a folded ×2 nearest
-     upsampling, and strides as given. The panel stays in L1 while every
-     tile of output channels runs over it, so its cost is spread over
-     cout/mr kernel calls.
+     upsampling, and strides as given; at stride 1 (most layers) a panel
+     row is one masked vector load per image it touches (pack_flat). The
+     panel stays in L1 while every tile of output channels runs over it,
+     so its cost is spread over cout/mr kernel calls — convolutions that
+     read the same input are best run as one (op_conv_run_split).
    - The output of a chunk of pixel panels × the thread's channels builds up
      over the K blocks in the thread's part of the scratch (≤ 1 MB, so it
-     stays in L2/L3), in tile order; when
-     the last block is done it leaves for y once, with bias, residual and
-     ReLU applied on the way — no separate pass over y, and tiles never
+     stays in L2/L3), in tile order; when the last block is done it
+     leaves for y once (each channel range for its own destination), with
+     bias, residual and ReLU applied on the way — no separate pass over y, and tiles never
      straddle a row or image boundary of y.
    - Threads: one OpenMP region per convolution, each thread a range of
      pixel panels (or, when there are too few, a range of output channels),
      with no barrier inside: a thread packs its own B panels. */
+#include <immintrin.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include "core/core.h"
@@ -118,12 +122,11 @@ size_t op_conv_scratch(const op_conv_shape *s, int h, int w)
 typedef struct {
     const op_conv *c;
     const float *x;
-    float *y;
-    const float *res;
+    const op_conv_dst *dst;   /* where output channel ranges go, in order */
+    int ndst;
     int act, h, w;            /* stored input size */
     int ih, iw, oh, ow;       /* the size the kernel sees (upsampled), output size */
     size_t plane;             /* oh·ow */
-    size_t y_img;             /* floats from one image of y (and res) to the next */
     int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_b */
     int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
     size_t gplane;            /* oh·gw */
@@ -181,33 +184,97 @@ static inline void copy_row_up(float *restrict dst, const float *restrict row, i
     for (; t < len; t++) dst[t] = 0.0f;
 }
 
-/* Lanes [0, len) of a flat panel from grid column ox on, rows w wide: zero
-   where tap column kx, d = pad_w − kx, reads across a row edge — the grid
-   columns [0, d) (d > 0) or [w + d, w) (d < 0), i.e. the column padding. */
-static void zero_wrapped(float *o, int ox, int len, int w, int d)
+/* B panel [kb][32] of panel q over K range [k0, k0+kb): row kk holds, for
+   each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
+   sees (0 in the padding and past the last pixel).
+
+   A flat job (stride 1, no upsampling, at most "same" column padding)
+   reads whole planes: its pixel grid is oh rows of the input's w columns
+   (the last w − ow of each row computed and dropped by store_block), so
+   the input pixel a tap (ky, kx) sees is the grid pixel shifted by
+   (ky − pad_h)·w + kx − pad_w, and a row of the panel is, per image the
+   panel touches, one masked 32-lane load from one address: no split at
+   every output row (the 17×17 and 8×8 layers' panels would need two or
+   three copies each, the stem's 147-wide rows a ragged tail). Which lanes
+   are inside the image (not in the padding, not wrapped into the
+   neighbouring row, not past the last pixel) depends only on the tap, so
+   the masks are made once per tap and used for every input channel of
+   the K block: the rows go in tap order, each to its place in the panel.
+   Every CPU with the own kernels has AVX2 (AVX-512 ones included), so the
+   loads are AVX2's vmaskmovps, which read nothing in the masked lanes. */
+__attribute__((target("avx2"))) static void pack_flat(const conv_job *j, const segment *seg, int ns, int k0,
+                                                      int kb, float *d)
 {
-    int a = d > 0 ? 0 : w + d, b = d > 0 ? d : w;
-    for (long t0 = -ox; t0 < len; t0 += w) {
-        long from = t0 + a < 0 ? 0 : t0 + a, to = t0 + b < len ? t0 + b : len;
-        for (long t = from; t < to; t++) o[t] = 0.0f;
+    const op_conv_shape *s = &j->c->s;
+    const int taps = s->kh * s->kw, w = j->w;
+    const size_t in_plane = (size_t)j->h * w, img_size = (size_t)s->cin * in_plane;
+    /* Per lane: grid row and column, and its segment (image); lanes past
+       the last pixel get a row no tap reaches. */
+    _Alignas(32) int32_t row[NR], col[NR], sid[NR];
+    ptrdiff_t base[NR];   /* per segment: x offset of its lane 0's pixel */
+    for (int t = 0; t < NR; t++) row[t] = INT32_MIN / 2, col[t] = 0, sid[t] = 0;
+    for (int g = 0; g < ns; g++) {
+        const segment *e = &seg[g];
+        base[g] = (ptrdiff_t)(e->img * img_size) + (ptrdiff_t)e->oy * w + e->ox - e->lane;
+        for (int t = e->lane, oy = e->oy, ox = e->ox; t < e->lane + e->len; t++) {
+            row[t] = oy, col[t] = ox, sid[t] = g;
+            if (++ox == w) ox = 0, oy++;
+        }
+    }
+    __m256i rv[NR / 8], cv[NR / 8], sv[NR / 8];
+    for (int v = 0; v < NR / 8; v++) {
+        rv[v] = _mm256_load_si256((const __m256i *)(row + 8 * v));
+        cv[v] = _mm256_load_si256((const __m256i *)(col + 8 * v));
+        sv[v] = _mm256_load_si256((const __m256i *)(sid + 8 * v));
+    }
+    for (int tap = 0; tap < taps; tap++) {
+        /* the input channels whose k = ci·taps + tap fall in the block */
+        int ci0 = k0 > tap ? (k0 - tap + taps - 1) / taps : 0, ci1 = (k0 + kb - tap + taps - 1) / taps;
+        if (ci0 >= ci1) continue;
+        int dy = tap / s->kw - s->pad_h, dx = tap % s->kw - s->pad_w;
+        const __m256i ylo = _mm256_set1_epi32(-dy - 1), yhi = _mm256_set1_epi32(j->ih - dy);
+        const __m256i xlo = _mm256_set1_epi32(-dx - 1), xhi = _mm256_set1_epi32(w - dx);
+        __m256i m[NR / 8];
+        for (int v = 0; v < NR / 8; v++)
+            m[v] = _mm256_and_si256(
+                _mm256_and_si256(_mm256_cmpgt_epi32(rv[v], ylo), _mm256_cmpgt_epi32(yhi, rv[v])),
+                _mm256_and_si256(_mm256_cmpgt_epi32(cv[v], xlo), _mm256_cmpgt_epi32(xhi, cv[v])));
+        const ptrdiff_t shift = (ptrdiff_t)dy * w + dx;
+        float *o = d + (size_t)(ci0 * taps + tap - k0) * NR;
+        const float *xc = j->x + ci0 * in_plane + shift;
+        if (ns == 1) {
+            for (int ci = ci0; ci < ci1; ci++, o += taps * NR, xc += in_plane) {
+                const float *src = xc + base[0];
+                /* the next panel reads the next 32 pixels of this plane:
+                   ask for them now (a few hundred planes are too many
+                   streams for the hardware prefetcher) */
+                __builtin_prefetch(src + NR);
+                __builtin_prefetch(src + NR + 16);
+                for (int v = 0; v < NR / 8; v++) _mm256_store_ps(o + 8 * v, _mm256_maskload_ps(src + 8 * v, m[v]));
+            }
+            continue;
+        }
+        /* a panel across images: each image's lanes from its own address */
+        for (int ci = ci0; ci < ci1; ci++, o += taps * NR, xc += in_plane) {
+            __m256 acc[NR / 8];
+            for (int v = 0; v < NR / 8; v++) acc[v] = _mm256_setzero_ps();
+            for (int g = 0; g < ns; g++) {
+                const float *src = xc + base[g];
+                __builtin_prefetch(src + NR);
+                for (int v = 0; v < NR / 8; v++) {
+                    __m256i mg = _mm256_and_si256(m[v], _mm256_cmpeq_epi32(sv[v], _mm256_set1_epi32(g)));
+                    acc[v] = _mm256_or_ps(acc[v], _mm256_maskload_ps(src + 8 * v, mg));
+                }
+            }
+            for (int v = 0; v < NR / 8; v++) _mm256_store_ps(o + 8 * v, acc[v]);
+        }
     }
 }
 
-/* B panel [kb][32] of panel q over K range [k0, k0+kb): row kk holds, for
-   each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
-   sees (0 in the padding and past the last pixel). With stride 1 (the
-   common case) it is a few row copies per k with the padding's columns
-   cut off. A flat job (stride 1, at most "same" column padding) reads
-   whole planes: its pixel grid is oh rows of the input's w columns (the
-   last w − ow of each row computed and dropped by store_block), so the
-   input pixel a tap (ky, kx) sees is the grid pixel shifted by
-   (ky − pad_h)·w + kx − pad_w, and an image's pixels are one copy per k,
-   zero in the rows padding covers, then zero in the few columns whose
-   shifted read wrapped into the neighbouring row — no split at every
-   output row, which costs the 17×17 and 8×8 layers' panels two or three
-   copies each and the stem's 147- and 71-wide rows a copy with a ragged
-   tail per row and k. */
-static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
+/* The same for any other job (strides, upsampling, wide padding): per k,
+   per output row the panel touches, a row copy with the padding's columns
+   cut off. */
+static void pack_rows(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
     const op_conv_shape *s = &j->c->s;
     int taps = s->kh * s->kw, st = s->stride > 0 ? s->stride : 1, up = s->upsample2x;
@@ -216,26 +283,7 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
     int filled = ns ? seg[ns - 1].lane + seg[ns - 1].len : 0;
     for (int kk = 0; kk < kb; kk++, d += NR) {
         const float *xc = j->x + ci * in_plane;
-        for (int g = 0; j->flat && g < ns; g++) {
-            const segment *e = &seg[g];
-            long pix = (long)e->oy * j->gw + e->ox, shift = (long)(ky - s->pad_h) * j->w + kx - s->pad_w;
-            /* valid: source pixels [0, ih·w) of the plane, i.e. the rows
-               [pad_h − ky, ih + pad_h − ky) for the kept columns */
-            long lo = -(pix + shift), hi = (long)j->ih * j->w - (pix + shift);
-            lo = lo < 0 ? 0 : lo > e->len ? e->len : lo;
-            hi = hi > e->len ? e->len : hi < lo ? lo : hi;
-            float *o = d + e->lane;
-            for (int t = 0; t < lo; t++) o[t] = 0.0f;
-            if (hi > lo) {
-                const float *src = xc + e->img * img_size + pix + shift + lo;
-                __builtin_prefetch(src + 32);
-                __builtin_prefetch(src + 48);
-                copy_row(o + lo, src, 0, (int)(hi - lo), (int)(hi - lo));
-            }
-            for (int t = (int)hi; t < e->len; t++) o[t] = 0.0f;
-            if (kx != s->pad_w) zero_wrapped(o, e->ox, e->len, j->w, s->pad_w - kx);
-        }
-        for (int g = 0; !j->flat && g < ns; g++) {
+        for (int g = 0; g < ns; g++) {
             const segment *e = &seg[g];
             float *o = d + e->lane;
             int iy = e->oy * st - s->pad_h + ky, len = e->len;
@@ -270,13 +318,19 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
     }
 }
 
+static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
+{
+    if (j->flat) pack_flat(j, seg, ns, k0, kb, d);
+    else pack_rows(j, seg, ns, k0, kb, d);
+}
+
 /* Output channels [r0, r1) of panels [q0, q0 + nq) from the thread's block
-   (rows r1 - r0 per panel, 32 floats each) into y, with bias, residual and
-   activation. */
+   (rows r1 - r0 per panel, 32 floats each) into their destinations, with
+   bias, residual and activation. */
 static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, const float *cbuf)
 {
-    const op_conv *c = j->c;
-    int rows = r1 - r0, cout = c->s.cout;
+    const float *bias = j->c->bias;
+    int rows = r1 - r0;
     for (int q = 0; q < nq; q++) {
         segment seg[NR];
         int narrow = j->gw != j->ow;   /* a flat grid's columns [ow, gw) are dropped */
@@ -285,15 +339,20 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
             const segment *e = &seg[g];
             int len = narrow && e->ox + e->len > j->ow ? j->ow - e->ox : e->len;
             size_t pix = (size_t)e->oy * j->ow + e->ox;
-            for (int r = r0; r < r1 && r < cout; r++) {
-                const float *src = cbuf + ((size_t)q * rows + (r - r0)) * NR + e->lane;
-                size_t at = (size_t)e->img * j->y_img + (size_t)r * j->plane + pix;
-                float *dst = j->y + at, b = c->bias ? c->bias[r] : 0.0f;
-                const float *res = j->res ? j->res + at : NULL;
-                for (int t = 0; t < len; t++) {
-                    float v = src[t] + b;
-                    if (res) v += res[t];
-                    dst[t] = j->act == OP_ACT_RELU && v < 0.0f ? 0.0f : v;
+            /* destination i holds channels [c0, c0 + channels) */
+            for (int i = 0, c0 = 0; i < j->ndst && c0 < r1; c0 += j->dst[i++].channels) {
+                const op_conv_dst *ds = &j->dst[i];
+                int lo = r0 > c0 ? r0 : c0, hi = r1 < c0 + ds->channels ? r1 : c0 + ds->channels;
+                for (int r = lo; r < hi; r++) {
+                    const float *src = cbuf + ((size_t)q * rows + (r - r0)) * NR + e->lane;
+                    size_t at = (size_t)e->img * ds->y_img + (size_t)(r - c0) * j->plane + pix;
+                    float *dst = ds->y + at, b = bias ? bias[r] : 0.0f;
+                    const float *res = ds->res ? ds->res + at : NULL;
+                    for (int t = 0; t < len; t++) {
+                        float v = src[t] + b;
+                        if (res) v += res[t];
+                        dst[t] = j->act == OP_ACT_RELU && v < 0.0f ? 0.0f : v;
+                    }
                 }
             }
         }
@@ -365,28 +424,37 @@ static void blas_run(const op_conv *c, int n, int h, int w, const float *x, floa
     }
 }
 
-void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, float *y, size_t y_img,
-                      const float *res, int act, float *scratch)
+void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, const op_conv_dst *dst, int ndst,
+                       int act, float *scratch)
 {
     const op_conv_shape *s = &c->s;
     int up = s->upsample2x ? 2 : 1, st = s->stride > 0 ? s->stride : 1;
     int oh = op_conv2d_out(h * up, s->kh, st, s->pad_h), ow = op_conv2d_out(w * up, s->kw, st, s->pad_w);
     if (oh <= 0 || ow <= 0 || n <= 0) return;
     size_t plane = (size_t)oh * ow;
-    if (!c->packed) {
-        if (y_img != s->cout * plane) {   /* op_conv2d writes whole images: one at a time */
-            for (int i = 0; i < n; i++)
-                blas_run(c, 1, h, w, x + (size_t)i * s->cin * h * w, y + i * y_img, res ? res + i * y_img : NULL,
-                         act, scratch, s->cout * plane);
-            return;
+    if (!c->packed) {   /* OpenBLAS: each destination its own op_conv2d over its rows of the weights */
+        size_t k = (size_t)k_total(s);
+        for (int i = 0, c0 = 0; i < ndst; c0 += dst[i++].channels) {
+            const op_conv_dst *d = &dst[i];
+            op_conv part = *c;
+            part.s.cout = d->channels;
+            part.w = c->w + (size_t)c0 * k;
+            part.bias = c->bias ? c->bias + c0 : NULL;
+            size_t one = (size_t)d->channels * plane;
+            if (d->y_img == one) {
+                blas_run(&part, n, h, w, x, d->y, d->res, act, scratch, (size_t)n * one);
+                continue;
+            }
+            for (int b = 0; b < n; b++)   /* op_conv2d writes whole images: one at a time */
+                blas_run(&part, 1, h, w, x + (size_t)b * s->cin * h * w, d->y + b * d->y_img,
+                         d->res ? d->res + b * d->y_img : NULL, act, scratch, one);
         }
-        blas_run(c, n, h, w, x, y, res, act, scratch, (size_t)n * s->cout * plane);
         return;
     }
     me_tile_plan p;
     me_gemm_tile_plan(c->native_bf16, &p);
     int flat = st == 1 && up == 1 && 2 * s->pad_w < s->kw, gw = flat ? w : ow;
-    conv_job j = {c, x, y, res, act, h, w, h * up, w * up, oh, ow, plane, y_img, flat, gw, (size_t)oh * gw,
+    conv_job j = {c, x, dst, ndst, act, h, w, h * up, w * up, oh, ow, plane, flat, gw, (size_t)oh * gw,
                   (long)n * oh * gw, p.tiles};
     long np = (j.pixels + NR - 1) / NR;
     int mp = c->mpad / c->mr, nt = me_threads();
@@ -402,6 +470,13 @@ void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, flo
         else if (mp * t / tn < mp * (t + 1) / tn)
             run_share(&j, 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
     }
+}
+
+void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, float *y, size_t y_img,
+                      const float *res, int act, float *scratch)
+{
+    op_conv_dst d = {c->s.cout, y, y_img, res};
+    op_conv_run_split(c, n, h, w, x, &d, 1, act, scratch);
 }
 
 void op_conv_run(const op_conv *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
