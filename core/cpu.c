@@ -65,8 +65,10 @@ static void detect(void)
     cpu.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl");
     cpu.avx512bf16 = cpu.avx512 && __builtin_cpu_supports("avx512bf16");
-#ifdef MOEDIT_EMULATE_AVX512   /* the test build that runs them through SIMDe (ops/simd512.h) */
-    cpu.avx512 = cpu.avx512bf16 = 1;
+#ifdef MOEDIT_EMULATE_AVX512
+    /* The test build that runs them through SIMDe (ops/simd512.h); the
+       convolutions' packing beside them is AVX2 code, as on every AVX-512 CPU. */
+    cpu.avx512 = cpu.avx512bf16 = cpu.avx2 && cpu.fma;
 #endif
     detected = 1;
 }
