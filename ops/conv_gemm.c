@@ -18,8 +18,8 @@
      over the K blocks in the thread's part of the scratch (≤ 1 MB, so it
      stays in L2/L3), in tile order; when the last block is done it
      leaves for y once (each channel range for its own destination), with
-     bias, residual and ReLU applied on the way — no separate pass over y, and tiles never
-     straddle a row or image boundary of y.
+     bias, residual and ReLU applied on the way — no separate pass over y,
+     and tiles never straddle a row or image boundary of y.
    - Threads: one OpenMP region per convolution, each thread a range of
      pixel panels (or, when there are too few, a range of output channels),
      with no barrier inside: a thread packs its own B panels. */
