@@ -171,9 +171,10 @@ static double lookup(const char *proc_cgroup, const char *fs_root, const char *v
 int me_cgroup_cpus_at(const char *proc_cgroup, const char *fs_root)
 {
     double cpus = lookup(proc_cgroup, fs_root, "cpu", v2_cpus, v1_cpus);
+    if (!(cpus > 0) || cpus >= 1 << 20) return 0;   /* none, or none that could bind */
     /* 1.5 CPUs: 2 threads still get 1.5 CPUs' work done per period; 1 would
        leave a third of the quota unused */
-    return cpus > 0 ? (int)ceil(cpus - 1e-9) : 0;
+    return (int)ceil(cpus - 1e-9);
 }
 
 double me_cgroup_memory_free_at(const char *proc_cgroup, const char *fs_root)
