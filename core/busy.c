@@ -18,17 +18,6 @@
 #include <unistd.h>
 #include "core.h"
 
-static int read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    return (int)n;
-}
-
 /* Threads of this process in state R ("pid (comm) R ..."; comm may hold
    spaces and parentheses, so the state follows the last ')'). */
 static int own_running(void)
@@ -46,7 +35,7 @@ static int own_running(void)
             off += reclen;
             if (name[0] < '0' || name[0] > '9') continue;
             snprintf(path, sizeof path, "/proc/self/task/%s/stat", name);
-            if (read_small(path, stat, sizeof stat) < 0) continue;
+            if (me_read_small_file(path, stat, sizeof stat) < 0) continue;
             const char *close_paren = strrchr(stat, ')');
             running += close_paren && close_paren[1] == ' ' && close_paren[2] == 'R';
         }
@@ -57,7 +46,7 @@ static int own_running(void)
 int me_others_running(void)
 {
     char buf[128];
-    if (read_small("/proc/loadavg", buf, sizeof buf) < 0) return -1;
+    if (me_read_small_file("/proc/loadavg", buf, sizeof buf) < 0) return -1;
     const char *p = buf;
     for (int field = 0; field < 3 && p; field++) p = strchr(p, ' '), p = p ? p + 1 : NULL;
     int own = own_running();

@@ -24,12 +24,9 @@
 /* The first line of a small file, without its newline; 0 if unreadable. */
 static int read_line(const char *path, char *buf, size_t cap)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int ok = fgets(buf, (int)cap, f) != NULL;
-    fclose(f);
-    if (ok) buf[strcspn(buf, "\n")] = 0;
-    return ok;
+    if (me_read_small_file(path, buf, cap) < 0) return 0;
+    buf[strcspn(buf, "\n")] = 0;
+    return 1;
 }
 
 /* The group's path for v2 (controller NULL: the "0::" line) or for the v1
@@ -38,29 +35,28 @@ static int read_line(const char *path, char *buf, size_t cap)
 static int group_path(const char *proc_cgroup, const char *controller, char *path, size_t cap, char *mount,
                       size_t mcap)
 {
-    FILE *f = fopen(proc_cgroup, "r");
-    if (!f) return 0;
-    char line[1024];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
+    char text[8192], *save = NULL;
+    if (me_read_small_file(proc_cgroup, text, sizeof text) < 0) return 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *list = strchr(line, ':'), *p = list ? strchr(list + 1, ':') : NULL;
         if (!p) continue;
         *list++ = 0, *p++ = 0;   /* line: the hierarchy ID, list: its controllers, p: the path */
+        int found;
         if (!controller) {
             found = line[0] == '0' && line[1] == 0 && list[0] == 0;
         } else {
-            char names[256];
+            char names[256], want[64];
             snprintf(names, sizeof names, ",%s,", list);
-            char want[64];
             snprintf(want, sizeof want, ",%s,", controller);
             found = strstr(names, want) != NULL;
             if (found) snprintf(mount, mcap, "%s", list);
         }
-        if (found) snprintf(path, cap, "%s", p);
+        if (found) {
+            snprintf(path, cap, "%s", p);
+            return 1;
+        }
     }
-    fclose(f);
-    return found;
+    return 0;
 }
 
 typedef double (*limit_fn)(const char *dir);
@@ -109,19 +105,13 @@ static double v1_cpus(const char *dir)
 /* A "key value" line's value in dir/memory.stat; 0 if absent. */
 static double stat_value(const char *dir, const char *key)
 {
-    char path[2100], line[256];
+    char path[2100], text[8192], *save = NULL;
     snprintf(path, sizeof path, "%s/memory.stat", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    double v = 0;
+    if (me_read_small_file(path, text, sizeof text) < 0) return 0;
     size_t n = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n) && line[n] == ' ') {
-            v = strtod(line + n + 1, NULL);
-            break;
-        }
-    fclose(f);
-    return v;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if (!strncmp(line, key, n) && line[n] == ' ') return strtod(line + n + 1, NULL);
+    return 0;
 }
 
 /* limit − usage, from the two files; -1 without a limit. Usage counts the

@@ -42,6 +42,10 @@ typedef struct {
     int mapped;   /* 1: munmap on close, 0: free */
 } me_file;
 int me_file_open(const char *path, me_file *f);
+/* Up to cap − 1 bytes of a small file (a /proc or /sys entry) into buf,
+   NUL-terminated, with one read and no allocation: the byte count, or -1
+   if it cannot be read or is empty. */
+int me_read_small_file(const char *path, char *buf, size_t cap);
 void me_file_close(me_file *f);
 
 float me_f16_to_f32(uint16_t h);

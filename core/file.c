@@ -10,6 +10,17 @@
 #include <unistd.h>
 #include "core.h"
 
+int me_read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
 int me_file_open(const char *path, me_file *f)
 {
     memset(f, 0, sizeof *f);

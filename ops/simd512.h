@@ -8,7 +8,7 @@
    source, each 512-bit operation carried out with the host's AVX2 or
    scalar code, and core/cpu.c then reports an AVX512-BF16 CPU. So the
    AVX-512 tiles, their bf16 twins and the block sizes they get are run and
-   checked against the PyTorch fixtures on any x86-64 host, not only where
+   checked against the PyTorch fixtures on any AVX2 host, not only where
    the hardware happens to have them (scripts/test.sh runs the suite so).
    Emulated timings mean nothing. */
 #ifndef MOEDIT_OPS_SIMD512_H
