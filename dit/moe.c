@@ -6,6 +6,7 @@
 #include "core/core.h"
 #include "dit/model.h"
 #include "ops/ops.h"
+#include "ops/vexp.h"
 
 #define PAR_MIN 32768
 
@@ -48,14 +49,19 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
 
 /* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)) for the rows of x that pick
    lists (NULL: the first `rows`): one product for both gate and up into
-   mid [rows, 2H], then the down product, which applies SiLU·up to the
-   halves of mid's rows as it packs them. Runs on the calling thread. */
+   mid [rows, 2H], SiLU·up in place into the gate half, which the down
+   product then reads with row stride 2H. Runs on the calling thread. */
 static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex, float *mid,
                    float *out)
 {
     int hid = ex->hid;
     me_gemm_rows(rows, x, ldx, pick, &ex->gate_up, 1.0f, NULL, 0.0f, mid, (size_t)2 * hid);
-    me_gemm_swiglu(rows, mid, (size_t)2 * hid, (size_t)hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
+    for (int r = 0; r < rows; r++) {
+        float *gr = mid + (size_t)r * 2 * hid;
+        const float *ur = gr + hid;
+        me_silu_vec((size_t)hid, gr, ur, gr);
+    }
+    me_gemm(rows, mid, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
 }
 
 /* Work items: row ranges of one expert (E: the shared one) of at most about

@@ -39,7 +39,6 @@
 #include "ops/gemm.h"
 #include "ops/gemm_tile.h"
 #include "ops/simd512.h"
-#include "ops/vexp.h"
 
 #define MR 14            /* AVX-512 tile rows; AVX2 tiles have ME_GEMM_MR_AVX2 */
 #define NR ME_GEMM_NR
@@ -278,7 +277,6 @@ typedef struct {
     const float *a;
     size_t lda;
     const int *rows;    /* NULL, or row i of A is a + rows[i]·lda (untransposed only) */
-    size_t up;          /* 0, or A's element is SiLU(a)·a[up] (SwiGLU; untransposed only) */
     int trans_a, bf16;
     float alpha, beta;
     const float *bias;
@@ -446,15 +444,6 @@ static void pack_a(const gemm_job *g, int mr, int i0, int rows, int k0, int kc, 
                 int r = i0 + p * mr + i;
                 row[i] = g->a + (size_t)(g->rows ? g->rows[r] : r) * g->lda + k0;
             }
-            /* SwiGLU's SiLU(gate)·up, made here a panel's kc-long rows at a
-               time into L1 instead of in a pass of its own over the whole
-               gate/up product (which has left L2 by then): per element the
-               same function on the same values, so the same bits. */
-            _Alignas(64) float act[MR][2 * KC_MAX];
-            for (int i = 0; g->up && i < live; i++) {
-                me_silu_vec((size_t)kc, row[i], row[i] + g->up, act[i]);
-                row[i] = act[i];
-            }
             if (mr == MR) pack_a_panel_avx512(row, live, kc, g->bf16, panel);
             else me_pack_a_avx2(row, live, kc, panel);
             continue;
@@ -613,9 +602,8 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
     me_gemm_rows(m, a, lda, NULL, b, alpha, bias, beta, c, ldc);
 }
 
-/* me_gemm_rows, and me_gemm_swiglu where up > 0. */
-static void gemm_rows(int m, const float *a, size_t lda, const int *rows, size_t up, const me_gemm_b *b,
-                      float alpha, const float *bias, float beta, float *c, size_t ldc)
+void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                  const float *bias, float beta, float *c, size_t ldc)
 {
     int n = b->n, k = b->k;
     if (m <= 0 || n <= 0) return;
@@ -644,7 +632,7 @@ static void gemm_rows(int m, const float *a, size_t lda, const int *rows, size_t
         blas_product(0, 0, m, n, k, alpha, a, (int)lda, b->data, n, bias, beta, c, (int)ldc);
         return;
     }
-    gemm_job g = {a, lda, rows, up, 0, b->bf16, alpha, beta, bias, c, ldc};
+    gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
     int np = panels(n), kc_max = b->bf16 ? 2 * plan()->kc : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(m, np, nt);
     /* One thread (a product inside the MoE or attention regions) runs
@@ -655,25 +643,6 @@ static void gemm_rows(int m, const float *a, size_t lda, const int *rows, size_t
     }
     #pragma omp parallel num_threads(nt)
     rows_share(&g, b, m, np, kc, by_rows, omp_get_thread_num(), omp_get_num_threads());
-}
-
-void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
-                  const float *bias, float beta, float *c, size_t ldc)
-{
-    gemm_rows(m, a, lda, rows, 0, b, alpha, bias, beta, c, ldc);
-}
-
-void me_gemm_swiglu(int m, float *a, size_t lda, size_t up, const me_gemm_b *b, float alpha, const float *bias,
-                    float beta, float *c, size_t ldc)
-{
-    if (up == 0 || !me_gemm_native(0)) {   /* OpenBLAS reads A in place: SiLU·up there first */
-        for (int i = 0; i < m && b->k > 0; i++) {
-            float *g = a + (size_t)i * lda;
-            me_silu_vec((size_t)b->k, g, g + up, g);
-        }
-        up = 0;
-    }
-    gemm_rows(m, a, lda, NULL, up, b, alpha, bias, beta, c, ldc);
 }
 
 void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -693,7 +662,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     /* B in blocks of KC×NC, packed by all threads together into the calling
        thread's stack, then multiplied as in me_gemm. */
     _Alignas(64) float bbuf[KC_MAX * NC];
-    gemm_job g = {a, (size_t)lda, NULL, 0, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
+    gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
     int kc = k_block(k, plan()->kc), avx512 = plan()->mr == MR;
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)

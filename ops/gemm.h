@@ -62,13 +62,6 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
 void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
                   const float *bias, float beta, float *c, size_t ldc);
 
-/* SwiGLU's down product: c = alpha·(SiLU(G) ⊙ U)·b + bias + beta·c, row i
-   of G being a[i·lda, +k) and of U the k floats `up` further (up > 0).
-   The own kernels apply SiLU·U while A is packed and leave a as it is; the
-   OpenBLAS path writes SiLU(G) ⊙ U over G first. */
-void me_gemm_swiglu(int m, float *a, size_t lda, size_t up, const me_gemm_b *b, float alpha, const float *bias,
-                    float beta, float *c, size_t ldc);
-
 /* OpenBLAS rounds a row differently with the rows around it. While
    *b->batch_invariant is set (a model's weights point at the model's
    switch, which moedit_sample sets for the native RNG, whose samples promise
