@@ -132,16 +132,38 @@ static void pack_b_column(me_gemm_b *b, int col, int j, int trans, int type, con
     }
 }
 
+/* Packing unit u of me_gemm_pack_b: a single column, or (fast) a whole
+   32-column panel of a float32 source, which me_pack_b_avx2 copies or
+   transposes 8×8 at a time instead of gathering each column with stride
+   ld: head columns up to the first panel boundary, then whole panels, then
+   the tail columns. The bytes are the same either way. */
+static void pack_b_unit(me_gemm_b *b, int col, int head, int whole, int u, int trans, int type, const void *src,
+                        size_t ld)
+{
+    if (u < head || u >= head + whole) {
+        int j = u < head ? u : u - whole + whole * NR;
+        pack_b_column(b, col, j, trans, type, src, ld);
+        return;
+    }
+    int j = head + (u - head) * NR;
+    const float *s = (const float *)src + (trans ? (size_t)j * ld : (size_t)j);
+    me_pack_b_avx2(s, ld, trans, b->k, (float *)b->data + panel_offset(b, (col + j) / NR, 0));
+}
+
 void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
 {
+    int fast = type == ME_GEMM_F32 && !b->bf16 && me_gemm_native(0) && me_cpu_info()->avx2;
+    int head = fast ? (NR - col % NR) % NR : cols;
+    if (head > cols) head = cols;
+    int whole = fast ? (cols - head) / NR : 0, units = cols - whole * NR + whole;
     /* Small or nested packs (attention's K and V per head) run without a
        team: a team of one costs more than packing a few thousand values. */
     if ((size_t)b->k * cols < 65536 || omp_in_parallel() || me_threads() == 1) {
-        for (int j = 0; j < cols; j++) pack_b_column(b, col, j, trans, type, src, ld);
+        for (int u = 0; u < units; u++) pack_b_unit(b, col, head, whole, u, trans, type, src, ld);
         return;
     }
     #pragma omp parallel for num_threads(me_threads())
-    for (int j = 0; j < cols; j++) pack_b_column(b, col, j, trans, type, src, ld);
+    for (int u = 0; u < units; u++) pack_b_unit(b, col, head, whole, u, trans, type, src, ld);
 }
 
 /* ---- kernels ---------------------------------------------------------- */

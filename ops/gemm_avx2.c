@@ -143,6 +143,24 @@ WIDE(1) WIDE(2) TILE(3) TILE(4) TILE(5) TILE(6)
 #undef TILE
 #undef WIDE
 
+/* An 8×8 block of floats transposed: c[j] holds column j of the rows r. */
+static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], __m256 c[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    /* column j: rows 0-3 in the low half of one vector, 4-7 in another */
+    c[0] = _mm256_permute2f128_ps(u0, u4, 0x20), c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    c[2] = _mm256_permute2f128_ps(u2, u6, 0x20), c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    c[4] = _mm256_permute2f128_ps(u0, u4, 0x31), c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    c[6] = _mm256_permute2f128_ps(u2, u6, 0x31), c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* A panel [kc][6] from 6 row pointers (live of them real, the rest zero):
    8 k at a time, the 6 rows (and 2 zero rows) are loaded as an 8×8 block,
    transposed in registers and stored 6 floats per k. */
@@ -150,21 +168,9 @@ void me_pack_a_avx2(const float *const *row, int live, int kc, float *d)
 {
     int k = 0;
     for (; k + 8 <= kc; k += 8) {
-        __m256 r[8];
+        __m256 r[8], c[8];
         for (int i = 0; i < 8; i++) r[i] = i < live ? _mm256_loadu_ps(row[i] + k) : _mm256_setzero_ps();
-        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-        /* column j of the block: rows 0-3 in the low half of one vector, 4-7 in another */
-        __m256 c[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                       _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                       _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                       _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+        transpose8(r, c);
         for (int j = 0; j < 8; j++) {
             float *o = d + (size_t)(k + j) * MR;
             _mm_storeu_ps(o, _mm256_castps256_ps128(c[j]));
@@ -173,6 +179,25 @@ void me_pack_a_avx2(const float *const *row, int live, int kc, float *d)
     }
     for (; k < kc; k++)
         for (int i = 0; i < MR; i++) d[(size_t)k * MR + i] = i < live ? row[i][k] : 0.0f;
+}
+
+void me_pack_b_avx2(const float *src, size_t ld, int trans, int k, float *d)
+{
+    if (!trans) {   /* row segments */
+        for (int kk = 0; kk < k; kk++, src += ld, d += NR)
+            for (int q = 0; q < NR; q += 8) _mm256_storeu_ps(d + q, _mm256_loadu_ps(src + q));
+        return;
+    }
+    int kk = 0;
+    for (; kk + 8 <= k; kk += 8)
+        for (int g = 0; g < NR; g += 8) {
+            __m256 r[8], c[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)(g + i) * ld + kk);
+            transpose8(r, c);
+            for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)(kk + j) * NR + g, c[j]);
+        }
+    for (; kk < k; kk++)
+        for (int c = 0; c < NR; c++) d[(size_t)kk * NR + c] = src[(size_t)c * ld + kk];
 }
 
 #pragma GCC pop_options

@@ -27,6 +27,10 @@ typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_o
 extern const me_tile_fn me_tiles_avx2[ME_GEMM_MR_AVX2 + 1];
 /* Their A panel: [kc][6] floats from 6 row pointers, rows ≥ live zero. */
 void me_pack_a_avx2(const float *const *row, int live, int kc, float *d);
+/* One whole B panel [k][32] from float32 columns: column c, row kk is
+   src[kk·ld + c] (trans 0: row segments, copied) or src[c·ld + kk] (trans
+   1: 8×8 blocks transposed in registers). Needs AVX2 only. */
+void me_pack_b_avx2(const float *src, size_t ld, int trans, int k, float *d);
 
 /* The tiles and K block bound me_gemm uses on this CPU, for the
    convolutions (ops/conv_gemm.c), which pack their own operands: float32

@@ -1,0 +1,64 @@
+/* me_gemm_pack_b on float32 sources (whole panels go through the AVX2
+   panel packer, the rest column by column) writes exactly the documented
+   layout, element by element as computed here: panels of 32 columns, [k][32]
+   each, zero past the last column (OpenBLAS: row-major [k][n]), wherever the
+   packed range starts and ends, transposed or not, on one thread or a team. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+#include "ops/gemm.h"
+
+static float *rnd(size_t n, unsigned seed)
+{
+    float *v = malloc(n * sizeof *v + 4);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        v[i] = (float)((seed >> 8) / 16777216.0 * 4.0 - 2.0);
+    }
+    return v;
+}
+
+/* The layout, element by element: B[kk, j] = src(kk, j). */
+static void expected(int k, int n, int trans, const float *src, size_t ld, float *out)
+{
+    int native = me_gemm_native(0);
+    memset(out, 0, me_gemm_b_bytes(k, n, 0));
+    for (int kk = 0; kk < k; kk++)
+        for (int j = 0; j < n; j++) {
+            float v = trans ? src[(size_t)j * ld + kk] : src[(size_t)kk * ld + j];
+            if (native) out[((size_t)(j / 32) * k + kk) * 32 + j % 32] = v;
+            else out[(size_t)kk * n + j] = v;
+        }
+}
+
+Test(gemm_pack, float32_panels_match_the_layout)
+{
+    int ks[4] = {1, 7, 64, 700}, ns[5] = {1, 31, 32, 70, 100}, cuts[4] = {0, 5, 32, 45};
+    for (int threads = 1; threads <= 2; threads++) {
+        moedit_set_threads(threads);
+        for (int trans = 0; trans < 2; trans++)
+            for (int ki = 0; ki < 4; ki++)
+                for (int ni = 0; ni < 5; ni++)
+                    for (int ci = 0; ci < 4; ci++) {
+                        int k = ks[ki], n = ns[ni], cut = cuts[ci] < n ? cuts[ci] : n;
+                        size_t ld = (size_t)(trans ? k : n) + 3;
+                        float *src = rnd((size_t)(trans ? n : k) * ld, (unsigned)(k * 131 + n));
+                        size_t bytes = me_gemm_b_bytes(k, n, 0);
+                        float *want = malloc(bytes), *mem = me_alloc_aligned(bytes);
+                        expected(k, n, trans, src, ld, want);
+                        me_gemm_b b;
+                        me_gemm_b_init(&b, mem, k, n, 0);
+                        /* two column ranges, as the fused gate/up weights are packed */
+                        me_gemm_pack_b(&b, 0, cut, trans, ME_GEMM_F32, src, ld);
+                        me_gemm_pack_b(&b, cut, n - cut, trans, ME_GEMM_F32,
+                                       src + (trans ? (size_t)cut * ld : (size_t)cut), ld);
+                        cr_assert(memcmp(mem, want, bytes) == 0,
+                                  "packed bytes differ: k %d n %d cut %d trans %d threads %d", k, n, cut, trans,
+                                  threads);
+                        me_free_aligned(mem);
+                        free(want), free(src);
+                    }
+    }
+    moedit_set_threads(0);
+}
