@@ -243,14 +243,27 @@ __attribute__((target("avx2"))) static void pack_flat(const conv_job *j, const s
         float *o = d + (size_t)(ci0 * taps + tap - k0) * NR;
         const float *xc = j->x + ci0 * in_plane + shift;
         if (ns == 1) {
+            /* All 32 lanes inside the image (most taps of most panels):
+               plain loads, which issue at twice vmaskmovps's rate. */
+            __m256i all = m[0];
+            for (int v = 1; v < NR / 8; v++) all = _mm256_and_si256(all, m[v]);
+            int inside = _mm256_movemask_ps(_mm256_castsi256_ps(all)) == 0xff;
+            /* The row's last tap asks for the next panel's lines; the
+               row's other taps read the same lines shifted left. */
+            int fetch = tap % s->kw == s->kw - 1;
             for (int ci = ci0; ci < ci1; ci++, o += taps * NR, xc += in_plane) {
                 const float *src = xc + base[0];
                 /* the next panel reads the next 32 pixels of this plane:
                    ask for them now (a few hundred planes are too many
                    streams for the hardware prefetcher) */
-                __builtin_prefetch(src + NR);
-                __builtin_prefetch(src + NR + 16);
-                for (int v = 0; v < NR / 8; v++) _mm256_store_ps(o + 8 * v, _mm256_maskload_ps(src + 8 * v, m[v]));
+                if (fetch) {
+                    __builtin_prefetch(src + NR);
+                    __builtin_prefetch(src + NR + 16);
+                }
+                if (inside)
+                    for (int v = 0; v < NR / 8; v++) _mm256_store_ps(o + 8 * v, _mm256_loadu_ps(src + 8 * v));
+                else
+                    for (int v = 0; v < NR / 8; v++) _mm256_store_ps(o + 8 * v, _mm256_maskload_ps(src + 8 * v, m[v]));
             }
             continue;
         }
@@ -318,9 +331,57 @@ static void pack_rows(const conv_job *j, const segment *seg, int ns, int k0, int
     }
 }
 
+/* pack_rows for a panel of 32 pixels on one output row of a stride-1
+   convolution through the ×2 upsampling (the VAE's up blocks), in vectors:
+   8 lanes from 8 upsampled columns ix0 + t are source columns
+   ix0/2 + {0,0,1,1,…} (ix0 even) or {0,1,1,2,…} (odd), so each is one
+   masked load of 5 source floats spread by a lane permutation; the load's
+   mask (source column inside the row) also zeroes the padding. Measured
+   on the Zen 3 host the scalar copy held these layers ~5–15 % below the
+   same convolutions without upsampling. */
+#define UP_KW_MAX 8
+__attribute__((target("avx2"))) static void pack_up(const conv_job *j, const segment *e, int k0, int kb, float *d)
+{
+    const op_conv_shape *s = &j->c->s;
+    const int taps = s->kh * s->kw;
+    const size_t in_plane = (size_t)j->h * j->w;
+    const float *xi = j->x + (size_t)e->img * s->cin * in_plane;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i perm[2] = {_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_setr_epi32(0, 1, 1, 2, 2, 3, 3, 4)};
+    __m256i m[UP_KW_MAX][NR / 8];
+    int sb[UP_KW_MAX], odd[UP_KW_MAX];
+    for (int kx = 0; kx < s->kw; kx++) {
+        int ix0 = e->ox - s->pad_w + kx;
+        sb[kx] = ix0 >> 1;   /* floor, also for the padding's negative columns */
+        odd[kx] = ix0 & 1;
+        for (int v = 0; v < NR / 8; v++) {
+            __m256i col = _mm256_add_epi32(_mm256_set1_epi32(sb[kx] + 4 * v), lane);
+            m[kx][v] = _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
+                                                         _mm256_cmpgt_epi32(_mm256_set1_epi32(j->w), col)),
+                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(5), lane));
+        }
+    }
+    for (int kk = 0, k = k0; kk < kb; kk++, k++, d += NR) {
+        int ci = k / taps, ky = k % taps / s->kw, kx = k % s->kw, iy = e->oy - s->pad_h + ky;
+        if (iy < 0 || iy >= j->ih) {
+            for (int v = 0; v < NR / 8; v++) _mm256_store_ps(d + 8 * v, _mm256_setzero_ps());
+            continue;
+        }
+        const float *src = xi + ci * in_plane + (size_t)(iy >> 1) * j->w + sb[kx];
+        /* the next panel's 16 source floats, once per kernel row (see pack_rows) */
+        if (kx == s->kw - 1) __builtin_prefetch(src + NR / 2);
+        for (int v = 0; v < NR / 8; v++)
+            _mm256_store_ps(d + 8 * v,
+                            _mm256_permutevar8x32_ps(_mm256_maskload_ps(src + 4 * v, m[kx][v]), perm[odd[kx]]));
+    }
+}
+
 static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
+    const op_conv_shape *s = &j->c->s;
     if (j->flat) pack_flat(j, seg, ns, k0, kb, d);
+    else if (s->upsample2x && s->stride <= 1 && s->kw <= UP_KW_MAX && ns == 1 && seg[0].len == NR)
+        pack_up(j, seg, k0, kb, d);
     else pack_rows(j, seg, ns, k0, kb, d);
 }
 
@@ -348,6 +409,15 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
                     size_t at = (size_t)e->img * ds->y_img + (size_t)(r - c0) * j->plane + pix;
                     float *dst = ds->y + at, b = bias ? bias[r] : 0.0f;
                     const float *res = ds->res ? ds->res + at : NULL;
+                    /* The next panel writes the next 32 pixels of this
+                       channel: fetch them for writing now. Every channel
+                       is a stream of its own, too many for the hardware
+                       prefetcher, and a store that misses waits on the
+                       line's read (measured: a quarter of the packing and
+                       storing time on Inception's layers). */
+                    __builtin_prefetch(dst + NR, 1);
+                    __builtin_prefetch(dst + NR + 16, 1);
+                    if (res) __builtin_prefetch(res + NR);
                     for (int t = 0; t < len; t++) {
                         float v = src[t] + b;
                         if (res) v += res[t];
