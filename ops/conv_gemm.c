@@ -184,6 +184,34 @@ static inline void copy_row_up(float *restrict dst, const float *restrict row, i
     for (; t < len; t++) dst[t] = 0.0f;
 }
 
+/* The same at stride 2 (Inception's reductions): dst[t] = row[ix0 + 2t],
+   0 outside [0, iw), for t < len ≤ 32; lanes from len on are left alone
+   (the next segment's). Per 8 lanes, two masked loads of 16 source floats
+   (the mask zeroes the padding and reads nothing outside the row) and
+   their even elements picked by a shuffle and a lane permutation. The
+   scalar loop cost Inception's stride-2 layers a quarter of their time. */
+__attribute__((target("avx2"))) static void copy_row_s2(float *dst, const float *row, int ix0, int iw, int len)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lo = _mm256_set1_epi32(-1), hi = _mm256_set1_epi32(iw);
+    for (int t = 0; t < len; t += 8) {
+        __m256i s0 = _mm256_add_epi32(_mm256_set1_epi32(ix0 + 2 * t), lane);
+        __m256i s1 = _mm256_add_epi32(s0, _mm256_set1_epi32(8));
+        __m256i m0 = _mm256_and_si256(_mm256_cmpgt_epi32(s0, lo), _mm256_cmpgt_epi32(hi, s0));
+        __m256i m1 = _mm256_and_si256(_mm256_cmpgt_epi32(s1, lo), _mm256_cmpgt_epi32(hi, s1));
+        const float *src = row + ix0 + 2 * t;
+        __m256 a = _mm256_maskload_ps(src, m0), b = _mm256_maskload_ps(src + 8, m1);
+        __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+        if (t + 8 <= len) {
+            _mm256_storeu_ps(dst + t, even);
+        } else {   /* vmaskmovps stores are slow on AMD: the tail by lanes */
+            _Alignas(32) float tail[8];
+            _mm256_store_ps(tail, even);
+            for (int u = 0; u < len - t; u++) dst[t + u] = tail[u];
+        }
+    }
+}
+
 /* B panel [kb][32] of panel q over K range [k0, k0+kb): row kk holds, for
    each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
    sees (0 in the padding and past the last pixel).
@@ -318,6 +346,8 @@ static void pack_rows(const conv_job *j, const segment *seg, int ns, int k0, int
                 if (hi < lo) hi = lo;
                 if (up) copy_row_up(o, row, ix0, lo, hi, len);
                 else copy_row(o, row + ix0, lo, hi, len);
+            } else if (st == 2 && !up) {
+                copy_row_s2(o, row, ix0, j->iw, len);
             } else {
                 for (int t = 0, ix = ix0; t < len; t++, ix += st)
                     o[t] = ix < 0 || ix >= j->iw ? 0.0f : row[up ? ix >> 1 : ix];
