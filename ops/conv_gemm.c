@@ -188,8 +188,10 @@ static inline void copy_row_up(float *restrict dst, const float *restrict row, i
    0 outside [0, iw), for t < len ≤ 32; lanes from len on are left alone
    (the next segment's). Per 8 lanes, two masked loads of 16 source floats
    (the mask zeroes the padding and reads nothing outside the row) and
-   their even elements picked by a shuffle and a lane permutation. The
-   scalar loop cost Inception's stride-2 layers a quarter of their time. */
+   their even elements picked by a shuffle and a lane permutation; the
+   partial tail goes lane by lane (vmaskmovps stores are slow on AMD).
+   Against the scalar loop, Inception's stride-2 layers ran 8–27 % faster
+   in situ (Zen 3 host, best of 6, one thread). */
 __attribute__((target("avx2"))) static void copy_row_s2(float *dst, const float *row, int ix0, int iw, int len)
 {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -204,7 +206,7 @@ __attribute__((target("avx2"))) static void copy_row_s2(float *dst, const float 
         __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
         if (t + 8 <= len) {
             _mm256_storeu_ps(dst + t, even);
-        } else {   /* vmaskmovps stores are slow on AMD: the tail by lanes */
+        } else {
             _Alignas(32) float tail[8];
             _mm256_store_ps(tail, even);
             for (int u = 0; u < len - t; u++) dst[t + u] = tail[u];
@@ -272,7 +274,9 @@ __attribute__((target("avx2"))) static void pack_flat(const conv_job *j, const s
         const float *xc = j->x + ci0 * in_plane + shift;
         if (ns == 1) {
             /* All 32 lanes inside the image (most taps of most panels):
-               plain loads, which issue at twice vmaskmovps's rate. */
+               plain loads, cheaper than vmaskmovps (with the single
+               prefetch below, the stem's 3×3 layers ran 4–6 % faster in
+               situ on the Zen 3 host, best of 6, one thread). */
             __m256i all = m[0];
             for (int v = 1; v < NR / 8; v++) all = _mm256_and_si256(all, m[v]);
             int inside = _mm256_movemask_ps(_mm256_castsi256_ps(all)) == 0xff;
@@ -361,57 +365,9 @@ static void pack_rows(const conv_job *j, const segment *seg, int ns, int k0, int
     }
 }
 
-/* pack_rows for a panel of 32 pixels on one output row of a stride-1
-   convolution through the ×2 upsampling (the VAE's up blocks), in vectors:
-   8 lanes from 8 upsampled columns ix0 + t are source columns
-   ix0/2 + {0,0,1,1,…} (ix0 even) or {0,1,1,2,…} (odd), so each is one
-   masked load of 5 source floats spread by a lane permutation; the load's
-   mask (source column inside the row) also zeroes the padding. Measured
-   on the Zen 3 host the scalar copy held these layers ~5–15 % below the
-   same convolutions without upsampling. */
-#define UP_KW_MAX 8
-__attribute__((target("avx2"))) static void pack_up(const conv_job *j, const segment *e, int k0, int kb, float *d)
-{
-    const op_conv_shape *s = &j->c->s;
-    const int taps = s->kh * s->kw;
-    const size_t in_plane = (size_t)j->h * j->w;
-    const float *xi = j->x + (size_t)e->img * s->cin * in_plane;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i perm[2] = {_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_setr_epi32(0, 1, 1, 2, 2, 3, 3, 4)};
-    __m256i m[UP_KW_MAX][NR / 8];
-    int sb[UP_KW_MAX], odd[UP_KW_MAX];
-    for (int kx = 0; kx < s->kw; kx++) {
-        int ix0 = e->ox - s->pad_w + kx;
-        sb[kx] = ix0 >> 1;   /* floor, also for the padding's negative columns */
-        odd[kx] = ix0 & 1;
-        for (int v = 0; v < NR / 8; v++) {
-            __m256i col = _mm256_add_epi32(_mm256_set1_epi32(sb[kx] + 4 * v), lane);
-            m[kx][v] = _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
-                                                         _mm256_cmpgt_epi32(_mm256_set1_epi32(j->w), col)),
-                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(5), lane));
-        }
-    }
-    for (int kk = 0, k = k0; kk < kb; kk++, k++, d += NR) {
-        int ci = k / taps, ky = k % taps / s->kw, kx = k % s->kw, iy = e->oy - s->pad_h + ky;
-        if (iy < 0 || iy >= j->ih) {
-            for (int v = 0; v < NR / 8; v++) _mm256_store_ps(d + 8 * v, _mm256_setzero_ps());
-            continue;
-        }
-        const float *src = xi + ci * in_plane + (size_t)(iy >> 1) * j->w + sb[kx];
-        /* the next panel's 16 source floats, once per kernel row (see pack_rows) */
-        if (kx == s->kw - 1) __builtin_prefetch(src + NR / 2);
-        for (int v = 0; v < NR / 8; v++)
-            _mm256_store_ps(d + 8 * v,
-                            _mm256_permutevar8x32_ps(_mm256_maskload_ps(src + 4 * v, m[kx][v]), perm[odd[kx]]));
-    }
-}
-
 static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
-    const op_conv_shape *s = &j->c->s;
     if (j->flat) pack_flat(j, seg, ns, k0, kb, d);
-    else if (s->upsample2x && s->stride <= 1 && s->kw <= UP_KW_MAX && ns == 1 && seg[0].len == NR)
-        pack_up(j, seg, k0, kb, d);
     else pack_rows(j, seg, ns, k0, kb, d);
 }
 
@@ -443,8 +399,8 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
                        channel: fetch them for writing now. Every channel
                        is a stream of its own, too many for the hardware
                        prefetcher, and a store that misses waits on the
-                       line's read (measured: a quarter of the packing and
-                       storing time on Inception's layers). */
+                       line's read (without this every Inception layer ran
+                       slower, 5 % in all, Zen 3 host, best of 6 in situ). */
                     __builtin_prefetch(dst + NR, 1);
                     __builtin_prefetch(dst + NR + 16, 1);
                     if (res) __builtin_prefetch(res + NR);
