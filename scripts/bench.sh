@@ -17,7 +17,8 @@
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
 #     against `moedit bench`, fp32 and bf16, GFLOP/s as % of the peak.
 #  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
-#     `moedit decode --time` (decode alone, loading excluded on both sides).
+#     `moedit decode --time` (decode alone, loading excluded on both sides;
+#     the median of three decodes on both sides).
 #  3. InceptionV3 pool3 features of 256×256 images: tools/bench_inception_torch.py
 #     against `moedit fid` (images/s of its feature pass).
 #  4. end to end: `moedit fid-sample` of the shipped fmnist-moe (its defaults),
@@ -53,6 +54,12 @@ mkdir -p "$WORK"
 unset OMP_WAIT_POLICY GOMP_SPINCOUNT
 torch_py() { OMP_WAIT_POLICY=passive $PY "$@"; }
 field() { { grep -o "\(^\| \)$1: [0-9][0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent or n/a
+# median of three `moedit decode --time` runs' decode_ms (PyTorch's decode is the
+# median of its three passes, tools/bench_vae_torch.py): the same statistic on both sides
+decode_ms() {
+    for _ in 1 2 3; do "$BIN" decode --threads "$THREADS" --time "$@" 2>&1 >/dev/null | field decode_ms; done |
+        sort -n | sed -n 2p
+}
 pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
 # wall seconds of a command, or "failed (exit N)": a failed run is never a time
 secs() {
@@ -123,13 +130,13 @@ torch_py tools/bench_vae_torch.py --threads "$THREADS" --latent-size "$VAE_LATEN
 if [ -d "$vae/vae" ]; then
     t_s=$(sed -n 's/.*median \([0-9.]*\) s.*/\1/p' "$WORK/vae_torch.txt" | head -1)
     gflop=$(field gflop < "$WORK/vae_torch.txt")
-    dec_ms=$("$BIN" decode --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy" --threads "$THREADS" --time 2>&1 >/dev/null | field decode_ms)
+    dec_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy")
     awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v p="$PEAK" -v l="$VAE_LATENT" 'BEGIN {
         printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP) | %.2f s (%.0f GFLOP/s, %.0f%%) | %.2f s | %.2f× | %.0f (%.0f%%) |\n",
                l, 8 * l, g, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p }'
     # --vae-bf16 only where it is faster: elsewhere it is an emulation (same numerics, no gain)
     if [ -n "$PEAK_BF16" ]; then
-        bf_ms=$("$BIN" decode --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --threads "$THREADS" --time --vae-bf16 2>&1 >/dev/null | field decode_ms)
+        bf_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --vae-bf16)
         awk -v t="$t_s" -v m="$bf_ms" -v g="$gflop" -v p="$PEAK_BF16" 'BEGIN {
             printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.0f%% of the bf16 peak) |\n", m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p }'
     else
