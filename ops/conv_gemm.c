@@ -446,7 +446,7 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
                 const void *a = c->native_bf16 ? (const void *)((const uint16_t *)c->packed + at)
                                                : (const void *)((const float *)c->packed + at);
                 me_tile_out o = {cbuf + ((size_t)(q - q0) * rows + (size_t)(m - m0) * mr) * NR, NR, live, NULL,
-                                 1.0f, k0 == 0 ? 0.0f : 1.0f};
+                                 1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
                 j->tiles[lr](kbp, a, b, &o);
             }
         }

@@ -215,7 +215,9 @@ static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, con
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     prefetch_c(mr, o);
+    int pf_n = o->pf ? o->pf_lines : 0;
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 2);
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
         #pragma GCC unroll 14
         for (int i = 0; i < mr; i++) {
@@ -236,7 +238,9 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     prefetch_c(mr, o);
     const uint32_t *ap = (const uint32_t *)a;
+    int pf_n = o->pf ? o->pf_lines : 0;
     for (int k = 0; k < kc; k += 2, ap += MR, b += 2 * NR) {
+        if (k / 2 < pf_n) __builtin_prefetch(o->pf + 64 * (k / 2), 0, 2);
         __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
         #pragma GCC unroll 14
         for (int i = 0; i < mr; i++) {
@@ -475,6 +479,13 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     for (int ic = i0; ic < i1; ic += MC) {
         int mc = i1 - ic < MC ? i1 - ic : MC;
         pack_a(g, MRp, ic, mc, k0, kc, abuf);
+        /* The next B panel, a slice per tile into L2 (each tile spreads its
+           slice over its k loop): the hardware prefetchers would only
+           start on it at its first misses. Below 8 tiles the slices would
+           be long bursts that stall more than they hide (2-row products
+           lost a third), and a slice of ≤ lines/8 fits any tile's k steps.
+           In the tile instead of a loop before it: S/2 and B/2 forwards
+           2 % faster (Zen 3 host, one thread, best of 15). */
         int tiles = (mc + MRp - 1) / MRp, lines = (int)((size_t)kcp * NR * esz / 64);
         int per_tile = (lines + tiles - 1) / tiles;
         for (int p = p0; p < p1; p++) {
@@ -483,14 +494,10 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
             int j = p * NR, nr = n - j < NR ? n - j : NR;
             for (int ir = 0; ir < mc; ir += MRp) {
                 int mr = mc - ir < MRp ? mc - ir : MRp;
-                /* The next B panel, a slice per tile into L2: the hardware
-                   prefetchers would only start on it at its first misses.
-                   (Below 8 tiles the slices are long bursts that stall more
-                   than they hide: 2-row products lost a third.) */
-                for (int l = ir / MRp * per_tile, e = l + per_tile; next && l < e && l < lines; l++)
-                    __builtin_prefetch(next + (size_t)l * 64, 0, 2);
+                int l0 = ir / MRp * per_tile, nl = lines - l0 < per_tile ? lines - l0 : per_tile;
                 tile_out o = {g->c + (size_t)(ic + ir) * g->ldc + j, g->ldc, nr,
-                              first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f};
+                              first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f,
+                              next && nl > 0 ? next + (size_t)l0 * 64 : NULL, nl};
                 kern[mr](kcp, (const char *)abuf + (size_t)ir * kcp * esz, bp, &o);
             }
         }

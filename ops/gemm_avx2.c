@@ -39,8 +39,10 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
         __builtin_prefetch(c, 1, 3);
         __builtin_prefetch(c + 15, 1, 3);
     }
+    int pf_n = h == 0 && o->pf ? o->pf_lines : 0;
     #pragma GCC unroll 4
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 2);
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
@@ -98,8 +100,10 @@ static inline __attribute__((always_inline)) void wide_tile(int mr, int kc, cons
         __builtin_prefetch(c + 16, 1, 3);
         __builtin_prefetch(c + 31, 1, 3);
     }
+    int pf_n = o->pf ? o->pf_lines : 0;
     #pragma GCC unroll 2
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 2);
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         __m256 b2 = _mm256_load_ps(b + 16), b3 = _mm256_load_ps(b + 24);
         #pragma GCC unroll 2

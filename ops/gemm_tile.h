@@ -4,7 +4,10 @@
    packed B panel ([kc][32] floats, or [kc/2][32] pairs), summing over k in
    order, and stores C = alpha·acc + bias + beta·C over the live columns as
    fmadd(alpha, acc, bias) then fmadd(beta, C, ·) — the same operations in
-   every kernel set, so AVX2 and AVX-512 tiles agree bit for bit. */
+   every kernel set, so AVX2 and AVX-512 tiles agree bit for bit. While it
+   runs, a tile also prefetches pf_lines 64-byte lines from pf into L2 (the
+   next B panel, for the tiles that follow), one per step of its k loop:
+   spread out, they never fill the miss buffers at once. */
 #ifndef MOEDIT_OPS_GEMM_TILE_H
 #define MOEDIT_OPS_GEMM_TILE_H
 
@@ -19,6 +22,8 @@ typedef struct {
     int nr;             /* live columns, 1..32 */
     const float *bias;  /* NULL, or at the tile's first column */
     float alpha, beta;
+    const char *pf;     /* NULL, or lines to prefetch into L2 */
+    int pf_lines;       /* at most the tile's k steps (kc, or kc/2 for bf16 pairs) */
 } me_tile_out;
 
 typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_out *o);
