@@ -483,7 +483,7 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
            its slice over its k loop (one line per step): the hardware
            prefetchers would only start on it at its first misses. In the
            tile instead of a burst before it: S/2 and B/2 forwards 2 %
-           faster (Zen 3 host, one thread, best of 15), and no longer held
+           faster (Zen 3 host, three interleaved rounds), and no longer held
            to 8 tiles or more (bursts of long slices stalled more than they
            hid: 2-row products lost a third), 16-row products 2 % faster.
            From two tiles on, a slice (≤ lines/2) fits a tile's k steps. */
