@@ -17,8 +17,8 @@
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
      M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
      (a KC×32 micro-panel, or the 16-column half of it that an AVX2 tile
-     streams at a time, fills half the L1 data cache and stays in L1; the
-     next one is prefetched into L2 meanwhile) → A panels → kernel, which
+     streams at a time, fills half the L1 data cache; the next one is
+     prefetched into L2 meanwhile, by the tiles) → A panels → kernel, which
      prefetches its C lines before its k loop.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M

@@ -9,8 +9,9 @@
 #include "core/core.h"
 #include "ops/gemm.h"
 
-/* Every element its own value (exact in float32 below 2^24), so a value in
-   the wrong place cannot pass for the right one. */
+/* Every element its own value (i + 1 + salt/8 is exact in float32 for
+   i < 2^20, far above these sizes), so a value in the wrong place cannot
+   pass for the right one. */
 static float *distinct(size_t n, int salt)
 {
     float *v = malloc(n * sizeof *v);
