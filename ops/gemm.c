@@ -17,7 +17,7 @@
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
      M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
      (a KC×32 micro-panel, or the 16-column half of it that an AVX2 tile
-     streams at a time, fills half the L1 data cache; the next one is
+     streams at a time, fills L1d; the next one is
      prefetched into L2 meanwhile, by the tiles) → A panels → kernel, which
      prefetches its C lines before its k loop.
      KC is K split evenly, so the blocking, and with it every element's
@@ -404,13 +404,16 @@ typedef struct {
 
 static gemm_plan the_plan;
 
-/* KC: the B columns a tile streams per pass over k fill half of L1d,
-   leaving the other half to the A micro-panel and C: the AVX-512 tile reads
-   all 32 columns of a KC×32 micro-panel per k, the AVX2 tile one 16-column
-   half after the other (so KC×16 floats; 32 KB L1d: KC 256, not 128 —
-   half the K blocks, so half the passes of C through the store and of the
-   tiles' start and drain: 6×32 tiles over 19 A panels, best of 40, ran at
-   86–93 GFLOP/s with KC 128 and 95–98 with 256 on a Zen 3 core of 103).
+/* KC: the B columns a tile streams per pass over k fill L1d — the
+   AVX-512 tile all 32 columns of a KC×32 micro-panel per k, the AVX2 tile
+   one 16-column half after the other. The panel is then re-read partly from
+   L2 by each tile, at 128 bytes per 28 FMAs, far below L2's bandwidth; what
+   a longer K block buys is fewer passes of C through the store and of the
+   tiles' start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over
+   19 A panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98; on a Zen 4 core
+   (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone 115.6 against
+   113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 % (float32) and 4.5 %
+   (bf16, K blocks of 512) faster, the VAE decode and Inception unchanged.
    MC: the MC×KC A block fills half of L2. Both are rounded down to 16 and
    to whole tiles, within the stack buffers. */
 static const gemm_plan *plan(void)
@@ -422,7 +425,7 @@ static const gemm_plan *plan(void)
     p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
     int cols = p.mr == MR ? NR : NR / 2;
-    long kc = l1 / 2 / (cols * (long)sizeof(float)) / 16 * 16;
+    long kc = l1 / (cols * (long)sizeof(float)) / 16 * 16;
     p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
     long mc = l2 / 2 / ((long)p.kc * (long)sizeof(float));
     if (mc > ABUF_FLOATS / p.kc) mc = ABUF_FLOATS / p.kc;
