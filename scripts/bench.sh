@@ -51,6 +51,8 @@ PY=/usr/bin/python3
 BIN="$BUILD/moedit"
 mkdir -p "$WORK"
 [ -x "$BIN" ] || { echo "bench.sh: $BIN not built" >&2; exit 1; }
+$PY -c 'import torch' 2> /dev/null ||
+    { echo "bench.sh: $PY has no torch (Debian's python3-torch: MOEDIT_FIXTURE_TOOLS=1 scripts/deps.sh)" >&2; exit 1; }
 unset OMP_WAIT_POLICY GOMP_SPINCOUNT
 torch_py() { OMP_WAIT_POLICY=passive $PY "$@"; }
 field() { { grep -o "\(^\| \)$1: [0-9][0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent or n/a
