@@ -106,7 +106,7 @@ static void attention(moedit_model *m, const dit_block *b, int n)
             op_layernorm(cf->heads, hd, k, b->kn_w, b->kn_b, DIT_LN_EPS, k);
         }
     }
-    op_attention(n, T, cf->heads, hd, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, a->att, a->att_scratch);
+    op_attention(n, T, cf->heads, hd, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, m->bf16, a->att, a->att_scratch);
     dit_linear(n * T, a->att, &b->proj, b->proj_b, a->ff);
 }
 

@@ -19,11 +19,12 @@
 
 #define BLOCK 64
 
-/* Packed K and V of every (batch, head) pair, each 64-byte aligned. */
-static size_t pack_bytes(int batch, int tokens, int heads, int head_dim, size_t *kbytes, size_t *vbytes)
+/* Packed K and V of every (batch, head) pair, each 64-byte aligned (bf16
+   ones take at most the float32 size the scratch is made for). */
+static size_t pack_bytes(int batch, int tokens, int heads, int head_dim, int bf16, size_t *kbytes, size_t *vbytes)
 {
-    *kbytes = (me_gemm_b_bytes(head_dim, tokens, 0) + 63) / 64 * 64;
-    *vbytes = (me_gemm_b_bytes(tokens, head_dim, 0) + 63) / 64 * 64;
+    *kbytes = (me_gemm_b_bytes(head_dim, tokens, bf16) + 63) / 64 * 64;
+    *vbytes = (me_gemm_b_bytes(tokens, head_dim, bf16) + 63) / 64 * 64;
     return (size_t)batch * heads * (*kbytes + *vbytes);
 }
 
@@ -34,7 +35,7 @@ static size_t pack_bytes(int batch, int tokens, int heads, int head_dim, size_t 
 size_t op_attention_scratch(int batch, int tokens, int heads, int head_dim)
 {
     if (batch <= 0 || tokens <= 0 || heads <= 0 || head_dim <= 0) return 0;
-    size_t kb, vb, pack = pack_bytes(batch, tokens, heads, head_dim, &kb, &vb);
+    size_t kb, vb, pack = pack_bytes(batch, tokens, heads, head_dim, 0, &kb, &vb);
     return (size_t)me_threads_max() * BLOCK * (size_t)tokens + pack / sizeof(float) + 64 / sizeof(float);
 }
 
@@ -51,7 +52,7 @@ static void softmax_tile(int rows, int tokens, float *s, float *inv)
 }
 
 void op_attention(int batch, int tokens, int heads, int head_dim, const float *q, const float *k,
-                  const float *v, int ld, float *out, float *scratch)
+                  const float *v, int ld, int bf16, float *out, float *scratch)
 {
     if (batch <= 0 || tokens <= 0 || heads <= 0 || head_dim <= 0) return;
     int nt = me_threads(), ldo = heads * head_dim, pairs = batch * heads;
@@ -62,13 +63,13 @@ void op_attention(int batch, int tokens, int heads, int head_dim, const float *q
     int par = nt > 1 && jobs >= nt && work >= 1e6 && !omp_in_parallel();
 
     size_t kbytes, vbytes;
-    pack_bytes(batch, tokens, heads, head_dim, &kbytes, &vbytes);
+    pack_bytes(batch, tokens, heads, head_dim, bf16, &kbytes, &vbytes);
     uintptr_t pack_at = (uintptr_t)(scratch + (size_t)nt * BLOCK * tokens);
     char *mem = (char *)((pack_at + 63) & ~(uintptr_t)63);
     /* Shape templates; each pair's operands sit at their own offset. */
     me_gemm_b kt, vb;
-    me_gemm_b_init(&kt, mem, head_dim, tokens, 0);
-    me_gemm_b_init(&vb, mem + kbytes, tokens, head_dim, 0);
+    me_gemm_b_init(&kt, mem, head_dim, tokens, bf16);
+    me_gemm_b_init(&vb, mem + kbytes, tokens, head_dim, bf16);
 
     #pragma omp parallel num_threads(par ? nt : 1)
     {
@@ -78,9 +79,9 @@ void op_attention(int batch, int tokens, int heads, int head_dim, const float *q
             size_t base = (size_t)b * tokens * ld + (size_t)h * head_dim;
             me_gemm_b kp, vp;
             char *km = mem + (size_t)p * (kbytes + vbytes);
-            me_gemm_b_init(&kp, km, head_dim, tokens, 0);
+            me_gemm_b_init(&kp, km, head_dim, tokens, bf16);
             me_gemm_pack_b(&kp, 0, tokens, 1, ME_GEMM_F32, k + base, (size_t)ld);
-            me_gemm_b_init(&vp, km + kbytes, tokens, head_dim, 0);
+            me_gemm_b_init(&vp, km + kbytes, tokens, head_dim, bf16);
             me_gemm_pack_b(&vp, 0, head_dim, 0, ME_GEMM_F32, v + base, (size_t)ld);
         }
         /* (the loop's barrier: everything is packed) */

@@ -432,10 +432,8 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             for (int g = 0; g < ns; g++) live += seg[g].len;
             pack_b(j, seg, ns, k0, kb, bp);
             const void *b = bp;
-            if (c->native_bf16) {   /* [kb/2][32][2] pairs, the odd pad row zero */
-                for (int kk = 0; kk < kbp; kk++)
-                    for (int t = 0; t < NR; t++)
-                        bpair[(size_t)(kk / 2) * 2 * NR + t * 2 + (kk & 1)] = kk < kb ? me_f32_to_bf16(bp[kk * NR + t]) : 0;
+            if (c->native_bf16) {
+                me_pack_pairs_bf16(bp, kb, bpair);
                 b = bpair;
             } else if (c->bf16) {
                 for (int t = 0; t < kb * NR; t++) bp[t] = round_bf16(bp[t]);

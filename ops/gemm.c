@@ -136,7 +136,9 @@ static void pack_b_column(me_gemm_b *b, int col, int j, int trans, int type, con
    32-column panel of a float32 source, which me_pack_b_avx2 copies or
    transposes 8×8 at a time instead of gathering each column with stride
    ld: head columns up to the first panel boundary, then whole panels, then
-   the tail columns. The bytes are the same either way. */
+   the tail columns. A bf16 panel goes through float32 rows on the stack,
+   256 at a time, into pairs (me_pack_pairs_bf16; its subnormals become the
+   zeros vdpbf16ps would take them as). The products are the same either way. */
 static void pack_b_unit(me_gemm_b *b, int col, int head, int whole, int u, int trans, int type, const void *src,
                         size_t ld)
 {
@@ -145,14 +147,23 @@ static void pack_b_unit(me_gemm_b *b, int col, int head, int whole, int u, int t
         pack_b_column(b, col, j, trans, type, src, ld);
         return;
     }
-    int j = head + (u - head) * NR;
+    int j = head + (u - head) * NR, p = (col + j) / NR;
     const float *s = (const float *)src + (trans ? (size_t)j * ld : (size_t)j);
-    me_pack_b_avx2(s, ld, trans, b->k, (float *)b->data + panel_offset(b, (col + j) / NR, 0));
+    if (!b->bf16) {
+        me_pack_b_avx2(s, ld, trans, b->k, (float *)b->data + panel_offset(b, p, 0));
+        return;
+    }
+    _Alignas(64) float rows[256 * NR];
+    for (int k0 = 0; k0 < b->k; k0 += 256) {
+        int len = b->k - k0 < 256 ? b->k - k0 : 256;
+        me_pack_b_avx2(s + (trans ? (size_t)k0 : (size_t)k0 * ld), ld, trans, len, rows);
+        me_pack_pairs_bf16(rows, len, (uint16_t *)b->data + panel_offset(b, p, k0));
+    }
 }
 
 void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
 {
-    int fast = type == ME_GEMM_F32 && !b->bf16 && me_gemm_native(0) && me_cpu_info()->avx2;
+    int fast = type == ME_GEMM_F32 && me_gemm_native(0) && me_cpu_info()->avx2;
     int head = fast ? (NR - col % NR) % NR : cols;
     if (head > cols) head = cols;
     int whole = fast ? (cols - head) / NR : 0, units = cols - whole * NR + whole;
@@ -375,6 +386,25 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
             transpose16(r);
             for (int u = 0; u < n; u++) _mm512_store_si512(dst + (size_t)(kk + u) * NR + half * 16, r[u]);
         }
+    }
+}
+
+/* [rows][32] floats into [⌈rows/2⌉][32] bfloat16 pairs (the odd pad row
+   zero): per pair of rows, vcvtne2ps2bf16 rounds both and a word
+   permutation interleaves them. Subnormals become zero, which vdpbf16ps
+   would make of them anyway. */
+void me_pack_pairs_bf16(const float *src, int rows, uint16_t *dst)
+{
+    static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                            8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    __m512i idx = _mm512_loadu_si512(interleave);
+    for (int r = 0; r < rows; r += 2, src += 2 * NR, dst += 2 * NR) {
+        __m512 a0 = _mm512_loadu_ps(src), a1 = _mm512_loadu_ps(src + 16);
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        if (r + 1 < rows) b0 = _mm512_loadu_ps(src + NR), b1 = _mm512_loadu_ps(src + NR + 16);
+        __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(b0, a0), hi = (__m512i)_mm512_cvtne2ps_pbh(b1, a1);
+        _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(idx, lo));
+        _mm512_storeu_si512(dst + NR, _mm512_permutexvar_epi16(idx, hi));
     }
 }
 

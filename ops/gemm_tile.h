@@ -12,6 +12,7 @@
 #define MOEDIT_OPS_GEMM_TILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define ME_GEMM_NR 32      /* columns per packed B panel, every kernel set */
 #define ME_GEMM_MR_AVX2 6  /* rows per AVX2 tile: 6 × (2 × 2) ymm accumulators per half */
@@ -36,6 +37,10 @@ void me_pack_a_avx2(const float *const *row, int live, int kc, float *d);
    src[kk·ld + c] (trans 0: row segments, copied) or src[c·ld + kk] (trans
    1: 8×8 blocks transposed in registers). Needs AVX2 only. */
 void me_pack_b_avx2(const float *src, size_t ld, int trans, int k, float *d);
+
+/* [rows][32] floats as the bf16 tiles' B panel, [⌈rows/2⌉][32] pairs (the
+   odd pad row zero). Needs AVX512-BF16. */
+void me_pack_pairs_bf16(const float *src, int rows, uint16_t *dst);
 
 /* The tiles and K block bound me_gemm uses on this CPU, for the
    convolutions (ops/conv_gemm.c), which pack their own operands: float32

@@ -31,9 +31,11 @@ void op_gelu_tanh(size_t n, const float *x, float *y);
    q, k, v: element (b, t, h, d) at [(b*tokens + t)*ld + h*head_dim + d].
    out [batch, tokens, heads*head_dim]. scratch: op_attention_scratch(batch,
    tokens, heads, head_dim) floats at the current thread count (any
-   alignment); op_attention allocates nothing. */
+   alignment); op_attention allocates nothing. bf16: both products on
+   bfloat16 operands (q, k, v and the probabilities rounded; float32 sums),
+   where the CPU has AVX512-BF16; float32 elsewhere. */
 void op_attention(int batch, int tokens, int heads, int head_dim, const float *q,
-                  const float *k, const float *v, int ld, float *out, float *scratch);
+                  const float *k, const float *v, int ld, int bf16, float *out, float *scratch);
 size_t op_attention_scratch(int batch, int tokens, int heads, int head_dim);
 
 /* 2-D convolution, NCHW, weight [cout, cin, kh, kw], optional bias.

@@ -1,10 +1,11 @@
 /* Tiled attention against PyTorch 1.13 (softmax(q·kᵀ/√d)·v) on token counts
    that do not fill the 64-row tiles, with interleaved (DiT qkv) and
-   separate (VAE) q/k/v buffers. */
+   separate (VAE) q/k/v buffers; bfloat16 operands within their rounding. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include "core/core.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 static void seq(float *v, int n, double a, double b, double s)
@@ -41,12 +42,37 @@ static void run_qkv(void)
     float *qkv = malloc(sizeof(float) * B * T * LD), *out = malloc(sizeof(float) * B * T * H * HD);
     float *scratch = malloc(sizeof(float) * op_attention_scratch(B, T, H, HD));
     seq(qkv, B * T * LD, 0.137, 0.3, 1.5);
-    op_attention(B, T, H, HD, qkv, qkv + H * HD, qkv + 2 * H * HD, LD, out, scratch);
+    op_attention(B, T, H, HD, qkv, qkv + H * HD, qkv + 2 * H * HD, LD, 0, out, scratch);
     check_rows(out, T, H * HD, (const int[]){0, 1, 63, 64, 66}, 5, B, want_qkv);
     free(qkv), free(out), free(scratch);
 }
 
 Test(attention, interleaved_qkv_partial_tile) { run_qkv(); }
+
+/* q, k, v and the probabilities rounded to bf16 (8 significant bits, a
+   relative 2^-9 each), float32 sums: within 1.5 % of PyTorch's float32. */
+Test(attention, bf16_operands_within_their_rounding)
+{
+    enum { B = 2, T = 67, H = 2, HD = 3, LD = 3 * H * HD };
+    static const int rows[5] = {0, 1, 63, 64, 66};
+    float *qkv = malloc(sizeof(float) * B * T * LD), *out = malloc(sizeof(float) * B * T * H * HD);
+    float *scratch = malloc(sizeof(float) * op_attention_scratch(B, T, H, HD));
+    seq(qkv, B * T * LD, 0.137, 0.3, 1.5);
+    op_attention(B, T, H, HD, qkv, qkv + H * HD, qkv + 2 * H * HD, LD, 1, out, scratch);
+    float worst = 0.0f;
+    for (int b = 0, w = 0; b < B; b++)
+        for (int r = 0; r < 5; r++)
+            for (int c = 0; c < H * HD; c++, w++) {
+                float err = fabsf(out[((size_t)b * T + rows[r]) * H * HD + c] - want_qkv[w]);
+                cr_assert(err <= 1.5e-2f * fmaxf(1.0f, fabsf(want_qkv[w])), "batch %d row %d col %d: off by %g", b,
+                          rows[r], c, err);
+                worst = fmaxf(worst, err);
+            }
+    /* where bf16 runs natively it must show (elsewhere it is float32) */
+    if (me_gemm_native(1)) cr_assert(worst > 1e-5f, "bf16 attention matches float32 to %g: not engaged", worst);
+    else cr_assert(worst <= 2e-6f * 1.5f, "float32 fallback off by %g", worst);
+    free(qkv), free(out), free(scratch);
+}
 
 Test(attention, same_result_on_one_thread)
 {
@@ -67,7 +93,7 @@ Test(attention, one_head_separate_buffers)
     float *v = malloc(sizeof(float) * T * HD), *out = malloc(sizeof(float) * T * HD);
     float *scratch = malloc(sizeof(float) * op_attention_scratch(1, T, 1, HD));
     seq(q, T * HD, 0.071, 0.0, 2), seq(k, T * HD, 0.053, 1.0, 2), seq(v, T * HD, 0.029, 2.0, 1);
-    op_attention(1, T, 1, HD, q, k, v, HD, out, scratch);
+    op_attention(1, T, 1, HD, q, k, v, HD, 0, out, scratch);
     for (int i = 0; i < 24; i++) {
         int row = (int[]){0, 64, 129}[i / HD];
         float got = out[row * HD + i % HD];

@@ -2,7 +2,9 @@
    panel packer, the rest column by column) writes exactly the documented
    layout, element by element as computed here: panels of 32 columns, [k][32]
    each, zero past the last column (OpenBLAS: row-major [k][n]), wherever the
-   packed range starts and ends, transposed or not, on one thread or a team. */
+   packed range starts and ends, transposed or not, on one thread or a team;
+   and the same for bfloat16 panels on AVX512-BF16 CPUs ([k/2][32] pairs,
+   each value rounded to nearest even, the odd pad row zero). */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,49 @@ Test(gemm_pack, float32_panels_match_the_layout)
                                        src + (trans ? (size_t)cut * ld : (size_t)cut), ld);
                         cr_assert(memcmp(mem, want, bytes) == 0,
                                   "packed bytes differ: k %d n %d cut %d trans %d threads %d", k, n, cut, trans,
+                                  threads);
+                        me_free_aligned(mem);
+                        free(want), free(src);
+                    }
+    }
+    moedit_set_threads(0);
+}
+
+/* The bf16 layout, element by element: pair row kk/2, lane j % 32, half kk & 1. */
+static void expected_bf16(int k, int n, int trans, const float *src, size_t ld, uint16_t *out)
+{
+    int kp = (k + 1) & ~1;
+    memset(out, 0, me_gemm_b_bytes(k, n, 1));
+    for (int kk = 0; kk < k; kk++)
+        for (int j = 0; j < n; j++) {
+            float v = trans ? src[(size_t)j * ld + kk] : src[(size_t)kk * ld + j];
+            out[((size_t)(j / 32) * kp + (kk & ~1)) * 32 + (j % 32) * 2 + (kk & 1)] = me_f32_to_bf16(v);
+        }
+}
+
+Test(gemm_pack, bf16_panels_match_the_layout)
+{
+    if (!me_gemm_native(1)) cr_skip_test("no AVX512-BF16: bf16 operands are packed as float32");
+    int ks[4] = {1, 7, 64, 700}, ns[4] = {1, 32, 70, 100}, cuts[3] = {0, 5, 45};
+    for (int threads = 1; threads <= 2; threads++) {
+        moedit_set_threads(threads);
+        for (int trans = 0; trans < 2; trans++)
+            for (int ki = 0; ki < 4; ki++)
+                for (int ni = 0; ni < 4; ni++)
+                    for (int ci = 0; ci < 3; ci++) {
+                        int k = ks[ki], n = ns[ni], cut = cuts[ci] < n ? cuts[ci] : n;
+                        size_t ld = (size_t)(trans ? k : n) + 3;
+                        float *src = distinct((size_t)(trans ? n : k) * ld, trans);
+                        size_t bytes = me_gemm_b_bytes(k, n, 1);
+                        uint16_t *want = malloc(bytes), *mem = me_alloc_aligned(bytes);
+                        expected_bf16(k, n, trans, src, ld, want);
+                        me_gemm_b b;
+                        me_gemm_b_init(&b, mem, k, n, 1);
+                        me_gemm_pack_b(&b, 0, cut, trans, ME_GEMM_F32, src, ld);
+                        me_gemm_pack_b(&b, cut, n - cut, trans, ME_GEMM_F32,
+                                       src + (trans ? (size_t)cut * ld : (size_t)cut), ld);
+                        cr_assert(memcmp(mem, want, bytes) == 0,
+                                  "packed bf16 bytes differ: k %d n %d cut %d trans %d threads %d", k, n, cut, trans,
                                   threads);
                         me_free_aligned(mem);
                         free(want), free(src);

@@ -145,7 +145,7 @@ static void attention(moedit_vae *v, const vae_attention *at, int h, int w)
     op_linear(hw, c, c, t, at->wq, at->bq, q);
     op_linear(hw, c, c, t, at->wk, at->bk, k);
     op_linear(hw, c, c, t, at->wv, at->bv, val);
-    op_attention(1, hw, 1, c, q, k, val, c, t, scratch);
+    op_attention(1, hw, 1, c, q, k, val, c, 0, t, scratch);
     op_linear(hw, c, c, t, at->wo, at->bo, q);
     transpose(hw, c, q, ws->a);
     add(n, ws->a, ws->x);
