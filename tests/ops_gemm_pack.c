@@ -21,20 +21,25 @@ static float *distinct(size_t n, int salt)
     return v;
 }
 
-/* The layout, element by element: B[kk, j] = src(kk, j). */
-static void expected(int k, int n, int trans, const float *src, size_t ld, float *out)
+/* The layout, element by element: B[kk, j] = src(kk, j); bf16: pair row
+   kk/2, lane j % 32, half kk & 1, each value rounded to nearest even. */
+static void expected(int k, int n, int trans, int bf16, const float *src, size_t ld, void *out)
 {
-    int native = me_gemm_native(0);
-    memset(out, 0, me_gemm_b_bytes(k, n, 0));
+    int native = me_gemm_native(0), kp = (k + 1) & ~1;
+    memset(out, 0, me_gemm_b_bytes(k, n, bf16));
     for (int kk = 0; kk < k; kk++)
         for (int j = 0; j < n; j++) {
             float v = trans ? src[(size_t)j * ld + kk] : src[(size_t)kk * ld + j];
-            if (native) out[((size_t)(j / 32) * k + kk) * 32 + j % 32] = v;
-            else out[(size_t)kk * n + j] = v;
+            if (bf16)
+                ((uint16_t *)out)[((size_t)(j / 32) * kp + (kk & ~1)) * 32 + (j % 32) * 2 + (kk & 1)] = me_f32_to_bf16(v);
+            else if (native)
+                ((float *)out)[((size_t)(j / 32) * k + kk) * 32 + j % 32] = v;
+            else
+                ((float *)out)[(size_t)kk * n + j] = v;
         }
 }
 
-Test(gemm_pack, float32_panels_match_the_layout)
+static void check_layouts(int bf16)
 {
     int ks[4] = {1, 7, 64, 700}, ns[5] = {1, 31, 32, 70, 100}, cuts[4] = {0, 5, 32, 45};
     for (int threads = 1; threads <= 2; threads++) {
@@ -46,18 +51,18 @@ Test(gemm_pack, float32_panels_match_the_layout)
                         int k = ks[ki], n = ns[ni], cut = cuts[ci] < n ? cuts[ci] : n;
                         size_t ld = (size_t)(trans ? k : n) + 3;
                         float *src = distinct((size_t)(trans ? n : k) * ld, trans);
-                        size_t bytes = me_gemm_b_bytes(k, n, 0);
-                        float *want = malloc(bytes), *mem = me_alloc_aligned(bytes);
-                        expected(k, n, trans, src, ld, want);
+                        size_t bytes = me_gemm_b_bytes(k, n, bf16);
+                        void *want = malloc(bytes), *mem = me_alloc_aligned(bytes);
+                        expected(k, n, trans, bf16, src, ld, want);
                         me_gemm_b b;
-                        me_gemm_b_init(&b, mem, k, n, 0);
+                        me_gemm_b_init(&b, mem, k, n, bf16);
                         /* two column ranges, as the fused gate/up weights are packed */
                         me_gemm_pack_b(&b, 0, cut, trans, ME_GEMM_F32, src, ld);
                         me_gemm_pack_b(&b, cut, n - cut, trans, ME_GEMM_F32,
                                        src + (trans ? (size_t)cut * ld : (size_t)cut), ld);
                         cr_assert(memcmp(mem, want, bytes) == 0,
-                                  "packed bytes differ: k %d n %d cut %d trans %d threads %d", k, n, cut, trans,
-                                  threads);
+                                  "packed bytes differ: bf16 %d k %d n %d cut %d trans %d threads %d", bf16, k, n,
+                                  cut, trans, threads);
                         me_free_aligned(mem);
                         free(want), free(src);
                     }
@@ -65,45 +70,10 @@ Test(gemm_pack, float32_panels_match_the_layout)
     moedit_set_threads(0);
 }
 
-/* The bf16 layout, element by element: pair row kk/2, lane j % 32, half kk & 1. */
-static void expected_bf16(int k, int n, int trans, const float *src, size_t ld, uint16_t *out)
-{
-    int kp = (k + 1) & ~1;
-    memset(out, 0, me_gemm_b_bytes(k, n, 1));
-    for (int kk = 0; kk < k; kk++)
-        for (int j = 0; j < n; j++) {
-            float v = trans ? src[(size_t)j * ld + kk] : src[(size_t)kk * ld + j];
-            out[((size_t)(j / 32) * kp + (kk & ~1)) * 32 + (j % 32) * 2 + (kk & 1)] = me_f32_to_bf16(v);
-        }
-}
+Test(gemm_pack, float32_panels_match_the_layout) { check_layouts(0); }
 
 Test(gemm_pack, bf16_panels_match_the_layout)
 {
     if (!me_gemm_native(1)) cr_skip_test("no AVX512-BF16: bf16 operands are packed as float32");
-    int ks[4] = {1, 7, 64, 700}, ns[4] = {1, 32, 70, 100}, cuts[3] = {0, 5, 45};
-    for (int threads = 1; threads <= 2; threads++) {
-        moedit_set_threads(threads);
-        for (int trans = 0; trans < 2; trans++)
-            for (int ki = 0; ki < 4; ki++)
-                for (int ni = 0; ni < 4; ni++)
-                    for (int ci = 0; ci < 3; ci++) {
-                        int k = ks[ki], n = ns[ni], cut = cuts[ci] < n ? cuts[ci] : n;
-                        size_t ld = (size_t)(trans ? k : n) + 3;
-                        float *src = distinct((size_t)(trans ? n : k) * ld, trans);
-                        size_t bytes = me_gemm_b_bytes(k, n, 1);
-                        uint16_t *want = malloc(bytes), *mem = me_alloc_aligned(bytes);
-                        expected_bf16(k, n, trans, src, ld, want);
-                        me_gemm_b b;
-                        me_gemm_b_init(&b, mem, k, n, 1);
-                        me_gemm_pack_b(&b, 0, cut, trans, ME_GEMM_F32, src, ld);
-                        me_gemm_pack_b(&b, cut, n - cut, trans, ME_GEMM_F32,
-                                       src + (trans ? (size_t)cut * ld : (size_t)cut), ld);
-                        cr_assert(memcmp(mem, want, bytes) == 0,
-                                  "packed bf16 bytes differ: k %d n %d cut %d trans %d threads %d", k, n, cut, trans,
-                                  threads);
-                        me_free_aligned(mem);
-                        free(want), free(src);
-                    }
-    }
-    moedit_set_threads(0);
+    check_layouts(1);
 }
