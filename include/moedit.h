@@ -136,7 +136,8 @@ typedef struct {
     int top_k;   /* 0 = 2, or what the checkpoint's metadata says */
     int bf16;    /* 1: keep the block matrices as bfloat16 and multiply them with
                     AVX512-BF16 dot products (activations rounded to bf16 per
-                    product; ignored on CPUs without AVX512-BF16) */
+                    product, attention's two products too; ignored on CPUs
+                    without AVX512-BF16) */
     moedit_device device;  /* CUDA: the weights are uploaded once and every forward
                               runs on that GPU (inputs and outputs stay host arrays) */
     int fp32;    /* CUDA only: float32 weights and products with TF32 off, for

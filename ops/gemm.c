@@ -434,9 +434,9 @@ typedef struct {
 
 static gemm_plan the_plan;
 
-/* KC: the B columns a tile streams per pass over k fill L1d — the
-   AVX-512 tile all 32 columns of a KC×32 micro-panel per k, the AVX2 tile
-   one 16-column half after the other. The panel is then re-read partly from
+/* KC: the B columns a tile streams per pass over k fill L1d, up to
+   KC_MAX — the AVX-512 tile all 32 columns of a KC×32 micro-panel per k,
+   the AVX2 tile one 16-column half after the other. The panel is then re-read partly from
    L2 by each tile, at 128 bytes per 28 FMAs, far below L2's bandwidth; what
    a longer K block buys is fewer passes of C through the store and of the
    tiles' start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over

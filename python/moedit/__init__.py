@@ -140,7 +140,8 @@ class Model:
     """A DiT / DiT-MoE / Switch-DiT checkpoint (path or shipped alias).
 
     heads and top_k default to the defaults.json beside the checkpoint, then
-    to the library's defaults; bf16 keeps the block matrices as bfloat16.
+    to the library's defaults; bf16 keeps the block matrices as bfloat16
+    (attention on bf16 operands too).
     """
 
     def __init__(self, path_or_alias="fmnist-moe", bf16=False, heads=None, top_k=None):
