@@ -1,9 +1,13 @@
-/* AVX2 loops for hosts (or builds) where the compiler leaves me_expf scalar;
-   builds for AVX-512 (-march=native there) keep the compiler's own 16-lane
-   loops, which match these element for element. */
+/* Vector loops over me_expf, element for element the same bits: AVX2 for
+   hosts (or builds) where the compiler leaves me_expf scalar, and SiLU on
+   AVX-512 CPUs, where the compiler's own 16-lane loop (-march=native)
+   divides once per branch of me_expf's clamps — three vdivps per vector,
+   40 % of its samples on the Zen 4 host. The softmax sum keeps the
+   compiler's 16-lane loop there. */
 #include <immintrin.h>
 #include "core/cpu.h"
 #include "ops/fastmath.h"
+#include "ops/simd512.h"
 #include "ops/vexp.h"
 
 #pragma GCC push_options
@@ -64,6 +68,48 @@ static float exp_sub_sum_avx2(int n, float *x, float m)
 
 #pragma GCC pop_options
 
+ME_AVX512_BEGIN
+
+/* me_expf, sixteen lanes: expf8's operations on zmm registers. */
+static inline __m512 expf16(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
+    __m512 big = _mm512_set1_ps(12582912.0f);
+    __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), big), big);
+    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_add_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.0f));
+    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+static void silu_avx512(size_t n, const float *x, const float *u, float *y)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 neg = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
+        __m512 s = _mm512_div_ps(v, _mm512_add_ps(one, expf16(neg)));
+        if (u) s = _mm512_mul_ps(s, _mm512_loadu_ps(u + i));
+        _mm512_storeu_ps(y + i, s);
+    }
+    for (; i < n; i++) {
+        float s = x[i] / (1.0f + me_expf(-x[i]));
+        y[i] = u ? s * u[i] : s;
+    }
+}
+
+ME_AVX512_END
+
 /* 1: the AVX2 loops; 0: the compiler's (vectorised by -march with AVX-512,
    or scalar where the CPU has not even AVX2 / MOEDIT_NO_AVX2 is set). */
 static int use_avx2(void)
@@ -77,6 +123,10 @@ static int use_avx2(void)
 
 void me_silu_vec(size_t n, const float *x, const float *u, float *y)
 {
+    if (me_cpu_isa() == ME_ISA_AVX512) {
+        silu_avx512(n, x, u, y);
+        return;
+    }
     if (use_avx2()) {
         silu_avx2(n, x, u, y);
         return;
