@@ -68,9 +68,10 @@ Test(attention, bf16_operands_within_their_rounding)
                           rows[r], c, err);
                 worst = fmaxf(worst, err);
             }
-    /* where bf16 runs natively it must show (elsewhere it is float32) */
+    /* where bf16 runs natively it must show; elsewhere it is float32, held
+       to the float32 test's 2e-6 (outputs are under 1.5 here) */
     if (me_gemm_native(1)) cr_assert(worst > 1e-5f, "bf16 attention matches float32 to %g: not engaged", worst);
-    else cr_assert(worst <= 2e-6f * 1.5f, "float32 fallback off by %g", worst);
+    else cr_assert(worst <= 3e-6f, "float32 fallback off by %g", worst);
     free(qkv), free(out), free(scratch);
 }
 
