@@ -10,29 +10,35 @@
 #include "ops/simd512.h"
 #include "ops/vexp.h"
 
+/* me_expf on W-bit vectors (expf8: 256, expf16: 512), one body for both:
+   the same clamps (NaN passes through, as there), the same unfused
+   multiplies and adds, the same exponent-bit scaling. */
+#define DEFINE_EXPF(name, W)                                                                                  \
+    static inline __m##W name(__m##W x)                                                                       \
+    {                                                                                                         \
+        x = _mm##W##_max_ps(_mm##W##_set1_ps(-87.0f), x); /* -87 > x ? -87 : x */                            \
+        x = _mm##W##_min_ps(_mm##W##_set1_ps(88.0f), x);  /* 88 < x ? 88 : x */                               \
+        __m##W big = _mm##W##_set1_ps(12582912.0f);                                                           \
+        __m##W n = _mm##W##_sub_ps(                                                                           \
+            _mm##W##_add_ps(_mm##W##_mul_ps(x, _mm##W##_set1_ps(1.44269504088896341f)), big), big);           \
+        __m##W r = _mm##W##_sub_ps(x, _mm##W##_mul_ps(n, _mm##W##_set1_ps(0.693359375f)));                    \
+        r = _mm##W##_add_ps(r, _mm##W##_mul_ps(n, _mm##W##_set1_ps(2.12194440e-4f)));                         \
+        __m##W p = _mm##W##_set1_ps(1.9875691500e-4f);                                                        \
+        p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(1.3981999507e-3f));                       \
+        p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(8.3334519073e-3f));                       \
+        p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(4.1665795894e-2f));                       \
+        p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(1.6666665459e-1f));                       \
+        p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(5.0000001201e-1f));                       \
+        p = _mm##W##_add_ps(_mm##W##_add_ps(_mm##W##_mul_ps(_mm##W##_mul_ps(p, r), r), r), _mm##W##_set1_ps(1.0f)); \
+        __m##W##i bits =                                                                                      \
+            _mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvttps_epi32(n), _mm##W##_set1_epi32(127)), 23);  \
+        return _mm##W##_mul_ps(p, _mm##W##_castsi##W##_ps(bits));                                            \
+    }
+
 #pragma GCC push_options
 #pragma GCC target("avx2")
 
-/* me_expf, eight lanes: the same clamps (NaN passes through, as there), the
-   same unfused multiplies and adds, the same exponent-bit scaling. */
-static inline __m256 expf8(__m256 x)
-{
-    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);   /* -87 > x ? -87 : x */
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);    /* 88 < x ? 88 : x */
-    __m256 big = _mm256_set1_ps(12582912.0f);
-    __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), big), big);
-    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
-    r = _mm256_add_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), _mm256_set1_ps(1.0f));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
+DEFINE_EXPF(expf8, 256)
 
 static void silu_avx2(size_t n, const float *x, const float *u, float *y)
 {
@@ -70,25 +76,7 @@ static float exp_sub_sum_avx2(int n, float *x, float m)
 
 ME_AVX512_BEGIN
 
-/* me_expf, sixteen lanes: expf8's operations on zmm registers. */
-static inline __m512 expf16(__m512 x)
-{
-    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
-    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
-    __m512 big = _mm512_set1_ps(12582912.0f);
-    __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), big), big);
-    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
-    r = _mm512_add_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.0f));
-    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
+DEFINE_EXPF(expf16, 512)
 
 static void silu_avx512(size_t n, const float *x, const float *u, float *y)
 {
