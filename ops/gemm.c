@@ -137,7 +137,7 @@ static void pack_b_column(me_gemm_b *b, int col, int j, int trans, int type, con
    transposes 8×8 at a time instead of gathering each column with stride
    ld: head columns up to the first panel boundary, then whole panels, then
    the tail columns. A bf16 panel goes through float32 rows on the stack,
-   256 at a time, into pairs (me_pack_pairs_bf16; its subnormals become the
+   KC_MAX at a time, into pairs (me_pack_pairs_bf16; its subnormals become the
    zeros vdpbf16ps would take them as). The products are the same either way. */
 static void pack_b_unit(me_gemm_b *b, int col, int head, int whole, int u, int trans, int type, const void *src,
                         size_t ld)
@@ -153,9 +153,9 @@ static void pack_b_unit(me_gemm_b *b, int col, int head, int whole, int u, int t
         me_pack_b_avx2(s, ld, trans, b->k, (float *)b->data + panel_offset(b, p, 0));
         return;
     }
-    _Alignas(64) float rows[256 * NR];
-    for (int k0 = 0; k0 < b->k; k0 += 256) {
-        int len = b->k - k0 < 256 ? b->k - k0 : 256;
+    _Alignas(64) float rows[KC_MAX * NR];   /* 32 KB: any even row count would do */
+    for (int k0 = 0; k0 < b->k; k0 += KC_MAX) {
+        int len = b->k - k0 < KC_MAX ? b->k - k0 : KC_MAX;
         me_pack_b_avx2(s + (trans ? (size_t)k0 : (size_t)k0 * ld), ld, trans, len, rows);
         me_pack_pairs_bf16(rows, len, (uint16_t *)b->data + panel_offset(b, p, k0));
     }
@@ -436,9 +436,9 @@ static gemm_plan the_plan;
 
 /* KC: the B columns a tile streams per pass over k fill L1d, up to
    KC_MAX — the AVX-512 tile all 32 columns of a KC×32 micro-panel per k,
-   the AVX2 tile one 16-column half after the other. The panel is then re-read partly from
-   L2 by each tile, at 128 bytes per 28 FMAs, far below L2's bandwidth; what
-   a longer K block buys is fewer passes of C through the store and of the
+   the AVX2 tile one 16-column half after the other. The panel is then
+   re-read partly from L2 by each tile, at 128 bytes per 28 FMAs, far below
+   L2's bandwidth; what a longer K block buys is fewer passes of C through the store and of the
    tiles' start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over
    19 A panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98; on a Zen 4 core
    (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone 115.6 against

@@ -29,7 +29,8 @@
         p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(4.1665795894e-2f));                       \
         p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(1.6666665459e-1f));                       \
         p = _mm##W##_add_ps(_mm##W##_mul_ps(p, r), _mm##W##_set1_ps(5.0000001201e-1f));                       \
-        p = _mm##W##_add_ps(_mm##W##_add_ps(_mm##W##_mul_ps(_mm##W##_mul_ps(p, r), r), r), _mm##W##_set1_ps(1.0f)); \
+        p = _mm##W##_add_ps(_mm##W##_add_ps(_mm##W##_mul_ps(_mm##W##_mul_ps(p, r), r), r),                     \
+                            _mm##W##_set1_ps(1.0f));                                                          \
         __m##W##i bits =                                                                                      \
             _mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvttps_epi32(n), _mm##W##_set1_epi32(127)), 23);  \
         return _mm##W##_mul_ps(p, _mm##W##_castsi##W##_ps(bits));                                            \
