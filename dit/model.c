@@ -364,7 +364,7 @@ static size_t carve(moedit_model *m, int n, char *base)
     TAKE(top_w, nt * k);
     TAKE(slot_pos, nt * k);
     TAKE(slot_token, nt * k);
-    TAKE(items, moe ? 3 * ((nt * k + nt) / DIT_ITEM_ROWS + E + 1) : 0);
+    TAKE(items, moe ? DIT_ITEM_INTS * ((nt * k + nt) / DIT_ITEM_ROWS + E + 1) : 0);
     TAKE(count, E + 1);
     TAKE(tfreq, (size_t)n * DIT_FREQ_DIM);
     TAKE(temb, (size_t)n * D);

@@ -13,6 +13,7 @@
 
 #define DIT_FREQ_DIM 256   /* sinusoidal timestep features */
 #define DIT_LN_EPS 1e-6f
+#define DIT_ITEM_INTS 4   /* per DiT-MoE work item: expert, first row, rows, up half done */
 #define DIT_ITEM_ROWS 168  /* at most this many rows per DiT-MoE feed-forward work item (12 AVX-512, 28 AVX2 tiles) */
 
 /* A SwiGLU feed-forward: gate_proj and up_proj packed side by side, so one
@@ -64,7 +65,7 @@ typedef struct {
     float *top_w;      /* [n·T, k] */
     int *slot_pos;     /* [n·T·k] position of slot token·k + j in expert order */
     int *slot_token;   /* [n·T·k] the token at each position in expert order */
-    int *items;        /* [max items, 3] expert, first position, rows: the FFN's work */
+    int *items;        /* [max items, DIT_ITEM_INTS] the FFN's work (dit/moe.c) */
     int *count;        /* [E + 1] */
     float *tfreq;      /* [n, 256] */
     float *temb;       /* [n, D] t_embedder output (Switch-DiT routers read it) */

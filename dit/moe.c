@@ -2,6 +2,7 @@
    eval mode) and Switch-DiT's per-block channel masks (TaskMoE for DMoE,
    TaskRouter for DTR), each reporting its decisions to the tracer. */
 #include <math.h>
+#include <sched.h>
 #include <string.h>
 #include "core/core.h"
 #include "dit/model.h"
@@ -47,12 +48,11 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
     m->trace(m->trace_user, &r);
 }
 
-/* out[rows, D] = down(SiLU(gate(x)) ⊙ up(x)) for the rows of x that pick
-   lists (NULL: the first `rows`): one product for both gate and up into
-   mid [rows, 2H], SiLU·up in place into the gate half, which the down
-   product then reads with row stride 2H. Runs on the calling thread. */
-static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex, float *mid,
-                   float *out)
+/* The first half of an expert, mid[rows, 2H] = gate(x) | up(x) for the
+   rows of x that pick lists (NULL: the first `rows`) in one product, then
+   SiLU(gate) ⊙ up in place into the gate half, which the down product
+   reads with row stride 2H. Runs on the calling thread. */
+static void swiglu_up(int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex, float *mid)
 {
     int hid = ex->hid;
     me_gemm_rows(rows, x, ldx, pick, &ex->gate_up, 1.0f, NULL, 0.0f, mid, (size_t)2 * hid);
@@ -61,7 +61,12 @@ static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const 
         const float *ur = gr + hid;
         me_silu_vec((size_t)hid, gr, ur, gr);
     }
-    me_gemm(rows, mid, (size_t)2 * hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
+}
+
+/* The second half: out[rows, D] = down(mid's gate half). */
+static void swiglu_down(int rows, const float *mid, const dit_swiglu *ex, float *out)
+{
+    me_gemm(rows, mid, (size_t)2 * ex->hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
 }
 
 /* Work items: row ranges of one expert (E: the shared one) of at most about
@@ -70,14 +75,15 @@ static void swiglu(int rows, const float *x, size_t ldx, const int *pick, const 
    (then 112), 123 rows made an item of 112 and one of 11, whose products
    ran at half the rate of the full one (the same weights streamed for a
    tenth of the rows). The bound lets a CFG pair's ~128 rows per expert
-   be one item, its weights streamed once. */
+   be one item, its weights streamed once. Per item: expert, first row,
+   rows, and a flag set when its up half is done. */
 static int add_items(int *items, int n, int expert, int r0, int rows)
 {
     int parts = (rows + DIT_ITEM_ROWS - 1) / DIT_ITEM_ROWS, mr = me_gemm_tile_rows();
     int per = parts ? ((rows + parts - 1) / parts + mr - 1) / mr * mr : 0;
     for (int r = r0; r < r0 + rows; r += per, n++) {
-        items[3 * n] = expert, items[3 * n + 1] = r;
-        items[3 * n + 2] = r0 + rows - r < per ? r0 + rows - r : per;
+        int *it = items + DIT_ITEM_INTS * n;
+        it[0] = expert, it[1] = r, it[2] = r0 + rows - r < per ? r0 + rows - r : per, it[3] = 0;
     }
     return n;
 }
@@ -91,16 +97,26 @@ static int add_items(int *items, int n, int expert, int r0, int rows)
 static void sort_items(int *items, int n, const dit_block *b, int E)
 {
     for (int i = 1; i < n; i++) {
-        int it[3] = {items[3 * i], items[3 * i + 1], items[3 * i + 2]};
+        int it[DIT_ITEM_INTS];
+        memcpy(it, items + DIT_ITEM_INTS * i, sizeof it);
         long w = (long)it[2] * (it[0] < E ? b->experts[it[0]].hid : b->shared.hid);
         int j = i;
         for (; j > 0; j--) {
-            const int *p = items + 3 * (j - 1);
+            const int *p = items + DIT_ITEM_INTS * (j - 1);
             if ((long)p[2] * (p[0] < E ? b->experts[p[0]].hid : b->shared.hid) >= w) break;
-            memcpy(items + 3 * j, p, sizeof it);
+            memcpy(items + DIT_ITEM_INTS * j, p, sizeof it);
         }
-        memcpy(items + 3 * j, it, sizeof it);
+        memcpy(items + DIT_ITEM_INTS * j, it, sizeof it);
     }
+}
+
+/* A down product waits for its item's up half, which another thread may
+   still be running (rare: every up half is handed out before any down
+   product); it yields after a while, as that thread may not be on a core. */
+static void wait_up_done(const int *flag)
+{
+    for (int spins = 0; !__atomic_load_n(flag, __ATOMIC_ACQUIRE); spins++)
+        if (spins >= 4096) sched_yield();
 }
 
 void dit_moe_ffn(moedit_model *m, int l, int n)
@@ -139,18 +155,30 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     sort_items(a->items, items, b, E);
     float *shared_mid = a->mid + (size_t)NT * k * 2 * H;
 
+    /* Handed out in this order: every item's up half (the gate·up product
+       and SiLU, two thirds of its work), then every item's down product.
+       What fills in at the end is then a third of an item, not a whole
+       one: on the S/2 CFG pair with two threads, the threads' time lost
+       waiting at the barrier fell from 1.6–2.2 % of the feed-forward's to
+       0.5 %. A down product waits for its own up half only. */
+    int next = 0;
     #pragma omp parallel num_threads(me_threads())
     {
-        #pragma omp for schedule(dynamic, 1)
-        for (int it = 0; it < items; it++) {
-            int e = a->items[3 * it], r0 = a->items[3 * it + 1], rows = a->items[3 * it + 2];
-            if (e < E)
-                swiglu(rows, a->xm, (size_t)D, a->slot_token + r0, &b->experts[e], a->mid + (size_t)r0 * 2 * H,
-                       a->eout + (size_t)r0 * D);
-            else
-                swiglu(rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, &b->shared,
-                       shared_mid + (size_t)r0 * 2 * b->shared.hid, a->shared_out + (size_t)r0 * D);
+        for (int w; (w = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < 2 * items;) {
+            int *it = a->items + DIT_ITEM_INTS * (w < items ? w : w - items);
+            int e = it[0], r0 = it[1], rows = it[2];
+            const dit_swiglu *ex = e < E ? &b->experts[e] : &b->shared;
+            float *mid = e < E ? a->mid + (size_t)r0 * 2 * H : shared_mid + (size_t)r0 * 2 * ex->hid;
+            if (w < items) {
+                if (e < E) swiglu_up(rows, a->xm, (size_t)D, a->slot_token + r0, ex, mid);
+                else swiglu_up(rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, ex, mid);
+                __atomic_store_n(&it[3], 1, __ATOMIC_RELEASE);
+            } else {
+                wait_up_done(&it[3]);
+                swiglu_down(rows, mid, ex, (e < E ? a->eout : a->shared_out) + (size_t)r0 * D);
+            }
         }
+        #pragma omp barrier
         /* ff = Σ w·expert in ascending expert order (upstream's scatter-add
            order), then + shared. A token picks an expert at most once. */
         #pragma omp for schedule(static)
