@@ -434,18 +434,18 @@ typedef struct {
 
 static gemm_plan the_plan;
 
-/* KC: the B columns a tile streams per pass over k fill L1d, up to
-   KC_MAX — the AVX-512 tile all 32 columns of a KC×32 micro-panel per k,
-   the AVX2 tile one 16-column half after the other. The panel is then
-   re-read partly from L2 by each tile, at 128 bytes per 28 FMAs, far below
-   L2's bandwidth; what a longer K block buys is fewer passes of C through the store and of the
-   tiles' start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over
-   19 A panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98; on a Zen 4 core
-   (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone 115.6 against
-   113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 % (float32) and 4.5 %
-   (bf16, K blocks of 512) faster, the VAE decode and Inception unchanged.
-   MC: the MC×KC A block fills half of L2. Both are rounded down to 16 and
-   to whole tiles, within the stack buffers. */
+/* KC: the B columns a tile streams per pass over k fill L1d, up to KC_MAX
+   — the AVX-512 tile all 32 columns of a KC×32 micro-panel per k, the AVX2
+   tile one 16-column half after the other. The panel is then re-read
+   partly from L2 by each tile, at 128 bytes per 28 FMAs, far below L2's
+   bandwidth; what a longer K block buys is fewer passes of C through the
+   store and of the tiles' start and drain. Measured on a Zen 3 core (AVX2,
+   6×32 tiles over 19 A panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98;
+   on a Zen 4 core (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone
+   115.6 against 113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 %
+   (float32) and 4.5 % (bf16, K blocks of 512) faster, the VAE decode and
+   Inception unchanged. MC: the MC×KC A block fills half of L2. Both are
+   rounded down to 16 and to whole tiles, within the stack buffers. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;

@@ -12,7 +12,8 @@
 # Sections (about 11 minutes on 2 Zen 3 vCPUs, 2026-11-30; 7–8 on 2 Zen 4 vCPUs, 2026-12-01):
 #  0. host: the CPU (cpuid: vendor, family, model, caches), the kernel set
 #     moedit picked, and the peaks `moedit bench --peak` measures on all
-#     threads: a register-only FMA loop (fp32) and vdpbf16ps loop (bf16).
+#     threads: a register-only FMA loop (fp32) and vdpbf16ps loop (bf16),
+#     the best of three measurements (the FMA one is taken again at the end).
 #  1. transformer forward, DiT-MoE-S/2 and B/2 (8 experts, top-2), batch 2
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
 #     against `moedit bench`, fp32 and bf16, GFLOP/s as % of the peak.
