@@ -300,12 +300,12 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
         n->fc_b = n->fc_store + fwn;
     }
     n->scratch = L.scratch ? L.scratch : 1;
+    const size_t chunk = CHUNK * TMP_FLOATS, shared = chunk > BIG_FLOATS ? chunk : BIG_FLOATS;
     int ok = n->fc_store != NULL;
     if (ok && (n->work = me_calloc((size_t)me_threads_max(), sizeof *n->work))) n->nwork = me_threads_max();
     for (int i = 0; ok && i < n->nwork; i++) {
         work *w = &n->work[i];
         w->x0 = me_alloc_aligned(sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
-        const size_t chunk = CHUNK * TMP_FLOATS, shared = chunk > BIG_FLOATS ? chunk : BIG_FLOATS;
         w->p = me_alloc_aligned(sizeof(float) * chunk);
         w->q = me_alloc_aligned(sizeof(float) * shared);
         w->t1 = me_alloc_aligned(sizeof(float) * shared);
@@ -316,6 +316,19 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     if (!ok || !n->nwork) {
         me_inception_free(n);
         return MOEDIT_EINTERNAL;
+    }
+    /* Each work set touched now by the thread that runs it (its memory
+       then sits on that thread's node): otherwise the first images pay for
+       ~50 MB of page faults, in the images/s of a short run. */
+    #pragma omp parallel for schedule(static, 1) num_threads(n->nwork)
+    for (int i = 0; i < n->nwork; i++) {
+        work *w = &n->work[i];
+        memset(w->x0, 0, sizeof(float) * 3 * ME_INCEPTION_SIZE * ME_INCEPTION_SIZE);
+        memset(w->p, 0, sizeof(float) * chunk);
+        memset(w->q, 0, sizeof(float) * shared);
+        memset(w->t1, 0, sizeof(float) * shared);
+        memset(w->t2, 0, sizeof(float) * chunk);
+        memset(w->scratch, 0, sizeof(float) * n->scratch);
     }
     *out = n;
     return MOEDIT_OK;

@@ -3,9 +3,9 @@
    column j of X is what output pixel j sees through the kernel.
 
    - W is packed once, at load, into the tiles' A panels: K split into the
-     same equal blocks as me_gemm's (≤ the plan's KC), and per block, mr
-     output channels at a time as [kc][mr] floats ([kc/2][mr][2] bfloat16
-     on AVX512-BF16).
+     same equal blocks as me_gemm's (≤ the plan's KC), and per block, a
+     tile's output channels at a time (dealt to the tiles as me_gemm deals
+     rows) as [kc][mr] floats ([kc/2][mr][2] bfloat16 on AVX512-BF16).
    - X never exists: a KC×32 B panel (32 output pixels, contiguous over the
      rows and images of the batch) is filled straight from the NCHW input,
      zeros for the padding, source pixel (y/2, x/2) for a folded ×2 nearest
@@ -76,6 +76,19 @@ size_t op_conv_bytes(const op_conv_shape *s, int bf16)
     return nb ? mpad * ((k + 1) & ~(size_t)1) * sizeof(uint16_t) : mpad * k * sizeof(float);
 }
 
+/* The first output channel of channel tile m (cout for m = mpad/mr): the
+   channels are dealt to the tiles as me_gemm deals rows (evenly on
+   AVX-512), since a tile of a few rows runs at two thirds of the rate of
+   a full one (Inception's 32 channels were 14 + 14 + 4, the VAE's 128
+   were 9 × 14 + 2). */
+static int tile_row(const op_conv *c, int m)
+{
+    int tiles = c->mpad / c->mr, r0, live;
+    if (m >= tiles) return c->s.cout;
+    me_gemm_tile_span(c->s.cout, tiles, c->mr, m, &r0, &live);
+    return r0;
+}
+
 void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const float *bias, int bf16,
                   void *mem)
 {
@@ -96,16 +109,18 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
        panel q of mr rows at q·mr·kbp. */
     for (int k0 = 0; k0 < k; k0 += c->kc) {
         int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
-        for (int r = 0; r < cout; r++) {
-            size_t at = (size_t)k0 * c->mpad + (size_t)(r / p.mr) * p.mr * kbp;
-            int i = r % p.mr;
-            const float *src = weight + (size_t)r * k + k0;
-            if (c->native_bf16) {
-                uint16_t *d = (uint16_t *)mem + at;
-                for (int kk = 0; kk < kb; kk++) d[(size_t)(kk / 2) * p.mr * 2 + i * 2 + (kk & 1)] = me_f32_to_bf16(src[kk]);
-            } else {
-                float *d = (float *)mem + at;
-                for (int kk = 0; kk < kb; kk++) d[(size_t)kk * p.mr + i] = c->bf16 ? round_bf16(src[kk]) : src[kk];
+        for (int m = 0; m < c->mpad / p.mr; m++) {
+            size_t at = (size_t)k0 * c->mpad + (size_t)m * p.mr * kbp;
+            for (int r = tile_row(c, m), i = 0; r < tile_row(c, m + 1); r++, i++) {
+                const float *src = weight + (size_t)r * k + k0;
+                if (c->native_bf16) {
+                    uint16_t *d = (uint16_t *)mem + at;
+                    for (int kk = 0; kk < kb; kk++)
+                        d[(size_t)(kk / 2) * p.mr * 2 + i * 2 + (kk & 1)] = me_f32_to_bf16(src[kk]);
+                } else {
+                    float *d = (float *)mem + at;
+                    for (int kk = 0; kk < kb; kk++) d[(size_t)kk * p.mr + i] = c->bf16 ? round_bf16(src[kk]) : src[kk];
+                }
             }
         }
     }
@@ -420,7 +435,7 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
 static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float *cbuf)
 {
     const op_conv *c = j->c;
-    int k = k_total(&c->s), mr = c->mr, rows = (m1 - m0) * mr, cout = c->s.cout;
+    int k = k_total(&c->s), mr = c->mr, first = tile_row(c, m0), rows = tile_row(c, m1) - first;
     _Alignas(64) float bp[KC_LIMIT * NR];
     _Alignas(64) uint16_t bpair[KC_LIMIT * NR];
     for (int k0 = 0; k0 < k; k0 += c->kc) {
@@ -438,18 +453,19 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             } else if (c->bf16) {
                 for (int t = 0; t < kb * NR; t++) bp[t] = round_bf16(bp[t]);
             }
-            for (int m = m0; m < m1; m++) {
-                int lr = cout - m * mr < mr ? cout - m * mr : mr;
+            for (int m = m0, r0 = first; m < m1; m++) {
+                int r1 = tile_row(c, m + 1);
                 size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
                 const void *a = c->native_bf16 ? (const void *)((const uint16_t *)c->packed + at)
                                                : (const void *)((const float *)c->packed + at);
-                me_tile_out o = {cbuf + ((size_t)(q - q0) * rows + (size_t)(m - m0) * mr) * NR, NR, live, NULL,
+                me_tile_out o = {cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR, NR, live, NULL,
                                  1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
-                j->tiles[lr](kbp, a, b, &o);
+                j->tiles[r1 - r0](kbp, a, b, &o);
+                r0 = r1;
             }
         }
     }
-    store_block(j, q0, (int)(q1 - q0), m0 * mr, m1 * mr, cbuf);
+    store_block(j, q0, (int)(q1 - q0), first, first + rows, cbuf);
 }
 
 /* This thread's panels [q0, q1) and channel panels [m0, m1), in chunks whose

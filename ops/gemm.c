@@ -475,7 +475,7 @@ static const gemm_plan *plan(void)
    one thread) went from 108–109 to 110.5–111.5 GFLOP/s. The 6-row AVX2
    tiles keep full tiles: dealt evenly (5 and 6 rows) they ran as fast or
    up to 0.5 % slower (same host, AVX-512 turned off). */
-static void tile_span(int rows, int tiles, int mr, int t, int *r0, int *live)
+void me_gemm_tile_span(int rows, int tiles, int mr, int t, int *r0, int *live)
 {
     if (mr != MR) {
         *r0 = t * mr;
@@ -488,14 +488,14 @@ static void tile_span(int rows, int tiles, int mr, int t, int *r0, int *live)
 }
 
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into `tiles` panels of
-   mr rows each, the tile_span rows live and the rest zero (kc rounded up
-   to even for bf16; the pad is zero). */
+   mr rows each, the me_gemm_tile_span rows live and the rest zero (kc
+   rounded up to even for bf16; the pad is zero). */
 static void pack_a(const gemm_job *g, int mr, int i0, int rows, int tiles, int k0, int kc, void *buf)
 {
     int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
     for (int p = 0; p < tiles; p++) {
         int r0, live;
-        tile_span(rows, tiles, mr, p, &r0, &live);
+        me_gemm_tile_span(rows, tiles, mr, p, &r0, &live);
         void *panel = (char *)buf + (size_t)p * kcp * mr * (g->bf16 ? sizeof(uint16_t) : sizeof(float));
         if (!g->trans_a) {
             const float *row[MR];
@@ -551,7 +551,7 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
             int j = p * NR, nr = n - j < NR ? n - j : NR;
             for (int t = 0; t < tiles; t++) {
                 int ir, mr;
-                tile_span(mc, tiles, MRp, t, &ir, &mr);
+                me_gemm_tile_span(mc, tiles, MRp, t, &ir, &mr);
                 int l0 = t * per_tile, nl = lines - l0 < per_tile ? lines - l0 : per_tile;
                 tile_out o = {g->c + (size_t)(ic + ir) * g->ldc + j, g->ldc, nr,
                               first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f,

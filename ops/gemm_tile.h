@@ -42,6 +42,11 @@ void me_pack_b_avx2(const float *src, size_t ld, int trans, int k, float *d);
    odd pad row zero). Needs AVX512-BF16. */
 void me_pack_pairs_bf16(const float *src, int rows, uint16_t *dst);
 
+/* Tile t of the `tiles` (tiles of at most mr rows) that cover `rows`
+   rows: its first row and row count. AVX-512 tiles (mr 14) take counts
+   that differ by one at most, AVX2 ones whole tiles and a remainder. */
+void me_gemm_tile_span(int rows, int tiles, int mr, int t, int *r0, int *live);
+
 /* The tiles and K block bound me_gemm uses on this CPU, for the
    convolutions (ops/conv_gemm.c), which pack their own operands: float32
    tiles (bf16 0) or bfloat16-pair tiles (bf16 1, AVX512-BF16 only). kc is
