@@ -7,6 +7,7 @@
 #include <string.h>
 #include "core/core.h"
 #include "dit/model.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #define PAR_MIN 32768
@@ -194,8 +195,10 @@ int moedit_model_forward(moedit_model *m, int n, const float *x, const float *t,
     m->cur_t = t, m->cur_y = y;
     /* After dit_reserve: the buffers stay sized for every thread. The count
        also holds for this thread's work between forwards (the sampler's
-       updates, a VAE decode) until the next forward looks again. */
-    me_threads_limit(me_adapt_threads(&m->adapt));
+       updates, a VAE decode) until the next forward looks again. Only the
+       own kernels' results do not depend on it: on OpenBLAS a sample would
+       change with the machine's load, so there the count stays. */
+    if (me_gemm_native(0)) me_threads_limit(me_adapt_threads(&m->adapt));
 
     embed_patches(m, n, x);
     embed_condition(m, n, t, y);
