@@ -435,7 +435,10 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
 static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float *cbuf)
 {
     const op_conv *c = j->c;
-    int k = k_total(&c->s), mr = c->mr, first = tile_row(c, m0), rows = tile_row(c, m1) - first;
+    /* the first channel of each tile m0..m1, looked up once per chunk */
+    int start[CBUF_FLOATS / (NR * ME_GEMM_MR_AVX2) + 2];
+    for (int m = m0; m <= m1; m++) start[m - m0] = tile_row(c, m);
+    int k = k_total(&c->s), mr = c->mr, first = start[0], rows = start[m1 - m0] - first;
     _Alignas(64) float bp[KC_LIMIT * NR];
     _Alignas(64) uint16_t bpair[KC_LIMIT * NR];
     for (int k0 = 0; k0 < k; k0 += c->kc) {
@@ -453,15 +456,14 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             } else if (c->bf16) {
                 for (int t = 0; t < kb * NR; t++) bp[t] = round_bf16(bp[t]);
             }
-            for (int m = m0, r0 = first; m < m1; m++) {
-                int r1 = tile_row(c, m + 1);
+            for (int m = m0; m < m1; m++) {
+                int r0 = start[m - m0], r1 = start[m - m0 + 1];
                 size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
                 const void *a = c->native_bf16 ? (const void *)((const uint16_t *)c->packed + at)
                                                : (const void *)((const float *)c->packed + at);
                 me_tile_out o = {cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR, NR, live, NULL,
                                  1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
                 j->tiles[r1 - r0](kbp, a, b, &o);
-                r0 = r1;
             }
         }
     }
