@@ -235,6 +235,8 @@ if [ "$GEMM" = 1 ]; then
 fi
 end_peak=$("$BIN" bench --peak --threads "$THREADS" | field peak_fp32_gflops)
 awk -v e="$end_peak" -v p="$PEAK" 'BEGIN {
-    printf "FMA peak measured again at the end: %s GFLOP/s (%.0f%% of the one used above)%s\n", e, 100 * e / p,
-           e < 0.95 * p ? " — the host was busier by then: rows near the end may read low." : "." }'
+    note = "."
+    if (e < 0.95 * p) note = " — the host was busier by then: rows near the end may read low."
+    if (e > 1.05 * p) note = " — all three measurements at the start read low (a busy host): every % above is overstated; do not publish this run."
+    printf "FMA peak measured again at the end: %s GFLOP/s (%.0f%% of the one used above)%s\n", e, 100 * e / p, note }'
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
