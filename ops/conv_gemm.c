@@ -111,7 +111,7 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
         int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
         for (int m = 0; m < c->mpad / p.mr; m++) {
             size_t at = (size_t)k0 * c->mpad + (size_t)m * p.mr * kbp;
-            for (int r = tile_row(c, m), i = 0; r < tile_row(c, m + 1); r++, i++) {
+            for (int r = tile_row(c, m), end = tile_row(c, m + 1), i = 0; r < end; r++, i++) {
                 const float *src = weight + (size_t)r * k + k0;
                 if (c->native_bf16) {
                     uint16_t *d = (uint16_t *)mem + at;

@@ -534,8 +534,9 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     for (int ic = i0; ic < i1; ic += MC) {
         int mc = i1 - ic < MC ? i1 - ic : MC;
         int tiles = (mc + MRp - 1) / MRp;
-        /* me_gemm_tile_span's rows, counted tile after tile below */
-        int base = MRp == MR ? mc / tiles : MRp, extra = MRp == MR ? mc % tiles : 0;
+        /* the tiles' rows, looked up once per A block (mc ≤ ABUF_FLOATS/64 rows) */
+        int tile_r0[ABUF_FLOATS / 64 / ME_GEMM_MR_AVX2 + 1], tile_rows[ABUF_FLOATS / 64 / ME_GEMM_MR_AVX2 + 1];
+        for (int t = 0; t < tiles; t++) me_gemm_tile_span(mc, tiles, MRp, t, &tile_r0[t], &tile_rows[t]);
         pack_a(g, MRp, ic, mc, tiles, k0, kc, abuf);
         /* The next B panel, a slice per tile into L2, each tile spreading
            its slice over its k loop (one line per step): the hardware
@@ -551,8 +552,8 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
             const char *bp = (const char *)pb + (size_t)(p - p0) * pstride * esz;
             const char *next = p + 1 < p1 && tiles >= 2 ? bp + pstride * esz : NULL;
             int j = p * NR, nr = n - j < NR ? n - j : NR;
-            for (int t = 0, ir = 0, mr; t < tiles; t++, ir += mr) {
-                mr = base + (t < extra) < mc - ir ? base + (t < extra) : mc - ir;
+            for (int t = 0; t < tiles; t++) {
+                int ir = tile_r0[t], mr = tile_rows[t];
                 int l0 = t * per_tile, nl = lines - l0 < per_tile ? lines - l0 : per_tile;
                 tile_out o = {g->c + (size_t)(ic + ir) * g->ldc + j, g->ldc, nr,
                               first && g->bias ? g->bias + j : NULL, g->alpha, first ? g->beta : 1.0f,

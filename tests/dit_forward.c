@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "core/core.h"
 #include "dit/config.h"
 #include "dit/model.h"
+#include "ops/gemm.h"
 #include "weights/formats.h"
 #include "weights/npy.h"
 #include "tests/testutil.h"
@@ -274,6 +277,39 @@ Test(dit_batch, thread_count_does_not_matter)
     double e2 = forward_error(m, "moe_top2", "_out.npy", NULL);
     moedit_set_threads(0);
     cr_expect(e1 <= 1e-4 && e2 <= 1e-4, "1 thread %g, 2 threads %g", e1, e2);
+    moedit_model_free(m);
+}
+
+/* On OpenBLAS (no AVX2) results depend on the thread count, so a forward
+   there must not take the adaptive count (core/busy.c) from the machine's
+   load: beside a busy process the count stays at the full one (on the own
+   kernels it would drop; their results do not depend on it). */
+Test(dit_batch, openblas_keeps_the_thread_count_beside_a_busy_process)
+{
+    setenv("MOEDIT_NO_AVX512", "1", 1);
+    setenv("MOEDIT_NO_AVX2", "1", 1);
+    unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
+    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN), max = cpus > 2 ? cpus : 2;
+    moedit_set_threads(max);
+    moedit_set_adaptive_threads(1);
+    cr_assert(me_threads_adaptive());
+    moedit_model *m = load_model("moe_top2", "moe_top2");
+    pid_t hog = fork();
+    cr_assert_geq(hog, 0);
+    if (hog == 0)
+        for (;;) {}
+    int seen = 0;
+    for (int i = 0; i < 50 && !seen; i++, usleep(10000)) seen = me_others_running() > 0;
+    forward_error(m, "moe_top2", "_out.npy", NULL);
+    int threads = me_threads();
+    kill(hog, SIGKILL);
+    waitpid(hog, NULL, 0);
+    cr_assert(seen, "the spinning child is seen");
+    cr_assert(!me_gemm_native(0));
+    cr_assert_eq(threads, max, "OpenBLAS forward beside a busy process ran on %d of %d threads", threads, max);
+    moedit_set_adaptive_threads(0);
+    moedit_set_threads(0);
     moedit_model_free(m);
 }
 
