@@ -41,19 +41,30 @@
 
 DEFINE_EXPF(expf8, 256)
 
-/* Lanes [0, n) of 8 set (n ≤ 8): the tail's load and store mask. */
+/* Lanes [0, n) of 8 set (n < 8): the tail's load and store mask. */
 static inline __m256i lanes8(size_t n)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+static inline __m256 silu8(__m256 v)
+{
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), expf8(_mm256_xor_ps(v, _mm256_set1_ps(-0.0f)))));
+}
+
+/* Whole vectors with plain loads and stores, the tail masked (vmaskmovps
+   stores are slow on AMD: only the tail pays for them). */
 static void silu_avx2(size_t n, const float *x, const float *u, float *y)
 {
-    __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    for (size_t i = 0; i < n; i += 8) {
-        __m256i m = lanes8(n - i < 8 ? n - i : 8);
-        __m256 v = _mm256_maskload_ps(x + i, m);
-        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, expf8(_mm256_xor_ps(v, sign))));
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 s = silu8(_mm256_loadu_ps(x + i));
+        if (u) s = _mm256_mul_ps(s, _mm256_loadu_ps(u + i));
+        _mm256_storeu_ps(y + i, s);
+    }
+    if (i < n) {
+        __m256i m = lanes8(n - i);
+        __m256 s = silu8(_mm256_maskload_ps(x + i, m));
         if (u) s = _mm256_mul_ps(s, _mm256_maskload_ps(u + i, m));
         _mm256_maskstore_ps(y + i, m, s);
     }
@@ -62,8 +73,14 @@ static void silu_avx2(size_t n, const float *x, const float *u, float *y)
 static float exp_sub_sum_avx2(int n, float *x, float m)
 {
     __m256 mv = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
-    for (int i = 0; i < n; i += 8) {
-        __m256i k = lanes8((size_t)(n - i < 8 ? n - i : 8));
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) {   /* masked-off lanes would hold exp(−m): zeroed before the sum */
+        __m256i k = lanes8((size_t)(n - i));
         __m256 e = _mm256_and_ps(expf8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), mv)), _mm256_castsi256_ps(k));
         _mm256_maskstore_ps(x + i, k, e);
         acc = _mm256_add_ps(acc, e);
