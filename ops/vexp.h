@@ -7,10 +7,11 @@
 
 #include <stddef.h>
 
-/* y[i] = x[i]·σ(x[i]) (σ through me_expf_fused), times u[i] when u is not NULL (SwiGLU's gate). y may be x. */
+/* y[i] = x[i]·σ(x[i]) (σ through me_expf_fused), times u[i] when u is not
+   NULL (SwiGLU's gate). y may be x. */
 void me_silu_vec(size_t n, const float *x, const float *u, float *y);
-/* x[i] = me_expf_fused(x[i] − m) in place; returns Σ x[i] (vector partial sums:
-   the order differs from a sequential loop's). */
+/* x[i] = me_expf_fused(x[i] − m) in place; returns Σ x[i] (vector partial
+   sums: the order differs from a sequential loop's). */
 float me_exp_sub_sum(int n, float *x, float m);
 
 #endif

@@ -297,8 +297,10 @@ Test(dit_batch, openblas_keeps_the_thread_count_beside_a_busy_process)
     moedit_model *m = load_model("moe_top2", "moe_top2");
     pid_t hog = fork();
     cr_assert_geq(hog, 0);
-    if (hog == 0)
+    if (hog == 0) {   /* bounded: a failed assertion below must not leave it spinning */
+        alarm(30);
         for (;;) {}
+    }
     int seen = 0;
     for (int i = 0; i < 50 && !seen; i++, usleep(10000)) seen = me_others_running() > 0;
     forward_error(m, "moe_top2", "_out.npy", NULL);
