@@ -356,7 +356,7 @@ static size_t carve(moedit_model *m, int n, char *base)
     TAKE(att, nt * D);
     TAKE(ff, nt * D);
     int moe = cf->family == MOEDIT_FAMILY_DIT_MOE;
-    TAKE(mid, moe ? nt * (k * 2 * cf->mlp_hidden + 2 * (size_t)cf->shared_hidden) : nt * 2 * wide);
+    TAKE(mid, moe ? dit_moe_mid_floats(cf, nt) : nt * 2 * wide);
     TAKE(eout, moe ? nt * k * D : 0);
     TAKE(shared_out, moe ? nt * D : 0);
     TAKE(probs, nt * E);
@@ -382,16 +382,17 @@ static size_t carve(moedit_model *m, int n, char *base)
 
 int dit_reserve(moedit_model *m, int n)
 {
-    /* The attention scratch is per thread: a raised thread count regrows it. */
-    if (n <= m->cap &&
-        m->a.att_scratch_floats >= op_attention_scratch(m->cap, m->tokens, m->cfg.heads, m->head_dim))
-        return MOEDIT_OK;
+    /* Some buffers are per thread: a raised thread count regrows them. */
+    if (n <= m->cap && m->a.threads >= me_threads_max()) return MOEDIT_OK;
     if (n < m->cap) n = m->cap;
     /* the arena's big terms in double first: crafted shapes must not wrap carve's size_t sums */
     const moedit_config *cf = &m->cfg;
     double nt = (double)n * m->tokens, k = cf->top_k > 0 ? cf->top_k : 1, E = cf->num_experts > 0 ? cf->num_experts : 1;
-    double rough = 4 * nt * (10.0 * cf->hidden + 2 * k * cf->mlp_hidden + 2.0 * cf->shared_hidden + 4 * E + 6 * k +
-                             (double)cf->patch * cf->patch * (cf->in_channels + cf->out_channels));
+    int moe = cf->family == MOEDIT_FAMILY_DIT_MOE;
+    double wide = cf->mlp_hidden > cf->shared_hidden ? cf->mlp_hidden : cf->shared_hidden;
+    double rough = 4 * nt * (10.0 * cf->hidden + (moe ? 0 : 2 * wide) + 4 * E + 6 * k +
+                             (double)cf->patch * cf->patch * (cf->in_channels + cf->out_channels)) +
+                   (moe ? 4.0 * dit_moe_mid_floats(cf, (size_t)nt) : 0);
     char what[96];
     snprintf(what, sizeof what, "the activations of %d rows", n);
     int rc = me_memory_check(rough, what);
@@ -403,7 +404,7 @@ int dit_reserve(moedit_model *m, int n)
     me_free_aligned(m->arena);
     m->arena = arena;
     carve(m, n, arena);
-    m->a.att_scratch_floats = op_attention_scratch(n, m->tokens, m->cfg.heads, m->head_dim);
+    m->a.threads = me_threads_max();
     m->cap = n;
     return MOEDIT_OK;
 }

@@ -57,7 +57,7 @@ typedef struct {
     float *att;        /* [n·T, D] */
     float *ff;         /* [n·T, D] attention / feed-forward output */
     float *mid;        /* feed-forward hidden (gate, up halves): [n·T, 2·H] dense; DiT-MoE
-                          [n·T·k, 2·H] routed slots, then [n·T, 2·S] shared */
+                          dit_moe_mid_floats' per-thread and tail buffers (dit/moe.c) */
     float *eout;       /* [n·T·k, D] routed experts' outputs, slots in expert order */
     float *shared_out; /* [n·T, D] the shared expert's output */
     float *probs;      /* [n·T, E] gate probabilities */
@@ -77,7 +77,7 @@ typedef struct {
     float *rprobs;     /* [n, E] router probabilities */
     float *out_tok;    /* [n·T, p·p·out_C] */
     float *att_scratch;
-    size_t att_scratch_floats;
+    int threads;       /* me_threads_max() the per-thread buffers (mid, att_scratch) are sized for */
 } dit_acts;
 
 struct moedit_model {
@@ -125,6 +125,9 @@ int dit_reserve(moedit_model *m, int n);
 
 /* DiT-MoE feed-forward of layer l: a.ff = Σ_k w_k·expert_k(a.xm) + shared(a.xm). */
 void dit_moe_ffn(moedit_model *m, int l, int n);
+/* Floats of its hidden-activation buffers for nt token rows (a.mid):
+   two per thread of me_threads_max(), whatever the batch. */
+size_t dit_moe_mid_floats(const moedit_config *cf, size_t nt);
 
 /* Switch-DiT router in front of block l: fills a.mask [n·T, D]. */
 void dit_switch_mask(moedit_model *m, int l, int n, const float *t);
