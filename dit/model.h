@@ -13,7 +13,7 @@
 
 #define DIT_FREQ_DIM 256   /* sinusoidal timestep features */
 #define DIT_LN_EPS 1e-6f
-#define DIT_ITEM_INTS 4   /* per DiT-MoE work item: expert, first row, rows, up half done */
+#define DIT_ITEM_INTS 4   /* per DiT-MoE work item: expert, first row, rows, tail state (dit/moe.c) */
 #define DIT_ITEM_ROWS 168  /* at most this many rows per DiT-MoE feed-forward work item (12 AVX-512, 28 AVX2 tiles) */
 
 /* A SwiGLU feed-forward: gate_proj and up_proj packed side by side, so one

@@ -111,14 +111,23 @@ static void sort_items(int *items, int n, const dit_block *b, int E)
     }
 }
 
-/* A tail item's down product waits for its up half, which another thread
-   may still be running (rare: every tail up half is handed out before any
-   tail down product); it yields after a while, as that thread may not be
-   on a core. */
-static void wait_up_done(const int *flag)
+/* A tail down product: the first of the `tail` items whose up half is
+   done (flag 1) and whose down product no one has taken yet (→ 2). When
+   none is ready it waits for one, yielding after a while, as the threads
+   running the up halves may not be on a core. Taking whichever is ready
+   rather than a fixed one: a thread that finished its up half early would
+   otherwise wait for another's. */
+static int *claim_down(int *items, int tail)
 {
-    for (int spins = 0; !__atomic_load_n(flag, __ATOMIC_ACQUIRE); spins++)
+    for (int spins = 0;; spins++) {
+        for (int j = 0; j < tail; j++) {
+            int *it = items + DIT_ITEM_INTS * j, ready = 1;
+            if (__atomic_load_n(&it[3], __ATOMIC_ACQUIRE) == 1 &&
+                __atomic_compare_exchange_n(&it[3], &ready, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                return it;
+        }
         if (spins >= 4096) sched_yield();
+    }
 }
 
 /* Rows of one hidden-activation buffer: an item's, at most DIT_ITEM_ROWS
@@ -172,21 +181,23 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     /* Handed out in this order: the items but the last `tail` whole (the
        gate·up product, SiLU and the down product back to back, through the
        thread's own buffer, which stays in cache), then the tail items' up
-       halves (two thirds of an item's work), then their down products, each
-       tail item in a buffer of its own. The largest items go first, so
-       what fills in at the end is a third of one of the smallest items.
-       Hidden activations no longer scale with the batch: at batch 16 (S/2)
-       every item's up half ran before any down product, through 100 MB of
-       buffers, written and read back from memory. */
+       halves (two thirds of an item's work), then their down products as
+       the up halves finish (claim_down), each tail item in a buffer of its
+       own. The largest items go first, so what fills in at the end is a
+       third of one of the smallest items. Hidden activations no longer
+       scale with the batch: at batch 16 (S/2) every item's up half once ran
+       before any down product, through 100 MB of buffers, written and read
+       back from memory. */
     int threads = me_threads(), tail = items < threads ? items : threads, whole = items - tail, next = 0;
     size_t buf = buffer_floats(cf, (size_t)NT);
     float *tail_mid = a->mid + (size_t)me_threads_max() * buf;
+    int *tail_items = a->items + DIT_ITEM_INTS * whole;
     #pragma omp parallel num_threads(threads)
     {
         float *own_mid = a->mid + (size_t)omp_get_thread_num() * buf;
         for (int w; (w = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < whole + 2 * tail;) {
-            int i = w < whole + tail ? w : w - tail, *it = a->items + DIT_ITEM_INTS * i;
-            int e = it[0], r0 = it[1], rows = it[2];
+            int *it = w < whole + tail ? a->items + DIT_ITEM_INTS * w : claim_down(tail_items, tail);
+            int i = (int)(it - a->items) / DIT_ITEM_INTS, e = it[0], r0 = it[1], rows = it[2];
             const dit_swiglu *ex = e < E ? &b->experts[e] : &b->shared;
             float *mid = i < whole ? own_mid : tail_mid + (size_t)(i - whole) * buf;
             float *out = (e < E ? a->eout : a->shared_out) + (size_t)r0 * D;
@@ -194,12 +205,8 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
                 if (e < E) swiglu_up(rows, a->xm, (size_t)D, a->slot_token + r0, ex, mid);
                 else swiglu_up(rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, ex, mid);
             }
-            if (w < whole) swiglu_down(rows, mid, ex, out);
-            else if (w < whole + tail) __atomic_store_n(&it[3], 1, __ATOMIC_RELEASE);
-            else {
-                wait_up_done(&it[3]);
-                swiglu_down(rows, mid, ex, out);
-            }
+            if (w < whole + tail && i >= whole) __atomic_store_n(&it[3], 1, __ATOMIC_RELEASE);
+            else swiglu_down(rows, mid, ex, out);
         }
         #pragma omp barrier
         /* ff = Σ w·expert in ascending expert order (upstream's scatter-add
