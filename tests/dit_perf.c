@@ -77,12 +77,16 @@ static void thread_independent(const char *variant)
 {
     moedit_model *m = load(variant, variant, 0);
     const moedit_config *c = moedit_model_config(m);
-    for (int rows = 192; rows >= 1; rows = rows > 1 ? 1 : 0) {
+    static const int row_counts[] = {192, 1};
+    for (int r = 0; r < 2; r++) {
+        int rows = row_counts[r];
         size_t len = (size_t)rows * c->out_channels * c->input_size * c->input_size;
         float *one = malloc(len * sizeof *one), *more = malloc(len * sizeof *more);
         moedit_set_threads(1);
         run_tiled(m, variant, rows, one);
-        for (int threads = 2; threads <= 8; threads += 6) {
+        static const int thread_counts[] = {2, 8};
+        for (int i = 0; i < 2; i++) {
+            int threads = thread_counts[i];
             moedit_set_threads(threads);
             run_tiled(m, variant, rows, more);
             double maxref, maxdiff = tu_max_error(more, one, len, &maxref);
