@@ -40,12 +40,13 @@ typedef struct {
     void *packed;
 } conv;
 
-/* heads: a block's 1×1 convolutions of its input, one GEMM (see load_heads) */
-typedef struct { conv heads, b5_2, d2, d3, pool; } block_a;    /* FIDInceptionA */
+/* heads: a block's 1×1 convolutions of its input, one GEMM (see load_heads);
+   in the blocks that pool by average, branch_pool's 1×1 convolution too */
+typedef struct { conv heads, b5_2, d2, d3; } block_a;          /* FIDInceptionA */
 typedef struct { conv b3, d1, d2, d3; } block_b;               /* InceptionB */
-typedef struct { conv heads, b7_2, b7_3, d2, d3, d4, d5, pool; } block_c;
+typedef struct { conv heads, b7_2, b7_3, d2, d3, d4, d5; } block_c;
 typedef struct { conv heads, b3_2, b7_2, b7_3, b7_4; } block_d; /* InceptionD */
-typedef struct { conv heads, b3_2a, b3_2b, d2, d3a, d3b, pool; } block_e;
+typedef struct { conv heads, b3_2a, b3_2b, d2, d3a, d3b, pool; } block_e;   /* pool: max-pooling E_2's only */
 
 /* Images per chunk of the mixed blocks. Measured on the Zen 3 host (one
    thread, CPU time of 32 images, three alternating rounds): 4 ran 3–16 %
@@ -118,10 +119,10 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
         char name[256];   /* a 64-byte prefix and a key */
         const float *wt, *bn[4];
         static const char *bn_keys[4] = {"weight", "bias", "running_mean", "running_var"};
-        snprintf(name, sizeof name, "%s.conv.weight", prefix[part]);
+        snprintf(name, sizeof name, "%.63s.conv.weight", prefix[part]);
         if ((L->rc = me_tensors_f32(L->ts, name, 4, (int64_t[]){couts[part], cin, kh, kw}, &wt))) return;
         for (int i = 0; i < 4; i++) {
-            snprintf(name, sizeof name, "%s.bn.%s", prefix[part], bn_keys[i]);
+            snprintf(name, sizeof name, "%.63s.bn.%s", prefix[part], bn_keys[i]);
             if ((L->rc = me_tensors_f32(L->ts, name, 1, (int64_t[]){couts[part]}, &bn[i]))) return;
         }
         for (int o = 0; o < couts[part]; o++) {
@@ -151,11 +152,17 @@ static void load_conv(loader *L, conv *c, const char *prefix, int cin, int cout,
 /* The block's 1×1 convolutions of its input (branch1x1, branch5x5_1, …),
    all read x: one GEMM with their output channels concatenated, so x is
    packed once for all of them and each packed panel feeds all their tiles
-   (forward: op_conv_run_split, each branch's channels to its own place). */
+   (forward: op_conv_run_split, each branch's channels to its own place).
+   Where branch_pool is a 3×3 average pool (padding not counted) and a 1×1
+   convolution, the two commute — both linear, and the pool's weights of
+   each window sum to 1, so the folded batch-norm bias passes through too —
+   so the convolution joins the heads, reading x, and the pool then runs
+   on its 32–192 output channels instead of the 192–1280 input ones, with
+   the ReLU after it (avgpool_relu). */
 static void load_heads(loader *L, conv *c, const char *name, int parts, const char *const *branch,
                        const int *couts, int cin, int hw)
 {
-    char p[3][64];
+    char p[4][64];
     for (int i = 0; i < parts; i++) snprintf(p[i], sizeof p[i], "%s.%s", name, branch[i]);
     load_parts(L, c, parts, p, couts, cin, 1, 1, 1, 0, 0, hw, hw);
 }
@@ -164,12 +171,12 @@ static void load_a(loader *L, block_a *m, const char *name, int cin, int pool_fe
 {
     char p[64];
 #define P(branch) (snprintf(p, sizeof p, "%s.%s", name, branch), p)
-    load_heads(L, &m->heads, name, 3, (const char *[]){"branch1x1", "branch5x5_1", "branch3x3dbl_1"},
-               (int[]){64, 48, 64}, cin, 35);
+    load_heads(L, &m->heads, name, 4,
+               (const char *[]){"branch1x1", "branch5x5_1", "branch3x3dbl_1", "branch_pool"},
+               (int[]){64, 48, 64, pool_features}, cin, 35);
     load_conv(L, &m->b5_2, P("branch5x5_2"), 48, 64, 5, 5, 1, 2, 2, 35, 35);
     load_conv(L, &m->d2, P("branch3x3dbl_2"), 64, 96, 3, 3, 1, 1, 1, 35, 35);
     load_conv(L, &m->d3, P("branch3x3dbl_3"), 96, 96, 3, 3, 1, 1, 1, 35, 35);
-    load_conv(L, &m->pool, P("branch_pool"), cin, pool_features, 1, 1, 1, 0, 0, 35, 35);
 }
 
 static void load_b(loader *L, block_b *m, const char *name)
@@ -184,15 +191,15 @@ static void load_b(loader *L, block_b *m, const char *name)
 static void load_c(loader *L, block_c *m, const char *name, int c7)
 {
     char p[64];
-    load_heads(L, &m->heads, name, 3, (const char *[]){"branch1x1", "branch7x7_1", "branch7x7dbl_1"},
-               (int[]){192, c7, c7}, 768, 17);
+    load_heads(L, &m->heads, name, 4,
+               (const char *[]){"branch1x1", "branch7x7_1", "branch7x7dbl_1", "branch_pool"},
+               (int[]){192, c7, c7, 192}, 768, 17);
     load_conv(L, &m->b7_2, P("branch7x7_2"), c7, c7, 1, 7, 1, 0, 3, 17, 17);
     load_conv(L, &m->b7_3, P("branch7x7_3"), c7, 192, 7, 1, 1, 3, 0, 17, 17);
     load_conv(L, &m->d2, P("branch7x7dbl_2"), c7, c7, 7, 1, 1, 3, 0, 17, 17);
     load_conv(L, &m->d3, P("branch7x7dbl_3"), c7, c7, 1, 7, 1, 0, 3, 17, 17);
     load_conv(L, &m->d4, P("branch7x7dbl_4"), c7, c7, 7, 1, 1, 3, 0, 17, 17);
     load_conv(L, &m->d5, P("branch7x7dbl_5"), c7, 192, 1, 7, 1, 0, 3, 17, 17);
-    load_conv(L, &m->pool, P("branch_pool"), 768, 192, 1, 1, 1, 0, 0, 17, 17);
 }
 
 static void load_d(loader *L, block_d *m, const char *name)
@@ -205,17 +212,18 @@ static void load_d(loader *L, block_d *m, const char *name)
     load_conv(L, &m->b7_4, P("branch7x7x3_4"), 192, 192, 3, 3, 2, 0, 0, 17, 17);
 }
 
-static void load_e(loader *L, block_e *m, const char *name, int cin)
+static void load_e(loader *L, block_e *m, const char *name, int cin, int max_pool)
 {
     char p[64];
-    load_heads(L, &m->heads, name, 3, (const char *[]){"branch1x1", "branch3x3_1", "branch3x3dbl_1"},
-               (int[]){320, 384, 448}, cin, 8);
+    load_heads(L, &m->heads, name, max_pool ? 3 : 4,
+               (const char *[]){"branch1x1", "branch3x3_1", "branch3x3dbl_1", "branch_pool"},
+               (int[]){320, 384, 448, 192}, cin, 8);
     load_conv(L, &m->b3_2a, P("branch3x3_2a"), 384, 384, 1, 3, 1, 0, 1, 8, 8);
     load_conv(L, &m->b3_2b, P("branch3x3_2b"), 384, 384, 3, 1, 1, 1, 0, 8, 8);
     load_conv(L, &m->d2, P("branch3x3dbl_2"), 448, 384, 3, 3, 1, 1, 1, 8, 8);
     load_conv(L, &m->d3a, P("branch3x3dbl_3a"), 384, 384, 1, 3, 1, 0, 1, 8, 8);
     load_conv(L, &m->d3b, P("branch3x3dbl_3b"), 384, 384, 3, 1, 1, 1, 0, 8, 8);
-    load_conv(L, &m->pool, P("branch_pool"), cin, 192, 1, 1, 1, 0, 0, 8, 8);
+    if (max_pool) load_conv(L, &m->pool, P("branch_pool"), cin, 192, 1, 1, 1, 0, 0, 8, 8);
 #undef P
 }
 
@@ -281,8 +289,8 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     load_c(&L, &n->m6d, "Mixed_6d", 160);
     load_c(&L, &n->m6e, "Mixed_6e", 192);
     load_d(&L, &n->m7a, "Mixed_7a");
-    load_e(&L, &n->m7b, "Mixed_7b", 1280);
-    load_e(&L, &n->m7c, "Mixed_7c", 2048);
+    load_e(&L, &n->m7b, "Mixed_7b", 1280, 0);
+    load_e(&L, &n->m7c, "Mixed_7c", 2048, 1);
     const float *fw = NULL, *fb = NULL;
     if (!L.rc) L.rc = me_tensors_f32(ts, "fc.weight", 2, (int64_t[]){ME_INCEPTION_CLASSES, ME_INCEPTION_DIM}, &fw);
     if (!L.rc) L.rc = me_tensors_f32(ts, "fc.bias", 1, (int64_t[]){ME_INCEPTION_CLASSES}, &fb);
@@ -369,7 +377,26 @@ static void run_heads(const work *n, int k, const conv *c, const float *x, int n
 /* Destination of cout channels in images of ctot channels of hw pixels. */
 static op_conv_dst to(float *y, int cout, int ctot, size_t hw)
 {
-    return (op_conv_dst){cout, y, (size_t)ctot * hw, NULL};
+    return (op_conv_dst){cout, y, (size_t)ctot * hw, NULL, 0};
+}
+
+/* The same for a branch_pool convolution's sums, stored before the ReLU. */
+static op_conv_dst to_pool(float *y, int cout, size_t hw)
+{
+    return (op_conv_dst){cout, y, (size_t)cout * hw, NULL, 1};
+}
+
+/* branch_pool's end: the 3×3 average pool (padding not counted) of k
+   images of c channels side² (the convolution's sums, see load_heads),
+   then the ReLU, into a slice of y whose images hold ctot channels. */
+static void avgpool_relu(int k, int c, int side, const float *sums, float *y, int ctot)
+{
+    size_t n = (size_t)c * side * side;
+    for (int i = 0; i < k; i++) {
+        float *yi = y + (size_t)i * ctot * side * side;
+        op_avgpool2d(1, c, side, side, 3, 1, 1, sums + i * n, yi);
+        for (size_t j = 0; j < n; j++) yi[j] = yi[j] < 0.0f ? 0.0f : yi[j];
+    }
 }
 
 /* Output channel slice: y + (channels so far)·plane, advancing the count. */
@@ -392,16 +419,17 @@ static void maxpool_cat(int k, int cin, int h, int w, const float *x, float *y, 
 static void forward_a(const work *n, int k, const block_a *m, const float *x, float *y)
 {
     const size_t hw = 35 * 35;
-    int ch = 0, cin = m->pool.s.cin, out = 224 + m->pool.s.cout;
-    /* branch1x1 → y, branch5x5_1 → t1, branch3x3dbl_1 → t2 */
-    run_heads(n, k, &m->heads, x, 3, (op_conv_dst[]){to(slice(y, &ch, 64, hw), 64, out, hw),
-                                                      to(n->t1, 48, 48, hw), to(n->t2, 64, 64, hw)});
+    int ch = 0, pf = m->heads.s.cout - 176, out = 224 + pf;
+    /* branch1x1 → y, branch5x5_1 → t1, branch3x3dbl_1 → t2, branch_pool's
+       sums after branch5x5_1's in t1, pooled into y at once */
+    float *sums = n->t1 + (size_t)k * 48 * hw;
+    run_heads(n, k, &m->heads, x, 4,
+              (op_conv_dst[]){to(slice(y, &ch, 64, hw), 64, out, hw), to(n->t1, 48, 48, hw), to(n->t2, 64, 64, hw),
+                              to_pool(sums, pf, hw)});
+    avgpool_relu(k, pf, 35, sums, y + (size_t)224 * hw, out);   /* TensorFlow's pool: padding not counted */
     run_cat(n, k, &m->b5_2, n->t1, slice(y, &ch, 64, hw), out);
     run(n, k, &m->d2, n->t2, n->t1);
     run_cat(n, k, &m->d3, n->t1, slice(y, &ch, 96, hw), out);
-    /* TensorFlow's average pool ignores the zero padding */
-    op_avgpool2d(k, cin, 35, 35, 3, 1, 1, x, n->t1);
-    run_cat(n, k, &m->pool, n->t1, slice(y, &ch, m->pool.s.cout, hw), out);
 }
 
 static void forward_b(const work *n, int k, const block_b *m, const float *x, float *y)
@@ -419,18 +447,19 @@ static void forward_c(const work *n, int k, const block_c *m, const float *x, fl
 {
     const size_t hw = 17 * 17;
     int ch = 0, c7 = m->b7_2.s.cin;
-    /* branch1x1 → y, branch7x7_1 → t1, branch7x7dbl_1 → t1's second half */
+    /* branch1x1 → y, branch7x7_1 → t1, branch7x7dbl_1 → t1's second half,
+       branch_pool's sums → t2, pooled into y at once */
     float *dbl = n->t1 + (size_t)k * c7 * hw;
-    run_heads(n, k, &m->heads, x, 3, (op_conv_dst[]){to(slice(y, &ch, 192, hw), 192, 768, hw),
-                                                      to(n->t1, c7, c7, hw), to(dbl, c7, c7, hw)});
+    run_heads(n, k, &m->heads, x, 4,
+              (op_conv_dst[]){to(slice(y, &ch, 192, hw), 192, 768, hw), to(n->t1, c7, c7, hw), to(dbl, c7, c7, hw),
+                              to_pool(n->t2, 192, hw)});
+    avgpool_relu(k, 192, 17, n->t2, y + (size_t)576 * hw, 768);
     run(n, k, &m->b7_2, n->t1, n->t2);
     run_cat(n, k, &m->b7_3, n->t2, slice(y, &ch, 192, hw), 768);
     run(n, k, &m->d2, dbl, n->t2);
     run(n, k, &m->d3, n->t2, n->t1);
     run(n, k, &m->d4, n->t1, n->t2);
     run_cat(n, k, &m->d5, n->t2, slice(y, &ch, 192, hw), 768);
-    op_avgpool2d(k, 768, 17, 17, 3, 1, 1, x, n->t1);
-    run_cat(n, k, &m->pool, n->t1, slice(y, &ch, 192, hw), 768);
 }
 
 static void forward_d(const work *n, int k, const block_d *m, const float *x, float *y)
@@ -451,18 +480,23 @@ static void forward_d(const work *n, int k, const block_d *m, const float *x, fl
 static void forward_e(const work *n, int k, const block_e *m, int max_pool, const float *x, float *y)
 {
     const size_t hw = 8 * 8;
-    int ch = 0, cin = m->pool.s.cin;
-    /* branch1x1 → y, branch3x3_1 → t1, branch3x3dbl_1 → t2 */
-    run_heads(n, k, &m->heads, x, 3, (op_conv_dst[]){to(slice(y, &ch, 320, hw), 320, 2048, hw),
-                                                      to(n->t1, 384, 384, hw), to(n->t2, 448, 448, hw)});
+    int ch = 0, cin = m->heads.s.cin;
+    /* branch1x1 → y, branch3x3_1 → t1, branch3x3dbl_1 → t2; E_1's
+       branch_pool sums after branch3x3_1's in t1, pooled into y at once */
+    float *sums = n->t1 + (size_t)k * 384 * hw;
+    op_conv_dst d[4] = {to(slice(y, &ch, 320, hw), 320, 2048, hw), to(n->t1, 384, 384, hw), to(n->t2, 448, 448, hw),
+                        to_pool(sums, 192, hw)};
+    run_heads(n, k, &m->heads, x, max_pool ? 3 : 4, d);
+    if (!max_pool) avgpool_relu(k, 192, 8, sums, y + (size_t)1856 * hw, 2048);
     run_cat(n, k, &m->b3_2a, n->t1, slice(y, &ch, 384, hw), 2048);
     run_cat(n, k, &m->b3_2b, n->t1, slice(y, &ch, 384, hw), 2048);
     run(n, k, &m->d2, n->t2, n->t1);
     run_cat(n, k, &m->d3a, n->t1, slice(y, &ch, 384, hw), 2048);
     run_cat(n, k, &m->d3b, n->t1, slice(y, &ch, 384, hw), 2048);
-    if (max_pool) op_maxpool2d(k, cin, 8, 8, 3, 1, 1, x, n->t1);
-    else op_avgpool2d(k, cin, 8, 8, 3, 1, 1, x, n->t1);
-    run_cat(n, k, &m->pool, n->t1, slice(y, &ch, 192, hw), 2048);
+    if (max_pool) {
+        op_maxpool2d(k, cin, 8, 8, 3, 1, 1, x, n->t1);
+        run_cat(n, k, &m->pool, n->t1, slice(y, &ch, 192, hw), 2048);
+    }
 }
 
 /* One image [3, h, w] (in [0, 1] for PYTORCH_FID, 0…255 for ADM) through

@@ -9,7 +9,11 @@
    GEMM: output channels × output pixels, the weights as the tiles' A panels
    and the image read straight into their 32-pixel B panels, with no
    unfolded (im2col) copy; bias, residual and ReLU are applied as each block
-   of output leaves the kernel. Without them (OpenBLAS) it is op_conv2d.
+   of output leaves the kernel. A ×2 nearest upsampling followed by a 3×3
+   convolution (padding 1) runs as four 2×2 convolutions of the source, one
+   per output pixel parity, with sums of taps as weights: 4/9 of the
+   multiply-adds, the same result up to rounding. Without the own kernels
+   (OpenBLAS) it is op_conv2d.
 
    One GEMM can feed several tensors: op_conv_run_split sends consecutive
    ranges of output channels to destinations of their own (pointer, image
@@ -18,7 +22,8 @@
    all of them, and each packed panel feeds cout/mr tiles instead of a
    fraction of them (Inception's 1×1 branch heads).
 
-   bf16 = 1 rounds the weights and the image to bfloat16 (to nearest even)
+   bf16 = 1 rounds the weights (a folded layer's sums of taps) and the
+   image to bfloat16 (to nearest even)
    and multiplies with float32 sums: on AVX512-BF16 CPUs with the
    vdpbf16ps tiles (twice the arithmetic rate), elsewhere emulated on the
    float32 tiles with the same roundings (for measuring its error; no
@@ -39,6 +44,7 @@ typedef struct {
     const float *w, *bias;  /* as given: w [cout, cin, kh, kw]; bias may be NULL */
     void *packed;           /* the weights as tile A panels; NULL on OpenBLAS */
     int mr, kc, mpad;       /* tile rows, K block, cout rounded up to mr */
+    int folded;             /* a ×2 upsampling + 3×3 run as four 2×2 convolutions (ops/conv_gemm.c) */
 } op_conv;
 
 /* 1 when bf16 convolutions can run on this CPU (natively or emulated). */
@@ -67,12 +73,16 @@ void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, flo
                       const float *res, int act, float *scratch);
 /* One destination of op_conv_run_split: the next `channels` output
    channels, image i's at y + i·y_img ([channels, oh, ow], y_img ≥
-   channels·oh·ow); res is NULL or laid out like y. */
+   channels·oh·ow); res is NULL or laid out like y. no_act: these channels
+   are stored without the call's activation (bias and residual still
+   added) — for a linear step the caller runs before it (Inception's
+   average pools, fid/inception.c). */
 typedef struct {
     int channels;
     float *y;
     size_t y_img;
     const float *res;
+    int no_act;
 } op_conv_dst;
 /* The same convolution with output channels [0, cout) split over dst[0],
    dst[1], … in order (their channels must add up to cout; none overlap). */

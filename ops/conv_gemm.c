@@ -8,12 +8,14 @@
      rows) as [kc][mr] floats ([kc/2][mr][2] bfloat16 on AVX512-BF16).
    - X never exists: a KC×32 B panel (32 output pixels, contiguous over the
      rows and images of the batch) is filled straight from the NCHW input,
-     zeros for the padding, source pixel (y/2, x/2) for a folded ×2 nearest
+     zeros for the padding, source pixel (y/2, x/2) for a ×2 nearest
      upsampling, and strides as given; at stride 1 (most layers) a panel
      row is one masked vector load per image it touches (pack_flat). The
      panel stays in L1 while every tile of output channels runs over it,
      so its cost is spread over cout/mr kernel calls — convolutions that
-     read the same input are best run as one (op_conv_run_split).
+     read the same input are best run as one (op_conv_run_split). A ×2
+     upsampling before a 3×3 convolution is folded into four 2×2
+     convolutions of the source, 4/9 of the products (see folds).
    - The output of a chunk of pixel panels × the thread's channels builds up
      over the K blocks in the thread's part of the scratch (≤ 1 MB, so it
      stays in L2/L3), in tile order; when the last block is done it
@@ -65,7 +67,24 @@ static int k_block(int k, int kc_max)
     return (kc + 1) & ~1;
 }
 
-static int k_total(const op_conv_shape *s) { return s->cin * s->kh * s->kw; }
+/* A nearest ×2 upsampling followed by a 3×3 convolution (padding 1, stride
+   1) is folded: output pixel (2y + py, 2x + px) sees, per input channel,
+   only a 2×2 window of the source, rows y − 1 + py + a and columns
+   x − 1 + px + b (a, b ∈ {0, 1}), each weighted by the sum of the 3×3 taps
+   that land on it — the taps ky of S(py, a): S(0, 0) = {0}, S(0, 1) = {1, 2},
+   S(1, 0) = {0, 1}, S(1, 1) = {2} (the same for kx). So the layer is four
+   2×2 convolutions of the source, one per output parity, each writing every
+   other pixel of every other row: 4 multiply-adds per input channel and
+   output pixel instead of 9 (the upsampled image is never read, so a panel
+   row is one load instead of a copy that duplicates pixels). The sums of
+   taps change the rounding of the products, not what is computed. */
+static int folds(const op_conv_shape *s)
+{
+    return s->upsample2x && s->kh == 3 && s->kw == 3 && s->stride <= 1 && s->pad_h == 1 && s->pad_w == 1;
+}
+
+/* K per output channel as packed: cin·kh·kw, or cin·4 for each parity of a folded layer. */
+static int k_total(const op_conv_shape *s) { return folds(s) ? s->cin * 4 : s->cin * s->kh * s->kw; }
 
 size_t op_conv_bytes(const op_conv_shape *s, int bf16)
 {
@@ -73,7 +92,8 @@ size_t op_conv_bytes(const op_conv_shape *s, int bf16)
     int nb;
     if (!conv_plan(bf16, &p, &nb)) return 0;
     size_t mpad = (size_t)(s->cout + p.mr - 1) / p.mr * p.mr, k = (size_t)k_total(s);
-    return nb ? mpad * ((k + 1) & ~(size_t)1) * sizeof(uint16_t) : mpad * k * sizeof(float);
+    size_t one = nb ? mpad * ((k + 1) & ~(size_t)1) * sizeof(uint16_t) : mpad * k * sizeof(float);
+    return folds(s) ? 4 * one : one;
 }
 
 /* The first output channel of channel tile m (cout for m = mpad/mr): the
@@ -89,6 +109,44 @@ static int tile_row(const op_conv *c, int m)
     return r0;
 }
 
+/* Weight kk (of k_total) of output channel r, as packed: the 3×3 tap, or
+   for parity p = 2·py + px of a folded layer the sum of the taps on 2×2
+   position (a, b), kk = ci·4 + a·2 + b. */
+static float packed_weight(const op_conv *c, int r, int kk, int parity)
+{
+    const op_conv_shape *s = &c->s;
+    if (parity < 0) return c->w[(size_t)r * k_total(s) + kk];
+    static const int first[2][2] = {{0, 1}, {0, 2}}, count[2][2] = {{1, 2}, {2, 1}};
+    int ci = kk / 4, a = kk / 2 % 2, b = kk % 2, py = parity / 2, px = parity % 2;
+    const float *w = c->w + ((size_t)r * s->cin + ci) * 9;
+    float sum = 0.0f;
+    for (int ky = first[py][a]; ky < first[py][a] + count[py][a]; ky++)
+        for (int kx = first[px][b]; kx < first[px][b] + count[px][b]; kx++) sum += w[ky * 3 + kx];
+    return sum;
+}
+
+/* The weights (one parity's, or parity −1: as given) into tile A panels at mem. */
+static void pack_weights(const op_conv *c, int parity, void *mem)
+{
+    int k = k_total(&c->s), mr = c->mr;
+    /* Block [k0, k0+kb) starts at element k0·mpad (k0 is even: kc is), then
+       panel q of mr rows at q·mr·kbp. */
+    for (int k0 = 0; k0 < k; k0 += c->kc) {
+        int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
+        for (int m = 0; m < c->mpad / mr; m++) {
+            size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
+            for (int r = tile_row(c, m), end = tile_row(c, m + 1), i = 0; r < end; r++, i++)
+                for (int kk = 0; kk < kb; kk++) {
+                    float v = packed_weight(c, r, k0 + kk, parity);
+                    if (c->native_bf16)
+                        ((uint16_t *)mem)[at + (size_t)(kk / 2) * mr * 2 + i * 2 + (kk & 1)] = me_f32_to_bf16(v);
+                    else
+                        ((float *)mem)[at + (size_t)kk * mr + i] = c->bf16 ? round_bf16(v) : v;
+                }
+        }
+    }
+}
+
 void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const float *bias, int bf16,
                   void *mem)
 {
@@ -98,32 +156,19 @@ void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const
     c->w = weight;
     c->bias = bias;
     if (!conv_plan(bf16, &p, &c->native_bf16)) return;
-    int k = k_total(s), cout = s->cout;
+    size_t bytes = op_conv_bytes(s, bf16);
     c->bf16 = bf16 != 0;
     c->packed = mem;
     c->mr = p.mr;
-    c->kc = k_block(k, p.kc);
-    c->mpad = (cout + p.mr - 1) / p.mr * p.mr;
-    memset(mem, 0, op_conv_bytes(s, c->bf16));
-    /* Block [k0, k0+kb) starts at element k0·mpad (k0 is even: kc is), then
-       panel q of mr rows at q·mr·kbp. */
-    for (int k0 = 0; k0 < k; k0 += c->kc) {
-        int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
-        for (int m = 0; m < c->mpad / p.mr; m++) {
-            size_t at = (size_t)k0 * c->mpad + (size_t)m * p.mr * kbp;
-            for (int r = tile_row(c, m), end = tile_row(c, m + 1), i = 0; r < end; r++, i++) {
-                const float *src = weight + (size_t)r * k + k0;
-                if (c->native_bf16) {
-                    uint16_t *d = (uint16_t *)mem + at;
-                    for (int kk = 0; kk < kb; kk++)
-                        d[(size_t)(kk / 2) * p.mr * 2 + i * 2 + (kk & 1)] = me_f32_to_bf16(src[kk]);
-                } else {
-                    float *d = (float *)mem + at;
-                    for (int kk = 0; kk < kb; kk++) d[(size_t)kk * p.mr + i] = c->bf16 ? round_bf16(src[kk]) : src[kk];
-                }
-            }
-        }
+    c->kc = k_block(k_total(s), p.kc);
+    c->mpad = (s->cout + p.mr - 1) / p.mr * p.mr;
+    c->folded = folds(s);
+    memset(mem, 0, bytes);
+    if (!c->folded) {
+        pack_weights(c, -1, mem);
+        return;
     }
+    for (int parity = 0; parity < 4; parity++) pack_weights(c, parity, (char *)mem + parity * (bytes / 4));
 }
 
 size_t op_conv_scratch(const op_conv_shape *s, int h, int w)
@@ -136,12 +181,15 @@ size_t op_conv_scratch(const op_conv_shape *s, int h, int w)
 
 typedef struct {
     const op_conv *c;
+    const op_conv_shape *s;   /* the convolution the kernel runs: c's, or a 2×2 parity of a folded one */
+    const void *packed;       /* its weights */
     const float *x;
     const op_conv_dst *dst;   /* where output channel ranges go, in order */
     int ndst;
     int act, h, w;            /* stored input size */
     int ih, iw, oh, ow;       /* the size the kernel sees (upsampled), output size */
-    size_t plane;             /* oh·ow */
+    size_t plane;             /* the destination's plane: oh·ow, or 2oh·2ow for a folded parity */
+    int py, px, step;         /* output pixel (oy, ox) lands at (step·oy + py, step·ox + px) */
     int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_b */
     int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
     size_t gplane;            /* oh·gw */
@@ -250,7 +298,7 @@ __attribute__((target("avx2"))) static void copy_row_s2(float *dst, const float 
 __attribute__((target("avx2"))) static void pack_flat(const conv_job *j, const segment *seg, int ns, int k0,
                                                       int kb, float *d)
 {
-    const op_conv_shape *s = &j->c->s;
+    const op_conv_shape *s = j->s;
     const int taps = s->kh * s->kw, w = j->w;
     const size_t in_plane = (size_t)j->h * w, img_size = (size_t)s->cin * in_plane;
     /* Per lane: grid row and column, and its segment (image); lanes past
@@ -336,7 +384,7 @@ __attribute__((target("avx2"))) static void pack_flat(const conv_job *j, const s
    cut off. */
 static void pack_rows(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
-    const op_conv_shape *s = &j->c->s;
+    const op_conv_shape *s = j->s;
     int taps = s->kh * s->kw, st = s->stride > 0 ? s->stride : 1, up = s->upsample2x;
     int ci = k0 / taps, ky = k0 % taps / s->kw, kx = k0 % s->kw;
     size_t in_plane = (size_t)j->h * j->w, img_size = (size_t)s->cin * in_plane;
@@ -396,15 +444,17 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
     for (int q = 0; q < nq; q++) {
         segment seg[NR];
         int narrow = j->gw != j->ow;   /* a flat grid's columns [ow, gw) are dropped */
-        int ns = panel_segments(j, q0 + q, narrow, seg);
+        /* split by row where a row of the grid is not one of y (narrow, folded) */
+        int ns = panel_segments(j, q0 + q, narrow || j->step != 1, seg);
         for (int g = 0; g < ns; g++) {
             const segment *e = &seg[g];
-            int len = narrow && e->ox + e->len > j->ow ? j->ow - e->ox : e->len;
-            size_t pix = (size_t)e->oy * j->ow + e->ox;
+            int len = narrow && e->ox + e->len > j->ow ? j->ow - e->ox : e->len, st = j->step;
+            size_t pix = (size_t)(st * e->oy + j->py) * (st * j->ow) + (size_t)st * e->ox + j->px;
             /* destination i holds channels [c0, c0 + channels) */
             for (int i = 0, c0 = 0; i < j->ndst && c0 < r1; c0 += j->dst[i++].channels) {
                 const op_conv_dst *ds = &j->dst[i];
                 int lo = r0 > c0 ? r0 : c0, hi = r1 < c0 + ds->channels ? r1 : c0 + ds->channels;
+                int relu = j->act == OP_ACT_RELU && !ds->no_act;
                 for (int r = lo; r < hi; r++) {
                     const float *src = cbuf + ((size_t)q * rows + (r - r0)) * NR + e->lane;
                     size_t at = (size_t)e->img * ds->y_img + (size_t)(r - c0) * j->plane + pix;
@@ -416,13 +466,21 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
                        prefetcher, and a store that misses waits on the
                        line's read (without this every Inception layer ran
                        slower, 5 % in all, Zen 3 host, best of 6 in situ). */
-                    __builtin_prefetch(dst + NR, 1);
-                    __builtin_prefetch(dst + NR + 16, 1);
-                    if (res) __builtin_prefetch(res + NR);
+                    __builtin_prefetch(dst + st * NR, 1);
+                    __builtin_prefetch(dst + st * NR + 16, 1);
+                    if (res) __builtin_prefetch(res + st * NR);
+                    if (st == 1) {
+                        for (int t = 0; t < len; t++) {
+                            float v = src[t] + b;
+                            if (res) v += res[t];
+                            dst[t] = relu && v < 0.0f ? 0.0f : v;
+                        }
+                        continue;
+                    }
                     for (int t = 0; t < len; t++) {
                         float v = src[t] + b;
-                        if (res) v += res[t];
-                        dst[t] = j->act == OP_ACT_RELU && v < 0.0f ? 0.0f : v;
+                        if (res) v += res[(size_t)t * st];
+                        dst[(size_t)t * st] = relu && v < 0.0f ? 0.0f : v;
                     }
                 }
             }
@@ -438,7 +496,7 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
     /* the first channel of each tile m0..m1, looked up once per chunk */
     int start[CBUF_FLOATS / (NR * ME_GEMM_MR_AVX2) + 2];
     for (int m = m0; m <= m1; m++) start[m - m0] = tile_row(c, m);
-    int k = k_total(&c->s), mr = c->mr, first = start[0], rows = start[m1 - m0] - first;
+    int k = j->s->cin * j->s->kh * j->s->kw, mr = c->mr, first = start[0], rows = start[m1 - m0] - first;
     _Alignas(64) float bp[KC_LIMIT * NR];
     _Alignas(64) uint16_t bpair[KC_LIMIT * NR];
     for (int k0 = 0; k0 < k; k0 += c->kc) {
@@ -459,8 +517,8 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             for (int m = m0; m < m1; m++) {
                 int r0 = start[m - m0], r1 = start[m - m0 + 1];
                 size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
-                const void *a = c->native_bf16 ? (const void *)((const uint16_t *)c->packed + at)
-                                               : (const void *)((const float *)c->packed + at);
+                const void *a = c->native_bf16 ? (const void *)((const uint16_t *)j->packed + at)
+                                               : (const void *)((const float *)j->packed + at);
                 me_tile_out o = {cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR, NR, live, NULL,
                                  1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
                 j->tiles[r1 - r0](kbp, a, b, &o);
@@ -505,49 +563,72 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
     if (oh <= 0 || ow <= 0 || n <= 0) return;
     size_t plane = (size_t)oh * ow;
     if (!c->packed) {   /* OpenBLAS: each destination its own op_conv2d over its rows of the weights */
-        size_t k = (size_t)k_total(s);
+        size_t k = (size_t)s->cin * s->kh * s->kw;
         for (int i = 0, c0 = 0; i < ndst; c0 += dst[i++].channels) {
             const op_conv_dst *d = &dst[i];
+            int a = d->no_act ? OP_ACT_NONE : act;
             op_conv part = *c;
             part.s.cout = d->channels;
             part.w = c->w + (size_t)c0 * k;
             part.bias = c->bias ? c->bias + c0 : NULL;
             size_t one = (size_t)d->channels * plane;
             if (d->y_img == one) {
-                blas_run(&part, n, h, w, x, d->y, d->res, act, scratch, (size_t)n * one);
+                blas_run(&part, n, h, w, x, d->y, d->res, a, scratch, (size_t)n * one);
                 continue;
             }
             for (int b = 0; b < n; b++)   /* op_conv2d writes whole images: one at a time */
                 blas_run(&part, 1, h, w, x + (size_t)b * s->cin * h * w, d->y + b * d->y_img,
-                         d->res ? d->res + b * d->y_img : NULL, act, scratch, one);
+                         d->res ? d->res + b * d->y_img : NULL, a, scratch, one);
         }
         return;
     }
     me_tile_plan p;
     me_gemm_tile_plan(c->native_bf16, &p);
     int flat = st == 1 && up == 1 && 2 * s->pad_w < s->kw, gw = flat ? w : ow;
-    conv_job j = {c, x, dst, ndst, act, h, w, h * up, w * up, oh, ow, plane, flat, gw, (size_t)oh * gw,
-                  (long)n * oh * gw, p.tiles};
-    long np = (j.pixels + NR - 1) / NR;
+    conv_job jobs[4] = {{.c = c, .s = s, .packed = c->packed, .x = x, .dst = dst, .ndst = ndst, .act = act, .h = h,
+                         .w = w, .ih = h * up, .iw = w * up, .oh = oh, .ow = ow, .plane = plane, .step = 1,
+                         .flat = flat, .gw = gw, .gplane = (size_t)oh * gw, .pixels = (long)n * oh * gw,
+                         .tiles = p.tiles}};
+    int njobs = 1;
+    op_conv_shape parity_shape[4];
+    if (c->folded) {   /* four 2×2 convolutions of the source, flat, each to every other pixel */
+        size_t bytes = op_conv_bytes(s, c->bf16) / 4;
+        for (int q = 0; q < 4; q++) {
+            parity_shape[q] = (op_conv_shape){s->cin, s->cout, 2, 2, 1, 1 - q / 2, 1 - q % 2, 0};
+            jobs[q] = jobs[0];
+            conv_job *jq = &jobs[q];
+            jq->s = &parity_shape[q];
+            jq->packed = (const char *)c->packed + q * bytes;
+            jq->ih = jq->oh = h;
+            jq->iw = jq->ow = jq->gw = w;
+            jq->py = q / 2, jq->px = q % 2, jq->step = 2, jq->flat = 1;
+            jq->gplane = (size_t)h * w, jq->pixels = (long)n * h * w;
+        }
+        njobs = 4;
+    }
+    const conv_job *jp = jobs;
+    long np = (jobs[0].pixels + NR - 1) / NR;
     int mp = c->mpad / c->mr, nt = me_threads();
-    double flops = 2.0 * (double)j.pixels * s->cout * k_total(s);
+    double flops = 2.0 * (double)jobs[0].pixels * njobs * s->cout * k_total(s);
     int par = nt > 1 && !omp_in_parallel() && flops >= PAR_MIN_FLOPS;
     #pragma omp parallel num_threads(nt) if (par)
     {
         int t = omp_get_thread_num(), tn = omp_get_num_threads();
         /* Pixel panels split when each thread gets two or more, else channels. */
         float *cbuf = scratch + (size_t)t * CBUF_FLOATS;
-        if (np >= 2L * tn)
-            run_share(&j, np * t / tn, np * (t + 1) / tn, 0, mp, cbuf);
-        else if (mp * t / tn < mp * (t + 1) / tn)
-            run_share(&j, 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
+        for (int q = 0; q < njobs; q++) {
+            if (np >= 2L * tn)
+                run_share(&jp[q], np * t / tn, np * (t + 1) / tn, 0, mp, cbuf);
+            else if (mp * t / tn < mp * (t + 1) / tn)
+                run_share(&jp[q], 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
+        }
     }
 }
 
 void op_conv_run_into(const op_conv *c, int n, int h, int w, const float *x, float *y, size_t y_img,
                       const float *res, int act, float *scratch)
 {
-    op_conv_dst d = {c->s.cout, y, y_img, res};
+    op_conv_dst d = {c->s.cout, y, y_img, res, 0};
     op_conv_run_split(c, n, h, w, x, &d, 1, act, scratch);
 }
 

@@ -107,8 +107,9 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(1, 3, 9, 70, 8, 3, 2, 0, 0);       /* stride 2, 34-wide rows: whole 32-lane segments */
     large_case(3, 20, 9, 11, 13, 3, 1, 0, 0);     /* unpadded 3×3: flat grid, columns dropped, across images */
     large_case(1, 96, 19, 15, 40, 5, 1, 0, 0);    /* unpadded 5×5, K 2400: the same over several K blocks */
-    large_case(1, 32, 12, 10, 20, 3, 1, 1, 1);    /* folded ×2 upsampling */
+    large_case(1, 32, 12, 10, 20, 3, 1, 1, 1);    /* ×2 upsampling: four 2×2 convolutions, one per output parity */
     large_case(1, 24, 6, 24, 20, 3, 1, 1, 1);     /* the same, 48-wide rows: whole-row panels beside split ones */
+    large_case(2, 80, 7, 9, 30, 3, 1, 1, 1);      /* the same, K 320 (two blocks), panels across rows and images */
     large_case(2, 16, 5, 16, 9, 5, 1, 2, 1);      /* 5×5, pad 2, 32-wide rows (one panel each), two images */
     large_case(1, 300, 6, 7, 700, 1, 1, 0, 0);    /* 1×1; output chunks smaller than the plane */
     large_case(1, 8, 64, 70, 2100, 1, 1, 0, 0);   /* more channels than one output block holds */

@@ -9,7 +9,10 @@ decoder's Conv2d/Linear multiply-adds ×2, for shares of the peak).
 + diffusion_pytorch_model.bin), the latents (DIR/latent.npy, already
 multiplied by the scaling factor so `moedit decode` divides them back) and
 PyTorch's output (DIR/torch_out.npy), so moedit can be timed on the same
-decode and checked against it:
+decode and checked against it. `gflop_moedit:` is the same count for the
+products moedit does: it folds each nearest ×2 upsampling into the 3×3
+convolution after it (four 2×2 convolutions of the source, ops/conv_gemm.c),
+4 multiply-adds per input channel and output pixel there instead of 9:
 
   /usr/bin/python3 tools/bench_vae_torch.py --save /tmp/vaebench
   /usr/bin/time -v build/moedit decode --vae /tmp/vaebench/vae \\
@@ -28,14 +31,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vae_reference as ref  # noqa: E402
 
 
-def count_gflop(model, *inputs):
+def count_gflop(model, *inputs, folded=False):
     """Multiply-adds ×2 of every Conv2d and Linear in one forward (the
-    attention products are not modules and are left out: under 1 %)."""
+    attention products are not modules and are left out: under 1 %);
+    folded: the 3×3 convolutions after a ×2 upsampling at 2×2 taps."""
     total = [0]
+    after_upsampling = {id(m.conv) for m in model.modules() if isinstance(m, ref.Upsample2D)}
 
     def hook(m, inp, out):
         if isinstance(m, torch.nn.Conv2d):
-            total[0] += 2 * out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            taps = m.kernel_size[0] * m.kernel_size[1]
+            if folded and id(m) in after_upsampling and tuple(m.kernel_size) == (3, 3):
+                taps = 4
+            total[0] += 2 * out.numel() * m.in_channels // m.groups * taps
         else:
             total[0] += 2 * out.numel() * m.in_features
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -72,6 +80,7 @@ def main():
         torch.__version__, args.threads, s, s, args.batch, tuple(out.shape), float(np.median(times)),
         " ".join("%.3f" % t for t in times)))
     print("gflop: %.1f" % count_gflop(model, z))
+    print("gflop_moedit: %.1f" % count_gflop(model, z, folded=True))
 
     if args.save:
         vae_dir = os.path.join(args.save, "vae")

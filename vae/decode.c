@@ -176,7 +176,7 @@ static void decode_one(moedit_vae *v, int h, int w, const float *z, float *img)
         const vae_up_block *u = &v->up[i];
         for (int j = 0; j <= c->layers_per_block; j++) resnet(v, &u->resnets[j], h, w);
         if (u->upsample.w) {
-            conv(v, &u->upsample, h, w, ws->x, ws->a);   /* nearest ×2 folded into the conv */
+            conv(v, &u->upsample, h, w, ws->x, ws->a);   /* nearest ×2 and conv: four 2×2 convs of x */
             swap(&ws->x, &ws->a);
             h *= 2;
             w *= 2;
