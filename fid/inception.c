@@ -80,8 +80,8 @@ struct me_inception {
 };
 
 /* Largest activations: the stem's 64×147×147 (in q and t1) and the
-   blocks' per image, 288×35×35 (a block's input or output, or the average
-   pool of one). */
+   blocks' per image, 288×35×35 (a block's input or output; every branch
+   temporary is smaller). */
 #define BIG_FLOATS ((size_t)64 * 147 * 147)
 #define TMP_FLOATS ((size_t)288 * 35 * 35)
 
