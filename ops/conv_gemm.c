@@ -593,20 +593,19 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
     op_conv_shape parity_shape[4];
     if (c->folded) {   /* four 2×2 convolutions of the source, flat, each to every other pixel */
         size_t bytes = op_conv_bytes(s, c->bf16) / 4;
-        for (int q = 0; q < 4; q++) {
-            parity_shape[q] = (op_conv_shape){s->cin, s->cout, 2, 2, 1, 1 - q / 2, 1 - q % 2, 0};
-            jobs[q] = jobs[0];
-            conv_job *jq = &jobs[q];
-            jq->s = &parity_shape[q];
-            jq->packed = (const char *)c->packed + q * bytes;
-            jq->ih = jq->oh = h;
-            jq->iw = jq->ow = jq->gw = w;
-            jq->py = q / 2, jq->px = q % 2, jq->step = 2, jq->flat = 1;
-            jq->gplane = (size_t)h * w, jq->pixels = (long)n * h * w;
+        for (int i = 0; i < 4; i++) {
+            parity_shape[i] = (op_conv_shape){s->cin, s->cout, 2, 2, 1, 1 - i / 2, 1 - i % 2, 0};
+            conv_job *ji = &jobs[i];
+            *ji = jobs[0];
+            ji->s = &parity_shape[i];
+            ji->packed = (const char *)c->packed + i * bytes;
+            ji->ih = ji->oh = h;
+            ji->iw = ji->ow = ji->gw = w;
+            ji->py = i / 2, ji->px = i % 2, ji->step = 2, ji->flat = 1;
+            ji->gplane = (size_t)h * w, ji->pixels = (long)n * h * w;
         }
         njobs = 4;
     }
-    const conv_job *jp = jobs;
     long np = (jobs[0].pixels + NR - 1) / NR;
     int mp = c->mpad / c->mr, nt = me_threads();
     double flops = 2.0 * (double)jobs[0].pixels * njobs * s->cout * k_total(s);
@@ -616,11 +615,11 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
         int t = omp_get_thread_num(), tn = omp_get_num_threads();
         /* Pixel panels split when each thread gets two or more, else channels. */
         float *cbuf = scratch + (size_t)t * CBUF_FLOATS;
-        for (int q = 0; q < njobs; q++) {
+        for (int i = 0; i < njobs; i++) {
             if (np >= 2L * tn)
-                run_share(&jp[q], np * t / tn, np * (t + 1) / tn, 0, mp, cbuf);
+                run_share(&jobs[i], np * t / tn, np * (t + 1) / tn, 0, mp, cbuf);
             else if (mp * t / tn < mp * (t + 1) / tn)
-                run_share(&jp[q], 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
+                run_share(&jobs[i], 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
         }
     }
 }
