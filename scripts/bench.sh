@@ -145,6 +145,8 @@ if [ -d "$vae/vae" ]; then
     # moedit's share of the peak counts the products it does: the ×2
     # upsamplings folded into their 3×3 convolutions (fewer than PyTorch's)
     gme=$(field gflop_moedit < "$WORK/vae_torch.txt")
+    case "$CPU" in *"kernels openblas"*) gme="" ;; esac   # no own kernels: op_conv2d, nothing folded
+    [ -n "$gme" ] || gme=$gflop
     dec_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy")
     awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v gm="$gme" -v p="$PEAK" -v l="$VAE_LATENT" 'BEGIN {
         printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP; moedit %.0f) | %.2f s (%.0f GFLOP/s, %.0f%%) | %.2f s | %.2f× | %.0f (%.0f%%) |\n",
