@@ -419,6 +419,8 @@ static void maxpool_cat(int k, int cin, int h, int w, const float *x, float *y, 
 static void forward_a(const work *n, int k, const block_a *m, const float *x, float *y)
 {
     const size_t hw = 35 * 35;
+    /* the heads' channels: 64 + 48 + 64, then branch_pool's pool_features;
+       the output: 64 + 64 + 96, then branch_pool's */
     int ch = 0, pf = m->heads.s.cout - 176, out = 224 + pf;
     /* branch1x1 → y, branch5x5_1 → t1, branch3x3dbl_1 → t2, branch_pool's
        sums after branch5x5_1's in t1, pooled into y at once */
@@ -426,7 +428,7 @@ static void forward_a(const work *n, int k, const block_a *m, const float *x, fl
     run_heads(n, k, &m->heads, x, 4,
               (op_conv_dst[]){to(slice(y, &ch, 64, hw), 64, out, hw), to(n->t1, 48, 48, hw), to(n->t2, 64, 64, hw),
                               to_pool(sums, pf, hw)});
-    avgpool_relu(k, pf, 35, sums, y + (size_t)224 * hw, out);   /* TensorFlow's pool: padding not counted */
+    avgpool_relu(k, pf, 35, sums, y + (size_t)(out - pf) * hw, out);   /* TF's pool: padding not counted */
     run_cat(n, k, &m->b5_2, n->t1, slice(y, &ch, 64, hw), out);
     run(n, k, &m->d2, n->t2, n->t1);
     run_cat(n, k, &m->d3, n->t1, slice(y, &ch, 96, hw), out);
@@ -453,7 +455,7 @@ static void forward_c(const work *n, int k, const block_c *m, const float *x, fl
     run_heads(n, k, &m->heads, x, 4,
               (op_conv_dst[]){to(slice(y, &ch, 192, hw), 192, 768, hw), to(n->t1, c7, c7, hw), to(dbl, c7, c7, hw),
                               to_pool(n->t2, 192, hw)});
-    avgpool_relu(k, 192, 17, n->t2, y + (size_t)576 * hw, 768);
+    avgpool_relu(k, 192, 17, n->t2, y + (size_t)(768 - 192) * hw, 768);   /* the last 192 channels */
     run(n, k, &m->b7_2, n->t1, n->t2);
     run_cat(n, k, &m->b7_3, n->t2, slice(y, &ch, 192, hw), 768);
     run(n, k, &m->d2, dbl, n->t2);
@@ -487,7 +489,7 @@ static void forward_e(const work *n, int k, const block_e *m, int max_pool, cons
     op_conv_dst d[4] = {to(slice(y, &ch, 320, hw), 320, 2048, hw), to(n->t1, 384, 384, hw), to(n->t2, 448, 448, hw),
                         to_pool(sums, 192, hw)};
     run_heads(n, k, &m->heads, x, max_pool ? 3 : 4, d);
-    if (!max_pool) avgpool_relu(k, 192, 8, sums, y + (size_t)1856 * hw, 2048);
+    if (!max_pool) avgpool_relu(k, 192, 8, sums, y + (size_t)(2048 - 192) * hw, 2048);   /* the last 192 */
     run_cat(n, k, &m->b3_2a, n->t1, slice(y, &ch, 384, hw), 2048);
     run_cat(n, k, &m->b3_2b, n->t1, slice(y, &ch, 384, hw), 2048);
     run(n, k, &m->d2, n->t2, n->t1);
