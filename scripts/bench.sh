@@ -18,8 +18,8 @@
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
 #     against `moedit bench`, fp32 and bf16, GFLOP/s as % of the peak.
 #  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
-#     `moedit decode --time` (decode alone, loading excluded; the median of
-#     three decodes; the same on both sides); moedit's GFLOP/s count the
+#     `moedit decode --time --repeat 3` (decode alone, loading excluded; the
+#     median of three decodes in one process, the same on both sides); moedit's GFLOP/s count the
 #     products it does (gflop_moedit: its ×2 upsamplings folded into their
 #     convolutions), PyTorch's all of its own.
 #  3. InceptionV3 pool3 features of 256×256 images: tools/bench_inception_torch.py
@@ -59,11 +59,12 @@ $PY -c 'import torch' 2> /dev/null ||
 unset OMP_WAIT_POLICY GOMP_SPINCOUNT
 torch_py() { OMP_WAIT_POLICY=passive $PY "$@"; }
 field() { { grep -o "\(^\| \)$1: [0-9][0-9.]*" || true; } | head -1 | awk '{ print $NF }'; }   # "" when absent or n/a
-# median of three `moedit decode --time` runs' decode_ms (PyTorch's decode is the
-# median of its three passes, tools/bench_vae_torch.py): the same statistic on both sides
+# median of three decodes in one process, the first one cold (`decode --repeat 3
+# --time`), as PyTorch's decode is timed (tools/bench_vae_torch.py): the same
+# statistic on both sides
 decode_ms() {
-    for _ in 1 2 3; do "$BIN" decode --threads "$THREADS" --time "$@" 2>&1 >/dev/null | field decode_ms; done |
-        sort -n | sed -n 2p
+    "$BIN" decode --threads "$THREADS" --time --repeat 3 "$@" 2>&1 >/dev/null |
+        { grep -o "^decode_ms: [0-9.]*" || true; } | awk '{ print $2 }' | sort -n | sed -n 2p
 }
 pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
 # wall seconds of a command, or "failed (exit N)": a failed run is never a time

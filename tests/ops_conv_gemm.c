@@ -74,7 +74,7 @@ Test(conv_gemm, shapes_against_torch)
     fixture_case("conv5x5wide", 1, 64, 12, 300, 2, 5, 5, 1, 2, 2, 0, 1);
 }
 
-/* op_conv_run (plain, + residual, ReLU) against op_conv2d on one shape. */
+/* op_conv_run (plain, ReLU, + residual and ReLU) against op_conv2d on one shape. */
 static void large_case(int n, int cin, int h, int w, int cout, int k, int stride, int pad, int up)
 {
     op_conv_shape s = {cin, cout, k, k, stride, pad, pad, up};
@@ -89,6 +89,12 @@ static void large_case(int n, int cin, int h, int w, int cout, int k, int stride
     float *y = run(&s, 0, n, h, w, x, wt, b, NULL, OP_ACT_NONE, out_n);
     expect_close(what, y, want, out_n, 1e-5);
     free(y);
+    float *relu = calloc(out_n, sizeof *relu);   /* ReLU alone: the folded layers' vector stores */
+    for (size_t i = 0; i < out_n; i++) relu[i] = want[i] > 0 ? want[i] : 0;
+    y = run(&s, 0, n, h, w, x, wt, b, NULL, OP_ACT_RELU, out_n);
+    expect_close(what, y, relu, out_n, 1e-5);
+    free(y);
+    free(relu);
     for (size_t i = 0; i < out_n; i++) {
         want[i] += res[i];
         want[i] = want[i] > 0 ? want[i] : 0;
