@@ -54,6 +54,36 @@ Test(decode, time_flag_reports_the_decode, .init = setup, .fini = teardown)
     cr_assert(at && sscanf(at, "decode_ms: %lf", &ms) == 1 && ms > 0, "stderr: %s", err);
 }
 
+/* --repeat 3 --time: three passes, each timed, the output written once and
+   the same as one decode's (bench.sh takes the median of the three). */
+Test(decode, repeat_times_every_pass, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/once.npy --threads 2", SMALL, LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/thrice.npy --threads 2 --time --repeat 3", SMALL,
+             LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    int passes = 0;
+    for (const char *at = err; (at = strstr(at, "decode_ms: ")); at++) {
+        double ms = -1;
+        cr_assert(sscanf(at, "decode_ms: %lf", &ms) == 1 && ms > 0, "stderr: %s", err);
+        passes++;
+    }
+    cr_assert_eq(passes, 3, "stderr: %s", err);
+    char path[128];
+    me_array once, thrice;
+    snprintf(path, sizeof path, "%s/once.npy", dir);
+    cr_assert_eq(me_npy_read(path, &once), MOEDIT_OK, "%s", moedit_last_error());
+    snprintf(path, sizeof path, "%s/thrice.npy", dir);
+    cr_assert_eq(me_npy_read(path, &thrice), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(once.numel, thrice.numel);
+    cr_assert_eq(memcmp(once.data, thrice.data, (size_t)once.numel * sizeof(float)), 0);
+    me_array_free(&once);
+    me_array_free(&thrice);
+    cr_assert_eq(files_in_dir(), 2);
+}
+
 Test(decode, png_grid, .init = setup, .fini = teardown)
 {
     char args[1024], err[512];
@@ -114,6 +144,8 @@ Test(decode, bad_input_exit_2, .init = setup, .fini = teardown)
     expect_input_error(args, "o.jpg");
     snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy --scaling-factor 0", SMALL, LATENT, dir);
     expect_input_error(args, "--scaling-factor");
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy --repeat 0", SMALL, LATENT, dir);
+    expect_input_error(args, "--repeat");
     snprintf(args, sizeof args, "--vae %s --latent %s --out /nonexistent-dir/o.npy", SMALL, LATENT);
     cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
     snprintf(args, sizeof args, "--latent %s --out %s/o.npy", LATENT, dir);
