@@ -22,9 +22,10 @@
      leaves for y once (each channel range for its own destination), with
      bias, residual and ReLU applied on the way — no separate pass over y,
      and tiles never straddle a row or image boundary of y.
-   - Threads: one OpenMP region per convolution, each thread a range of
-     pixel panels (or, when there are too few, a range of output channels),
-     with no barrier inside: a thread packs its own B panels. */
+   - Threads: one OpenMP region per convolution, each thread claiming
+     ranges of pixel panels as it goes (or, when there are too few, taking
+     a range of output channels), with no barrier inside: a thread packs
+     its own B panels. */
 #include <immintrin.h>
 #include <omp.h>
 #include <stddef.h>
@@ -193,7 +194,7 @@ typedef struct {
     size_t plane;             /* the destination's plane: oh·ow, or 2oh·2ow for a folded parity */
     int py, px, step;         /* output pixel (oy, ox) lands at (step·oy + py, step·ox + px) */
     int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_b */
-    int wide;                 /* AVX-512 kernels: store_every_other's vector stores */
+    int avx512;               /* AVX-512 CPU: folded parities stored by store_every_other */
     int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
     size_t gplane;            /* oh·gw */
     long pixels;              /* n·gplane */
@@ -505,7 +506,7 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, cons
                         }
                         continue;
                     }
-                    if (st == 2 && !res && j->wide) {
+                    if (st == 2 && !res && j->avx512) {
                         store_every_other(dst, src, len, b, relu);
                         continue;
                     }
@@ -647,7 +648,7 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
     conv_job jobs[4] = {{.c = c, .s = s, .packed = c->packed, .x = x, .dst = dst, .ndst = ndst, .act = act, .h = h,
                          .w = w, .ih = h * up, .iw = w * up, .oh = oh, .ow = ow, .plane = plane, .step = 1,
                          .flat = flat, .gw = gw, .gplane = (size_t)oh * gw, .pixels = (long)n * oh * gw,
-                         .wide = me_cpu_isa() == ME_ISA_AVX512, .tiles = p.tiles}};
+                         .avx512 = me_cpu_isa() == ME_ISA_AVX512, .tiles = p.tiles}};
     int njobs = 1;
     op_conv_shape parity_shape[4];
     if (c->folded) {   /* four 2×2 convolutions of the source, flat, each to every other pixel */

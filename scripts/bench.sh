@@ -19,9 +19,9 @@
 #     against `moedit bench`, fp32 and bf16, GFLOP/s as % of the peak.
 #  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
 #     `moedit decode --time --repeat 3` (decode alone, loading excluded; the
-#     median of three decodes in one process, the same on both sides); moedit's GFLOP/s count the
-#     products it does (gflop_moedit: its ×2 upsamplings folded into their
-#     convolutions), PyTorch's all of its own.
+#     median of three decodes in one process, the same on both sides);
+#     moedit's GFLOP/s count the products it does (gflop_moedit: its ×2
+#     upsamplings folded into their convolutions), PyTorch's all of its own.
 #  3. InceptionV3 pool3 features of 256×256 images: tools/bench_inception_torch.py
 #     against `moedit fid` (images/s of its feature pass; best of three on both sides).
 #  4. end to end: `moedit fid-sample` of the shipped fmnist-moe (its defaults),
