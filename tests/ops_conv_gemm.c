@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "moedit.h"
 #include "ops/conv.h"
 #include "tests/testutil.h"
 
@@ -119,6 +120,42 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(2, 16, 5, 16, 9, 5, 1, 2, 1);      /* 5×5, pad 2, 32-wide rows (one panel each), two images */
     large_case(1, 300, 6, 7, 700, 1, 1, 0, 0);    /* 1×1; output chunks smaller than the plane */
     large_case(1, 8, 64, 70, 2100, 1, 1, 0, 0);   /* more channels than one output block holds */
+}
+
+/* The threads claim pixel panels as they go (ops/conv_gemm.c, claim): how
+   many there are, and so which thread computes a panel, must not change a
+   bit of the output — plain, folded (four parity jobs in one queue), with
+   residual and ReLU. */
+Test(conv_gemm, same_bits_for_any_thread_count)
+{
+    static const int shapes[][9] = {
+        /* n, cin, h, w, cout, k, stride, pad, up */
+        {1, 96, 17, 19, 70, 3, 1, 1, 0},
+        {2, 80, 7, 9, 30, 3, 1, 1, 1},
+        {1, 32, 40, 40, 20, 3, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int *d = shapes[i];
+        op_conv_shape s = {d[1], d[4], d[5], d[5], d[6], d[7], d[7], d[8]};
+        int oh = op_conv2d_out(d[8] ? 2 * d[2] : d[2], d[5], d[6], d[7]);
+        int ow = op_conv2d_out(d[8] ? 2 * d[3] : d[3], d[5], d[6], d[7]);
+        size_t out_n = (size_t)d[0] * d[4] * oh * ow;
+        float *x = counter("tx", (size_t)d[0] * d[1] * d[2] * d[3], 1.0f);
+        float *wt = counter("tw", (size_t)d[4] * d[1] * d[5] * d[5], 0.1f), *b = counter("tb", d[4], 1.0f);
+        float *res = counter("tr", out_n, 2.0f), *one = NULL;
+        for (int threads = 1; threads <= 3; threads++) {
+            moedit_set_threads(threads);
+            float *y = run(&s, 0, d[0], d[2], d[3], x, wt, b, res, OP_ACT_RELU, out_n);
+            if (!one) {
+                one = y;
+                continue;
+            }
+            cr_assert_eq(memcmp(y, one, out_n * sizeof *y), 0, "shape %zu: %d threads differ from one", i, threads);
+            free(y);
+        }
+        moedit_set_threads(0);
+        free(x); free(wt); free(b); free(res); free(one);
+    }
 }
 
 /* bf16: every weight and input rounded to bfloat16, float32 sums. The
