@@ -30,9 +30,22 @@ int me_add_size(size_t a, size_t b, size_t *out);
 /* malloc that reports failure through me_fail; returns NULL then. */
 void *me_alloc(size_t bytes);
 void *me_calloc(size_t count, size_t size);
-/* 64-byte aligned, for kernels; free with me_free_aligned. */
+/* 64-byte aligned, for kernels; free with me_free_aligned. From 2 MB on,
+   2 MB aligned with its whole 2 MB pages asked to be transparent huge pages
+   (core/memory.c says why). */
 void *me_alloc_aligned(size_t bytes);
 void me_free_aligned(void *p);
+
+/* Many 64-byte aligned blocks (a model's packed weights) carved from chunks
+   of transparent huge pages, freed all at once: zero it to start. */
+typedef struct {
+    void **chunks;
+    int nchunks, cap;
+    char *next;        /* free space of the last chunk */
+    size_t left, total;   /* its bytes; the blocks' bytes */
+} me_arena;
+void *me_arena_alloc(me_arena *a, size_t bytes);   /* NULL (me_fail) when out of memory */
+void me_arena_free(me_arena *a);                   /* every block; a is empty again */
 char *me_strdup(const char *s);
 
 /* A whole file, read-only: mmap'ed where possible. */

@@ -1,7 +1,30 @@
-/* Allocation, checked size arithmetic and half-precision conversion. */
+/* Allocation, checked size arithmetic and half-precision conversion.
+
+   Large buffers live on transparent huge pages. The tile kernels stream
+   weights and activations that a forward touches once each, hundreds of
+   megabytes of them, so on 4 KB pages nearly every B panel starts with a
+   TLB miss, and in a virtual machine each miss walks two page tables. On
+   an AMD Zen 5 VM (2 vCPUs, one thread) a DiT-MoE-S/2 CFG pair's qkv
+   products ran at 125 GFLOP/s when their 1.8 MB weights sat on 4 KB pages
+   and at 190 on huge pages (191 when run twice, the TLB warm), its expert
+   products 12 % faster. THP is often "madvise" only, hence the advice. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "core.h"
+
+#define HUGE_PAGE ((size_t)1 << 21)
+#define ARENA_CHUNK ((size_t)32 << 20)
+
+/* Asks for huge pages over the whole ones in [p, p + bytes); p is 2 MB aligned. */
+static void advise_huge(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    if (bytes >= HUGE_PAGE) madvise(p, bytes & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
 
 int me_mul_size(size_t a, size_t b, size_t *out)
 {
@@ -35,14 +58,64 @@ void *me_alloc_aligned(size_t bytes)
 {
     void *p = NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+    /* the tail beyond the last whole 2 MB page stays on small pages: no
+       memory is spent on the alignment but address space */
+    size_t align = rounded >= HUGE_PAGE ? HUGE_PAGE : 64;
+    if (rounded < bytes || posix_memalign(&p, align, rounded ? rounded : 64) != 0) {
         me_fail(MOEDIT_EINTERNAL, "out of memory (%zu bytes)", bytes);
         return NULL;
     }
+    advise_huge(p, rounded);
     return p;
 }
 
 void me_free_aligned(void *p) { free(p); }
+
+void *me_arena_alloc(me_arena *a, size_t bytes)
+{
+    size_t rounded = bytes ? (bytes + 63) & ~(size_t)63 : 64;
+    if (rounded < bytes) {
+        me_fail(MOEDIT_EINTERNAL, "out of memory (%zu bytes)", bytes);
+        return NULL;
+    }
+    if (rounded > a->left) {
+        if (a->nchunks == a->cap) {
+            int cap = a->cap ? 2 * a->cap : 16;
+            void **c = realloc(a->chunks, (size_t)cap * sizeof *c);
+            if (!c) {
+                me_fail(MOEDIT_EINTERNAL, "out of memory");
+                return NULL;
+            }
+            a->chunks = c, a->cap = cap;
+        }
+        /* Blocks lie back to back, so only a chunk's last, partly used huge
+           page costs memory it does not hold (the rest of an abandoned tail
+           is never touched, never backed); chunks grow with the arena up
+           to 8 × 32 MB, so there are few of them. */
+        size_t size = a->total / 4 < 8 * ARENA_CHUNK ? a->total / 4 : 8 * ARENA_CHUNK;
+        if (size < ARENA_CHUNK) size = ARENA_CHUNK;
+        if (size < rounded) size = rounded;
+        size = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+        void *chunk = NULL;
+        if (size < rounded || posix_memalign(&chunk, HUGE_PAGE, size) != 0) {
+            me_fail(MOEDIT_EINTERNAL, "out of memory (%zu bytes)", bytes);
+            return NULL;
+        }
+        advise_huge(chunk, size);
+        a->chunks[a->nchunks++] = chunk;
+        a->next = chunk, a->left = size;
+    }
+    void *p = a->next;
+    a->next += rounded, a->left -= rounded, a->total += rounded;
+    return p;
+}
+
+void me_arena_free(me_arena *a)
+{
+    for (int i = 0; i < a->nchunks; i++) free(a->chunks[i]);
+    free(a->chunks);
+    memset(a, 0, sizeof *a);
+}
 
 char *me_strdup(const char *s)
 {

@@ -65,25 +65,11 @@ static void release_pages(const void *data, size_t bytes)
 #endif
 }
 
-/* A k×n packed matrix over fresh memory the model owns. */
+/* A k×n packed matrix in the model's weight arena. */
 static int new_pack(moedit_model *m, me_gemm_b *b, int k, int n, int bf16)
 {
-    if (m->npacks == m->packs_cap) {
-        int cap = m->packs_cap ? 2 * m->packs_cap : 64;
-        void **p = realloc(m->packs, (size_t)cap * sizeof *p);
-        if (!p) return me_fail(MOEDIT_EINTERNAL, "out of memory");
-        m->packs = p, m->packs_cap = cap;
-    }
-    /* 2 MB aligned, and transparent huge pages asked for: the gigabytes of
-       weights then fault in 512 times fewer pages. */
-    size_t bytes = me_gemm_b_bytes(k, n, bf16);
-    void *mem = NULL;
-    size_t align = bytes >= ((size_t)1 << 21) ? (size_t)1 << 21 : 64;
-    if (posix_memalign(&mem, align, bytes ? bytes : 64)) return me_fail(MOEDIT_EINTERNAL, "out of memory");
-#ifdef MADV_HUGEPAGE
-    if (bytes >= ((size_t)1 << 21)) madvise(mem, bytes & ~(((size_t)1 << 21) - 1), MADV_HUGEPAGE);
-#endif
-    m->packs[m->npacks++] = mem;
+    void *mem = me_arena_alloc(&m->packs, me_gemm_b_bytes(k, n, bf16));
+    if (!mem) return MOEDIT_EINTERNAL;
     me_gemm_b_init(b, mem, k, n, bf16);
     b->batch_invariant = &m->batch_invariant;
     return MOEDIT_OK;
@@ -310,8 +296,7 @@ void moedit_model_free(moedit_model *m)
     dit_gpu_free(m);
     me_free_aligned(m->arena);
     for (int l = 0; m->blocks && l < m->cfg.depth; l++) free(m->blocks[l].re);
-    for (int i = 0; i < m->npacks; i++) me_free_aligned(m->packs[i]);
-    free(m->packs);
+    me_arena_free(&m->packs);
     free(m->blocks);
     free(m->expert_store);
     free(m->pos_own);

@@ -96,8 +96,7 @@ struct moedit_model {
     me_gemm_b fl; const float *fl_b;      /* final_layer.linear: D → p·p·out_C */
     dit_block *blocks;
     dit_swiglu *expert_store;       /* depth × E */
-    void **packs;                   /* every packed matrix's memory, freed with the model */
-    int npacks, packs_cap;
+    me_arena packs;                 /* every packed matrix's memory, freed with the model */
 
     dit_acts a;
     int cap;                        /* rows the arena holds */

@@ -36,8 +36,7 @@ typedef struct {
     op_conv_shape s;
     int h, w, oh, ow;       /* input and output size (fixed by the 299×299 input) */
     float *weight, *bias;   /* BatchNorm folded in */
-    op_conv op;             /* weight packed for the tile kernels (ops/conv.h) */
-    void *packed;
+    op_conv op;             /* weight packed for the tile kernels (ops/conv.h), in me_inception.packs */
 } conv;
 
 /* heads: a block's 1×1 convolutions of its input, one GEMM (see load_heads);
@@ -74,6 +73,7 @@ struct me_inception {
     block_e m7b, m7c;
     const float *fc_w, *fc_b;   /* point into fc_store */
     float *fc_store;
+    me_arena packs;             /* the convolutions' packed weights */
     size_t scratch;             /* floats of conv scratch */
     work *work;                 /* [nwork]: one per thread, each running its own chunks */
     int nwork;
@@ -89,6 +89,7 @@ struct me_inception {
 
 typedef struct {
     me_tensors *ts;
+    me_arena *packs;  /* where the packed weights go */
     int rc;
     size_t scratch;   /* largest conv scratch seen */
 } loader;
@@ -131,12 +132,12 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
             c->bias[o0 + o] = (float)(bn[1][o] - bn[2][o] * scale);
         }
     }
-    size_t bytes = op_conv_bytes(&c->s, 0);
-    if (bytes && !(c->packed = me_alloc_aligned(bytes))) {
+    void *packed = me_arena_alloc(L->packs, op_conv_bytes(&c->s, 0));
+    if (!packed) {
         L->rc = MOEDIT_EINTERNAL;
         return;
     }
-    op_conv_init(&c->op, &c->s, c->weight, c->bias, 0, c->packed);
+    op_conv_init(&c->op, &c->s, c->weight, c->bias, 0, packed);
     size_t s = op_conv_scratch(&c->s, h, w);
     if (s > L->scratch) L->scratch = s;
 }
@@ -252,8 +253,8 @@ void me_inception_free(me_inception *net)
     for (int i = 0; i < k; i++) {
         me_free_aligned(cs[i]->weight);
         me_free_aligned(cs[i]->bias);
-        me_free_aligned(cs[i]->packed);
     }
+    me_arena_free(&net->packs);
     free(net->fc_store);
     for (int i = 0; i < net->nwork; i++) {
         work *w = &net->work[i];
@@ -274,7 +275,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     *out = NULL;
     me_inception *n = me_calloc(1, sizeof *n);
     if (!n) return MOEDIT_EINTERNAL;
-    loader L = {ts, 0, 0};
+    loader L = {ts, &n->packs, 0, 0};
     load_conv(&L, &n->c1a, "Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0, 299, 299);
     load_conv(&L, &n->c2a, "Conv2d_2a_3x3", 32, 32, 3, 3, 1, 0, 0, 149, 149);
     load_conv(&L, &n->c2b, "Conv2d_2b_3x3", 32, 64, 3, 3, 1, 1, 1, 147, 147);

@@ -30,15 +30,7 @@ static int all_convs(moedit_vae *v, vae_conv **out)
 
 #define MAX_CONVS (3 + 2 * 3 + VAE_MAX_BLOCKS * (3 * VAE_MAX_RESNETS + 1))
 
-void vae_unpack(moedit_vae *v)
-{
-    vae_conv *cs[MAX_CONVS];
-    int n = all_convs(v, cs);
-    for (int i = 0; i < n; i++) {
-        me_free_aligned(cs[i]->packed);
-        cs[i]->packed = NULL;
-    }
-}
+void vae_unpack(moedit_vae *v) { me_arena_free(&v->packs); }
 
 int vae_pack(moedit_vae *v, int bf16)
 {
@@ -47,12 +39,12 @@ int vae_pack(moedit_vae *v, int bf16)
     vae_unpack(v);
     for (int i = 0; i < n; i++) {
         vae_conv *c = cs[i];
-        size_t bytes = op_conv_bytes(&c->s, bf16);
-        if (bytes && !(c->packed = me_alloc_aligned(bytes))) {
+        void *packed = me_arena_alloc(&v->packs, op_conv_bytes(&c->s, bf16));
+        if (!packed) {
             vae_unpack(v);
             return me_fail(MOEDIT_EINTERNAL, "VAE: out of memory packing the convolution weights");
         }
-        op_conv_init(&c->op, &c->s, c->w, c->b, bf16, c->packed);
+        op_conv_init(&c->op, &c->s, c->w, c->b, bf16, packed);
     }
     v->bf16 = bf16;
     return MOEDIT_OK;

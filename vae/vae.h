@@ -35,8 +35,7 @@ typedef struct { const float *w, *b; } vae_norm;
 typedef struct {
     const float *w, *b;
     op_conv_shape s;
-    op_conv op;              /* w packed for the tile kernels (vae/pack.c) */
-    void *packed;
+    op_conv op;              /* w packed for the tile kernels (vae/pack.c), in moedit_vae.packs */
 } vae_conv;
 
 typedef struct {
@@ -77,6 +76,7 @@ struct moedit_vae {
     vae_up_block up[VAE_MAX_BLOCKS];   /* in execution order, as diffusers' up_blocks */
     vae_norm norm_out;
     int bf16;                /* convolutions packed as bfloat16 (moedit_vae_set_bf16) */
+    me_arena packs;          /* the packed convolution weights */
     vae_workspace ws;
 };
 
