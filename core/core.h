@@ -30,14 +30,13 @@ int me_add_size(size_t a, size_t b, size_t *out);
 /* malloc that reports failure through me_fail; returns NULL then. */
 void *me_alloc(size_t bytes);
 void *me_calloc(size_t count, size_t size);
-/* 64-byte aligned, for kernels; free with me_free_aligned. From 2 MB on,
-   2 MB aligned with its whole 2 MB pages asked to be transparent huge pages
-   (core/memory.c says why). */
+/* 64-byte aligned, for kernels; free with me_free_aligned. */
 void *me_alloc_aligned(size_t bytes);
 void me_free_aligned(void *p);
 
 /* Many 64-byte aligned blocks (a model's packed weights) carved from chunks
-   of transparent huge pages, freed all at once: zero it to start. */
+   of transparent huge pages (core/memory.c says why), freed all at once:
+   zero it to start. */
 typedef struct {
     void **chunks;
     int nchunks, cap;

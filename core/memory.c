@@ -1,13 +1,16 @@
 /* Allocation, checked size arithmetic and half-precision conversion.
 
-   Large buffers live on transparent huge pages. The tile kernels stream
-   weights and activations that a forward touches once each, hundreds of
+   Packed weights live on transparent huge pages (me_arena). The tile
+   kernels stream weights that a forward touches once each, hundreds of
    megabytes of them, so on 4 KB pages nearly every B panel starts with a
    TLB miss, and in a virtual machine each miss walks two page tables. On
    an AMD Zen 5 VM (2 vCPUs, one thread) a DiT-MoE-S/2 CFG pair's qkv
    products ran at 125 GFLOP/s when their 1.8 MB weights sat on 4 KB pages
    and at 190 on huge pages (191 when run twice, the TLB warm), its expert
-   products 12 % faster. THP is often "madvise" only, hence the advice. */
+   products 12 % faster. THP is often "madvise" only, hence the advice.
+   Activations stay on small pages: reused at every step, they keep their
+   TLB entries, and a Zen 4 VM backed fresh 2 MB pages so slowly that a
+   process's first VAE decode took 4.6–5.2 s instead of 3.4 (docs/performance.md). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -58,14 +61,10 @@ void *me_alloc_aligned(size_t bytes)
 {
     void *p = NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    /* the tail beyond the last whole 2 MB page stays on small pages: no
-       memory is spent on the alignment but address space */
-    size_t align = rounded >= HUGE_PAGE ? HUGE_PAGE : 64;
-    if (rounded < bytes || posix_memalign(&p, align, rounded ? rounded : 64) != 0) {
+    if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
         me_fail(MOEDIT_EINTERNAL, "out of memory (%zu bytes)", bytes);
         return NULL;
     }
-    advise_huge(p, rounded);
     return p;
 }
 

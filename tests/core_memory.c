@@ -1,6 +1,6 @@
-/* Large buffers and the weight arena (core/memory.c): alignment, blocks that
-   never overlap whatever their sizes, and the huge-page advice the kernels'
-   speed relies on (checked in /proc/self/smaps where THP is not off). */
+/* The weight arena (core/memory.c): alignment, blocks that never overlap
+   whatever their sizes, and the huge-page advice the kernels' speed relies
+   on (checked in /proc/self/smaps where THP is not off). */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,18 +21,6 @@ static int intact(const void *p, size_t bytes, unsigned tag)
     for (size_t i = 0; i < bytes; i += 4096)
         if (((const unsigned char *)p)[i] != (unsigned char)(tag + i / 4096) && i != bytes - 1) return 0;
     return ((const unsigned char *)p)[bytes - 1] == (unsigned char)tag;
-}
-
-Test(memory, aligned_buffers)
-{
-    void *small = me_alloc_aligned(1000), *large = me_alloc_aligned(5 * MB + 12);
-    cr_assert(small && large);
-    cr_assert_eq((uintptr_t)small % 64, 0);
-    cr_assert_eq((uintptr_t)large % (2 * MB), 0, "a buffer of 2 MB or more starts on a huge page");
-    fill(large, 5 * MB + 12, 7);
-    cr_assert(intact(large, 5 * MB + 12, 7));
-    me_free_aligned(small);
-    me_free_aligned(large);
 }
 
 Test(memory, arena_blocks_are_disjoint)
@@ -101,12 +89,11 @@ Test(memory, huge_pages_asked_for)
 #endif
     if (thp_off()) cr_skip_test("transparent huge pages are off on this machine");
     me_arena a = {0};
-    void *w = me_arena_alloc(&a, 3 * MB), *x = me_alloc_aligned(8 * MB);
-    cr_assert(w && x);
-    fill(w, 3 * MB, 1);
-    fill(x, 8 * MB, 2);
-    cr_assert_eq(thp_eligible(w), 1, "arena chunk not eligible for huge pages");
-    cr_assert_eq(thp_eligible(x), 1, "large buffer not eligible for huge pages");
-    me_free_aligned(x);
+    void *small = me_arena_alloc(&a, 1000), *large = me_arena_alloc(&a, 100 * MB);
+    cr_assert(small && large);
+    fill(small, 1000, 1);
+    fill(large, 100 * MB, 2);
+    cr_assert_eq(thp_eligible(small), 1, "arena chunk not eligible for huge pages");
+    cr_assert_eq(thp_eligible(large), 1, "a block larger than a chunk not eligible for huge pages");
     me_arena_free(&a);
 }
