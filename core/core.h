@@ -41,7 +41,8 @@ typedef struct {
     void **chunks;
     int nchunks, cap;
     char *next;        /* free space of the last chunk */
-    size_t left, total;   /* its bytes; the blocks' bytes */
+    size_t left;       /* bytes at next */
+    size_t total;      /* bytes handed out so far: the next chunk's size follows it */
 } me_arena;
 void *me_arena_alloc(me_arena *a, size_t bytes);   /* NULL (me_fail) when out of memory */
 void me_arena_free(me_arena *a);                   /* every block; a is empty again */
