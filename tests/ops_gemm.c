@@ -150,7 +150,8 @@ Test(gemm, packed_weights_f32_f16)
             packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS] + 1, 0, ME_GEMM_F32, 2e-6);
             packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS], 0, ME_GEMM_F16, 2e-6);
         }
-    packed_case(340, 200, 1537, 0, ME_GEMM_F32, 2e-6);   /* more than one row block (MC = 336), 8 K blocks */
+    packed_case(340, 200, 1537, 0, ME_GEMM_F32, 2e-6);   /* more than one row block, K blocks outermost */
+    packed_case(60, 200, 1537, 0, ME_GEMM_F32, 2e-6);    /* A packed for every K block, panels outermost */
     /* 2-row tiles (AVX2: all 32 columns at once) with bias, over a partial panel */
     packed_case(2, 45, 300, 0, ME_GEMM_F32, 2e-6);
     packed_case(8, 77, 129, 0, ME_GEMM_F32, 2e-6);
@@ -166,6 +167,7 @@ Test(gemm, packed_weights_bf16)
             packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS] + 1, 1, ME_GEMM_F32, 2e-6);
         }
     packed_case(340, 70, 1537, 1, ME_GEMM_BF16, 4e-6);
+    packed_case(100, 70, 1537, 1, ME_GEMM_BF16, 4e-6);   /* A packed for all 4 K blocks at once */
 }
 
 /* Bit for bit on the own kernels; within rounding on the OpenBLAS fallback
@@ -282,27 +284,29 @@ Test(gemm, gathered_rows_on_openblas)
 
 /* A row's value does not depend on the rows multiplied with it (batch 1, 7
    or 64 of a sampler; 2 as in the adaLN products, which the AVX2 kernels
-   give to their all-columns tile), on packed and per-call operands alike. */
+   give to their all-columns tile), on packed and per-call operands alike;
+   nor on the loop order, which the row count chooses (the 700-row packed
+   product runs K blocks outermost, its 64-row parts panels outermost). */
 Test(gemm, rows_do_not_depend_on_m)
 {
     if (!me_gemm_native(0)) cr_skip_test("OpenBLAS path: no such guarantee");
-    int k = 777, n = 300, ms[4] = {1, 2, 7, 64};
-    float *a = rnd((size_t)64 * k, 51), *b = rnd((size_t)k * n, 52);
-    float *full = malloc((size_t)64 * n * sizeof *full), *part = malloc((size_t)64 * n * sizeof *part);
+    int k = 777, n = 300, M = 700, ms[4] = {1, 2, 7, 64};
+    float *a = rnd((size_t)M * k, 51), *b = rnd((size_t)k * n, 52);
+    float *full = malloc((size_t)M * n * sizeof *full), *part = malloc((size_t)64 * n * sizeof *part);
     me_gemm_b pb;
     void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, 0));
     me_gemm_b_init(&pb, mem, k, n, 0);
     me_gemm_pack_b(&pb, 0, n, 0, ME_GEMM_F32, b, n);
     for (int packed = 0; packed < 2; packed++) {
-        if (packed) me_gemm(64, a, k, &pb, 1.0f, NULL, 0.0f, full, n);
-        else me_sgemm(0, 0, 64, n, k, 1.0f, a, k, b, n, 0.0f, full, n);
+        if (packed) me_gemm(M, a, k, &pb, 1.0f, NULL, 0.0f, full, n);
+        else me_sgemm(0, 0, M, n, k, 1.0f, a, k, b, n, 0.0f, full, n);
         for (int mi = 0; mi < 4; mi++)
-            for (int r0 = 0; r0 + ms[mi] <= 64; r0 += 57) {
+            for (int r0 = 0; r0 + ms[mi] <= M; r0 += 57) {
                 const float *ar = a + (size_t)r0 * k;
                 if (packed) me_gemm(ms[mi], ar, k, &pb, 1.0f, NULL, 0.0f, part, n);
                 else me_sgemm(0, 0, ms[mi], n, k, 1.0f, ar, k, b, n, 0.0f, part, n);
                 cr_assert(memcmp(part, full + (size_t)r0 * n, (size_t)ms[mi] * n * sizeof *part) == 0,
-                          "rows %d..%d differ from the 64-row product (packed %d)", r0, r0 + ms[mi], packed);
+                          "rows %d..%d differ from the %d-row product (packed %d)", r0, r0 + ms[mi], M, packed);
             }
     }
     me_free_aligned(mem);
