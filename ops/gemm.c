@@ -600,8 +600,7 @@ static int a_resident(const gemm_job *g, int rows, int k, int kc)
    Every element is summed as in block_product's order, so the results do
    not change. Measured on a Zen 5 core (interleaved rounds, cold weights):
    S/2 expert gate·up products (K 384, 128–161 rows) 3–4.5 % faster, B/2's
-   (K 768, 128–168 rows) 2–5.6 %, an S/2 qkv product (512 rows, two
-   threads) 1.5–3.6 %. */
+   (K 768, 128–168 rows) 2–6.5 %; S/2 and B/2 forwards 1–2.4 %. */
 static void resident_product(const gemm_job *g, int i0, int i1, const me_gemm_b *b, int kc, int p0, int p1,
                              void *abuf)
 {
