@@ -804,7 +804,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)
     {
-        _Alignas(64) float abuf[ABUF_FLOATS];
+        _Alignas(64) float abuf[MC_FLOATS];   /* block_product's A blocks only */
         for (int j0 = 0; j0 < n; j0 += NC) {
             int nc = n - j0 < NC ? n - j0 : NC, np = panels(nc);
             for (int k0 = 0; k0 < k; k0 += kc) {

@@ -167,7 +167,7 @@ Test(gemm, packed_weights_bf16)
             packed_case(sizes[mi], sizes[ni], sizes[(mi + ni) % NS] + 1, 1, ME_GEMM_F32, 2e-6);
         }
     packed_case(340, 70, 1537, 1, ME_GEMM_BF16, 4e-6);
-    packed_case(100, 70, 1537, 1, ME_GEMM_BF16, 4e-6);   /* A packed for all 4 K blocks at once */
+    packed_case(100, 70, 1537, 1, ME_GEMM_BF16, 4e-6);   /* AVX512-BF16: A packed for its 4 K blocks at once */
 }
 
 /* Bit for bit on the own kernels; within rounding on the OpenBLAS fallback
