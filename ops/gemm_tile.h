@@ -6,8 +6,10 @@
    fmadd(alpha, acc, bias) then fmadd(beta, C, ·) — the same operations in
    every kernel set, so AVX2 and AVX-512 tiles agree bit for bit. While it
    runs, a tile also prefetches pf_lines 64-byte lines from pf into L2 (the
-   next B panel, for the tiles that follow), one per step of its k loop:
-   spread out, they never fill the miss buffers at once. */
+   next B panel, for the tiles that follow), at most one per step of its k
+   loop: spread out, they never fill the miss buffers at once. The AVX-512
+   tiles spread them evenly over the whole loop, the AVX2 ones issue one
+   per step from its start. */
 #ifndef MOEDIT_OPS_GEMM_TILE_H
 #define MOEDIT_OPS_GEMM_TILE_H
 
