@@ -7,7 +7,8 @@
    an AMD Zen 5 VM (2 vCPUs, one thread) a DiT-MoE-S/2 CFG pair's qkv
    products ran at 125 GFLOP/s when their 1.8 MB weights sat on 4 KB pages
    and at 200 on huge pages, its MoE layers took 297 ms instead of 365
-   (per-op timers, docs/performance.md "On the Zen 5 host"). THP is often "madvise" only, hence the advice.
+   (per-op timers, docs/performance.md "On the Zen 5 host"). THP is often
+   "madvise" only, hence the advice.
    Activations stay on small pages: reused at every step, they keep their
    TLB entries, and a Zen 4 VM backed fresh 2 MB pages so slowly that a
    process's first VAE decode took 4.6–5.2 s instead of 3.4 (docs/performance.md). */

@@ -19,7 +19,10 @@
      (a KC×32 micro-panel, or the 16-column half of it that an AVX2 tile
      streams at a time, fills L1d; the next one is
      prefetched into L2 meanwhile, by the tiles) → A panels → kernel, which
-     prefetches its C lines before its k loop.
+     prefetches its C lines before its k loop. When a thread's rows of A,
+     packed for all of K, fit its 512 KB buffer, A is packed once and the
+     B panels go outermost instead, each through all its K blocks
+     (resident_product): same sums, C kept in L1 between K blocks.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M
      or the thread count.
@@ -592,7 +595,8 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     }
 }
 
-/* Whether rows [i0, i1) of A, packed for every K block, fit abuf. */
+/* Whether `rows` rows of A, packed for every K block, fit abuf (and K
+   takes more than one block: otherwise the two orders are the same). */
 static int a_resident(const gemm_job *g, int rows, int k, int kc)
 {
     int mr = plan()->mr, tiles = (rows + mr - 1) / mr, nkb = (k + kc - 1) / kc;
