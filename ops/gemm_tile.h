@@ -60,4 +60,12 @@ typedef struct {
 } me_tile_plan;
 int me_gemm_tile_plan(int bf16, me_tile_plan *p);
 
+/* One A panel of the plan's tiles from `live` rows (row pointers, kc
+   floats each; rows past live zero): [kc][mr] floats, or with bf16
+   [⌈kc/2⌉][mr] pairs (the odd pad k zero). Own kernels only. */
+void me_gemm_pack_a(const float *const *row, int live, int kc, int bf16, void *dst);
+/* The same panel from `live` columns of a row-major source: row i, k is
+   src[k·ld + i]. */
+void me_gemm_pack_a_cols(const float *src, size_t ld, int live, int kc, int bf16, void *dst);
+
 #endif

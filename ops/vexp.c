@@ -91,6 +91,22 @@ static float exp_sub_sum_avx2(int n, float *x, float m)
     return sum;
 }
 
+static void exp_columns32_avx2(int rows, float *s, float *sums)
+{
+    __m256 mx[4], acc[4];
+    for (int q = 0; q < 4; q++) mx[q] = _mm256_loadu_ps(s + 8 * q), acc[q] = _mm256_setzero_ps();
+    for (int r = 1; r < rows; r++)
+        for (int q = 0; q < 4; q++) mx[q] = _mm256_max_ps(mx[q], _mm256_loadu_ps(s + (size_t)r * 32 + 8 * q));
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < 4; q++) {
+            float *p = s + (size_t)r * 32 + 8 * q;
+            __m256 e = expf8(_mm256_sub_ps(_mm256_loadu_ps(p), mx[q]));
+            _mm256_storeu_ps(p, e);
+            acc[q] = _mm256_add_ps(acc[q], e);
+        }
+    for (int q = 0; q < 4; q++) _mm256_storeu_ps(sums + 8 * q, acc[q]);
+}
+
 #pragma GCC pop_options
 
 ME_AVX512_BEGIN
@@ -128,6 +144,26 @@ static float exp_sub_sum_avx512(int n, float *x, float m)
     return _mm512_reduce_add_ps(acc);
 }
 
+static void exp_columns32_avx512(int rows, float *s, float *sums)
+{
+    __m512 mx0 = _mm512_loadu_ps(s), mx1 = _mm512_loadu_ps(s + 16);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int r = 1; r < rows; r++) {
+        mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + (size_t)r * 32));
+        mx1 = _mm512_max_ps(mx1, _mm512_loadu_ps(s + (size_t)r * 32 + 16));
+    }
+    for (int r = 0; r < rows; r++) {
+        float *p = s + (size_t)r * 32;
+        __m512 e0 = expf16(_mm512_sub_ps(_mm512_loadu_ps(p), mx0));
+        __m512 e1 = expf16(_mm512_sub_ps(_mm512_loadu_ps(p + 16), mx1));
+        _mm512_storeu_ps(p, e0);
+        _mm512_storeu_ps(p + 16, e1);
+        acc0 = _mm512_add_ps(acc0, e0), acc1 = _mm512_add_ps(acc1, e1);
+    }
+    _mm512_storeu_ps(sums, acc0);
+    _mm512_storeu_ps(sums + 16, acc1);
+}
+
 ME_AVX512_END
 
 void me_silu_vec(size_t n, const float *x, const float *u, float *y)
@@ -153,4 +189,19 @@ float me_exp_sub_sum(int n, float *x, float m)
     float sum = 0.0f;
     for (int j = 0; j < n; j++) sum += x[j] = me_expf_fused(x[j] - m);
     return sum;
+}
+
+void me_exp_columns32(int rows, float *s, float *sums)
+{
+    switch (me_cpu_isa()) {
+    case ME_ISA_AVX512: exp_columns32_avx512(rows, s, sums); return;
+    case ME_ISA_AVX2: exp_columns32_avx2(rows, s, sums); return;
+    default: break;
+    }
+    for (int j = 0; j < 32; j++) {
+        float mx = s[j], sum = 0.0f;
+        for (int r = 1; r < rows; r++) mx = mx > s[(size_t)r * 32 + j] ? mx : s[(size_t)r * 32 + j];   /* as vmaxps */
+        for (int r = 0; r < rows; r++) sum += s[(size_t)r * 32 + j] = me_expf_fused(s[(size_t)r * 32 + j] - mx);
+        sums[j] = sum;
+    }
 }

@@ -1,5 +1,5 @@
 /* vexp.h — exponential loops in explicit vectors, chosen at run time
-   (ops/vexp.c): SiLU and softmax's exp. Every element equals the scalar
+   (ops/vexp.c): SiLU and softmax's exp, along rows or down columns. Every element equals the scalar
    me_expf_fused (ops/fastmath.h) bit for bit, on AVX-512, AVX2 and the
    scalar fallback alike. */
 #ifndef MOEDIT_OPS_VEXP_H
@@ -13,5 +13,9 @@ void me_silu_vec(size_t n, const float *x, const float *u, float *y);
 /* x[i] = me_expf_fused(x[i] − m) in place; returns Σ x[i] (vector partial
    sums: the order differs from a sequential loop's). */
 float me_exp_sub_sum(int n, float *x, float m);
+/* Down each of the 32 columns of s [rows][32]: s = me_expf_fused(s − the
+   column's maximum) in place, sums[j] = column j's sum added in row order
+   (the same order on every kernel set). */
+void me_exp_columns32(int rows, float *s, float *sums);
 
 #endif

@@ -1,6 +1,8 @@
-/* Tiled attention against PyTorch 1.13 (softmax(q·kᵀ/√d)·v) on token counts
-   that do not fill the 64-row tiles, with interleaved (DiT qkv) and
-   separate (VAE) q/k/v buffers; bfloat16 operands within their rounding. */
+/* Attention against PyTorch 1.13 (softmax(q·kᵀ/√d)·v) on token counts
+   that do not fill the 32-query jobs nor the 64-row tiles, with
+   interleaved (DiT qkv) and separate (VAE) q/k/v buffers; bfloat16
+   operands within their rounding; both forms (fused: narrow heads,
+   blocked: wide ones) against a double-precision sum. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -101,4 +103,59 @@ Test(attention, one_head_separate_buffers)
         cr_assert(fabsf(got - want[i]) <= 1e-7f, "row %d col %d: got %.9g, want %.9g", row, i % HD, got, want[i]);
     }
     free(q), free(k), free(v), free(out), free(scratch);
+}
+
+/* softmax(q·kᵀ/√d)·v in double for one (batch, head), row r. */
+static void reference_row(const float *qkv, int tokens, int heads, int hd, int b, int h, int r, double *o)
+{
+    int ld = 3 * heads * hd, D = heads * hd;
+    const float *base = qkv + (size_t)b * tokens * ld + (size_t)h * hd;
+    double s[200], mx = -INFINITY, sum = 0.0;
+    for (int t = 0; t < tokens; t++) {
+        s[t] = 0.0;
+        for (int d = 0; d < hd; d++) s[t] += (double)base[(size_t)r * ld + d] * base[(size_t)t * ld + D + d];
+        s[t] /= sqrt((double)hd);
+        mx = fmax(mx, s[t]);
+    }
+    for (int t = 0; t < tokens; t++) sum += s[t] = exp(s[t] - mx);
+    for (int d = 0; d < hd; d++) {
+        o[d] = 0.0;
+        for (int t = 0; t < tokens; t++) o[d] += s[t] * base[(size_t)t * ld + 2 * D + d];
+        o[d] /= sum;
+    }
+}
+
+/* Head widths either side of the fused form's bound (the float32 K block,
+   at most 256): 64 and 72 fused, 300 blocked; odd token counts (bf16's pad
+   token) and partial 32-query jobs. */
+static void against_double(int batch, int tokens, int heads, int hd, int bf16, double tol)
+{
+    int ld = 3 * heads * hd, D = heads * hd;
+    float *qkv = malloc(sizeof(float) * batch * tokens * ld), *out = malloc(sizeof(float) * batch * tokens * D);
+    float *scratch = malloc(sizeof(float) * op_attention_scratch(batch, tokens, heads, hd));
+    double *want = malloc(sizeof(double) * hd), worst = 0.0;
+    seq(qkv, batch * tokens * ld, 0.0137, 0.3, 1.0);
+    op_attention(batch, tokens, heads, hd, qkv, qkv + D, qkv + 2 * D, ld, bf16, out, scratch);
+    for (int b = 0; b < batch; b++)
+        for (int h = 0; h < heads; h++)
+            for (int r = 0; r < tokens; r += 7) {
+                reference_row(qkv, tokens, heads, hd, b, h, r, want);
+                for (int d = 0; d < hd; d++) {
+                    double err = fabs(out[((size_t)b * tokens + r) * D + h * hd + d] - want[d]) / fmax(1.0, fabs(want[d]));
+                    cr_assert(err <= tol, "T %d hd %d bf16 %d: (%d, %d, %d, %d) off by %g", tokens, hd, bf16, b, h, r, d,
+                              err);
+                    worst = fmax(worst, err);
+                }
+            }
+    if (bf16 && me_gemm_native(1)) cr_assert(worst > 1e-5, "T %d hd %d: bf16 not engaged (%g)", tokens, hd, worst);
+    free(qkv), free(out), free(scratch), free(want);
+}
+
+Test(attention, both_forms_against_double)
+{
+    against_double(2, 77, 3, 64, 0, 2e-6);
+    against_double(1, 45, 2, 72, 0, 2e-6);
+    against_double(1, 45, 1, 300, 0, 2e-6);
+    against_double(2, 77, 3, 64, 1, 1.5e-2);
+    against_double(1, 45, 1, 300, 1, 1.5e-2);
 }

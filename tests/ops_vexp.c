@@ -79,3 +79,30 @@ Test(vexp, exp_sub_sum_matches_scalar)
         cr_assert(fabs(sum - want) <= 1e-6 * want, "n %d: sum %.9g, want %.9g", n, sum, want);
     }
 }
+
+/* Down the columns: every element exp(x − its column's maximum) as
+   me_expf_fused gives it, every sum the row-order sum, bit for bit (so
+   attention does not change with the kernel set). */
+Test(vexp, exp_columns_match_scalar_bit_for_bit)
+{
+    static const int row_counts[] = {1, 2, 3, 67};
+    for (int ri = 0; ri < 4; ri++) {
+        int rows = row_counts[ri];
+        float x[67 * 32], u[67 * 32], y[67 * 32], sums[32];
+        inputs(rows * 32, x, u);
+        for (int i = 0; i < rows * 32; i++) x[i] = fmaxf(-80.0f, fminf(80.0f, x[i]));   /* finite maxima */
+        memcpy(y, x, sizeof(float) * rows * 32);
+        me_exp_columns32(rows, y, sums);
+        for (int j = 0; j < 32; j++) {
+            float mx = x[j], sum = 0.0f;
+            for (int r = 1; r < rows; r++) mx = fmaxf(mx, x[r * 32 + j]);
+            for (int r = 0; r < rows; r++) {
+                float e = me_expf_fused(x[r * 32 + j] - mx);
+                cr_assert(memcmp(&y[r * 32 + j], &e, 4) == 0, "rows %d (%d, %d): %.9g, want %.9g", rows, r, j,
+                          y[r * 32 + j], e);
+                sum += e;
+            }
+            cr_assert(memcmp(&sums[j], &sum, 4) == 0, "rows %d column %d: sum %.9g, want %.9g", rows, j, sums[j], sum);
+        }
+    }
+}
