@@ -462,7 +462,7 @@ static void pack_b_panel(const float *b, size_t ldb, int tb, int k0, int kc, int
 typedef struct {
     int mr;                /* tile rows: MR (AVX-512) or ME_GEMM_MR_AVX2 */
     int kc;                /* float32 K block bound; bf16 takes 2·kc (the same bytes) */
-    int mc;                /* rows per packed A block */
+    long mc_bytes;         /* bound of a packed A block */
     const kernel_fn *f32;  /* tiles by live rows */
 } gemm_plan;
 
@@ -478,8 +478,8 @@ static gemm_plan the_plan;
    on a Zen 4 core (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone
    115.6 against 113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 %
    (float32) and 4.5 % (bf16, K blocks of 512) faster, the VAE decode and
-   Inception unchanged. MC: the MC×KC A block fills half of L2. Both are
-   rounded down to 16 and to whole tiles, within the stack buffers. */
+   Inception unchanged. KC is rounded down to 16, within the stack
+   buffers; MC is mc_rows'. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
@@ -491,14 +491,27 @@ static const gemm_plan *plan(void)
     int cols = p.mr == MR ? NR : NR / 2;
     long kc = l1 / (cols * (long)sizeof(float)) / 16 * 16;
     p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
-    long mc = l2 / 2 / ((long)p.kc * (long)sizeof(float));
-    if (mc > MC_FLOATS / p.kc) mc = MC_FLOATS / p.kc;
-    p.mc = (int)(mc / p.mr * p.mr);
-    if (p.mc < p.mr) p.mc = p.mr;
+    p.mc_bytes = l2 / 2 < MC_FLOATS * (long)sizeof(float) ? l2 / 2 : MC_FLOATS * (long)sizeof(float);
     /* Racing first calls compute the same plan; mr, stored last, publishes it. */
-    the_plan.kc = p.kc, the_plan.mc = p.mc, the_plan.f32 = p.f32;
+    the_plan.kc = p.kc, the_plan.mc_bytes = p.mc_bytes, the_plan.f32 = p.f32;
     __atomic_store_n(&the_plan.mr, p.mr, __ATOMIC_RELEASE);
     return &the_plan;
+}
+
+/* MC: rows per packed A block for K blocks of kcp elements, whole tiles
+   (at least one), the block filling half of L2 (within the stack
+   buffers) whatever the K block: products whose K blocks are short of the
+   bound (K 384 in float32 halves of 192, or one bf16 block of 384) then
+   take up to 336 rows per block instead of 252, and B is streamed once
+   for 256 rows rather than twice. Rows count as 64 floats at least, so a
+   tiny K never makes a block of thousands of rows. */
+static int mc_rows(int kcp, int bf16)
+{
+    const gemm_plan *pl = plan();
+    long row = (long)kcp * (bf16 ? sizeof(uint16_t) : sizeof(float));
+    if (row < 64 * (long)sizeof(float)) row = 64 * (long)sizeof(float);
+    int mc = (int)(pl->mc_bytes / row) / pl->mr * pl->mr;
+    return mc < pl->mr ? pl->mr : mc;
 }
 
 /* Tile t of the `tiles` that cover `rows` rows in tiles of at most mr:
@@ -615,7 +628,8 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     int kcp = g->bf16 ? (kc + 1) & ~1 : kc, MRp = pl->mr;
     /* Rows in equal blocks of at most mc (whole tiles): a small last block
        would stream every B panel again for a few rows. */
-    int nb = (i1 - i0 + pl->mc - 1) / pl->mc, per = (i1 - i0 + nb - 1) / nb;
+    int mc_max = mc_rows(kcp, g->bf16);
+    int nb = (i1 - i0 + mc_max - 1) / mc_max, per = (i1 - i0 + nb - 1) / nb;
     int MC = (per + MRp - 1) / MRp * MRp;
     int lines = (int)((size_t)kcp * NR * esz / 64);
     for (int ic = i0; ic < i1; ic += MC) {
@@ -720,8 +734,9 @@ static int split_by_rows(const gemm_job *g, int m, int k, int kc, int np, int nt
     if (np < 2 * nt) return 1;
     int my_rows = ((m + nt - 1) / nt + pl->mr - 1) / pl->mr * pl->mr;   /* as share() deals them */
     double n = (double)np * NR, mine = (double)(m + nt - 1) / nt;
-    int all_passes = g && a_resident(g, m, k, kc) ? 1 : (m + pl->mc - 1) / pl->mc;
-    int my_passes = g && a_resident(g, my_rows, k, kc) ? 1 : ((int)mine + pl->mc - 1) / pl->mc;
+    int bf16 = g && g->bf16, mc = mc_rows(bf16 ? (kc + 1) & ~1 : kc, bf16);
+    int all_passes = g && a_resident(g, m, k, kc) ? 1 : (m + mc - 1) / mc;
+    int my_passes = g && a_resident(g, my_rows, k, kc) ? 1 : ((int)mine + mc - 1) / mc;
     return mine + n * my_passes < m + n / nt * all_passes;
 }
 
