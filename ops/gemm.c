@@ -368,6 +368,11 @@ static void pack_a_panel_avx512(const float *const *row, int live, int kc, int b
     }
 }
 
+/* Words of two converted rows (vcvtne2ps2bf16: the first row's 16 in the
+   low half) reordered into 16 (first, second) pairs. */
+static const uint16_t pair_interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                             8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
 /* One MR-row panel whose rows are columns of a row-major source (row i,
    k: src[k·ld + i]): per k a masked row segment, stored as is; bf16 rounds
    two k at a time (vcvtne2ps2bf16) and interleaves them into pairs, the
@@ -377,12 +382,11 @@ static void pack_a_cols_avx512(const float *src, size_t ld, int live, int kc, in
     __mmask16 m = live >= 16 ? 0xffff : (__mmask16)((1u << live) - 1);
     if (!bf16) {
         float *d = dst;
-        for (int k = 0; k < kc; k++) _mm512_mask_storeu_ps(d + (size_t)k * MR, 0x3fff, _mm512_maskz_loadu_ps(m, src + (size_t)k * ld));
+        for (int k = 0; k < kc; k++)
+            _mm512_mask_storeu_ps(d + (size_t)k * MR, 0x3fff, _mm512_maskz_loadu_ps(m, src + (size_t)k * ld));
         return;
     }
-    static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
-                                            8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-    __m512i idx = _mm512_loadu_si512(interleave);
+    __m512i idx = _mm512_loadu_si512(pair_interleave);
     uint32_t *d = dst;
     for (int k = 0; k < kc; k += 2, d += MR) {
         __m512 lo = _mm512_maskz_loadu_ps(m, src + (size_t)k * ld), hi = _mm512_setzero_ps();
@@ -429,9 +433,7 @@ static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int 
    would make of them anyway. */
 void me_pack_pairs_bf16(const float *src, int rows, uint16_t *dst)
 {
-    static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
-                                            8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-    __m512i idx = _mm512_loadu_si512(interleave);
+    __m512i idx = _mm512_loadu_si512(pair_interleave);
     for (int r = 0; r < rows; r += 2, src += 2 * NR, dst += 2 * NR) {
         __m512 a0 = _mm512_loadu_ps(src), a1 = _mm512_loadu_ps(src + 16);
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
@@ -547,7 +549,7 @@ void me_gemm_pack_a_cols(const float *src, size_t ld, int live, int kc, int bf16
         pack_a_cols_avx512(src, ld, live, kc, bf16, dst);
         return;
     }
-    float *d = dst;   /* AVX2 (float32 only): 6-float segments */
+    float *d = dst;   /* AVX2, float32 only (bf16 runs on AVX-512 alone) */
     for (int k = 0; k < kc; k++)
         for (int i = 0; i < mr; i++) d[(size_t)k * mr + i] = i < live ? src[(size_t)k * ld + i] : 0.0f;
 }

@@ -141,9 +141,10 @@ static void against_double(int batch, int tokens, int heads, int hd, int bf16, d
             for (int r = 0; r < tokens; r += 7) {
                 reference_row(qkv, tokens, heads, hd, b, h, r, want);
                 for (int d = 0; d < hd; d++) {
-                    double err = fabs(out[((size_t)b * tokens + r) * D + h * hd + d] - want[d]) / fmax(1.0, fabs(want[d]));
-                    cr_assert(err <= tol, "T %d hd %d bf16 %d: (%d, %d, %d, %d) off by %g", tokens, hd, bf16, b, h, r, d,
-                              err);
+                    float got = out[((size_t)b * tokens + r) * D + h * hd + d];
+                    double err = fabs(got - want[d]) / fmax(1.0, fabs(want[d]));
+                    cr_assert(err <= tol, "T %d hd %d bf16 %d: (%d, %d, %d, %d) off by %g", tokens, hd, bf16, b, h, r,
+                              d, err);
                     worst = fmax(worst, err);
                 }
             }
