@@ -125,10 +125,8 @@ static void fused_job(const fused_layout *f, int tokens, int head_dim, const flo
         me_tile_out ot = {o + (size_t)d0 * QB, QB, QB, NULL, 1.0f, 0.0f, NULL, 0};
         f->tiles.tiles[live](f->bf16 ? f->tp : tokens, pair + f->kbytes + (size_t)t * mr * f->tp * f->esz, p, &ot);
     }
-    for (int j = 0; j < nq; j++) {
-        float inv = 1.0f / sums[j], *dst = out + (size_t)(q0 + j) * ldo;
-        for (int d = 0; d < head_dim; d++) dst[d] = o[(size_t)d * QB + j] * inv;
-    }
+    for (int j = 0; j < QB; j++) sums[j] = 1.0f / sums[j];
+    me_gemm_transpose32(o, head_dim, nq, sums, out + (size_t)q0 * ldo, (size_t)ldo);
 }
 
 static void attention_fused(const fused_layout *f, int batch, int tokens, int heads, int head_dim, const float *q,

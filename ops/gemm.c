@@ -396,6 +396,26 @@ static void pack_a_cols_avx512(const float *src, size_t ld, int live, int kc, in
     }
 }
 
+/* A [rows][32] block written transposed, 16×16 at a time through
+   transpose16, column j scaled by scale[j] on the way. */
+static void transpose32_avx512(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo)
+{
+    for (int d0 = 0; d0 < rows; d0 += 16) {
+        int n = rows - d0 < 16 ? rows - d0 : 16;
+        __mmask16 m = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+        for (int j0 = 0; j0 < cols; j0 += 16) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < n ? _mm512_loadu_si512(src + (size_t)(d0 + i) * NR + j0) : _mm512_setzero_si512();
+            transpose16(r);
+            for (int u = 0; u < 16 && j0 + u < cols; u++) {
+                __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(r[u]), _mm512_set1_ps(scale[j0 + u]));
+                _mm512_mask_storeu_ps(out + (size_t)(j0 + u) * ldo + d0, m, v);
+            }
+        }
+    }
+}
+
 /* me_sgemm's B block: columns [j, j+live) × k-range [k0, k0+kc) of B into
    one [kc][NR] panel, zero past `live`. Untransposed B: each k is a row
    segment; transposed: 16 columns × 16 k at a time through transpose16. */
@@ -552,6 +572,16 @@ void me_gemm_pack_a_cols(const float *src, size_t ld, int live, int kc, int bf16
     float *d = dst;   /* AVX2, float32 only (bf16 runs on AVX-512 alone) */
     for (int k = 0; k < kc; k++)
         for (int i = 0; i < mr; i++) d[(size_t)k * mr + i] = i < live ? src[(size_t)k * ld + i] : 0.0f;
+}
+
+void me_gemm_transpose32(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo)
+{
+    if (plan()->mr == MR) {
+        transpose32_avx512(src, rows, cols, scale, out, ldo);
+        return;
+    }
+    for (int j = 0; j < cols; j++)
+        for (int d = 0; d < rows; d++) out[(size_t)j * ldo + d] = src[(size_t)d * NR + j] * scale[j];
 }
 
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into `tiles` panels of

@@ -68,4 +68,8 @@ void me_gemm_pack_a(const float *const *row, int live, int kc, int bf16, void *d
    src[k·ld + i]. */
 void me_gemm_pack_a_cols(const float *src, size_t ld, int live, int kc, int bf16, void *dst);
 
+/* A tile output block [rows][32] (row stride 32) written transposed:
+   out[j·ldo + d] = src[d·32 + j] · scale[j] for d < rows, j < cols. */
+void me_gemm_transpose32(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo);
+
 #endif
