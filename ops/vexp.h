@@ -1,7 +1,7 @@
 /* vexp.h — exponential loops in explicit vectors, chosen at run time
-   (ops/vexp.c): SiLU and softmax's exp, along rows or down columns. Every element equals the scalar
-   me_expf_fused (ops/fastmath.h) bit for bit, on AVX-512, AVX2 and the
-   scalar fallback alike. */
+   (ops/vexp.c): SiLU and softmax's exp, along rows or down columns. Every
+   element equals the scalar me_expf_fused (ops/fastmath.h) bit for bit,
+   on AVX-512, AVX2 and the scalar fallback alike. */
 #ifndef MOEDIT_OPS_VEXP_H
 #define MOEDIT_OPS_VEXP_H
 
