@@ -111,6 +111,7 @@ static void reference_row(const float *qkv, int tokens, int heads, int hd, int b
     int ld = 3 * heads * hd, D = heads * hd;
     const float *base = qkv + (size_t)b * tokens * ld + (size_t)h * hd;
     double s[200], mx = -INFINITY, sum = 0.0;
+    cr_assert(tokens <= 200, "reference_row: %d tokens, room for 200", tokens);
     for (int t = 0; t < tokens; t++) {
         s[t] = 0.0;
         for (int d = 0; d < hd; d++) s[t] += (double)base[(size_t)r * ld + d] * base[(size_t)t * ld + D + d];
