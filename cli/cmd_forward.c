@@ -139,12 +139,13 @@ static double uniform(uint64_t *s)
 static void print_cpu_and_peak(const me_peak *peak)
 {
     const me_cpu *c = me_cpu_info();
-    printf("cpu: %s (%s family %d model %d stepping %d), L1d %ld KB, L2 %ld KB, L3 %ld MB; kernels %s\n",
+    printf("cpu: %s (%s family %d model %d stepping %d), L1d %ld KB, L2 %ld KB, L3 %ld MB; kernels %s%s\n",
            c->brand[0] ? c->brand : "unknown", c->vendor, c->family, c->model, c->stepping, c->l1d >> 10,
-           c->l2 >> 10, c->l3 >> 20, me_cpu_isa_name(me_cpu_isa()));
+           c->l2 >> 10, c->l3 >> 20, me_cpu_isa_name(me_cpu_isa()), me_cpu_amx() ? ", amx-bf16" : "");
     printf("peak_fp32_gflops: %.1f (%s FMA loop, %d threads)\n", peak->fp32_gflops, peak->fp32_isa, peak->threads);
     if (peak->bf16_gflops > 0) printf("peak_bf16_gflops: %.1f (vdpbf16ps loop)\n", peak->bf16_gflops);
     else printf("peak_bf16_gflops: n/a (no AVX512-BF16)\n");
+    if (peak->amx_gflops > 0) printf("peak_amx_gflops: %.1f (tdpbf16ps loop; bf16 weight products run on AMX)\n", peak->amx_gflops);
 }
 
 int cmd_bench(int argc, char **argv)
@@ -232,9 +233,13 @@ int cmd_bench(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double gflops = moedit_model_flops(m, batch) / (median * 1e6);
-    double limit = bf16 && peak.bf16_gflops > 0 ? peak.bf16_gflops : peak.fp32_gflops;
+    /* bf16: the limit of the unit its weight products run on */
+    double limit = !bf16 ? peak.fp32_gflops : peak.amx_gflops > 0 ? peak.amx_gflops
+                                            : peak.bf16_gflops > 0 ? peak.bf16_gflops : peak.fp32_gflops;
     printf("forward_ms: %.3f\ngflops: %.2f\ncpu_ms: %.3f\n", median, gflops, cpu_per);
-    if (limit > 0) printf("pct_of_peak: %.1f (of the %s peak)\n", 100 * gflops / limit, limit == peak.fp32_gflops ? "fp32" : "bf16");
+    if (limit > 0)
+        printf("pct_of_peak: %.1f (of the %s peak)\n", 100 * gflops / limit,
+               limit == peak.fp32_gflops ? "fp32" : limit == peak.amx_gflops ? "AMX bf16" : "bf16");
     printf("min_ms: %.3f max_ms: %.3f load_ms: %.0f peak_rss_mb: %.0f threads: %d bf16: %d\n", ms[0],
            ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), bf16);
     print_cpu_and_peak(&peak);

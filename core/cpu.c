@@ -5,7 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include "core/cpu.h"
+
+/* Linux hands out AMX's 8 KB tile state only to processes that ask
+   (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA). */
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
 
 static me_cpu cpu;
 static int detected, isa = -1;
@@ -65,10 +71,14 @@ static void detect(void)
     cpu.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl");
     cpu.avx512bf16 = cpu.avx512 && __builtin_cpu_supports("avx512bf16");
+    /* cpuid 7.0 EDX: AMX-BF16 (bit 22), AMX-TILE (bit 24) */
+    if (cpu.avx512bf16 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1) && (d >> 24 & 1))
+        cpu.amx = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 #ifdef MOEDIT_EMULATE_AVX512
     /* The test build that runs them through SIMDe (ops/simd512.h); the
        convolutions' packing beside them is AVX2 code, as on every AVX-512 CPU. */
     cpu.avx512 = cpu.avx512bf16 = cpu.avx2 && cpu.fma;
+    cpu.amx = 0;
 #endif
     detected = 1;
 }
@@ -92,6 +102,13 @@ int me_cpu_isa(void)
 int me_cpu_bf16(void)
 {
     return me_cpu_isa() == ME_ISA_AVX512 && me_cpu_info()->avx512bf16;
+}
+
+int me_cpu_amx(void)
+{
+    static int amx = -1;
+    if (amx < 0) amx = me_cpu_bf16() && me_cpu_info()->amx && !getenv("MOEDIT_NO_AMX");
+    return amx;
 }
 
 const char *me_cpu_isa_name(int which)

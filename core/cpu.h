@@ -3,8 +3,10 @@
    same kernels and block sizes as a -march=native one.
 
    Kernel sets, best first: AVX-512 (float32 FMA, plus AVX512-BF16 dot
-   products for bf16), AVX2+FMA (float32 only), OpenBLAS. The environment
+   products for bf16, and AMX-BF16 tiles for bf16 weight products where
+   the CPU has them), AVX2+FMA (float32 only), OpenBLAS. The environment
    can rule sets out, for testing the others on one machine:
+   MOEDIT_NO_AMX=1 (AVX512-BF16 dot products for every bf16 product),
    MOEDIT_NO_AVX512=1 (AVX2+FMA at best), MOEDIT_NO_AVX2=1 (OpenBLAS). */
 #ifndef MOEDIT_CORE_CPU_H
 #define MOEDIT_CORE_CPU_H
@@ -17,6 +19,7 @@ typedef struct {
     int family, model, stepping;   /* display family/model (extended fields applied) */
     long l1d, l2, l3;  /* data-cache bytes: L1d and L2 per core, L3 per slice that shares it; 0 unknown */
     int fma, avx2, avx512, avx512bf16;   /* usable (CPU and OS) */
+    int amx;           /* AMX-TILE and AMX-BF16, tile state granted to this process */
 } me_cpu;
 
 /* This machine, detected once (thread-safe after the first call returns;
@@ -27,6 +30,8 @@ const me_cpu *me_cpu_info(void);
 int me_cpu_isa(void);
 /* 1 when bfloat16 products run natively (AVX512-BF16 and ME_ISA_AVX512). */
 int me_cpu_bf16(void);
+/* 1 when bfloat16 weight products run on AMX tiles (me_cpu_bf16 and AMX). */
+int me_cpu_amx(void);
 const char *me_cpu_isa_name(int isa);
 
 #endif

@@ -31,6 +31,10 @@
      the same kernels run either way, so results do not change with the
      thread count.
 
+   - AMX (ops/gemm_amx.c): on CPUs with AMX-BF16, bf16 products whose K
+     is a multiple of 32 run on tile products instead, over the same
+     packed B panels, each thread a share of 32-row blocks or of panels.
+
    On OpenBLAS the same interface holds: a "packed" B is then a plain
    row-major float copy. */
 #include <stdlib.h>
@@ -40,6 +44,7 @@
 #include "core/core.h"
 #include "core/cpu.h"
 #include "ops/gemm.h"
+#include "ops/gemm_amx.h"
 #include "ops/gemm_tile.h"
 #include "ops/simd512.h"
 
@@ -834,6 +839,31 @@ static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int
     }
 }
 
+/* A bf16 product on AMX tiles: rows split in 32-row blocks when every
+   thread gets one (each packs only its rows), else B panels. */
+static void amx_gemm(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                     const float *bias, float beta, float *c, size_t ldc)
+{
+    me_amx_job j = {a, lda, rows, b->data, b->k, b->n, alpha, beta, bias, c, ldc};
+    int np = panels(b->n), nt = threads_for(2.0 * m * b->n * b->k);
+    if (nt == 1) {
+        me_amx_product(&j, 0, m, 0, np);
+        return;
+    }
+    int blocks = (m + ME_AMX_ROWS - 1) / ME_AMX_ROWS, by_rows = blocks >= nt;
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n_t = omp_get_num_threads();
+        if (by_rows) {
+            int i0 = blocks * t / n_t * ME_AMX_ROWS, i1 = blocks * (t + 1) / n_t * ME_AMX_ROWS;
+            if (i0 < m) me_amx_product(&j, i0, i1 < m ? i1 : m, 0, np);
+        } else {
+            int p0 = (int)((long)np * t / n_t), p1 = (int)((long)np * (t + 1) / n_t);
+            if (p0 < p1) me_amx_product(&j, 0, m, p0, p1);
+        }
+    }
+}
+
 void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha, const float *bias, float beta,
              float *c, size_t ldc)
 {
@@ -868,6 +898,10 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
             return;
         }
         blas_product(0, 0, m, n, k, alpha, a, (int)lda, b->data, n, bias, beta, c, (int)ldc);
+        return;
+    }
+    if (b->bf16 && me_cpu_amx() && k % ME_AMX_K == 0 && k <= ME_AMX_K_MAX) {
+        amx_gemm(m, a, lda, rows, b, alpha, bias, beta, c, ldc);
         return;
     }
     gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};

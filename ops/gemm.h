@@ -9,8 +9,9 @@
      me_gemm(m, x, k, &w, 1.0f, bias, 0.0f, y, n);   // y = x·Wᵀ + bias
 
    bf16 = 1 (AVX512-BF16 CPUs) stores B as bfloat16 and rounds A to bfloat16 too, multiplying
-   with AVX512-BF16 dot products (float32 accumulation): half the memory of
-   float32 weights, about 3 significant digits per product.
+   with AVX512-BF16 dot products (float32 accumulation) — on AMX tiles where
+   the CPU has AMX-BF16 and K is a multiple of 32 (ops/gemm_amx.h): half
+   the memory of float32 weights, about 3 significant digits per product.
 
    Thread count: me_threads(), one OpenMP pool; called inside a parallel
    region, a product runs on the calling thread only. On the own kernels

@@ -10,6 +10,7 @@
 #include <time.h>
 #include "core/core.h"
 #include "core/cpu.h"
+#include "ops/gemm_amx.h"
 #include "ops/peak.h"
 #include "ops/simd512.h"
 
@@ -67,11 +68,16 @@ ME_TARGET_AVX512_BF16 static float loop_bf16(long iters)
     return first_lane(acc[0]);
 }
 
-enum { L_AVX2, L_AVX512, L_BF16 };
+enum { L_AVX2, L_AVX512, L_BF16, L_AMX };
 
 static float run_loop(int which, long iters)
 {
-    return which == L_AVX2 ? loop_avx2(iters) : which == L_AVX512 ? loop_avx512(iters) : loop_bf16(iters);
+    switch (which) {
+    case L_AVX2: return loop_avx2(iters);
+    case L_AVX512: return loop_avx512(iters);
+    case L_BF16: return loop_bf16(iters);
+    default: return me_amx_dot_loop(iters);
+    }
 }
 
 /* GFLOP/s of one loop over all threads: flops per iteration per thread,
@@ -119,7 +125,7 @@ void me_peak_measure(int threads, me_peak *out)
     const me_cpu *c = me_cpu_info();
     if (threads <= 0) threads = me_threads();
     out->threads = threads;
-    out->fp32_gflops = out->bf16_gflops = 0;
+    out->fp32_gflops = out->bf16_gflops = out->amx_gflops = 0;
     out->fp32_isa = "none";
     if (c->avx512) {
         out->fp32_gflops = measure(L_AVX512, threads, ACC * 16 * 2.0);
@@ -129,4 +135,5 @@ void me_peak_measure(int threads, me_peak *out)
         out->fp32_isa = "avx2+fma";
     }
     if (c->avx512bf16) out->bf16_gflops = measure(L_BF16, threads, ACC_BF16 * 32 * 2.0);
+    if (me_cpu_amx()) out->amx_gflops = measure(L_AMX, threads, 4 * 16 * 16 * 32 * 2.0);
 }

@@ -1,5 +1,6 @@
 /* peak.h — this machine's arithmetic limit, measured: register-only loops
-   of independent FMAs (and AVX512-BF16 dot products) on every thread, so
+   of independent FMAs (and AVX512-BF16 dot products, and AMX tile products)
+   on every thread, so
    benchmarks can state their figures as a share of what the same run could
    reach at best. */
 #ifndef MOEDIT_OPS_PEAK_H
@@ -8,6 +9,7 @@
 typedef struct {
     double fp32_gflops;   /* widest FMA the CPU has (AVX-512, AVX2+FMA); 0 without FMA */
     double bf16_gflops;   /* vdpbf16ps, a multiply-add = 2 flops per product; 0 without AVX512-BF16 */
+    double amx_gflops;    /* TDPBF16PS on AMX tiles; 0 where bf16 products do not run on AMX (me_cpu_amx) */
     const char *fp32_isa; /* "avx512", "avx2+fma" or "none" */
     int threads;
 } me_peak;

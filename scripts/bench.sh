@@ -87,6 +87,9 @@ peak=$(echo "$peaks" | sed -n '1,/^peak_fp32_gflops/p')   # the first measuremen
 CPU=$(echo "$peak" | sed -n 's/^cpu: //p')
 PEAK=$(echo "$peaks" | all_of peak_fp32_gflops | sort -g | tail -1)
 PEAK_BF16=$(echo "$peaks" | all_of peak_bf16_gflops | sort -g | tail -1)
+# Where the bf16 weight products run on AMX tiles, their limit is AMX's.
+PEAK_AMX=$(echo "$peaks" | all_of peak_amx_gflops | sort -g | tail -1)
+PEAK_BF16_LIMIT=${PEAK_AMX:-$PEAK_BF16}
 PEAK_ALL=$(echo "$peaks" | all_of peak_fp32_gflops | paste -sd/)
 HOST="$CPU; $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GB"
 
@@ -94,7 +97,7 @@ echo "# moedit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "Host: $HOST. Threads $THREADS; load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "Measured peaks (same run, $THREADS threads, best of three: fp32 $PEAK_ALL): fp32 **$PEAK GFLOP/s** ($(echo "$peak" | sed -n 's/^peak_fp32_gflops: [0-9.]* (\([^ ]*\).*/\1/p') FMA loop)," \
-     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)."
+     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)${PEAK_AMX:+, AMX bf16 **$PEAK_AMX GFLOP/s** (tdpbf16ps loop: the transformer's bf16 weight products run on AMX tiles, and its bf16 shares below are of this peak)}."
 echo
 
 echo "## Transformer forward (host: $CPU)"
@@ -115,7 +118,7 @@ for s in $SHAPES; do
         if [ -n "$PEAK_BF16" ]; then
             bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
             bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
-            bf_pct=$(pct "$bf_gf" "$PEAK_BF16") r2=$(echo "$bf" | field peak_rss_mb)
+            bf_pct=$(pct "$bf_gf" "$PEAK_BF16_LIMIT") r2=$(echo "$bf" | field peak_rss_mb)
         fi
         awk -v t="$torch_ms" -v m="$me_ms" -v b="$bf_ms" 'BEGIN { printf "%s", (t > 0 && m > 0) ? sprintf("%.1f×", t / m) : "–";
                                                           if (b + 0 > 0) printf " (bf16 %.1f×)", t / b }' > "$WORK/speedup"

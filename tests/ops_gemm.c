@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cblas.h>
 #include "core/core.h"
+#include "core/cpu.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 
@@ -311,4 +312,74 @@ Test(gemm, rows_do_not_depend_on_m)
     }
     me_free_aligned(mem);
     free(a), free(b), free(full), free(part);
+}
+
+/* bf16 products whose K is a multiple of 32, which run on AMX tiles where
+   the CPU has them (else on the AVX512-BF16 tiles): row counts around the
+   16- and 32-row tile blocks, partial panels, alpha, beta and bias, rows
+   gathered, one and two threads (rows then panels split), bit for bit
+   alike, against the double product of the bf16-rounded operands. */
+static void bf16_k32_case(int m, int n, int k, const int *rows, int threads)
+{
+    int ldc = n + 3;
+    float *a = rnd((size_t)64 * k + (size_t)m * k, 61), *w = rnd((size_t)n * k, 62), *bias = rnd((size_t)n, 63);
+    float *c = rnd((size_t)m * ldc, 64), *c0 = malloc((size_t)m * ldc * sizeof *c0);
+    float *gathered = malloc((size_t)m * k * sizeof *gathered);
+    memcpy(c0, c, (size_t)m * ldc * sizeof *c);
+    for (int i = 0; i < m; i++) memcpy(gathered + (size_t)i * k, a + (size_t)(rows ? rows[i] : i) * k, (size_t)k * sizeof *a);
+    me_gemm_b pb;
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, 1));
+    me_gemm_b_init(&pb, mem, k, n, 1);
+    me_gemm_pack_b(&pb, 0, n, 1, ME_GEMM_F32, w, k);
+    double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+    reference(0, 1, m, n, k, 0.5f, gathered, k, w, k, bias, -0.75f, c0, ldc, pb.bf16, ref, mag);
+    moedit_set_threads(threads);
+    me_gemm_rows(m, a, (size_t)k, rows, &pb, 0.5f, bias, -0.75f, c, (size_t)ldc);
+    moedit_set_threads(0);
+    char what[80];
+    snprintf(what, sizeof what, "bf16 k32 m %d n %d k %d threads %d rows %d", m, n, k, threads, rows != NULL);
+    check(m, n, c, ldc, ref, mag, 4e-6, what);
+    for (int i = 0; i < m; i++)   /* the padding columns untouched */
+        for (int j = n; j < ldc; j++) cr_assert_eq(c[(size_t)i * ldc + j], c0[(size_t)i * ldc + j], "%s", what);
+    me_free_aligned(mem);
+    free(a), free(w), free(bias), free(c), free(c0), free(gathered), free(ref), free(mag);
+}
+
+Test(gemm, bf16_k_multiple_of_32)
+{
+    if (me_cpu_bf16() && me_cpu_info()->amx && !getenv("MOEDIT_NO_AMX")) cr_assert(me_cpu_amx(), "AMX not used");
+    static const int ms[] = {1, 2, 15, 16, 17, 31, 32, 33, 70, 129};
+    int pick[129];
+    for (int i = 0; i < 129; i++) pick[i] = (i * 37 + 5) % 100;
+    for (int mi = 0; mi < 10; mi++)
+        for (int threads = 1; threads <= 2; threads++) {
+            bf16_k32_case(ms[mi], 45, 384, NULL, threads);
+            bf16_k32_case(ms[mi], 100, 32, pick, threads);
+        }
+    bf16_k32_case(70, 1000, 1536, NULL, 2);   /* more panels than threads by far, K in one sum */
+    bf16_k32_case(40, 64, 8192, pick, 2);      /* the longest K, 32-row chunks */
+}
+
+Test(gemm, bf16_k32_rows_do_not_depend_on_threads_or_m)
+{
+    if (!me_cpu_bf16()) cr_skip_test("no native bf16 products");
+    int k = 768, n = 200, M = 100;
+    float *a = rnd((size_t)M * k, 71), *w = rnd((size_t)n * k, 72);
+    float *full = malloc((size_t)M * n * sizeof *full), *part = malloc((size_t)M * n * sizeof *part);
+    me_gemm_b pb;
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, 1));
+    me_gemm_b_init(&pb, mem, k, n, 1);
+    me_gemm_pack_b(&pb, 0, n, 1, ME_GEMM_F32, w, k);
+    moedit_set_threads(1);
+    me_gemm(M, a, k, &pb, 1.0f, NULL, 0.0f, full, n);
+    moedit_set_threads(2);
+    static const int ms[] = {1, 17, 33, 100};
+    for (int mi = 0; mi < 4; mi++) {
+        me_gemm(ms[mi], a + (size_t)(M - ms[mi]) * k, k, &pb, 1.0f, NULL, 0.0f, part, n);
+        cr_assert(memcmp(part, full + (size_t)(M - ms[mi]) * n, (size_t)ms[mi] * n * sizeof *part) == 0,
+                  "%d rows on two threads differ from the same rows of %d on one", ms[mi], M);
+    }
+    moedit_set_threads(0);
+    me_free_aligned(mem);
+    free(a), free(w), free(full), free(part);
 }

@@ -1,0 +1,157 @@
+/* bfloat16 weight products on AMX tiles (see gemm_amx.h).
+
+   Eight tile registers hold one 32×32 block of C: four 16×16 float32
+   accumulators (tmm0..3), two 16-row A blocks (tmm4, tmm5) and the two
+   16-column halves of a B panel (tmm6, tmm7), each 16 rows of 64 bytes.
+   Per 32 k: four loads, four TDPBF16PS. Loops: rows in chunks whose
+   packed A fits the stack buffer (512 KB, in L2) → B panels (a K×32
+   panel of up to 24 KB stays in L1 for K ≤ 384) → 32-row blocks → all of
+   K, so C leaves the tiles once, through a 4 KB buffer, with bias, alpha
+   and beta applied as the AVX-512 tiles apply them. */
+#include <immintrin.h>
+#include <string.h>
+#include "ops/gemm_amx.h"
+
+#define ABUF_HALFS 262144   /* one thread's packed A: 512 KB on its stack */
+#define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+
+/* ldtilecfg's 64-byte operand: palette 1, tiles 0..7 all 16 rows × 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+AMX_TARGET static void configure_tiles(void)
+{
+    _Alignas(64) tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+}
+
+/* `rows` rows of A (from row i0) as bf16, row-major [blocks·32][k], the
+   rows past `rows` zero; vcvtne2ps2bf16 rounds as the dot-product tiles' packing does. */
+AMX_TARGET static void pack_rows(const me_amx_job *j, int i0, int rows, int blocks, uint16_t *dst)
+{
+    int k = j->k;
+    for (int i = 0; i < rows; i++) {
+        int r = i0 + i;
+        const float *src = j->a + (size_t)(j->rows ? j->rows[r] : r) * j->lda;
+        uint16_t *d = dst + (size_t)i * k;
+        for (int kk = 0; kk < k; kk += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + kk + 16), _mm512_loadu_ps(src + kk));
+            _mm512_storeu_si512(d + kk, (__m512i)v);
+        }
+    }
+    memset(dst + (size_t)rows * k, 0, (size_t)(blocks * ME_AMX_ROWS - rows) * k * sizeof *dst);
+}
+
+/* acc [32][32] (row stride 32) into C rows [0, live) of `c`, columns [0, nr). */
+AMX_TARGET static void store_block(const me_amx_job *j, const float *acc, int live, float *c, const float *bias,
+                                   int nr)
+{
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (bias) b0 = _mm512_maskz_loadu_ps(m0, bias), b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    __m512 alpha = _mm512_set1_ps(j->alpha), beta = _mm512_set1_ps(j->beta);
+    for (int i = 0; i < live; i++, c += j->ldc, acc += 32) {
+        __m512 v0 = _mm512_fmadd_ps(alpha, _mm512_load_ps(acc), b0);
+        __m512 v1 = _mm512_fmadd_ps(alpha, _mm512_load_ps(acc + 16), b1);
+        if (j->beta != 0.0f) {
+            v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
+            v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c + 16), v1);
+        }
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
+    }
+}
+
+/* One 32×32 block of C: A rows a (row stride k), panel bp; `live` rows.
+   Up to 16 live rows need only the first A block and two products. */
+AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int live, float *acc)
+{
+    size_t sa = (size_t)k * sizeof *a;
+    _tile_zero(0);
+    _tile_zero(1);
+    if (live > 16) {
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int kk = 0; kk < k; kk += ME_AMX_K) {
+            const uint16_t *b = bp + (size_t)kk * 32;   /* pair row kk/2, 64 halves each */
+            _tile_loadd(4, a + kk, sa);
+            _tile_loadd(6, b, 128);
+            _tile_loadd(7, b + 32, 128);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(5, a + 16 * (size_t)k + kk, sa);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+        _tile_stored(2, acc + 16 * 32, 128);
+        _tile_stored(3, acc + 16 * 32 + 16, 128);
+    } else {
+        for (int kk = 0; kk < k; kk += ME_AMX_K) {
+            const uint16_t *b = bp + (size_t)kk * 32;
+            _tile_loadd(4, a + kk, sa);
+            _tile_loadd(6, b, 128);
+            _tile_loadd(7, b + 32, 128);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+    }
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16, 128);
+}
+
+AMX_TARGET void me_amx_product(const me_amx_job *j, int i0, int i1, int p0, int p1)
+{
+    _Alignas(64) uint16_t abuf[ABUF_HALFS];
+    _Alignas(64) float acc[32 * 32];
+    int k = j->k, chunk = ABUF_HALFS / k / ME_AMX_ROWS * ME_AMX_ROWS;
+    configure_tiles();
+    for (int r0 = i0; r0 < i1; r0 += chunk) {
+        int rows = i1 - r0 < chunk ? i1 - r0 : chunk, blocks = (rows + ME_AMX_ROWS - 1) / ME_AMX_ROWS;
+        pack_rows(j, r0, rows, blocks, abuf);
+        for (int p = p0; p < p1; p++) {
+            const uint16_t *bp = j->b + (size_t)p * k * 32;
+            int col = p * 32, nr = j->n - col < 32 ? j->n - col : 32;
+            for (int blk = 0; blk < blocks; blk++) {
+                int live = rows - blk * ME_AMX_ROWS < ME_AMX_ROWS ? rows - blk * ME_AMX_ROWS : ME_AMX_ROWS;
+                block(abuf + (size_t)blk * ME_AMX_ROWS * k, bp, k, live, acc);
+                store_block(j, acc, live, j->c + (size_t)(r0 + blk * ME_AMX_ROWS) * j->ldc + col,
+                            j->bias ? j->bias + col : NULL, nr);
+            }
+        }
+    }
+    _tile_release();
+}
+
+/* The peak loop (ops/peak.c): four independent TDPBF16PS chains on tiles
+   that never leave the registers; the tiles' first sum, so that it runs. */
+AMX_TARGET float me_amx_dot_loop(long iters)
+{
+    _Alignas(64) uint16_t ones[16 * 32];
+    _Alignas(64) float out[16 * 16];
+    for (int i = 0; i < 16 * 32; i++) ones[i] = 0x3a83;   /* ~1e-3: no overflow over any trial */
+    configure_tiles();
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (long n = 0; n < iters; n++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return out[0];
+}
