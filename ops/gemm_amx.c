@@ -31,21 +31,27 @@ AMX_TARGET static void configure_tiles(void)
     _tile_loadconfig(&cfg);
 }
 
-/* `rows` rows of A (from row i0) as bf16, row-major [blocks·32][k], the
-   rows past `rows` zero; vcvtne2ps2bf16 rounds as the dot-product tiles' packing does. */
+/* `rows` rows of A (from row i0) as bf16 in the order the tiles read
+   them: per 32-row block, per 32 k, the two 16-row × 32-k tiles, 1 KB
+   each, so the tile loads walk memory sequentially (row-major rows K·2
+   bytes apart would give each load 16 separate streams); rows past `rows`
+   zero. vcvtne2ps2bf16 rounds as the dot-product tiles' packing does. */
 AMX_TARGET static void pack_rows(const me_amx_job *j, int i0, int rows, int blocks, uint16_t *dst)
 {
     int k = j->k;
+    if (rows % ME_AMX_ROWS)   /* the last block holds pad rows */
+        memset(dst + (size_t)(blocks - 1) * ME_AMX_ROWS * k, 0, (size_t)ME_AMX_ROWS * k * sizeof *dst);
     for (int i = 0; i < rows; i++) {
         int r = i0 + i;
         const float *src = j->a + (size_t)(j->rows ? j->rows[r] : r) * j->lda;
-        uint16_t *d = dst + (size_t)i * k;
+        /* block i/32, tile (i%32)/16, row i%16 of each 16×32 tile */
+        uint16_t *d = dst + (size_t)(i / ME_AMX_ROWS) * ME_AMX_ROWS * k + (size_t)(i % ME_AMX_ROWS / 16) * 512 +
+                      (size_t)(i % 16) * 32;
         for (int kk = 0; kk < k; kk += 32) {
             __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + kk + 16), _mm512_loadu_ps(src + kk));
-            _mm512_storeu_si512(d + kk, (__m512i)v);
+            _mm512_storeu_si512(d + (size_t)kk * ME_AMX_ROWS, (__m512i)v);
         }
     }
-    memset(dst + (size_t)rows * k, 0, (size_t)(blocks * ME_AMX_ROWS - rows) * k * sizeof *dst);
 }
 
 /* acc [32][32] (row stride 32) into C rows [0, live) of `c`, columns [0, nr). */
@@ -69,33 +75,32 @@ AMX_TARGET static void store_block(const me_amx_job *j, const float *acc, int li
     }
 }
 
-/* One 32×32 block of C: A rows a (row stride k), panel bp; `live` rows.
-   Up to 16 live rows need only the first A block and two products. */
+/* One 32×32 block of C: A tiles a (pack_rows' order), panel bp; `live`
+   rows. Up to 16 live rows need only the first A tile and two products. */
 AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int live, float *acc)
 {
-    size_t sa = (size_t)k * sizeof *a;
     _tile_zero(0);
     _tile_zero(1);
     if (live > 16) {
         _tile_zero(2);
         _tile_zero(3);
-        for (int kk = 0; kk < k; kk += ME_AMX_K) {
+        for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512) {
             const uint16_t *b = bp + (size_t)kk * 32;   /* pair row kk/2, 64 halves each */
-            _tile_loadd(4, a + kk, sa);
+            _tile_loadd(4, a, 64);
             _tile_loadd(6, b, 128);
             _tile_loadd(7, b + 32, 128);
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, a + 16 * (size_t)k + kk, sa);
+            _tile_loadd(5, a + 512, 64);
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
         }
         _tile_stored(2, acc + 16 * 32, 128);
         _tile_stored(3, acc + 16 * 32 + 16, 128);
     } else {
-        for (int kk = 0; kk < k; kk += ME_AMX_K) {
+        for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512) {
             const uint16_t *b = bp + (size_t)kk * 32;
-            _tile_loadd(4, a + kk, sa);
+            _tile_loadd(4, a, 64);
             _tile_loadd(6, b, 128);
             _tile_loadd(7, b + 32, 128);
             _tile_dpbf16ps(0, 4, 6);

@@ -97,7 +97,7 @@ echo "# moedit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "Host: $HOST. Threads $THREADS; load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "Measured peaks (same run, $THREADS threads, best of three: fp32 $PEAK_ALL): fp32 **$PEAK GFLOP/s** ($(echo "$peak" | sed -n 's/^peak_fp32_gflops: [0-9.]* (\([^ ]*\).*/\1/p') FMA loop)," \
-     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)${PEAK_AMX:+, AMX bf16 **$PEAK_AMX GFLOP/s** (tdpbf16ps loop: the transformer's bf16 weight products run on AMX tiles, and its bf16 shares below are of this peak)}."
+     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)${PEAK_AMX:+, AMX bf16 **$PEAK_AMX GFLOP/s** (tdpbf16ps loop: the bf16 weight products of the transformer run on AMX tiles, and its bf16 shares below are of this peak)}."
 echo
 
 echo "## Transformer forward (host: $CPU)"
