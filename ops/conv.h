@@ -41,6 +41,7 @@ typedef struct {
     op_conv_shape s;
     int bf16;               /* weights and image rounded to bfloat16 */
     int native_bf16;        /* bf16 products on AVX512-BF16 (else emulated) */
+    int amx;                /* … and on AMX tiles (channels in blocks of 32, K padded to 32) */
     const float *w, *bias;  /* as given: w [cout, cin, kh, kw]; bias may be NULL */
     void *packed;           /* the weights as tile A panels; NULL on OpenBLAS */
     int mr, kc, mpad;       /* tile rows, K block, cout rounded up to mr */

@@ -34,11 +34,13 @@
 #include "core/core.h"
 #include "core/cpu.h"
 #include "ops/conv.h"
+#include "ops/gemm_amx.h"
 #include "ops/gemm_tile.h"
 #include "ops/simd512.h"
 
 #define NR ME_GEMM_NR
 #define KC_LIMIT 512          /* the largest K block any plan gives (bf16 pairs: 2 × 256) */
+#define KC_AMX 384            /* AMX K block bound: its bf16 B panel, 24 KB, stays in L1 */
 /* One thread's block of output, 1 MB: measured on the Zen 3 host, 256 KB
    blocks (3 pixel panels at 512 channels) ran the 512- and 128-channel 3×3
    convolutions 10–20 % slower — with few panels per block the weights are
@@ -56,18 +58,13 @@ int op_conv_bf16_ok(void)
     return me_gemm_tile_plan(0, &p);
 }
 
-/* The plan c was packed for; 0 on OpenBLAS. */
-static int conv_plan(int bf16, me_tile_plan *p, int *native_bf16)
-{
-    *native_bf16 = bf16 && me_gemm_tile_plan(1, p);
-    return *native_bf16 || me_gemm_tile_plan(0, p);
-}
-
-/* K split into equal blocks of at most kc_max, even (bf16 pairs), as me_gemm. */
-static int k_block(int k, int kc_max)
+/* K split into equal blocks of at most kc_max, whole multiples of `unit`
+   (the last block may be shorter): pairs of k for the bf16 tiles, as
+   me_gemm's blocks, 32 k for AMX. */
+static int k_block(int k, int kc_max, int unit)
 {
     int nb = (k + kc_max - 1) / kc_max, kc = (k + nb - 1) / nb;
-    return (kc + 1) & ~1;
+    return (kc + unit - 1) / unit * unit;
 }
 
 /* A nearest ×2 upsampling followed by a 3×3 convolution (padding 1, stride
@@ -89,13 +86,37 @@ static int folds(const op_conv_shape *s)
 /* K per output channel as packed: cin·kh·kw, or cin·4 for each parity of a folded layer. */
 static int k_total(const op_conv_shape *s) { return folds(s) ? s->cin * 4 : s->cin * s->kh * s->kw; }
 
-size_t op_conv_bytes(const op_conv_shape *s, int bf16)
+/* How a convolution's weights are packed on this CPU: the tiles (rows per
+   channel tile, K block) and whether bf16 products run on AVX512-BF16
+   (native_bf16) and, within those, on AMX tiles (then the channels go in
+   blocks of 32 and each K block is padded with zeros to a multiple of 32,
+   so any cin·kh·kw fits). 0 on OpenBLAS. */
+typedef struct { int native_bf16, amx, mr, kc; } conv_layout;
+
+static int conv_layout_of(const op_conv_shape *s, int bf16, conv_layout *L)
 {
     me_tile_plan p;
-    int nb;
-    if (!conv_plan(bf16, &p, &nb)) return 0;
-    size_t mpad = (size_t)(s->cout + p.mr - 1) / p.mr * p.mr, k = (size_t)k_total(s);
-    size_t one = nb ? mpad * ((k + 1) & ~(size_t)1) * sizeof(uint16_t) : mpad * k * sizeof(float);
+    L->native_bf16 = bf16 && me_gemm_tile_plan(1, &p);
+    if (!L->native_bf16 && !me_gemm_tile_plan(0, &p)) return 0;
+    L->amx = L->native_bf16 && me_cpu_amx();
+    L->mr = L->amx ? ME_AMX_ROWS : p.mr;
+    L->kc = L->amx ? k_block(k_total(s), KC_AMX, ME_AMX_K) : k_block(k_total(s), p.kc, 2);
+    return 1;
+}
+
+/* The K block [k0, k0 + kb) as packed: kb rounded up to what the products take. */
+static int k_padded(const op_conv *c, int kb)
+{
+    return c->amx ? (kb + ME_AMX_K - 1) / ME_AMX_K * ME_AMX_K : c->native_bf16 ? (kb + 1) & ~1 : kb;
+}
+
+size_t op_conv_bytes(const op_conv_shape *s, int bf16)
+{
+    conv_layout L;
+    if (!conv_layout_of(s, bf16, &L)) return 0;
+    size_t mpad = (size_t)(s->cout + L.mr - 1) / L.mr * L.mr, k = (size_t)k_total(s);
+    size_t kpad = L.amx ? (k + L.kc - 1) / L.kc * L.kc : L.native_bf16 ? (k + 1) & ~(size_t)1 : k;
+    size_t one = mpad * kpad * (L.native_bf16 ? sizeof(uint16_t) : sizeof(float));
     return folds(s) ? 4 * one : one;
 }
 
@@ -135,13 +156,15 @@ static void pack_weights(const op_conv *c, int parity, void *mem)
     /* Block [k0, k0+kb) starts at element k0·mpad (k0 is even: kc is), then
        panel q of mr rows at q·mr·kbp. */
     for (int k0 = 0; k0 < k; k0 += c->kc) {
-        int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
+        int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = k_padded(c, kb);
         for (int m = 0; m < c->mpad / mr; m++) {
             size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
             for (int r = tile_row(c, m), end = tile_row(c, m + 1), i = 0; r < end; r++, i++)
                 for (int kk = 0; kk < kb; kk++) {
                     float v = packed_weight(c, r, k0 + kk, parity);
-                    if (c->native_bf16)
+                    if (c->amx)
+                        ((uint16_t *)mem)[at + me_amx_a_at(i, kk)] = me_f32_to_bf16(v);
+                    else if (c->native_bf16)
                         ((uint16_t *)mem)[at + (size_t)(kk / 2) * mr * 2 + i * 2 + (kk & 1)] = me_f32_to_bf16(v);
                     else
                         ((float *)mem)[at + (size_t)kk * mr + i] = c->bf16 ? round_bf16(v) : v;
@@ -153,18 +176,20 @@ static void pack_weights(const op_conv *c, int parity, void *mem)
 void op_conv_init(op_conv *c, const op_conv_shape *s, const float *weight, const float *bias, int bf16,
                   void *mem)
 {
-    me_tile_plan p;
+    conv_layout L;
     memset(c, 0, sizeof *c);
     c->s = *s;
     c->w = weight;
     c->bias = bias;
-    if (!conv_plan(bf16, &p, &c->native_bf16)) return;
+    if (!conv_layout_of(s, bf16, &L)) return;
     size_t bytes = op_conv_bytes(s, bf16);
     c->bf16 = bf16 != 0;
+    c->native_bf16 = L.native_bf16;
+    c->amx = L.amx;
     c->packed = mem;
-    c->mr = p.mr;
-    c->kc = k_block(k_total(s), p.kc);
-    c->mpad = (s->cout + p.mr - 1) / p.mr * p.mr;
+    c->mr = L.mr;
+    c->kc = L.kc;
+    c->mpad = (s->cout + L.mr - 1) / L.mr * L.mr;
     c->folded = folds(s);
     memset(mem, 0, bytes);
     if (!c->folded) {
@@ -461,12 +486,11 @@ ME_TARGET_AVX512 static void store_every_other(float *dst, const float *src, int
 }
 
 /* Output channels [r0, r1) of panels [q0, q0 + nq) from the thread's block
-   (rows r1 - r0 per panel, 32 floats each) into their destinations, with
-   bias, residual and activation. */
-static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, const float *cbuf)
+   (`rows` rows per panel, r1 - r0 of them live, 32 floats each) into their
+   destinations, with bias, residual and activation. */
+static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, int rows, const float *cbuf)
 {
     const float *bias = j->c->bias;
-    int rows = r1 - r0;
     for (int q = 0; q < nq; q++) {
         segment seg[NR];
         int narrow = j->gw != j->ow;   /* a flat grid's columns [ow, gw) are dropped */
@@ -529,11 +553,13 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
     /* the first channel of each tile m0..m1, looked up once per chunk */
     int start[CBUF_FLOATS / (NR * ME_GEMM_MR_AVX2) + 2];
     for (int m = m0; m <= m1; m++) start[m - m0] = tile_row(c, m);
-    int k = j->s->cin * j->s->kh * j->s->kw, mr = c->mr, first = start[0], rows = start[m1 - m0] - first;
+    int k = j->s->cin * j->s->kh * j->s->kw, mr = c->mr, first = start[0], live_rows = start[m1 - m0] - first;
+    /* rows per panel in the block: AMX blocks write all 32 rows of a tile */
+    int rows = c->amx ? (m1 - m0) * mr : live_rows;
     _Alignas(64) float bp[KC_LIMIT * NR];
     _Alignas(64) uint16_t bpair[KC_LIMIT * NR];
     for (int k0 = 0; k0 < k; k0 += c->kc) {
-        int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = c->native_bf16 ? (kb + 1) & ~1 : kb;
+        int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = k_padded(c, kb);
         for (long q = q0; q < q1; q++) {
             segment seg[NR];
             int ns = panel_segments(j, q, !j->flat, seg);
@@ -543,6 +569,8 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             const void *b = bp;
             if (c->native_bf16) {
                 me_pack_pairs_bf16(bp, kb, bpair);
+                int paired = (kb + 1) & ~1;   /* AMX's padding rows: zeros, never stale values */
+                memset(bpair + (size_t)paired * NR, 0, (size_t)(kbp - paired) * NR * sizeof *bpair);
                 b = bpair;
             } else if (c->bf16) {
                 for (int t = 0; t < kb * NR; t++) bp[t] = round_bf16(bp[t]);
@@ -550,15 +578,19 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             for (int m = m0; m < m1; m++) {
                 int r0 = start[m - m0], r1 = start[m - m0 + 1];
                 size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
+                float *out = cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR;
+                if (c->amx) {
+                    me_amx_block((const uint16_t *)j->packed + at, bpair, kbp, k0 == 0, out);
+                    continue;
+                }
                 const void *a = c->native_bf16 ? (const void *)((const uint16_t *)j->packed + at)
                                                : (const void *)((const float *)j->packed + at);
-                me_tile_out o = {cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR, NR, live, NULL,
-                                 1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
+                me_tile_out o = {out, NR, live, NULL, 1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
                 j->tiles[r1 - r0](kbp, a, b, &o);
             }
         }
     }
-    store_block(j, q0, (int)(q1 - q0), first, first + rows, cbuf);
+    store_block(j, q0, (int)(q1 - q0), first, first + live_rows, rows, cbuf);
 }
 
 /* This thread's panels [q0, q1) and channel panels [m0, m1), in chunks whose
@@ -677,11 +709,13 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
         int t = omp_get_thread_num(), tn = omp_get_num_threads(), i;
         float *cbuf = scratch + (size_t)t * CBUF_FLOATS;
         long q0, q1;
+        if (c->amx) me_amx_tiles_on();
         /* Pixel panels are dealt when each thread gets two or more, else channels. */
         if (np >= 2L * tn)
             while (claim(&cl, tn, &i, &q0, &q1)) run_share(&jobs[i], q0, q1, 0, mp, cbuf);
         else if (mp * t / tn < mp * (t + 1) / tn)
             for (i = 0; i < njobs; i++) run_share(&jobs[i], 0, np, mp * t / tn, mp * (t + 1) / tn, cbuf);
+        if (c->amx) me_amx_tiles_off();
     }
 }
 

@@ -28,7 +28,11 @@ AMX_TARGET static void configure_tiles(void)
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
-    _tile_loadconfig(&cfg);
+    /* Not _tile_loadconfig: GCC 12's tells the compiler that it reads 8
+       bytes, so the stores of the rows and widths may be dropped as dead
+       (ldtilecfg then faults on the stale bytes). The operand here is the
+       whole 64-byte configuration. */
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
 
 /* `rows` rows of A (from row i0) as bf16 in the order the tiles read
@@ -44,12 +48,10 @@ AMX_TARGET static void pack_rows(const me_amx_job *j, int i0, int rows, int bloc
     for (int i = 0; i < rows; i++) {
         int r = i0 + i;
         const float *src = j->a + (size_t)(j->rows ? j->rows[r] : r) * j->lda;
-        /* block i/32, tile (i%32)/16, row i%16 of each 16×32 tile */
-        uint16_t *d = dst + (size_t)(i / ME_AMX_ROWS) * ME_AMX_ROWS * k + (size_t)(i % ME_AMX_ROWS / 16) * 512 +
-                      (size_t)(i % 16) * 32;
-        for (int kk = 0; kk < k; kk += 32) {
+        uint16_t *d = dst + (size_t)(i / ME_AMX_ROWS) * ME_AMX_ROWS * k;
+        for (int kk = 0; kk < k; kk += ME_AMX_K) {
             __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + kk + 16), _mm512_loadu_ps(src + kk));
-            _mm512_storeu_si512(d + (size_t)kk * ME_AMX_ROWS, (__m512i)v);
+            _mm512_storeu_si512(d + me_amx_a_at(i % ME_AMX_ROWS, kk), (__m512i)v);
         }
     }
 }
@@ -132,6 +134,39 @@ AMX_TARGET void me_amx_product(const me_amx_job *j, int i0, int i1, int p0, int 
         }
     }
     _tile_release();
+}
+
+AMX_TARGET void me_amx_tiles_on(void) { configure_tiles(); }
+
+AMX_TARGET void me_amx_tiles_off(void) { _tile_release(); }
+
+AMX_TARGET void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int first, float *c)
+{
+    if (first) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    } else {
+        _tile_loadd(0, c, 128);
+        _tile_loadd(1, c + 16, 128);
+        _tile_loadd(2, c + 16 * 32, 128);
+        _tile_loadd(3, c + 16 * 32 + 16, 128);
+    }
+    for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512, b += 2 * 512) {
+        _tile_loadd(4, a, 64);
+        _tile_loadd(6, b, 128);
+        _tile_loadd(7, b + 32, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a + 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, 128);
+    _tile_stored(1, c + 16, 128);
+    _tile_stored(2, c + 16 * 32, 128);
+    _tile_stored(3, c + 16 * 32 + 16, 128);
 }
 
 /* The peak loop (ops/peak.c): four independent TDPBF16PS chains on tiles

@@ -39,6 +39,24 @@ typedef struct {
 /* Rows [i0, i1) × panels [p0, p1) of the job, on the calling thread. */
 void me_amx_product(const me_amx_job *j, int i0, int i1, int p0, int p1);
 
+/* Where element (row, kk) of a 32-row block of A sits in the order the
+   tiles read it: per 32 k, the block's two 16-row × 32-k tiles, 1 KB
+   each, row-major, so each tile load walks 1 KB of memory in order. */
+static inline size_t me_amx_a_at(int row, int kk)
+{
+    return (size_t)(kk / ME_AMX_K) * ME_AMX_ROWS * ME_AMX_K + (size_t)(row / 16) * 16 * ME_AMX_K +
+           (size_t)(row % 16) * ME_AMX_K + (size_t)(kk % ME_AMX_K);
+}
+
+/* The convolutions' blocks (ops/conv_gemm.c), which keep the tiles
+   configured across many calls: me_amx_tiles_on before the first
+   me_amx_block of a thread, me_amx_tiles_off after its last. */
+void me_amx_tiles_on(void);
+void me_amx_tiles_off(void);
+/* c [32][32] (row stride 32 floats) = (first ? 0 : c) + A·B: A one 32-row
+   block in me_amx_a_at order, B one panel [k/2][32][2], k a multiple of 32. */
+void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int first, float *c);
+
 /* ops/peak.c's loop: `iters` rounds of four TDPBF16PS (65536 flops) on
    registers only. */
 float me_amx_dot_loop(long iters);

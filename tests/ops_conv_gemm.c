@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "core/cpu.h"
 #include "moedit.h"
 #include "ops/conv.h"
 #include "tests/testutil.h"
@@ -160,17 +161,17 @@ Test(conv_gemm, same_bits_for_any_thread_count)
 
 /* bf16: every weight and input rounded to bfloat16, float32 sums. The
    error against float32 is then that of 8-bit mantissas: |Δy| ≤ Σ|w||x|·2⁻⁸
-   (both factors off by ≤ 2⁻⁹ relative), and it must not be zero. */
-Test(conv_gemm, bf16_rounds_weights_and_image)
+   (both factors off by ≤ 2⁻⁹ relative), and it must not be zero. On CPUs
+   with AMX the products run on AMX tiles (channels in blocks of 32, K
+   padded to 32): the shapes have channel counts and K (432, 900, 64 per
+   parity) that are not multiples of 32, several K blocks, panels across
+   images and a folded ×2 upsampling. */
+static void bf16_case(op_conv_shape s, int n, int h, int w)
 {
-    if (!op_conv_bf16_ok()) {
-        cr_log_info("no own kernels (OpenBLAS): bf16 convolutions are refused here");
-        return;
-    }
-    op_conv_shape s = {48, 20, 3, 3, 1, 1, 1, 0};
-    int n = 2, h = 11, w = 9;
-    size_t out_n = (size_t)n * 20 * h * w, k = 48 * 9;
-    float *x = counter("bx", (size_t)n * 48 * h * w, 1.0f), *wt = counter("bw", 20 * k, 0.1f);
+    int up = s.upsample2x ? 2 : 1;
+    int oh = op_conv2d_out(h * up, s.kh, 1, s.pad_h), ow = op_conv2d_out(w * up, s.kw, 1, s.pad_w);
+    size_t out_n = (size_t)n * s.cout * oh * ow, k = (size_t)s.cin * s.kh * s.kw, xn = (size_t)n * s.cin * h * w;
+    float *x = counter("bx", xn, 1.0f), *wt = counter("bw", s.cout * k, 0.1f);
     float *y32 = run(&s, 0, n, h, w, x, wt, NULL, NULL, OP_ACT_NONE, out_n);
     float *y16 = run(&s, 1, n, h, w, x, wt, NULL, NULL, OP_ACT_NONE, out_n);
     /* Σ|w||x| ≤ k · max|w| · max|x| */
@@ -178,10 +179,35 @@ Test(conv_gemm, bf16_rounds_weights_and_image)
     for (size_t i = 0; i < out_n; i++) maxd = fmax(maxd, fabs((double)y16[i] - y32[i]));
     cr_assert(maxd > 0, "bf16 gives the float32 result: the rounding is not applied");
     cr_assert(maxd <= bound, "bf16 error %g above the bound %g", maxd, bound);
-    /* the same numerics: a float32 convolution of pre-rounded operands, up to summation order */
-    for (size_t i = 0; i < (size_t)n * 48 * h * w; i++) x[i] = me_bf16_to_f32(me_f32_to_bf16(x[i]));
-    for (size_t i = 0; i < 20 * k; i++) wt[i] = me_bf16_to_f32(me_f32_to_bf16(wt[i]));
+    /* the same numerics: a float32 convolution of pre-rounded operands, up
+       to summation order (a folded layer rounds its sums of taps instead) */
+    if (s.upsample2x) {
+        free(x), free(wt), free(y32), free(y16);
+        return;
+    }
+    for (size_t i = 0; i < xn; i++) x[i] = me_bf16_to_f32(me_f32_to_bf16(x[i]));
+    for (size_t i = 0; i < s.cout * k; i++) wt[i] = me_bf16_to_f32(me_f32_to_bf16(wt[i]));
     float *yr = run(&s, 0, n, h, w, x, wt, NULL, NULL, OP_ACT_NONE, out_n);
     expect_close("bf16 vs float32 of rounded operands", y16, yr, out_n, 1e-5);
     free(x); free(wt); free(y32); free(y16); free(yr);
+}
+
+Test(conv_gemm, bf16_rounds_weights_and_image)
+{
+    if (!op_conv_bf16_ok()) {
+        cr_log_info("no own kernels (OpenBLAS): bf16 convolutions are refused here");
+        return;
+    }
+    op_conv_shape s = {48, 20, 3, 3, 1, 1, 1, 0};
+    op_conv c;
+    float *zeros = calloc((size_t)20 * 48 * 9, sizeof *zeros);
+    void *mem = me_alloc_aligned(op_conv_bytes(&s, 1));
+    op_conv_init(&c, &s, zeros, NULL, 1, mem);
+    me_free_aligned(mem);
+    free(zeros);
+    int amx = me_cpu_bf16() && me_cpu_amx();
+    cr_assert_eq(c.amx, amx, "AMX tiles %s where the CPU %s them", c.amx ? "used" : "not used", amx ? "has" : "lacks");
+    bf16_case(s, 2, 11, 9);
+    bf16_case((op_conv_shape){100, 70, 3, 3, 1, 1, 1, 0}, 1, 13, 10);
+    bf16_case((op_conv_shape){16, 40, 3, 3, 1, 1, 1, 1}, 2, 7, 6);
 }

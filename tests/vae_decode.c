@@ -158,7 +158,7 @@ static void bf16_case(moedit_vae *v, const char *latent, const char *expected, f
     int n = (int)zs[0], h = (int)zs[2], w = (int)zs[3];
     cr_assert_eq(moedit_vae_decode(v, n, h, w, z, f32), MOEDIT_OK);
     cr_assert_eq(moedit_vae_set_bf16(v, 1), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(moedit_vae_decode(v, n, h, w, z, b16), MOEDIT_OK);
+    cr_assert_eq(moedit_vae_decode(v, n, h, w, z, b16), MOEDIT_OK, "%s", moedit_last_error());
     double maxref, maxerr = tu_max_error(b16, want, en, &maxref), sq = 0;
     size_t differ = 0;
     for (size_t i = 0; i < en; i++) {
