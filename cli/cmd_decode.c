@@ -21,7 +21,7 @@ int cmd_decode(int argc, char **argv)
         {"--out", CLI_STR, &out, "OUT.npy (raw float32 [N,C,H,W]) or OUT.png (grid)"},
         {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
-        {"--vae-bf16", CLI_BOOL, &vae_bf16, "VAE convolutions in bfloat16 (faster only with AVX512-BF16; elsewhere emulated: same numerics, no faster)"},
+        {"--vae-bf16", CLI_BOOL, &vae_bf16, "VAE convolutions in bfloat16 (on AMX tiles where the CPU has them, else AVX512-BF16: faster on AMX and on AMD; without AVX512-BF16 emulated: same numerics, no faster)"},
         {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
         {"--time", CLI_BOOL, &timed, "print decode_ms (the decode alone, loading excluded) on stderr"},
         {"--repeat", CLI_INT, &repeat, "decode N times in this process, the output written once (timing: with --time, one decode_ms per pass)"},

@@ -135,9 +135,9 @@ typedef struct {
     int heads;   /* 0 = default from the hidden size (384→6, 768→12, 1024/1152/1408→16) */
     int top_k;   /* 0 = 2, or what the checkpoint's metadata says */
     int bf16;    /* 1: keep the block matrices as bfloat16 and multiply them with
-                    AVX512-BF16 dot products (activations rounded to bf16 per
-                    product, attention's two products too; ignored on CPUs
-                    without AVX512-BF16) */
+                    AVX512-BF16 dot products, or AMX tiles where the CPU has
+                    them (activations rounded to bf16 per product, attention's
+                    two products too; ignored on CPUs without AVX512-BF16) */
     moedit_device device;  /* CUDA: the weights are uploaded once and every forward
                               runs on that GPU (inputs and outputs stay host arrays) */
     int fp32;    /* CUDA only: float32 weights and products with TF32 off, for
@@ -252,7 +252,8 @@ int moedit_vae_upscale(const moedit_vae *v);   /* image size / latent size */
    img [n, out_channels, h*up, w*up], range about [-1, 1], unclamped. */
 int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float *img);
 /* on = 1: the decoder's convolutions round weights and activations to
-   bfloat16 (float32 sums), on AVX512-BF16 at twice the float32 rate, on
+   bfloat16 (float32 sums), on AMX tiles where the CPU has them, else on
+   AVX512-BF16 (twice the float32 rate on AMD, half of it on Intel), on
    other AVX2/AVX-512 CPUs emulated (same numerics, no faster). MOEDIT_EINPUT
    where only OpenBLAS runs. on = 0 (the default) restores float32. */
 int moedit_vae_set_bf16(moedit_vae *v, int on);
