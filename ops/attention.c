@@ -20,13 +20,22 @@
    Blocked, for wide heads (the VAE's 512 channels) and on OpenBLAS: jobs of
    BLOCK query rows; one me_gemm makes the BLOCK × tokens score tile, a
    vectorised pass turns it into unnormalised probabilities, a second
-   me_gemm multiplies by V, and the row sums are divided out. */
+   me_gemm multiplies by V, and the row sums are divided out.
+
+   AMX, for bf16 on CPUs with AMX tiles when head_dim and the token count
+   are multiples of 32 (the transformers' 64 × 256): the blocked form's
+   steps on AMX blocks (ops/gemm_amx.h), jobs of 32 queries: Kᵀ and V
+   packed once as bf16 B panels, a job's queries as one A block, S = Q·Kᵀ
+   (32 × tokens) row by row from the tiles, the rows' softmax, P packed
+   as A blocks, O = P·V (32 × head_dim) scaled by 1/Σ into the output. */
 #include <math.h>
 #include <stdint.h>
 #include <omp.h>
 #include "core/core.h"
+#include "core/cpu.h"
 #include "ops/vexp.h"
 #include "ops/gemm.h"
+#include "ops/gemm_amx.h"
 #include "ops/gemm_tile.h"
 #include "ops/ops.h"
 
@@ -229,6 +238,87 @@ static void attention_blocked(int batch, int tokens, int heads, int head_dim, co
     }
 }
 
+/* ---- AMX ---------------------------------------------------------------- */
+
+static int amx_form(int tokens, int head_dim, int bf16)
+{
+    return bf16 && me_gemm_native(1) && me_cpu_amx() && tokens % ME_AMX_ROWS == 0 && head_dim % ME_AMX_K == 0 &&
+           head_dim <= ME_AMX_K_MAX && tokens <= ME_AMX_K_MAX;
+}
+
+/* Per (batch, head): Kᵀ's panels (k head_dim, 32 tokens each), V's (k
+   tokens, 32 of head_dim each). Per thread: the queries' A block, S
+   (32 × tokens floats), P's A blocks, O (32 × head_dim floats). */
+typedef struct { size_t kbytes, pair_bytes, q_bytes, s_bytes, p_bytes, thread_bytes; } amx_layout;
+
+static void amx_layout_of(int tokens, int head_dim, amx_layout *l)
+{
+    l->kbytes = align64(me_gemm_b_bytes(head_dim, tokens, 1));
+    l->pair_bytes = l->kbytes + align64(me_gemm_b_bytes(tokens, head_dim, 1));
+    l->q_bytes = align64((size_t)ME_AMX_ROWS * head_dim * sizeof(uint16_t));
+    l->s_bytes = align64((size_t)ME_AMX_ROWS * tokens * sizeof(float));
+    l->p_bytes = align64((size_t)ME_AMX_ROWS * tokens * sizeof(uint16_t));
+    l->thread_bytes = l->q_bytes + l->s_bytes + l->p_bytes + align64((size_t)ME_AMX_ROWS * head_dim * sizeof(float));
+}
+
+/* 32 queries (rows q, ld apart) of one pair into out rows (ldo apart). */
+static void amx_job(const amx_layout *l, int tokens, int head_dim, const float *q, int ld, float scale,
+                    const char *pair, char *own, float *out, int ldo)
+{
+    uint16_t *qa = (uint16_t *)own, *pa = (uint16_t *)(own + l->q_bytes + l->s_bytes);
+    float *s = (float *)(own + l->q_bytes), *o = (float *)(own + l->q_bytes + l->s_bytes + l->p_bytes);
+    float inv[ME_AMX_ROWS];
+    const uint16_t *kt = (const uint16_t *)pair, *vp = (const uint16_t *)(pair + l->kbytes);
+    me_amx_pack_block(q, (size_t)ld, ME_AMX_ROWS, head_dim, qa);
+    for (int t = 0; t < tokens; t += ME_AMX_ROWS)   /* panel t/32 of Kᵀ */
+        me_amx_block(qa, kt + (size_t)t * head_dim, head_dim, 1, s + t, (size_t)tokens);
+    for (size_t i = 0; i < (size_t)ME_AMX_ROWS * tokens; i++) s[i] *= scale;
+    softmax_tile(ME_AMX_ROWS, tokens, s, inv);
+    me_amx_pack_block(s, (size_t)tokens, ME_AMX_ROWS, tokens, pa);
+    for (int d = 0; d < head_dim; d += ME_AMX_ROWS)   /* panel d/32 of V */
+        me_amx_block(pa, vp + (size_t)d * tokens, tokens, 1, o + d, (size_t)head_dim);
+    for (int r = 0; r < ME_AMX_ROWS; r++)
+        for (int d = 0; d < head_dim; d++) out[(size_t)r * ldo + d] = o[(size_t)r * head_dim + d] * inv[r];
+}
+
+static void attention_amx(int batch, int tokens, int heads, int head_dim, const float *q, const float *k,
+                          const float *v, int ld, float *out, float *scratch, int par)
+{
+    amx_layout l;
+    amx_layout_of(tokens, head_dim, &l);
+    int ldo = heads * head_dim, pairs = batch * heads, nqb = tokens / ME_AMX_ROWS;
+    long jobs = (long)pairs * nqb;
+    float scale = 1.0f / sqrtf((float)head_dim);
+    char *mem = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    char *threads_mem = mem + (size_t)pairs * l.pair_bytes;
+
+    #pragma omp parallel num_threads(par)
+    {
+        #pragma omp for schedule(static)
+        for (int p = 0; p < pairs; p++) {
+            size_t base = (size_t)(p / heads) * tokens * ld + (size_t)(p % heads) * head_dim;
+            char *pm = mem + (size_t)p * l.pair_bytes;
+            me_gemm_b kp, vp;
+            me_gemm_b_init(&kp, pm, head_dim, tokens, 1);
+            me_gemm_pack_b(&kp, 0, tokens, 1, ME_GEMM_F32, k + base, (size_t)ld);
+            me_gemm_b_init(&vp, pm + l.kbytes, tokens, head_dim, 1);
+            me_gemm_pack_b(&vp, 0, head_dim, 0, ME_GEMM_F32, v + base, (size_t)ld);
+        }
+        /* (the loop's barrier: everything is packed) */
+        char *own = threads_mem + (size_t)omp_get_thread_num() * l.thread_bytes;
+        me_amx_tiles_on();
+        #pragma omp for schedule(dynamic)
+        for (long j = 0; j < jobs; j++) {
+            int p = (int)(j / nqb), q0 = (int)(j % nqb) * ME_AMX_ROWS;
+            size_t base = (size_t)(p / heads) * tokens * ld + (size_t)(p % heads) * head_dim;
+            float *o = out + ((size_t)(p / heads) * tokens + q0) * ldo + (size_t)(p % heads) * head_dim;
+            amx_job(&l, tokens, head_dim, q + base + (size_t)q0 * ld, ld, scale, mem + (size_t)p * l.pair_bytes, own,
+                    o, ldo);
+        }
+        me_amx_tiles_off();
+    }
+}
+
 /* ---- entry points ------------------------------------------------------- */
 
 /* Floats for either form at moedit_set_threads' count (which an adaptive
@@ -247,6 +337,12 @@ size_t op_attention_scratch(int batch, int tokens, int heads, int head_dim)
         fused += align64((size_t)f.tp * QB * sizeof(uint16_t)) * (size_t)me_threads_max();   /* bf16's pairs */
         if (fused > need) need = fused;
     }
+    if (amx_form(tokens, head_dim, 1)) {
+        amx_layout l;
+        amx_layout_of(tokens, head_dim, &l);
+        size_t amx = (size_t)batch * heads * l.pair_bytes + (size_t)me_threads_max() * l.thread_bytes;
+        if (amx > need) need = amx;
+    }
     return (need + 64) / sizeof(float) + 1;
 }
 
@@ -257,9 +353,10 @@ void op_attention(int batch, int tokens, int heads, int head_dim, const float *q
     int nt = me_threads();
     double work = 4.0 * batch * heads * (double)tokens * tokens * head_dim;
     fused_layout f;
-    int fused = fused_layout_of(tokens, head_dim, bf16, &f);
-    long jobs = (long)batch * heads * ((tokens + (fused ? QB : BLOCK) - 1) / (fused ? QB : BLOCK));
+    int amx = amx_form(tokens, head_dim, bf16), fused = !amx && fused_layout_of(tokens, head_dim, bf16, &f);
+    long jobs = (long)batch * heads * ((tokens + (amx || fused ? QB : BLOCK) - 1) / (amx || fused ? QB : BLOCK));
     int par = nt > 1 && jobs >= nt && work >= 1e6 && !omp_in_parallel() ? nt : 1;
-    if (fused) attention_fused(&f, batch, tokens, heads, head_dim, q, k, v, ld, out, scratch, par);
+    if (amx) attention_amx(batch, tokens, heads, head_dim, q, k, v, ld, out, scratch, par);
+    else if (fused) attention_fused(&f, batch, tokens, heads, head_dim, q, k, v, ld, out, scratch, par);
     else attention_blocked(batch, tokens, heads, head_dim, q, k, v, ld, bf16, out, scratch, par);
 }

@@ -580,7 +580,7 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
                 size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp;
                 float *out = cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR;
                 if (c->amx) {
-                    me_amx_block((const uint16_t *)j->packed + at, bpair, kbp, k0 == 0, out);
+                    me_amx_block((const uint16_t *)j->packed + at, bpair, kbp, k0 == 0, out, NR);
                     continue;
                 }
                 const void *a = c->native_bf16 ? (const void *)((const uint16_t *)j->packed + at)

@@ -35,25 +35,36 @@ AMX_TARGET static void configure_tiles(void)
     __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
 
-/* `rows` rows of A (from row i0) as bf16 in the order the tiles read
-   them: per 32-row block, per 32 k, the two 16-row × 32-k tiles, 1 KB
-   each, so the tile loads walk memory sequentially (row-major rows K·2
-   bytes apart would give each load 16 separate streams); rows past `rows`
-   zero. vcvtne2ps2bf16 rounds as the dot-product tiles' packing does. */
+/* Row src (k floats) as row i of a 32-row block at `block`, in the order
+   the tiles read it (me_amx_a_at: each tile load then walks 1 KB in order,
+   where row-major rows K·2 bytes apart would be 16 separate streams).
+   vcvtne2ps2bf16 rounds as the dot-product tiles' packing does. */
+AMX_TARGET static void pack_row(const float *src, int k, int i, uint16_t *block)
+{
+    for (int kk = 0; kk < k; kk += ME_AMX_K) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + kk + 16), _mm512_loadu_ps(src + kk));
+        _mm512_storeu_si512(block + me_amx_a_at(i, kk), (__m512i)v);
+    }
+}
+
+/* `rows` rows of A (from row i0) in 32-row blocks; the last block's rows
+   past `rows` zero. */
 AMX_TARGET static void pack_rows(const me_amx_job *j, int i0, int rows, int blocks, uint16_t *dst)
 {
     int k = j->k;
-    if (rows % ME_AMX_ROWS)   /* the last block holds pad rows */
+    if (rows % ME_AMX_ROWS)
         memset(dst + (size_t)(blocks - 1) * ME_AMX_ROWS * k, 0, (size_t)ME_AMX_ROWS * k * sizeof *dst);
     for (int i = 0; i < rows; i++) {
         int r = i0 + i;
-        const float *src = j->a + (size_t)(j->rows ? j->rows[r] : r) * j->lda;
-        uint16_t *d = dst + (size_t)(i / ME_AMX_ROWS) * ME_AMX_ROWS * k;
-        for (int kk = 0; kk < k; kk += ME_AMX_K) {
-            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + kk + 16), _mm512_loadu_ps(src + kk));
-            _mm512_storeu_si512(d + me_amx_a_at(i % ME_AMX_ROWS, kk), (__m512i)v);
-        }
+        pack_row(j->a + (size_t)(j->rows ? j->rows[r] : r) * j->lda, k, i % ME_AMX_ROWS,
+                 dst + (size_t)(i / ME_AMX_ROWS) * ME_AMX_ROWS * k);
     }
+}
+
+AMX_TARGET void me_amx_pack_block(const float *a, size_t lda, int rows, int k, uint16_t *dst)
+{
+    if (rows < ME_AMX_ROWS) memset(dst, 0, (size_t)ME_AMX_ROWS * k * sizeof *dst);
+    for (int i = 0; i < rows; i++) pack_row(a + (size_t)i * lda, k, i, dst);
 }
 
 /* acc [32][32] (row stride 32) into C rows [0, live) of `c`, columns [0, nr). */
@@ -140,18 +151,20 @@ AMX_TARGET void me_amx_tiles_on(void) { configure_tiles(); }
 
 AMX_TARGET void me_amx_tiles_off(void) { _tile_release(); }
 
-AMX_TARGET void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int first, float *c)
+AMX_TARGET void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int first, float *c, size_t ldc)
 {
+    size_t stride = ldc * sizeof *c;
+    float *lower = c + 16 * ldc;
     if (first) {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
     } else {
-        _tile_loadd(0, c, 128);
-        _tile_loadd(1, c + 16, 128);
-        _tile_loadd(2, c + 16 * 32, 128);
-        _tile_loadd(3, c + 16 * 32 + 16, 128);
+        _tile_loadd(0, c, stride);
+        _tile_loadd(1, c + 16, stride);
+        _tile_loadd(2, lower, stride);
+        _tile_loadd(3, lower + 16, stride);
     }
     for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512, b += 2 * 512) {
         _tile_loadd(4, a, 64);
@@ -163,10 +176,10 @@ AMX_TARGET void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int fi
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, c, 128);
-    _tile_stored(1, c + 16, 128);
-    _tile_stored(2, c + 16 * 32, 128);
-    _tile_stored(3, c + 16 * 32 + 16, 128);
+    _tile_stored(0, c, stride);
+    _tile_stored(1, c + 16, stride);
+    _tile_stored(2, lower, stride);
+    _tile_stored(3, lower + 16, stride);
 }
 
 /* The peak loop (ops/peak.c): four independent TDPBF16PS chains on tiles

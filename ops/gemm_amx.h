@@ -48,14 +48,17 @@ static inline size_t me_amx_a_at(int row, int kk)
            (size_t)(row % 16) * ME_AMX_K + (size_t)(kk % ME_AMX_K);
 }
 
-/* The convolutions' blocks (ops/conv_gemm.c), which keep the tiles
-   configured across many calls: me_amx_tiles_on before the first
-   me_amx_block of a thread, me_amx_tiles_off after its last. */
+/* Blocks for callers that keep the tiles configured across many of them
+   (the convolutions, attention): me_amx_tiles_on before a thread's first
+   me_amx_block, me_amx_tiles_off after its last. */
 void me_amx_tiles_on(void);
 void me_amx_tiles_off(void);
-/* c [32][32] (row stride 32 floats) = (first ? 0 : c) + A·B: A one 32-row
+/* c [32][32] (rows ldc floats apart) = (first ? 0 : c) + A·B: A one 32-row
    block in me_amx_a_at order, B one panel [k/2][32][2], k a multiple of 32. */
-void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int first, float *c);
+void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int first, float *c, size_t ldc);
+/* rows (≤ 32) rows of a, lda floats apart, k (a multiple of 32) each, as
+   one such block, rounded to bf16; rows past `rows` zero. */
+void me_amx_pack_block(const float *a, size_t lda, int rows, int k, uint16_t *dst);
 
 /* ops/peak.c's loop: `iters` rounds of four TDPBF16PS (65536 flops) on
    registers only. */

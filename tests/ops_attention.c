@@ -128,7 +128,8 @@ static void reference_row(const float *qkv, int tokens, int heads, int hd, int b
 
 /* Head widths either side of the fused form's bound (the float32 K block,
    at most 256): 64 and 72 fused, 300 blocked; odd token counts (bf16's pad
-   token) and partial 32-query jobs. */
+   token) and partial 32-query jobs; in bf16 on AMX CPUs, the AMX form for
+   head widths and token counts that are multiples of 32. */
 static void against_double(int batch, int tokens, int heads, int hd, int bf16, double tol)
 {
     int ld = 3 * heads * hd, D = heads * hd;
@@ -160,4 +161,7 @@ Test(attention, both_forms_against_double)
     against_double(1, 45, 1, 300, 0, 2e-6);
     against_double(2, 77, 3, 64, 1, 1.5e-2);
     against_double(1, 45, 1, 300, 1, 1.5e-2);
+    /* head_dim and tokens multiples of 32: on AMX tiles where the CPU has them */
+    against_double(2, 96, 3, 64, 1, 1.5e-2);
+    against_double(1, 64, 2, 32, 1, 1.5e-2);
 }
