@@ -88,6 +88,22 @@ AMX_TARGET static void store_block(const me_amx_job *j, const float *acc, int li
     }
 }
 
+/* tmm0..3 += the 32×32 block's products over k: A tiles a (me_amx_a_at
+   order), B panel b (per 32 k, 16 pair rows of 64 halves). */
+AMX_TARGET static inline __attribute__((always_inline)) void products(const uint16_t *a, const uint16_t *b, int k)
+{
+    for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512, b += 2 * 512) {
+        _tile_loadd(4, a, 64);
+        _tile_loadd(6, b, 128);
+        _tile_loadd(7, b + 32, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a + 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+}
+
 /* One 32×32 block of C: A tiles a (pack_rows' order), panel bp; `live`
    rows. Up to 16 live rows need only the first A tile and two products. */
 AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int live, float *acc)
@@ -97,17 +113,7 @@ AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int l
     if (live > 16) {
         _tile_zero(2);
         _tile_zero(3);
-        for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512) {
-            const uint16_t *b = bp + (size_t)kk * 32;   /* pair row kk/2, 64 halves each */
-            _tile_loadd(4, a, 64);
-            _tile_loadd(6, b, 128);
-            _tile_loadd(7, b + 32, 128);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, a + 512, 64);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
+        products(a, bp, k);
         _tile_stored(2, acc + 16 * 32, 128);
         _tile_stored(3, acc + 16 * 32 + 16, 128);
     } else {
@@ -166,16 +172,7 @@ AMX_TARGET void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int fi
         _tile_loadd(2, lower, stride);
         _tile_loadd(3, lower + 16, stride);
     }
-    for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512, b += 2 * 512) {
-        _tile_loadd(4, a, 64);
-        _tile_loadd(6, b, 128);
-        _tile_loadd(7, b + 32, 128);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_loadd(5, a + 512, 64);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
+    products(a, b, k);
     _tile_stored(0, c, stride);
     _tile_stored(1, c + 16, stride);
     _tile_stored(2, lower, stride);
