@@ -5,7 +5,11 @@
    - W is packed once, at load, into the tiles' A panels: K split into the
      same equal blocks as me_gemm's (≤ the plan's KC), and per block, a
      tile's output channels at a time (dealt to the tiles as me_gemm deals
-     rows) as [kc][mr] floats ([kc/2][mr][2] bfloat16 on AVX512-BF16).
+     rows) as [kc][mr] floats ([kc/2][mr][2] bfloat16 on AVX512-BF16); on
+     CPUs with AMX, bf16 weights go in blocks of 32 channels in the AMX
+     tiles' order, K blocks padded with zeros to multiples of 32, and the
+     products run on AMX blocks (me_amx_block) accumulating in the block
+     buffer below.
    - X never exists: a KC×32 B panel (32 output pixels, contiguous over the
      rows and images of the batch) is filled straight from the NCHW input,
      zeros for the padding, source pixel (y/2, x/2) for a ×2 nearest

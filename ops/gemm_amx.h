@@ -1,4 +1,5 @@
-/* gemm_amx.h — bfloat16 weight products on AMX tiles (internal to ops/).
+/* gemm_amx.h — bfloat16 weight products on AMX tiles (internal to ops/);
+   also the 32×32 blocks the bf16 convolutions and attention run on.
 
    On CPUs with AMX-BF16 (me_cpu_amx), me_gemm's bf16 products whose K is
    a multiple of 32 run here instead of on the AVX512-BF16 dot-product
