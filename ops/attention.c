@@ -242,8 +242,7 @@ static void attention_blocked(int batch, int tokens, int heads, int head_dim, co
 
 static int amx_form(int tokens, int head_dim, int bf16)
 {
-    return bf16 && me_gemm_native(1) && me_cpu_amx() && tokens % ME_AMX_ROWS == 0 && head_dim % ME_AMX_K == 0 &&
-           head_dim <= ME_AMX_K_MAX && tokens <= ME_AMX_K_MAX;
+    return bf16 && me_gemm_native(1) && me_cpu_amx() && tokens % ME_AMX_ROWS == 0 && head_dim % ME_AMX_K == 0;
 }
 
 /* Per (batch, head): Kᵀ's panels (k head_dim, 32 tokens each), V's (k
