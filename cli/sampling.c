@@ -52,7 +52,7 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
         {"--threads", CLI_INT, &s->threads, "N               threads (0 = all cores)"},
         {"--heads", CLI_INT, &s->heads, "H               attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &s->top_k, "K               experts per token (default 2)"},
-        {"--bf16", CLI_BOOL, &s->bf16, "                block matrices and attention in bfloat16 (AVX512-BF16 products; AMX tiles for the weights where the CPU has them)"},
+        {"--bf16", CLI_BOOL, &s->bf16, "                block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
         {"--device", CLI_STR, &s->device, "cpu|cuda[:N]    where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
         {"--fp32", CLI_BOOL, &s->fp32, "                on a GPU: float32 weights and products, TF32 off (default bf16)"},
         {"--no-verify", CLI_BOOL, &s->no_verify, "                " CLI_NO_VERIFY_HELP},
