@@ -8,7 +8,6 @@
 #include "core/core.h"
 #include "dit/model.h"
 #include "ops/ops.h"
-#include "ops/vexp.h"
 
 #define PAR_MIN 32768
 
@@ -49,19 +48,13 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
     m->trace(m->trace_user, &r);
 }
 
-/* The first half of an expert, mid[rows, 2H] = gate(x) | up(x) for the
-   rows of x that pick lists (NULL: the first `rows`) in one product, then
-   SiLU(gate) ⊙ up in place into the gate half, which the down product
-   reads with row stride 2H. Runs on the calling thread. */
+/* The first half of an expert, SiLU(gate(x)) ⊙ up(x) for the rows of x
+   that pick lists (NULL: the first `rows`) into the gate half of
+   mid[rows, 2H], which the down product reads with row stride 2H (the up
+   half is the product's scratch). Runs on the calling thread. */
 static void swiglu_up(int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex, float *mid)
 {
-    int hid = ex->hid;
-    me_gemm_rows(rows, x, ldx, pick, &ex->gate_up, 1.0f, NULL, 0.0f, mid, (size_t)2 * hid);
-    for (int r = 0; r < rows; r++) {
-        float *gr = mid + (size_t)r * 2 * hid;
-        const float *ur = gr + hid;
-        me_silu_vec((size_t)hid, gr, ur, gr);
-    }
+    me_gemm_swiglu(rows, x, ldx, pick, &ex->gate_up, mid, (size_t)2 * ex->hid);
 }
 
 /* The second half: out[rows, D] = down(mid's gate half). */

@@ -45,6 +45,7 @@
 #include "core/cpu.h"
 #include "ops/gemm.h"
 #include "ops/gemm_amx.h"
+#include "ops/vexp.h"
 #include "ops/gemm_tile.h"
 #include "ops/simd512.h"
 
@@ -839,13 +840,20 @@ static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int
     }
 }
 
-/* A bf16 product on AMX tiles: rows split in 32-row blocks when every
-   thread gets one (each packs only its rows), else B panels. */
-static void amx_gemm(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
-                     const float *bias, float beta, float *c, size_t ldc)
+/* Whether b's products run on AMX tiles (own kernels only). */
+static int amx_runs(const me_gemm_b *b)
 {
-    me_amx_job j = {a, lda, rows, b->data, b->k, b->n, alpha, beta, bias, c, ldc};
-    int np = panels(b->n), nt = threads_for(2.0 * m * b->n * b->k);
+    return b->bf16 && me_cpu_amx() && b->k % ME_AMX_K == 0 && b->k <= ME_AMX_K_MAX;
+}
+
+/* A bf16 product on AMX tiles: rows split in 32-row blocks when every
+   thread gets one (each packs only its rows), else B panels (a SwiGLU
+   product's gate panels, each with its up panel). */
+static void amx_gemm(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                     const float *bias, float beta, float *c, size_t ldc, int swiglu)
+{
+    me_amx_job j = {a, lda, rows, b->data, b->k, b->n, alpha, beta, bias, c, ldc, swiglu};
+    int np = panels(swiglu ? b->n / 2 : b->n), nt = threads_for(2.0 * m * b->n * b->k);
     if (nt == 1) {
         me_amx_product(&j, 0, m, 0, np);
         return;
@@ -900,8 +908,8 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         blas_product(0, 0, m, n, k, alpha, a, (int)lda, b->data, n, bias, beta, c, (int)ldc);
         return;
     }
-    if (b->bf16 && me_cpu_amx() && k % ME_AMX_K == 0 && k <= ME_AMX_K_MAX) {
-        amx_gemm(m, a, lda, rows, b, alpha, bias, beta, c, ldc);
+    if (amx_runs(b)) {
+        amx_gemm(m, a, lda, rows, b, alpha, bias, beta, c, ldc, 0);
         return;
     }
     gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
@@ -915,6 +923,24 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
     }
     #pragma omp parallel num_threads(nt)
     rows_share(&g, b, m, np, kc, by_rows, omp_get_thread_num(), omp_get_num_threads());
+}
+
+/* On AMX the gate and up sums of a block meet in the tiles' buffers and
+   only silu(gate)·up is written: C (1.5 MB for a 128-row S/2 expert) is
+   streamed past the caches there, and a separate pass would read it back
+   from memory. */
+void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc)
+{
+    int half = b->n / 2;
+    if (m > 0 && b->k > 0 && me_gemm_native(0) && amx_runs(b) && half % ME_AMX_ROWS == 0) {
+        amx_gemm(m, a, lda, rows, b, 1.0f, NULL, 0.0f, c, ldc, 1);
+        return;
+    }
+    me_gemm_rows(m, a, lda, rows, b, 1.0f, NULL, 0.0f, c, ldc);
+    for (int r = 0; r < m; r++) {
+        float *gate = c + (size_t)r * ldc;
+        me_silu_vec((size_t)half, gate, gate + half, gate);
+    }
 }
 
 void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,

@@ -63,6 +63,12 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
 void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
                   const float *bias, float beta, float *c, size_t ldc);
 
+/* SwiGLU's first half: with g = A·B[:, 0:n/2] and u = A·B[:, n/2:n] (rows
+   gathered as me_gemm_rows'), c[:, 0:n/2] = silu(g) ⊙ u as me_silu_vec
+   computes it. c has n columns: the up half is scratch (left as u where
+   the product runs without AMX, untouched on AMX). */
+void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc);
+
 /* OpenBLAS rounds a row differently with the rows around it. While
    *b->batch_invariant is set (a model's weights point at the model's
    switch, which moedit_sample sets for the native RNG, whose samples promise

@@ -32,6 +32,8 @@ typedef struct {
     const float *bias;     /* NULL, or n values */
     float *c;
     size_t ldc;
+    int swiglu;            /* 1: C[:, 0:n/2] = silu(A·B[:, 0:n/2]) ⊙ A·B[:, n/2:n] (n/2 a multiple
+                              of 32, alpha 1, no bias, beta 0); panels count the gate half's */
 } me_amx_job;
 
 /* Largest K one call takes (A rows are packed whole into a stack buffer). */

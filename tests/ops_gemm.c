@@ -13,6 +13,7 @@
 #include "core/cpu.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
+#include "ops/vexp.h"
 
 static float *rnd(size_t n, unsigned seed)
 {
@@ -384,4 +385,88 @@ Test(gemm, bf16_k32_rows_do_not_depend_on_threads_or_m)
     moedit_set_threads(0);
     me_free_aligned(mem);
     free(a), free(w), free(full), free(part);
+}
+
+/* beta 0 into whole 64-byte lines (ldc 128 floats, C aligned): on AMX the
+   full panels' rows are streamed past the caches, the partial panel's
+   stored as usual; bias and alpha still applied, the padding untouched. */
+Test(gemm, bf16_k32_streamed_rows)
+{
+    if (!me_cpu_bf16()) cr_skip_test("no native bf16 products");
+    int k = 96, n = 112, ldc = 128;
+    static const int ms[] = {5, 33, 70};
+    for (int mi = 0; mi < 3; mi++)
+        for (int threads = 1; threads <= 2; threads++) {
+            int m = ms[mi];
+            float *a = rnd((size_t)m * k, 91), *w = rnd((size_t)n * k, 92), *bias = rnd((size_t)n, 93);
+            float *c = me_alloc_aligned((size_t)m * ldc * sizeof *c);
+            for (size_t i = 0; i < (size_t)m * ldc; i++) c[i] = 7.0f;
+            me_gemm_b pb;
+            void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, 1));
+            me_gemm_b_init(&pb, mem, k, n, 1);
+            me_gemm_pack_b(&pb, 0, n, 1, ME_GEMM_F32, w, k);
+            double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+            reference(0, 1, m, n, k, 0.5f, a, k, w, k, bias, 0.0f, c, ldc, 1, ref, mag);
+            moedit_set_threads(threads);
+            me_gemm(m, a, (size_t)k, &pb, 0.5f, bias, 0.0f, c, (size_t)ldc);
+            moedit_set_threads(0);
+            char what[64];
+            snprintf(what, sizeof what, "streamed m %d threads %d", m, threads);
+            check(m, n, c, ldc, ref, mag, 4e-6, what);
+            for (int i = 0; i < m; i++)
+                for (int j = n; j < ldc; j++) cr_assert_eq(c[(size_t)i * ldc + j], 7.0f, "%s: padding written", what);
+            me_free_aligned(mem), me_free_aligned(c);
+            free(a), free(w), free(bias), free(ref), free(mag);
+        }
+}
+
+/* me_gemm_swiglu against me_gemm_rows then me_silu_vec, bit for bit (on
+   AMX the fused store, elsewhere that very sequence), and against
+   silu(g)·u of the double products: gate halves of 64 and 96 columns
+   (fused on AMX) and 48 (not), rows gathered or not, one and two threads,
+   float32 and bf16 weights. */
+static void swiglu_case(int m, int half, int k, int bf16, const int *rows, int threads)
+{
+    int n = 2 * half, ldc = n, a_rows = rows ? PICKED_ROWS : m;
+    float *a = rnd((size_t)a_rows * k, 94), *w = rnd((size_t)n * k, 95);
+    float *c = me_alloc_aligned((size_t)m * ldc * sizeof *c), *want = malloc((size_t)m * ldc * sizeof *want);
+    float *gathered = malloc((size_t)m * k * sizeof *gathered);
+    for (int i = 0; i < m; i++) memcpy(gathered + (size_t)i * k, a + (size_t)(rows ? rows[i] : i) * k, (size_t)k * sizeof *a);
+    me_gemm_b pb;
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+    me_gemm_b_init(&pb, mem, k, n, bf16);
+    me_gemm_pack_b(&pb, 0, n, 1, ME_GEMM_F32, w, k);
+    moedit_set_threads(threads);
+    me_gemm_rows(m, a, (size_t)k, rows, &pb, 1.0f, NULL, 0.0f, want, (size_t)ldc);
+    for (int i = 0; i < m; i++) me_silu_vec((size_t)half, want + (size_t)i * ldc, want + (size_t)i * ldc + half, want + (size_t)i * ldc);
+    me_gemm_swiglu(m, a, (size_t)k, rows, &pb, c, (size_t)ldc);
+    moedit_set_threads(0);
+    double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+    reference(0, 1, m, n, k, 1.0f, gathered, k, w, k, NULL, 0.0f, NULL, ldc, pb.bf16, ref, mag);
+    char what[80];
+    snprintf(what, sizeof what, "swiglu m %d half %d k %d bf16 %d rows %d threads %d", m, half, k, pb.bf16,
+             rows != NULL, threads);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < half; j++) {
+            float got = c[(size_t)i * ldc + j], same = want[(size_t)i * ldc + j];
+            cr_assert(memcmp(&got, &same, sizeof got) == 0, "%s: [%d,%d] %.9g, unfused %.9g", what, i, j, got, same);
+            double g = ref[(size_t)i * n + j], u = ref[(size_t)i * n + half + j];
+            double exact = g / (1.0 + exp(-g)) * u;
+            double tol = 1.1 * 4e-6 * mag[(size_t)i * n + j] * fabs(u) + 4e-6 * mag[(size_t)i * n + half + j] * fabs(g) + 1e-6 * fabs(exact) + 1e-6;
+            cr_assert(fabs(got - exact) <= tol, "%s: [%d,%d] %.9g, want %.9g (tol %.3g)", what, i, j, got, exact, tol);
+        }
+    me_free_aligned(mem), me_free_aligned(c);
+    free(a), free(w), free(want), free(gathered), free(ref), free(mag);
+}
+
+Test(gemm, swiglu_fused_as_unfused)
+{
+    int pick[70];
+    for (int i = 0; i < 70; i++) pick[i] = (i * 37 + 5) % PICKED_ROWS;
+    static const int ms[] = {1, 17, 33, 70}, halves[] = {64, 96, 48};
+    for (int bf16 = 0; bf16 <= 1; bf16++)
+        for (int mi = 0; mi < 4; mi++)
+            for (int hi = 0; hi < 3; hi++)
+                for (int threads = 1; threads <= 2; threads++)
+                    swiglu_case(ms[mi], halves[hi], 384, bf16, mi % 2 ? pick : NULL, threads);
 }
