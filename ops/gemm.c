@@ -932,7 +932,7 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
 void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc)
 {
     int half = b->n / 2;
-    if (m > 0 && b->k > 0 && me_gemm_native(0) && amx_runs(b) && half % ME_AMX_ROWS == 0) {
+    if (m > 0 && b->k > 0 && me_gemm_native(0) && amx_runs(b) && half % NR == 0) {
         amx_gemm(m, a, lda, rows, b, 1.0f, NULL, 0.0f, c, ldc, 1);
         return;
     }

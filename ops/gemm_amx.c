@@ -73,9 +73,9 @@ AMX_TARGET void me_amx_pack_block(const float *a, size_t lda, int rows, int k, u
 /* Whether a block's C rows are written past the caches: whole aligned
    lines never read (beta 0). A product's C (2.4 MB for 512×1152) written
    through the caches took each line from memory first and pushed the
-   packed A and B panels out of L2: products of K 384–768 ran at 150–220
-   GFLOP/s per core against 300–340 with C's writes left out, 260–290
-   streamed (Intel AMX host, one thread). */
+   packed A and B panels out of L2: products of K 384–768 ran at 210–230
+   GFLOP/s (one thread, medians) against 300–330 with C's writes left
+   out and 260–290 streamed (Intel AMX host; docs/performance.md). */
 static int streams(const me_amx_job *j, const float *c, int nr)
 {
     return j->beta == 0.0f && nr == 32 && ((uintptr_t)c & 63) == 0 && (j->ldc * sizeof *c) % 64 == 0;
