@@ -5,8 +5,8 @@
    16-column halves of a B panel (tmm6, tmm7), each 16 rows of 64 bytes.
    Per 32 k: four loads, four TDPBF16PS. Loops: rows in chunks whose
    packed A fits the stack buffer (512 KB, in L2) → B panels (a K×32
-   panel of up to 24 KB stays in L1 for K ≤ 384) → 32-row blocks → all of
-   K, so C leaves the tiles once, through a 4 KB buffer, with bias, alpha
+   panel of up to 24 KB stays in L1 for K ≤ 384; the blocks fetch the next
+   one into L2 meanwhile) → 32-row blocks → all of K, so C leaves the tiles once, through a 4 KB buffer, with bias, alpha
    and beta applied as the AVX-512 tiles apply them (streamed past the
    caches where it can be: `streams`), or for a SwiGLU product with the
    block's up sums beside it, as silu(gate)·up. */
@@ -117,9 +117,22 @@ static void store_swiglu(const float *gate, const float *up, int live, float *c,
     for (int i = 0; i < live; i++, c += ldc, gate += 32, up += 32) me_silu_vec(32, gate, up, c);
 }
 
+/* The next B panel's lines that one block fetches into L2 while it computes
+   (me_amx_product): `per` lines per 32 k, from `at` up to `end`. */
+typedef struct {
+    const char *at, *end;
+    int per;
+} panel_prefetch;
+
+AMX_TARGET static inline __attribute__((always_inline)) void prefetch_step(panel_prefetch *pf)
+{
+    for (int l = 0; l < pf->per && pf->at < pf->end; l++, pf->at += 64) _mm_prefetch(pf->at, _MM_HINT_T1);
+}
+
 /* tmm0..3 += the 32×32 block's products over k: A tiles a (me_amx_a_at
    order), B panel b (per 32 k, 16 pair rows of 64 halves). */
-AMX_TARGET static inline __attribute__((always_inline)) void products(const uint16_t *a, const uint16_t *b, int k)
+AMX_TARGET static inline __attribute__((always_inline)) void products(const uint16_t *a, const uint16_t *b, int k,
+                                                                    panel_prefetch *pf)
 {
     for (int kk = 0; kk < k; kk += ME_AMX_K, a += 2 * 512, b += 2 * 512) {
         _tile_loadd(4, a, 64);
@@ -128,6 +141,7 @@ AMX_TARGET static inline __attribute__((always_inline)) void products(const uint
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_loadd(5, a + 512, 64);
+        if (pf) prefetch_step(pf);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
@@ -135,14 +149,14 @@ AMX_TARGET static inline __attribute__((always_inline)) void products(const uint
 
 /* One 32×32 block of C: A tiles a (pack_rows' order), panel bp; `live`
    rows. Up to 16 live rows need only the first A tile and two products. */
-AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int live, float *acc)
+AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int live, float *acc, panel_prefetch *pf)
 {
     _tile_zero(0);
     _tile_zero(1);
     if (live > 16) {
         _tile_zero(2);
         _tile_zero(3);
-        products(a, bp, k);
+        products(a, bp, k, pf);
         _tile_stored(2, acc + 16 * 32, 128);
         _tile_stored(3, acc + 16 * 32 + 16, 128);
     } else {
@@ -152,11 +166,29 @@ AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int l
             _tile_loadd(6, b, 128);
             _tile_loadd(7, b + 32, 128);
             _tile_dpbf16ps(0, 4, 6);
+            prefetch_step(pf);
             _tile_dpbf16ps(1, 4, 7);
         }
     }
     _tile_stored(0, acc, 128);
     _tile_stored(1, acc + 16, 128);
+}
+
+/* Block blk's share of the panel after bp (k lines of 64 bytes), spread
+   evenly over the blocks: weights are read once per product, mostly from
+   memory, and a panel's first block otherwise waited on all of it.
+   Measured (one thread, a product's weights cycled through 16 copies so
+   they come from memory, as in a forward): 10–50 % faster across the
+   forward's shapes (docs/performance.md). The last panel fetches nothing. */
+static panel_prefetch next_panel(const uint16_t *bp, int k, int last, int blk, int blocks)
+{
+    panel_prefetch pf = {NULL, NULL, (ME_AMX_ROWS + blocks - 1) / blocks};
+    if (last) return pf;
+    const char *next = (const char *)(bp + (size_t)k * 32);
+    size_t from = (size_t)blk * (k / ME_AMX_K) * pf.per * 64, all = (size_t)k * 64;
+    pf.at = next + (from < all ? from : all);
+    pf.end = next + all;
+    return pf;
 }
 
 AMX_TARGET void me_amx_product(const me_amx_job *j, int i0, int i1, int p0, int p1)
@@ -176,9 +208,11 @@ AMX_TARGET void me_amx_product(const me_amx_job *j, int i0, int i1, int p0, int 
                 int live = rows - blk * ME_AMX_ROWS < ME_AMX_ROWS ? rows - blk * ME_AMX_ROWS : ME_AMX_ROWS;
                 const uint16_t *a = abuf + (size_t)blk * ME_AMX_ROWS * k;
                 float *c = j->c + (size_t)(r0 + blk * ME_AMX_ROWS) * j->ldc + col;
-                block(a, bp, k, live, acc);
+                panel_prefetch pf = next_panel(bp, k, p + 1 == p1, blk, blocks);
+                block(a, bp, k, live, acc, &pf);
                 if (up) {
-                    block(a, bp + up, k, live, up_acc);
+                    panel_prefetch up_pf = next_panel(bp + up, k, p + 1 == p1, blk, blocks);
+                    block(a, bp + up, k, live, up_acc, &up_pf);
                     store_swiglu(acc, up_acc, live, c, j->ldc);
                 } else {
                     store_block(j, acc, live, c, j->bias ? j->bias + col : NULL, nr);
@@ -209,7 +243,7 @@ AMX_TARGET void me_amx_block(const uint16_t *a, const uint16_t *b, int k, int fi
         _tile_loadd(2, lower, stride);
         _tile_loadd(3, lower + 16, stride);
     }
-    products(a, b, k);
+    products(a, b, k, NULL);
     _tile_stored(0, c, stride);
     _tile_stored(1, c + 16, stride);
     _tile_stored(2, lower, stride);
