@@ -16,7 +16,9 @@
 #     the best of three measurements (the FMA one is taken again at the end).
 #  1. transformer forward, DiT-MoE-S/2 and B/2 (8 experts, top-2), batch 2
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
-#     against `moedit bench`, fp32 and bf16, GFLOP/s as % of the peak.
+#     against `moedit bench`, fp32 and bf16 (where the CPU has AVX512-BF16:
+#     PyTorch's bf16 is bench_torch.py --bf16, bf16 weights under autocast),
+#     GFLOP/s as % of the peak.
 #  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
 #     `moedit decode --time --repeat 3` (decode alone, loading excluded; the
 #     median of three decodes in one process, the same on both sides);
@@ -67,6 +69,7 @@ decode_ms() {
         { grep -o "^decode_ms: [0-9.]*" || true; } | awk '{ print $2 }' | sort -n | sed -n 2p
 }
 pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
+ratio() { awk -v t="$1" -v m="$2" 'BEGIN { printf "%s", (t + 0 > 0 && m + 0 > 0) ? sprintf("%.1f×", t / m) : "–" }'; }   # speed-up t/m
 # wall seconds of a command, or "failed (exit N)": a failed run is never a time
 secs() {
     local t0 t1 rc=0
@@ -102,8 +105,8 @@ echo
 
 echo "## Transformer forward (host: $CPU)"
 echo
-echo "| model | batch | PyTorch ms | moedit ms | speed-up | moedit GFLOP/s (% of fp32 peak) | bf16 ms | bf16 GFLOP/s (% of bf16 peak) | peak RSS f32 / bf16 MB |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| model | batch | PyTorch ms | moedit ms | speed-up | moedit GFLOP/s (% of fp32 peak) | PyTorch bf16 ms | moedit bf16 ms | bf16 speed-up | bf16 GFLOP/s (% of bf16 peak) | peak RSS f32 / bf16 MB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for s in $SHAPES; do
     pt="$WORK/moe_$s.pt"
     for b in $BATCHES; do
@@ -114,15 +117,16 @@ for s in $SHAPES; do
         torch_ms=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" "${save[@]}" 2>/dev/null | field forward_ms)
         me=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS")
         me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
-        bf_ms=– bf_gf=– bf_pct=– r2=–
+        bf_ms=– bf_gf=– bf_pct=– r2=– torch_bf=–
         if [ -n "$PEAK_BF16" ]; then
+            # PyTorch's own bf16 inference (autocast, oneDNN) beside moedit's bf16 mode
+            torch_bf=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" --bf16 2>/dev/null | field forward_ms)
+            [ -n "$torch_bf" ] || torch_bf=–
             bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
             bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
             bf_pct=$(pct "$bf_gf" "$PEAK_BF16_LIMIT") r2=$(echo "$bf" | field peak_rss_mb)
         fi
-        awk -v t="$torch_ms" -v m="$me_ms" -v b="$bf_ms" 'BEGIN { printf "%s", (t > 0 && m > 0) ? sprintf("%.1f×", t / m) : "–";
-                                                          if (b + 0 > 0) printf " (bf16 %.1f×)", t / b }' > "$WORK/speedup"
-        echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(cat "$WORK/speedup") | $me_gf ($(pct "$me_gf" "$PEAK")) | $bf_ms | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
+        echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(ratio "$torch_ms" "$me_ms") | $me_gf ($(pct "$me_gf" "$PEAK")) | $torch_bf | $bf_ms | $(ratio "$torch_bf" "$bf_ms") | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
     done
 done
 for name in fmnist-moe fmnist-switch; do
@@ -130,7 +134,7 @@ for name in fmnist-moe fmnist-switch; do
     [ -f "$pt" ] || continue
     me=$("$BIN" bench --model "$pt" --batch 16 --iters "$ITERS" --threads "$THREADS")
     me_gf=$(echo "$me" | field gflops)
-    echo "| $name (shipped) | 16 | – | $(echo "$me" | field forward_ms) | – | $me_gf ($(pct "$me_gf" "$PEAK")) | – | – | $(echo "$me" | field peak_rss_mb) / – |"
+    echo "| $name (shipped) | 16 | – | $(echo "$me" | field forward_ms) | – | $me_gf ($(pct "$me_gf" "$PEAK")) | – | – | – | – | $(echo "$me" | field peak_rss_mb) / – |"
 done
 echo
 

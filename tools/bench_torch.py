@@ -11,7 +11,8 @@ Usage:
     options: --shape S|B|XL|G (depth/hidden/heads/patch presets), --depth/--hidden/--heads
     overrides, --experts E --top-k K, --attention timm|qknorm, --family moe|dit,
     --batch B (default 2 = one CFG pair: a class row and its null row), --input-size 32,
-    --threads 2, --warmup 1, --seed 0.
+    --threads 2, --warmup 1, --seed 0, --bf16 (weights in bfloat16 under CPU autocast:
+    PyTorch's own bf16 inference, oneDNN's kernels, AMX tiles where the CPU has them).
 
 Prints `forward_ms: <median>` and `gflops: <achieved>` (same format as moedit bench;
 FLOPs count multiply-adds as 2 and only the experts that run), plus the min/max.
@@ -87,6 +88,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 weights under CPU autocast")
     ap.add_argument("--save", help="write the random state dict here (.pt)")
     ap.add_argument("--save-io", metavar="PREFIX", help="write PREFIX_{x,t,y,out}.npy")
     a = ap.parse_args()
@@ -119,8 +121,10 @@ def main():
     x = torch.randn(n, a.in_channels, a.input_size, a.input_size, generator=gen)
     t = torch.full((n,), 500.0)
     y = torch.tensor([(207 + i) % a.num_classes if i < (n + 1) // 2 else a.num_classes for i in range(n)])
+    if a.bf16:
+        model = model.to(torch.bfloat16)
     times = []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
         for i in range(a.warmup + a.iters):
             t0 = time.perf_counter()
             out = model(x, t, y)
@@ -129,7 +133,7 @@ def main():
                 times.append(dt)
     if a.save_io:
         for suffix, arr in (("x", x.numpy()), ("t", t.numpy()), ("y", y.numpy().astype(np.int64)),
-                            ("out", out.numpy())):
+                            ("out", out.float().numpy())):
             np.save("%s_%s.npy" % (a.save_io, suffix), arr)
     T = (a.input_size // a.patch) ** 2
     med = statistics.median(times)
