@@ -196,7 +196,7 @@ AMX_TARGET static void block(const uint16_t *a, const uint16_t *bp, int k, int l
    forward's shapes (docs/performance.md). The last panel fetches nothing. */
 static panel_prefetch next_panel(const uint16_t *bp, int k, int last, int blk, int blocks)
 {
-    panel_prefetch pf = {NULL, NULL, (ME_AMX_ROWS + blocks - 1) / blocks};
+    panel_prefetch pf = {NULL, NULL, (ME_AMX_K + blocks - 1) / blocks};   /* k lines over blocks·k/32 steps */
     if (last) return pf;
     const char *next = (const char *)(bp + (size_t)k * 32);
     size_t from = (size_t)blk * (k / ME_AMX_K) * pf.per * 64, all = (size_t)k * 64;
