@@ -5,8 +5,9 @@
    16-column halves of a B panel (tmm6, tmm7), each 16 rows of 64 bytes.
    Per 32 k: four loads, four TDPBF16PS. Loops: rows in chunks whose
    packed A fits the stack buffer (512 KB, in L2) → B panels (a K×32
-   panel of up to 24 KB stays in L1 for K ≤ 384; the blocks fetch the next
-   one into L2 meanwhile) → 32-row blocks → all of K, so C leaves the tiles once, through a 4 KB buffer, with bias, alpha
+   panel of up to 24 KB stays in L1 for K ≤ 384; the blocks fetch the
+   next one into L2 meanwhile: `next_panel`) → 32-row blocks → all of K,
+   so C leaves the tiles once, through a 4 KB buffer, with bias, alpha
    and beta applied as the AVX-512 tiles apply them (streamed past the
    caches where it can be: `streams`), or for a SwiGLU product with the
    block's up sums beside it, as silu(gate)·up. */
