@@ -173,7 +173,9 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
 
     /* Handed out in this order: the items but the last `tail` whole (the
        gate·up product, SiLU and the down product back to back, through the
-       thread's own buffer, which stays in cache), then the tail items' up
+       thread's own buffer, reused item after item — on AMX written past
+       the caches, which measured faster than through them: docs/
+       performance.md "AMX tiles"), then the tail items' up
        halves (two thirds of an item's work), then their down products as
        the up halves finish (claim_down), each tail item in a buffer of its
        own. The largest items go first, so what fills in at the end is a
