@@ -39,7 +39,9 @@ static float *run(const op_conv_shape *s, int bf16, int n, int h, int w, const f
     void *mem = me_alloc_aligned(bytes ? bytes : 64);
     op_conv_init(&c, s, wt, b, bf16, mem);
     size_t sn = op_conv_scratch(s, h, w);
-    float *scratch = malloc((sn ? sn : 1) * sizeof *scratch), *y = malloc(out_n * sizeof *y);
+    float *scratch = malloc((sn ? sn : 1) * sizeof *scratch);
+    /* aligned as the models' arenas are: whole rows of a large y are then streamed */
+    float *y = aligned_alloc(64, (out_n * sizeof *y + 63) / 64 * 64);
     for (size_t i = 0; i < out_n; i++) y[i] = NAN;   /* every element must be written */
     op_conv_run(&c, n, h, w, x, y, res, act, scratch);
     free(scratch);
@@ -121,6 +123,7 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(2, 16, 5, 16, 9, 5, 1, 2, 1);      /* 5×5, pad 2, 32-wide rows (one panel each), two images */
     large_case(1, 300, 6, 7, 700, 1, 1, 0, 0);    /* 1×1; output chunks smaller than the plane */
     large_case(1, 8, 64, 70, 2100, 1, 1, 0, 0);   /* more channels than one output block holds */
+    large_case(1, 8, 256, 256, 64, 3, 1, 1, 0);  /* a 16 MB output, beyond the threads' L2s: whole rows streamed */
 }
 
 /* The threads claim pixel panels as they go (ops/conv_gemm.c, claim): how
@@ -210,4 +213,5 @@ Test(conv_gemm, bf16_rounds_weights_and_image)
     bf16_case(s, 2, 11, 9);
     bf16_case((op_conv_shape){100, 70, 3, 3, 1, 1, 1, 0}, 1, 13, 10);
     bf16_case((op_conv_shape){16, 40, 3, 3, 1, 1, 1, 1}, 2, 7, 6);
+    bf16_case((op_conv_shape){8, 64, 3, 3, 1, 1, 1, 0}, 1, 256, 256);   /* 16 MB output: streamed rows */
 }
