@@ -482,7 +482,7 @@ ME_TARGET_AVX512 static void store_every_other(float *dst, const float *src, int
     for (int t = 0; t < len; t += 16) {
         int n = len - t < 16 ? len - t : 16;
         __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), src + t), bias);
-        if (relu) v = _mm512_max_ps(v, zero);
+        if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);   /* NaN stays NaN */
         unsigned even = 0x5555u & ((1u << (2 * (n < 8 ? n : 8))) - 1);
         _mm512_mask_storeu_ps(dst + 2 * t, (__mmask16)even, _mm512_permutexvar_ps(lo, v));
         if (n > 8)
@@ -505,7 +505,9 @@ ME_TARGET_AVX512 static void store_stream(float *dst, const float *src, const fl
     __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
     __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(src), bias), v1 = _mm512_add_ps(_mm512_loadu_ps(src + 16), bias);
     if (res) v0 = _mm512_add_ps(v0, _mm512_loadu_ps(res)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(res + 16));
-    if (relu) v0 = _mm512_max_ps(v0, zero), v1 = _mm512_max_ps(v1, zero);
+    if (relu)   /* as the scalar path: only v < 0 becomes 0 (NaN and -0 stay) */
+        v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), zero),
+        v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), zero);
     _mm512_stream_ps(dst, v0);
     _mm512_stream_ps(dst + 16, v1);
 }

@@ -126,6 +126,38 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(1, 8, 256, 256, 64, 3, 1, 1, 0);  /* a 16 MB output, beyond the threads' L2s: whole rows streamed */
 }
 
+/* A NaN in the input stays NaN through bias and ReLU in every store path —
+   the scalar rows, a large output's streamed rows, a folded layer's
+   every-other-pixel stores — so a broken input is never hidden as a zero:
+   every output channel at the NaN's pixel (its 3×3 window's centre, or
+   for the ×2 upsampling the 2×2 block it becomes) is NaN. */
+Test(conv_gemm, nan_survives_relu)
+{
+    static const int shapes[][5] = {
+        /* cin, h, w, cout, up */
+        {16, 9, 13, 20, 0},
+        {8, 256, 256, 64, 0},   /* 16 MB out: streamed */
+        {16, 12, 10, 20, 1},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int *d = shapes[i];
+        op_conv_shape s = {d[0], d[3], 3, 3, 1, 1, 1, d[4]};
+        int up = d[4] ? 2 : 1, oh = d[1] * up, ow = d[2] * up, y0 = d[1] / 2, x0 = d[2] / 2;
+        size_t plane = (size_t)oh * ow, out_n = (size_t)d[3] * plane;
+        float *x = counter("nx", (size_t)d[0] * d[1] * d[2], 1.0f), *wt = counter("nw", (size_t)d[3] * d[0] * 9, 0.1f);
+        float *b = counter("nb", d[3], 1.0f);
+        x[(size_t)1 * d[1] * d[2] + (size_t)y0 * d[2] + x0] = NAN;   /* channel 1 */
+        float *y = run(&s, 0, 1, d[1], d[2], x, wt, b, NULL, OP_ACT_RELU, out_n);
+        for (int c = 0; c < d[3]; c++)
+            for (int py = 0; py < up; py++)
+                for (int px = 0; px < up; px++)
+                    cr_assert(isnan(y[c * plane + (size_t)(y0 * up + py) * ow + x0 * up + px]),
+                              "shape %zu: channel %d at the NaN's pixel is %g", i, c,
+                              y[c * plane + (size_t)(y0 * up + py) * ow + x0 * up + px]);
+        free(x); free(wt); free(b); free(y);
+    }
+}
+
 /* The threads claim pixel panels as they go (ops/conv_gemm.c, claim): how
    many there are, and so which thread computes a panel, must not change a
    bit of the output — plain, folded (four parity jobs in one queue), with
