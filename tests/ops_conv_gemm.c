@@ -124,11 +124,12 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(1, 300, 6, 7, 700, 1, 1, 0, 0);    /* 1×1; output chunks smaller than the plane */
     large_case(1, 8, 64, 70, 2100, 1, 1, 0, 0);   /* more channels than one output block holds */
     large_case(1, 8, 256, 256, 64, 3, 1, 1, 0);  /* a 16 MB output, beyond the threads' L2s: whole rows streamed */
+    large_case(1, 8, 128, 128, 64, 3, 1, 1, 1);  /* the same folded: parity pairs' rows streamed */
 }
 
 /* A NaN in the input stays NaN through bias and ReLU in every store path —
    the scalar rows, a large output's streamed rows, a folded layer's
-   every-other-pixel stores — so a broken input is never hidden as a zero:
+   paired parities — so a broken input is never hidden as a zero:
    every output channel at the NaN's pixel (its 3×3 window's centre, or
    for the ×2 upsampling the 2×2 block it becomes) is NaN. */
 Test(conv_gemm, nan_survives_relu)
