@@ -472,10 +472,11 @@ static void pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb
 }
 
 /* dst[0, 32) = src + b (+ res), 0 where relu and negative, by streaming
-   stores (dst 64-byte aligned). A y larger than the threads' L2s is read
-   back from memory by the next layer anyway; a plain store first reads
-   every line it writes and evicts the weights and block buffer the next
-   panels need. 256² VAE decodes, one process alternating with and without
+   stores (dst 64-byte aligned). A y larger than the threads' L2s leaves
+   them before the next layer reads it; a plain store first reads every
+   line it writes and evicts the weights and block buffer the next panels
+   need. Whether a shared L3 would have kept y for the next layer (Zen's)
+   is not measured. 256² VAE decodes, one process alternating with and without
    (Intel AMX host): float32 3.66 → 3.60 s (median of 11), bf16 1.39 →
    1.31 s (of 21); with every size streamed, in a quieter minute, 3.29 →
    3.09 and 1.02 → 0.78 s. Inception 0.684 → 0.665 s, noise: its planes
