@@ -11,7 +11,7 @@
    - B is packed in panels of NR = 32 columns, k-major ([kp][32] floats, or
      [kp/2][32][2] bf16), zero-padded to whole panels, the same layout for
      every kernel set. Weights are packed once at load (me_gemm_b); me_sgemm
-     packs KC×NC blocks per call.
+     packs KC×NC blocks per call (the packing: ops/gemm_pack.c).
    - A is packed per KC×MC block into panels of MR rows ([kc][MR], or
      [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
@@ -49,7 +49,7 @@
 #include "ops/gemm_tile.h"
 #include "ops/simd512.h"
 
-#define MR 14            /* AVX-512 tile rows; AVX2 tiles have ME_GEMM_MR_AVX2 */
+#define MR ME_GEMM_MR_AVX512
 #define NR ME_GEMM_NR
 #define KC_MAX 256       /* float32 K block bound (bf16: twice), for the stack buffers */
 #define ABUF_FLOATS 131072 /* one thread's packed A: 512 KB on its stack */
@@ -62,129 +62,6 @@
 int me_gemm_native(int bf16)
 {
     return bf16 ? me_cpu_bf16() : me_cpu_isa() != ME_ISA_BLAS;
-}
-
-static float src_value(int type, const void *src, size_t i)
-{
-    switch (type) {
-    case ME_GEMM_BF16: return me_bf16_to_f32(((const uint16_t *)src)[i]);
-    case ME_GEMM_F16: return me_f16_to_f32(((const uint16_t *)src)[i]);
-    default: return ((const float *)src)[i];
-    }
-}
-
-static int panels(int n) { return (n + NR - 1) / NR; }
-
-/* ---- packed B --------------------------------------------------------- */
-
-size_t me_gemm_b_bytes(int k, int n, int bf16)
-{
-    if (!me_gemm_native(0)) return (size_t)k * n * sizeof(float);
-    if (bf16 && me_gemm_native(1)) return (size_t)panels(n) * NR * ((k + 1) & ~1) * sizeof(uint16_t);
-    return (size_t)panels(n) * NR * k * sizeof(float);
-}
-
-void me_gemm_b_init(me_gemm_b *b, void *mem, int k, int n, int bf16)
-{
-    b->k = k, b->n = n, b->data = mem, b->batch_invariant = NULL;
-    b->bf16 = bf16 && me_gemm_native(1);
-    b->kp = b->bf16 ? (k + 1) & ~1 : k;
-    /* Packing writes every element but the padding; without any, skip the
-       extra pass over (possibly gigabytes of) memory. */
-    if (n % NR || b->kp != k || !me_gemm_native(0)) memset(mem, 0, me_gemm_b_bytes(k, n, b->bf16));
-}
-
-/* Element index of panel p, row kk (kk even in bf16) in a packed operand. */
-static size_t panel_offset(const me_gemm_b *b, int p, int kk)
-{
-    return ((size_t)p * b->kp + kk) * NR;
-}
-
-/* Column j of the source (k values) as floats, kk in [k0, k0+len). */
-static void source_column(int type, const void *src, size_t ld, int trans, int j, int k0, int len, float *out)
-{
-    size_t at = trans ? (size_t)j * ld + k0 : (size_t)k0 * ld + j, step = trans ? 1 : ld;
-    if (type == ME_GEMM_F32) {
-        const float *s = (const float *)src + at;
-        for (int i = 0; i < len; i++) out[i] = s[i * step];
-    } else {
-        const uint16_t *s = (const uint16_t *)src + at;
-        for (int i = 0; i < len; i++) out[i] = src_value(type, s, i * step);
-    }
-}
-
-/* Column j of the source into column col + j of b. */
-static void pack_b_column(me_gemm_b *b, int col, int j, int trans, int type, const void *src, size_t ld)
-{
-    int k = b->k, native = me_gemm_native(0);
-    int n = col + j, p = n / NR, lane = n % NR;
-    if (b->bf16 && type == ME_GEMM_BF16) {   /* bf16 to bf16: a plain copy */
-        const uint16_t *s = src;
-        uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, 0) + lane * 2;
-        for (int kk = 0; kk < k; kk++)
-            d[(size_t)(kk & ~1) * NR + (kk & 1)] = s[trans ? (size_t)j * ld + kk : (size_t)kk * ld + j];
-        return;
-    }
-    float v[512];
-    for (int k0 = 0; k0 < k; k0 += 512) {
-        int len = k - k0 < 512 ? k - k0 : 512;
-        source_column(type, src, ld, trans, j, k0, len, v);
-        if (!native) {
-            float *d = (float *)b->data + (size_t)k0 * b->n + n;
-            for (int i = 0; i < len; i++) d[(size_t)i * b->n] = v[i];
-        } else if (b->bf16) {   /* pairs of rows: [kp/2][NR][2] */
-            uint16_t *d = (uint16_t *)b->data + panel_offset(b, p, k0) + lane * 2;
-            for (int i = 0; i < len; i++) d[(size_t)(i & ~1) * NR + (i & 1)] = me_f32_to_bf16(v[i]);
-        } else {
-            float *d = (float *)b->data + panel_offset(b, p, k0) + lane;
-            for (int i = 0; i < len; i++) d[(size_t)i * NR] = v[i];
-        }
-    }
-}
-
-/* Packing unit u of me_gemm_pack_b: a single column, or (fast) a whole
-   32-column panel of a float32 source, which me_pack_b_avx2 copies or
-   transposes 8×8 at a time instead of gathering each column with stride
-   ld: head columns up to the first panel boundary, then whole panels, then
-   the tail columns. A bf16 panel goes through float32 rows on the stack,
-   KC_MAX at a time, into pairs (me_pack_pairs_bf16; its subnormals become the
-   zeros vdpbf16ps would take them as). The products are the same either way. */
-static void pack_b_unit(me_gemm_b *b, int col, int head, int whole, int u, int trans, int type, const void *src,
-                        size_t ld)
-{
-    if (u < head || u >= head + whole) {
-        int j = u < head ? u : u - whole + whole * NR;
-        pack_b_column(b, col, j, trans, type, src, ld);
-        return;
-    }
-    int j = head + (u - head) * NR, p = (col + j) / NR;
-    const float *s = (const float *)src + (trans ? (size_t)j * ld : (size_t)j);
-    if (!b->bf16) {
-        me_pack_b_avx2(s, ld, trans, b->k, (float *)b->data + panel_offset(b, p, 0));
-        return;
-    }
-    _Alignas(64) float rows[KC_MAX * NR];   /* 32 KB: any even row count would do */
-    for (int k0 = 0; k0 < b->k; k0 += KC_MAX) {
-        int len = b->k - k0 < KC_MAX ? b->k - k0 : KC_MAX;
-        me_pack_b_avx2(s + (trans ? (size_t)k0 : (size_t)k0 * ld), ld, trans, len, rows);
-        me_pack_pairs_bf16(rows, len, (uint16_t *)b->data + panel_offset(b, p, k0));
-    }
-}
-
-void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld)
-{
-    int fast = type == ME_GEMM_F32 && me_gemm_native(0) && me_cpu_info()->avx2;
-    int head = fast ? (NR - col % NR) % NR : cols;
-    if (head > cols) head = cols;
-    int whole = fast ? (cols - head) / NR : 0, units = cols - whole * NR + whole;
-    /* Small or nested packs (attention's K and V per head) run without a
-       team: a team of one costs more than packing a few thousand values. */
-    if ((size_t)b->k * cols < 65536 || omp_in_parallel() || me_threads() == 1) {
-        for (int u = 0; u < units; u++) pack_b_unit(b, col, head, whole, u, trans, type, src, ld);
-        return;
-    }
-    #pragma omp parallel for num_threads(me_threads())
-    for (int u = 0; u < units; u++) pack_b_unit(b, col, head, whole, u, trans, type, src, ld);
 }
 
 /* ---- kernels ---------------------------------------------------------- */
@@ -315,176 +192,7 @@ typedef struct {
     size_t ldc;
 } gemm_job;
 
-/* 16 rows of 16 32-bit lanes, transposed in place: four rounds of swapping
-   the off-diagonal h×h blocks of every 2h×2h block (h = 8, 4, 2, 1). */
-static inline __attribute__((always_inline)) void transpose16(__m512i r[16])
-{
-    /* Per round: row i keeps its own left half and takes row i+h's left half
-       as its right half; row i+h takes row i's right half, keeps its own. */
-    static const int32_t keep[4][16] = {
-        {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-        {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-        {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-        {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
-    static const int32_t take[4][16] = {
-        {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
-        {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
-        {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
-        {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};
-    #pragma GCC unroll 4
-    for (int round = 0; round < 4; round++) {
-        int h = 8 >> round;
-        __m512i ik = _mm512_loadu_si512(keep[round]), it = _mm512_loadu_si512(take[round]);
-        #pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) {
-            if (i & h) continue;
-            __m512i lo = r[i], hi = r[i + h];
-            r[i] = _mm512_permutex2var_epi32(lo, ik, hi);
-            r[i + h] = _mm512_permutex2var_epi32(lo, it, hi);
-        }
-    }
-}
-
-/* One MR-row panel of untransposed A, k-range [k0, k0+kc): 16 columns at a
-   time are loaded row-wise and transposed in registers into [kc][MR]; bf16
-   converts 32 columns into 16 pairs first (vcvtne2ps2bf16 rounds to nearest
-   even, as me_f32_to_bf16) and transposes the pairs into [kc/2][MR]. */
-static void pack_a_panel_avx512(const float *const *row, int live, int kc, int bf16, void *dst)
-{
-    int per = bf16 ? 32 : 16, units = bf16 ? (kc + 1) / 2 : kc;
-    uint32_t *d = dst;
-    for (int k = 0; k < kc; k += per) {
-        int left = kc - k;
-        __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-        __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
-        __m512i r[16];
-        for (int i = 0; i < 16; i++) {
-            r[i] = _mm512_setzero_si512();
-            if (i >= live) continue;
-            const float *src = row[i] + k;
-            __m512 lo = _mm512_maskz_loadu_ps(m0, src);
-            if (bf16)
-                r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), lo);
-            else
-                r[i] = _mm512_castps_si512(lo);
-        }
-        transpose16(r);
-        int u0 = bf16 ? k / 2 : k, n = units - u0 < 16 ? units - u0 : 16;
-        for (int u = 0; u < n; u++) _mm512_mask_storeu_epi32(d + (size_t)(u0 + u) * MR, 0x3fff, r[u]);
-    }
-}
-
-/* Words of two converted rows (vcvtne2ps2bf16: the first row's 16 in the
-   low half) reordered into 16 (first, second) pairs. */
-static const uint16_t pair_interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
-                                             8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-
-/* One MR-row panel whose rows are columns of a row-major source (row i,
-   k: src[k·ld + i]): per k a masked row segment, stored as is; bf16 rounds
-   two k at a time (vcvtne2ps2bf16) and interleaves them into pairs, the
-   odd pad k zero. */
-static void pack_a_cols_avx512(const float *src, size_t ld, int live, int kc, int bf16, void *dst)
-{
-    __mmask16 m = live >= 16 ? 0xffff : (__mmask16)((1u << live) - 1);
-    if (!bf16) {
-        float *d = dst;
-        for (int k = 0; k < kc; k++)
-            _mm512_mask_storeu_ps(d + (size_t)k * MR, 0x3fff, _mm512_maskz_loadu_ps(m, src + (size_t)k * ld));
-        return;
-    }
-    __m512i idx = _mm512_loadu_si512(pair_interleave);
-    uint32_t *d = dst;
-    for (int k = 0; k < kc; k += 2, d += MR) {
-        __m512 lo = _mm512_maskz_loadu_ps(m, src + (size_t)k * ld), hi = _mm512_setzero_ps();
-        if (k + 1 < kc) hi = _mm512_maskz_loadu_ps(m, src + (size_t)(k + 1) * ld);
-        __m512i pairs = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        _mm512_mask_storeu_epi32(d, 0x3fff, pairs);
-    }
-}
-
-/* A [rows][32] block written transposed, 16×16 at a time through
-   transpose16, column j scaled by scale[j] on the way. */
-static void transpose32_avx512(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo)
-{
-    for (int d0 = 0; d0 < rows; d0 += 16) {
-        int n = rows - d0 < 16 ? rows - d0 : 16;
-        __mmask16 m = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-        for (int j0 = 0; j0 < cols; j0 += 16) {
-            __m512i r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = i < n ? _mm512_loadu_si512(src + (size_t)(d0 + i) * NR + j0) : _mm512_setzero_si512();
-            transpose16(r);
-            for (int u = 0; u < 16 && j0 + u < cols; u++) {
-                __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(r[u]), _mm512_set1_ps(scale[j0 + u]));
-                _mm512_mask_storeu_ps(out + (size_t)(j0 + u) * ldo + d0, m, v);
-            }
-        }
-    }
-}
-
-/* me_sgemm's B block: columns [j, j+live) × k-range [k0, k0+kc) of B into
-   one [kc][NR] panel, zero past `live`. Untransposed B: each k is a row
-   segment; transposed: 16 columns × 16 k at a time through transpose16. */
-static void pack_b_panel_avx512(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst)
-{
-    __mmask16 m0 = live >= 16 ? 0xffff : (__mmask16)((1u << live) - 1);
-    __mmask16 m1 = live >= 32 ? 0xffff : live <= 16 ? 0 : (__mmask16)((1u << (live - 16)) - 1);
-    if (!tb) {
-        for (int kk = 0; kk < kc; kk++) {
-            const float *src = b + (size_t)(k0 + kk) * ldb + j;
-            _mm512_store_ps(dst + (size_t)kk * NR, _mm512_maskz_loadu_ps(m0, src));
-            _mm512_store_ps(dst + (size_t)kk * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-        }
-        return;
-    }
-    for (int kk = 0; kk < kc; kk += 16) {
-        int left = kc - kk, n = left < 16 ? left : 16;
-        __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-        for (int half = 0; half < 2; half++) {
-            __m512i r[16];
-            for (int c = 0; c < 16; c++) {
-                int col = half * 16 + c;
-                r[c] = col < live ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, b + (size_t)(j + col) * ldb + k0 + kk))
-                                  : _mm512_setzero_si512();
-            }
-            transpose16(r);
-            for (int u = 0; u < n; u++) _mm512_store_si512(dst + (size_t)(kk + u) * NR + half * 16, r[u]);
-        }
-    }
-}
-
-/* [rows][32] floats into [⌈rows/2⌉][32] bfloat16 pairs (the odd pad row
-   zero): per pair of rows, vcvtne2ps2bf16 rounds both and a word
-   permutation interleaves them. Subnormals become zero, which vdpbf16ps
-   would make of them anyway. */
-void me_pack_pairs_bf16(const float *src, int rows, uint16_t *dst)
-{
-    __m512i idx = _mm512_loadu_si512(pair_interleave);
-    for (int r = 0; r < rows; r += 2, src += 2 * NR, dst += 2 * NR) {
-        __m512 a0 = _mm512_loadu_ps(src), a1 = _mm512_loadu_ps(src + 16);
-        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-        if (r + 1 < rows) b0 = _mm512_loadu_ps(src + NR), b1 = _mm512_loadu_ps(src + NR + 16);
-        __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(b0, a0), hi = (__m512i)_mm512_cvtne2ps_pbh(b1, a1);
-        _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(idx, lo));
-        _mm512_storeu_si512(dst + NR, _mm512_permutexvar_epi16(idx, hi));
-    }
-}
-
 ME_AVX512_END
-
-/* pack_b_panel_avx512 in plain C, for the other kernel sets. */
-static void pack_b_panel(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst)
-{
-    if (!tb && live == NR) {   /* whole panels of row segments: plain copies */
-        for (int kk = 0; kk < kc; kk++) memcpy(dst + (size_t)kk * NR, b + (size_t)(k0 + kk) * ldb + j, NR * sizeof *dst);
-        return;
-    }
-    for (int kk = 0; kk < kc; kk++) {
-        float *d = dst + (size_t)kk * NR;
-        for (int c = 0; c < NR; c++)
-            d[c] = c >= live ? 0.0f : tb ? b[(size_t)(j + c) * ldb + k0 + kk] : b[(size_t)(k0 + kk) * ldb + j + c];
-    }
-}
 
 /* Tile shape and block sizes for this CPU, fixed at the first product. */
 typedef struct {
@@ -560,34 +268,6 @@ void me_gemm_tile_span(int rows, int tiles, int mr, int t, int *r0, int *live)
     int base = rows / tiles, extra = rows % tiles;
     *r0 = t * base + (t < extra ? t : extra);
     *live = base + (t < extra);
-}
-
-void me_gemm_pack_a(const float *const *row, int live, int kc, int bf16, void *dst)
-{
-    if (plan()->mr == MR) pack_a_panel_avx512(row, live, kc, bf16, dst);
-    else me_pack_a_avx2(row, live, kc, dst);
-}
-
-void me_gemm_pack_a_cols(const float *src, size_t ld, int live, int kc, int bf16, void *dst)
-{
-    int mr = plan()->mr;
-    if (mr == MR) {
-        pack_a_cols_avx512(src, ld, live, kc, bf16, dst);
-        return;
-    }
-    float *d = dst;   /* AVX2, float32 only (bf16 runs on AVX-512 alone) */
-    for (int k = 0; k < kc; k++)
-        for (int i = 0; i < mr; i++) d[(size_t)k * mr + i] = i < live ? src[(size_t)k * ld + i] : 0.0f;
-}
-
-void me_gemm_transpose32(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo)
-{
-    if (plan()->mr == MR) {
-        transpose32_avx512(src, rows, cols, scale, out, ldo);
-        return;
-    }
-    for (int j = 0; j < cols; j++)
-        for (int d = 0; d < rows; d++) out[(size_t)j * ldo + d] = src[(size_t)d * NR + j] * scale[j];
 }
 
 /* Rows [i0, i0+rows) × k-range [k0, k0+kc) of A into `tiles` panels of
@@ -720,7 +400,7 @@ static void resident_product(const gemm_job *g, int i0, int i1, const me_gemm_b 
         int j = p * NR, nr = b->n - j < NR ? b->n - j : NR;
         for (int kb = 0; kb < nkb; kb++) {
             int k0 = kb * kc, len = k - k0 < kc ? k - k0 : kc, kcp = g->bf16 ? (len + 1) & ~1 : len;
-            const char *bp = (const char *)b->data + panel_offset(b, p, k0) * esz;
+            const char *bp = (const char *)b->data + me_gemm_panel_offset(b, p, k0) * esz;
             /* Panel p's K blocks and then panel p+1's lie back to back. */
             int last = kb + 1 == nkb, more = !last || p + 1 < p1;
             int next_len = last ? (k < kc ? k : kc) : k - k0 - kc < kc ? k - k0 - kc : kc;
@@ -833,7 +513,7 @@ static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int
     }
     for (int k0 = 0; k0 < k; k0 += kc) {
         int kb = k - k0 < kc ? k - k0 : kc;
-        size_t off = panel_offset(b, p0, k0);
+        size_t off = me_gemm_panel_offset(b, p0, k0);
         const void *pb = b->bf16 ? (const void *)((const uint16_t *)b->data + off)
                                  : (const void *)((const float *)b->data + off);
         block_product(g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, b->n, k0 == 0, abuf);
@@ -853,7 +533,7 @@ static void amx_gemm(int m, const float *a, size_t lda, const int *rows, const m
                      const float *bias, float beta, float *c, size_t ldc, int swiglu)
 {
     me_amx_job j = {a, lda, rows, b->data, b->k, b->n, alpha, beta, bias, c, ldc, swiglu};
-    int np = panels(swiglu ? b->n / 2 : b->n), nt = threads_for(2.0 * m * b->n * b->k);
+    int np = me_gemm_panels(swiglu ? b->n / 2 : b->n), nt = threads_for(2.0 * m * b->n * b->k);
     if (nt == 1) {
         me_amx_product(&j, 0, m, 0, np);
         return;
@@ -913,7 +593,7 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         return;
     }
     gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
-    int np = panels(n), kc_max = b->bf16 ? 2 * plan()->kc : plan()->kc, kc = k_block(k, kc_max);
+    int np = me_gemm_panels(n), kc_max = b->bf16 ? 2 * plan()->kc : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(&g, m, k, kc, np, nt);
     /* One thread (a product inside the MoE or attention regions) runs
        without a team: opening a team of one costs more than a small product. */
@@ -961,13 +641,13 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
        thread's stack, then multiplied as in me_gemm. */
     _Alignas(64) float bbuf[KC_MAX * NC];
     gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
-    int kc = k_block(k, plan()->kc), avx512 = plan()->mr == MR;
+    int kc = k_block(k, plan()->kc);
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)
     {
         _Alignas(64) float abuf[MC_FLOATS];   /* block_product's A blocks only */
         for (int j0 = 0; j0 < n; j0 += NC) {
-            int nc = n - j0 < NC ? n - j0 : NC, np = panels(nc);
+            int nc = n - j0 < NC ? n - j0 : NC, np = me_gemm_panels(nc);
             for (int k0 = 0; k0 < k; k0 += kc) {
                 int kb = k - k0 < kc ? k - k0 : kc;
                 #pragma omp for schedule(static)
@@ -975,8 +655,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
                     int j = j0 + p * NR;
                     int live = n - j < NR ? n - j : NR;
                     float *dst = bbuf + (size_t)p * kb * NR;
-                    if (avx512) pack_b_panel_avx512(b, (size_t)ldb, tb, k0, kb, j, live, dst);
-                    else pack_b_panel(b, (size_t)ldb, tb, k0, kb, j, live, dst);
+                    me_gemm_pack_b_block(b, (size_t)ldb, tb, k0, kb, j, live, dst);
                 }
                 /* (the loop's barrier: the block is packed) */
                 int i0, i1, p0, p1;

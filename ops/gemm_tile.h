@@ -15,9 +15,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "ops/gemm.h"
 
 #define ME_GEMM_NR 32      /* columns per packed B panel, every kernel set */
 #define ME_GEMM_MR_AVX2 6  /* rows per AVX2 tile: 6 × (2 × 2) ymm accumulators per half */
+#define ME_GEMM_MR_AVX512 14  /* rows per AVX-512 tile: 14 × 2 zmm accumulators */
 
 typedef struct {
     float *c;
@@ -43,6 +45,17 @@ void me_pack_b_avx2(const float *src, size_t ld, int trans, int k, float *d);
 /* [rows][32] floats as the bf16 tiles' B panel, [⌈rows/2⌉][32] pairs (the
    odd pad row zero). Needs AVX512-BF16. */
 void me_pack_pairs_bf16(const float *src, int rows, uint16_t *dst);
+
+/* Panels of 32 columns covering n, and the element index of panel p, row
+   kk (kk even in bf16) in a packed B (ops/gemm_pack.c). */
+static inline int me_gemm_panels(int n) { return (n + ME_GEMM_NR - 1) / ME_GEMM_NR; }
+static inline size_t me_gemm_panel_offset(const me_gemm_b *b, int p, int kk)
+{
+    return ((size_t)p * b->kp + kk) * ME_GEMM_NR;
+}
+/* me_sgemm's B block: columns [j, j+live) × k-range [k0, k0+kc) of a
+   row-major B (tb: transposed) into one [kc][32] panel, zero past live. */
+void me_gemm_pack_b_block(const float *b, size_t ldb, int tb, int k0, int kc, int j, int live, float *dst);
 
 /* Tile t of the `tiles` (tiles of at most mr rows) that cover `rows`
    rows: its first row and row count. AVX-512 tiles (mr 14) take counts

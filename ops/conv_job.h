@@ -1,0 +1,44 @@
+/* conv_job.h — internal to the implicit-GEMM convolution: the job its
+   threads share (ops/conv_gemm.c) and the packing of the image into the
+   tiles' 32-pixel B panels (ops/conv_pack.c). */
+#ifndef MOEDIT_OPS_CONV_JOB_H
+#define MOEDIT_OPS_CONV_JOB_H
+
+#include <stddef.h>
+#include "ops/conv.h"
+#include "ops/gemm_tile.h"
+
+typedef struct {
+    const op_conv *c;
+    const op_conv_shape *s;   /* the convolution the kernel runs: c's, or a 2×2 parity of a folded one */
+    const void *packed;       /* its weights */
+    const float *x;
+    const op_conv_dst *dst;   /* where output channel ranges go, in order */
+    int ndst;
+    int act, h, w;            /* stored input size */
+    int ih, iw, oh, ow;       /* the size the kernel sees (upsampled), output size */
+    size_t plane;             /* the destination's plane: oh·ow, or 2oh·2ow for a folded parity */
+    int py, px, step;         /* output pixel (oy, ox) lands at (step·oy + py, step·ox + px) */
+    int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_b */
+    int avx512;               /* AVX-512 CPU: vector stores (store_stream, store_pair) */
+    int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
+    size_t gplane;            /* oh·gw */
+    long pixels;              /* n·gplane */
+    const me_tile_fn *tiles;
+    int stream;               /* y outgrows the threads' L2s: whole aligned rows go out by streaming stores */
+} conv_job;
+
+/* A run of a panel's lanes on one output row of one image. */
+typedef struct { int img, oy, ox, len, lane; } segment;
+
+/* Lanes [0, 32) of panel q, split where the output row or image changes
+   (and, with by_row, at every row of the pixel grid); returns the number
+   of segments (lanes past the last pixel are none). */
+int conv_panel_segments(const conv_job *j, long q, int by_row, segment *seg);
+/* B panel [kb][32] of panel q (its segments seg[0, ns)) over K range
+   [k0, k0+kb): row kk holds, for each of the panel's pixels, the input
+   value tap k0+kk = (ci, ky, kx) sees (0 in the padding and past the last
+   pixel). d: 64-byte aligned. */
+void conv_pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d);
+
+#endif
