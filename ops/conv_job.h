@@ -19,7 +19,7 @@ typedef struct {
     int ih, iw, oh, ow;       /* the size the kernel sees (upsampled), output size */
     size_t plane;             /* the destination's plane: oh·ow, or 2oh·2ow for a folded parity */
     int py, px, step;         /* output pixel (oy, ox) lands at (step·oy + py, step·ox + px) */
-    int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_b */
+    int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_flat (ops/conv_pack.c) */
     int avx512;               /* AVX-512 CPU: vector stores (store_stream, store_pair) */
     int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
     size_t gplane;            /* oh·gw */
