@@ -54,8 +54,9 @@ int cli_fail(int rc)
 void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags)
 {
     printf("usage: moedit %s %s\n", cmd, synopsis);
+    /* Two spaces at least after the value's name: scripts/man_page.sh splits there. */
     for (const cli_flag *f = flags; f && f->name; f++)
-        printf("  %-18s %s\n", f->name, f->help);
+        printf("  %-18s %-14s  %s\n", f->name, f->arg ? f->arg : "", f->help);
 }
 
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out)

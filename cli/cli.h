@@ -29,11 +29,12 @@ typedef struct {
     const char *name;   /* "--model" */
     cli_kind kind;
     void *value;        /* const char **, int *, float *, int *, uint64_t * */
+    const char *arg;    /* the value's name in the help ("CKPT"), NULL for a switch */
     const char *help;
 } cli_flag;
 
 /* Every command that reads a .pt/.pth/.bin or .npz declares
-   {"--no-verify", CLI_BOOL, &v, CLI_NO_VERIFY_HELP}; cli_parse then turns the
+   {"--no-verify", CLI_BOOL, &v, NULL, CLI_NO_VERIFY_HELP}; cli_parse then turns the
    CRC-32 check off for the process (moedit_set_verify(0)). */
 #define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
 

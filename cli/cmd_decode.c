@@ -16,18 +16,18 @@ int cmd_decode(int argc, char **argv)
     float scaling = NAN;   /* unset */
     int threads = 0, cols = 0, help = 0, timed = 0, repeat = 1, no_verify = 0, vae_bf16 = 0;
     const cli_flag flags[] = {
-        {"--vae", CLI_STR, &vae_path, "diffusers AutoencoderKL folder or weights file"},
-        {"--latent", CLI_STR, &latent, "Z.npy float [N,C,h,w] latents as sampled (not yet scaled)"},
-        {"--out", CLI_STR, &out, "OUT.npy (raw float32 [N,C,H,W]) or OUT.png (grid)"},
-        {"--scaling-factor", CLI_FLOAT, &scaling, "divide latents by F (default: config.json, else 0.18215)"},
-        {"--cols", CLI_INT, &cols, "grid columns (default: ceil(sqrt(N)))"},
-        {"--vae-bf16", CLI_BOOL, &vae_bf16, "VAE convolutions in bfloat16 (on AMX tiles where the CPU has them, else AVX512-BF16: faster on AMX and on AMD; without AVX512-BF16 emulated: same numerics, no faster)"},
-        {"--threads", CLI_INT, &threads, "threads (default: all cores)"},
-        {"--time", CLI_BOOL, &timed, "print decode_ms (the decode alone, loading excluded) on stderr"},
-        {"--repeat", CLI_INT, &repeat, "decode N times in this process, the output written once (timing: with --time, one decode_ms per pass)"},
-        {"--device", CLI_STR, &device, "cpu (the VAE has no CUDA path yet)"},
-        {"--no-verify", CLI_BOOL, &no_verify, CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &help, "this help"},
+        {"--vae", CLI_STR, &vae_path, "DIR|FILE", "diffusers AutoencoderKL folder or weights file"},
+        {"--latent", CLI_STR, &latent, "Z.npy", "float [N,C,h,w] latents as sampled (not yet scaled)"},
+        {"--out", CLI_STR, &out, "OUT.npy|OUT.png", "raw float32 [N,C,H,W], or a PNG grid"},
+        {"--scaling-factor", CLI_FLOAT, &scaling, "F", "divide latents by F (default: config.json, else 0.18215)"},
+        {"--cols", CLI_INT, &cols, "N", "grid columns (default: ceil(sqrt(N)))"},
+        {"--vae-bf16", CLI_BOOL, &vae_bf16, NULL, "VAE convolutions in bfloat16 (on AMX tiles where the CPU has them, else AVX512-BF16: faster on AMX and on AMD; without AVX512-BF16 emulated: same numerics, no faster)"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--time", CLI_BOOL, &timed, NULL, "print decode_ms (the decode alone, loading excluded) on stderr"},
+        {"--repeat", CLI_INT, &repeat, "N", "decode N times in this process, the output written once (timing: with --time, one decode_ms per pass)"},
+        {"--device", CLI_STR, &device, "cpu", "(the VAE has no CUDA path yet)"},
+        {"--no-verify", CLI_BOOL, &no_verify, NULL, CLI_NO_VERIFY_HELP},
+        {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
     };
     char *pos[1];

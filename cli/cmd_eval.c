@@ -422,22 +422,22 @@ int cmd_eval(int argc, char **argv)
 {
     ev_args a = {.batch = 32, .threads = INT_MIN, .is_split = 5000, .preprocess = "adm"};
     const cli_flag flags[] = {
-        {"--inception", CLI_STR, &a.inception, "PTH         pt_inception-2015-12-05-6726825d.pth (pytorch-fid)"},
-        {"--samples", CLI_STR, &a.samples, "S.npz       sample batch arr_0 uint8 [N,H,W,3], or feature files F0,F1,…"},
-        {"--ref", CLI_STR, &a.ref, "R.npz       reference: images, ADM batch, --stats-out or feature files"},
-        {"--json", CLI_STR, &a.json, "OUT.json    also the numbers, N, the reference, the preprocessing"},
-        {"--stats-out", CLI_STR, &a.stats_out, "R.npz       the reference's mu, sigma, mu_s, sigma_s, pool features"},
-        {"--features-out", CLI_STR, &a.features_out, "F.npz       the samples' features (resumable; a --samples)"},
-        {"--resume", CLI_BOOL, &a.resume, "            continue a killed --features-out run"},
-        {"--shard", CLI_STR, &a.shard, "k/n|auto    featurise part k of n of --samples into --features-out (%k, %n), then stop"},
-        {"--preprocess", CLI_STR, &a.preprocess, "P           adm (TF graph: default) or pytorch-fid"},
-        {"--batch", CLI_INT, &a.batch, "B           images per batch, in chunks of up to 4 per thread (default 32)"},
-        {"--is-split", CLI_INT, &a.is_split, "K           Inception Score split size (default 5000)"},
-        {"--threads", CLI_INT, &a.threads, "N           threads (0 = all cores)"},
-        {"--device", CLI_STR, &a.device, "cpu         (Inception has no CUDA path yet)"},
-        {"--no-verify", CLI_BOOL, &a.no_verify, "            " CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &a.help, "            this help"},
-        {NULL, 0, NULL, NULL},
+        {"--inception", CLI_STR, &a.inception, "PTH", "pt_inception-2015-12-05-6726825d.pth (pytorch-fid)"},
+        {"--samples", CLI_STR, &a.samples, "S.npz", "sample batch arr_0 uint8 [N,H,W,3], or feature files F0,F1,…"},
+        {"--ref", CLI_STR, &a.ref, "R.npz", "reference: images, ADM batch, --stats-out or feature files"},
+        {"--json", CLI_STR, &a.json, "OUT.json", "also the numbers, N, the reference, the preprocessing"},
+        {"--stats-out", CLI_STR, &a.stats_out, "R.npz", "the reference's mu, sigma, mu_s, sigma_s, pool features"},
+        {"--features-out", CLI_STR, &a.features_out, "F.npz", "the samples' features (resumable; a --samples)"},
+        {"--resume", CLI_BOOL, &a.resume, NULL, "continue a killed --features-out run"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto", "featurise part k of n of --samples into --features-out (%k, %n), then stop"},
+        {"--preprocess", CLI_STR, &a.preprocess, "P", "adm (TF graph: default) or pytorch-fid"},
+        {"--batch", CLI_INT, &a.batch, "B", "images per batch, in chunks of up to 4 per thread (default 32)"},
+        {"--is-split", CLI_INT, &a.is_split, "K", "Inception Score split size (default 5000)"},
+        {"--threads", CLI_INT, &a.threads, "N", "threads (0 = all cores)"},
+        {"--device", CLI_STR, &a.device, "cpu", "(Inception has no CUDA path yet)"},
+        {"--no-verify", CLI_BOOL, &a.no_verify, NULL, CLI_NO_VERIFY_HELP},
+        {"--help", CLI_BOOL, &a.help, NULL, "this help"},
+        {0},
     };
     char *pos[1];
     int npos;

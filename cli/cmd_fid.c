@@ -136,18 +136,18 @@ int cmd_fid(int argc, char **argv)
 {
     fid_args a = {.batch = 32, .threads = INT_MIN, .is_split = 5000};
     const cli_flag flags[] = {
-        {"--inception", CLI_STR, &a.inception, "PTH  pt_inception-2015-12-05-6726825d.pth (pytorch-fid)"},
-        {"--samples", CLI_STR, &a.samples, "A.npz  images arr_0 uint8 [N,H,W,3]"},
-        {"--ref", CLI_STR, &a.ref, "B.npz      reference images (arr_0) or statistics (mu, sigma)"},
-        {"--features-out", CLI_STR, &a.features_out, "F.npy  the samples' pool3 features [N,2048]"},
-        {"--stats-out", CLI_STR, &a.stats_out, "S.npz  the samples' mu and sigma (a reusable --ref)"},
-        {"--batch", CLI_INT, &a.batch, "B        images per batch, in chunks of up to 4 per thread (default 32)"},
-        {"--is-split", CLI_INT, &a.is_split, "K     Inception Score over chunks of K samples, averaged (default 5000)"},
-        {"--threads", CLI_INT, &a.threads, "N      threads (0 = all cores)"},
-        {"--device", CLI_STR, &a.device, "cpu     (Inception has no CUDA path yet)"},
-        {"--no-verify", CLI_BOOL, &a.no_verify, "     " CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &a.help, "         this help"},
-        {NULL, 0, NULL, NULL},
+        {"--inception", CLI_STR, &a.inception, "PTH", "pt_inception-2015-12-05-6726825d.pth (pytorch-fid)"},
+        {"--samples", CLI_STR, &a.samples, "A.npz", "images arr_0 uint8 [N,H,W,3]"},
+        {"--ref", CLI_STR, &a.ref, "B.npz", "reference images (arr_0) or statistics (mu, sigma)"},
+        {"--features-out", CLI_STR, &a.features_out, "F.npy", "the samples' pool3 features [N,2048]"},
+        {"--stats-out", CLI_STR, &a.stats_out, "S.npz", "the samples' mu and sigma (a reusable --ref)"},
+        {"--batch", CLI_INT, &a.batch, "B", "images per batch, in chunks of up to 4 per thread (default 32)"},
+        {"--is-split", CLI_INT, &a.is_split, "K", "Inception Score over chunks of K samples, averaged (default 5000)"},
+        {"--threads", CLI_INT, &a.threads, "N", "threads (0 = all cores)"},
+        {"--device", CLI_STR, &a.device, "cpu", "(Inception has no CUDA path yet)"},
+        {"--no-verify", CLI_BOOL, &a.no_verify, NULL, CLI_NO_VERIFY_HELP},
+        {"--help", CLI_BOOL, &a.help, NULL, "this help"},
+        {0},
     };
     char *pos[1];
     int npos;

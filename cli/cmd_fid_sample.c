@@ -317,15 +317,15 @@ int cmd_fid_sample(int argc, char **argv)
     fs_args a = {.batch = 16};
     cli_sampling_init(&a.s);
     const cli_flag own[] = {
-        {"--npz", CLI_STR, &a.npz, "OUT.npz         arr_0 uint8 [N,H,W,3], arr_1 int64 labels (%k, %n: the shard)"},
-        {"--num", CLI_INT, &a.num, "N               number of samples (all shards together)"},
-        {"--batch", CLI_INT, &a.batch, "B               samples per batch (default 16; the same for every shard)"},
-        {"--labels", CLI_STR, &a.labels, "balanced|random  i mod classes (default) or a hash of (seed, i)"},
-        {"--shard", CLI_STR, &a.shard, "k/n|auto        this process's part (k from 0; auto: Slurm, MPI or torchrun; a bare --device cuda becomes cuda:<local rank>)"},
-        {"--resume", CLI_BOOL, &a.resume, "                continue an interrupted run of the same command"},
-        {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision (rows batch-local)"},
-        {"--help", CLI_BOOL, &a.help, "                this help"},
-        {NULL, 0, NULL, NULL},
+        {"--npz", CLI_STR, &a.npz, "OUT.npz", "arr_0 uint8 [N,H,W,3], arr_1 int64 labels (%k, %n: the shard)"},
+        {"--num", CLI_INT, &a.num, "N", "number of samples (all shards together)"},
+        {"--batch", CLI_INT, &a.batch, "B", "samples per batch (default 16; the same for every shard)"},
+        {"--labels", CLI_STR, &a.labels, "balanced|random", "i mod classes (default) or a hash of (seed, i)"},
+        {"--shard", CLI_STR, &a.shard, "k/n|auto", "this process's part (k from 0; auto: Slurm, MPI or torchrun; a bare --device cuda becomes cuda:<local rank>)"},
+        {"--resume", CLI_BOOL, &a.resume, NULL, "continue an interrupted run of the same command"},
+        {"--trace", CLI_STR, &a.trace, "T.bin", "record every expert routing decision (rows batch-local)"},
+        {"--help", CLI_BOOL, &a.help, NULL, "this help"},
+        {0},
     };
     cli_flag flags[CLI_SAMPLING_FLAGS + sizeof own / sizeof own[0]];
     int k = cli_sampling_flags(&a.s, flags);

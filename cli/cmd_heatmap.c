@@ -16,13 +16,13 @@ int cmd_heatmap(int argc, char **argv)
     const char *out = NULL, *format = "png", *model = NULL, *names_file = NULL;
     int cond_only = 0, help = 0, paper = 0;
     const cli_flag flags[] = {
-        {"--out", CLI_STR, &out, "output folder (created if missing)"},
-        {"--cond-only", CLI_BOOL, &cond_only, "skip the guidance null-class rows"},
-        {"--format", CLI_STR, &format, "figure formats, any of png,svg,pdf (default png)"},
-        {"--paper", CLI_BOOL, &paper, "also the paper's views per layer and paper_all, in DIR/paper/"},
-        {"--model", CLI_STR, &model, "the traced checkpoint, for the class names in its defaults.json"},
-        {"--class-names", CLI_STR, &names_file, "class names, one per line (line n: class n)"},
-        {"--help", CLI_BOOL, &help, "show this help"},
+        {"--out", CLI_STR, &out, "DIR", "output folder (created if missing)"},
+        {"--cond-only", CLI_BOOL, &cond_only, NULL, "skip the guidance null-class rows"},
+        {"--format", CLI_STR, &format, "LIST", "figure formats, any of png,svg,pdf (default png)"},
+        {"--paper", CLI_BOOL, &paper, NULL, "also the paper's views per layer and paper_all, in DIR/paper/"},
+        {"--model", CLI_STR, &model, "CKPT", "the traced checkpoint, for the class names in its defaults.json"},
+        {"--class-names", CLI_STR, &names_file, "FILE", "class names, one per line (line n: class n)"},
+        {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
     };
     char *pos[1];

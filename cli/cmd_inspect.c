@@ -267,12 +267,12 @@ int cmd_inspect(int argc, char **argv)
     int json = 0, all = 0, help = 0;
     moedit_load_options opt = {0};
     const cli_flag flags[] = {
-        {"--json", CLI_BOOL, &json, "print one JSON object"},
-        {"--all", CLI_BOOL, &all, "list every tensor (default: the first 40 of large models)"},
-        {"--heads", CLI_INT, &opt.heads, "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &opt.top_k, "experts per token (default 2 or the file's metadata)"},
-        {"--no-verify", CLI_BOOL, &opt.no_verify, CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &help, "this help"},
+        {"--json", CLI_BOOL, &json, NULL, "print one JSON object"},
+        {"--all", CLI_BOOL, &all, NULL, "list every tensor (default: the first 40 of large models)"},
+        {"--heads", CLI_INT, &opt.heads, "H", "attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &opt.top_k, "K", "experts per token (default 2 or the file's metadata)"},
+        {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},
+        {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
     };
     char *pos[1];
@@ -343,12 +343,12 @@ int cmd_convert(int argc, char **argv)
     int help = 0;
     moedit_load_options opt = {0};
     const cli_flag flags[] = {
-        {"--out", CLI_STR, &out, "output .safetensors file"},
-        {"--dtype", CLI_STR, &dtype_s, "f32 (default), f16 or bf16: float tensors are converted"},
-        {"--heads", CLI_INT, &opt.heads, "attention heads to record (default from the hidden size)"},
-        {"--top-k", CLI_INT, &opt.top_k, "experts per token to record (default 2)"},
-        {"--no-verify", CLI_BOOL, &opt.no_verify, CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &help, "this help"},
+        {"--out", CLI_STR, &out, "OUT.safetensors", "output file"},
+        {"--dtype", CLI_STR, &dtype_s, "f32|f16|bf16", "float tensors are converted (default f32)"},
+        {"--heads", CLI_INT, &opt.heads, "H", "attention heads to record (default from the hidden size)"},
+        {"--top-k", CLI_INT, &opt.top_k, "K", "experts per token to record (default 2)"},
+        {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},
+        {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
     };
     char *pos[1];

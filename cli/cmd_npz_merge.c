@@ -103,10 +103,10 @@ int cmd_npz_merge(int argc, char **argv)
     const char *out = NULL;
     int help = 0, no_verify = 0;
     const cli_flag flags[] = {
-        {"--out", CLI_STR, &out, "OUT.npz   merged file"},
-        {"--no-verify", CLI_BOOL, &no_verify, "     " CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &help, "         this help"},
-        {NULL, 0, NULL, NULL},
+        {"--out", CLI_STR, &out, "OUT.npz", "merged file (shards in order; a missing, duplicated or mismatched shard is refused)"},
+        {"--no-verify", CLI_BOOL, &no_verify, NULL, CLI_NO_VERIFY_HELP},
+        {"--help", CLI_BOOL, &help, NULL, "this help"},
+        {0},
     };
     char *pos[MAX_INPUTS];
     int n;

@@ -353,18 +353,18 @@ int cmd_sample(int argc, char **argv)
     a.scale = INT_MIN;
     cli_sampling_init(&a.s);
     const cli_flag own[] = {
-        {"--class", CLI_STR, &a.classes, "LIST            class names or ids, e.g. \"golden retriever\",360 (default: one per class when <= 10)"},
-        {"--class-names", CLI_STR, &a.class_names, "FILE            class names, one per line (default: defaults.json, ImageNet for 1000)"},
-        {"--scale", CLI_INT, &a.scale, "N               grid tiles magnified N times (default: to >= 128 pixels)"},
-        {"--rng", CLI_STR, &a.rng, "torch|native    torch (default) reproduces PyTorch's CPU torch.randn"},
-        {"--noise", CLI_STR, &a.noise, "Z.npy           initial noise [n,C,H,W] instead of the RNG"},
-        {"--out", CLI_STR, &a.out, "GRID.png        image grid (default sample.png)"},
-        {"--outdir", CLI_STR, &a.outdir, "DIR             one PNG per sample"},
-        {"--latents-out", CLI_STR, &a.latents_out, "L.npy           final latents, before the VAE"},
-        {"--no-vae", CLI_BOOL, &a.no_vae, "                do not decode (use with --latents-out)"},
-        {"--trace", CLI_STR, &a.trace, "T.bin           record every expert routing decision"},
-        {"--help", CLI_BOOL, &a.help, "                this help"},
-        {NULL, 0, NULL, NULL},
+        {"--class", CLI_STR, &a.classes, "LIST", "class names or ids, e.g. \"golden retriever\",360 (default: one per class when <= 10)"},
+        {"--class-names", CLI_STR, &a.class_names, "FILE", "class names, one per line (default: defaults.json, ImageNet for 1000)"},
+        {"--scale", CLI_INT, &a.scale, "N", "grid tiles magnified N times (default: to >= 128 pixels)"},
+        {"--rng", CLI_STR, &a.rng, "torch|native", "torch (default) reproduces PyTorch's CPU torch.randn"},
+        {"--noise", CLI_STR, &a.noise, "Z.npy", "initial noise [n,C,H,W] instead of the RNG"},
+        {"--out", CLI_STR, &a.out, "GRID.png", "image grid (default sample.png)"},
+        {"--outdir", CLI_STR, &a.outdir, "DIR", "one PNG per sample"},
+        {"--latents-out", CLI_STR, &a.latents_out, "L.npy", "final latents, before the VAE"},
+        {"--no-vae", CLI_BOOL, &a.no_vae, NULL, "do not decode (use with --latents-out)"},
+        {"--trace", CLI_STR, &a.trace, "T.bin", "record every expert routing decision"},
+        {"--help", CLI_BOOL, &a.help, NULL, "this help"},
+        {0},
     };
     cli_flag flags[CLI_SAMPLING_FLAGS + sizeof own / sizeof own[0]];
     int k = cli_sampling_flags(&a.s, flags);

@@ -33,29 +33,29 @@ void cli_sampling_free(cli_sampling *s)
 int cli_sampling_flags(cli_sampling *s, cli_flag *f)
 {
     const cli_flag table[] = {
-        {"--model", CLI_STR, &s->model, "CKPT|ALIAS      checkpoint, or fmnist-moe (default) / fmnist-switch"},
-        {"--vae", CLI_STR, &s->vae, "DIR|FILE        VAE decoder (default: from defaults.json beside the model)"},
-        {"--vae-bf16", CLI_BOOL, &s->vae_bf16, "                VAE convolutions in bfloat16 (on AMX tiles where the CPU has them, else AVX512-BF16: faster on AMX and on AMD; without AVX512-BF16 emulated: same numerics, no faster)"},
-        {"--sampler", CLI_STR, &s->sampler, "NAME            ddpm|ddim|dpm++2m|dpm++3m|unipc|dpm++2m-sde (DDPM-trained models), "
-                                             "flow|heun|midpoint (rectified flow); default ddpm, flow for qk-norm models"},
-        {"--steps", CLI_STR, &s->steps, "N|SPEC          model evaluations, or a respacing for ddpm/ddim: 250, ddim25, 10,10,10 "
-                                         "(default 250; flow, heun, midpoint 50; dpm++/unipc 20)"},
-        {"--spacing", CLI_STR, &s->spacing, "linspace|leading|trailing  dpm++/unipc timestep spacing (default linspace)"},
-        {"--karras", CLI_BOOL, &s->karras, "                dpm++/unipc: Karras sigmas"},
-        {"--order", CLI_INT, &s->order, "2|3             unipc order (default 2)"},
-        {"--cfg-interval", CLI_STR, &s->cfg_interval, "LO,HI           guidance only for timesteps in [LO,HI] (flow: t in [0,1])"},
-        {"--cfg", CLI_FLOAT, &s->cfg, "S               guidance scale, 1 = none (default 1.5)"},
-        {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all           guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},
-        {"--eta", CLI_FLOAT, &s->eta, "E               DDIM eta (default 0)"},
-        {"--schedule", CLI_STR, &s->schedule, "linear|cosine   default: cosine for Switch-DiT, else linear"},
-        {"--seed", CLI_STR, &s->seed, "S               seed (default 0)"},
-        {"--threads", CLI_INT, &s->threads, "N               threads (0 = all cores)"},
-        {"--heads", CLI_INT, &s->heads, "H               attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &s->top_k, "K               experts per token (default 2)"},
-        {"--bf16", CLI_BOOL, &s->bf16, "                block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
-        {"--device", CLI_STR, &s->device, "cpu|cuda[:N]    where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
-        {"--fp32", CLI_BOOL, &s->fp32, "                on a GPU: float32 weights and products, TF32 off (default bf16)"},
-        {"--no-verify", CLI_BOOL, &s->no_verify, "                " CLI_NO_VERIFY_HELP},
+        {"--model", CLI_STR, &s->model, "CKPT|ALIAS", "checkpoint, or fmnist-moe (default) / fmnist-switch"},
+        {"--vae", CLI_STR, &s->vae, "DIR|FILE", "VAE decoder (default: from defaults.json beside the model)"},
+        {"--vae-bf16", CLI_BOOL, &s->vae_bf16, NULL, "VAE convolutions in bfloat16 (on AMX tiles where the CPU has them, else AVX512-BF16: faster on AMX and on AMD; without AVX512-BF16 emulated: same numerics, no faster)"},
+        {"--sampler", CLI_STR, &s->sampler, "NAME", "ddpm|ddim|dpm++2m|dpm++3m|unipc|dpm++2m-sde (DDPM-trained models), "
+                "flow|heun|midpoint (rectified flow); default ddpm, flow for qk-norm models"},
+        {"--steps", CLI_STR, &s->steps, "N|SPEC", "model evaluations, or a respacing for ddpm/ddim: 250, ddim25, 10,10,10 "
+                "(default 250; flow, heun, midpoint 50; dpm++/unipc 20)"},
+        {"--spacing", CLI_STR, &s->spacing, "linspace|leading|trailing", "dpm++/unipc timestep spacing (default linspace)"},
+        {"--karras", CLI_BOOL, &s->karras, NULL, "dpm++/unipc: Karras sigmas"},
+        {"--order", CLI_INT, &s->order, "2|3", "unipc order (default 2)"},
+        {"--cfg-interval", CLI_STR, &s->cfg_interval, "LO,HI", "guidance only for timesteps in [LO,HI] (flow: t in [0,1])"},
+        {"--cfg", CLI_FLOAT, &s->cfg, "S", "guidance scale, 1 = none (default 1.5)"},
+        {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all", "guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},
+        {"--eta", CLI_FLOAT, &s->eta, "E", "DDIM eta (default 0)"},
+        {"--schedule", CLI_STR, &s->schedule, "linear|cosine", "default: cosine for Switch-DiT, else linear"},
+        {"--seed", CLI_STR, &s->seed, "S", "seed (default 0)"},
+        {"--threads", CLI_INT, &s->threads, "N", "threads (0 = all cores)"},
+        {"--heads", CLI_INT, &s->heads, "H", "attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &s->top_k, "K", "experts per token (default 2)"},
+        {"--bf16", CLI_BOOL, &s->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
+        {"--device", CLI_STR, &s->device, "cpu|cuda[:N]", "where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
+        {"--fp32", CLI_BOOL, &s->fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
+        {"--no-verify", CLI_BOOL, &s->no_verify, NULL, CLI_NO_VERIFY_HELP},
     };
     _Static_assert(sizeof table / sizeof table[0] == CLI_SAMPLING_FLAGS, "update CLI_SAMPLING_FLAGS in cli.h");
     memcpy(f, table, sizeof table);
