@@ -2,7 +2,8 @@
    weights' B panels, packed once at load (me_gemm_b); A panels, packed per
    product; me_sgemm's B blocks; bfloat16 pairs; and the 32-column
    transposes the attention uses. The AVX-512 forms transpose 16×16 blocks
-   in registers; the AVX2 and plain C ones serve the other kernel sets. */
+   in registers; the AVX2 kernel set's packers are in ops/gemm_avx2.c, and
+   plain C covers what neither has. */
 #include <string.h>
 #include <omp.h>
 #include "core/core.h"
