@@ -83,6 +83,20 @@ int cli_device(const char *cmd, const char *spec, moedit_device *out);
    with one line unless the device is the CPU. */
 int cli_cpu_only(const char *cmd, const char *spec, const char *what);
 
+/* How a transformer is loaded and run, the flags of every command that
+   loads one (forward, bench, sample, fid-sample): --threads, --heads,
+   --top-k, --bf16, --device, --fp32, --no-verify. INT_MIN: not given. */
+typedef struct {
+    int threads, heads, top_k, bf16, fp32, no_verify;
+    const char *device;
+} cli_model_opts;
+#define CLI_MODEL_FLAGS 7   /* entries cli_model_flags writes */
+void cli_model_opts_init(cli_model_opts *o);
+int cli_model_flags(cli_model_opts *o, cli_flag *f);
+/* Applies --threads, checks --heads/--top-k (≥ 1) and --device and fills
+   lo; 0, or 2 after one line. */
+int cli_model_options(const char *cmd, const cli_model_opts *o, moedit_load_options *lo);
+
 /* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
    model with moedit_model_path (source tree, install prefix, $MOEDIT_MODELS);
    other values pass through. */
@@ -95,10 +109,8 @@ const char *cli_model_path(const char *model);
 typedef struct {
     const char *model, *vae, *sampler, *steps, *cfg_channels, *schedule, *seed;
     float cfg, eta;
-    int threads, heads, top_k, bf16, no_verify;
+    cli_model_opts load;
     char *owned[5];   /* strings read from defaults.json */
-    const char *device;
-    int fp32;
     const char *spacing, *cfg_interval;
     int karras, order;
     char *owned_solver[2];   /* "spacing" and "cfg_interval" from defaults.json */
@@ -108,7 +120,7 @@ typedef struct {
 #define CLI_SAMPLING_FLAGS 21   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
 void cli_sampling_free(cli_sampling *s);
-/* Writes the flag-table entries (--model … --top-k) to f; returns their count. */
+/* Writes the flag-table entries (--model … --no-verify) to f; returns their count. */
 int cli_sampling_flags(cli_sampling *s, cli_flag *f);
 /* Each returns 0 or the exit status after a one-line message. */
 int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_path);
@@ -116,7 +128,6 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
    relative "vae" is taken from dir). */
 int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir, const char *path,
                                const char *text, size_t size);
-int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo);
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
                          moedit_sample_options *o);
 /* The solver flags (cli/sampling_solvers.c): --spacing, --karras, --order,

@@ -74,7 +74,7 @@ static void fingerprint(const fs_args *a, const char *model, const moedit_sample
              " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s%s",
              model, a->s.vae, a->num, a->batch, a->shard_k, a->shard_n, a->random_labels ? "random" : "balanced",
              o->seed, (int)o->sampler, o->steps, o->cfg, o->cfg_channels, o->eta, o->cosine_schedule,
-             a->s.heads, a->s.top_k, a->s.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "");
+             a->s.load.heads, a->s.load.top_k, a->s.load.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "");
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -89,10 +89,10 @@ static int parse_args(fs_args *a)
     a->npz = a->npz_path;
     a->shard_k = sh.k;
     a->shard_n = sh.n;
-    if (a->s.threads == INT_MIN && sh.threads) a->s.threads = sh.threads;
-    if (a->shard && !strcmp(a->shard, "auto") && a->s.device && !strcmp(a->s.device, "cuda")) {
+    if (a->s.load.threads == INT_MIN && sh.threads) a->s.load.threads = sh.threads;
+    if (a->shard && !strcmp(a->shard, "auto") && a->s.load.device && !strcmp(a->s.load.device, "cuda")) {
         snprintf(a->device, sizeof a->device, "cuda:%d", sh.local);
-        a->s.device = a->device;
+        a->s.load.device = a->device;
     }
     size_t l = strlen(a->npz);
     if (l < 5 || strcmp(a->npz + l - 4, ".npz")) return cli_usage_error(CMD, "--npz: '%s' is not a .npz file", a->npz);
@@ -182,7 +182,7 @@ static int run(fs_args *a)
     int lock_fd;
     if ((rc = cli_lock(CMD, lock_path, &lock_fd))) return rc;
 
-    if ((rc = cli_sampling_defaults(CMD, &a->s, model_path)) || (rc = cli_sampling_load_options(CMD, &a->s, &lo)))
+    if ((rc = cli_sampling_defaults(CMD, &a->s, model_path)) || (rc = cli_model_options(CMD, &a->s.load, &lo)))
         goto done;
     if (!a->s.vae) {
         rc = cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");

@@ -25,42 +25,34 @@ static int shape_error(const char *file, const char *want, const me_array *a)
 int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *xp = NULL, *tp = NULL, *yp = NULL, *outp = NULL;
-    const char *device = NULL;
-    int heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, help = 0, no_verify = 0;
-    const cli_flag flags[] = {
+    int help = 0;
+    cli_model_opts mo;
+    cli_model_opts_init(&mo);
+    cli_flag flags[5 + CLI_MODEL_FLAGS + 2] = {
         {"--model", CLI_STR, &model, "CKPT|ALIAS", "checkpoint (.pt/.safetensors/diffusers folder) or alias"},
         {"--x", CLI_STR, &xp, "X.npy", "float32 [N,C,H,W]"},
         {"--t", CLI_STR, &tp, "T.npy", "float32 [N], timesteps as the model receives them"},
         {"--y", CLI_STR, &yp, "Y.npy", "int64 or int32 [N], class ids (num_classes = null)"},
         {"--out", CLI_STR, &outp, "OUT.npy", "float32 [N,out_channels,H,W]"},
-        {"--heads", CLI_INT, &heads, "H", "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &top_k, "K", "experts per token / per row (default 2)"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
-        {"--bf16", CLI_BOOL, &bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
-        {"--device", CLI_STR, &device, "cpu|cuda[:N]", "default cpu; cuda needs a -DMOEDIT_CUDA=ON build"},
-        {"--fp32", CLI_BOOL, &fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
-        {"--no-verify", CLI_BOOL, &no_verify, NULL, CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &help, NULL, "this help"},
-        {0},
     };
+    int k = 5 + cli_model_flags(&mo, flags + 5);
+    flags[k] = (cli_flag){"--help", CLI_BOOL, &help, NULL, "this help"};
     char *pos[1];
     int npos;
-    moedit_device dev;
+    moedit_load_options lo;
     if (cli_parse("forward", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
         cli_usage("forward", "--model CKPT --x X.npy --t T.npy --y Y.npy --out OUT.npy", flags);
         return 0;
     }
     if (!xp || !tp || !yp || !outp) return cli_usage_error("forward", "--x, --t, --y and --out are required");
-    if (heads < 0 || top_k < 0 || threads < 0) return cli_usage_error("forward", "--heads, --top-k, --threads must be positive");
-    if (cli_device("forward", device, &dev)) return 2;
-    if (threads) moedit_set_threads(threads);
+    if (cli_model_options("forward", &mo, &lo)) return 2;
 
     moedit_model *m = NULL;
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32, .no_verify = no_verify}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &lo, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);
@@ -151,36 +143,28 @@ static void print_cpu_and_peak(const me_peak *peak)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    const char *device = NULL;
-    int batch = 8, iters = 10, heads = 0, top_k = 0, threads = 0, bf16 = 0, fp32 = 0, peak_only = 0, help = 0,
-        no_verify = 0;
-    const cli_flag flags[] = {
+    int batch = 8, iters = 10, peak_only = 0, help = 0;
+    cli_model_opts mo;
+    cli_model_opts_init(&mo);
+    cli_flag flags[4 + CLI_MODEL_FLAGS + 2] = {
         {"--model", CLI_STR, &model, "CKPT|ALIAS", "checkpoint or alias"},
         {"--batch", CLI_INT, &batch, "B", "rows per forward (default 8)"},
         {"--iters", CLI_INT, &iters, "N", "timed forwards after one warm-up (default 10)"},
-        {"--heads", CLI_INT, &heads, "H", "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &top_k, "K", "experts per token (default 2)"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
-        {"--bf16", CLI_BOOL, &bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
         {"--peak", CLI_BOOL, &peak_only, NULL, "only name the CPU and measure its peaks (no --model)"},
-        {"--device", CLI_STR, &device, "cpu|cuda[:N]", "default cpu; cuda needs a -DMOEDIT_CUDA=ON build"},
-        {"--fp32", CLI_BOOL, &fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
-        {"--no-verify", CLI_BOOL, &no_verify, NULL, CLI_NO_VERIFY_HELP},
-        {"--help", CLI_BOOL, &help, NULL, "this help"},
-        {0},
     };
+    int k = 4 + cli_model_flags(&mo, flags + 4);
+    flags[k] = (cli_flag){"--help", CLI_BOOL, &help, NULL, "this help"};
     char *pos[1];
     int npos;
-    moedit_device dev;
+    moedit_load_options lo;
     if (cli_parse("bench", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
         cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16] | --peak", flags);
         return 0;
     }
-    if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000 || heads < 0 || top_k < 0 || threads < 0)
-        return cli_usage_error("bench", "--batch, --iters must be positive (--heads, --top-k, --threads too)");
-    if (cli_device("bench", device, &dev)) return 2;
-    if (threads) moedit_set_threads(threads);
+    if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000)
+        return cli_usage_error("bench", "--batch, --iters must be positive");
+    if (cli_model_options("bench", &mo, &lo)) return 2;
     moedit_set_adaptive_threads(0);   /* a benchmark measures the count it names */
     /* The peaks first (the clocks are those the forward then runs at), the
        forward's figures first in the output. */
@@ -192,7 +176,7 @@ int cmd_bench(int argc, char **argv)
     }
     moedit_model *m;
     double t_load = now_ms();
-    int rc = moedit_model_load(cli_model_path(model), &(moedit_load_options){.heads = heads, .top_k = top_k, .bf16 = bf16, .device = dev, .fp32 = fp32, .no_verify = no_verify}, &m);
+    int rc = moedit_model_load(cli_model_path(model), &lo, &m);
     if (rc) return cli_fail(rc);
     t_load = now_ms() - t_load;
     const moedit_config *c = moedit_model_config(m);
@@ -234,16 +218,17 @@ int cmd_bench(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double gflops = moedit_model_flops(m, batch) / (median * 1e6);
     /* bf16: the limit of the unit its weight products run on */
-    double limit = !bf16 ? peak.fp32_gflops : peak.amx_gflops > 0 ? peak.amx_gflops
+    double limit = !mo.bf16 ? peak.fp32_gflops : peak.amx_gflops > 0 ? peak.amx_gflops
                                             : peak.bf16_gflops > 0 ? peak.bf16_gflops : peak.fp32_gflops;
     printf("forward_ms: %.3f\ngflops: %.2f\ncpu_ms: %.3f\n", median, gflops, cpu_per);
     if (limit > 0)
         printf("pct_of_peak: %.1f (of the %s peak)\n", 100 * gflops / limit,
                limit == peak.fp32_gflops ? "fp32" : limit == peak.amx_gflops ? "AMX bf16" : "bf16");
     printf("min_ms: %.3f max_ms: %.3f load_ms: %.0f peak_rss_mb: %.0f threads: %d bf16: %d\n", ms[0],
-           ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), bf16);
+           ms[iters - 1], t_load, ru.ru_maxrss / 1024.0, me_threads(), mo.bf16);
     print_cpu_and_peak(&peak);
-    if (dev.kind == MOEDIT_DEVICE_CUDA) printf("device: cuda:%d precision: %s\n", dev.index, fp32 ? "fp32" : "bf16");
+    if (lo.device.kind == MOEDIT_DEVICE_CUDA)
+        printf("device: cuda:%d precision: %s\n", lo.device.index, mo.fp32 ? "fp32" : "bf16");
 done:
     free(x), free(t), free(out), free(y), free(ms);
     moedit_model_free(m);

@@ -184,9 +184,9 @@ static void print_repeat(const char *model, const moedit_sample_options *o, int 
     cli_solver_describe(o, solver, sizeof solver);
     fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s%s --cfg %g --cfg-channels %s", model,
             me_sampler_name(o->sampler), o->steps, solver, o->cfg, o->cfg_channels ? chans : "all");
-    if (a->s.heads != INT_MIN) fprintf(stderr, " --heads %d", a->s.heads);
-    if (a->s.top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->s.top_k);
-    if (a->s.bf16) fprintf(stderr, " --bf16");
+    if (a->s.load.heads != INT_MIN) fprintf(stderr, " --heads %d", a->s.load.heads);
+    if (a->s.load.top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->s.load.top_k);
+    if (a->s.load.bf16) fprintf(stderr, " --bf16");
     if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %g", o->eta);
     if (!me_sampler_is_flow(o->sampler)) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
     if (a->noise) fprintf(stderr, " --noise %s", a->noise);
@@ -218,7 +218,7 @@ static int run(sample_args *a)
         return cli_usage_error(CMD, "--vae-bf16: nothing is decoded (no --out or --outdir)");
     if (want_images && !a->s.vae)
         return cli_usage_error(CMD, "no VAE to decode with: give --vae DIR, or --no-vae --latents-out L.npy");
-    if ((rc = cli_sampling_load_options(CMD, &a->s, &lo))) return rc;
+    if ((rc = cli_model_options(CMD, &a->s.load, &lo))) return rc;
 
     moedit_model *m = NULL;
     moedit_vae *vae = NULL;

@@ -1,6 +1,8 @@
 /* --device cpu|cuda[:N], the one parser every command that runs the
-   transformer (or says it cannot run elsewhere) shares. */
+   transformer (or says it cannot run elsewhere) shares, and the flags that
+   say how the transformer is loaded (cli_model_opts). */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -31,4 +33,39 @@ int cli_cpu_only(const char *cmd, const char *spec, const char *what)
     if (cli_device(cmd, spec, &d)) return 2;
     if (d.kind != MOEDIT_DEVICE_CPU) return cli_usage_error(cmd, "--device %s: %s runs on the CPU only so far", spec, what);
     return 0;
+}
+
+void cli_model_opts_init(cli_model_opts *o)
+{
+    *o = (cli_model_opts){.threads = INT_MIN, .heads = INT_MIN, .top_k = INT_MIN};
+}
+
+int cli_model_flags(cli_model_opts *o, cli_flag *f)
+{
+    const cli_flag table[] = {
+        {"--threads", CLI_INT, &o->threads, "N", "threads (default: all cores)"},
+        {"--heads", CLI_INT, &o->heads, "H", "attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &o->top_k, "K", "experts per token, per row for Switch-DiT (default 2)"},
+        {"--bf16", CLI_BOOL, &o->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
+        {"--device", CLI_STR, &o->device, "cpu|cuda[:N]", "where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
+        {"--fp32", CLI_BOOL, &o->fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
+        {"--no-verify", CLI_BOOL, &o->no_verify, NULL, CLI_NO_VERIFY_HELP},
+    };
+    _Static_assert(sizeof table / sizeof table[0] == CLI_MODEL_FLAGS, "update CLI_MODEL_FLAGS in cli.h");
+    memcpy(f, table, sizeof table);
+    return CLI_MODEL_FLAGS;
+}
+
+int cli_model_options(const char *cmd, const cli_model_opts *o, moedit_load_options *lo)
+{
+    memset(lo, 0, sizeof *lo);   /* fields added later keep their default */
+    if (cli_threads(cmd, o->threads)) return 2;
+    if ((o->heads != INT_MIN && o->heads < 1) || (o->top_k != INT_MIN && o->top_k < 1))
+        return cli_usage_error(cmd, "--heads and --top-k must be positive");
+    lo->heads = o->heads == INT_MIN ? 0 : o->heads;
+    lo->top_k = o->top_k == INT_MIN ? 0 : o->top_k;
+    lo->bf16 = o->bf16;
+    lo->no_verify = o->no_verify;
+    lo->fp32 = o->fp32;
+    return cli_device(cmd, o->device, &lo->device);
 }

@@ -19,7 +19,8 @@ void cli_sampling_init(cli_sampling *s)
 {
     memset(s, 0, sizeof *s);
     s->cfg = s->eta = NAN;
-    s->threads = s->heads = s->top_k = s->order = INT_MIN;
+    s->order = INT_MIN;
+    cli_model_opts_init(&s->load);
 }
 
 void cli_sampling_free(cli_sampling *s)
@@ -49,17 +50,11 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
         {"--eta", CLI_FLOAT, &s->eta, "E", "DDIM eta (default 0)"},
         {"--schedule", CLI_STR, &s->schedule, "linear|cosine", "default: cosine for Switch-DiT, else linear"},
         {"--seed", CLI_STR, &s->seed, "S", "seed (default 0)"},
-        {"--threads", CLI_INT, &s->threads, "N", "threads (0 = all cores)"},
-        {"--heads", CLI_INT, &s->heads, "H", "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &s->top_k, "K", "experts per token (default 2)"},
-        {"--bf16", CLI_BOOL, &s->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
-        {"--device", CLI_STR, &s->device, "cpu|cuda[:N]", "where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
-        {"--fp32", CLI_BOOL, &s->fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
-        {"--no-verify", CLI_BOOL, &s->no_verify, NULL, CLI_NO_VERIFY_HELP},
     };
-    _Static_assert(sizeof table / sizeof table[0] == CLI_SAMPLING_FLAGS, "update CLI_SAMPLING_FLAGS in cli.h");
+    _Static_assert(sizeof table / sizeof table[0] + CLI_MODEL_FLAGS == CLI_SAMPLING_FLAGS,
+                   "update CLI_SAMPLING_FLAGS in cli.h");
     memcpy(f, table, sizeof table);
-    return CLI_SAMPLING_FLAGS;
+    return (int)(sizeof table / sizeof table[0]) + cli_model_flags(&s->load, f + sizeof table / sizeof table[0]);
 }
 
 /* A string value, or a number printed as one (for "steps": 250). */
@@ -119,9 +114,9 @@ int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir
     v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
     if (isnan(s->cfg) && cJSON_IsNumber(v)) s->cfg = (float)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(j, "heads");
-    if (s->heads == INT_MIN && cJSON_IsNumber(v)) s->heads = v->valueint;
+    if (s->load.heads == INT_MIN && cJSON_IsNumber(v)) s->load.heads = v->valueint;
     v = cJSON_GetObjectItemCaseSensitive(j, "top_k");
-    if (s->top_k == INT_MIN && cJSON_IsNumber(v)) s->top_k = v->valueint;
+    if (s->load.top_k == INT_MIN && cJSON_IsNumber(v)) s->load.top_k = v->valueint;
     v = cJSON_GetObjectItemCaseSensitive(j, "vae");
     if (!s->vae && cJSON_IsString(v)) {
         size_t len = strlen(dir) + strlen(v->valuestring) + 2;
@@ -133,20 +128,6 @@ int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir
     }
     cJSON_Delete(j);
     return 0;
-}
-
-int cli_sampling_load_options(const char *cmd, const cli_sampling *s, moedit_load_options *lo)
-{
-    memset(lo, 0, sizeof *lo);   /* fields added later keep their default */
-    if (cli_threads(cmd, s->threads)) return 2;
-    if ((s->heads != INT_MIN && s->heads < 1) || (s->top_k != INT_MIN && s->top_k < 1))
-        return cli_usage_error(cmd, "--heads and --top-k must be positive");
-    lo->heads = s->heads == INT_MIN ? 0 : s->heads;
-    lo->top_k = s->top_k == INT_MIN ? 0 : s->top_k;
-    lo->bf16 = s->bf16;
-    lo->no_verify = s->no_verify;
-    lo->fp32 = s->fp32;
-    return cli_device(cmd, s->device, &lo->device);
 }
 
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,

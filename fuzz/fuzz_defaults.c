@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     moedit_load_options lo;
     moedit_sample_options o;
     if (cli_sampling_defaults_json("fuzz", &s, "/models", "/models/defaults.json", (const char *)data, size) == 0 &&
-        cli_sampling_load_options("fuzz", &s, &lo) == 0 && cli_sampling_resolve("fuzz", &s, m, &o) == 0) {
+        cli_model_options("fuzz", &s.load, &lo) == 0 && cli_sampling_resolve("fuzz", &s, m, &o) == 0) {
         if (!(o.cfg >= 1) || !isfinite(o.cfg) || o.cfg_channels < 0 || !o.steps) abort();
         if (lo.heads < 0 || lo.top_k < 0) abort();
     }
