@@ -10,7 +10,7 @@
 #     FID_NUM=16 INC_NUM=2 VAE_LATENT=8 SHARED=0 scripts/bench.sh build /tmp/bench-quick)
 #
 # Sections (about 11 minutes on 2 Zen 3 vCPUs, 2026-11-30; 7–8 on 2 Zen 4 vCPUs, 2026-12-01; 12 on
-# 2 Intel vCPUs with PyTorch's bf16 rows, 2026-12-03):
+# 2 Intel vCPUs with PyTorch's bf16 rows, 2026-12-03; 9 on 2 Zen 5 vCPUs with them, 2026-12-03):
 #  0. host: the CPU (cpuid: vendor, family, model, caches), the kernel set
 #     moedit picked, and the peaks `moedit bench --peak` measures on all
 #     threads: a register-only FMA loop (fp32) and vdpbf16ps loop (bf16),
