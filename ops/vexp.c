@@ -12,28 +12,44 @@
 #include "ops/simd512.h"
 #include "ops/vexp.h"
 
+/* Vectors whose exponentials run in lockstep (below). */
+#define EXP_BATCH 4
+
+/* One Horner step of the exp polynomial, p = p·r + c, on every vector. */
+#define EXP_STEP(W, c) \
+    for (int q = 0; q < count; q++) p[q] = _mm##W##_fmadd_ps(p[q], r[q], _mm##W##_set1_ps(c));
+
 /* me_expf_fused on W-bit vectors (expf8: 256, expf16: 512), one body for
    both: the same clamps (NaN passes through, as there), the same fused
-   steps, the same exponent-bit scaling. */
-#define DEFINE_EXPF(name, W)                                                                                 \
-    static inline __m##W name(__m##W x)                                                                      \
-    {                                                                                                        \
-        x = _mm##W##_max_ps(_mm##W##_set1_ps(-87.0f), x); /* -87 > x ? -87 : x */                           \
-        x = _mm##W##_min_ps(_mm##W##_set1_ps(88.0f), x);  /* 88 < x ? 88 : x */                              \
-        __m##W big = _mm##W##_set1_ps(12582912.0f);                                                          \
-        __m##W n = _mm##W##_sub_ps(_mm##W##_fmadd_ps(x, _mm##W##_set1_ps(1.44269504088896341f), big), big); \
-        __m##W r = _mm##W##_fnmadd_ps(n, _mm##W##_set1_ps(0.693359375f), x);                                 \
-        r = _mm##W##_fmadd_ps(n, _mm##W##_set1_ps(2.12194440e-4f), r);                                      \
-        __m##W p = _mm##W##_set1_ps(1.9875691500e-4f);                                                       \
-        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(1.3981999507e-3f));                                    \
-        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(8.3334519073e-3f));                                    \
-        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(4.1665795894e-2f));                                    \
-        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(1.6666665459e-1f));                                    \
-        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(5.0000001201e-1f));                                    \
-        p = _mm##W##_add_ps(_mm##W##_fmadd_ps(_mm##W##_mul_ps(p, r), r, r), _mm##W##_set1_ps(1.0f));         \
-        __m##W##i bits =                                                                                     \
-            _mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvttps_epi32(n), _mm##W##_set1_epi32(127)), 23); \
-        return _mm##W##_mul_ps(p, _mm##W##_castsi##W##_ps(bits));                                           \
+   steps, the same exponent-bit scaling. v[0..count) in place, count ≤
+   EXP_BATCH, each step over every vector before the next: one vector's
+   exp is a chain of some 20 dependent operations, and four chains side by
+   side keep the FP pipes busy where one left them waiting (Zen 5 core:
+   SwiGLU's SiLU·up 0.23 → 0.16 ns per element, the same values). */
+#define DEFINE_EXPF(name, W)                                                                                          \
+    static inline __attribute__((always_inline)) void name(int count, __m##W *v)                                      \
+    {                                                                                                                 \
+        __m##W big = _mm##W##_set1_ps(12582912.0f), n[EXP_BATCH], r[EXP_BATCH], p[EXP_BATCH];                         \
+        for (int q = 0; q < count; q++) /* -87 > x ? -87 : x, then 88 < x ? 88 : x */                                 \
+            v[q] = _mm##W##_min_ps(_mm##W##_set1_ps(88.0f), _mm##W##_max_ps(_mm##W##_set1_ps(-87.0f), v[q]));         \
+        for (int q = 0; q < count; q++)                                                                               \
+            n[q] = _mm##W##_sub_ps(_mm##W##_fmadd_ps(v[q], _mm##W##_set1_ps(1.44269504088896341f), big), big);        \
+        for (int q = 0; q < count; q++) r[q] = _mm##W##_fnmadd_ps(n[q], _mm##W##_set1_ps(0.693359375f), v[q]);        \
+        for (int q = 0; q < count; q++) r[q] = _mm##W##_fmadd_ps(n[q], _mm##W##_set1_ps(2.12194440e-4f), r[q]);       \
+        for (int q = 0; q < count; q++) p[q] = _mm##W##_set1_ps(1.9875691500e-4f);                                    \
+        EXP_STEP(W, 1.3981999507e-3f)                                                                                 \
+        EXP_STEP(W, 8.3334519073e-3f)                                                                                 \
+        EXP_STEP(W, 4.1665795894e-2f)                                                                                 \
+        EXP_STEP(W, 1.6666665459e-1f)                                                                                 \
+        EXP_STEP(W, 5.0000001201e-1f)                                                                                 \
+        for (int q = 0; q < count; q++) {                                                                             \
+            p[q] = _mm##W##_fmadd_ps(_mm##W##_mul_ps(p[q], r[q]), r[q], r[q]);                                        \
+            p[q] = _mm##W##_add_ps(p[q], _mm##W##_set1_ps(1.0f));                                                     \
+        }                                                                                                             \
+        for (int q = 0; q < count; q++) {                                                                             \
+            __m##W##i e = _mm##W##_add_epi32(_mm##W##_cvttps_epi32(n[q]), _mm##W##_set1_epi32(127));                  \
+            v[q] = _mm##W##_mul_ps(p[q], _mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(e, 23)));                        \
+        }                                                                                                             \
     }
 
 #pragma GCC push_options
@@ -47,9 +63,18 @@ static inline __m256i lanes8(size_t n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-static inline __m256 silu8(__m256 v)
+/* SiLU (times u, unless NULL) on `count` whole vectors at x, u, y. */
+static inline __attribute__((always_inline)) void silu8(int count, const float *x, const float *u, float *y)
 {
-    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), expf8(_mm256_xor_ps(v, _mm256_set1_ps(-0.0f)))));
+    __m256 v[EXP_BATCH], e[EXP_BATCH];
+    for (int q = 0; q < count; q++)
+        v[q] = _mm256_loadu_ps(x + 8 * q), e[q] = _mm256_xor_ps(v[q], _mm256_set1_ps(-0.0f));
+    expf8(count, e);
+    for (int q = 0; q < count; q++) {
+        __m256 s = _mm256_div_ps(v[q], _mm256_add_ps(_mm256_set1_ps(1.0f), e[q]));
+        if (u) s = _mm256_mul_ps(s, _mm256_loadu_ps(u + 8 * q));
+        _mm256_storeu_ps(y + 8 * q, s);
+    }
 }
 
 /* Whole vectors with plain loads and stores, the tail masked (vmaskmovps
@@ -57,31 +82,39 @@ static inline __m256 silu8(__m256 v)
 static void silu_avx2(size_t n, const float *x, const float *u, float *y)
 {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 s = silu8(_mm256_loadu_ps(x + i));
-        if (u) s = _mm256_mul_ps(s, _mm256_loadu_ps(u + i));
-        _mm256_storeu_ps(y + i, s);
-    }
+    for (; i + 8 * EXP_BATCH <= n; i += 8 * EXP_BATCH) silu8(EXP_BATCH, x + i, u ? u + i : NULL, y + i);
+    for (; i + 8 <= n; i += 8) silu8(1, x + i, u ? u + i : NULL, y + i);
     if (i < n) {
         __m256i m = lanes8(n - i);
-        __m256 s = silu8(_mm256_maskload_ps(x + i, m));
+        __m256 v = _mm256_maskload_ps(x + i, m), e = _mm256_xor_ps(v, _mm256_set1_ps(-0.0f));
+        expf8(1, &e);
+        __m256 s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
         if (u) s = _mm256_mul_ps(s, _mm256_maskload_ps(u + i, m));
         _mm256_maskstore_ps(y + i, m, s);
     }
+}
+
+/* x = exp(x − m) on `count` whole vectors, added to acc in order. */
+static inline __attribute__((always_inline)) __m256 exp_sub8(int count, float *x, __m256 m, __m256 acc)
+{
+    __m256 e[EXP_BATCH];
+    for (int q = 0; q < count; q++) e[q] = _mm256_sub_ps(_mm256_loadu_ps(x + 8 * q), m);
+    expf8(count, e);
+    for (int q = 0; q < count; q++) _mm256_storeu_ps(x + 8 * q, e[q]), acc = _mm256_add_ps(acc, e[q]);
+    return acc;
 }
 
 static float exp_sub_sum_avx2(int n, float *x, float m)
 {
     __m256 mv = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
+    for (; i + 8 * EXP_BATCH <= n; i += 8 * EXP_BATCH) acc = exp_sub8(EXP_BATCH, x + i, mv, acc);
+    for (; i + 8 <= n; i += 8) acc = exp_sub8(1, x + i, mv, acc);
     if (i < n) {   /* masked-off lanes would hold exp(−m): zeroed before the sum */
         __m256i k = lanes8((size_t)(n - i));
-        __m256 e = _mm256_and_ps(expf8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), mv)), _mm256_castsi256_ps(k));
+        __m256 e = _mm256_sub_ps(_mm256_maskload_ps(x + i, k), mv);
+        expf8(1, &e);
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(k));
         _mm256_maskstore_ps(x + i, k, e);
         acc = _mm256_add_ps(acc, e);
     }
@@ -91,19 +124,20 @@ static float exp_sub_sum_avx2(int n, float *x, float m)
     return sum;
 }
 
+/* A row of 32 is four vectors: their exps in lockstep. */
 static void exp_columns32_avx2(int rows, float *s, float *sums)
 {
     __m256 mx[4], acc[4];
     for (int q = 0; q < 4; q++) mx[q] = _mm256_loadu_ps(s + 8 * q), acc[q] = _mm256_setzero_ps();
     for (int r = 1; r < rows; r++)
         for (int q = 0; q < 4; q++) mx[q] = _mm256_max_ps(mx[q], _mm256_loadu_ps(s + (size_t)r * 32 + 8 * q));
-    for (int r = 0; r < rows; r++)
-        for (int q = 0; q < 4; q++) {
-            float *p = s + (size_t)r * 32 + 8 * q;
-            __m256 e = expf8(_mm256_sub_ps(_mm256_loadu_ps(p), mx[q]));
-            _mm256_storeu_ps(p, e);
-            acc[q] = _mm256_add_ps(acc[q], e);
-        }
+    for (int r = 0; r < rows; r++) {
+        float *p = s + (size_t)r * 32;
+        __m256 e[4];
+        for (int q = 0; q < 4; q++) e[q] = _mm256_sub_ps(_mm256_loadu_ps(p + 8 * q), mx[q]);
+        expf8(4, e);
+        for (int q = 0; q < 4; q++) _mm256_storeu_ps(p + 8 * q, e[q]), acc[q] = _mm256_add_ps(acc[q], e[q]);
+    }
     for (int q = 0; q < 4; q++) _mm256_storeu_ps(sums + 8 * q, acc[q]);
 }
 
@@ -118,32 +152,59 @@ static inline __mmask16 lanes16(size_t n)
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
+/* SiLU (times u) on `count` vectors from x, y and u (NULL: none), every
+   lane live but the last vector's `last`. */
+static inline __attribute__((always_inline)) void silu16(int count, const float *x, const float *u, float *y,
+                                                          __mmask16 last)
+{
+    __m512 v[EXP_BATCH], e[EXP_BATCH];
+    for (int q = 0; q < count; q++) {
+        v[q] = _mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q);
+        e[q] = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v[q]), _mm512_set1_epi32((int)0x80000000u)));
+    }
+    expf16(count, e);
+    for (int q = 0; q < count; q++) {
+        __mmask16 m = q + 1 < count ? 0xffff : last;
+        __m512 s = _mm512_div_ps(v[q], _mm512_add_ps(_mm512_set1_ps(1.0f), e[q]));
+        if (u) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + 16 * q));
+        _mm512_mask_storeu_ps(y + 16 * q, m, s);
+    }
+}
+
 static void silu_avx512(size_t n, const float *x, const float *u, float *y)
 {
-    __m512 one = _mm512_set1_ps(1.0f);
-    __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = lanes16(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 neg = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
-        __m512 s = _mm512_div_ps(v, _mm512_add_ps(one, expf16(neg)));
-        if (u) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i));
-        _mm512_mask_storeu_ps(y + i, m, s);
+    size_t i = 0;
+    for (; i + 16 * EXP_BATCH <= n; i += 16 * EXP_BATCH) silu16(EXP_BATCH, x + i, u ? u + i : NULL, y + i, 0xffff);
+    for (; i < n; i += 16) silu16(1, x + i, u ? u + i : NULL, y + i, lanes16(n - i));
+}
+
+/* x = exp(x − m) on `count` vectors, their live lanes (all but the last
+   vector's `last`) added to acc in order. */
+static inline __attribute__((always_inline)) __m512 exp_sub16(int count, float *x, __m512 m, __m512 acc,
+                                                              __mmask16 last)
+{
+    __m512 e[EXP_BATCH];
+    for (int q = 0; q < count; q++)
+        e[q] = _mm512_sub_ps(_mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q), m);
+    expf16(count, e);
+    for (int q = 0; q < count; q++) {
+        __mmask16 k = q + 1 < count ? 0xffff : last;
+        _mm512_mask_storeu_ps(x + 16 * q, k, e[q]);
+        acc = _mm512_mask_add_ps(acc, k, acc, e[q]);
     }
+    return acc;
 }
 
 static float exp_sub_sum_avx512(int n, float *x, float m)
 {
     __m512 mv = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 k = lanes16((size_t)(n - i));
-        __m512 e = expf16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv));
-        _mm512_mask_storeu_ps(x + i, k, e);
-        acc = _mm512_mask_add_ps(acc, k, acc, e);
-    }
+    int i = 0;
+    for (; i + 16 * EXP_BATCH <= n; i += 16 * EXP_BATCH) acc = exp_sub16(EXP_BATCH, x + i, mv, acc, 0xffff);
+    for (; i < n; i += 16) acc = exp_sub16(1, x + i, mv, acc, lanes16((size_t)(n - i)));
     return _mm512_reduce_add_ps(acc);
 }
 
+/* Rows of 32 two at a time: four vectors' exps in lockstep. */
 static void exp_columns32_avx512(int rows, float *s, float *sums)
 {
     __m512 mx0 = _mm512_loadu_ps(s), mx1 = _mm512_loadu_ps(s + 16);
@@ -152,13 +213,18 @@ static void exp_columns32_avx512(int rows, float *s, float *sums)
         mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + (size_t)r * 32));
         mx1 = _mm512_max_ps(mx1, _mm512_loadu_ps(s + (size_t)r * 32 + 16));
     }
-    for (int r = 0; r < rows; r++) {
+    for (int r = 0; r < rows; r += 2) {
+        int count = r + 1 < rows ? 4 : 2;
         float *p = s + (size_t)r * 32;
-        __m512 e0 = expf16(_mm512_sub_ps(_mm512_loadu_ps(p), mx0));
-        __m512 e1 = expf16(_mm512_sub_ps(_mm512_loadu_ps(p + 16), mx1));
-        _mm512_storeu_ps(p, e0);
-        _mm512_storeu_ps(p + 16, e1);
-        acc0 = _mm512_add_ps(acc0, e0), acc1 = _mm512_add_ps(acc1, e1);
+        __m512 e[EXP_BATCH];
+        for (int q = 0; q < count; q++) e[q] = _mm512_sub_ps(_mm512_loadu_ps(p + 16 * q), q % 2 ? mx1 : mx0);
+        if (count == 4) expf16(4, e);
+        else expf16(2, e);
+        for (int q = 0; q < count; q++) {
+            _mm512_storeu_ps(p + 16 * q, e[q]);
+            if (q % 2) acc1 = _mm512_add_ps(acc1, e[q]);
+            else acc0 = _mm512_add_ps(acc0, e[q]);
+        }
     }
     _mm512_storeu_ps(sums, acc0);
     _mm512_storeu_ps(sums + 16, acc1);
