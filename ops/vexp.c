@@ -63,7 +63,7 @@ static inline __m256i lanes8(size_t n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* SiLU (times u, unless NULL) on `count` whole vectors at x, u, y. */
+/* y = silu(x), times u unless u is NULL, on `count` whole vectors. */
 static inline __attribute__((always_inline)) void silu8(int count, const float *x, const float *u, float *y)
 {
     __m256 v[EXP_BATCH], e[EXP_BATCH];
@@ -152,8 +152,8 @@ static inline __mmask16 lanes16(size_t n)
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* SiLU (times u) on `count` vectors from x, y and u (NULL: none), every
-   lane live but the last vector's `last`. */
+/* y = silu(x), times u unless u is NULL, on `count` vectors: every lane
+   live but in the last vector, whose live lanes are `last`. */
 static inline __attribute__((always_inline)) void silu16(int count, const float *x, const float *u, float *y,
                                                           __mmask16 last)
 {
