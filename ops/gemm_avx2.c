@@ -42,7 +42,7 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
     int pf_n = h == 0 && o->pf ? o->pf_lines : 0;
     #pragma GCC unroll 4
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
-        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 2);
+        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 3);
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
@@ -103,7 +103,7 @@ static inline __attribute__((always_inline)) void wide_tile(int mr, int kc, cons
     int pf_n = o->pf ? o->pf_lines : 0;
     #pragma GCC unroll 2
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
-        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 2);
+        if (k < pf_n) __builtin_prefetch(o->pf + 64 * k, 0, 3);
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         __m256 b2 = _mm256_load_ps(b + 16), b3 = _mm256_load_ps(b + 24);
         #pragma GCC unroll 2

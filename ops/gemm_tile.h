@@ -5,11 +5,11 @@
    order, and stores C = alpha·acc + bias + beta·C over the live columns as
    fmadd(alpha, acc, bias) then fmadd(beta, C, ·) — the same operations in
    every kernel set, so AVX2 and AVX-512 tiles agree bit for bit. While it
-   runs, a tile also prefetches pf_lines 64-byte lines from pf into L2 (the
-   next B panel, for the tiles that follow), at most one per step of its k
-   loop: spread out, they never fill the miss buffers at once. The AVX-512
-   tiles spread them evenly over the whole loop, the AVX2 ones issue one
-   per step from its start. */
+   runs, a tile also prefetches pf_lines 64-byte lines from pf (the next B
+   panel, for the tiles that follow; prefetcht0, into L1 and L2), at most
+   one per step of its k loop: spread out, they never fill the miss
+   buffers at once. The AVX-512 tiles spread them evenly over the whole
+   loop, the AVX2 ones issue one per step from its start. */
 #ifndef MOEDIT_OPS_GEMM_TILE_H
 #define MOEDIT_OPS_GEMM_TILE_H
 
@@ -27,7 +27,7 @@ typedef struct {
     int nr;             /* live columns, 1..32 */
     const float *bias;  /* NULL, or at the tile's first column */
     float alpha, beta;
-    const char *pf;     /* NULL, or lines to prefetch into L2 */
+    const char *pf;     /* NULL, or lines to prefetch */
     int pf_lines;       /* at most the tile's k steps (kc, or kc/2 for bf16 pairs) */
 } me_tile_out;
 
