@@ -123,6 +123,7 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(2, 16, 5, 16, 9, 5, 1, 2, 1);      /* 5×5, pad 2, 32-wide rows (one panel each), two images */
     large_case(1, 300, 6, 7, 700, 1, 1, 0, 0);    /* 1×1; output chunks smaller than the plane */
     large_case(1, 8, 64, 70, 2100, 1, 1, 0, 0);   /* more channels than one output block holds */
+    large_case(2, 64, 32, 32, 20, 3, 1, 1, 0);   /* 4 KB planes: packed channel by channel, K blocks from mid-channel */
     large_case(1, 8, 256, 256, 64, 3, 1, 1, 0);  /* a 16 MB output, beyond the threads' L2s: whole rows streamed */
     large_case(1, 8, 128, 128, 64, 3, 1, 1, 1);  /* the same folded: parity pairs' rows streamed */
 }
