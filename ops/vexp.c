@@ -7,6 +7,7 @@
    there against 0.55. Masked tails run through the same vector code, so
    every element equals me_expf_fused's, whatever its position. */
 #include <immintrin.h>
+#include <stdint.h>
 #include "core/cpu.h"
 #include "ops/fastmath.h"
 #include "ops/simd512.h"
@@ -154,23 +155,33 @@ static inline __mmask16 lanes16(size_t n)
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* y = silu(x), times u unless u is NULL, on `count` vectors: every lane
-   live but in the last vector, whose live lanes are `last`. */
-static inline __attribute__((always_inline)) void silu16(int count, const float *x, const float *u, float *y,
-                                                          __mmask16 last)
+/* y = silu(v), times u unless u is NULL, for `count` vectors in registers:
+   every lane live but in the last vector, whose live lanes are `last`;
+   whole vectors by streaming stores where `stream` (y 64-byte aligned). */
+static inline __attribute__((always_inline)) void silu16_store(int count, const __m512 *v, const float *u, float *y,
+                                                                __mmask16 last, int stream)
 {
-    __m512 v[EXP_BATCH], e[EXP_BATCH];
-    for (int q = 0; q < count; q++) {
-        v[q] = _mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q);
+    __m512 e[EXP_BATCH];
+    for (int q = 0; q < count; q++)
         e[q] = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v[q]), _mm512_set1_epi32((int)0x80000000u)));
-    }
     expf16(count, e);
     for (int q = 0; q < count; q++) {
         __mmask16 m = q + 1 < count ? 0xffff : last;
         __m512 s = _mm512_div_ps(v[q], _mm512_add_ps(_mm512_set1_ps(1.0f), e[q]));
         if (u) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + 16 * q));
-        _mm512_mask_storeu_ps(y + 16 * q, m, s);
+        if (stream && m == 0xffff)
+            _mm512_stream_ps(y + 16 * q, s);
+        else
+            _mm512_mask_storeu_ps(y + 16 * q, m, s);
     }
+}
+
+static inline __attribute__((always_inline)) void silu16(int count, const float *x, const float *u, float *y,
+                                                          __mmask16 last)
+{
+    __m512 v[EXP_BATCH];
+    for (int q = 0; q < count; q++) v[q] = _mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q);
+    silu16_store(count, v, u, y, last, 0);
 }
 
 static void silu_avx512(size_t n, const float *x, const float *u, float *y)
@@ -178,6 +189,27 @@ static void silu_avx512(size_t n, const float *x, const float *u, float *y)
     size_t i = 0;
     for (; i + 16 * EXP_BATCH <= n; i += 16 * EXP_BATCH) silu16(EXP_BATCH, x + i, u ? u + i : NULL, y + i, 0xffff);
     for (; i < n; i += 16) silu16(1, x + i, u ? u + i : NULL, y + i, lanes16(n - i));
+}
+
+/* silu(x·scale + shift), the product and the sum rounded one after the other. */
+static inline __attribute__((always_inline)) void silu_affine16(int count, const float *x, __m512 scale, __m512 shift,
+                                                                 float *y, __mmask16 last, int stream)
+{
+    __m512 v[EXP_BATCH];
+    for (int q = 0; q < count; q++)
+        v[q] = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q), scale),
+                             shift);
+    silu16_store(count, v, NULL, y, last, stream);
+}
+
+static void silu_affine_avx512(size_t n, const float *x, float scale, float shift, float *y, int stream)
+{
+    __m512 a = _mm512_set1_ps(scale), b = _mm512_set1_ps(shift);
+    stream = stream && ((uintptr_t)y & 63) == 0;
+    size_t i = 0;
+    for (; i + 16 * EXP_BATCH <= n; i += 16 * EXP_BATCH) silu_affine16(EXP_BATCH, x + i, a, b, y + i, 0xffff, stream);
+    for (; i < n; i += 16) silu_affine16(1, x + i, a, b, y + i, lanes16(n - i), stream);
+    if (stream) _mm_sfence();   /* streamed lines are weakly ordered: visible before the caller's barrier */
 }
 
 /* x = exp(x − m) on `count` vectors, their live lanes (all but the last
@@ -245,6 +277,16 @@ void me_silu_vec(size_t n, const float *x, const float *u, float *y)
         float s = x[i] / (1.0f + me_expf_fused(-x[i]));
         y[i] = u ? s * u[i] : s;
     }
+}
+
+void me_silu_affine_vec(size_t n, const float *x, float scale, float shift, float *y, int stream)
+{
+    if (me_cpu_isa() == ME_ISA_AVX512) {
+        silu_affine_avx512(n, x, scale, shift, y, stream);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * scale + shift;
+    me_silu_vec(n, y, NULL, y);
 }
 
 float me_exp_sub_sum(int n, float *x, float m)

@@ -46,6 +46,33 @@ Test(vexp, silu_matches_scalar_bit_for_bit)
 /* Both roundings of the formula against libm's exp in double: the fused
    one must not lose the accuracy fastmath.h promises (both measured at
    1.0 ulp at most). */
+/* GroupNorm's fused pass: silu(x·scale + shift) equals the two float32
+   steps and me_expf_fused bit for bit, with and without streaming stores,
+   from an aligned and a misaligned destination, tails included. */
+Test(vexp, silu_affine_matches_two_steps_bit_for_bit)
+{
+    static const int lens[] = {1, 15, 16, 17, 64, 100, 1027};
+    _Alignas(64) float x[1040], u[1040], y[1040];
+    for (int li = 0; li < 7; li++)
+        for (int stream = 0; stream < 2; stream++)
+            for (int off = 0; off < 2; off++) {
+                int n = lens[li];
+                inputs(n, x, u);
+                float scale = 0.75f, shift = -0.3f;
+                float *dst = y + off;
+                dst[n] = 7.0f;
+                me_silu_affine_vec((size_t)n, x, scale, shift, dst, stream);
+                cr_assert(dst[n] == 7.0f, "n %d: wrote past the end", n);
+                for (int i = 0; i < n; i++) {
+                    float v = x[i] * scale;
+                    v = v + shift;
+                    float want = v / (1.0f + me_expf_fused(-v));
+                    cr_assert(memcmp(&dst[i], &want, 4) == 0, "n %d stream %d offset %d: silu(%g·%g + %g) = %.9g, want %.9g",
+                              n, stream, off, x[i], scale, shift, dst[i], want);
+                }
+            }
+}
+
 Test(vexp, both_exps_within_an_ulp_and_a_half_of_libm)
 {
     double worst[2] = {0, 0};
