@@ -118,3 +118,9 @@ const char *me_cpu_isa_name(int which)
 #endif
     return which == ME_ISA_AVX512 ? "avx512" : which == ME_ISA_AVX2 ? "avx2+fma" : "openblas";
 }
+
+int me_cpu_outgrows_l2s(double bytes, int threads)
+{
+    long l2 = me_cpu_info()->l2 > 0 ? me_cpu_info()->l2 : 1L << 20;
+    return bytes > (double)l2 * threads;
+}

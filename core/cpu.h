@@ -33,5 +33,9 @@ int me_cpu_bf16(void);
 /* 1 when bfloat16 weight products run on AMX tiles (me_cpu_bf16 and AMX). */
 int me_cpu_amx(void);
 const char *me_cpu_isa_name(int isa);
+/* 1 when `bytes` outgrow `threads` L2 caches (1 MB each where the size is
+   unknown): a tensor that large leaves them before its next reader comes,
+   so its writer streams it past the caches (ops/conv_gemm.c, ops/groupnorm.c). */
+int me_cpu_outgrows_l2s(double bytes, int threads);
 
 #endif

@@ -527,8 +527,7 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
                          .w = w, .ih = h * up, .iw = w * up, .oh = oh, .ow = ow, .plane = plane, .step = 1,
                          .flat = flat, .gw = gw, .gplane = (size_t)oh * gw, .pixels = (long)n * oh * gw,
                          .avx512 = me_cpu_isa() == ME_ISA_AVX512, .tiles = p.tiles}};
-    long l2 = me_cpu_info()->l2 > 0 ? me_cpu_info()->l2 : 1L << 20;
-    jobs[0].stream = jobs[0].avx512 && (double)n * s->cout * plane * sizeof(float) > (double)l2 * me_threads();
+    jobs[0].stream = jobs[0].avx512 && me_cpu_outgrows_l2s((double)n * s->cout * plane * sizeof(float), me_threads());
     int njobs = 1;
     op_conv_shape parity_shape[4];
     if (c->folded) {   /* four 2×2 convolutions of the source, flat, each to every other pixel */

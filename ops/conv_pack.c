@@ -133,7 +133,7 @@ static int planes_collide(const conv_job *j, int kb)
         g = a, a = r;
     }
     int positions = L1_SET_SPAN / g, channels = kb / taps + 2;
-    return (channels + positions - 1) / positions > 8;
+    return (channels + positions - 1) / positions > 8;   /* 8: the fewest ways of those L1s */
 }
 
 /* pack_flat's rows for a one-image panel (x + base: its lane 0's pixel)

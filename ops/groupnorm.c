@@ -20,8 +20,7 @@ void op_groupnorm(int n, int c, int hw, int groups, const float *x, const float 
 {
     int cg = c / groups;
     size_t len = (size_t)cg * hw;
-    long l2 = me_cpu_info()->l2 > 0 ? me_cpu_info()->l2 : 1L << 20;
-    int stream = (double)n * c * hw * sizeof(float) > (double)l2 * me_threads();
+    int stream = me_cpu_outgrows_l2s((double)n * c * hw * sizeof(float), me_threads());
     #pragma omp parallel for schedule(static) num_threads(me_threads()) if (len * n * groups >= (1 << 16))
     for (int job = 0; job < n * groups; job++) {
         size_t base = (size_t)job * len;   /* groups are contiguous in NCHW */

@@ -43,9 +43,6 @@ Test(vexp, silu_matches_scalar_bit_for_bit)
     }
 }
 
-/* Both roundings of the formula against libm's exp in double: the fused
-   one must not lose the accuracy fastmath.h promises (both measured at
-   1.0 ulp at most). */
 /* GroupNorm's fused pass: silu(x·scale + shift) equals the two float32
    steps and me_expf_fused bit for bit, with and without streaming stores,
    from an aligned and a misaligned destination, tails included. */
@@ -73,6 +70,9 @@ Test(vexp, silu_affine_matches_two_steps_bit_for_bit)
             }
 }
 
+/* Both roundings of the formula against libm's exp in double: the fused
+   one must not lose the accuracy fastmath.h promises (both measured at
+   1.0 ulp at most). */
 Test(vexp, both_exps_within_an_ulp_and_a_half_of_libm)
 {
     double worst[2] = {0, 0};
