@@ -18,7 +18,9 @@
 # Benchmark: DiT-MoE-S/2, B/2 and XL/2-8E2A (random weights) forwards of 2
 # and 64 rows (CFG pairs) in bf16, moedit vs PyTorch (tools/bench_torch_cuda.py)
 # in the same run, ms, TFLOP/s and the ratio; then a 50-step DDIM sample.
-# Output also goes to $OUT/gpu_check.log (OUT defaults to /tmp/moedit_gpu_check).
+# Output also goes to $OUT/gpu_check.log (OUT defaults to /tmp/moedit_gpu_check), with
+# the test programs' own logs; checkpoints and arrays go to $WORK (/tmp/moedit_gpu_work).
+# SHAPES="S B" benchmarks fewer sizes (default "S B XL"; the sample uses the last one).
 set -u
 cd "$(dirname "$0")/.."
 B=build-cuda
@@ -41,9 +43,12 @@ if [ "${1:-run}" = bundle ]; then
 fi
 
 OUT=${OUT:-/tmp/moedit_gpu_check}
+W=${WORK:-/tmp/moedit_gpu_work}
+SHAPES=${SHAPES:-S B XL}
+LAST=${SHAPES##* }
 PY=${PYTHON:-python3}
 if [ -z "${GPU_CHECK_LOGGED:-}" ]; then   # once more, through tee
-  mkdir -p "$OUT" && rm -f "$OUT/status"
+  mkdir -p "$OUT" "$W" && rm -f "$OUT/status"
   GPU_CHECK_LOGGED=1 "$0" "$@" 2>&1 | tee "$OUT/gpu_check.log"
   exit "$(cat "$OUT/status" 2>/dev/null || echo 1)"
 fi
@@ -79,12 +84,12 @@ done
 
 step "parity: DiT-MoE-S/2 random weights, PyTorch float32 vs moedit"
 if $PY tools/bench_torch_cuda.py --shape S --batch 8 --dtype fp32 --iters 1 --warmup 0 \
-     --save "$OUT/moe_S.pt" --save-io "$OUT/S" >/dev/null; then
+     --save "$W/moe_S.pt" --save-io "$W/S" >/dev/null; then
   for prec in fp32 bf16; do
     flag=; lim=; [ $prec = fp32 ] && flag=--fp32 && lim=1e-4
-    if moedit forward --model "$OUT/moe_S.pt" --device cuda $flag --x "$OUT/S_x.npy" --t "$OUT/S_t.npy" \
-         --y "$OUT/S_y.npy" --out "$OUT/S_moedit_$prec.npy"; then
-      e=$(rel_err "$OUT/S_moedit_$prec.npy" "$OUT/S_out.npy")
+    if moedit forward --model "$W/moe_S.pt" --device cuda $flag --x "$W/S_x.npy" --t "$W/S_t.npy" \
+         --y "$W/S_y.npy" --out "$W/S_moedit_$prec.npy"; then
+      e=$(rel_err "$W/S_moedit_$prec.npy" "$W/S_out.npy")
       if [ $prec = bf16 ]; then echo "S/2 bf16 vs torch fp32: relative error $e (information only: on random weights bf16 may flip expert choices)"
       elif within "$e" $lim; then echo "S/2 $prec: relative error $e (limit $lim) ok"
       else echo "FAIL S/2 $prec: relative error $e > $lim"; fail=1; fi
@@ -94,30 +99,30 @@ else echo "FAIL: tools/bench_torch_cuda.py"; fail=1; fi
 
 step "benchmark: bf16 forwards, moedit vs PyTorch on this GPU"
 printf '%-6s %5s %12s %12s %10s %10s %8s\n' model rows torch_ms moedit_ms torch_TF moedit_TF speedup
-for shape in S B XL; do
-  ck="$OUT/moe_$shape.pt"
-  $PY tools/bench_torch_cuda.py --shape $shape --batch 2 64 --dtype bf16 --save "$ck" > "$OUT/torch_$shape.txt" ||
+for shape in $SHAPES; do
+  ck="$W/moe_$shape.pt"
+  $PY tools/bench_torch_cuda.py --shape $shape --batch 2 64 --dtype bf16 --save "$ck" > "$W/torch_$shape.txt" ||
     { echo "FAIL: torch $shape"; fail=1; continue; }
   for rows in 2 64; do
-    tl=$(grep "batch $rows:" "$OUT/torch_$shape.txt")
+    tl=$(grep "batch $rows:" "$W/torch_$shape.txt")
     tms=$(echo "$tl" | sed 's/.*forward_ms \([0-9.]*\).*/\1/'); ttf=$(echo "$tl" | sed 's/.*tflops \([0-9.]*\).*/\1/')
-    moedit bench --model "$ck" --device cuda --batch $rows --iters 20 > "$OUT/moedit_${shape}_$rows.txt" ||
+    moedit bench --model "$ck" --device cuda --batch $rows --iters 20 > "$W/moedit_${shape}_$rows.txt" ||
       { echo "FAIL: moedit bench $shape $rows"; fail=1; continue; }
-    mms=$(sed -n 's/^forward_ms: //p' "$OUT/moedit_${shape}_$rows.txt")
-    mtf=$($PY -c "import sys; print('%.2f' % (float(sys.argv[1]) / 1000))" "$(sed -n 's/^gflops: //p' "$OUT/moedit_${shape}_$rows.txt")")
+    mms=$(sed -n 's/^forward_ms: //p' "$W/moedit_${shape}_$rows.txt")
+    mtf=$($PY -c "import sys; print('%.2f' % (float(sys.argv[1]) / 1000))" "$(sed -n 's/^gflops: //p' "$W/moedit_${shape}_$rows.txt")")
     printf '%-6s %5s %12s %12s %10s %10s %8s\n' "$shape/2" $rows "$tms" "$mms" "$ttf" "$mtf" \
       "$($PY -c "import sys; print('%.2fx' % (float(sys.argv[1]) / float(sys.argv[2])))" "$tms" "$mms")"
   done
-  [ $shape = XL ] || rm -f "$ck"
+  [ $shape = "$LAST" ] || rm -f "$ck"
 done
 
-step "benchmark: 50-step DDIM sample, 8 classes with guidance (16 rows), XL/2 bf16"
+step "benchmark: 50-step DDIM sample, 8 classes with guidance (16 rows), $LAST/2 bf16"
 s0=$(date +%s.%N)
-if moedit sample --model "$OUT/moe_XL.pt" --device cuda --sampler ddim --steps 50 --class 0,1,2,3,4,5,6,7 \
-     --no-vae --latents-out "$OUT/xl_latents.npy" >/dev/null; then
+if moedit sample --model "$W/moe_$LAST.pt" --device cuda --sampler ddim --steps 50 --class 0,1,2,3,4,5,6,7 \
+     --no-vae --latents-out "$W/latents.npy" >/dev/null; then
   $PY -c "import sys; print('sample: %.2f s' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s0" "$(date +%s.%N)"
 else echo "FAIL: moedit sample"; fail=1; fi
-rm -f "$OUT/moe_XL.pt"
+rm -f "$W/moe_$LAST.pt"
 
 step "done: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 echo $fail > "$OUT/status"
