@@ -7,8 +7,9 @@
 #                                 CUDA's into build-cuda/gpu-bundle.tar.gz (the one
 #                                 path to carry to the GPU machine).
 #   scripts/gpu_check.sh          on the GPU machine (CUDA 13 runtime, python3 with
-#                                 PyTorch): parity, then the benchmark. Target: 8 min
-#                                 on one H200. Exit 0 only when every parity check passes.
+#                                 PyTorch): parity, then the benchmark (one H200: 82 s
+#                                 with SHAPES="S B", 121 s with SHAPES=XL). Exit 0 only
+#                                 when every parity check passes.
 #
 # Parity: every transformer fixture (tests/dit_cuda.c: float32 with TF32 off
 # <= 1e-4 of the largest output, bf16 <= 2e-2; the shipped models against the
