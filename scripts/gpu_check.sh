@@ -7,8 +7,8 @@
 #                                 CUDA's into build-cuda/gpu-bundle.tar.gz (the one
 #                                 path to carry to the GPU machine).
 #   scripts/gpu_check.sh          on the GPU machine (CUDA 13 runtime, python3 with
-#                                 PyTorch): parity, then the benchmark (one H200: 82 s
-#                                 with SHAPES="S B", 121 s with SHAPES=XL). Exit 0 only
+#                                 PyTorch): parity, then the benchmark (one H200: 153 s
+#                                 for all three sizes, 82 s with SHAPES="S B"). Exit 0 only
 #                                 when every parity check passes.
 #
 # Parity: every transformer fixture (tests/dit_cuda.c: float32 with TF32 off
@@ -16,9 +16,12 @@
 # CPU), the --device CLI checks, and a DiT-MoE-S/2 random model against
 # PyTorch float32 on the same GPU (fp32 <= 1e-4; the bf16 error is printed
 # for information, since random weights have arbitrarily small routing margins).
+# Which expert GEMM ran (cuBLAS's grouped call or the per-expert fallback),
+# from cuBLAS's own API log of one forward.
 # Benchmark: DiT-MoE-S/2, B/2 and XL/2-8E2A (random weights) forwards of 2
 # and 64 rows (CFG pairs) in bf16, moedit vs PyTorch (tools/bench_torch_cuda.py)
-# in the same run, ms, TFLOP/s and the ratio; then a 50-step DDIM sample.
+# in the same run, ms, TFLOP/s, the ratio and the share of the bf16 peak the
+# same run measured (tools/cuda_peak.py); then a 50-step DDIM sample.
 # Output also goes to $OUT/gpu_check.log (OUT defaults to /tmp/moedit_gpu_check), with
 # the test programs' own logs; checkpoints and arrays go to $WORK (/tmp/moedit_gpu_work).
 # SHAPES="S B" benchmarks fewer sizes (default "S B XL"; the sample uses the last one).
@@ -98,8 +101,24 @@ if $PY tools/bench_torch_cuda.py --shape S --batch 8 --dtype fp32 --iters 1 --wa
   done
 else echo "FAIL: tools/bench_torch_cuda.py"; fail=1; fi
 
+step "expert GEMM path: cuBLAS's API log of one S/2 bf16 forward"
+# cuBLAS logs every call it receives: grouped calls that succeed mean the
+# grouped path ran; per-expert cublasGemmEx calls mean the fallback did.
+if [ -e "$W/moe_S.pt" ] && CUBLAS_LOGINFO_DBG=1 CUBLAS_LOGDEST_DBG="$W/cublas_api.log" \
+     moedit forward --model "$W/moe_S.pt" --device cuda --x "$W/S_x.npy" --t "$W/S_t.npy" --y "$W/S_y.npy" \
+       --out "$W/S_api.npy" >/dev/null; then
+  grouped=$(grep -c 'cublasGemmGroupedBatchedEx' "$W/cublas_api.log"); single=$(grep -c 'cublasGemmEx(' "$W/cublas_api.log")
+  # After one refusal the forward never asks for the grouped GEMM again.
+  path="grouped"; [ "$grouped" -le 1 ] && path="per-expert fallback"
+  echo "expert GEMMs: $path (cublasGemmGroupedBatchedEx calls: $grouped, cublasGemmEx calls: $single)"
+  grep -m3 -i -E 'not.supported|error' "$W/cublas_api.log"
+else echo "no cuBLAS API log (S/2 checkpoint missing or forward failed)"; fi
+
 step "benchmark: bf16 forwards, moedit vs PyTorch on this GPU"
-printf '%-6s %5s %12s %12s %10s %10s %8s\n' model rows torch_ms moedit_ms torch_TF moedit_TF speedup
+peak=$($PY tools/cuda_peak.py) && echo "$peak" || { echo "FAIL: tools/cuda_peak.py"; fail=1; }
+peak_tf=$(echo "$peak" | sed -n 's/^bf16 peak: \([0-9.]*\).*/\1/p')
+share() { [ -n "$peak_tf" ] && $PY -c "import sys; print('%.0f%%' % (100 * float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$peak_tf" || echo -; }
+printf '%-6s %5s %12s %12s %10s %10s %8s %8s\n' model rows torch_ms moedit_ms torch_TF moedit_TF speedup of_peak
 for shape in $SHAPES; do
   ck="$W/moe_$shape.pt"
   $PY tools/bench_torch_cuda.py --shape $shape --batch 2 64 --dtype bf16 --save "$ck" > "$W/torch_$shape.txt" ||
@@ -111,8 +130,8 @@ for shape in $SHAPES; do
       { echo "FAIL: moedit bench $shape $rows"; fail=1; continue; }
     mms=$(sed -n 's/^forward_ms: //p' "$W/moedit_${shape}_$rows.txt")
     mtf=$($PY -c "import sys; print('%.2f' % (float(sys.argv[1]) / 1000))" "$(sed -n 's/^gflops: //p' "$W/moedit_${shape}_$rows.txt")")
-    printf '%-6s %5s %12s %12s %10s %10s %8s\n' "$shape/2" $rows "$tms" "$mms" "$ttf" "$mtf" \
-      "$($PY -c "import sys; print('%.2fx' % (float(sys.argv[1]) / float(sys.argv[2])))" "$tms" "$mms")"
+    printf '%-6s %5s %12s %12s %10s %10s %8s %8s\n' "$shape/2" $rows "$tms" "$mms" "$ttf" "$mtf" \
+      "$($PY -c "import sys; print('%.2fx' % (float(sys.argv[1]) / float(sys.argv[2])))" "$tms" "$mms")" "$(share "$mtf")"
   done
   [ $shape = "$LAST" ] || rm -f "$ck"
 done
