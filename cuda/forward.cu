@@ -6,11 +6,17 @@
    by expert, the shared expert one more group of the same launch. The
    activations live in one device allocation, grown before a forward and
    never inside it. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cuda/internal.cuh"
 
 static const float one = 1.0f, zero = 0.0f;
+
+/* The bf16 attention's scores are made for this many bytes of (row, head)
+   pairs at a time, so that large batches or token counts bound the arena
+   instead of growing it by n·heads·T² floats. */
+#define MC_ATT_SCORE_BYTES ((size_t)128 << 20)
 
 /* Carves the arena for n rows: a first pass with base NULL only measures. */
 static size_t carve(mc_model *g, int n, char *base)
@@ -40,6 +46,11 @@ static size_t carve(mc_model *g, int n, char *base)
     TAKE(qkv, nt * 3 * D * 4);
     TAKE(att, nt * D * 4);
     TAKE(ff, nt * D * 4);
+    size_t T = g->tokens, pairs = (size_t)n * cf->heads, per = MC_ATT_SCORE_BYTES / (T * T * 4);
+    g->att_pairs = (int)(pairs < per ? pairs : per > 0 ? per : 1);
+    TAKE(qh, g->fp32 ? 0 : nt * 3 * D * 2);
+    TAKE(scores, g->fp32 ? 0 : (size_t)g->att_pairs * T * T * 4);
+    TAKE(probs16, g->fp32 ? 0 : (size_t)g->att_pairs * T * T * 2);
     TAKE(mid, moe ? 0 : nt * H * 4);
     TAKE(xact, g->fp32 ? 0 : nt * (D > H ? D : H) * 2);
     TAKE(probs, moe ? nt * E * 4 : 0);
@@ -135,7 +146,36 @@ static int embed_condition(mc_model *g, int n)
     return MOEDIT_OK;
 }
 
-/* a.ff = attn(a.xm): timm Attention, or the qk-norm variant. */
+/* a.att = softmax(q·kᵀ/√hd)·v on the tensor cores, bf16 operands and
+   float32 sums: per batch of (row, head) pairs, S = K·Q as one strided
+   batched product (column-major, so S's rows are the queries), its rows'
+   softmax in bf16, then O = V·P, head-major into a.ff (free until the
+   output projection), merged into a.att. */
+static int attention_tensor_cores(mc_model *g, int n)
+{
+    mc_acts *a = &g->a;
+    int T = g->tokens, hd = g->head_dim, heads = g->cfg.heads;
+    long NT = (long)n * T, pairs = (long)n * heads;
+    size_t D = g->cfg.hidden, head = (size_t)T * hd, tt = (size_t)T * T;
+    const bf16 *q = (const bf16 *)a->qh, *k = q + NT * D, *v = k + NT * D;
+    float scale = 1.0f / sqrtf((float)hd);
+    mc_split_heads(g->stream, n, T, heads, hd, a->qkv, a->qh);
+    for (long p0 = 0; p0 < pairs; p0 += g->att_pairs) {
+        int cnt = (int)(pairs - p0 < g->att_pairs ? pairs - p0 : g->att_pairs);
+        MC_BLAS(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hd, &scale, k + p0 * head, CUDA_R_16BF,
+                                           hd, head, q + p0 * head, CUDA_R_16BF, hd, head, &zero, a->scores, CUDA_R_32F,
+                                           T, tt, cnt, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        mc_softmax_rows(g->stream, (long)cnt * T, T, a->scores, a->probs16);
+        MC_BLAS(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, T, T, &one, v + p0 * head, CUDA_R_16BF,
+                                           hd, head, a->probs16, CUDA_R_16BF, T, tt, &zero, a->ff + p0 * head,
+                                           CUDA_R_32F, hd, head, cnt, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    mc_merge_heads(g->stream, n, T, heads, hd, a->ff, a->att);
+    return MOEDIT_OK;
+}
+
+/* a.ff = attn(a.xm): timm Attention, or the qk-norm variant. float32
+   (TF32 off) keeps the CUDA-core kernel, whose sums follow the CPU's. */
 static int attention(mc_model *g, const mc_block *b, int n)
 {
     const moedit_config *cf = &g->cfg;
@@ -145,7 +185,10 @@ static int attention(mc_model *g, const mc_block *b, int n)
     if (rc) return rc;
     if (cf->attention == MOEDIT_ATTN_QKNORM)
         mc_qk_layernorm(g->stream, NT, cf->heads, g->head_dim, cf->hidden, a->qkv, b->qn_w, b->qn_b, b->kn_w, b->kn_b);
-    mc_attention(g->stream, n, g->tokens, cf->heads, g->head_dim, a->qkv, a->att);
+    if (g->fp32)
+        mc_attention(g->stream, n, g->tokens, cf->heads, g->head_dim, a->qkv, a->att);
+    else if ((rc = attention_tensor_cores(g, n)))
+        return rc;
     return linear(g, NT, a->att, &b->proj, a->ff);
 }
 

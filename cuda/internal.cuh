@@ -68,6 +68,9 @@ typedef struct {
     float *x, *h, *mask, *xm;    /* [nT, D] */
     float *qkv;                  /* [nT, 3D] */
     float *att, *ff;             /* [nT, D] */
+    void *qh;                    /* bf16 [3][n·heads][T][hd]: q, k, v head-major (bf16 forward) */
+    float *scores;               /* [att_pairs, T, T] one batch of (row, head) pairs' scores */
+    void *probs16;               /* bf16 [att_pairs, T, T] their softmax */
     float *mid;                  /* [nT, H] dense hidden */
     void *xact;                  /* [nT, max(D, H)] act: a GEMM input rounded to bf16 */
     float *probs;                /* [nT, E] */
@@ -107,6 +110,7 @@ struct mc_model {
 
     mc_acts a;
     int cap;
+    int att_pairs;                /* (row, head) pairs per batch of the tensor-core attention */
     void *arena;
     int *host_count;              /* pinned [2E]: expert counts, then starts */
     void *host_routes;            /* pinned, for a tracer: idx [rows, k], w [rows, k], probs [n, E] */
@@ -135,6 +139,9 @@ void mc_gated_residual_layernorm_modulate(cudaStream_t s, long rows, int D, floa
 void mc_qk_layernorm(cudaStream_t s, long rows, int heads, int hd, int D, float *qkv, const float *qw, const float *qb,
                      const float *kw, const float *kb);
 void mc_attention(cudaStream_t s, int n, int T, int heads, int hd, const float *qkv, float *out);
+void mc_split_heads(cudaStream_t s, int n, int T, int heads, int hd, const float *qkv, void *qh);
+void mc_softmax_rows(cudaStream_t s, long rows, int T, const float *scores, void *p);
+void mc_merge_heads(cudaStream_t s, int n, int T, int heads, int hd, const float *oh, float *out);
 void mc_gelu_tanh(cudaStream_t s, size_t len, float *x);
 void mc_softmax_top_k(cudaStream_t s, long rows, int E, int k, float *probs, int *idx, float *w);
 void mc_moe_count(cudaStream_t s, long slots, int E, const int *idx, int *count);

@@ -8,6 +8,14 @@
 
 static inline unsigned blocks_for(size_t n) { return (unsigned)((n + BLOCK - 1) / BLOCK); }
 
+/* Row passes over [rows, cols]: x over a row's columns, y striding over the
+   rows, so that no thread divides an element index (64-bit divisions cost
+   these passes more than their memory traffic). */
+static inline dim3 row_grid(int cols, long rows)
+{
+    return dim3((unsigned)((cols + BLOCK - 1) / BLOCK), (unsigned)(rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -111,13 +119,15 @@ void mc_gelu_tanh(cudaStream_t s, size_t len, float *x) { gelu_tanh_kernel<<<blo
 
 __global__ void add_bias_kernel(long rows, int cols, const float *b, float *y)
 {
-    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e < (size_t)rows * cols) y[e] += b[e % cols];
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float bc = b[c];
+    for (long r = blockIdx.y; r < rows; r += gridDim.y) y[(size_t)r * cols + c] += bc;
 }
 
 void mc_add_bias(cudaStream_t s, long rows, int cols, const float *b, float *y)
 {
-    add_bias_kernel<<<blocks_for((size_t)rows * cols), BLOCK, 0, s>>>(rows, cols, b, y);
+    add_bias_kernel<<<row_grid(cols, rows), BLOCK, 0, s>>>(rows, cols, b, y);
 }
 
 __global__ void to_bf16_kernel(size_t len, const float *x, bf16 *y)
@@ -270,6 +280,64 @@ void mc_attention(cudaStream_t s, int n, int T, int heads, int hd, const float *
     attention_kernel<<<grid, ATT_WARPS * 32, smem, s>>>(T, heads, hd, qkv, out);
 }
 
+/* The bf16 forward's attention runs its two products on the tensor cores
+   (cuBLAS, forward.cu): q, k and v regrouped head-major so that each
+   (row, head) pair is one strided batch entry, the scores' softmax in
+   float32 between the products, the heads merged back after. */
+
+/* Grids of these passes: x over a token's columns, y its token, z its
+   batch row (no per-element divisions: they cost more than the copy). */
+static dim3 token_grid(int cols, int T, int n) { return dim3((unsigned)((cols + BLOCK - 1) / BLOCK), (unsigned)T, (unsigned)n); }
+
+/* qkv [n, T, 3, heads, hd] float32 → qh [3][n·heads][T][hd] bfloat16. */
+__global__ void split_heads_kernel(int n, int T, int heads, int hd, const float *qkv, bf16 *qh)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, D = heads * hd, i = blockIdx.y, b = blockIdx.z;
+    if (c >= 3 * D) return;
+    int part = c / D, h = c % D / hd, d = c % hd;
+    size_t src = ((size_t)b * T + i) * 3 * D + c;
+    qh[(size_t)part * n * T * D + (((size_t)b * heads + h) * T + i) * hd + d] = __float2bfloat16_rn(qkv[src]);
+}
+
+void mc_split_heads(cudaStream_t s, int n, int T, int heads, int hd, const float *qkv, void *qh)
+{
+    split_heads_kernel<<<token_grid(3 * heads * hd, T, n), BLOCK, 0, s>>>(n, T, heads, hd, qkv, (bf16 *)qh);
+}
+
+/* One warp per row of T scores: p = exp(s − max) / Σ, stored as bfloat16. */
+__global__ void softmax_rows_kernel(long rows, int T, const float *scores, bf16 *p)
+{
+    long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float *sr = scores + (size_t)row * T;
+    float m = -INFINITY, l = 0.0f;
+    for (int j = lane; j < T; j += 32) m = fmaxf(m, sr[j]);
+    m = warp_max(m);
+    for (int j = lane; j < T; j += 32) l += expf(sr[j] - m);
+    float inv = 1.0f / warp_sum(l);
+    for (int j = lane; j < T; j += 32) p[(size_t)row * T + j] = __float2bfloat16_rn(expf(sr[j] - m) * inv);
+}
+
+void mc_softmax_rows(cudaStream_t s, long rows, int T, const float *scores, void *p)
+{
+    softmax_rows_kernel<<<warp_blocks(rows), BLOCK, 0, s>>>(rows, T, scores, (bf16 *)p);
+}
+
+/* oh [n·heads][T][hd] → out [n, T, heads·hd]. */
+__global__ void merge_heads_kernel(int T, int heads, int hd, const float *oh, float *out)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, D = heads * hd, i = blockIdx.y, b = blockIdx.z;
+    if (c >= D) return;
+    int h = c / hd, d = c % hd;
+    out[((size_t)b * T + i) * D + c] = oh[(((size_t)b * heads + h) * T + i) * hd + d];
+}
+
+void mc_merge_heads(cudaStream_t s, int n, int T, int heads, int hd, const float *oh, float *out)
+{
+    merge_heads_kernel<<<token_grid(heads * hd, T, n), BLOCK, 0, s>>>(T, heads, hd, oh, out);
+}
+
 /* ---- routing (dit/moe.c) --------------------------------------------------- */
 
 /* Per row: softmax over E (full-precision expf: decisions hang on it), then
@@ -350,33 +418,35 @@ void mc_moe_place(cudaStream_t s, long slots, int E, int k, const int *idx, cons
 
 template <typename T> __global__ void moe_gather_kernel(long slots, int D, const float *xm, const int *slot_token, T *xg)
 {
-    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= (size_t)slots * D) return;
-    st(xg, e, xm[(size_t)slot_token[e / D] * D + e % D]);
+    int d = blockIdx.x * blockDim.x + threadIdx.x;
+    if (d >= D) return;
+    for (long r = blockIdx.y; r < slots; r += gridDim.y) st(xg, (size_t)r * D + d, xm[(size_t)slot_token[r] * D + d]);
 }
 
 void mc_moe_gather(cudaStream_t s, long slots, int D, const float *xm, const int *slot_token, void *xg, int fp32)
 {
-    unsigned nb = blocks_for((size_t)slots * D);
-    if (fp32) moe_gather_kernel<<<nb, BLOCK, 0, s>>>(slots, D, xm, slot_token, (float *)xg);
-    else moe_gather_kernel<<<nb, BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
+    dim3 grid = row_grid(D, slots);
+    if (fp32) moe_gather_kernel<<<grid, BLOCK, 0, s>>>(slots, D, xm, slot_token, (float *)xg);
+    else moe_gather_kernel<<<grid, BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
 }
 
 /* mid rows [gate | up] of width 2H: gate ← SiLU(gate)·up, in place. */
 template <typename T> __global__ void swiglu_kernel(long rows, int H, T *mid)
 {
-    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= (size_t)rows * H) return;
-    size_t r = e / H, i = e % H, g = r * 2 * H + i;
-    float a = ld(mid, g), u = ld(mid, g + H);
-    st(mid, g, a / (1.0f + expf(-a)) * u);
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= H) return;
+    for (long r = blockIdx.y; r < rows; r += gridDim.y) {
+        size_t g = (size_t)r * 2 * H + i;
+        float a = ld(mid, g), u = ld(mid, g + H);
+        st(mid, g, a / (1.0f + expf(-a)) * u);
+    }
 }
 
 void mc_swiglu(cudaStream_t s, long rows, int H, void *mid, int fp32)
 {
-    unsigned nb = blocks_for((size_t)rows * H);
-    if (fp32) swiglu_kernel<<<nb, BLOCK, 0, s>>>(rows, H, (float *)mid);
-    else swiglu_kernel<<<nb, BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
+    dim3 grid = row_grid(H, rows);
+    if (fp32) swiglu_kernel<<<grid, BLOCK, 0, s>>>(rows, H, (float *)mid);
+    else swiglu_kernel<<<grid, BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
 }
 
 /* ff = Σ w·expert in ascending expert order (upstream's scatter-add
@@ -385,27 +455,29 @@ template <typename T>
 __global__ void moe_combine_kernel(long tokens, int D, int k, const int *idx, const float *w, const int *slot_pos,
                                    const T *eout, const T *sout, float *ff)
 {
-    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= (size_t)tokens * D) return;
-    size_t tok = e / D, d = e % D;
-    const int *it = idx + tok * k;
-    float acc = 0.0f;
-    for (int c = 0, prev = -1; c < k; c++) {
-        int j = -1;
-        for (int q = 0; q < k; q++)
-            if (it[q] > prev && (j < 0 || it[q] < it[j])) j = q;
-        prev = it[j];
-        float v = w[tok * k + j] * ld(eout, (size_t)slot_pos[tok * k + j] * D + d);
-        acc = c == 0 ? v : acc + v;
+    int d = blockIdx.x * blockDim.x + threadIdx.x;
+    if (d >= D) return;
+    for (long tok = blockIdx.y; tok < tokens; tok += gridDim.y) {
+        const int *it = idx + tok * k;
+        size_t e = (size_t)tok * D + d;
+        float acc = 0.0f;
+        for (int c = 0, prev = -1; c < k; c++) {
+            int j = -1;
+            for (int q = 0; q < k; q++)
+                if (it[q] > prev && (j < 0 || it[q] < it[j])) j = q;
+            prev = it[j];
+            float v = w[tok * k + j] * ld(eout, (size_t)slot_pos[tok * k + j] * D + d);
+            acc = c == 0 ? v : acc + v;
+        }
+        if (sout) acc += ld(sout, e);
+        ff[e] = acc;
     }
-    if (sout) acc += ld(sout, e);
-    ff[e] = acc;
 }
 
 void mc_moe_combine(cudaStream_t s, long tokens, int D, int k, const int *idx, const float *w, const int *slot_pos,
                     const void *eout, const void *sout, float *ff, int fp32)
 {
-    unsigned nb = blocks_for((size_t)tokens * D);
+    dim3 nb = row_grid(D, tokens);
     if (fp32)
         moe_combine_kernel<<<nb, BLOCK, 0, s>>>(tokens, D, k, idx, w, slot_pos, (const float *)eout,
                                                 (const float *)sout, ff);
