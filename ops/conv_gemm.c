@@ -47,7 +47,7 @@
 #include "ops/simd512.h"
 
 #define NR ME_GEMM_NR
-#define KC_LIMIT 512          /* the largest K block any plan gives (bf16 pairs: 2 × 256) */
+#define KC_LIMIT 512          /* the largest K block any plan gives (float32 384, bf16 pairs 512) */
 #define KC_AMX 384            /* AMX K block bound: its bf16 B panel, 24 KB, stays in L1 */
 /* One thread's block of output, 1 MB: measured on the Zen 3 host, 256 KB
    blocks (3 pixel panels at 512 channels) ran the 512- and 128-channel 3×3

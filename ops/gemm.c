@@ -51,10 +51,12 @@
 
 #define MR ME_GEMM_MR_AVX512
 #define NR ME_GEMM_NR
-#define KC_MAX 256       /* float32 K block bound (bf16: twice), for the stack buffers */
+#define KC_MAX_AVX512 384  /* float32 K block bounds of the tiles */
+#define KC_MAX_AVX2 256
+#define KC_MAX_BF16 512  /* bf16 K block bound (ops/conv_gemm.c's KC_LIMIT) */
 #define ABUF_FLOATS 131072 /* one thread's packed A: 512 KB on its stack */
 #define MC_FLOATS 65536  /* bound of the MC×KC A block of the K-block-outer order (256 KB) */
-#define NC (NR * 16)     /* me_sgemm's B block: 512 columns */
+#define SGEMM_B_FLOATS (256 * NR * 16)   /* me_sgemm's B block on the stack (512 KB): KC × NC */
 
 /* Below this many flops a parallel region costs more than it saves. */
 #define PAR_MIN_FLOPS 2e6
@@ -197,16 +199,17 @@ ME_AVX512_END
 /* Tile shape and block sizes for this CPU, fixed at the first product. */
 typedef struct {
     int mr;                /* tile rows: MR (AVX-512) or ME_GEMM_MR_AVX2 */
-    int kc;                /* float32 K block bound; bf16 takes 2·kc (the same bytes) */
+    int kc;                /* float32 K block bound */
+    int kc_bf16;           /* bf16 K block bound: 2·kc (the same bytes) up to KC_MAX_BF16 */
     long mc_bytes;         /* bound of a packed A block */
     const kernel_fn *f32;  /* tiles by live rows */
 } gemm_plan;
 
 static gemm_plan the_plan;
 
-/* KC: the B columns a tile streams per pass over k fill L1d, up to KC_MAX
-   — the AVX-512 tile all 32 columns of a KC×32 micro-panel per k, the AVX2
-   tile one 16-column half after the other. The panel is then re-read
+/* KC: the B columns a tile streams per pass over k fill L1d, up to
+   KC_MAX_AVX512 or KC_MAX_AVX2 — the AVX-512 tile all 32 columns of a KC×32 micro-panel per
+   k, the AVX2 tile one 16-column half after the other. The panel is then re-read
    partly from L2 by each tile, at 128 bytes per 28 FMAs, far below L2's
    bandwidth; what a longer K block buys is fewer passes of C through the
    store and of the tiles' start and drain. Measured on a Zen 3 core (AVX2,
@@ -214,8 +217,12 @@ static gemm_plan the_plan;
    on a Zen 4 core (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone
    115.6 against 113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 %
    (float32) and 4.5 % (bf16, K blocks of 512) faster, the VAE decode and
-   Inception unchanged. KC is rounded down to 16, within the stack
-   buffers; MC is mc_rows'. */
+   Inception unchanged. On a Zen 5 core (48 KB L1d) KC 384 against 256,
+   alternate forwards of one process: float32 S/2 and B/2 CFG pairs and
+   batches of 16 1.7–3.9 % faster in five of six runs (one even), the
+   K = 384 products then one K block; bf16 (768 against 512) even, so bf16
+   stays at 512; the VAE decode and Inception even (±1 %). KC is rounded
+   down to 16; MC is mc_rows'. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
@@ -225,11 +232,12 @@ static const gemm_plan *plan(void)
     p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
     int cols = p.mr == MR ? NR : NR / 2;
-    long kc = l1 / (cols * (long)sizeof(float)) / 16 * 16;
-    p.kc = kc < 64 ? 64 : kc > KC_MAX ? KC_MAX : (int)kc;
+    long kc = l1 / (cols * (long)sizeof(float)) / 16 * 16, kc_max = p.mr == MR ? KC_MAX_AVX512 : KC_MAX_AVX2;
+    p.kc = kc < 64 ? 64 : kc > kc_max ? (int)kc_max : (int)kc;
+    p.kc_bf16 = 2 * p.kc < KC_MAX_BF16 ? 2 * p.kc : KC_MAX_BF16;
     p.mc_bytes = l2 / 2 < MC_FLOATS * (long)sizeof(float) ? l2 / 2 : MC_FLOATS * (long)sizeof(float);
     /* Racing first calls compute the same plan; mr, stored last, publishes it. */
-    the_plan.kc = p.kc, the_plan.mc_bytes = p.mc_bytes, the_plan.f32 = p.f32;
+    the_plan.kc = p.kc, the_plan.kc_bf16 = p.kc_bf16, the_plan.mc_bytes = p.mc_bytes, the_plan.f32 = p.f32;
     __atomic_store_n(&the_plan.mr, p.mr, __ATOMIC_RELEASE);
     return &the_plan;
 }
@@ -600,7 +608,7 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         return;
     }
     gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
-    int np = me_gemm_panels(n), kc_max = b->bf16 ? 2 * plan()->kc : plan()->kc, kc = k_block(k, kc_max);
+    int np = me_gemm_panels(n), kc_max = b->bf16 ? plan()->kc_bf16 : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(&g, m, k, kc, np, nt);
     /* One thread (a product inside the MoE or attention regions) runs
        without a team: opening a team of one costs more than a small product. */
@@ -645,16 +653,17 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
         return;
     }
     /* B in blocks of KC×NC, packed by all threads together into the calling
-       thread's stack, then multiplied as in me_gemm. */
-    _Alignas(64) float bbuf[KC_MAX * NC];
+       thread's stack, then multiplied as in me_gemm: the same K blocks, so
+       the same sums; NC is what the buffer holds at this KC (≥ 320 columns). */
+    _Alignas(64) float bbuf[SGEMM_B_FLOATS];
     gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
-    int kc = k_block(k, plan()->kc);
+    int kc = k_block(k, plan()->kc), nc_max = SGEMM_B_FLOATS / (kc * NR) * NR;
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)
     {
         _Alignas(64) float abuf[MC_FLOATS];   /* block_product's A blocks only */
-        for (int j0 = 0; j0 < n; j0 += NC) {
-            int nc = n - j0 < NC ? n - j0 : NC, np = me_gemm_panels(nc);
+        for (int j0 = 0; j0 < n; j0 += nc_max) {
+            int nc = n - j0 < nc_max ? n - j0 : nc_max, np = me_gemm_panels(nc);
             for (int k0 = 0; k0 < k; k0 += kc) {
                 int kb = k - k0 < kc ? k - k0 : kc;
                 #pragma omp for schedule(static)
@@ -689,7 +698,7 @@ int me_gemm_tile_plan(int bf16, me_tile_plan *p)
     if (!me_gemm_native(bf16)) return 0;
     const gemm_plan *pl = plan();
     p->mr = pl->mr;
-    p->kc = bf16 ? 2 * pl->kc : pl->kc;
+    p->kc = bf16 ? pl->kc_bf16 : pl->kc;
     p->tiles = bf16 ? kernels_bf16 : pl->f32;
     return 1;
 }

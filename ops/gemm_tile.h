@@ -65,7 +65,7 @@ void me_gemm_tile_span(int rows, int tiles, int mr, int t, int *r0, int *live);
 /* The tiles and K block bound me_gemm uses on this CPU, for the
    convolutions (ops/conv_gemm.c), which pack their own operands: float32
    tiles (bf16 0) or bfloat16-pair tiles (bf16 1, AVX512-BF16 only). kc is
-   the K block bound in elements (bf16: twice the float32 one). Returns 0,
+   the K block bound in elements (bf16: its own, up to twice the float32 one). Returns 0,
    filling nothing, where no own kernel of that kind runs. */
 typedef struct {
     int mr, kc;
