@@ -47,10 +47,11 @@ static size_t carve(mc_model *g, int n, char *base)
     TAKE(att, nt * D * 4);
     TAKE(ff, nt * D * 4);
     size_t T = g->tokens, pairs = (size_t)n * cf->heads, per = MC_ATT_SCORE_BYTES / (T * T * 4);
-    g->att_pairs = (int)(pairs < per ? pairs : per > 0 ? per : 1);
+    size_t att_pairs = pairs < per ? pairs : per > 0 ? per : 1;
+    if (base) g->att_pairs = (int)att_pairs;   /* only with the arena it sizes */
     TAKE(qh, g->fp32 ? 0 : nt * 3 * D * 2);
-    TAKE(scores, g->fp32 ? 0 : (size_t)g->att_pairs * T * T * 4);
-    TAKE(probs16, g->fp32 ? 0 : (size_t)g->att_pairs * T * T * 2);
+    TAKE(scores, g->fp32 ? 0 : att_pairs * T * T * 4);
+    TAKE(probs16, g->fp32 ? 0 : att_pairs * T * T * 2);
     TAKE(mid, moe ? 0 : nt * H * 4);
     TAKE(xact, g->fp32 ? 0 : nt * (D > H ? D : H) * 2);
     TAKE(probs, moe ? nt * E * 4 : 0);
@@ -147,10 +148,11 @@ static int embed_condition(mc_model *g, int n)
 }
 
 /* a.att = softmax(q·kᵀ/√hd)·v on the tensor cores, bf16 operands and
-   float32 sums: per batch of (row, head) pairs, S = K·Q as one strided
-   batched product (column-major, so S's rows are the queries), its rows'
-   softmax in bf16, then O = V·P, head-major into a.ff (free until the
-   output projection), merged into a.att. */
+   float32 sums: per batch of (row, head) pairs, the scores as one strided
+   batched product (cuBLAS's column-major Kᵀ·Q, whose columns are the
+   queries' rows of S), each row's softmax (float32, stored as bf16), then
+   O = P·V (column-major V·P), head-major into a.ff (free until the output
+   projection), merged into a.att. */
 static int attention_tensor_cores(mc_model *g, int n)
 {
     mc_acts *a = &g->a;
