@@ -13,11 +13,6 @@
 
 static const float one = 1.0f, zero = 0.0f;
 
-/* The bf16 attention's scores are made for this many bytes of (row, head)
-   pairs at a time, so that large batches or token counts bound the arena
-   instead of growing it by n·heads·T² floats. */
-#define MC_ATT_SCORE_BYTES ((size_t)128 << 20)
-
 /* Carves the arena for n rows: a first pass with base NULL only measures. */
 static size_t carve(mc_model *g, int n, char *base)
 {
@@ -46,7 +41,7 @@ static size_t carve(mc_model *g, int n, char *base)
     TAKE(qkv, nt * 3 * D * 4);
     TAKE(att, nt * D * 4);
     TAKE(ff, nt * D * 4);
-    size_t T = g->tokens, pairs = (size_t)n * cf->heads, per = MC_ATT_SCORE_BYTES / (T * T * 4);
+    size_t T = g->tokens, pairs = (size_t)n * cf->heads, per = g->score_bytes / (T * T * 4);
     size_t att_pairs = pairs < per ? pairs : per > 0 ? per : 1;
     if (base) g->att_pairs = (int)att_pairs;   /* only with the arena it sizes */
     TAKE(qh, g->fp32 ? 0 : nt * 3 * D * 2);

@@ -110,6 +110,7 @@ struct mc_model {
 
     mc_acts a;
     int cap;
+    size_t score_bytes;           /* bound on one batch of the bf16 attention's float32 scores */
     int att_pairs;                /* (row, head) pairs per batch of the tensor-core attention */
     void *arena;
     int *host_count;              /* pinned [2E]: expert counts, then starts */

@@ -243,6 +243,22 @@ static int upload(mc_model *g, const mc_dims *d, const source *src)
     return MOEDIT_OK;
 }
 
+/* The bf16 attention makes its scores this many bytes of (row, head) pairs
+   at a time, so that large batches or token counts bound the arena instead
+   of growing it by n·heads·T² floats: 128 MB, or MOEDIT_CUDA_SCORE_BYTES (a
+   smaller bound for a GPU shared with other work, and for the tests, which
+   force several batches on small models). */
+static size_t score_bytes(void)
+{
+    const char *v = getenv("MOEDIT_CUDA_SCORE_BYTES");
+    if (v && *v) {
+        char *end;
+        double b = strtod(v, &end);
+        if (*end == 0 && b >= 1) return (size_t)b;
+    }
+    return (size_t)128 << 20;
+}
+
 extern "C" int mc_model_upload(const mc_dims *d, mc_tensor_fn tensor, void *user, int device, int fp32, mc_model **out)
 {
     *out = NULL;
@@ -254,6 +270,7 @@ extern "C" int mc_model_upload(const mc_dims *d, mc_tensor_fn tensor, void *user
     g->tokens = d->tokens, g->grid = d->grid, g->head_dim = d->head_dim;
     g->table_rows = d->table_rows, g->tasks = d->tasks;
     g->device = device, g->fp32 = fp32;
+    g->score_bytes = score_bytes();
     source src = {tensor, user};
     int rc = MOEDIT_OK, E = g->cfg.num_experts > 0 ? g->cfg.num_experts : 1;
     cudaError_t e = cudaSetDevice(device);

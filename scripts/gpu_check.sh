@@ -15,7 +15,8 @@
 # <= 1e-4 of the largest output, bf16 <= 2e-2; the shipped models against the
 # CPU), the --device CLI checks, and a DiT-MoE-S/2 random model against
 # PyTorch float32 on the same GPU (fp32 <= 1e-4; the bf16 error is printed
-# for information, since random weights have arbitrarily small routing margins).
+# for information, since random weights have arbitrarily small routing margins),
+# and its bf16 forward with the attention scores in ten batches against one.
 # Which expert GEMM ran (cuBLAS's grouped call or the per-expert fallback),
 # from cuBLAS's own API log of one forward.
 # Benchmark: DiT-MoE-S/2, B/2 and XL/2-8E2A (random weights) forwards of 2
@@ -99,6 +100,13 @@ if $PY tools/bench_torch_cuda.py --shape S --batch 8 --dtype fp32 --iters 1 --wa
       else echo "FAIL S/2 $prec: relative error $e > $lim"; fail=1; fi
     else echo "FAIL S/2 $prec: moedit forward"; fail=1; fi
   done
+  # 8 rows × 6 heads = 48 (row, head) pairs of 256×256 scores; a 1.25 MB
+  # bound makes ten batches (the last one 3 pairs) instead of one.
+  if MOEDIT_CUDA_SCORE_BYTES=1310720 moedit forward --model "$W/moe_S.pt" --device cuda --x "$W/S_x.npy" \
+       --t "$W/S_t.npy" --y "$W/S_y.npy" --out "$W/S_moedit_batches.npy"; then
+    echo "S/2 bf16, attention scores in 10 batches vs 1: relative difference $(rel_err "$W/S_moedit_batches.npy" \
+      "$W/S_moedit_bf16.npy") (information: the batch count may change cuBLAS's kernel)"
+  else echo "FAIL S/2 bf16 in score batches: moedit forward"; fail=1; fi
 else echo "FAIL: tools/bench_torch_cuda.py"; fail=1; fi
 
 step "expert GEMM path: cuBLAS's API log of one S/2 bf16 forward"

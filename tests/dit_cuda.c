@@ -86,6 +86,15 @@ Test(dit_cuda, bf16_moe_qknorm) { check_fixture("moe_qknorm", "moe_qknorm", "_ou
 Test(dit_cuda, bf16_switch_dmoe) { check_fixture("switch_dmoe", "switch_dmoe", "_out.npy", 0, 2e-2); }
 Test(dit_cuda, bf16_switch_dtr) { check_fixture("switch_dtr", "switch_dtr", "_out.npy", 0, 2e-2); }
 
+/* The tensor-core attention in several score batches: moe_top2's 4 rows ×
+   2 heads are 8 (row, head) pairs of 16×16 float32 scores (1 KB each); a
+   3 KB bound makes batches of 3, 3 and 2 pairs. */
+Test(dit_cuda, bf16_attention_in_score_batches)
+{
+    setenv("MOEDIT_CUDA_SCORE_BYTES", "3072", 1);
+    check_fixture("moe_top2", "moe_top2", "_out.npy", 0, 2e-2);
+}
+
 /* A shipped model (8 experts, 16 tokens) at 33 rows on the GPU after a
    1-row forward (the arena grows between them) against the CPU forward,
    itself checked against PyTorch by tests/dit_forward.c. */
