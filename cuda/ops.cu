@@ -28,6 +28,19 @@ __device__ __forceinline__ float warp_max(float v)
     return v;
 }
 
+/* Eight floats at a 16-byte aligned p as eight bf16 (round to nearest) in
+   one 16-byte word: the wide passes below move memory in 16-byte accesses,
+   which these memory-bound copies need to approach the bandwidth. */
+__device__ __forceinline__ uint4 bf16x8(const float *p)
+{
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    uint4 r;
+    __nv_bfloat162 *h = (__nv_bfloat162 *)&r;
+    h[0] = __floats2bfloat162_rn(a.x, a.y), h[1] = __floats2bfloat162_rn(a.z, a.w);
+    h[2] = __floats2bfloat162_rn(b.x, b.y), h[3] = __floats2bfloat162_rn(b.z, b.w);
+    return r;
+}
+
 template <typename T> __device__ __forceinline__ float ld(const T *p, size_t i);
 template <> __device__ __forceinline__ float ld<float>(const float *p, size_t i) { return p[i]; }
 template <> __device__ __forceinline__ float ld<bf16>(const bf16 *p, size_t i) { return __bfloat162float(p[i]); }
@@ -125,9 +138,23 @@ __global__ void add_bias_kernel(long rows, int cols, const float *b, float *y)
     for (long r = blockIdx.y; r < rows; r += gridDim.y) y[(size_t)r * cols + c] += bc;
 }
 
+/* Four columns a thread (cols % 4 == 0). */
+__global__ void add_bias4_kernel(long rows, int cols, const float *b, float *y)
+{
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (c >= cols) return;
+    float4 bc = *(const float4 *)(b + c);
+    for (long r = blockIdx.y; r < rows; r += gridDim.y) {
+        float4 *p = (float4 *)(y + (size_t)r * cols + c), v = *p;
+        v.x += bc.x, v.y += bc.y, v.z += bc.z, v.w += bc.w;
+        *p = v;
+    }
+}
+
 void mc_add_bias(cudaStream_t s, long rows, int cols, const float *b, float *y)
 {
-    add_bias_kernel<<<row_grid(cols, rows), BLOCK, 0, s>>>(rows, cols, b, y);
+    if (cols % 4 == 0) add_bias4_kernel<<<row_grid(cols / 4, rows), BLOCK, 0, s>>>(rows, cols, b, y);
+    else add_bias_kernel<<<row_grid(cols, rows), BLOCK, 0, s>>>(rows, cols, b, y);
 }
 
 __global__ void to_bf16_kernel(size_t len, const float *x, bf16 *y)
@@ -136,9 +163,16 @@ __global__ void to_bf16_kernel(size_t len, const float *x, bf16 *y)
     if (e < len) y[e] = __float2bfloat16_rn(x[e]);
 }
 
+__global__ void to_bf16x8_kernel(size_t len, const float *x, uint4 *y)
+{
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e < len / 8) y[e] = bf16x8(x + 8 * e);
+}
+
 void mc_to_bf16(cudaStream_t s, size_t len, const float *x, void *y)
 {
-    to_bf16_kernel<<<blocks_for(len), BLOCK, 0, s>>>(len, x, (bf16 *)y);
+    if (len % 8 == 0) to_bf16x8_kernel<<<blocks_for(len / 8), BLOCK, 0, s>>>(len, x, (uint4 *)y);
+    else to_bf16_kernel<<<blocks_for(len), BLOCK, 0, s>>>(len, x, (bf16 *)y);
 }
 
 /* ---- adaLN (ops/norm.c op_layernorm_modulate and the gated residuals) ----- */
@@ -299,9 +333,21 @@ __global__ void split_heads_kernel(int n, int T, int heads, int hd, const float 
     qh[(size_t)part * n * T * D + (((size_t)b * heads + h) * T + i) * hd + d] = __float2bfloat16_rn(qkv[src]);
 }
 
+/* Eight columns a thread, all in one head (hd % 8 == 0). */
+__global__ void split_heads8_kernel(int n, int T, int heads, int hd, const float *qkv, bf16 *qh)
+{
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * 8, D = heads * hd, i = blockIdx.y, b = blockIdx.z;
+    if (c >= 3 * D) return;
+    int part = c / D, h = c % D / hd, d = c % hd;
+    size_t src = ((size_t)b * T + i) * 3 * D + c;
+    *(uint4 *)(qh + (size_t)part * n * T * D + (((size_t)b * heads + h) * T + i) * hd + d) = bf16x8(qkv + src);
+}
+
 void mc_split_heads(cudaStream_t s, int n, int T, int heads, int hd, const float *qkv, void *qh)
 {
-    split_heads_kernel<<<token_grid(3 * heads * hd, T, n), BLOCK, 0, s>>>(n, T, heads, hd, qkv, (bf16 *)qh);
+    if (hd % 8 == 0)
+        split_heads8_kernel<<<token_grid(3 * heads * hd / 8, T, n), BLOCK, 0, s>>>(n, T, heads, hd, qkv, (bf16 *)qh);
+    else split_heads_kernel<<<token_grid(3 * heads * hd, T, n), BLOCK, 0, s>>>(n, T, heads, hd, qkv, (bf16 *)qh);
 }
 
 /* One warp per row of T scores: p = exp(s − max) / Σ, stored as bfloat16. */
@@ -423,11 +469,21 @@ template <typename T> __global__ void moe_gather_kernel(long slots, int D, const
     for (long r = blockIdx.y; r < slots; r += gridDim.y) st(xg, (size_t)r * D + d, xm[(size_t)slot_token[r] * D + d]);
 }
 
+/* bf16, eight columns a thread (D % 8 == 0). */
+__global__ void moe_gather_bf16x8_kernel(long slots, int D, const float *xm, const int *slot_token, bf16 *xg)
+{
+    int d = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (d >= D) return;
+    for (long r = blockIdx.y; r < slots; r += gridDim.y)
+        *(uint4 *)(xg + (size_t)r * D + d) = bf16x8(xm + (size_t)slot_token[r] * D + d);
+}
+
 void mc_moe_gather(cudaStream_t s, long slots, int D, const float *xm, const int *slot_token, void *xg, int fp32)
 {
-    dim3 grid = row_grid(D, slots);
-    if (fp32) moe_gather_kernel<<<grid, BLOCK, 0, s>>>(slots, D, xm, slot_token, (float *)xg);
-    else moe_gather_kernel<<<grid, BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
+    if (fp32) moe_gather_kernel<<<row_grid(D, slots), BLOCK, 0, s>>>(slots, D, xm, slot_token, (float *)xg);
+    else if (D % 8 == 0)
+        moe_gather_bf16x8_kernel<<<row_grid(D / 8, slots), BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
+    else moe_gather_kernel<<<row_grid(D, slots), BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
 }
 
 /* mid rows [gate | up] of width 2H: gate ← SiLU(gate)·up, in place. */
