@@ -41,6 +41,10 @@ __device__ __forceinline__ uint4 bf16x8(const float *p)
     return r;
 }
 
+/* The 16-byte passes' condition on the pointers they are handed (arena
+   fields and cudaMalloc'ed weights are; a slice elsewhere might not be). */
+static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 template <typename T> __device__ __forceinline__ float ld(const T *p, size_t i);
 template <> __device__ __forceinline__ float ld<float>(const float *p, size_t i) { return p[i]; }
 template <> __device__ __forceinline__ float ld<bf16>(const bf16 *p, size_t i) { return __bfloat162float(p[i]); }
@@ -153,7 +157,7 @@ __global__ void add_bias4_kernel(long rows, int cols, const float *b, float *y)
 
 void mc_add_bias(cudaStream_t s, long rows, int cols, const float *b, float *y)
 {
-    if (cols % 4 == 0) add_bias4_kernel<<<row_grid(cols / 4, rows), BLOCK, 0, s>>>(rows, cols, b, y);
+    if (cols % 4 == 0 && aligned16(b) && aligned16(y)) add_bias4_kernel<<<row_grid(cols / 4, rows), BLOCK, 0, s>>>(rows, cols, b, y);
     else add_bias_kernel<<<row_grid(cols, rows), BLOCK, 0, s>>>(rows, cols, b, y);
 }
 
@@ -171,7 +175,7 @@ __global__ void to_bf16x8_kernel(size_t len, const float *x, uint4 *y)
 
 void mc_to_bf16(cudaStream_t s, size_t len, const float *x, void *y)
 {
-    if (len % 8 == 0) to_bf16x8_kernel<<<blocks_for(len / 8), BLOCK, 0, s>>>(len, x, (uint4 *)y);
+    if (len % 8 == 0 && aligned16(x) && aligned16(y)) to_bf16x8_kernel<<<blocks_for(len / 8), BLOCK, 0, s>>>(len, x, (uint4 *)y);
     else to_bf16_kernel<<<blocks_for(len), BLOCK, 0, s>>>(len, x, (bf16 *)y);
 }
 
@@ -345,7 +349,7 @@ __global__ void split_heads8_kernel(int n, int T, int heads, int hd, const float
 
 void mc_split_heads(cudaStream_t s, int n, int T, int heads, int hd, const float *qkv, void *qh)
 {
-    if (hd % 8 == 0)
+    if (hd % 8 == 0 && aligned16(qkv) && aligned16(qh))
         split_heads8_kernel<<<token_grid(3 * heads * hd / 8, T, n), BLOCK, 0, s>>>(n, T, heads, hd, qkv, (bf16 *)qh);
     else split_heads_kernel<<<token_grid(3 * heads * hd, T, n), BLOCK, 0, s>>>(n, T, heads, hd, qkv, (bf16 *)qh);
 }
@@ -481,7 +485,7 @@ __global__ void moe_gather_bf16x8_kernel(long slots, int D, const float *xm, con
 void mc_moe_gather(cudaStream_t s, long slots, int D, const float *xm, const int *slot_token, void *xg, int fp32)
 {
     if (fp32) moe_gather_kernel<<<row_grid(D, slots), BLOCK, 0, s>>>(slots, D, xm, slot_token, (float *)xg);
-    else if (D % 8 == 0)
+    else if (D % 8 == 0 && aligned16(xm) && aligned16(xg))
         moe_gather_bf16x8_kernel<<<row_grid(D / 8, slots), BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
     else moe_gather_kernel<<<row_grid(D, slots), BLOCK, 0, s>>>(slots, D, xm, slot_token, (bf16 *)xg);
 }
@@ -522,7 +526,7 @@ __global__ void swiglu_bf16x8_kernel(long rows, int H, bf16 *mid)
 void mc_swiglu(cudaStream_t s, long rows, int H, void *mid, int fp32)
 {
     if (fp32) swiglu_kernel<<<row_grid(H, rows), BLOCK, 0, s>>>(rows, H, (float *)mid);
-    else if (H % 8 == 0) swiglu_bf16x8_kernel<<<row_grid(H / 8, rows), BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
+    else if (H % 8 == 0 && aligned16(mid)) swiglu_bf16x8_kernel<<<row_grid(H / 8, rows), BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
     else swiglu_kernel<<<row_grid(H, rows), BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
 }
 

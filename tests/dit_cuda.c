@@ -93,6 +93,7 @@ Test(dit_cuda, bf16_attention_in_score_batches)
 {
     setenv("MOEDIT_CUDA_SCORE_BYTES", "3072", 1);
     check_fixture("moe_top2", "moe_top2", "_out.npy", 0, 2e-2);
+    unsetenv("MOEDIT_CUDA_SCORE_BYTES");
 }
 
 /* A shipped model (8 experts, 16 tokens) at 33 rows on the GPU after a
