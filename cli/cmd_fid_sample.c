@@ -15,11 +15,19 @@
    atomically after every batch; --resume checks the settings, cuts the
    partial file back to that count and goes on, so a killed run loses at most
    the batch in flight. OUT.npz itself is written (atomically) only at the
-   end, then the two sidecar files are removed. */
+   end, then the two sidecar files are removed.
+
+   Small models (a guided forward of one batch under WORKER_FLOPS) keep the
+   threads of one forward waiting on each other more than working: there
+   every thread samples whole batches of its own, with its own copy of the
+   model and the VAE and one thread inside, and the batches are appended in
+   order. A sample's bytes do not depend on the thread count, so the file
+   is the same either way. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +37,7 @@
 #include "core/core.h"
 #include "image/image.h"
 #include "moedit.h"
+#include "ops/gemm.h"
 #include "sampler/sampler.h"
 #include "trace/trace.h"
 #include "weights/npy.h"
@@ -36,6 +45,11 @@
 #define CMD "fid-sample"
 #define STATE_MAGIC "moedit fid-sample state 1"
 #define COPY_CHUNK ((size_t)8 << 20)
+/* Batch workers below this many FLOPs per guided forward of a batch
+   (fmnist-moe, 16 samples: 1.1 GFLOP); measured in docs/performance.md,
+   "fid-sample's batch workers". */
+#define WORKER_FLOPS 20e9
+#define MAX_WORKERS 64
 
 typedef struct {
     cli_sampling s;
@@ -105,33 +119,43 @@ static int parse_args(fs_args *a)
     return 0;
 }
 
+/* One thread's model, VAE and batch buffers (worker 0: the run's own). */
 typedef struct {
     moedit_model *m;
     moedit_vae *vae;
-    me_trace *tr;
-    FILE *part;
+    moedit_sample_options o;
     float *latents, *z, *img;
     uint8_t *u8;
     int64_t *labels;
     uint64_t *seeds;
+} fs_worker;
+
+typedef struct {
+    fs_worker w[MAX_WORKERS];
+    int workers;
+    me_trace *tr;
+    FILE *part;
     int fresh;        /* this run created .partial and .state and has finished no batch yet */
 } fs_state;
 
 static void release(fs_state *st)
 {
     if (st->tr) {
-        moedit_model_set_tracer(st->m, NULL, NULL);
+        moedit_model_set_tracer(st->w[0].m, NULL, NULL);
         me_trace_abort(st->tr);
     }
     if (st->part) fclose(st->part);
-    moedit_vae_free(st->vae);
-    moedit_model_free(st->m);
-    free(st->latents);
-    free(st->z);
-    free(st->img);
-    free(st->u8);
-    free(st->labels);
-    free(st->seeds);
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        fs_worker *w = &st->w[i];
+        moedit_vae_free(w->vae);
+        moedit_model_free(w->m);
+        free(w->latents);
+        free(w->z);
+        free(w->img);
+        free(w->u8);
+        free(w->labels);
+        free(w->seeds);
+    }
 }
 
 /* Streams the partial file's images and the labels into the final npz. */
@@ -168,6 +192,56 @@ static int finish_npz(const fs_args *a, FILE *part, const cli_shard_meta *meta, 
     return me_zip_writer_finish(&w);
 }
 
+/* Batch buffers of worker w for batches of B samples; u8 holds at least
+   u8_bytes (worker 0's also serves finish_npz). */
+static int worker_buffers(fs_worker *w, size_t B, size_t latent, size_t image, size_t u8_bytes)
+{
+    w->latents = me_alloc(sizeof(float) * B * latent);
+    w->z = me_alloc(sizeof(float) * B * latent);
+    w->img = me_alloc(sizeof(float) * B * image);
+    w->u8 = me_alloc(u8_bytes);
+    w->labels = me_alloc(sizeof(int64_t) * B);
+    w->seeds = me_alloc(sizeof(uint64_t) * B);
+    return w->latents && w->z && w->img && w->u8 && w->labels && w->seeds ? MOEDIT_OK : MOEDIT_EINTERNAL;
+}
+
+/* Threads that sample batches side by side: one (each forward and decode
+   uses all the threads) unless the model is small, runs on the CPU's own
+   kernels and no trace is kept (its rows are batch-local, in order). */
+static int worker_count(const fs_args *a, moedit_model *m, const moedit_load_options *lo, int64_t batches)
+{
+    int t = me_threads_max();
+    if (t < 2 || a->trace || lo->device.kind != MOEDIT_DEVICE_CPU || !me_gemm_native(0) ||
+        moedit_model_flops(m, 2 * a->batch) > WORKER_FLOPS)
+        return 1;
+    if (t > MAX_WORKERS) t = MAX_WORKERS;
+    return batches < t ? (int)batches : t;
+}
+
+/* Samples [i0, i0 + n) into w->u8 as HWC uint8 images (grayscale replicated
+   to RGB). */
+static int make_batch(const fs_args *a, fs_worker *w, int64_t i0, int n, int px)
+{
+    const moedit_config *c = moedit_model_config(w->m);
+    const int C = c->in_channels, S = c->input_size, oc = moedit_vae_out_channels(w->vae);
+    const float sf = moedit_vae_scaling_factor(w->vae);
+    const size_t plane = (size_t)px * px, img_bytes = plane * 3;
+    for (int r = 0; r < n; r++) {
+        w->labels[r] = label_of(a, w->o.seed, i0 + r, c->num_classes);
+        w->seeds[r] = me_native_row_seed(w->o.seed, (uint64_t)(i0 + r));
+    }
+    w->o.row_seeds = w->seeds;
+    int e = moedit_sample(w->m, &w->o, n, w->labels, w->latents);
+    if (e) return e;
+    for (size_t i = 0; i < (size_t)n * C * S * S; i++) w->z[i] = w->latents[i] / sf;
+    if ((e = moedit_vae_decode(w->vae, n, S, S, w->z, w->img))) return e;
+    for (int r = 0; r < n; r++)
+        for (size_t p = 0; p < plane; p++)
+            for (int ch = 0; ch < 3; ch++)
+                w->u8[r * img_bytes + p * 3 + ch] = me_to_u8(w->img[((size_t)r * oc + (oc == 3 ? ch : 0)) * plane + p]);
+    return MOEDIT_OK;
+}
+
 static int run(fs_args *a)
 {
     fs_state st = {0};
@@ -188,17 +262,18 @@ static int run(fs_args *a)
         rc = cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");
         goto done;
     }
-    if ((e = moedit_model_load(model_path, &lo, &st.m))) goto fail;
-    if ((rc = cli_sampling_resolve(CMD, &a->s, st.m, &o))) goto done;
+    fs_worker *w0 = &st.w[0];
+    if ((e = moedit_model_load(model_path, &lo, &w0->m))) goto fail;
+    if ((rc = cli_sampling_resolve(CMD, &a->s, w0->m, &o))) goto done;
     o.rng = MOEDIT_RNG_NATIVE;   /* per-row streams: a sample must not depend on its batch */
-    const moedit_config *c = moedit_model_config(st.m);
-    if ((e = moedit_vae_load(a->s.vae, &st.vae))) goto fail;
-    if (a->s.vae_bf16 && (e = moedit_vae_set_bf16(st.vae, 1))) goto fail;
-    const int C = c->in_channels, S = c->input_size, oc = moedit_vae_out_channels(st.vae);
-    const int px = S * moedit_vae_upscale(st.vae);
-    if (moedit_vae_latent_channels(st.vae) != C || (oc != 1 && oc != 3)) {
+    const moedit_config *c = moedit_model_config(w0->m);
+    if ((e = moedit_vae_load(a->s.vae, &w0->vae))) goto fail;
+    if (a->s.vae_bf16 && (e = moedit_vae_set_bf16(w0->vae, 1))) goto fail;
+    const int C = c->in_channels, S = c->input_size, oc = moedit_vae_out_channels(w0->vae);
+    const int px = S * moedit_vae_upscale(w0->vae);
+    if (moedit_vae_latent_channels(w0->vae) != C || (oc != 1 && oc != 3)) {
         rc = cli_usage_error(CMD, "%s: the VAE takes %d latent channels and makes %d (need %d and 1 or 3)",
-                             a->s.vae, moedit_vae_latent_channels(st.vae), oc, C);
+                             a->s.vae, moedit_vae_latent_channels(w0->vae), oc, C);
         goto done;
     }
 
@@ -232,63 +307,71 @@ static int run(fs_args *a)
         st.fresh = 1;
         if ((e = cli_state_write(state_path, STATE_MAGIC, fp, 0))) goto fail;
     }
+    const int64_t done0 = done, batches = (count - done + a->batch - 1) / a->batch;
+    st.workers = worker_count(a, w0->m, &lo, batches);
     double per_row = sizeof(float) * (2.0 * C * S * S + (double)oc * px * px) + img_bytes + 16;
-    if ((e = me_memory_check(per_row * (double)B, "the sample buffers of one --batch"))) goto fail;
-    st.latents = me_alloc(sizeof(float) * B * C * S * S);
-    st.z = me_alloc(sizeof(float) * B * C * S * S);
-    st.img = me_alloc(sizeof(float) * B * oc * px * px);
-    st.u8 = me_alloc(B * img_bytes > COPY_CHUNK ? B * img_bytes : COPY_CHUNK);
-    st.labels = me_alloc(sizeof(int64_t) * B);
-    st.seeds = me_alloc(sizeof(uint64_t) * B);
-    if (!st.latents || !st.z || !st.img || !st.u8 || !st.labels || !st.seeds) {
-        e = MOEDIT_EINTERNAL;
-        goto fail;
+    if ((e = me_memory_check(per_row * (double)B * st.workers, "the sample buffers of one --batch"))) goto fail;
+    for (int i = 0; i < st.workers; i++) {
+        fs_worker *w = &st.w[i];
+        w->o = o;
+        if (i && ((e = moedit_model_load(model_path, &lo, &w->m)) || (e = moedit_vae_load(a->s.vae, &w->vae)) ||
+                  (a->s.vae_bf16 && (e = moedit_vae_set_bf16(w->vae, 1)))))
+            goto fail;
+        size_t u8_bytes = B * img_bytes > COPY_CHUNK || i ? B * img_bytes : COPY_CHUNK;
+        if ((e = worker_buffers(w, B, (size_t)C * S * S, (size_t)oc * px * px, u8_bytes))) goto fail;
     }
     if (a->trace) {
         if ((e = me_trace_open(&st.tr, a->trace, c))) goto fail;
-        moedit_model_set_tracer(st.m, me_trace_route, st.tr);
+        moedit_model_set_tracer(w0->m, me_trace_route, st.tr);
     }
 
-    fprintf(stderr, "%s: samples %" PRId64 "..%" PRId64 " of %d (shard %d/%d), %d per batch, %dx%d images\n",
-            a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px);
-    const float sf = moedit_vae_scaling_factor(st.vae);
+    fprintf(stderr, "%s: samples %" PRId64 "..%" PRId64 " of %d (shard %d/%d), %d per batch, %dx%d images%s\n",
+            a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px,
+            st.workers > 1 ? ", one batch per thread" : "");
     const double t0 = cli_now();
-    const int64_t done0 = done;
-    while (done < count) {
-        const int n = (int)(count - done < a->batch ? count - done : a->batch);
-        for (int r = 0; r < n; r++) {
-            int64_t i = first + done + r;
-            st.labels[r] = label_of(a, o.seed, i, c->num_classes);
-            st.seeds[r] = me_native_row_seed(o.seed, (uint64_t)i);
+    int failed = 0;   /* the first error, which stops every worker */
+    char why[512] = "";
+    if (st.workers > 1) moedit_set_adaptive_threads(0);   /* no forward shares its thread */
+    #pragma omp parallel num_threads(st.workers)
+    {
+        fs_worker *w = &st.w[omp_get_thread_num()];
+        if (st.workers > 1) me_threads_cap(1);
+        #pragma omp for ordered schedule(static, 1)
+        for (int64_t b = 0; b < batches; b++) {
+            const int64_t at = done0 + b * a->batch;
+            const int n = (int)(count - at < a->batch ? count - at : a->batch);
+            int err = __atomic_load_n(&failed, __ATOMIC_RELAXED) ? 0 : make_batch(a, w, first + at, n, px);
+            #pragma omp ordered
+            if (!__atomic_load_n(&failed, __ATOMIC_RELAXED)) {
+                if (!err && (fwrite(w->u8, img_bytes, (size_t)n, st.part) != (size_t)n || fflush(st.part) ||
+                             fsync(fileno(st.part))))
+                    err = me_fail(MOEDIT_EINTERNAL, "%s: %s", part_path, strerror(errno));
+                if (!err) err = cli_state_write(state_path, STATE_MAGIC, fp, done + n);
+                if (err) {
+                    snprintf(why, sizeof why, "%s", moedit_last_error());
+                    __atomic_store_n(&failed, err, __ATOMIC_RELAXED);
+                } else {
+                    done += n;
+                    st.fresh = 0;   /* from here on a failure leaves what --resume continues */
+                    double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
+                    fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count,
+                            rate, (count - done) / rate);
+                }
+            }
         }
-        o.row_seeds = st.seeds;
-        if ((e = moedit_sample(st.m, &o, n, st.labels, st.latents))) goto fail;
-        for (size_t i = 0; i < (size_t)n * C * S * S; i++) st.z[i] = st.latents[i] / sf;
-        if ((e = moedit_vae_decode(st.vae, n, S, S, st.z, st.img))) goto fail;
-        /* CHW float → HWC uint8, grayscale replicated to RGB */
-        const size_t plane = (size_t)px * px;
-        for (int r = 0; r < n; r++)
-            for (size_t p = 0; p < plane; p++)
-                for (int ch = 0; ch < 3; ch++)
-                    st.u8[r * img_bytes + p * 3 + ch] = me_to_u8(st.img[((size_t)r * oc + (oc == 3 ? ch : 0)) * plane + p]);
-        if (fwrite(st.u8, img_bytes, (size_t)n, st.part) != (size_t)n || fflush(st.part) || fsync(fileno(st.part))) {
-            e = me_fail(MOEDIT_EINTERNAL, "%s: %s", part_path, strerror(errno));
-            goto fail;
-        }
-        done += n;
-        if ((e = cli_state_write(state_path, STATE_MAGIC, fp, done))) goto fail;
-        st.fresh = 0;   /* from here on a failure leaves what --resume continues */
-        double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);
-        fprintf(stderr, "%" PRId64 "/%" PRId64 " samples  %.2f samples/s  ETA %.0fs\n", done, count, rate,
-                (count - done) / rate);
+        me_threads_cap(0);
+    }
+    if (failed) {
+        e = me_fail(failed, "%s", why);
+        goto fail;
     }
     cli_shard_meta meta = {.k = a->shard_k, .n = a->shard_n, .first = first, .count = count, .num = a->num};
     cli_shard_settings(fp, meta.settings, sizeof meta.settings);
-    if ((e = finish_npz(a, st.part, &meta, px, c->num_classes, o.seed, st.u8,
+    if ((e = finish_npz(a, st.part, &meta, px, c->num_classes, o.seed, w0->u8,
                         B * img_bytes > COPY_CHUNK ? B * img_bytes : COPY_CHUNK)))
         goto fail;
     if (st.tr) {
-        moedit_model_set_tracer(st.m, NULL, NULL);
+        moedit_model_set_tracer(w0->m, NULL, NULL);
         e = me_trace_close(st.tr);
         st.tr = NULL;
         if (e) goto fail;

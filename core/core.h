@@ -87,8 +87,12 @@ static inline uint16_t me_f32_to_bf16(float f)
 int me_threads(void);
 /* moedit_set_threads' count, whatever the limit: buffers sized per thread use it. */
 int me_threads_max(void);
-/* Caps me_threads() on the calling thread at n (0 lifts the cap). */
+/* Caps me_threads() on the calling thread at n (0 lifts the cap); an
+   adaptive forward sets it anew each time. */
 void me_threads_limit(int n);
+/* The same, for the caller's own use, which no forward changes: a host
+   thread that runs a model beside others on one thread each. */
+void me_threads_cap(int n);
 
 /* The cgroup's limits on this process (core/cgroup.c): whole CPUs of its
    CPU quota, rounded up (0: no quota), and bytes its memory limit leaves

@@ -6,8 +6,10 @@
 #include "core.h"
 
 static int thread_count, adaptive;
-/* Per calling thread: several host threads may each run their own model. */
-static _Thread_local int thread_limit;
+/* Per calling thread: several host threads may each run their own model.
+   The limit is an adaptive forward's decision; the cap, under it, is the
+   caller's own bound for its thread (fid-sample's batch workers: one). */
+static _Thread_local int thread_limit, thread_cap;
 
 void moedit_set_threads(int threads)
 {
@@ -49,8 +51,10 @@ int me_threads_max(void)
 
 void me_threads_limit(int n) { thread_limit = n > 0 ? n : 0; }
 
+void me_threads_cap(int n) { thread_cap = n > 0 ? n : 0; }
+
 int me_threads(void)
 {
-    int max = me_threads_max();
-    return thread_limit > 0 && thread_limit < max ? thread_limit : max;
+    int max = me_threads_max(), n = thread_limit > 0 && thread_limit < max ? thread_limit : max;
+    return thread_cap > 0 && thread_cap < n ? thread_cap : n;
 }

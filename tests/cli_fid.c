@@ -7,8 +7,9 @@
    fid-sample: the tiny DiT-MoE fixture (tests/fixtures/dit/moe_top2.pt,
    8×8×4 latents) decoded by the tiny VAE (tests/fixtures/vae/small, 1
    channel, ×4) into 32×32 grayscale-as-RGB images; three shards merged must
-   equal one run byte for byte, and a run killed with SIGKILL then resumed
-   must equal an uninterrupted one. */
+   equal one run byte for byte, a run killed with SIGKILL then resumed must
+   equal an uninterrupted one, and a run on batch workers (one batch per
+   thread) a one-thread run. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,6 +182,24 @@ Test(cli_fid, shards_merge_into_the_single_run)
     me_array_free(&img);
     me_array_free(&lab);
     me_npz_close(&z);
+}
+
+/* The tiny model samples one batch per thread: with --threads 3, three
+   workers share 4 batches (the last one short); the file equals a
+   one-thread run's byte for byte. */
+Test(cli_fid, batch_workers_equal_one_thread)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz one.npz --threads 1", FIXTURES, FIXTURES, 11, 3), 0, "%s",
+                 slurp("err.txt", NULL));
+    char *err = slurp("err.txt", NULL);
+    cr_assert(err && !strstr(err, "one batch per thread"), "%s", err);
+    free(err);
+    cr_assert_eq(moedit(SAMPLE " --npz three.npz --threads 3", FIXTURES, FIXTURES, 11, 3), 0, "%s",
+                 slurp("err.txt", NULL));
+    err = slurp("err.txt", NULL);
+    cr_assert(err && strstr(err, "one batch per thread"), "%s", err);
+    free(err);
+    same_file("one.npz", "three.npz");
 }
 
 /* Samples done so far according to the state file, or -1. */

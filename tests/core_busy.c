@@ -70,6 +70,27 @@ Test(busy, limit_caps_only_the_calling_thread)
     me_threads_limit(0);
 }
 
+/* The caller's own cap holds under whatever limit a forward sets, on the
+   calling thread only, and leaves the per-thread buffer count alone. */
+Test(busy, own_cap_holds_under_a_forward_limit)
+{
+    moedit_set_threads(4);
+    me_threads_cap(1);
+    me_threads_limit(4);   /* what an adaptive forward on a quiet machine sets */
+    cr_assert_eq(me_threads(), 1);
+    cr_assert_eq(me_threads_max(), 4);
+    int other = 0;
+    #pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 1) other = me_threads();
+    cr_assert_eq(other, 4, "another thread keeps its own (no) cap");
+    me_threads_cap(3);
+    me_threads_limit(2);
+    cr_assert_eq(me_threads(), 2, "the lower of the two");
+    me_threads_cap(0);
+    me_threads_limit(0);
+    cr_assert_eq(me_threads(), 4);
+}
+
 /* The most others seen in `looks` looks 2 ms apart. */
 static int most_others(int looks)
 {
