@@ -53,16 +53,22 @@ Test(busy, unknown_load_or_one_thread_keeps_the_count)
     cr_assert_eq(me_adapt_step(&s, 1, 1, 3, 1.0), 1);
 }
 
+/* me_threads() as a second thread sees it. */
+static int threads_elsewhere(void)
+{
+    int other = 0;
+    #pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 1) other = me_threads();
+    return other;
+}
+
 Test(busy, limit_caps_only_the_calling_thread)
 {
     moedit_set_threads(4);
     me_threads_limit(1);
     cr_assert_eq(me_threads(), 1);
     cr_assert_eq(me_threads_max(), 4);
-    int other = 0;
-    #pragma omp parallel num_threads(2)
-    if (omp_get_thread_num() == 1) other = me_threads();
-    cr_assert_eq(other, 4, "another thread keeps its own (no) cap");
+    cr_assert_eq(threads_elsewhere(), 4, "another thread keeps its own (no) cap");
     me_threads_limit(0);
     cr_assert_eq(me_threads(), 4);
     me_threads_limit(9);
@@ -79,10 +85,7 @@ Test(busy, own_cap_holds_under_a_forward_limit)
     me_threads_limit(4);   /* what an adaptive forward on a quiet machine sets */
     cr_assert_eq(me_threads(), 1);
     cr_assert_eq(me_threads_max(), 4);
-    int other = 0;
-    #pragma omp parallel num_threads(2)
-    if (omp_get_thread_num() == 1) other = me_threads();
-    cr_assert_eq(other, 4, "another thread keeps its own (no) cap");
+    cr_assert_eq(threads_elsewhere(), 4, "another thread keeps its own (no) cap");
     me_threads_cap(3);
     me_threads_limit(2);
     cr_assert_eq(me_threads(), 2, "the lower of the two");
