@@ -209,7 +209,7 @@ if [ "$SHARED" = 1 ]; then
     }
     variant() {   # NAME -> "VAR=VALUE THREADS|label"
         case $1 in
-            default) echo "X=1 $THREADS|moedit default (libgomp's waits, adaptive threads)" ;;
+            default) echo "X=1 $THREADS|moedit default (this small model: batch workers, one thread each)" ;;
             spin300) echo "GOMP_SPINCOUNT=300 $THREADS|short spins (GOMP_SPINCOUNT=300)" ;;
             passive) echo "OMP_WAIT_POLICY=passive $THREADS|OMP_WAIT_POLICY=passive" ;;
             threads1) echo "X=1 1|--threads 1" ;;
