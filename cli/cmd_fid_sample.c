@@ -138,6 +138,19 @@ typedef struct {
     int fresh;        /* this run created .partial and .state and has finished no batch yet */
 } fs_state;
 
+static void worker_free(fs_worker *w)
+{
+    moedit_vae_free(w->vae);
+    moedit_model_free(w->m);
+    free(w->latents);
+    free(w->z);
+    free(w->img);
+    free(w->u8);
+    free(w->labels);
+    free(w->seeds);
+    memset(w, 0, sizeof *w);
+}
+
 static void release(fs_state *st)
 {
     if (st->tr) {
@@ -145,17 +158,7 @@ static void release(fs_state *st)
         me_trace_abort(st->tr);
     }
     if (st->part) fclose(st->part);
-    for (int i = 0; i < MAX_WORKERS; i++) {
-        fs_worker *w = &st->w[i];
-        moedit_vae_free(w->vae);
-        moedit_model_free(w->m);
-        free(w->latents);
-        free(w->z);
-        free(w->img);
-        free(w->u8);
-        free(w->labels);
-        free(w->seeds);
-    }
+    for (int i = 0; i < MAX_WORKERS; i++) worker_free(&st->w[i]);
 }
 
 /* Streams the partial file's images and the labels into the final npz. */
@@ -203,6 +206,15 @@ static int worker_buffers(fs_worker *w, size_t B, size_t latent, size_t image, s
     w->labels = me_alloc(sizeof(int64_t) * B);
     w->seeds = me_alloc(sizeof(uint64_t) * B);
     return w->latents && w->z && w->img && w->u8 && w->labels && w->seeds ? MOEDIT_OK : MOEDIT_EINTERNAL;
+}
+
+/* A worker's own model and VAE, as the run loaded worker 0's. */
+static int worker_load(fs_worker *w, const char *model_path, const moedit_load_options *lo, const fs_args *a)
+{
+    int e = moedit_model_load(model_path, lo, &w->m);
+    if (!e) e = moedit_vae_load(a->s.vae, &w->vae);
+    if (!e && a->s.vae_bf16) e = moedit_vae_set_bf16(w->vae, 1);
+    return e;
 }
 
 /* Threads that sample batches side by side: one (each forward and decode
@@ -310,24 +322,30 @@ static int run(fs_args *a)
     const int64_t done0 = done, batches = (count - done + a->batch - 1) / a->batch;
     st.workers = worker_count(a, w0->m, &lo, batches);
     double per_row = sizeof(float) * (2.0 * C * S * S + (double)oc * px * px) + img_bytes + 16;
-    if ((e = me_memory_check(per_row * (double)B * st.workers, "the sample buffers of one --batch"))) goto fail;
+    if ((e = me_memory_check(per_row * (double)B, "the sample buffers of one --batch"))) goto fail;
     for (int i = 0; i < st.workers; i++) {
         fs_worker *w = &st.w[i];
         w->o = o;
-        if (i && ((e = moedit_model_load(model_path, &lo, &w->m)) || (e = moedit_vae_load(a->s.vae, &w->vae)) ||
-                  (a->s.vae_bf16 && (e = moedit_vae_set_bf16(w->vae, 1)))))
-            goto fail;
+        int err = i ? me_memory_check(per_row * (double)B, "the sample buffers") : 0;
+        if (!err && i) err = worker_load(w, model_path, &lo, a);
         size_t u8_bytes = B * img_bytes > COPY_CHUNK || i ? B * img_bytes : COPY_CHUNK;
-        if ((e = worker_buffers(w, B, (size_t)C * S * S, (size_t)oc * px * px, u8_bytes))) goto fail;
+        if (!err) err = worker_buffers(w, B, (size_t)C * S * S, (size_t)oc * px * px, u8_bytes);
+        if (err && i) {   /* another copy would not fit in memory: the workers so far */
+            worker_free(w);
+            st.workers = i;
+            break;
+        }
+        if ((e = err)) goto fail;
     }
     if (a->trace) {
         if ((e = me_trace_open(&st.tr, a->trace, c))) goto fail;
         moedit_model_set_tracer(w0->m, me_trace_route, st.tr);
     }
 
+    char side[64] = "";
+    if (st.workers > 1) snprintf(side, sizeof side, ", %d batches at a time (one per thread)", st.workers);
     fprintf(stderr, "%s: samples %" PRId64 "..%" PRId64 " of %d (shard %d/%d), %d per batch, %dx%d images%s\n",
-            a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px,
-            st.workers > 1 ? ", one batch per thread" : "");
+            a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px, side);
     const double t0 = cli_now();
     int failed = 0;   /* the first error, which stops every worker */
     char why[512] = "";
