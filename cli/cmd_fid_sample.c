@@ -218,12 +218,14 @@ static int worker_load(fs_worker *w, const char *model_path, const moedit_load_o
 }
 
 /* Threads that sample batches side by side: one (each forward and decode
-   uses all the threads) unless the model is small, runs on the CPU's own
-   kernels and no trace is kept (its rows are batch-local, in order). */
+   uses all the threads; also when no batch is left, a resumed run that
+   only has the final file to write) unless the model is small, runs on the
+   CPU's own kernels and no trace is kept (its rows are batch-local, in
+   order). */
 static int worker_count(const fs_args *a, moedit_model *m, const moedit_load_options *lo, int64_t batches)
 {
     int t = me_threads_max();
-    if (t < 2 || a->trace || lo->device.kind != MOEDIT_DEVICE_CPU || !me_gemm_native(0) ||
+    if (t < 2 || batches < 2 || a->trace || lo->device.kind != MOEDIT_DEVICE_CPU || !me_gemm_native(0) ||
         moedit_model_flops(m, 2 * a->batch) > WORKER_FLOPS)
         return 1;
     if (t > MAX_WORKERS) t = MAX_WORKERS;

@@ -157,7 +157,8 @@ __global__ void add_bias4_kernel(long rows, int cols, const float *b, float *y)
 
 void mc_add_bias(cudaStream_t s, long rows, int cols, const float *b, float *y)
 {
-    if (cols % 4 == 0 && aligned16(b) && aligned16(y)) add_bias4_kernel<<<row_grid(cols / 4, rows), BLOCK, 0, s>>>(rows, cols, b, y);
+    if (cols % 4 == 0 && aligned16(b) && aligned16(y))
+        add_bias4_kernel<<<row_grid(cols / 4, rows), BLOCK, 0, s>>>(rows, cols, b, y);
     else add_bias_kernel<<<row_grid(cols, rows), BLOCK, 0, s>>>(rows, cols, b, y);
 }
 
@@ -175,7 +176,8 @@ __global__ void to_bf16x8_kernel(size_t len, const float *x, uint4 *y)
 
 void mc_to_bf16(cudaStream_t s, size_t len, const float *x, void *y)
 {
-    if (len % 8 == 0 && aligned16(x) && aligned16(y)) to_bf16x8_kernel<<<blocks_for(len / 8), BLOCK, 0, s>>>(len, x, (uint4 *)y);
+    if (len % 8 == 0 && aligned16(x) && aligned16(y))
+        to_bf16x8_kernel<<<blocks_for(len / 8), BLOCK, 0, s>>>(len, x, (uint4 *)y);
     else to_bf16_kernel<<<blocks_for(len), BLOCK, 0, s>>>(len, x, (bf16 *)y);
 }
 
@@ -526,7 +528,8 @@ __global__ void swiglu_bf16x8_kernel(long rows, int H, bf16 *mid)
 void mc_swiglu(cudaStream_t s, long rows, int H, void *mid, int fp32)
 {
     if (fp32) swiglu_kernel<<<row_grid(H, rows), BLOCK, 0, s>>>(rows, H, (float *)mid);
-    else if (H % 8 == 0 && aligned16(mid)) swiglu_bf16x8_kernel<<<row_grid(H / 8, rows), BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
+    else if (H % 8 == 0 && aligned16(mid))
+        swiglu_bf16x8_kernel<<<row_grid(H / 8, rows), BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
     else swiglu_kernel<<<row_grid(H, rows), BLOCK, 0, s>>>(rows, H, (bf16 *)mid);
 }
 

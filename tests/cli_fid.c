@@ -8,8 +8,9 @@
    8×8×4 latents) decoded by the tiny VAE (tests/fixtures/vae/small, 1
    channel, ×4) into 32×32 grayscale-as-RGB images; three shards merged must
    equal one run byte for byte, a run killed with SIGKILL then resumed must
-   equal an uninterrupted one, and a run on batch workers (one batch per
-   thread) a one-thread run. */
+   equal an uninterrupted one (also when only the final file was left to
+   write), and a run on batch workers (one batch per thread) a one-thread
+   run. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -259,4 +260,27 @@ Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
     for (int i = 0; i < 12; i++) cr_assert_eq(((const int64_t *)lab.data)[i], i % 10);
     me_array_free(&lab);
     me_npz_close(&z);
+}
+
+/* Every batch done but the final file not written (a non-empty folder in
+   its place): status 2 with the error as the last line, the partial file
+   and the state kept with all samples done; --resume then only writes the
+   file, the same as an uninterrupted run's. */
+Test(cli_fid, resume_with_every_batch_done)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    char in_the_way[128];
+    snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
+    cr_assert_eq(mkdir(in_the_way, 0755), 0);
+    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
+    char *err = slurp("err.txt", NULL), *line = err ? strstr(err, "\nmoedit: run.npz") : NULL;
+    const char *end = line ? strchr(line + 1, '\n') : NULL;
+    cr_assert(end && !end[1], "the last line is not the error: %s", err);
+    free(err);
+    cr_assert_eq(state_done("run.npz.state"), 12);
+    cr_assert_eq(tu_rmtree(in_the_way), 0);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz --resume", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    same_file("run.npz", "ref.npz");
+    cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
 }
