@@ -325,6 +325,7 @@ static int run(fs_args *a)
     st.workers = worker_count(a, w0->m, &lo, batches);
     double per_row = sizeof(float) * (2.0 * C * S * S + (double)oc * px * px) + img_bytes + 16;
     if ((e = me_memory_check(per_row * (double)B, "the sample buffers of one --batch"))) goto fail;
+    const int forward_rows = o.cfg > 1 ? 2 * a->batch : a->batch;   /* a guided step runs both halves */
     for (int i = 0; i < st.workers; i++) {
         fs_worker *w = &st.w[i];
         w->o = o;
@@ -332,6 +333,8 @@ static int run(fs_args *a)
         if (!err && i) err = worker_load(w, model_path, &lo, a);
         size_t u8_bytes = B * img_bytes > COPY_CHUNK || i ? B * img_bytes : COPY_CHUNK;
         if (!err) err = worker_buffers(w, B, (size_t)C * S * S, (size_t)oc * px * px, u8_bytes);
+        /* each copy's activations now, so that the next copy is checked with them */
+        if (!err) err = moedit_model_reserve(w->m, forward_rows);
         if (err && i) {   /* another copy would not fit in memory: the workers so far */
             worker_free(w);
             st.workers = i;

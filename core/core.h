@@ -159,13 +159,16 @@ void me_atomic_abort(me_atomic_file *af);   /* close + remove the temporary */
 int me_find_shipped(const char *models_rel, const char *data_rel, char *out, size_t size);
 
 /* Bytes of memory available now (/proc/meminfo MemAvailable, else sysinfo;
-   a cgroup memory limit and the environment variable
-   MOEDIT_MEMORY_LIMIT=BYTES lower it), -1 when
-   unknown. me_memory_check fails with MOEDIT_EINPUT, "<what> would need
-   X GiB, more than the Y GiB of memory available", before an allocation
-   of that size is tried. */
+   a cgroup memory limit lowers it, and so does the environment variable
+   MOEDIT_MEMORY_LIMIT=BYTES, a budget less what me_memory_held counts), -1
+   when unknown. me_memory_check fails with MOEDIT_EINPUT, "<what> would
+   need X GiB, more than the Y GiB of memory available", before an
+   allocation of that size is tried. */
 double me_memory_available(void);
 int me_memory_check(double bytes, const char *what);
+/* Bytes held in me_arena blocks and me_alloc_aligned buffers: packed
+   weights and activations. */
+size_t me_memory_held(void);
 
 /* An output folder that appears complete or not at all. A new folder is
    written under a temporary name (work) and renamed to path by commit; abort

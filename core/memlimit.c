@@ -25,12 +25,18 @@ double me_memory_available(void)
     if (avail < 0 && sysinfo(&si) == 0) avail = ((double)si.freeram + (double)si.bufferram) * si.mem_unit;
     double group = me_cgroup_memory_free();
     if (group >= 0 && (avail < 0 || group < avail)) avail = group;
-    /* a lower cap for testing, or to keep moedit within a budget */
+    /* A budget for the process (or a test): what moedit holds already counts
+       against it, so that a second copy of a model is checked as the first was
+       (the machine's MemAvailable sees only the pages touched so far). */
     const char *cap = getenv("MOEDIT_MEMORY_LIMIT");
     if (cap && *cap) {
         char *end;
         double v = strtod(cap, &end);
-        if (*end == 0 && v > 0 && (avail < 0 || v < avail)) avail = v;
+        if (*end == 0 && v > 0) {
+            v -= (double)me_memory_held();
+            if (v < 0) v = 0;
+            if (avail < 0 || v < avail) avail = v;
+        }
     }
     return avail;
 }

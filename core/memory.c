@@ -12,6 +12,7 @@
    Activations stay on small pages: reused at every step, they keep their
    TLB entries, and a Zen 4 VM backed fresh 2 MB pages so slowly that a
    process's first VAE decode took 4.6–5.2 s instead of 3.4 (docs/performance.md). */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -58,6 +59,12 @@ void *me_calloc(size_t count, size_t size)
     return p;
 }
 
+/* Bytes of packed weights and aligned buffers (activations) held now:
+   MOEDIT_MEMORY_LIMIT is a budget they count against (core/memlimit.c). */
+static size_t held;
+
+size_t me_memory_held(void) { return __atomic_load_n(&held, __ATOMIC_RELAXED); }
+
 void *me_alloc_aligned(size_t bytes)
 {
     void *p = NULL;
@@ -66,10 +73,15 @@ void *me_alloc_aligned(size_t bytes)
         me_fail(MOEDIT_EINTERNAL, "out of memory (%zu bytes)", bytes);
         return NULL;
     }
+    __atomic_fetch_add(&held, malloc_usable_size(p), __ATOMIC_RELAXED);
     return p;
 }
 
-void me_free_aligned(void *p) { free(p); }
+void me_free_aligned(void *p)
+{
+    if (p) __atomic_fetch_sub(&held, malloc_usable_size(p), __ATOMIC_RELAXED);
+    free(p);
+}
 
 void *me_arena_alloc(me_arena *a, size_t bytes)
 {
@@ -107,11 +119,13 @@ void *me_arena_alloc(me_arena *a, size_t bytes)
     }
     void *p = a->next;
     a->next += rounded, a->left -= rounded, a->total += rounded;
+    __atomic_fetch_add(&held, rounded, __ATOMIC_RELAXED);
     return p;
 }
 
 void me_arena_free(me_arena *a)
 {
+    __atomic_fetch_sub(&held, a->total, __ATOMIC_RELAXED);
     for (int i = 0; i < a->nchunks; i++) free(a->chunks[i]);
     free(a->chunks);
     memset(a, 0, sizeof *a);

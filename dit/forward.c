@@ -187,6 +187,12 @@ static int check_inputs(const moedit_model *m, int n, const float *x, const floa
     return MOEDIT_OK;
 }
 
+int moedit_model_reserve(moedit_model *m, int n)
+{
+    if (!m || n < 1) return me_fail(MOEDIT_EINPUT, "reserve: no model or %d rows", n);
+    return m->gpu ? MOEDIT_OK : dit_reserve(m, n);
+}
+
 int moedit_model_forward(moedit_model *m, int n, const float *x, const float *t, const int64_t *y, float *out)
 {
     int rc = check_inputs(m, n, x, t, y, out);

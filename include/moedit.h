@@ -159,6 +159,11 @@ const moedit_config *moedit_model_config(const moedit_model *m);
 int moedit_model_forward(moedit_model *m, int n, const float *x, const float *t,
                          const int64_t *y, float *out);
 
+/* Allocates the activations for forwards of up to n rows now (a forward
+   otherwise does so when it first needs them): MOEDIT_EINPUT when they
+   would not fit in the memory available. Nothing to do on a GPU. */
+int moedit_model_reserve(moedit_model *m, int n);
+
 /* FLOPs of one forward of n rows counting only the experts that run. */
 double moedit_model_flops(const moedit_model *m, int n);
 

@@ -10,7 +10,7 @@
    equal one run byte for byte, a run killed with SIGKILL then resumed must
    equal an uninterrupted one (also when only the final file was left to
    write), and a run on batch workers (one batch per thread) a one-thread
-   run. */
+   run, also when memory holds fewer copies of the model than threads. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -201,6 +201,26 @@ Test(cli_fid, batch_workers_equal_one_thread)
     cr_assert(err && strstr(err, "3 batches at a time (one per thread)"), "%s", err);
     free(err);
     same_file("one.npz", "three.npz");
+}
+
+/* MOEDIT_MEMORY_LIMIT counts what the run holds already, so a budget for one
+   copy of the model (its weights and the activations of 512 rows: ~13 MB)
+   but not two (~25 MB) leaves the second thread's copy unloaded, and the run
+   goes on with one batch at a time to the same file. */
+Test(cli_fid, batch_workers_fall_back_to_what_fits_in_memory)
+{
+    char args[1000];
+    snprintf(args, sizeof args, SAMPLE " --threads 2", FIXTURES, FIXTURES, 512, 256);
+    const char *run = "cd '%s' && MOEDIT_MEMORY_LIMIT=%d '%s' %s --npz %s 2> err.txt";
+    cr_assert_eq(tu_system(run, dir, 40000000, MOEDIT_BIN, args, "two.npz"), 0, "%s", slurp("err.txt", NULL));
+    char *err = slurp("err.txt", NULL);
+    cr_assert(err && strstr(err, "2 batches at a time"), "%s", err);
+    free(err);
+    cr_assert_eq(tu_system(run, dir, 18000000, MOEDIT_BIN, args, "one.npz"), 0, "%s", slurp("err.txt", NULL));
+    err = slurp("err.txt", NULL);
+    cr_assert(err && strstr(err, "256 per batch") && !strstr(err, "at a time"), "%s", err);
+    free(err);
+    same_file("one.npz", "two.npz");
 }
 
 /* Samples done so far according to the state file, or -1. */

@@ -1,9 +1,11 @@
 /* The weight arena (core/memory.c): alignment, blocks that never overlap
-   whatever their sizes, and the huge-page advice the kernels' speed relies
-   on (checked in /proc/self/smaps where THP is not off). */
+   whatever their sizes, the huge-page advice the kernels' speed relies on
+   (checked in /proc/self/smaps where THP is not off), and the bytes held
+   that MOEDIT_MEMORY_LIMIT's budget counts (core/memlimit.c). */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
 
@@ -96,4 +98,26 @@ Test(memory, huge_pages_asked_for)
     cr_assert_eq(thp_eligible(small), 1, "arena chunk not eligible for huge pages");
     cr_assert_eq(thp_eligible(large), 1, "a block larger than a chunk not eligible for huge pages");
     me_arena_free(&a);
+}
+
+/* MOEDIT_MEMORY_LIMIT is a budget: the arena's blocks and the aligned
+   buffers held count against it until they are freed. */
+Test(memory, held_blocks_count_against_the_budget)
+{
+    size_t before = me_memory_held();
+    me_arena a = {0};
+    void *w = me_arena_alloc(&a, 3 * MB), *act = me_alloc_aligned(5 * MB);
+    cr_assert(w && act);
+    cr_assert_geq(me_memory_held(), before + 8 * MB);
+    char budget[32];
+    snprintf(budget, sizeof budget, "%zu", before + 10 * MB);
+    setenv("MOEDIT_MEMORY_LIMIT", budget, 1);
+    double avail = me_memory_available();
+    cr_assert(avail >= 0 && avail <= 2.0 * MB, "%.0f bytes available", avail);
+    cr_assert_eq(me_memory_check(3.0 * MB, "a test block"), MOEDIT_EINPUT);
+    me_free_aligned(act);
+    cr_assert_eq(me_memory_check(3.0 * MB, "a test block"), MOEDIT_OK);
+    me_arena_free(&a);
+    cr_assert_eq(me_memory_held(), before);
+    unsetenv("MOEDIT_MEMORY_LIMIT");
 }
