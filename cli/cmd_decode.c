@@ -75,6 +75,10 @@ int cmd_decode(int argc, char **argv)
     int h = (int)z.shape[off + 1], w = (int)z.shape[off + 2];
     float s = scaling_set(scaling) ? scaling : moedit_vae_scaling_factor(v);
     size_t zn = (size_t)z.numel, in = (size_t)n * oc * h * up * w * up;
+    if ((rc = me_memory_check(sizeof(float) * ((double)zn + (double)in), "the latents and decoded images"))) {
+        rc = cli_fail(rc);
+        goto done;
+    }
     zf = malloc(zn * sizeof *zf);
     img = malloc(in * sizeof *img);
     if (!zf || !img) {

@@ -152,6 +152,24 @@ Test(decode, bad_input_exit_2, .init = setup, .fini = teardown)
     expect_input_error(args, "--vae");
 }
 
+/* A decode that needs more memory than there is (here a 10 MB budget for a
+   64×64 latent's ~30 MB of buffers) is refused before it allocates: one
+   line, exit 2, nothing written. Not an out-of-memory kill half-way. */
+Test(decode, memory_estimate_over_the_limit, .init = setup, .fini = teardown)
+{
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/big.npy", dir);
+    static float zeros[4 * 64 * 64];
+    cr_assert_eq(me_npy_write(path, ME_F32, 4, (int64_t[]){1, 4, 64, 64}, zeros), MOEDIT_OK);
+    cr_assert_eq(tu_shell(err, sizeof err, "MOEDIT_MEMORY_LIMIT=10000000 %s decode --vae %s --latent %s --out %s/o.npy",
+                          MOEDIT_BIN, SMALL, path, dir), 2, "%s", err);
+    cr_assert_not_null(strstr(err, "the VAE decode of 64x64 latents would need"), "%s", err);
+    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "more than one line: %s", err);
+    cr_assert_eq(files_in_dir(), 1, "output left behind");
+    cr_assert_eq(tu_shell(err, sizeof err, "%s decode --vae %s --latent %s --out %s/o.npy", MOEDIT_BIN, SMALL, path,
+                          dir), 0, "%s", err);
+}
+
 /* --vae-bf16: decodes within the bf16 bound of tests/vae_decode.c and not
    to the float32 bytes; refused (exit 2, nothing written) where only
    OpenBLAS runs, and by sample when nothing is decoded. */

@@ -1,6 +1,7 @@
 /* The decoder forward, one sample at a time, in the order of diffusers'
    AutoencoderKL._decode → Decoder.forward. Buffers come from a workspace
    sized by walking the same architecture once per latent size. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
@@ -68,6 +69,10 @@ static int workspace_for(moedit_vae *v, int h, int w)
     if (ws->x && ws->h == h && ws->w == w && ws->threads == me_threads_max()) return MOEDIT_OK;
     vae_workspace_free(ws);
     sizes z = plan(v, h, w);
+    char what[64];
+    snprintf(what, sizeof what, "the VAE decode of %dx%d latents", h, w);
+    int rc = me_memory_check(sizeof(float) * (2.0 * z.xa + z.b + z.scratch + z.attn), what);
+    if (rc) return rc;
     ws->x = alloc_floats(z.xa);
     ws->a = alloc_floats(z.xa);
     ws->b = alloc_floats(z.b);
