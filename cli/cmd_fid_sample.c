@@ -333,8 +333,10 @@ static int run(fs_args *a)
         if (!err && i) err = worker_load(w, model_path, &lo, a);
         size_t u8_bytes = B * img_bytes > COPY_CHUNK || i ? B * img_bytes : COPY_CHUNK;
         if (!err) err = worker_buffers(w, B, (size_t)C * S * S, (size_t)oc * px * px, u8_bytes);
-        /* each copy's activations now, so that the next copy is checked with them */
+        /* each copy's activations and decoder buffers now, so that the next
+           copy is checked with them */
         if (!err && batches) err = moedit_model_reserve(w->m, forward_rows);
+        if (!err && batches) err = moedit_vae_reserve(w->vae, S, S);
         if (err && i) {   /* another copy would not fit in memory: the workers so far */
             worker_free(w);
             st.workers = i;

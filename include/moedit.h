@@ -256,6 +256,10 @@ int moedit_vae_upscale(const moedit_vae *v);   /* image size / latent size */
 /* Decodes z (already divided by the scaling factor) [n, latent_c, h, w] into
    img [n, out_channels, h*up, w*up], range about [-1, 1], unclamped. */
 int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float *img);
+/* Allocates the decoder's buffers for h×w latents now (a decode otherwise
+   does so when it first needs them): MOEDIT_EINPUT when they would not fit
+   in the memory available. */
+int moedit_vae_reserve(moedit_vae *v, int h, int w);
 /* on = 1: the decoder's convolutions round weights and activations to
    bfloat16 (float32 sums), on AMX tiles where the CPU has them, else on
    AVX512-BF16 (twice the float32 rate on AMD, half of it on Intel), on

@@ -193,12 +193,19 @@ static void decode_one(moedit_vae *v, int h, int w, const float *z, float *img)
     conv(v, &v->conv_out, h, w, ws->a, img);
 }
 
+int moedit_vae_reserve(moedit_vae *v, int h, int w)
+{
+    int up = v ? moedit_vae_upscale(v) : 0;
+    if (!v || h < 1 || w < 1 || (long)h * up > 16384 || (long)w * up > 16384)
+        return me_fail(MOEDIT_EINPUT, "VAE decode: cannot decode latents of %dx%d", h, w);
+    return workspace_for(v, h, w);
+}
+
 int moedit_vae_decode(moedit_vae *v, int n, int h, int w, const float *z, float *img)
 {
     int up = moedit_vae_upscale(v);
-    if (n < 1 || h < 1 || w < 1 || (long)h * up > 16384 || (long)w * up > 16384)
-        return me_fail(MOEDIT_EINPUT, "VAE decode: cannot decode %d latents of %dx%d", n, h, w);
-    int rc = workspace_for(v, h, w);
+    if (n < 1) return me_fail(MOEDIT_EINPUT, "VAE decode: cannot decode %d latents of %dx%d", n, h, w);
+    int rc = moedit_vae_reserve(v, h, w);
     if (rc) return rc;
     size_t zs = (size_t)v->cfg.latent_channels * h * w;
     size_t is = (size_t)v->cfg.out_channels * h * up * w * up;
