@@ -14,7 +14,13 @@
 #  0. host: the CPU (cpuid: vendor, family, model, caches), the kernel set
 #     moedit picked, and the peaks `moedit bench --peak` measures on all
 #     threads: a register-only FMA loop (fp32) and vdpbf16ps loop (bf16),
-#     the best of three measurements (the FMA one is taken again at the end).
+#     the best of three measurements (the FMA one is taken again at the end),
+#     and one thread's FMA peak (threads that share one core's FMA units, as
+#     a VM's vCPUs placed on SMT siblings do, are named as such). Each row's
+#     share is of the larger of the start's peak and the one measured just
+#     before that row (`moedit bench` measures its own; the decode and
+#     Inception rows call `bench --peak`), so a host that speeds up during
+#     the run does not overstate the later rows.
 #  1. transformer forward, DiT-MoE-S/2 and B/2 (8 experts, top-2), batch 2
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
 #     against `moedit bench`, fp32 and bf16 (where the CPU has AVX512-BF16:
@@ -95,13 +101,44 @@ PEAK_BF16=$(echo "$peaks" | all_of peak_bf16_gflops | sort -g | tail -1)
 PEAK_AMX=$(echo "$peaks" | all_of peak_amx_gflops | sort -g | tail -1)
 PEAK_BF16_LIMIT=${PEAK_AMX:-$PEAK_BF16}
 PEAK_ALL=$(echo "$peaks" | all_of peak_fp32_gflops | paste -sd/)
+# One thread's FMA peak beside all threads': on a VM whose vCPUs the host has
+# placed on one core's SMT siblings the two read the same, and every figure
+# below is then half what two whole cores give.
+PEAK_ONE=$("$BIN" bench --peak --threads 1 | field peak_fp32_gflops)
+# Each row's share is of the larger of the start's peak and one measured just
+# before the row: a VM's host can move it between cores within a run (one
+# 2026-12-04 run started on one core's two SMT siblings, 227 GFLOP/s, and was
+# on two cores, 435, two minutes later), and a row measured against a start
+# that read low would be overstated. ROWS_RAISED counts the rows whose own
+# peak was over 5 % above the start's; PEAK_MAX is the largest peak used.
+# ROW_PEAKS lists the fp32 peaks measured before the rows, in order.
+ROWS_RAISED=0
+PEAK_MAX=$PEAK
+ROW_PEAKS=
+row_peak() {   # row_peak START MEASURED: sets ROW_PEAK
+    ROW_PEAK=$(awk -v s="$1" -v m="$2" 'BEGIN { print (m + 0 > s + 0) ? m : s }')
+    if awk -v s="$1" -v m="$2" 'BEGIN { exit !(m + 0 > 1.05 * s) }'; then ROWS_RAISED=$((ROWS_RAISED + 1)); fi
+    if [ "$1" = "$PEAK" ]; then
+        PEAK_MAX=$(awk -v a="$PEAK_MAX" -v b="$ROW_PEAK" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+        ROW_PEAKS="$ROW_PEAKS${ROW_PEAKS:+, }${2:-?}"
+    fi
+}
+bf16_field=peak_bf16_gflops
+[ -z "$PEAK_AMX" ] || bf16_field=peak_amx_gflops
 HOST="$CPU; $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GB"
 
 echo "# moedit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "Host: $HOST. Threads $THREADS; load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "Measured peaks (same run, $THREADS threads, best of three: fp32 $PEAK_ALL): fp32 **$PEAK GFLOP/s** ($(echo "$peak" | sed -n 's/^peak_fp32_gflops: [0-9.]* (\([^ ]*\).*/\1/p') FMA loop)," \
-     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)${PEAK_AMX:+, AMX bf16 **$PEAK_AMX GFLOP/s** (tdpbf16ps loop: the bf16 weight products of the transformer run on AMX tiles, as do the convolutions of \`--vae-bf16\`, and their bf16 shares below are of this peak)}."
+     "bf16 **${PEAK_BF16:-n/a}${PEAK_BF16:+ GFLOP/s}** (vdpbf16ps loop)${PEAK_AMX:+, AMX bf16 **$PEAK_AMX GFLOP/s** (tdpbf16ps loop: the bf16 weight products of the transformer run on AMX tiles, as do the convolutions of \`--vae-bf16\`, and their bf16 shares below are of this peak)}." \
+     "Each row's share is of the larger of these and the peak measured just before the row (see the end)."
+awk -v one="$PEAK_ONE" -v all="$PEAK" -v n="$THREADS" 'BEGIN {
+    if (n < 2 || one + 0 <= 0) exit
+    r = all / one
+    printf "One thread'"'"'s FMA peak %.1f GFLOP/s: %d threads reach %.2f× of it%s\n", one, n, r,
+           r < 1.3 ? " — the threads share one core'"'"'s FMA units (SMT siblings: the host placed the vCPUs on one core), so every rate below is about half of what as many whole cores give." : "."
+}'
 echo
 
 echo "## Transformer forward (host: $CPU)"
@@ -118,6 +155,8 @@ for s in $SHAPES; do
         torch_ms=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" "${save[@]}" 2>/dev/null | field forward_ms)
         me=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS")
         me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
+        row_peak "$PEAK" "$(echo "$me" | field peak_fp32_gflops)"
+        me_peak=$ROW_PEAK
         bf_ms=– bf_gf=– bf_pct=– r2=– torch_bf=–
         if [ -n "$PEAK_BF16" ]; then
             # PyTorch's own bf16 inference (autocast, oneDNN) beside moedit's bf16 mode
@@ -125,9 +164,10 @@ for s in $SHAPES; do
             [ -n "$torch_bf" ] || torch_bf=–
             bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
             bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
-            bf_pct=$(pct "$bf_gf" "$PEAK_BF16_LIMIT") r2=$(echo "$bf" | field peak_rss_mb)
+            row_peak "$PEAK_BF16_LIMIT" "$(echo "$bf" | field $bf16_field)"
+            bf_pct=$(pct "$bf_gf" "$ROW_PEAK") r2=$(echo "$bf" | field peak_rss_mb)
         fi
-        echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(ratio "$torch_ms" "$me_ms") | $me_gf ($(pct "$me_gf" "$PEAK")) | $torch_bf | $bf_ms | $(ratio "$torch_bf" "$bf_ms") | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
+        echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(ratio "$torch_ms" "$me_ms") | $me_gf ($(pct "$me_gf" "$me_peak")) | $torch_bf | $bf_ms | $(ratio "$torch_bf" "$bf_ms") | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
     done
 done
 for name in fmnist-moe fmnist-switch; do
@@ -135,7 +175,8 @@ for name in fmnist-moe fmnist-switch; do
     [ -f "$pt" ] || continue
     me=$("$BIN" bench --model "$pt" --batch 16 --iters "$ITERS" --threads "$THREADS")
     me_gf=$(echo "$me" | field gflops)
-    echo "| $name (shipped) | 16 | – | $(echo "$me" | field forward_ms) | – | $me_gf ($(pct "$me_gf" "$PEAK")) | – | – | – | – | $(echo "$me" | field peak_rss_mb) / – |"
+    row_peak "$PEAK" "$(echo "$me" | field peak_fp32_gflops)"
+    echo "| $name (shipped) | 16 | – | $(echo "$me" | field forward_ms) | – | $me_gf ($(pct "$me_gf" "$ROW_PEAK")) | – | – | – | – | $(echo "$me" | field peak_rss_mb) / – |"
 done
 echo
 
@@ -156,15 +197,19 @@ if [ -d "$vae/vae" ]; then
     gme=$(field gflop_moedit < "$WORK/vae_torch.txt")
     case "$CPU" in *"kernels openblas"*) gme="" ;; esac   # no own kernels: op_conv2d, nothing folded
     [ -n "$gme" ] || gme=$gflop
+    now=$("$BIN" bench --peak --threads "$THREADS")
+    row_peak "$PEAK" "$(echo "$now" | field peak_fp32_gflops)"
+    dec_peak=$ROW_PEAK
     dec_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy")
-    awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v gm="$gme" -v p="$PEAK" -v l="$VAE_LATENT" 'BEGIN {
+    awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v gm="$gme" -v p="$dec_peak" -v l="$VAE_LATENT" 'BEGIN {
         printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP; moedit %.0f) | %.2f s (%.0f GFLOP/s, %.0f%%) | %.2f s | %.2f× | %.0f (%.0f%%) |\n",
                l, 8 * l, g, gm, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, gm / (m / 1e3), 100 * gm / (m / 1e3) / p }'
     # --vae-bf16 only where it is faster: elsewhere it is an emulation (same numerics, no gain)
     if [ -n "$PEAK_BF16" ]; then
+        row_peak "$PEAK_BF16_LIMIT" "$(echo "$now" | field $bf16_field)"
         bf_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --vae-bf16)
         # on AMX the convolutions' bf16 products run on AMX tiles: their share is of the AMX peak
-        awk -v t="$t_s" -v m="$bf_ms" -v g="$gme" -v p="$PEAK_BF16_LIMIT" -v which="${PEAK_AMX:+AMX }bf16" 'BEGIN {
+        awk -v t="$t_s" -v m="$bf_ms" -v g="$gme" -v p="$ROW_PEAK" -v which="${PEAK_AMX:+AMX }bf16" 'BEGIN {
             printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.0f%% of the %s peak) |\n", m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p, which }'
     else
         echo "| same, \`--vae-bf16\` | – | n/a (no AVX512-BF16) | – | – |"
@@ -177,13 +222,15 @@ save=()
 inc_torch=$(torch_py tools/bench_inception_torch.py --num "$INC_NUM" --threads "$THREADS" --iters 3 "${save[@]}" 2>/dev/null || true)
 [ -f "$inc/images.npz" ] && echo "$INC_NUM" > "$inc/num"
 t_ips=$(echo "$inc_torch" | field images_per_s) gpi=$(echo "$inc_torch" | field gflop_per_image)
+row_peak "$PEAK" "$("$BIN" bench --peak --threads "$THREADS" | field peak_fp32_gflops)"
+inc_peak=$ROW_PEAK
 # the best of three passes on both sides (PyTorch: three passes after a warm-up
 # batch; moedit: three runs, each its last images/s progress line)
 me_ips=$(for _ in 1 2 3; do
              "$BIN" fid --inception "$inc/inception.pth" --samples "$inc/images.npz" --ref "$inc/ref_stats.npz" \
                  --threads "$THREADS" 2>&1 >/dev/null | sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p' | tail -1
          done | sort -g | tail -1)
-awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v p="$PEAK" -v n="$INC_NUM" 'BEGIN {
+awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v p="$inc_peak" -v n="$INC_NUM" 'BEGIN {
     printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.0f%%) | %.2f img/s | %.2f× | %.0f (%.0f%%) |\n",
            n, g, t, t * g, 100 * t * g / p, m, m / t, m * g, 100 * m * g / p }'
 echo
@@ -218,12 +265,17 @@ if [ "$SHARED" = 1 ]; then
     run_v() { local spec; spec=$(variant "$1"); run_fs ${spec%%|*}; }
     variants="default spin300 passive threads1"
     declare -A later alone
+    # a run stopped here (Ctrl-C, kill) must not leave its busy loop behind
+    hog=
+    trap '[ -z "$hog" ] || kill "$hog" 2>/dev/null' EXIT
+    trap 'exit 130' INT TERM
     for v in $variants; do
         ( sleep 1; exec sh -c 'while :; do :; done' ) &
         hog=$!
         later[$v]=$(run_v $v)
         kill "$hog"
         wait "$hog" 2>/dev/null || true
+        hog=
     done
     for v in $variants; do alone[$v]=$(run_v $v); done
     ( while :; do :; done ) &
@@ -235,6 +287,7 @@ if [ "$SHARED" = 1 ]; then
     done
     kill "$hog"
     wait "$hog" 2>/dev/null || true
+    hog=
     echo
 fi
 if [ "$GEMM" = 1 ]; then
@@ -251,9 +304,13 @@ if [ "$GEMM" = 1 ]; then
     echo
 fi
 end_peak=$("$BIN" bench --peak --threads "$THREADS" | field peak_fp32_gflops)
-awk -v e="$end_peak" -v p="$PEAK" 'BEGIN {
+awk -v e="$end_peak" -v p="$PEAK" -v top="$PEAK_MAX" -v raised="$ROWS_RAISED" 'BEGIN {
     note = "."
     if (e < 0.95 * p) note = " — the host was busier by then: rows near the end may read low."
-    if (e > 1.05 * p) note = " — all three measurements at the start read low (a busy host): every % above is overstated; do not publish this run."
-    printf "FMA peak measured again at the end: %s GFLOP/s (%.0f%% of the one used above)%s\n", e, 100 * e / p, note }'
+    if (e > 1.05 * top) note = " — every measurement before it read low (a busy host): every % above is overstated; do not publish this run."
+    else if (e > 1.05 * p) note = " — the start'"'"'s three read low; the rows used the peaks measured just before them."
+    printf "FMA peak measured again at the end: %s GFLOP/s (%.0f%% of the start'"'"'s)%s\n", e, 100 * e / p, note
+    if (raised == 1) printf "One row was measured against a peak of its own over 5 %% above the start'"'"'s (the host sped up during the run); its share is of that peak.\n"
+    if (raised > 1) printf "%d rows were measured against peaks of their own over 5 %% above the start'"'"'s (the host sped up during the run); their shares are of those peaks.\n", raised }'
+echo "FMA peaks measured just before the float32 rows, in order: $ROW_PEAKS."
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
