@@ -101,9 +101,9 @@ PEAK_BF16=$(echo "$peaks" | all_of peak_bf16_gflops | sort -g | tail -1)
 PEAK_AMX=$(echo "$peaks" | all_of peak_amx_gflops | sort -g | tail -1)
 PEAK_BF16_LIMIT=${PEAK_AMX:-$PEAK_BF16}
 PEAK_ALL=$(echo "$peaks" | all_of peak_fp32_gflops | paste -sd/)
-# One thread's FMA peak beside all threads': on a VM whose vCPUs the host has
-# placed on one core's SMT siblings the two read the same, and every figure
-# below is then half what two whole cores give.
+# One thread's FMA peak beside all threads': threads on SMT siblings share a
+# core's FMA units (a VM's two vCPUs placed on one core read as one thread),
+# and every figure below is then a fraction of what as many whole cores give.
 PEAK_ONE=$("$BIN" bench --peak --threads 1 | field peak_fp32_gflops)
 # Each row's share is of the larger of the start's peak and one measured just
 # before the row: a VM's host can move it between cores within a run (one
@@ -115,10 +115,12 @@ PEAK_ONE=$("$BIN" bench --peak --threads 1 | field peak_fp32_gflops)
 ROWS_RAISED=0
 PEAK_MAX=$PEAK
 ROW_PEAKS=
-row_peak() {   # row_peak START MEASURED: sets ROW_PEAK
-    ROW_PEAK=$(awk -v s="$1" -v m="$2" 'BEGIN { print (m + 0 > s + 0) ? m : s }')
-    if awk -v s="$1" -v m="$2" 'BEGIN { exit !(m + 0 > 1.05 * s) }'; then ROWS_RAISED=$((ROWS_RAISED + 1)); fi
-    if [ "$1" = "$PEAK" ]; then
+row_peak() {   # row_peak fp32|bf16 MEASURED: sets ROW_PEAK
+    local start=$PEAK
+    [ "$1" = fp32 ] || start=$PEAK_BF16_LIMIT
+    ROW_PEAK=$(awk -v s="$start" -v m="$2" 'BEGIN { print (m + 0 > s + 0) ? m : s }')
+    if awk -v s="$start" -v m="$2" 'BEGIN { exit !(m + 0 > 1.05 * s) }'; then ROWS_RAISED=$((ROWS_RAISED + 1)); fi
+    if [ "$1" = fp32 ]; then
         PEAK_MAX=$(awk -v a="$PEAK_MAX" -v b="$ROW_PEAK" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
         ROW_PEAKS="$ROW_PEAKS${ROW_PEAKS:+, }${2:-?}"
     fi
@@ -137,7 +139,7 @@ awk -v one="$PEAK_ONE" -v all="$PEAK" -v n="$THREADS" 'BEGIN {
     if (n < 2 || one + 0 <= 0) exit
     r = all / one
     printf "One thread'"'"'s FMA peak %.1f GFLOP/s: %d threads reach %.2f× of it%s\n", one, n, r,
-           r < 1.3 ? " — the threads share one core'"'"'s FMA units (SMT siblings: the host placed the vCPUs on one core), so every rate below is about half of what as many whole cores give." : "."
+           r < 0.65 * n ? " — the threads share FMA units (SMT siblings of fewer cores; on a VM, vCPUs the host placed so), so every rate below is that of fewer cores than threads." : "."
 }'
 echo
 
@@ -155,7 +157,7 @@ for s in $SHAPES; do
         torch_ms=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" "${save[@]}" 2>/dev/null | field forward_ms)
         me=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS")
         me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
-        row_peak "$PEAK" "$(echo "$me" | field peak_fp32_gflops)"
+        row_peak fp32 "$(echo "$me" | field peak_fp32_gflops)"
         me_peak=$ROW_PEAK
         bf_ms=– bf_gf=– bf_pct=– r2=– torch_bf=–
         if [ -n "$PEAK_BF16" ]; then
@@ -164,7 +166,7 @@ for s in $SHAPES; do
             [ -n "$torch_bf" ] || torch_bf=–
             bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
             bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
-            row_peak "$PEAK_BF16_LIMIT" "$(echo "$bf" | field $bf16_field)"
+            row_peak bf16 "$(echo "$bf" | field $bf16_field)"
             bf_pct=$(pct "$bf_gf" "$ROW_PEAK") r2=$(echo "$bf" | field peak_rss_mb)
         fi
         echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(ratio "$torch_ms" "$me_ms") | $me_gf ($(pct "$me_gf" "$me_peak")) | $torch_bf | $bf_ms | $(ratio "$torch_bf" "$bf_ms") | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
@@ -175,7 +177,7 @@ for name in fmnist-moe fmnist-switch; do
     [ -f "$pt" ] || continue
     me=$("$BIN" bench --model "$pt" --batch 16 --iters "$ITERS" --threads "$THREADS")
     me_gf=$(echo "$me" | field gflops)
-    row_peak "$PEAK" "$(echo "$me" | field peak_fp32_gflops)"
+    row_peak fp32 "$(echo "$me" | field peak_fp32_gflops)"
     echo "| $name (shipped) | 16 | – | $(echo "$me" | field forward_ms) | – | $me_gf ($(pct "$me_gf" "$ROW_PEAK")) | – | – | – | – | $(echo "$me" | field peak_rss_mb) / – |"
 done
 echo
@@ -198,7 +200,7 @@ if [ -d "$vae/vae" ]; then
     case "$CPU" in *"kernels openblas"*) gme="" ;; esac   # no own kernels: op_conv2d, nothing folded
     [ -n "$gme" ] || gme=$gflop
     now=$("$BIN" bench --peak --threads "$THREADS")
-    row_peak "$PEAK" "$(echo "$now" | field peak_fp32_gflops)"
+    row_peak fp32 "$(echo "$now" | field peak_fp32_gflops)"
     dec_peak=$ROW_PEAK
     dec_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy")
     awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v gm="$gme" -v p="$dec_peak" -v l="$VAE_LATENT" 'BEGIN {
@@ -206,7 +208,7 @@ if [ -d "$vae/vae" ]; then
                l, 8 * l, g, gm, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, gm / (m / 1e3), 100 * gm / (m / 1e3) / p }'
     # --vae-bf16 only where it is faster: elsewhere it is an emulation (same numerics, no gain)
     if [ -n "$PEAK_BF16" ]; then
-        row_peak "$PEAK_BF16_LIMIT" "$(echo "$now" | field $bf16_field)"
+        row_peak bf16 "$(echo "$now" | field $bf16_field)"
         bf_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --vae-bf16)
         # on AMX the convolutions' bf16 products run on AMX tiles: their share is of the AMX peak
         awk -v t="$t_s" -v m="$bf_ms" -v g="$gme" -v p="$ROW_PEAK" -v which="${PEAK_AMX:+AMX }bf16" 'BEGIN {
@@ -222,7 +224,7 @@ save=()
 inc_torch=$(torch_py tools/bench_inception_torch.py --num "$INC_NUM" --threads "$THREADS" --iters 3 "${save[@]}" 2>/dev/null || true)
 [ -f "$inc/images.npz" ] && echo "$INC_NUM" > "$inc/num"
 t_ips=$(echo "$inc_torch" | field images_per_s) gpi=$(echo "$inc_torch" | field gflop_per_image)
-row_peak "$PEAK" "$("$BIN" bench --peak --threads "$THREADS" | field peak_fp32_gflops)"
+row_peak fp32 "$("$BIN" bench --peak --threads "$THREADS" | field peak_fp32_gflops)"
 inc_peak=$ROW_PEAK
 # the best of three passes on both sides (PyTorch: three passes after a warm-up
 # batch; moedit: three runs, each its last images/s progress line)
