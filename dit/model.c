@@ -112,11 +112,17 @@ static int swiglu(moedit_model *m, dit_swiglu *x, int64_t H, int64_t D, const ch
     char name[160];
     int rc;
     x->hid = (int)H;
+    x->chunk = me_gemm_k_chunk((int)H, m->bf16);
     if ((rc = new_pack(m, &x->gate_up, (int)D, (int)(2 * H), m->bf16))) return rc;
-    snprintf(name, sizeof name, "%s.gate_proj.weight", prefix);
-    if ((rc = pack_tensor(m->ts, &x->gate_up, 0, (int)H, 1, 0, name, SHAPE(H, D)))) return rc;
-    snprintf(name, sizeof name, "%s.up_proj.weight", prefix);
-    if ((rc = pack_tensor(m->ts, &x->gate_up, (int)H, (int)H, 1, 0, name, SHAPE(H, D)))) return rc;
+    for (int64_t c0 = 0; c0 < H; c0 += x->chunk) {
+        snprintf(name, sizeof name, "%s.gate_proj.weight", prefix);
+        if ((rc = pack_tensor(m->ts, &x->gate_up, (int)(2 * c0), x->chunk, 1, (size_t)(c0 * D), name, SHAPE(H, D))))
+            return rc;
+        snprintf(name, sizeof name, "%s.up_proj.weight", prefix);
+        if ((rc = pack_tensor(m->ts, &x->gate_up, (int)(2 * c0 + x->chunk), x->chunk, 1, (size_t)(c0 * D), name,
+                              SHAPE(H, D))))
+            return rc;
+    }
     return linear(m, &x->down, m->bf16, D, H, "%s.down_proj.weight", prefix);
 }
 

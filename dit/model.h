@@ -17,11 +17,13 @@
 #define DIT_ITEM_ROWS 168  /* at most this many rows per DiT-MoE feed-forward work item (12 AVX-512, 28 AVX2 tiles) */
 
 /* A SwiGLU feed-forward: gate_proj and up_proj packed side by side, so one
-   product makes both halves of [rows, 2H]. */
+   product makes both halves of [rows, 2·chunk], chunk by chunk of the
+   hidden units (dit/moe.c). */
 typedef struct {
-    me_gemm_b gate_up;               /* D → 2H: gate columns [0, H), up [H, 2H) */
+    me_gemm_b gate_up;               /* D → 2H: per chunk c, gate units [c·chunk, +chunk), then their up twins */
     me_gemm_b down;                  /* H → D */
     int hid;                         /* H; 0 when absent */
+    int chunk;                       /* hidden units per chunk: me_gemm_k_chunk(H), or H */
 } dit_swiglu;
 
 /* Matrices are packed for me_gemm at load (bfloat16 in bf16 mode, except

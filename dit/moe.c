@@ -48,19 +48,30 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
     m->trace(m->trace_user, &r);
 }
 
-/* The first half of an expert, SiLU(gate(x)) ⊙ up(x) for the rows of x
-   that pick lists (NULL: the first `rows`) into the gate half of
-   mid[rows, 2H], which the down product reads with row stride 2H (the up
-   half is the product's scratch). Runs on the calling thread. */
-static void swiglu_up(int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex, float *mid)
-{
-    me_gemm_swiglu(rows, x, ldx, pick, &ex->gate_up, mid, (size_t)2 * ex->hid);
-}
+/* An expert's SwiGLU on the rows of x that pick lists (NULL: the first
+   `rows`), on the calling thread, chunk by chunk of its hidden units: per
+   chunk SiLU(gate(x)) ⊙ up(x) into [rows, 2·chunk] (the up half is the
+   product's scratch), which the down product then adds into out.
+   EXPERT_WHOLE runs both halves per chunk through the front of mid, where
+   the chunk is still in L2 for the down product; EXPERT_UP leaves every
+   chunk in its own columns of mid[rows, 2H] for a later EXPERT_DOWN. The
+   chunks end on the down product's K blocks, so its sums are those of one
+   product over all of H (dit_swiglu.chunk). */
+enum { EXPERT_WHOLE, EXPERT_UP, EXPERT_DOWN };
 
-/* The second half: out[rows, D] = down(mid's gate half). */
-static void swiglu_down(int rows, const float *mid, const dit_swiglu *ex, float *out)
+static void expert_ffn(int part, int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex,
+                       float *mid, float *out)
 {
-    me_gemm(rows, mid, (size_t)2 * ex->hid, &ex->down, 1.0f, NULL, 0.0f, out, (size_t)ex->down.n);
+    int h = ex->chunk, whole = part == EXPERT_WHOLE;
+    size_t ldm = whole ? (size_t)2 * h : (size_t)2 * ex->hid;
+    for (int c = 0; c < ex->hid / h; c++) {
+        float *act = whole ? mid : mid + (size_t)2 * c * h;
+        me_gemm_b gate_up, down;
+        me_gemm_b_view(&ex->gate_up, 2 * c * h, 2 * h, 0, ex->gate_up.k, &gate_up);
+        me_gemm_b_view(&ex->down, 0, ex->down.n, c * h, h, &down);
+        if (part != EXPERT_DOWN) me_gemm_swiglu(rows, x, ldx, pick, &gate_up, act, ldm);
+        if (part != EXPERT_UP) me_gemm(rows, act, ldm, &down, 1.0f, NULL, c ? 1.0f : 0.0f, out, (size_t)ex->down.n);
+    }
 }
 
 /* Work items: row ranges of one expert (E: the shared one) of at most about
@@ -196,12 +207,10 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
             const dit_swiglu *ex = e < E ? &b->experts[e] : &b->shared;
             float *mid = i < whole ? own_mid : tail_mid + (size_t)(i - whole) * buf;
             float *out = (e < E ? a->eout : a->shared_out) + (size_t)r0 * D;
-            if (w < whole + tail) {
-                if (e < E) swiglu_up(rows, a->xm, (size_t)D, a->slot_token + r0, ex, mid);
-                else swiglu_up(rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, ex, mid);
-            }
-            if (w < whole + tail && i >= whole) __atomic_store_n(&it[3], 1, __ATOMIC_RELEASE);
-            else swiglu_down(rows, mid, ex, out);
+            int part = i < whole ? EXPERT_WHOLE : w < whole + tail ? EXPERT_UP : EXPERT_DOWN;
+            if (e < E) expert_ffn(part, rows, a->xm, (size_t)D, a->slot_token + r0, ex, mid, out);
+            else expert_ffn(part, rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, ex, mid, out);
+            if (part == EXPERT_UP) __atomic_store_n(&it[3], 1, __ATOMIC_RELEASE);
         }
         #pragma omp barrier
         /* ff = Σ w·expert in ascending expert order (upstream's scatter-add

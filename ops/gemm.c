@@ -688,6 +688,21 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     }
 }
 
+int me_gemm_k_chunk(int k, int bf16)
+{
+    bf16 = bf16 && me_gemm_native(1);
+    if (k <= 0 || !me_gemm_native(0) || (bf16 && me_cpu_amx())) return k;
+    int kc = k_block(k, bf16 ? plan()->kc_bf16 : plan()->kc);
+    return k % kc == 0 && kc % NR == 0 ? kc : k;
+}
+
+void me_gemm_b_view(const me_gemm_b *b, int col, int cols, int k0, int k, me_gemm_b *view)
+{
+    size_t off = me_gemm_panel_offset(b, col / NR, k0) * (b->bf16 ? sizeof(uint16_t) : sizeof(float));
+    *view = *b;
+    view->n = cols, view->k = k, view->data = (char *)b->data + off;
+}
+
 int me_gemm_tile_rows(void)
 {
     return me_gemm_native(0) ? plan()->mr : 1;

@@ -31,7 +31,7 @@ enum { ME_GEMM_F32 = 0, ME_GEMM_BF16, ME_GEMM_F16 };
 typedef struct {
     int k, n;        /* B is k×n */
     int bf16;        /* stored and multiplied as bfloat16 */
-    int kp;          /* rows stored per column panel (k, or k rounded up to even) */
+    int kp;          /* rows stored per column panel (k, or k rounded up to even; more in a view) */
     void *data;      /* layout private to gemm.c */
     const int *batch_invariant;   /* NULL, or the owner's switch (below) */
 } me_gemm_b;
@@ -52,6 +52,16 @@ void me_gemm_b_init(me_gemm_b *b, void *mem, int k, int n, int bf16);
    src[kk·ld + j] (trans 0) or src[j·ld + kk] (trans 1: src is a PyTorch
    weight [cols, k]). */
 void me_gemm_pack_b(me_gemm_b *b, int col, int cols, int trans, int type, const void *src, size_t ld);
+
+/* The depth in which a product of depth k can be cut into products over
+   views (below) with every sum the same: the own kernels' K block when k
+   splits into equal blocks of a multiple of 32, else k (so on OpenBLAS,
+   and for bf16 on AMX, whose layouts take no views). */
+int me_gemm_k_chunk(int k, int bf16);
+/* view = columns [col, col+cols) × rows [k0, k0+k) of b, sharing its memory;
+   col a multiple of 32, k0 a multiple of me_gemm_k_chunk(b->k) and k that
+   chunk (or k0 0 and k b->k: b itself). */
+void me_gemm_b_view(const me_gemm_b *b, int col, int cols, int k0, int k, me_gemm_b *view);
 
 /* c[m, n] = alpha·a·b + bias[n] + beta·c; a is m×k with row stride lda;
    bias may be NULL; beta 0 never reads c. */

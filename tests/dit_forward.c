@@ -127,6 +127,16 @@ Test(dit_forward, moe_top1) { check_variant("moe_top1", "moe_top1", "_out.npy");
 Test(dit_forward, moe_qknorm) { check_variant("moe_qknorm", "moe_qknorm", "_out.npy"); }
 Test(dit_forward, switch_dmoe) { check_variant("switch_dmoe", "switch_dmoe", "_out.npy"); }
 Test(dit_forward, switch_dtr) { check_variant("switch_dtr", "switch_dtr", "_out.npy"); }
+/* Experts of 768 hidden units: the own kernels run them chunk by chunk of
+   the down product's K block (dit/moe.c). */
+Test(dit_forward, moe_wide)
+{
+    moedit_model *m = load_model("moe_wide", "moe_wide");
+    const dit_swiglu *ex = &m->blocks[0].experts[0];
+    if (me_gemm_native(0)) cr_expect_lt(ex->chunk, ex->hid, "experts of %d units ran unchunked", ex->hid);
+    moedit_model_free(m);
+    check_variant("moe_wide", "moe_wide", "_out.npy");
+}
 /* train.py checkpoint {model, ema, opt, args}: the ema weights are used. */
 Test(dit_forward, train_checkpoint_uses_ema) { check_variant("moe_top2", "moe_top2_train", "_out.npy"); }
 /* Half-precision storage, float32 compute. */
@@ -164,8 +174,8 @@ static void check_config(const char *variant)
 
 Test(dit_config, all_variants)
 {
-    const char *v[] = {"dit", "moe_top2", "moe_top1", "moe_qknorm", "switch_dmoe", "switch_dtr"};
-    for (int i = 0; i < 6; i++) check_config(v[i]);
+    const char *v[] = {"dit", "moe_top2", "moe_top1", "moe_qknorm", "switch_dmoe", "switch_dtr", "moe_wide"};
+    for (int i = 0; i < 7; i++) check_config(v[i]);
 }
 
 Test(dit_config, default_heads_and_top_k)
@@ -239,6 +249,7 @@ Test(dit_routes, moe_top2) { check_routes("moe_top2", 0); }
 Test(dit_routes, moe_top1) { check_routes("moe_top1", 0); }
 Test(dit_routes, moe_qknorm) { check_routes("moe_qknorm", 0); }
 Test(dit_routes, switch_dmoe) { check_routes("switch_dmoe", 1); }
+Test(dit_routes, moe_wide) { check_routes("moe_wide", 0); }
 
 /* ---- batch invariance ---------------------------------------------------- */
 

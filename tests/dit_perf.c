@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "core/cpu.h"
 #include "dit/model.h"
 #include "ops/gemm.h"
 #include "weights/npy.h"
@@ -105,6 +106,7 @@ Test(dit_perf, threads_dense) { thread_independent("dit"); }
 Test(dit_perf, threads_moe) { thread_independent("moe_top2"); }
 Test(dit_perf, threads_moe_qknorm) { thread_independent("moe_qknorm"); }
 Test(dit_perf, threads_switch_dmoe) { thread_independent("switch_dmoe"); }
+Test(dit_perf, threads_moe_wide) { thread_independent("moe_wide"); }
 
 /* max|got − want| / max|want| on the fixture's own rows. */
 static double fixture_error(moedit_model *m, const char *variant, const char *out_suffix)
@@ -142,5 +144,14 @@ Test(dit_perf, bf16_weights_close_to_float32)
     err = fixture_error(m, "moe_top2", "_out.npy");
     fprintf(stderr, "moe_top2 in bf16 mode: relative error %.3g\n", err);
     cr_expect(err <= 3e-2, "bf16 mode (moe_top2): relative error %g", err);
+    moedit_model_free(m);
+
+    /* Experts run in chunks of the bf16 K block (AMX: whole). */
+    m = load("moe_wide", "moe_wide", 1);
+    const dit_swiglu *ex = &m->blocks[0].experts[0];
+    if (!me_cpu_amx()) cr_expect_lt(ex->chunk, ex->hid, "bf16 experts of %d units ran unchunked", ex->hid);
+    err = fixture_error(m, "moe_wide", "_out.npy");
+    fprintf(stderr, "moe_wide in bf16 mode: relative error %.3g\n", err);
+    cr_expect(err <= 3e-2, "bf16 mode (moe_wide): relative error %g", err);
     moedit_model_free(m);
 }

@@ -172,6 +172,51 @@ Test(gemm, packed_weights_bf16)
     packed_case(100, 70, 1537, 1, ME_GEMM_BF16, 4e-6);   /* AVX512-BF16: A packed for its 4 K blocks at once */
 }
 
+/* Views of a packed [k, n] weight (me_gemm_b_view): a block of columns ×
+   rows against the reference over that block of the source, and the
+   products over me_gemm_k_chunk's row ranges, accumulated through beta,
+   the same bit for bit as the whole product (the promise dit/moe.c's
+   chunked experts rely on). */
+static void view_case(int m, int n, int k, int bf16)
+{
+    float *x = rnd((size_t)m * k, 21), *w = rnd((size_t)n * k, 23);
+    me_gemm_b pb, view;
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+    me_gemm_b_init(&pb, mem, k, n, bf16);
+    me_gemm_pack_b(&pb, 0, n, 1, ME_GEMM_F32, w, k);
+    int chunk = me_gemm_k_chunk(k, bf16), native = me_gemm_native(pb.bf16) && !(pb.bf16 && me_cpu_amx());
+    cr_assert_eq(k % chunk, 0, "k %d in chunks of %d", k, chunk);
+    if (native) cr_expect_lt(chunk, k, "k %d not cut into K blocks", k);
+
+    int col = native ? 64 : 0, cols = native ? 96 : n, k0 = k > chunk ? chunk : 0;
+    me_gemm_b_view(&pb, col, cols, k0, chunk, &view);
+    float *y = malloc((size_t)m * n * sizeof *y), *whole = malloc((size_t)m * n * sizeof *whole);
+    double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
+    reference(0, 1, m, cols, chunk, 1.0f, x + k0, k, w + (size_t)col * k + k0, k, NULL, 0.0f, NULL, cols, pb.bf16,
+              ref, mag);
+    me_gemm(m, x + k0, (size_t)k, &view, 1.0f, NULL, 0.0f, y, (size_t)cols);
+    char what[80];
+    snprintf(what, sizeof what, "view m %d cols %d+%d rows %d+%d bf16 %d", m, col, cols, k0, chunk, pb.bf16);
+    check(m, cols, y, cols, ref, mag, 4e-6, what);
+
+    me_gemm(m, x, (size_t)k, &pb, 1.0f, NULL, 0.0f, whole, (size_t)n);
+    for (int c0 = 0; c0 < k; c0 += chunk) {
+        me_gemm_b_view(&pb, 0, n, c0, chunk, &view);
+        me_gemm(m, x + c0, (size_t)k, &view, 1.0f, NULL, c0 ? 1.0f : 0.0f, y, (size_t)n);
+    }
+    cr_expect(memcmp(y, whole, (size_t)m * n * sizeof *y) == 0, "%s: chunked sums differ from the whole", what);
+    me_free_aligned(mem);
+    free(x), free(w), free(y), free(whole), free(ref), free(mag);
+}
+
+Test(gemm, views_of_packed_weights)
+{
+    view_case(100, 384, 1536, 0);   /* an S/2 expert's down product */
+    view_case(30, 200, 3072, 0);
+    view_case(100, 384, 1536, 1);
+    view_case(30, 200, 3072, 1);
+}
+
 /* Bit for bit on the own kernels; within rounding on the OpenBLAS fallback
    (MOEDIT_NO_AVX2=1), whose kernels change with the column split. */
 static int same(const float *x, const float *y, size_t count)

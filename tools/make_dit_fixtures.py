@@ -4,7 +4,7 @@ Usage:
     /usr/bin/python3 tools/make_dit_fixtures.py [--out tests/fixtures/dit] [--only dit,moe_top2]
 
 Deterministic (fixed seeds).  For every variant V in
-    dit, moe_top2, moe_top1, moe_qknorm, switch_dmoe, switch_dtr
+    dit, moe_top2, moe_top1, moe_qknorm, switch_dmoe, switch_dtr, moe_wide
 it writes
     V.pt              torch.save(model.state_dict()), upstream key names/shapes
     V.json            config (depth, hidden, heads, patch, input_size, ...)
@@ -62,7 +62,12 @@ VARIANTS = {
     "switch_dtr": ("switch", dict(depth=2, hidden_size=16, num_heads=2, routing="DTR",
                                   dtr_alpha=4.0, dtr_beta=0.8, learn_sigma=True),
                    [999.0, 500.0, 120.0, 3.0]),
+    # experts of 768 hidden units: wide enough for moedit to run them in chunks (dit/moe.c)
+    "moe_wide": ("moe", dict(depth=1, hidden_size=16, num_heads=2, num_experts=4, mlp_ratio=48,
+                             num_experts_per_tok=2, pretraining_tp=2, learn_sigma=True), INT_T),
 }
+# seed of variant V: 1000 + its place here (new variants go last, so the others keep theirs)
+SEED_ORDER = ["dit", "moe_qknorm", "moe_top1", "moe_top2", "switch_dmoe", "switch_dtr", "moe_wide"]
 # variants also written with half-precision weights (DiT-MoE XL/G run in fp16 upstream)
 LOW_PRECISION = {"moe_qknorm": torch.float16, "dit": torch.bfloat16}
 COMMON = dict(input_size=8, patch_size=2, in_channels=4, num_classes=10)
@@ -138,7 +143,7 @@ def routing_margin(scores, k):
 def make(name, outdir):
     kind, kw, tvals = VARIANTS[name]
     kw = dict(COMMON, **kw)
-    base = 1000 + sorted(VARIANTS).index(name)
+    base = 1000 + SEED_ORDER.index(name)
     for attempt in range(50):
         # reseed until routing is non-trivial and no top-k decision is a near
         # tie (so float rounding in another implementation cannot flip it)
@@ -201,7 +206,7 @@ def make(name, outdir):
         "out_channels": model.out_channels, "num_classes": kw["num_classes"],
         "learn_sigma": bool(kw["learn_sigma"]),
         "num_experts": E, "top_k": k,
-        "mlp_hidden": 4 * kw["hidden_size"],
+        "mlp_hidden": kw.get("mlp_ratio", 4) * kw["hidden_size"],
         "shared_hidden": 2 * kw["hidden_size"] if kind == "moe" else 0,
         "attention": kw.get("attention", "timm") if kind == "moe" else "timm",
         "routing": kw["routing"].lower() if kind == "switch" else None,
