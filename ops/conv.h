@@ -7,7 +7,8 @@
 
    On the own kernels (AVX-512 or AVX2+FMA, ops/gemm.c) this is an implicit
    GEMM: output channels × output pixels, the weights as the tiles' A panels
-   and the image read straight into their 32-pixel B panels, with no
+   and the image read straight into their 32-pixel B panels (on AVX-512,
+   float32 stride-1 layers: read in place by the tiles), with no
    unfolded (im2col) copy; bias, residual and ReLU are applied as each block
    of output leaves the kernel. A ×2 nearest upsampling followed by a 3×3
    convolution (padding 1) runs as four 2×2 convolutions of the source, one

@@ -17,8 +17,19 @@
      row is one masked vector load per image it touches (ops/conv_pack.c). The
      panel stays in L1 while every tile of output channels runs over it,
      so its cost is spread over cout/mr kernel calls — convolutions that
-     read the same input are best run as one (op_conv_run_split). A ×2
-     upsampling before a 3×3 convolution is folded into four 2×2
+     read the same input are best run as one (op_conv_run_split).
+   - On AVX-512, float32 stride-1 convolutions of more than one tap (the
+     VAE's 3×3 layers and folded parities, Inception's 3×3, 1×7, 7×1, 5×5)
+     skip even that: each row of a one-image panel is the input at a fixed
+     offset from the panel's first pixel (conv_row_offsets), so the tiles
+     read it where it lies (me_tile_rows_fn), lanes in the padding masked
+     to zeros — the same sums bit for bit. A Zen 5 core reads rows at a
+     one-float offset as fast as a packed panel, and the packing had been
+     6 % of a decode (docs/performance.md, "Convolutions"); 1×1 layers,
+     whose pack is a plain copy, measured slower in place and keep it, as
+     do panels across two images. A panel's first tile fetches the next
+     panel's rows.
+   - A ×2 upsampling before a 3×3 convolution is folded into four 2×2
      convolutions of the source, 4/9 of the products (see folds); on
      AVX-512 the two column parities of an output row run over the same
      panels and are stored together (store_pair).
@@ -32,7 +43,7 @@
    - Threads: one OpenMP region per convolution, each thread claiming
      ranges of pixel panels as it goes (or, when there are too few, taking
      a range of output channels), with no barrier inside: a thread packs
-     its own B panels. */
+     (or reads) its own B panels. */
 #include <immintrin.h>
 #include <omp.h>
 #include <stddef.h>
@@ -380,9 +391,30 @@ static void block_rows(const op_conv *c, int m0, int m1, int *first, int *live, 
     *rows = c->amx ? (m1 - m0) * c->mr : *live;
 }
 
+/* Panel q's B rows read in place where j->rows runs it (a one-image
+   panel): the lane masks of its K block [k0, k0 + kb) in lane_mask, NULL
+   when every lane of every tap lies inside the image; returns the address
+   of its lane 0's pixel, or NULL where the panel must be packed. */
+static const float *in_place(const conv_job *j, const segment *seg, int ns, int k0, int kb, uint32_t *lane_mask,
+                             const uint32_t **mask)
+{
+    uint32_t tap_mask[CONV_ROWS_TAPS_MAX];
+    ptrdiff_t base;
+    int taps = j->s->kh * j->s->kw;
+    if (!j->rows || ns != 1) return NULL;
+    *mask = NULL;
+    if (!conv_panel_rows(j, seg, &base, tap_mask)) {
+        for (int kk = 0, tap = k0 % taps; kk < kb; kk++, tap = tap + 1 == taps ? 0 : tap + 1)
+            lane_mask[kk] = tap_mask[tap];
+        *mask = lane_mask;
+    }
+    return j->x + base;
+}
+
 /* Panels [q0, q1) × channel panels [m0, m1) into the block (not stored):
    K blocks outermost so the weight block stays in L2 across the chunk's
-   panels. */
+   panels. A panel is packed once per K block for all its tiles, or, on
+   the tiles that read B in place (j->rows), not at all. */
 static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float *cbuf)
 {
     const op_conv *c = j->c;
@@ -393,21 +425,28 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
     block_rows(c, m0, m1, &first, &live_rows, &rows);
     _Alignas(64) float bp[KC_LIMIT * NR];
     _Alignas(64) uint16_t bpair[KC_LIMIT * NR];
+    int32_t off[KC_LIMIT];
+    uint32_t lane_mask[KC_LIMIT];
     for (int k0 = 0; k0 < k; k0 += c->kc) {
         int kb = k - k0 < c->kc ? k - k0 : c->kc, kbp = k_padded(c, kb);
+        if (j->rows) conv_row_offsets(j, k0, kb, off);
         for (long q = q0; q < q1; q++) {
             segment seg[NR];
             int ns = conv_panel_segments(j, q, !j->flat, seg);
             int live = 0;
             for (int g = 0; g < ns; g++) live += seg[g].len;
-            conv_pack_b(j, seg, ns, k0, kb, bp);
+            const uint32_t *mask;
+            const float *x = in_place(j, seg, ns, k0, kb, lane_mask, &mask);
+            /* the next panel's rows, fetched by its first tile */
+            const float *next = x && q + 1 < q1 ? x + NR : NULL;
             const void *b = bp;
-            if (c->native_bf16) {
+            if (!x) conv_pack_b(j, seg, ns, k0, kb, bp);
+            if (!x && c->native_bf16) {
                 me_pack_pairs_bf16(bp, kb, bpair);
                 int paired = (kb + 1) & ~1;   /* AMX's padding rows: zeros, never stale values */
                 memset(bpair + (size_t)paired * NR, 0, (size_t)(kbp - paired) * NR * sizeof *bpair);
                 b = bpair;
-            } else if (c->bf16) {
+            } else if (!x && c->bf16) {
                 for (int t = 0; t < kb * NR; t++) bp[t] = round_bf16(bp[t]);
             }
             for (int m = m0; m < m1; m++) {
@@ -421,7 +460,10 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
                 const void *a = c->native_bf16 ? (const void *)((const uint16_t *)j->packed + at)
                                                : (const void *)((const float *)j->packed + at);
                 me_tile_out o = {out, NR, live, NULL, 1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
-                j->tiles[r1 - r0](kbp, a, b, &o);
+                if (x)
+                    j->rows[r1 - r0](kbp, a, x, off, mask, m == m0 ? next : NULL, &o);
+                else
+                    j->tiles[r1 - r0](kbp, a, b, &o);
             }
         }
     }
@@ -527,6 +569,10 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
                          .w = w, .ih = h * up, .iw = w * up, .oh = oh, .ow = ow, .plane = plane, .step = 1,
                          .flat = flat, .gw = gw, .gplane = (size_t)oh * gw, .pixels = (long)n * oh * gw,
                          .avx512 = me_cpu_isa() == ME_ISA_AVX512, .tiles = p.tiles}};
+    /* B rows in place (see the file's head): float32 flat jobs of more than
+       one tap whose offsets fit the tiles' int32 */
+    const me_tile_rows_fn *rows = !c->bf16 && (size_t)s->cin * h * w < INT32_MAX / 2 ? p.rows : NULL;
+    if (flat && s->kh * s->kw > 1 && s->kh * s->kw <= CONV_ROWS_TAPS_MAX) jobs[0].rows = rows;
     jobs[0].stream = jobs[0].avx512 && me_cpu_outgrows_l2s((double)n * s->cout * plane * sizeof(float), me_threads());
     int njobs = 1;
     op_conv_shape parity_shape[4];
@@ -541,6 +587,7 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
             ji->ih = ji->oh = h;
             ji->iw = ji->ow = ji->gw = w;
             ji->py = i / 2, ji->px = i % 2, ji->step = 2, ji->flat = 1;
+            ji->rows = rows;
             ji->gplane = (size_t)h * w, ji->pixels = (long)n * h * w;
         }
         njobs = 4;

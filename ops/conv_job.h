@@ -25,8 +25,11 @@ typedef struct {
     size_t gplane;            /* oh·gw */
     long pixels;              /* n·gplane */
     const me_tile_fn *tiles;
+    const me_tile_rows_fn *rows;   /* NULL, or tiles reading one-image panels in place (conv_panel_rows) */
     int stream;               /* y outgrows the threads' L2s: whole aligned rows go out by streaming stores */
 } conv_job;
+
+#define CONV_ROWS_TAPS_MAX 49   /* taps per channel of a job read in place */
 
 /* A run of a panel's lanes on one output row of one image. */
 typedef struct { int img, oy, ox, len, lane; } segment;
@@ -40,5 +43,14 @@ int conv_panel_segments(const conv_job *j, long q, int by_row, segment *seg);
    value tap k0+kk = (ci, ky, kx) sees (0 in the padding and past the last
    pixel). d: 64-byte aligned. */
 void conv_pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d);
+/* A flat job's one-image panel (seg[0] alone) read in place by the
+   me_tile_rows_fn tiles: its lane 0's pixel, x + *base, and per tap
+   (ky·kw + kx) the lanes it finds inside the image (bit t: lane t; 0 in
+   the padding, wrapped into a neighbouring row, past the last pixel).
+   Returns 1 when every tap finds all 32 lanes inside. */
+int conv_panel_rows(const conv_job *j, const segment *seg, ptrdiff_t *base, uint32_t *mask);
+/* The offsets from lane 0's pixel of a flat job's K range [k0, k0+kb): off[kk] for
+   tap k0+kk = (ci, ky, kx) is ci·h·w + (ky − pad_h)·w + kx − pad_w. */
+void conv_row_offsets(const conv_job *j, int k0, int kb, int32_t *off);
 
 #endif

@@ -168,6 +168,57 @@ __attribute__((target("avx2"))) static void pack_channels(const conv_job *j, con
     }
 }
 
+/* A flat job's panel, lane by lane: grid row and column (rv, cv) and
+   segment (sv), 8 lanes a vector, and per segment the x offset of its lane
+   0's pixel (base); lanes past the last pixel get a row no tap reaches. */
+__attribute__((target("avx2"))) static void lane_grid(const conv_job *j, const segment *seg, int ns, __m256i *rv,
+                                                      __m256i *cv, __m256i *sv, ptrdiff_t *base)
+{
+    const size_t img_size = (size_t)j->s->cin * j->h * j->w;
+    _Alignas(32) int32_t row[NR], col[NR], sid[NR];
+    for (int t = 0; t < NR; t++) row[t] = INT32_MIN / 2, col[t] = 0, sid[t] = 0;
+    for (int g = 0; g < ns; g++) {
+        const segment *e = &seg[g];
+        base[g] = (ptrdiff_t)(e->img * img_size) + (ptrdiff_t)e->oy * j->w + e->ox - e->lane;
+        for (int t = e->lane, oy = e->oy, ox = e->ox; t < e->lane + e->len; t++) {
+            row[t] = oy, col[t] = ox, sid[t] = g;
+            if (++ox == j->w) ox = 0, oy++;
+        }
+    }
+    for (int v = 0; v < NR / 8; v++) {
+        rv[v] = _mm256_load_si256((const __m256i *)(row + 8 * v));
+        cv[v] = _mm256_load_si256((const __m256i *)(col + 8 * v));
+        sv[v] = _mm256_load_si256((const __m256i *)(sid + 8 * v));
+    }
+}
+
+__attribute__((target("avx2"))) int conv_panel_rows(const conv_job *j, const segment *seg, ptrdiff_t *base,
+                                                    uint32_t *mask)
+{
+    const op_conv_shape *s = j->s;
+    __m256i rv[NR / 8], cv[NR / 8], sv[NR / 8], m[NR / 8];
+    lane_grid(j, seg, 1, rv, cv, sv, base);
+    int all = 1;
+    for (int tap = 0; tap < s->kh * s->kw; tap++) {
+        all &= tap_mask(rv, cv, j->ih, j->w, tap / s->kw - s->pad_h, tap % s->kw - s->pad_w, m);
+        mask[tap] = 0;
+        for (int v = 0; v < NR / 8; v++)
+            mask[tap] |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(m[v])) << 8 * v;
+    }
+    return all;
+}
+
+void conv_row_offsets(const conv_job *j, int k0, int kb, int32_t *off)
+{
+    const op_conv_shape *s = j->s;
+    const int taps = s->kh * s->kw;
+    const size_t in_plane = (size_t)j->h * j->w;
+    for (int kk = 0; kk < kb; kk++) {
+        int k = k0 + kk, tap = k % taps;
+        off[kk] = (int32_t)((size_t)(k / taps) * in_plane) + (tap / s->kw - s->pad_h) * j->w + tap % s->kw - s->pad_w;
+    }
+}
+
 /* B panel [kb][32] of panel q over K range [k0, k0+kb): row kk holds, for
    each of the panel's pixels, the input value tap k0+kk = (ci, ky, kx)
    sees (0 in the padding and past the last pixel).
@@ -192,26 +243,10 @@ __attribute__((target("avx2"))) static void pack_flat(const conv_job *j, const s
 {
     const op_conv_shape *s = j->s;
     const int taps = s->kh * s->kw, w = j->w;
-    const size_t in_plane = (size_t)j->h * w, img_size = (size_t)s->cin * in_plane;
-    /* Per lane: grid row and column, and its segment (image); lanes past
-       the last pixel get a row no tap reaches. */
-    _Alignas(32) int32_t row[NR], col[NR], sid[NR];
-    ptrdiff_t base[NR];   /* per segment: x offset of its lane 0's pixel */
-    for (int t = 0; t < NR; t++) row[t] = INT32_MIN / 2, col[t] = 0, sid[t] = 0;
-    for (int g = 0; g < ns; g++) {
-        const segment *e = &seg[g];
-        base[g] = (ptrdiff_t)(e->img * img_size) + (ptrdiff_t)e->oy * w + e->ox - e->lane;
-        for (int t = e->lane, oy = e->oy, ox = e->ox; t < e->lane + e->len; t++) {
-            row[t] = oy, col[t] = ox, sid[t] = g;
-            if (++ox == w) ox = 0, oy++;
-        }
-    }
+    const size_t in_plane = (size_t)j->h * w;
     __m256i rv[NR / 8], cv[NR / 8], sv[NR / 8];
-    for (int v = 0; v < NR / 8; v++) {
-        rv[v] = _mm256_load_si256((const __m256i *)(row + 8 * v));
-        cv[v] = _mm256_load_si256((const __m256i *)(col + 8 * v));
-        sv[v] = _mm256_load_si256((const __m256i *)(sid + 8 * v));
-    }
+    ptrdiff_t base[NR];
+    lane_grid(j, seg, ns, rv, cv, sv, base);
     if (ns == 1 && planes_collide(j, kb)) {
         pack_channels(j, rv, cv, base[0], k0, kb, d);
         return;

@@ -158,6 +158,52 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
     store_tile(mr, acc, o);
 }
 
+/* kernel_f32 with B's rows read where they lie (me_tile_rows_fn): row k is
+   the 32 floats at base + off[k], lanes outside mask[k] read as zeros
+   (masked: never loaded). The same sums in the same order as over a
+   packed panel of those rows. next: the next panel's lane 0, whose rows
+   at the same offsets are fetched into L1 and L2 along the way. */
+static inline __attribute__((always_inline)) void rows_step(int mr, int masked, int fetch, int k, const float *a,
+                                                           const float *base, const int32_t *off,
+                                                           const uint32_t *mask, const float *next,
+                                                           __m512 acc[MR][2])
+{
+    const float *b = base + off[k];
+    if (fetch) {
+        __builtin_prefetch(next + off[k], 0, 3);
+        __builtin_prefetch(next + off[k] + 16, 0, 3);
+    }
+    __m512 b0, b1;
+    if (masked) {
+        b0 = _mm512_maskz_loadu_ps((__mmask16)mask[k], b);
+        b1 = _mm512_maskz_loadu_ps((__mmask16)(mask[k] >> 16), b + 16);
+    } else {
+        b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    }
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        __m512 ai = _mm512_set1_ps(a[(size_t)k * MR + i]);
+        acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+}
+
+static inline __attribute__((always_inline)) void kernel_rows(int mr, int masked, int kc, const float *a,
+                                                             const float *base, const int32_t *off,
+                                                             const uint32_t *mask, const float *next,
+                                                             const tile_out *o)
+{
+    __m512 acc[MR][2];
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_c(mr, o);
+    if (next)
+        for (int k = 0; k < kc; k++) rows_step(mr, masked, 1, k, a, base, off, mask, next, acc);
+    else
+        for (int k = 0; k < kc; k++) rows_step(mr, masked, 0, k, a, base, off, mask, next, acc);
+    store_tile(mr, acc, o);
+}
+
 typedef me_tile_fn kernel_fn;
 
 #define KERNELS(R)                                                                              \
@@ -168,6 +214,14 @@ typedef me_tile_fn kernel_fn;
     static void kb_##R(int kc, const void *a, const void *b, const tile_out *o)                 \
     {                                                                                           \
         kernel_bf16(R, kc, a, b, o);                                                            \
+    }                                                                                           \
+    static void kr_##R(int kc, const float *a, const float *base, const int32_t *off,           \
+                       const uint32_t *mask, const float *next, const tile_out *o)              \
+    {                                                                                           \
+        if (mask)                                                                               \
+            kernel_rows(R, 1, kc, a, base, off, mask, next, o);                                 \
+        else                                                                                    \
+            kernel_rows(R, 0, kc, a, base, off, mask, next, o);                                 \
     }
 KERNELS(1) KERNELS(2) KERNELS(3) KERNELS(4) KERNELS(5) KERNELS(6) KERNELS(7)
 KERNELS(8) KERNELS(9) KERNELS(10) KERNELS(11) KERNELS(12) KERNELS(13) KERNELS(14)
@@ -178,6 +232,8 @@ static const kernel_fn kernels_f32[MR + 1] = {NULL, kf_1, kf_2, kf_3, kf_4, kf_5
                                               kf_8, kf_9, kf_10, kf_11, kf_12, kf_13, kf_14};
 static const kernel_fn kernels_bf16[MR + 1] = {NULL, kb_1, kb_2, kb_3, kb_4, kb_5, kb_6, kb_7,
                                                kb_8, kb_9, kb_10, kb_11, kb_12, kb_13, kb_14};
+static const me_tile_rows_fn kernels_rows[MR + 1] = {NULL, kr_1, kr_2, kr_3, kr_4, kr_5, kr_6, kr_7,
+                                                     kr_8, kr_9, kr_10, kr_11, kr_12, kr_13, kr_14};
 
 /* ---- blocked product --------------------------------------------------- */
 
@@ -715,5 +771,6 @@ int me_gemm_tile_plan(int bf16, me_tile_plan *p)
     p->mr = pl->mr;
     p->kc = bf16 ? pl->kc_bf16 : pl->kc;
     p->tiles = bf16 ? kernels_bf16 : pl->f32;
+    p->rows = !bf16 && pl->mr == MR ? kernels_rows : NULL;
     return 1;
 }

@@ -32,6 +32,15 @@ typedef struct {
 } me_tile_out;
 
 typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_out *o);
+/* A float32 tile whose B rows are read where they lie instead of from a
+   packed panel (AVX-512; ops/conv_gemm.c's stride-1 convolutions, whose
+   rows are shifted runs of the input): row k is the 32 floats at base +
+   off[k]; with mask, lanes outside mask[k] (bit t: lane t) are zeros and
+   never read. next: NULL, or the next panel's base, whose rows at the
+   same offsets the tile fetches as it goes. Bit for bit the packed tile's
+   result over a panel of those rows. */
+typedef void (*me_tile_rows_fn)(int kc, const float *a, const float *base, const int32_t *off, const uint32_t *mask,
+                                const float *next, const me_tile_out *o);
 
 /* AVX2+FMA float32 tiles, indexed by live rows 1..6 (ops/gemm_avx2.c). */
 extern const me_tile_fn me_tiles_avx2[ME_GEMM_MR_AVX2 + 1];
@@ -70,6 +79,7 @@ void me_gemm_tile_span(int rows, int tiles, int mr, int t, int *r0, int *live);
 typedef struct {
     int mr, kc;
     const me_tile_fn *tiles;   /* by live rows 1..mr */
+    const me_tile_rows_fn *rows;   /* the same reading B in place, by live rows; NULL but on AVX-512 float32 */
 } me_tile_plan;
 int me_gemm_tile_plan(int bf16, me_tile_plan *p);
 
