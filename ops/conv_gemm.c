@@ -226,8 +226,11 @@ size_t op_conv_scratch(const op_conv_shape *s, int h, int w)
 
 /* ---- the implicit GEMM ------------------------------------------------- */
 
-/* dst[0, 32) = src + b (+ res), 0 where relu and negative, by streaming
-   stores (dst 64-byte aligned). A y larger than the threads' L2s leaves
+/* dst[0, len) = src + b (+ res), 0 where relu and negative (len ≤ 32),
+   in masked vectors: GCC's vectorisation of the scalar loop rebuilt the
+   ReLU mask bit by bit for every 32-float row (Inception's stores, 5 % of
+   its samples, were mostly that). With stream (len 32, dst 64-byte
+   aligned) by streaming stores: a y larger than the threads' L2s leaves
    them before the next layer reads it; a plain store first reads every
    line it writes and evicts the weights and block buffer the next panels
    need. Whether a shared L3 would have kept y for the next layer (Zen's)
@@ -236,16 +239,21 @@ size_t op_conv_scratch(const op_conv_shape *s, int h, int w)
    1.31 s (of 21); with every size streamed, in a quieter minute, 3.29 →
    3.09 and 1.02 → 0.78 s. Inception 0.684 → 0.665 s, noise: its planes
    rarely start rows on a line. */
-ME_TARGET_AVX512 static void store_stream(float *dst, const float *src, const float *res, float b, int relu)
+ME_TARGET_AVX512 static void store_row(float *dst, const float *src, const float *res, float b, int relu, int len,
+                                       int stream)
 {
-    __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
-    __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(src), bias), v1 = _mm512_add_ps(_mm512_loadu_ps(src + 16), bias);
-    if (res) v0 = _mm512_add_ps(v0, _mm512_loadu_ps(res)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(res + 16));
-    if (relu)   /* as the scalar path: only v < 0 becomes 0 (NaN and -0 stay) */
-        v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), zero),
-        v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), zero);
-    _mm512_stream_ps(dst, v0);
-    _mm512_stream_ps(dst + 16, v1);
+    const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+    for (int t = 0; t < len; t += 16) {
+        __mmask16 m = len - t >= 16 ? 0xffff : (__mmask16)((1u << (len - t)) - 1);
+        __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + t), bias);
+        if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + t));
+        if (relu)   /* as the scalar path: only v < 0 becomes 0 (NaN and -0 stay) */
+            v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+        if (stream)
+            _mm512_stream_ps(dst + t, v);
+        else
+            _mm512_mask_storeu_ps(dst + t, m, v);
+    }
 }
 
 /* Output channels [r0, r1) of panels [q0, q0 + nq) from the thread's block
@@ -284,12 +292,15 @@ static void store_block(const conv_job *j, long q0, int nq, int r0, int r1, int 
                         __builtin_prefetch(res + st * NR);
                         __builtin_prefetch(res + st * NR + 16);
                     }
-                    if (j->stream && st == 1 && len == NR && ((uintptr_t)dst & 63) == 0) {
-                        store_stream(dst, src, res, b, relu);
+                    int whole = j->stream && st == 1 && len == NR && ((uintptr_t)dst & 63) == 0;
+                    if (!whole) {
+                        __builtin_prefetch(dst + st * NR, 1);
+                        __builtin_prefetch(dst + st * NR + 16, 1);
+                    }
+                    if (st == 1 && j->avx512) {
+                        store_row(dst, src, res, b, relu, len, whole);
                         continue;
                     }
-                    __builtin_prefetch(dst + st * NR, 1);
-                    __builtin_prefetch(dst + st * NR + 16, 1);
                     if (st == 1) {
                         for (int t = 0; t < len; t++) {
                             float v = src[t] + b;

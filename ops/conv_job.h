@@ -20,7 +20,7 @@ typedef struct {
     size_t plane;             /* the destination's plane: oh·ow, or 2oh·2ow for a folded parity */
     int py, px, step;         /* output pixel (oy, ox) lands at (step·oy + py, step·ox + px) */
     int flat;                 /* stride 1, no upsampling, ow ≤ w: see pack_flat (ops/conv_pack.c) */
-    int avx512;               /* AVX-512 CPU: vector stores (store_stream, store_pair) */
+    int avx512;               /* AVX-512 CPU: vector stores (store_row, store_pair) */
     int gw;                   /* row length of the pixel grid: ow, or w for a flat job */
     size_t gplane;            /* oh·gw */
     long pixels;              /* n·gplane */
