@@ -213,9 +213,11 @@ void conv_row_offsets(const conv_job *j, int k0, int kb, int32_t *off)
     const op_conv_shape *s = j->s;
     const int taps = s->kh * s->kw;
     const size_t in_plane = (size_t)j->h * j->w;
-    for (int kk = 0; kk < kb; kk++) {
-        int k = k0 + kk, tap = k % taps;
-        off[kk] = (int32_t)((size_t)(k / taps) * in_plane) + (tap / s->kw - s->pad_h) * j->w + tap % s->kw - s->pad_w;
+    int32_t shift[CONV_ROWS_TAPS_MAX], plane = (int32_t)((size_t)(k0 / taps) * in_plane);
+    for (int tap = 0; tap < taps; tap++) shift[tap] = (tap / s->kw - s->pad_h) * j->w + tap % s->kw - s->pad_w;
+    for (int kk = 0, tap = k0 % taps; kk < kb; kk++) {
+        off[kk] = plane + shift[tap];
+        if (++tap == taps) tap = 0, plane += (int32_t)in_plane;
     }
 }
 
