@@ -27,8 +27,8 @@
      one-float offset as fast as a packed panel, and the packing had been
      6 % of a decode (docs/performance.md, "Convolutions"); 1×1 layers,
      whose pack is a plain copy, measured slower in place and keep it, as
-     do panels across two images. A panel's first tile fetches the next
-     panel's rows.
+     do panels across two images. A panel's first and last tiles fetch
+     the next panel's rows.
    - A ×2 upsampling before a 3×3 convolution is folded into four 2×2
      convolutions of the source, 4/9 of the products (see folds); on
      AVX-512 the two column parities of an output row run over the same
@@ -402,10 +402,11 @@ static void block_rows(const op_conv *c, int m0, int m1, int *first, int *live, 
     *rows = c->amx ? (m1 - m0) * c->mr : *live;
 }
 
-/* Panel q's B rows read in place where j->rows runs it (a one-image
-   panel): the lane masks of its K block [k0, k0 + kb) in lane_mask, NULL
-   when every lane of every tap lies inside the image; returns the address
-   of its lane 0's pixel, or NULL where the panel must be packed. */
+/* A panel (its segments seg[0, ns)) whose B rows the j->rows tiles read
+   in place — one image's pixels: returns the address of its lane 0's
+   pixel, with *mask the lane masks of K block [k0, k0 + kb) in lane_mask,
+   or NULL when every lane of every tap lies inside the image. Returns NULL
+   where the panel must be packed. */
 static const float *in_place(const conv_job *j, const segment *seg, int ns, int k0, int kb, uint32_t *lane_mask,
                              const uint32_t **mask)
 {
@@ -448,7 +449,9 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
             for (int g = 0; g < ns; g++) live += seg[g].len;
             const uint32_t *mask;
             const float *x = in_place(j, seg, ns, k0, kb, lane_mask, &mask);
-            /* the next panel's rows, fetched by its first tile */
+            /* the next panel's rows, fetched by the first and the last tile:
+               where a panel serves few tiles the first one's lines are gone
+               from L1 (the weights stream through) before they are read */
             const float *next = x && q + 1 < q1 ? x + NR : NULL;
             const void *b = bp;
             if (!x) conv_pack_b(j, seg, ns, k0, kb, bp);
@@ -472,7 +475,7 @@ static void run_chunk(const conv_job *j, long q0, long q1, int m0, int m1, float
                                                : (const void *)((const float *)j->packed + at);
                 me_tile_out o = {out, NR, live, NULL, 1.0f, k0 == 0 ? 0.0f : 1.0f, NULL, 0};
                 if (x)
-                    j->rows[r1 - r0](kbp, a, x, off, mask, m == m0 ? next : NULL, &o);
+                    j->rows[r1 - r0](kbp, a, x, off, mask, m == m0 || m == m1 - 1 ? next : NULL, &o);
                 else
                     j->tiles[r1 - r0](kbp, a, b, &o);
             }
