@@ -37,8 +37,8 @@ typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_o
    rows are shifted runs of the input): row k is the 32 floats at base +
    off[k]; with mask, lanes outside mask[k] (bit t: lane t) are zeros and
    never read. next: NULL, or the next panel's base, whose rows at the
-   same offsets the tile fetches as it goes. Bit for bit the packed tile's
-   result over a panel of those rows. */
+   same offsets the tile fetches as it goes (o->pf is not used). Bit for
+   bit the packed tile's result over a panel of those rows. */
 typedef void (*me_tile_rows_fn)(int kc, const float *a, const float *base, const int32_t *off, const uint32_t *mask,
                                 const float *next, const me_tile_out *o);
 
