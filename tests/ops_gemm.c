@@ -2,7 +2,8 @@
    over sizes that hit every edge (rows not a multiple of 14, columns not a
    multiple of 32, K blocks of unequal use, k = 1), every transpose, alpha,
    beta and bias; the bfloat16 mode against a product of the bf16-rounded
-   operands; and results that do not change with the thread count. */
+   operands; results that do not change with the thread count; and the
+   tiles that read B's rows in place against the packed-panel ones. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "core/core.h"
 #include "core/cpu.h"
 #include "ops/gemm.h"
+#include "ops/gemm_tile.h"
 #include "ops/ops.h"
 #include "ops/vexp.h"
 
@@ -514,4 +516,51 @@ Test(gemm, swiglu_fused_as_unfused)
             for (int hi = 0; hi < 3; hi++)
                 for (int threads = 1; threads <= 2; threads++)
                     swiglu_case(ms[mi], halves[hi], 384, bf16, mi % 2 ? pick : NULL, threads);
+}
+
+/* The tiles that read B's rows where they lie (ops/conv_gemm.c's stride-1
+   convolutions) against the packed-panel tiles: rows scattered through a
+   larger buffer by an offset table, some lanes masked off (the masked
+   source lanes hold NaN, so a masked lane that is read would show), must
+   give the packed tile's result on a panel holding those rows with the
+   masked lanes zero — bit for bit, at every row count, with and without
+   masks and the next-panel fetch. */
+Test(gemm, tiles_reading_rows_in_place)
+{
+    me_tile_plan p;
+    if (!me_gemm_tile_plan(0, &p) || !p.rows) {
+        cr_log_info("no in-place tiles on this CPU (AVX-512 only)");
+        return;
+    }
+    enum { KC = 75, NR = 32, STRIDE = 53 };
+    float *a = rnd((size_t)KC * p.mr, 11);
+    float *panel = aligned_alloc(64, sizeof(float) * KC * NR);
+    int32_t off[KC];
+    uint32_t mask[KC];
+    for (int k = 0; k < KC; k++) {
+        off[k] = (KC - 1 - k) * STRIDE + k % 3;   /* rows out of order, at odd offsets */
+        mask[k] = k % 4 ? 0xffffffffu : ~(1u << (k % NR)) & ~(1u << ((5 * k + 7) % NR));
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const uint32_t *m = pass ? mask : NULL;
+        float *x = rnd((size_t)KC * STRIDE + NR + 64, 12);
+        for (int k = 0; k < KC; k++)
+            for (int t = 0; t < NR; t++) {
+                int live = !m || (m[k] >> t & 1);
+                panel[k * NR + t] = live ? x[off[k] + t] : 0.0f;
+                if (!live) x[off[k] + t] = NAN;
+            }
+        for (int rows = 1; rows <= p.mr; rows++) {
+            float want[14 * NR], got[14 * NR];
+            me_tile_out ow = {want, NR, NR, NULL, 1.0f, 0.0f, NULL, 0};
+            me_tile_out og = {got, NR, NR, NULL, 1.0f, 0.0f, NULL, 0};
+            p.tiles[rows](KC, a, panel, &ow);
+            p.rows[rows](KC, a, x, off, m, rows % 2 ? x + NR : NULL, &og);
+            cr_assert(memcmp(want, got, sizeof(float) * rows * NR) == 0, "%d rows, %s: in place differs",
+                      rows, m ? "masked" : "unmasked");
+        }
+        free(x);
+    }
+    free(a);
+    free(panel);
 }
