@@ -587,6 +587,8 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
        one tap whose offsets fit the tiles' int32 */
     const me_tile_rows_fn *rows = !c->bf16 && (size_t)s->cin * h * w < INT32_MAX / 2 ? p.rows : NULL;
     if (flat && s->kh * s->kw > 1 && s->kh * s->kw <= CONV_ROWS_TAPS_MAX) jobs[0].rows = rows;
+    jobs[0].gather = jobs[0].avx512 && st > 1 && up == 1 && s->kh * s->kw <= CONV_ROWS_TAPS_MAX &&
+                     (size_t)n * s->cin * h * w < INT32_MAX / 2;   /* gather indices are int32 */
     jobs[0].stream = jobs[0].avx512 && me_cpu_outgrows_l2s((double)n * s->cout * plane * sizeof(float), me_threads());
     int njobs = 1;
     op_conv_shape parity_shape[4];

@@ -27,9 +27,10 @@ typedef struct {
     const me_tile_fn *tiles;
     const me_tile_rows_fn *rows;   /* NULL, or tiles reading one-image panels in place (conv_panel_rows) */
     int stream;               /* y outgrows the threads' L2s: whole aligned rows go out by streaming stores */
+    int gather;               /* strided, not upsampled, AVX-512: panels packed by gathers (pack_gather) */
 } conv_job;
 
-#define CONV_ROWS_TAPS_MAX 49   /* taps per channel of a job read in place */
+#define CONV_ROWS_TAPS_MAX 49   /* taps per channel of a job read in place or gathered */
 
 /* A run of a panel's lanes on one output row of one image. */
 typedef struct { int img, oy, ox, len, lane; } segment;

@@ -2,12 +2,14 @@
    32-pixel B panel is filled straight from the NCHW input, zeros for the
    padding, source pixel (y/2, x/2) for a ×2 nearest upsampling, strides as
    given. At stride 1 without upsampling (most layers) a panel row is one
-   masked vector load per image it touches (pack_flat); any other job goes
-   row by row (pack_rows). */
+   masked vector load per image it touches (pack_flat); at larger strides
+   on AVX-512, two gathers (pack_gather); any other job goes row by row
+   (pack_rows). */
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 #include "ops/conv_job.h"
+#include "ops/simd512.h"
 
 #define NR ME_GEMM_NR
 
@@ -353,8 +355,73 @@ static void pack_rows(const conv_job *j, const segment *seg, int ns, int k0, int
     }
 }
 
+/* A strided job on AVX-512 (Inception's stride-2 reductions): each row of
+   the panel is two 16-lane gathers, whatever output rows and images its
+   lanes come from, lanes in the padding or past the last pixel masked
+   (never read). pack_rows' row copies, three or four per row where the
+   output rows are 17 or 8 wide, had made the pack a fifth of Mixed_6a's
+   3×3 reduction (perf, one thread); gathers fed from lines fetched a panel
+   ahead took that layer 9.7 % faster, the 1a, 7a ones 6–17 % (measured in
+   docs/performance.md, "Convolutions"). */
+ME_TARGET_AVX512 static void pack_gather(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
+{
+    const op_conv_shape *s = j->s;
+    const int taps = s->kh * s->kw, st = s->stride;
+    const size_t in_plane = (size_t)j->h * j->w, img_size = (size_t)s->cin * in_plane;
+    /* lane t's first input pixel, its row and column (lanes past the last
+       pixel get a row no tap reaches) */
+    _Alignas(64) int32_t iy[NR], ix[NR], at[NR];
+    for (int t = 0; t < NR; t++) iy[t] = INT32_MIN / 2, ix[t] = 0, at[t] = 0;
+    for (int g = 0; g < ns; g++) {
+        const segment *e = &seg[g];
+        for (int t = e->lane, ox = e->ox; t < e->lane + e->len; t++, ox++) {
+            iy[t] = e->oy * st - s->pad_h, ix[t] = ox * st - s->pad_w;
+            at[t] = (int32_t)(e->img * img_size) + iy[t] * j->w + ix[t];
+        }
+    }
+    /* The next panel's lanes 0, 8, 16, 24 and 31, whose rows each row here
+       fetches: at stride 2 eight lanes span one line, and a dozen planes
+       of short rows are too many streams for the hardware prefetcher
+       (without this the gathers were no faster than the copies). */
+    int32_t ahead[5];
+    const segment *e = &seg[ns - 1];
+    for (int t = 0, a = 0, img = e->img, oy = e->oy, ox = e->ox + e->len; a < 5; t++, ox++) {
+        if (ox == j->ow) ox = 0, oy++;
+        if (oy == j->oh) oy = 0, img++;
+        if (t == 8 * a || t == NR - 1)
+            ahead[a++] = (int32_t)(img * img_size) + (oy * st - s->pad_h) * j->w + ox * st - s->pad_w;
+    }
+    __m512i vat[NR / 16];
+    __mmask16 inside[CONV_ROWS_TAPS_MAX][NR / 16];
+    int32_t shift[CONV_ROWS_TAPS_MAX];
+    for (int v = 0; v < NR / 16; v++) vat[v] = _mm512_load_si512(at + 16 * v);
+    for (int tap = 0; tap < taps; tap++) {
+        int ky = tap / s->kw, kx = tap % s->kw;
+        shift[tap] = ky * j->w + kx;
+        for (int v = 0; v < NR / 16; v++) {
+            __m512i y = _mm512_add_epi32(_mm512_load_si512(iy + 16 * v), _mm512_set1_epi32(ky));
+            __m512i x = _mm512_add_epi32(_mm512_load_si512(ix + 16 * v), _mm512_set1_epi32(kx));
+            inside[tap][v] = _mm512_cmpgt_epi32_mask(y, _mm512_set1_epi32(-1)) &
+                             _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(j->h), y) &
+                             _mm512_cmpgt_epi32_mask(x, _mm512_set1_epi32(-1)) &
+                             _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(j->w), x);
+        }
+    }
+    int tap = k0 % taps;
+    const float *xc = j->x + (size_t)(k0 / taps) * in_plane;
+    for (int kk = 0; kk < kb; kk++, d += NR) {
+        for (int a = 0; a < 5; a++) __builtin_prefetch(xc + shift[tap] + ahead[a]);
+        for (int v = 0; v < NR / 16; v++) {
+            __m512i idx = _mm512_add_epi32(vat[v], _mm512_set1_epi32(shift[tap]));
+            _mm512_store_ps(d + 16 * v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside[tap][v], idx, xc, 4));
+        }
+        if (++tap == taps) tap = 0, xc += in_plane;
+    }
+}
+
 void conv_pack_b(const conv_job *j, const segment *seg, int ns, int k0, int kb, float *d)
 {
     if (j->flat) pack_flat(j, seg, ns, k0, kb, d);
+    else if (j->gather) pack_gather(j, seg, ns, k0, kb, d);
     else pack_rows(j, seg, ns, k0, kb, d);
 }

@@ -17,6 +17,7 @@
 #ifdef MOEDIT_EMULATE_AVX512
 
 #define SIMDE_ENABLE_NATIVE_ALIASES
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <simde/x86/avx512.h>
@@ -98,6 +99,19 @@ static inline void me_emulated_mask_storeu_epi32(void *p, simde__mmask16 k, simd
 {
     me_emulated_mask_storeu_32(p, k, &a);
 }
+/* SIMDe 0.7 has no 512-bit gathers: lane by lane, masked lanes unread. */
+static inline simde__m512 me_emulated_mask_i32gather_ps(simde__m512 src, simde__mmask16 k, simde__m512i idx,
+                                                         const void *base, int scale)
+{
+    float v[16];
+    int32_t at[16];
+    simde_mm512_storeu_ps(v, src);
+    simde_mm512_storeu_si512(at, idx);
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) memcpy(&v[i], (const char *)base + (ptrdiff_t)at[i] * scale, sizeof v[i]);
+    return simde_mm512_loadu_ps(v);
+}
+#define _mm512_mask_i32gather_ps(src, k, idx, base, scale) me_emulated_mask_i32gather_ps(src, k, idx, base, scale)
 #define _mm512_maskz_loadu_ps(k, p) me_emulated_maskz_loadu_ps(k, p)
 #define _mm512_mask_storeu_ps(p, k, a) me_emulated_mask_storeu_ps(p, k, a)
 #define _mm512_mask_storeu_epi32(p, k, a) me_emulated_mask_storeu_epi32(p, k, a)

@@ -115,6 +115,7 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(2, 24, 9, 13, 29, 3, 2, 0, 0);     /* stride 2, odd sizes */
     large_case(2, 20, 11, 37, 9, 3, 2, 1, 0);     /* stride 2, 19-wide rows: vector groups, tails, padding both sides */
     large_case(1, 3, 9, 70, 8, 3, 2, 0, 0);       /* stride 2, 34-wide rows: whole 32-lane segments */
+    large_case(3, 100, 9, 9, 20, 3, 2, 1, 0);     /* stride 2, K 900 in blocks from mid-channel, panels across images */
     large_case(3, 20, 9, 11, 13, 3, 1, 0, 0);     /* unpadded 3×3: flat grid, columns dropped, across images */
     large_case(1, 96, 19, 15, 40, 5, 1, 0, 0);    /* unpadded 5×5, K 2400: the same over several K blocks */
     large_case(1, 32, 12, 10, 20, 3, 1, 1, 1);    /* ×2 upsampling: four 2×2 convolutions, one per output parity */
