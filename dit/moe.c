@@ -56,20 +56,22 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
    the chunk is still in L2 for the down product; EXPERT_UP leaves every
    chunk in its own columns of mid[rows, 2H] for a later EXPERT_DOWN. The
    chunks end on the down product's K blocks, so its sums are those of one
-   product over all of H (dit_swiglu.chunk). */
+   product over all of H (dit_swiglu.chunk). The rows of x are packed for
+   the first chunk's gate·up product and kept in ap for the others. */
 enum { EXPERT_WHOLE, EXPERT_UP, EXPERT_DOWN };
 
 static void expert_ffn(int part, int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex,
-                       float *mid, float *out)
+                       float *mid, float *out, me_gemm_apack *ap)
 {
     int h = ex->chunk, whole = part == EXPERT_WHOLE;
     size_t ldm = whole ? (size_t)2 * h : (size_t)2 * ex->hid;
+    ap->valid = 0;
     for (int c = 0; c < ex->hid / h; c++) {
         float *act = whole ? mid : mid + (size_t)2 * c * h;
         me_gemm_b gate_up, down;
         me_gemm_b_view(&ex->gate_up, 2 * c * h, 2 * h, 0, ex->gate_up.k, &gate_up);
         me_gemm_b_view(&ex->down, 0, ex->down.n, c * h, h, &down);
-        if (part != EXPERT_DOWN) me_gemm_swiglu(rows, x, ldx, pick, &gate_up, act, ldm);
+        if (part != EXPERT_DOWN) me_gemm_swiglu(rows, x, ldx, pick, &gate_up, act, ldm, ap);
         if (part != EXPERT_UP) me_gemm(rows, act, ldm, &down, 1.0f, NULL, c ? 1.0f : 0.0f, out, (size_t)ex->down.n);
     }
 }
@@ -142,9 +144,16 @@ static size_t buffer_floats(const moedit_config *cf, size_t nt)
     return (nt < DIT_ITEM_ROWS ? nt : DIT_ITEM_ROWS) * 2 * wide;
 }
 
+/* Each thread's own buffer, one per tail item, then each thread's packed A
+   (me_gemm_apack), 64-byte aligned. */
+static size_t apack_at(const moedit_config *cf, size_t nt)
+{
+    return (2 * (size_t)me_threads_max() * buffer_floats(cf, nt) + 15) & ~(size_t)15;
+}
+
 size_t dit_moe_mid_floats(const moedit_config *cf, size_t nt)
 {
-    return 2 * (size_t)me_threads_max() * buffer_floats(cf, nt);
+    return apack_at(cf, nt) + (size_t)me_threads_max() * me_gemm_apack_floats();
 }
 
 void dit_moe_ffn(moedit_model *m, int l, int n)
@@ -201,6 +210,7 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     #pragma omp parallel num_threads(threads)
     {
         float *own_mid = a->mid + (size_t)omp_get_thread_num() * buf;
+        me_gemm_apack ap = {a->mid + apack_at(cf, (size_t)NT) + (size_t)omp_get_thread_num() * me_gemm_apack_floats(), 0};
         for (int w; (w = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < whole + 2 * tail;) {
             int *it = w < whole + tail ? a->items + DIT_ITEM_INTS * w : claim_down(tail_items, tail);
             int i = (int)(it - a->items) / DIT_ITEM_INTS, e = it[0], r0 = it[1], rows = it[2];
@@ -208,8 +218,8 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
             float *mid = i < whole ? own_mid : tail_mid + (size_t)(i - whole) * buf;
             float *out = (e < E ? a->eout : a->shared_out) + (size_t)r0 * D;
             int part = i < whole ? EXPERT_WHOLE : w < whole + tail ? EXPERT_UP : EXPERT_DOWN;
-            if (e < E) expert_ffn(part, rows, a->xm, (size_t)D, a->slot_token + r0, ex, mid, out);
-            else expert_ffn(part, rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, ex, mid, out);
+            if (e < E) expert_ffn(part, rows, a->xm, (size_t)D, a->slot_token + r0, ex, mid, out, &ap);
+            else expert_ffn(part, rows, a->xm + (size_t)r0 * D, (size_t)D, NULL, ex, mid, out, &ap);
             if (part == EXPERT_UP) __atomic_store_n(&it[3], 1, __ATOMIC_RELEASE);
         }
         #pragma omp barrier

@@ -248,6 +248,8 @@ typedef struct {
     const float *bias;
     float *c;
     size_t ldc;
+    void *abuf;         /* NULL, or where A is packed (me_gemm_apack) instead of the stack */
+    int a_packed;       /* abuf already holds this A: no packing */
 } gemm_job;
 
 ME_AVX512_END
@@ -425,7 +427,7 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
         int mc = i1 - ic < MC ? i1 - ic : MC;
         int tile_r0[MAX_TILES], tile_rows[MAX_TILES];
         int tiles = tile_spans(mc, MRp, tile_r0, tile_rows);
-        pack_a(g, MRp, ic, mc, tiles, k0, kc, abuf);
+        if (!g->a_packed) pack_a(g, MRp, ic, mc, tiles, k0, kc, abuf);
         for (int p = p0; p < p1; p++) {
             const char *bp = (const char *)pb + (size_t)(p - p0) * pstride * esz;
             int j = p * NR, nr = n - j < NR ? n - j : NR;
@@ -464,7 +466,7 @@ static void resident_product(const gemm_job *g, int i0, int i1, const me_gemm_b 
     int tile_r0[MAX_TILES], tile_rows[MAX_TILES];
     int tiles = tile_spans(i1 - i0, MRp, tile_r0, tile_rows);
     size_t block_bytes = (size_t)tiles * MRp * kc * esz;   /* every K block but the last is kc long (even) */
-    for (int kb = 0; kb < nkb; kb++)
+    for (int kb = 0; kb < nkb && !g->a_packed; kb++)
         pack_a(g, MRp, i0, i1 - i0, tiles, kb * kc, k - kb * kc < kc ? k - kb * kc : kc,
                (char *)abuf + kb * block_bytes);
     for (int p = p0; p < p1; p++) {
@@ -574,7 +576,8 @@ static void scale_only(int m, int n, const float *bias, float beta, float *c, si
 /* Thread t of nt's share of one me_gemm_rows product, over every K block. */
 static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int kc, int by_rows, int t, int nt)
 {
-    _Alignas(64) float abuf[ABUF_FLOATS];
+    _Alignas(64) float stack_abuf[ABUF_FLOATS];
+    void *abuf = g->abuf ? g->abuf : stack_abuf;
     int i0, i1, p0, p1, k = b->k;
     share(t, nt, m, np, by_rows, &i0, &i1, &p0, &p1);
     if (i0 >= i1 || p0 >= p1) return;
@@ -629,10 +632,23 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
     me_gemm_rows(m, a, lda, NULL, b, alpha, bias, beta, c, ldc);
 }
 
-void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
-                  const float *bias, float beta, float *c, size_t ldc)
+/* Whether one thread's product keeps all of its packed A in one buffer:
+   A packed for every K block (a_resident), or one K block and one block of
+   rows (block_product then packs it once, at the buffer's start). */
+static int a_fits_once(const gemm_job *g, int m, int k, int kc)
+{
+    int kcp = g->bf16 ? (kc + 1) & ~1 : kc;
+    return a_resident(g, m, k, kc) || (k <= kc && m <= mc_rows(kcp, g->bf16));
+}
+
+size_t me_gemm_apack_floats(void) { return ABUF_FLOATS; }
+
+static void gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                      const float *bias, float beta, float *c, size_t ldc, me_gemm_apack *ap)
 {
     int n = b->n, k = b->k;
+    int reuse = ap && ap->valid;
+    if (ap) ap->valid = 0;
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         scale_only(m, n, bias, beta, c, ldc);
@@ -663,12 +679,16 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
         amx_gemm(m, a, lda, rows, b, alpha, bias, beta, c, ldc, 0);
         return;
     }
-    gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc};
+    gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc, NULL, 0};
     int np = me_gemm_panels(n), kc_max = b->bf16 ? plan()->kc_bf16 : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(&g, m, k, kc, np, nt);
     /* One thread (a product inside the MoE or attention regions) runs
        without a team: opening a team of one costs more than a small product. */
     if (nt == 1) {
+        if (ap && a_fits_once(&g, m, k, kc)) {
+            g.abuf = ap->buf, g.a_packed = reuse;
+            ap->valid = 1;
+        }
         rows_share(&g, b, m, np, kc, 0, 0, 1);
         return;
     }
@@ -676,18 +696,26 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
     rows_share(&g, b, m, np, kc, by_rows, omp_get_thread_num(), omp_get_num_threads());
 }
 
+void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
+                  const float *bias, float beta, float *c, size_t ldc)
+{
+    gemm_rows(m, a, lda, rows, b, alpha, bias, beta, c, ldc, NULL);
+}
+
 /* On AMX the gate and up sums of a block meet in the tiles' buffers and
    only silu(gate)·up is written: C (1.5 MB for a 128-row S/2 expert) is
    streamed past the caches there, and a separate pass would read it back
    from memory. */
-void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc)
+void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc,
+                    me_gemm_apack *ap)
 {
     int half = b->n / 2;
     if (m > 0 && b->k > 0 && me_gemm_native(0) && amx_runs(b) && half % NR == 0) {
+        if (ap) ap->valid = 0;
         amx_gemm(m, a, lda, rows, b, 1.0f, NULL, 0.0f, c, ldc, 1);
         return;
     }
-    me_gemm_rows(m, a, lda, rows, b, 1.0f, NULL, 0.0f, c, ldc);
+    gemm_rows(m, a, lda, rows, b, 1.0f, NULL, 0.0f, c, ldc, ap);
     for (int r = 0; r < m; r++) {
         float *gate = c + (size_t)r * ldc;
         me_silu_vec((size_t)half, gate, gate + half, gate);
@@ -712,7 +740,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
        thread's stack, then multiplied as in me_gemm: the same K blocks, so
        the same sums; NC is what the buffer holds at this KC (≥ 320 columns). */
     _Alignas(64) float bbuf[SGEMM_B_FLOATS];
-    gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc};
+    gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc, NULL, 0};
     int kc = k_block(k, plan()->kc), nc_max = SGEMM_B_FLOATS / (kc * NR) * NR;
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)

@@ -73,11 +73,26 @@ void me_gemm(int m, const float *a, size_t lda, const me_gemm_b *b, float alpha,
 void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float alpha,
                   const float *bias, float beta, float *c, size_t ldc);
 
+/* A packed once for several products over the same rows of A (an expert's
+   hidden chunks): buf holds me_gemm_apack_floats() floats; valid is set to
+   0 before the first product over new rows. A product run on the calling
+   thread whose A fits one packed block leaves it in buf and sets valid; the
+   next product with the same A, m and k (B's columns may differ) then
+   reads it instead of packing again. Any other product packs as always and
+   clears valid. The results are the same bit for bit either way. */
+typedef struct {
+    void *buf;
+    int valid;
+} me_gemm_apack;
+size_t me_gemm_apack_floats(void);
+
 /* SwiGLU's first half: with g = A·B[:, 0:n/2] and u = A·B[:, n/2:n] (rows
    gathered as me_gemm_rows'), c[:, 0:n/2] = silu(g) ⊙ u as me_silu_vec
    computes it. c has n columns: the up half is scratch (left as u where
-   the product runs without AMX, untouched on AMX). */
-void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc);
+   the product runs without AMX, untouched on AMX). ap: NULL, or A's packed
+   copy kept for the next product over the same rows (me_gemm_apack). */
+void me_gemm_swiglu(int m, const float *a, size_t lda, const int *rows, const me_gemm_b *b, float *c, size_t ldc,
+                    me_gemm_apack *ap);
 
 /* OpenBLAS rounds a row differently with the rows around it. While
    *b->batch_invariant is set (a model's weights point at the model's

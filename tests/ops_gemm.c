@@ -486,7 +486,7 @@ static void swiglu_case(int m, int half, int k, int bf16, const int *rows, int t
     moedit_set_threads(threads);
     me_gemm_rows(m, a, (size_t)k, rows, &pb, 1.0f, NULL, 0.0f, want, (size_t)ldc);
     for (int i = 0; i < m; i++) me_silu_vec((size_t)half, want + (size_t)i * ldc, want + (size_t)i * ldc + half, want + (size_t)i * ldc);
-    me_gemm_swiglu(m, a, (size_t)k, rows, &pb, c, (size_t)ldc);
+    me_gemm_swiglu(m, a, (size_t)k, rows, &pb, c, (size_t)ldc, NULL);
     moedit_set_threads(0);
     double *ref = malloc((size_t)m * n * sizeof *ref), *mag = malloc((size_t)m * n * sizeof *mag);
     reference(0, 1, m, n, k, 1.0f, gathered, k, w, k, NULL, 0.0f, NULL, ldc, pb.bf16, ref, mag);
@@ -516,6 +516,55 @@ Test(gemm, swiglu_fused_as_unfused)
             for (int hi = 0; hi < 3; hi++)
                 for (int threads = 1; threads <= 2; threads++)
                     swiglu_case(ms[mi], halves[hi], 384, bf16, mi % 2 ? pick : NULL, threads);
+}
+
+/* An expert's hidden chunks: gate·up products over views of one packed B
+   (chunk gate columns, then their up twins, per chunk) with A packed once
+   and kept (me_gemm_apack) against packing it for every product — bit for
+   bit, the kept copy poisoned with NaN before the first product so that a
+   product reading it unpacked would show. 128 rows at K 384 always fit one
+   packed block on the own kernels, so the reuse is checked to happen there;
+   the other shapes (A packed for two K blocks; more rows than one block on
+   some hosts) only have to agree. */
+static void apack_case(int m, int k, int chunk, int chunks, int bf16, const int *rows)
+{
+    int n = 2 * chunk * chunks, ldc = 2 * chunk, a_rows = rows ? PICKED_ROWS : m;
+    float *a = rnd((size_t)a_rows * k, 98), *w = rnd((size_t)n * k, 99);
+    me_gemm_b pb;
+    void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+    me_gemm_b_init(&pb, mem, k, n, bf16);
+    me_gemm_pack_b(&pb, 0, n, 1, ME_GEMM_F32, w, k);
+    float *kept = me_alloc_aligned((size_t)m * ldc * sizeof *kept), *fresh = me_alloc_aligned((size_t)m * ldc * sizeof *fresh);
+    float *buf = me_alloc_aligned(me_gemm_apack_floats() * sizeof *buf);
+    for (size_t i = 0; i < me_gemm_apack_floats(); i++) buf[i] = NAN;
+    me_gemm_apack ap = {buf, 0};
+    moedit_set_threads(1);
+    for (int c = 0; c < chunks; c++) {
+        me_gemm_b view;
+        me_gemm_b_view(&pb, 2 * c * chunk, 2 * chunk, 0, k, &view);
+        me_gemm_swiglu(m, a, (size_t)k, rows, &view, kept, (size_t)ldc, &ap);
+        if (c == 0 && m == 128 && k == 384 && me_gemm_native(0) && !(pb.bf16 && me_cpu_amx()))
+            cr_assert(ap.valid, "m %d k %d bf16 %d: A not kept", m, k, pb.bf16);
+        me_gemm_swiglu(m, a, (size_t)k, rows, &view, fresh, (size_t)ldc, NULL);
+        cr_assert(memcmp(kept, fresh, (size_t)m * ldc * sizeof *kept) == 0, "m %d k %d bf16 %d rows %d chunk %d differs",
+                  m, k, pb.bf16, rows != NULL, c);
+    }
+    moedit_set_threads(0);
+    me_free_aligned(mem), me_free_aligned(kept), me_free_aligned(fresh), me_free_aligned(buf);
+    free(a), free(w);
+}
+
+Test(gemm, swiglu_keeps_packed_rows_across_chunks)
+{
+    int pick[200];
+    for (int i = 0; i < 200; i++) pick[i] = (i * 37 + 5) % PICKED_ROWS;
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        apack_case(128, 384, 96, 3, bf16, pick);
+        apack_case(128, 384, 64, 2, bf16, NULL);
+        apack_case(128, 768, 64, 2, bf16, pick);
+        apack_case(200, 384, 64, 2, bf16, pick);
+        apack_case(13, 384, 32, 3, bf16, NULL);
+    }
 }
 
 /* The tiles that read B's rows where they lie (ops/conv_gemm.c's stride-1
