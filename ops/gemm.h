@@ -77,8 +77,8 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
    hidden chunks): buf holds me_gemm_apack_floats() floats; valid is set to
    0 before the first product over new rows. A product run on the calling
    thread whose A fits one packed block leaves it in buf and sets valid; the
-   next product with the same A, m and k (B's columns may differ) then
-   reads it instead of packing again. Any other product packs as always and
+   next product with the same A, m, k and B precision (B's columns may
+   differ) then reads it instead of packing again. Any other product packs as always and
    clears valid. The results are the same bit for bit either way. */
 typedef struct {
     void *buf;
