@@ -210,7 +210,8 @@ void dit_moe_ffn(moedit_model *m, int l, int n)
     #pragma omp parallel num_threads(threads)
     {
         float *own_mid = a->mid + (size_t)omp_get_thread_num() * buf;
-        me_gemm_apack ap = {a->mid + apack_at(cf, (size_t)NT) + (size_t)omp_get_thread_num() * me_gemm_apack_floats(), 0};
+        float *own_apack = a->mid + apack_at(cf, (size_t)NT) + (size_t)omp_get_thread_num() * me_gemm_apack_floats();
+        me_gemm_apack ap = {own_apack, 0};
         for (int w; (w = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < whole + 2 * tail;) {
             int *it = w < whole + tail ? a->items + DIT_ITEM_INTS * w : claim_down(tail_items, tail);
             int i = (int)(it - a->items) / DIT_ITEM_INTS, e = it[0], r0 = it[1], rows = it[2];

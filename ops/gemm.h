@@ -74,12 +74,13 @@ void me_gemm_rows(int m, const float *a, size_t lda, const int *rows, const me_g
                   const float *bias, float beta, float *c, size_t ldc);
 
 /* A packed once for several products over the same rows of A (an expert's
-   hidden chunks): buf holds me_gemm_apack_floats() floats; valid is set to
-   0 before the first product over new rows. A product run on the calling
-   thread whose A fits one packed block leaves it in buf and sets valid; the
-   next product with the same A, m, k and B precision (B's columns may
-   differ) then reads it instead of packing again. Any other product packs as always and
-   clears valid. The results are the same bit for bit either way. */
+   hidden chunks): buf holds me_gemm_apack_floats() floats; the caller sets
+   valid to 0 before the first product over new rows. A product run on the
+   calling thread whose A fits one packed block leaves it in buf and sets
+   valid; the next product with the same A, m, k and B precision (B's
+   columns may differ) then reads it instead of packing again. Any other
+   product packs as always and clears valid. The results are the same bit
+   for bit either way. */
 typedef struct {
     void *buf;
     int valid;
