@@ -7,9 +7,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/images.h"
 #include "core/core.h"
 #include "fid/fid.h"
 #include "fid/inception.h"
@@ -17,42 +17,8 @@
 
 #define CMD "fid"
 
-/* An opened image batch: arr_0 uint8 [N, H, W, C] (C 1 or 3) or [N, H, W]. */
-typedef struct {
-    me_npz z;
-    me_array img;
-    int n, h, w, c;
-} batch_file;
-
-static int open_images(const char *path, batch_file *b)
-{
-    memset(b, 0, sizeof *b);
-    int rc = me_npz_open(path, &b->z);
-    if (!rc) rc = me_npz_get(&b->z, "arr_0", &b->img);
-    if (rc) return rc;
-    const me_array *a = &b->img;
-    int c = a->ndim == 4 ? (int)a->shape[3] : 1;
-    if (a->dtype != ME_U8 || (a->ndim != 3 && a->ndim != 4) || (c != 1 && c != 3))
-        return me_fail(MOEDIT_EINPUT, "%s: arr_0 is not uint8 images [N, H, W, 3] (or 1 channel)", path);
-    if (a->shape[0] < 2 || a->shape[0] > INT_MAX || a->shape[1] < 1 || a->shape[1] > 8192 ||
-        a->shape[2] < 1 || a->shape[2] > 8192)
-        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds %lld images of %lldx%lld (need >= 2 images, sides <= 8192)",
-                       path, (long long)a->shape[0], (long long)a->shape[1], (long long)a->shape[2]);
-    b->n = (int)a->shape[0];
-    b->h = (int)a->shape[1];
-    b->w = (int)a->shape[2];
-    b->c = c;
-    return MOEDIT_OK;
-}
-
-static void close_images(batch_file *b)
-{
-    me_array_free(&b->img);
-    me_npz_close(&b->z);
-}
-
 /* Features (and logits) of every image, batch by batch, with progress. */
-static int features(me_inception *net, const char *label, batch_file *b, int batch, float *feats,
+static int features(me_inception *net, const char *label, cli_images *b, int batch, float *feats,
                     float *logits)
 {
     double t0 = cli_now();
@@ -77,21 +43,21 @@ typedef struct {
 
 static int run(const fid_args *a)
 {
-    batch_file s = {0}, r = {0};
+    cli_images s = {0}, r = {0};
     me_fid_stats ss = {0}, rs = {0};
     me_inception *net = NULL;
     float *feats = NULL, *logits = NULL, *rfeats = NULL;
     int rc = 0, e, ref_is_stats = 0;
     double fid, is = 0;
 
-    if ((e = open_images(a->samples, &s))) goto fail;
+    if ((e = cli_images_open(a->samples, &s))) goto fail;
     {   /* the reference: statistics when it has them, else images */
         me_npz z;
         if ((e = me_npz_open(a->ref, &z))) goto fail;
         ref_is_stats = me_zip_find(&z.zip, "mu.npy") != NULL;
         me_npz_close(&z);
     }
-    if (ref_is_stats ? (e = me_fid_stats_load(a->ref, &rs)) : (e = open_images(a->ref, &r))) goto fail;
+    if (ref_is_stats ? (e = me_fid_stats_load(a->ref, &rs)) : (e = cli_images_open(a->ref, &r))) goto fail;
     if (ref_is_stats && rs.dim != ME_INCEPTION_DIM) {
         rc = cli_usage_error(CMD, "%s: statistics of dimension %d, not %d", a->ref, rs.dim, ME_INCEPTION_DIM);
         goto done;
@@ -121,8 +87,8 @@ static int run(const fid_args *a)
 fail:
     rc = cli_fail(e);
 done:
-    close_images(&s);
-    if (!ref_is_stats) close_images(&r);
+    cli_images_close(&s);
+    if (!ref_is_stats) cli_images_close(&r);
     me_fid_stats_free(&ss);
     me_fid_stats_free(&rs);
     me_inception_free(net);

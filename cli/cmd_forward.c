@@ -1,6 +1,8 @@
 /* moedit forward: one model evaluation on arrays from .npy files (the
    contract the PyTorch comparisons rely on); moedit bench: the median time
-   and achieved GFLOP/s of that evaluation on random inputs. */
+   and achieved GFLOP/s of that evaluation on random inputs, or with
+   --inception the images/s of FID's feature extraction on given images. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +10,9 @@
 #include <time.h>
 #include <sys/resource.h>
 #include "cli/cli.h"
+#include "cli/images.h"
 #include "core/cpu.h"
+#include "fid/inception.h"
 #include "ops/peak.h"
 #include "weights/npy.h"
 
@@ -140,30 +144,95 @@ static void print_cpu_and_peak(const me_peak *peak)
     if (peak->amx_gflops > 0) printf("peak_amx_gflops: %.1f (tdpbf16ps loop; bf16 weight products run on AMX)\n", peak->amx_gflops);
 }
 
+/* FID's Inception features and logits (what `moedit fid` computes per
+   sample image) of every image in npz, `batch` images a call: one pass to
+   warm up (first-touch of the buffers, the packed weights from memory),
+   then `iters` timed passes; the best pass counts, as in
+   tools/bench_inception_torch.py, whose PyTorch figure it is set beside. */
+static int bench_inception(const char *inception, const char *npz, int batch, int iters, const me_peak *peak)
+{
+    cli_images im;
+    moedit_inception *net = NULL;
+    float *feats = NULL, *logits = NULL;
+    double *rate = malloc((size_t)iters * sizeof *rate), first = 0;
+    int rc = cli_images_open(npz, &im);
+    if (!rc) rc = moedit_inception_load(inception, &net);
+    if (rc) {
+        rc = cli_fail(rc);
+        goto done;
+    }
+    if (batch > im.n) batch = im.n;
+    feats = malloc(sizeof(float) * batch * ME_INCEPTION_DIM);
+    logits = malloc(sizeof(float) * batch * ME_INCEPTION_CLASSES);
+    if (!rate || !feats || !logits) {
+        fprintf(stderr, "moedit bench: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    size_t img_bytes = (size_t)im.h * im.w * im.c;
+    for (int pass = -1; pass < iters; pass++) {
+        double t0 = now_ms();
+        for (int i = 0; i < im.n; i += batch) {
+            int k = im.n - i < batch ? im.n - i : batch;
+            if ((rc = moedit_inception_features(net, k, im.h, im.w, im.c,
+                                                (const uint8_t *)im.img.data + i * img_bytes, feats, logits))) {
+                rc = cli_fail(rc);
+                goto done;
+            }
+        }
+        double ips = im.n / ((now_ms() - t0) / 1e3);
+        if (pass < 0) first = ips;
+        else rate[pass] = ips;
+    }
+    qsort(rate, (size_t)iters, sizeof *rate, cmp_double);
+    double best = rate[iters - 1], median = iters % 2 ? rate[iters / 2] : (rate[iters / 2 - 1] + rate[iters / 2]) / 2;
+    double gflop = moedit_inception_flops(net) / 1e9;
+    printf("images_per_s: %.2f\ngflops: %.1f\n", best, best * gflop);
+    if (peak->fp32_gflops > 0) printf("pct_of_peak: %.1f (of the fp32 peak)\n", 100 * best * gflop / peak->fp32_gflops);
+    printf("median_images_per_s: %.2f first_pass_images_per_s: %.2f gflop_per_image: %.2f images: %d (%dx%d) "
+           "batch: %d threads: %d\n", median, first, gflop, im.n, im.h, im.w, batch, me_threads());
+    print_cpu_and_peak(peak);
+done:
+    free(rate), free(feats), free(logits);
+    moedit_inception_free(net);
+    cli_images_close(&im);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *model = NULL;
-    int batch = 8, iters = 10, peak_only = 0, help = 0;
+    const char *model = NULL, *inception = NULL, *images = NULL;
+    int batch = INT_MIN, iters = 10, peak_only = 0, help = 0;
     cli_model_opts mo;
     cli_model_opts_init(&mo);
-    cli_flag flags[4 + CLI_MODEL_FLAGS + 2] = {
+    cli_flag flags[6 + CLI_MODEL_FLAGS + 2] = {
         {"--model", CLI_STR, &model, "CKPT|ALIAS", "checkpoint or alias"},
-        {"--batch", CLI_INT, &batch, "B", "rows per forward (default 8)"},
-        {"--iters", CLI_INT, &iters, "N", "timed forwards after one warm-up (default 10)"},
+        {"--batch", CLI_INT, &batch, "B", "rows per forward (default 8); with --inception images per call (default 32, as fid)"},
+        {"--iters", CLI_INT, &iters, "N", "timed forwards (--inception: passes over the images) after one warm-up (default 10)"},
         {"--peak", CLI_BOOL, &peak_only, NULL, "only name the CPU and measure its peaks (no --model)"},
+        {"--inception", CLI_STR, &inception, "PTH", "time FID's Inception features instead of a transformer (needs --images)"},
+        {"--images", CLI_STR, &images, "NPZ", "with --inception: arr_0 uint8 [N,H,W,3] images, all of them each pass"},
     };
-    int k = 4 + cli_model_flags(&mo, flags + 4);
+    int k = 6 + cli_model_flags(&mo, flags + 6);
     flags[k] = (cli_flag){"--help", CLI_BOOL, &help, NULL, "this help"};
     char *pos[1];
     int npos;
     moedit_load_options lo;
     if (cli_parse("bench", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
-        cli_usage("bench", "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16] | --peak", flags);
+        cli_usage("bench",
+                  "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16] | --peak"
+                  " | --inception PTH --images NPZ [--batch B] [--iters N] [--threads N]",
+                  flags);
         return 0;
     }
+    if (batch == INT_MIN) batch = inception ? 32 : 8;
     if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000)
         return cli_usage_error("bench", "--batch, --iters must be positive");
+    if (!inception != !images) return cli_usage_error("bench", "--inception and --images go together");
+    if (inception && (model || peak_only || mo.bf16 || mo.fp32 || mo.device || mo.heads != INT_MIN ||
+                      mo.top_k != INT_MIN))
+        return cli_usage_error("bench", "--inception takes --images, --batch, --iters and --threads only");
     if (cli_model_options("bench", &mo, &lo)) return 2;
     moedit_set_adaptive_threads(0);   /* a benchmark measures the count it names */
     /* The peaks first (the clocks are those the forward then runs at), the
@@ -173,6 +242,9 @@ int cmd_bench(int argc, char **argv)
     if (peak_only) {
         print_cpu_and_peak(&peak);
         return 0;
+    }
+    if (inception) {
+        return bench_inception(inception, images, batch, iters, &peak);
     }
     moedit_model *m;
     double t_load = now_ms();

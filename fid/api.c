@@ -65,6 +65,8 @@ int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c,
     return me_inception_forward_u8(net->net, n, h, w, c, images, features, logits);
 }
 
+double moedit_inception_flops(const moedit_inception *net) { return net ? me_inception_flops(net->net) : 0.0; }
+
 int moedit_inception_adm_features(moedit_inception *net, const char *preprocess, int n, int h, int w, int c,
                                   const uint8_t *images, float *pool, float *spatial, float *logits)
 {

@@ -75,6 +75,7 @@ struct me_inception {
     float *fc_store;
     me_arena packs;             /* the convolutions' packed weights */
     size_t scratch;             /* floats of conv scratch */
+    double flops;               /* per image: convolutions and fc, multiply-adds ×2 */
     work *work;                 /* [nwork]: one per thread, each running its own chunks */
     int nwork;
 };
@@ -92,6 +93,7 @@ typedef struct {
     me_arena *packs;  /* where the packed weights go */
     int rc;
     size_t scratch;   /* largest conv scratch seen */
+    double flops;     /* the convolutions' multiply-adds ×2 per image */
 } loader;
 
 /* prefix.conv.weight and prefix.bn.* of `parts` BasicConv2d's of one
@@ -110,6 +112,7 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
     c->oh = op_conv2d_out(h, kh, stride, ph);
     c->ow = op_conv2d_out(w, kw, stride, pw);
     size_t k = (size_t)cin * kh * kw;
+    L->flops += 2.0 * (double)k * cout * c->oh * c->ow;
     c->weight = me_alloc_aligned(sizeof(float) * k * cout);
     c->bias = me_alloc_aligned(sizeof(float) * cout);
     if (!c->weight || !c->bias) {
@@ -275,7 +278,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     *out = NULL;
     me_inception *n = me_calloc(1, sizeof *n);
     if (!n) return MOEDIT_EINTERNAL;
-    loader L = {ts, &n->packs, 0, 0};
+    loader L = {ts, &n->packs, 0, 0, 0.0};
     load_conv(&L, &n->c1a, "Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0, 299, 299);
     load_conv(&L, &n->c2a, "Conv2d_2a_3x3", 32, 32, 3, 3, 1, 0, 0, 149, 149);
     load_conv(&L, &n->c2b, "Conv2d_2b_3x3", 32, 64, 3, 3, 1, 1, 1, 147, 147);
@@ -296,7 +299,9 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     if (!L.rc) L.rc = me_tensors_f32(ts, "fc.weight", 2, (int64_t[]){ME_INCEPTION_CLASSES, ME_INCEPTION_DIM}, &fw);
     if (!L.rc) L.rc = me_tensors_f32(ts, "fc.bias", 1, (int64_t[]){ME_INCEPTION_CLASSES}, &fb);
     if (L.rc) {
-        me_fail_prefix(L.rc, me_tensors_source(ts));
+        /* a missing tensor's message names the file already */
+        const char *src = me_tensors_source(ts);
+        if (strncmp(moedit_last_error(), src, strlen(src)) != 0) me_fail_prefix(L.rc, src);
         me_inception_free(n);
         return L.rc;
     }
@@ -309,6 +314,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
         n->fc_b = n->fc_store + fwn;
     }
     n->scratch = L.scratch ? L.scratch : 1;
+    n->flops = L.flops + 2.0 * ME_INCEPTION_DIM * ME_INCEPTION_CLASSES;
     const size_t chunk = CHUNK * TMP_FLOATS, shared = chunk > BIG_FLOATS ? chunk : BIG_FLOATS;
     int ok = n->fc_store != NULL;
     if (ok && (n->work = me_calloc((size_t)me_threads_max(), sizeof *n->work))) n->nwork = me_threads_max();
@@ -629,3 +635,5 @@ int me_inception_forward_u8_taps(me_inception *net, me_preprocess prep, int n, i
 }
 
 const float *me_inception_fc_weight(const me_inception *net) { return net->fc_w; }
+
+double me_inception_flops(const me_inception *net) { return net->flops; }

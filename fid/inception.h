@@ -56,6 +56,11 @@ int me_inception_forward_u8_taps(me_inception *net, me_preprocess prep, int n, i
                                  const uint8_t *hwc, float *features, float *spatial, float *logits);
 /* fc.weight [1008, 2048], for logits without the bias (ADM's Inception Score). */
 const float *me_inception_fc_weight(const me_inception *net);
+/* FLOPs of one image's features and logits (the convolutions' and fc's
+   multiply-adds ×2, at 299×299 whatever the input size; the resize, pools,
+   biases and ReLUs are not counted): ~11.4 GFLOP, as PyTorch's module hooks
+   count it (tools/bench_inception_torch.py). */
+double me_inception_flops(const me_inception *net);
 /* n images, float NCHW [n, 3, h, w] in [0, 1]. */
 int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
                              float *features, float *logits);

@@ -18,8 +18,8 @@
 #     and one thread's FMA peak (threads that share one core's FMA units, as
 #     a VM's vCPUs placed on SMT siblings do, are named as such). Each row's
 #     share is of the larger of the start's peak and the one measured just
-#     before that row (`moedit bench` measures its own; the decode and
-#     Inception rows call `bench --peak`), so a host that speeds up during
+#     before that row (`moedit bench` measures its own, also for Inception;
+#     the decode row calls `bench --peak`), so a host that speeds up during
 #     the run does not overstate the later rows.
 #  1. transformer forward, DiT-MoE-S/2 and B/2 (8 experts, top-2), batch 2
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
@@ -31,8 +31,10 @@
 #     median of three decodes in one process, the same on both sides);
 #     moedit's GFLOP/s count the products it does (gflop_moedit: its ×2
 #     upsamplings folded into their convolutions), PyTorch's all of its own.
-#  3. InceptionV3 pool3 features of 256×256 images: tools/bench_inception_torch.py
-#     against `moedit fid` (images/s of its feature pass; best of three on both sides).
+#  3. InceptionV3 pool3 features and logits of 256×256 images (what `moedit fid`
+#     computes per image): tools/bench_inception_torch.py against `moedit bench
+#     --inception` (images/s, the best of three passes after a warm-up, in one
+#     process, on both sides).
 #  4. end to end: `moedit fid-sample` of the shipped fmnist-moe (its defaults),
 #     seconds per 1000 samples.
 #  5. shared machine (SHARED=1): `fid-sample --num FID_NUM --sampler ddim --steps 50`
@@ -224,17 +226,17 @@ save=()
 inc_torch=$(torch_py tools/bench_inception_torch.py --num "$INC_NUM" --threads "$THREADS" --iters 3 "${save[@]}" 2>/dev/null || true)
 [ -f "$inc/images.npz" ] && echo "$INC_NUM" > "$inc/num"
 t_ips=$(echo "$inc_torch" | field images_per_s) gpi=$(echo "$inc_torch" | field gflop_per_image)
-row_peak fp32 "$("$BIN" bench --peak --threads "$THREADS" | field peak_fp32_gflops)"
+# the best of three passes over the same images on both sides, each after a
+# warm-up (PyTorch: one batch; moedit: one whole pass), in one process each
+inc_me=$("$BIN" bench --inception "$inc/inception.pth" --images "$inc/images.npz" --iters 3 --threads "$THREADS")
+me_ips=$(echo "$inc_me" | field images_per_s)
+row_peak fp32 "$(echo "$inc_me" | field peak_fp32_gflops)"
 inc_peak=$ROW_PEAK
-# the best of three passes on both sides (PyTorch: three passes after a warm-up
-# batch; moedit: three runs, each its last images/s progress line)
-me_ips=$(for _ in 1 2 3; do
-             "$BIN" fid --inception "$inc/inception.pth" --samples "$inc/images.npz" --ref "$inc/ref_stats.npz" \
-                 --threads "$THREADS" 2>&1 >/dev/null | sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p' | tail -1
-         done | sort -g | tail -1)
 awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v p="$inc_peak" -v n="$INC_NUM" 'BEGIN {
     printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.0f%%) | %.2f img/s | %.2f× | %.0f (%.0f%%) |\n",
            n, g, t, t * g, 100 * t * g / p, m, m / t, m * g, 100 * m * g / p }'
+echo
+echo "moedit's Inception pass in the same process: median $(echo "$inc_me" | field median_images_per_s) img/s, first (warm-up) $(echo "$inc_me" | field first_pass_images_per_s) img/s; \`moedit bench --inception\` counts $(echo "$inc_me" | field gflop_per_image) GFLOP an image."
 echo
 
 echo "## End to end (host: $CPU)"

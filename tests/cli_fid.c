@@ -154,6 +154,35 @@ Test(cli_fid, bad_inputs_fail_cleanly)
     one_line_error();
 }
 
+/* bench --inception: the same network timed on given images, its figures
+   per image from the network's own count (PyTorch's, tests/fid_inception.c). */
+Test(cli_fid, bench_times_the_features)
+{
+    me_tensors *ts = random_weights(0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/inception.safetensors", dir);
+    cr_assert_eq(me_write_safetensors(ts, path, ME_F32), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    cr_assert_eq(moedit("bench --inception inception.safetensors --images %s/fid/images_a.npz --batch 3 --iters 2",
+                        FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    char *out = slurp("out.txt", NULL);
+    double ips = value_after(out, "images_per_s: "), gflops = value_after(out, "gflops: ");
+    cr_expect_gt(ips, 0, "%s", out);
+    cr_expect_lt(fabs(gflops - ips * 11.43) / gflops, 1e-3, "%s", out);
+    cr_expect_eq(value_after(out, "gflop_per_image: "), 11.43, "%s", out);
+    cr_expect(strstr(out, "images: 4 (") && strstr(out, "batch: 3 ") && strstr(out, "peak_fp32_gflops: "), "%s", out);
+    free(out);
+
+    cr_assert_eq(moedit("bench --inception inception.safetensors"), 2);
+    one_line_error();
+    cr_assert_eq(moedit("bench --inception inception.safetensors --images %s/fid/images_a.npz --bf16", FIXTURES), 2);
+    one_line_error();
+    cr_assert_eq(moedit("bench --inception %s/fid/conv1a_only.pth --images %s/fid/images_a.npz", FIXTURES, FIXTURES), 2);
+    one_line_error();
+    cr_assert_eq(moedit("bench --inception inception.safetensors --images %s/fid/manifest.txt", FIXTURES), 2);
+    one_line_error();
+}
+
 #define SAMPLE "fid-sample --model %s/dit/moe_top2.pt --vae %s/vae/small --steps 4 --cfg 1.5 --seed 11 --num %d --batch %d"
 
 Test(cli_fid, shards_merge_into_the_single_run)

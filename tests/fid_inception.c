@@ -104,7 +104,9 @@ Test(fid_inception, pth_keys_load_until_the_first_missing_one)
     cr_assert_eq(me_inception_load(path, &net), MOEDIT_EINPUT);
     cr_assert_null(net);
     cr_assert(strstr(moedit_last_error(), "Conv2d_2a_3x3.conv.weight"), "message: %s", moedit_last_error());
-    cr_assert(strstr(moedit_last_error(), "conv1a_only.pth"), "message: %s", moedit_last_error());
+    const char *named = strstr(moedit_last_error(), "conv1a_only.pth");
+    cr_assert(named, "message: %s", moedit_last_error());
+    cr_expect_null(strstr(named + 1, "conv1a_only.pth"), "the file named twice: %s", moedit_last_error());
 }
 
 Test(fid_inception, bad_channel_count_is_refused)
@@ -116,6 +118,22 @@ Test(fid_inception, bad_channel_count_is_refused)
     uint8_t px[2 * 2 * 4] = {0};
     float f[ME_INCEPTION_DIM];
     cr_assert_eq(me_inception_forward_u8(net, 1, 2, 2, 4, px, f, NULL), MOEDIT_EINPUT);
+    me_inception_free(net);
+}
+
+/* `moedit bench --inception` divides by this count; PyTorch's, set beside it
+   in scripts/bench.sh, comes from forward hooks on every Conv2d and Linear
+   (tools/bench_inception_torch.py count_gflop, summed as an integer:
+   11426464960 for one 256² image, resized to 299² like any other size).
+   The branch heads loaded as one convolution and the branch_pool
+   convolution moved before its pool must count as PyTorch's modules do. */
+Test(fid_inception, flops_are_pytorchs_count)
+{
+    me_tensors *ts = random_weights(1);
+    me_inception *net;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    cr_expect_eq(me_inception_flops(net), 11426464960.0, "%.0f", me_inception_flops(net));
     me_inception_free(net);
 }
 
