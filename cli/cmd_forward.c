@@ -243,9 +243,7 @@ int cmd_bench(int argc, char **argv)
         print_cpu_and_peak(&peak);
         return 0;
     }
-    if (inception) {
-        return bench_inception(inception, images, batch, iters, &peak);
-    }
+    if (inception) return bench_inception(inception, images, batch, iters, &peak);
     moedit_model *m;
     double t_load = now_ms();
     int rc = moedit_model_load(cli_model_path(model), &lo, &m);

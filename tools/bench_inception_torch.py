@@ -4,16 +4,18 @@ network) on CPU: pool3 features of N random 256x256 RGB images, the work
 `moedit fid` does per sample image. Random weights (the real .pth is not
 needed to time it).
 
---save DIR also writes what `moedit fid` needs to time the same images:
+--save DIR also writes what moedit needs to time the same images:
 DIR/inception.pth (torch.save of the state dict, pytorch-fid key names),
 DIR/images.npz (arr_0 uint8 [N,256,256,3]) and DIR/ref_stats.npz (mu 0,
-sigma I: a reference that costs no features), so scripts/bench.sh runs
+sigma I: a reference that costs no features, for `moedit fid`), so
+scripts/bench.sh runs
 
-  /usr/bin/python3 tools/bench_inception_torch.py --num 32 --save /tmp/incbench
-  build/moedit fid --inception /tmp/incbench/inception.pth \\
-      --samples /tmp/incbench/images.npz --ref /tmp/incbench/ref_stats.npz
+  /usr/bin/python3 tools/bench_inception_torch.py --num 32 --iters 3 --save /tmp/incbench
+  build/moedit bench --inception /tmp/incbench/inception.pth \\
+      --images /tmp/incbench/images.npz --iters 3
 
-and reads moedit's images/s from its last progress line.
+and sets the two images_per_s side by side (both the best of three passes
+over the images, each side after its warm-up).
 
 Prints `images_per_s: <rate>` (the best of --iters passes over the images,
 after one warm-up batch), `gflop_per_image` (Conv2d and Linear multiply-adds
