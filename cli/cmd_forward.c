@@ -146,8 +146,8 @@ static void print_cpu_and_peak(const me_peak *peak)
 
 /* FID's Inception features and logits (what `moedit fid` computes per
    sample image) of every image in npz, `batch` images a call: one pass to
-   warm up (first-touch of the buffers, the packed weights from memory),
-   then `iters` timed passes; the best pass counts, as in
+   warm up (the threads' first start, the packed weights' first reads from
+   memory, the input buffer sized), then `iters` timed passes; the best pass counts, as in
    tools/bench_inception_torch.py, whose PyTorch figure it is set beside. */
 static int bench_inception(const char *inception, const char *npz, int batch, int iters, const me_peak *peak)
 {
