@@ -45,7 +45,8 @@ typedef struct {
     int amx;                /* … and on AMX tiles (channels in blocks of 32, K padded to 32) */
     const float *w, *bias;  /* as given: w [cout, cin, kh, kw]; bias may be NULL */
     void *packed;           /* the weights as tile A panels; NULL on OpenBLAS */
-    int mr, kc, mpad;       /* tile rows, K block, cout rounded up to mr */
+    int mr, kc, mpad;       /* tile rows, K block as packed, cout rounded up to mr */
+    int kc_pass;            /* the GEMM's K block, of which kc is a whole number (but its last block) */
     int folded;             /* a ×2 upsampling + 3×3 run as four 2×2 convolutions (ops/conv_gemm.c) */
 } op_conv;
 

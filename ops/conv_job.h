@@ -27,6 +27,8 @@ typedef struct {
     const me_tile_fn *tiles;
     const me_tile_rows_fn *rows;   /* NULL, or tiles reading one-image panels in place (conv_panel_rows) */
     int stream;               /* y outgrows the threads' L2s: whole aligned rows go out by streaming stores */
+    int kc_run;               /* K per pass of the tiles: c->kc, or c->kc_pass over large input planes */
+    int direct;               /* one K pass, not a folded parity: tiles of one-run panels store into y themselves */
     int gather;               /* strided, not upsampled, AVX-512: panels packed by gathers (pack_gather) */
 } conv_job;
 

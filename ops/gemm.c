@@ -74,7 +74,11 @@ ME_AVX512_BEGIN
    (beta 0 never reads C). */
 typedef me_tile_out tile_out;
 
-static inline __attribute__((always_inline)) void store_tile(int mr, __m512 acc[MR][2], const tile_out *o)
+/* extras (a constant after inlining): o's row bias and ReLU, which only the
+   convolutions' tiles that store into the image set (tile_done picks); the
+   products' stores compile without them. */
+static inline __attribute__((always_inline)) void store_tile(int mr, int extras, __m512 acc[MR][2],
+                                                            const tile_out *o)
 {
     __mmask16 m0 = o->nr >= 16 ? 0xffff : (__mmask16)((1u << o->nr) - 1);
     __mmask16 m1 = o->nr >= 32 ? 0xffff : o->nr <= 16 ? 0 : (__mmask16)((1u << (o->nr - 16)) - 1);
@@ -84,14 +88,31 @@ static inline __attribute__((always_inline)) void store_tile(int mr, __m512 acc[
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) {
         float *c = o->c + (size_t)i * o->ldc;
-        __m512 v0 = _mm512_fmadd_ps(alpha, acc[i][0], b0), v1 = _mm512_fmadd_ps(alpha, acc[i][1], b1);
+        __m512 r0 = b0, r1 = b1;
+        if (extras && o->row_bias) {
+            __m512 r = _mm512_set1_ps(o->row_bias[i]);
+            r0 = o->bias ? _mm512_add_ps(b0, r) : r, r1 = o->bias ? _mm512_add_ps(b1, r) : r;
+        }
+        __m512 v0 = _mm512_fmadd_ps(alpha, acc[i][0], r0), v1 = _mm512_fmadd_ps(alpha, acc[i][1], r1);
         if (o->beta != 0.0f) {
             v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
             v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c + 16), v1);
         }
+        if (extras && o->relu) {   /* max(0, v) is v unless 0 > v: NaN and -0 stay */
+            v0 = _mm512_max_ps(_mm512_setzero_ps(), v0);
+            v1 = _mm512_max_ps(_mm512_setzero_ps(), v1);
+        }
         _mm512_mask_storeu_ps(c, m0, v0);
         _mm512_mask_storeu_ps(c + 16, m1, v1);
     }
+}
+
+static inline __attribute__((always_inline)) void tile_done(int mr, __m512 acc[MR][2], const tile_out *o)
+{
+    if (o->row_bias || o->relu)
+        store_tile(mr, 1, acc, o);
+    else
+        store_tile(mr, 0, acc, o);
 }
 
 /* C's rows are ldc apart, a stride the hardware prefetchers miss: fetch the
@@ -129,7 +150,7 @@ static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, con
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
     }
-    store_tile(mr, acc, o);
+    tile_done(mr, acc, o);
 }
 
 /* The same over kc/2 pairs of k: a holds [kc/2][14] pairs, b [kc/2][32] pairs. */
@@ -155,7 +176,7 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
     }
-    store_tile(mr, acc, o);
+    tile_done(mr, acc, o);
 }
 
 /* kernel_f32 with B's rows read where they lie (me_tile_rows_fn): row k is
@@ -201,7 +222,7 @@ static inline __attribute__((always_inline)) void kernel_rows(int mr, int masked
         for (int k = 0; k < kc; k++) rows_step(mr, masked, 1, k, a, base, off, mask, next, acc);
     else
         for (int k = 0; k < kc; k++) rows_step(mr, masked, 0, k, a, base, off, mask, next, acc);
-    store_tile(mr, acc, o);
+    tile_done(mr, acc, o);
 }
 
 typedef me_tile_fn kernel_fn;
@@ -391,7 +412,7 @@ static void panel_tiles(const gemm_job *g, const kernel_fn *kern, int mr, int ic
     for (int t = 0; t < tiles; t++) {
         int l0 = t * per_tile, nl = lines - l0 < per_tile ? lines - l0 : per_tile;
         tile_out o = {g->c + (size_t)(ic + r0[t]) * g->ldc + j, g->ldc, nr, first && g->bias ? g->bias + j : NULL,
-                      g->alpha, first ? g->beta : 1.0f, next && nl > 0 ? next + (size_t)l0 * 64 : NULL, nl};
+                      g->alpha, first ? g->beta : 1.0f, next && nl > 0 ? next + (size_t)l0 * 64 : NULL, nl, NULL, 0};
         kern[rows[t]](kcp, (const char *)abuf + (size_t)t * mr * kcp * esz, bp, &o);
     }
 }

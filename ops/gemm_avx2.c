@@ -23,6 +23,19 @@ static inline __m256i lanes(int live)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(live), idx);
 }
 
+/* The store's extras (gemm_tile.h): bias plus the row's bias, and the ReLU. */
+static inline __m256 with_row_bias(__m256 bias, const me_tile_out *o, int i)
+{
+    if (!o->row_bias) return bias;
+    __m256 r = _mm256_set1_ps(o->row_bias[i]);
+    return o->bias ? _mm256_add_ps(bias, r) : r;
+}
+
+static inline __m256 relu_if(__m256 v, const me_tile_out *o)
+{
+    return o->relu ? _mm256_max_ps(_mm256_setzero_ps(), v) : v;   /* v unless 0 > v: NaN and -0 stay */
+}
+
 static inline __attribute__((always_inline)) void half_tile(int mr, int kc, const float *a, const float *b,
                                                            int h, const me_tile_out *o)
 {
@@ -62,21 +75,22 @@ static inline __attribute__((always_inline)) void half_tile(int mr, int kc, cons
     #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
         float *c = o->c + (size_t)i * o->ldc + 16 * h;
-        __m256 v0 = _mm256_fmadd_ps(alpha, acc[i][0], bias0), v1 = _mm256_fmadd_ps(alpha, acc[i][1], bias1);
+        __m256 v0 = _mm256_fmadd_ps(alpha, acc[i][0], with_row_bias(bias0, o, i));
+        __m256 v1 = _mm256_fmadd_ps(alpha, acc[i][1], with_row_bias(bias1, o, i));
         if (full) {
             if (o->beta != 0.0f) {
                 v0 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c), v0);
                 v1 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c + 8), v1);
             }
-            _mm256_storeu_ps(c, v0);
-            _mm256_storeu_ps(c + 8, v1);
+            _mm256_storeu_ps(c, relu_if(v0, o));
+            _mm256_storeu_ps(c + 8, relu_if(v1, o));
         } else {
             if (o->beta != 0.0f) {
                 v0 = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c, m0), v0);
                 v1 = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c + 8, m1), v1);
             }
-            _mm256_maskstore_ps(c, m0, v0);
-            _mm256_maskstore_ps(c + 8, m1, v1);
+            _mm256_maskstore_ps(c, m0, relu_if(v0, o));
+            _mm256_maskstore_ps(c + 8, m1, relu_if(v1, o));
         }
     }
 }
@@ -125,9 +139,9 @@ static inline __attribute__((always_inline)) void wide_tile(int mr, int kc, cons
         #pragma GCC unroll 2
         for (int i = 0; i < mr; i++) {
             float *c = o->c + (size_t)i * o->ldc + 8 * g;
-            __m256 v = _mm256_fmadd_ps(alpha, acc[i][g], bias);
+            __m256 v = _mm256_fmadd_ps(alpha, acc[i][g], with_row_bias(bias, o, i));
             if (o->beta != 0.0f) v = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c, m), v);
-            _mm256_maskstore_ps(c, m, v);
+            _mm256_maskstore_ps(c, m, relu_if(v, o));
         }
     }
 }

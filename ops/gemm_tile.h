@@ -4,7 +4,9 @@
    packed B panel ([kc][32] floats, or [kc/2][32] pairs), summing over k in
    order, and stores C = alpha·acc + bias + beta·C over the live columns as
    fmadd(alpha, acc, bias) then fmadd(beta, C, ·) — the same operations in
-   every kernel set, so AVX2 and AVX-512 tiles agree bit for bit. While it
+   every kernel set, so AVX2 and AVX-512 tiles agree bit for bit; a row
+   bias and a ReLU let a convolution's tile store its output channels
+   straight into the image (ops/conv_gemm.c). While it
    runs, a tile also prefetches pf_lines 64-byte lines from pf (the next B
    panel, for the tiles that follow; prefetcht0, into L1 and L2), at most
    one per step of its k loop: spread out, they never fill the miss
@@ -29,6 +31,8 @@ typedef struct {
     float alpha, beta;
     const char *pf;     /* NULL, or lines to prefetch */
     int pf_lines;       /* at most the tile's k steps (kc, or kc/2 for bf16 pairs) */
+    const float *row_bias;   /* NULL, or one value per row (at the tile's first), added with bias */
+    int relu;           /* results below zero stored as 0 (NaN and -0 kept), after beta·C */
 } me_tile_out;
 
 typedef void (*me_tile_fn)(int kc, const void *a, const void *b, const me_tile_out *o);

@@ -127,6 +127,7 @@ Test(conv_gemm, large_shapes_against_im2col)
     large_case(2, 64, 32, 32, 20, 3, 1, 1, 0);   /* 4 KB planes: packed channel by channel, K blocks from mid-channel */
     large_case(1, 8, 256, 256, 64, 3, 1, 1, 0);  /* a 16 MB output, beyond the threads' L2s: whole rows streamed */
     large_case(1, 8, 128, 128, 64, 3, 1, 1, 1);  /* the same folded: parity pairs' rows streamed */
+    large_case(1, 48, 256, 128, 8, 3, 1, 1, 0);   /* 128 KB planes, K 432: a packed block in two passes */
 }
 
 /* A NaN in the input stays NaN through bias and ReLU in every store path —

@@ -601,8 +601,8 @@ Test(gemm, tiles_reading_rows_in_place)
             }
         for (int rows = 1; rows <= p.mr; rows++) {
             float want[14 * NR], got[14 * NR];
-            me_tile_out ow = {want, NR, NR, NULL, 1.0f, 0.0f, NULL, 0};
-            me_tile_out og = {got, NR, NR, NULL, 1.0f, 0.0f, NULL, 0};
+            me_tile_out ow = {want, NR, NR, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
+            me_tile_out og = {got, NR, NR, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
             p.tiles[rows](KC, a, panel, &ow);
             p.rows[rows](KC, a, x, off, m, rows % 2 ? x + NR : NULL, &og);
             cr_assert(memcmp(want, got, sizeof(float) * rows * NR) == 0, "%d rows, %s: in place differs",
@@ -612,4 +612,42 @@ Test(gemm, tiles_reading_rows_in_place)
     }
     free(a);
     free(panel);
+}
+
+/* A tile's store with a bias per row and the ReLU (the convolutions' tiles
+   that store into the image, ops/conv_gemm.c): every live element is
+   max(0, acc + (column bias + row bias)), acc being what the plain store
+   writes without a bias; C's rows ldc apart and its columns past the live
+   ones keep their values. At every row count, on whichever tiles this CPU
+   runs (the AVX2 ones under ctest's ops_gemm_avx2). */
+Test(gemm, tile_store_adds_row_bias_and_relu)
+{
+    me_tile_plan p;
+    if (!me_gemm_tile_plan(0, &p)) {
+        cr_log_info("no own tiles on this CPU");
+        return;
+    }
+    enum { KC = 40, NR = 32, LIVE = 29, LDC = 45 };
+    float *a = rnd((size_t)KC * p.mr, 21), *col = rnd(NR, 22), *row = rnd(14, 23);
+    float *panel = aligned_alloc(64, sizeof(float) * KC * NR);
+    float *values = rnd((size_t)KC * NR, 24);
+    memcpy(panel, values, sizeof(float) * KC * NR);
+    for (int rows = 1; rows <= p.mr; rows++) {
+        float acc[14 * NR], got[14 * LDC];
+        for (int e = 0; e < 14 * LDC; e++) got[e] = 7.0f;
+        me_tile_out plain = {acc, NR, NR, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
+        me_tile_out both = {got, LDC, LIVE, col, 1.0f, 0.0f, NULL, 0, row, 1};
+        p.tiles[rows](KC, a, panel, &plain);
+        p.tiles[rows](KC, a, panel, &both);
+        int negative = 0;
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < LDC; j++) {
+                float v = acc[i * NR + j % NR] + (col[j % NR] + row[i]), want = j >= LIVE ? 7.0f : v < 0.0f ? 0.0f : v;
+                negative += j < LIVE && v < 0.0f;
+                cr_assert(memcmp(&got[i * LDC + j], &want, sizeof want) == 0, "%d rows: C[%d][%d] %g, want %g", rows,
+                          i, j, got[i * LDC + j], want);
+            }
+        cr_assert(negative > 0 && negative < rows * LIVE, "%d rows: the ReLU saw %d negatives", rows, negative);
+    }
+    free(a); free(col); free(row); free(panel); free(values);
 }
