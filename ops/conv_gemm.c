@@ -74,7 +74,8 @@
    re-read from L3 for every block, while a larger block streams from L3 at
    a quarter of the weights' traffic per tile. */
 #define CBUF_FLOATS 262144
-#define LONG_PASS_PLANE 131072   /* input planes under this many bytes: packed K blocks in one pass (run_split) */
+/* Input planes under this many bytes take a packed K block in one pass (op_conv_run_split). */
+#define LONG_PASS_PLANE 131072
 #define PAR_MIN_FLOPS 2e6     /* below this a parallel region costs more than it saves */
 
 /* float → bfloat16 → float: the value a bf16 product sees. */
