@@ -277,7 +277,9 @@ static int tiles_store(const conv_job *j, long q, segment *e)
     if (!j->direct) return 0;
     segment seg[NR];
     int narrow = j->gw != j->ow;
-    return conv_panel_segments(j, q, narrow, seg) == 1 && seg[0].ox + seg[0].len <= j->ow && (*e = seg[0], 1);
+    if (conv_panel_segments(j, q, narrow, seg) != 1 || seg[0].ox + seg[0].len > j->ow) return 0;
+    *e = seg[0];
+    return 1;
 }
 
 /* Channels [r0, r1) of one segment of a panel into their destinations,
