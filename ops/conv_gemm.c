@@ -3,12 +3,12 @@
    column j of X is what output pixel j sees through the kernel.
 
    - W is packed once, at load, into the tiles' A panels: K split into the
-     same equal blocks as me_gemm's (≤ the plan's KC; in float32 as many of
-     them per packed block as fit 1024), and per block, a tile's output
+     same equal blocks as me_gemm's (≤ the plan's KC), as many of those per
+     packed block as fit 1024 (one on AMX), and per block, a tile's output
      channels at a time (dealt to the tiles as me_gemm deals rows) as
      [kc][mr] floats ([kc/2][mr][2] bfloat16 on AVX512-BF16); the tiles run
-     a float32 block in one pass over input planes under 128 KB, else in
-     passes of me_gemm's blocks (op_conv_run_split says why); on
+     a block in one pass over input planes under 128 KB, else in passes of
+     me_gemm's blocks (op_conv_run_split says why); on
      CPUs with AMX, bf16 weights go in blocks of 32 channels in the AMX
      tiles' order, K blocks padded with zeros to multiples of 32, and the
      products run on AMX blocks (me_amx_block) accumulating in the block
@@ -64,9 +64,7 @@
 #include "ops/simd512.h"
 
 #define NR ME_GEMM_NR
-#define KC_F32 1024           /* float32 K blocks as packed: as many of the GEMM's blocks as fit this */
-#define KC_LIMIT KC_F32       /* the longest K pass of any layout (bf16 pairs 512, AMX 384) */
-#define KC_BF16_LIMIT 512     /* the bf16 tiles' longest K block (ops/gemm.c's KC_MAX_BF16) */
+#define KC_LIMIT 1024         /* K blocks as packed (not on AMX): as many of the GEMM's blocks as fit this */
 #define KC_AMX 384            /* AMX K block bound: its bf16 B panel, 24 KB, stays in L1 */
 /* One thread's block of output, 1 MB: measured on the Zen 3 host, 256 KB
    blocks (3 pixel panels at 512 channels) ran the 512- and 128-channel 3×3
@@ -131,7 +129,7 @@ static int conv_layout_of(const op_conv_shape *s, int bf16, conv_layout *L)
     L->mr = L->amx ? ME_AMX_ROWS : p.mr;
     L->kc = L->amx ? k_block(k_total(s), KC_AMX, ME_AMX_K) : k_block(k_total(s), p.kc, 2);
     L->kc_pass = L->kc;
-    if (!L->native_bf16 && L->kc < KC_F32) L->kc *= KC_F32 / L->kc;
+    if (!L->amx && L->kc < KC_LIMIT) L->kc *= KC_LIMIT / L->kc;
     return 1;
 }
 
@@ -488,7 +486,7 @@ static void run_pass(const conv_job *j, long q0, long q1, int m0, int m1, int k0
     int mr = c->mr, kk = k0 + p0, pbp = k_padded(c, pb), first, live_rows, rows;
     block_rows(c, m0, m1, &first, &live_rows, &rows);
     _Alignas(64) float bp[KC_LIMIT * NR];
-    _Alignas(64) uint16_t bpair[KC_BF16_LIMIT * NR];
+    _Alignas(64) uint16_t bpair[KC_LIMIT * NR];
     _Alignas(64) float tile[ME_GEMM_MR_AVX512 * NR];
     int32_t off[KC_LIMIT];
     uint32_t lane_mask[KC_LIMIT];
@@ -518,7 +516,7 @@ static void run_pass(const conv_job *j, long q0, long q1, int m0, int m1, int k0
         }
         for (int m = m0; m < m1; m++) {
             int r0 = start[m - m0], r1 = start[m - m0 + 1];
-            /* a float32 panel is [kb][mr]: the pass's rows start p0 rows in */
+            /* a panel is [kb][mr] floats or [kb/2][mr][2] bf16 (p0 even): the pass's rows start p0·mr in */
             size_t at = (size_t)k0 * c->mpad + (size_t)m * mr * kbp + (size_t)p0 * mr;
             float *out = cbuf + ((size_t)(q - q0) * rows + (size_t)(r0 - first)) * NR;
             if (c->amx) {
@@ -663,9 +661,10 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
     /* Over small input planes the tiles run each packed block in one pass:
        fewer passes of the output through the block buffer and fewer tile
        starts (Zen 5 host, the two alternating in one process: Inception
-       3–5 % faster, the 256² decode 3–5 %, its 32²–128² layers 1–15 %).
-       Over 256² planes (the decode's last stage) long passes ran those
-       layers 10–25 % slower, so they keep the GEMM's blocks. */
+       3–5 % faster, the 256² decode 3–5 %, its 32²–128² layers 1–15 %,
+       `--vae-bf16` 2–5 %). Over 256² planes (the decode's last stage)
+       long passes ran those layers 10–25 % slower, so they keep the
+       GEMM's blocks. */
     jobs[0].kc_run = (size_t)h * w * sizeof(float) < LONG_PASS_PLANE ? c->kc : c->kc_pass;
     /* The tiles store into y where one pass makes their sums final; not
        where y is streamed and its planes are whole lines (each channel's

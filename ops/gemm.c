@@ -53,7 +53,7 @@
 #define NR ME_GEMM_NR
 #define KC_MAX_AVX512 384  /* float32 K block bounds of the tiles */
 #define KC_MAX_AVX2 256
-#define KC_MAX_BF16 512  /* bf16 K block bound (ops/conv_gemm.c's KC_LIMIT) */
+#define KC_MAX_BF16 512  /* bf16 K block bound */
 #define ABUF_FLOATS 131072 /* one thread's packed A: 512 KB on its stack */
 #define MC_FLOATS 65536  /* bound of the MC×KC A block of the K-block-outer order (256 KB) */
 #define SGEMM_B_FLOATS (256 * NR * 16)   /* me_sgemm's B block on the stack (512 KB): KC × NC */
