@@ -77,7 +77,8 @@ decode_ms() {
     "$BIN" decode --threads "$THREADS" --time --repeat 3 "$@" 2>&1 >/dev/null |
         { grep -o "^decode_ms: [0-9.]*" || true; } | awk '{ print $2 }' | sort -n | sed -n 2p
 }
-pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.0f%%", 100 * g / p; else printf "–" }'; }
+# shares of the peak to a tenth of a per cent: the issue's goals are read off them
+pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p > 0 && g != "") printf "%.1f%%", 100 * g / p; else printf "–" }'; }
 ratio() { awk -v t="$1" -v m="$2" 'BEGIN { printf "%s", (t + 0 > 0 && m + 0 > 0) ? sprintf("%.1f×", t / m) : "–" }'; }   # speed-up t/m
 # wall seconds of a command, or "failed (exit N)": a failed run is never a time
 secs() {
@@ -206,7 +207,7 @@ if [ -d "$vae/vae" ]; then
     dec_peak=$ROW_PEAK
     dec_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy")
     awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v gm="$gme" -v p="$dec_peak" -v l="$VAE_LATENT" 'BEGIN {
-        printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP; moedit %.0f) | %.2f s (%.0f GFLOP/s, %.0f%%) | %.2f s | %.2f× | %.0f (%.0f%%) |\n",
+        printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP; moedit %.0f) | %.2f s (%.0f GFLOP/s, %.1f%%) | %.2f s | %.2f× | %.0f (%.1f%%) |\n",
                l, 8 * l, g, gm, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, gm / (m / 1e3), 100 * gm / (m / 1e3) / p }'
     # --vae-bf16 only where it is faster: elsewhere it is an emulation (same numerics, no gain)
     if [ -n "$PEAK_BF16" ]; then
@@ -214,7 +215,7 @@ if [ -d "$vae/vae" ]; then
         bf_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --vae-bf16)
         # on AMX the convolutions' bf16 products run on AMX tiles: their share is of the AMX peak
         awk -v t="$t_s" -v m="$bf_ms" -v g="$gme" -v p="$ROW_PEAK" -v which="${PEAK_AMX:+AMX }bf16" 'BEGIN {
-            printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.0f%% of the %s peak) |\n", m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p, which }'
+            printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.1f%% of the %s peak) |\n", m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p, which }'
     else
         echo "| same, \`--vae-bf16\` | – | n/a (no AVX512-BF16) | – | – |"
     fi
@@ -233,7 +234,7 @@ me_ips=$(echo "$inc_me" | field images_per_s)
 row_peak fp32 "$(echo "$inc_me" | field peak_fp32_gflops)"
 inc_peak=$ROW_PEAK
 awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v p="$inc_peak" -v n="$INC_NUM" 'BEGIN {
-    printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.0f%%) | %.2f img/s | %.2f× | %.0f (%.0f%%) |\n",
+    printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.1f%%) | %.2f img/s | %.2f× | %.0f (%.1f%%) |\n",
            n, g, t, t * g, 100 * t * g / p, m, m / t, m * g, 100 * m * g / p }'
 echo
 echo "moedit's Inception pass in the same process: median $(echo "$inc_me" | field median_images_per_s) img/s, first (warm-up) $(echo "$inc_me" | field first_pass_images_per_s) img/s; \`moedit bench --inception\` counts $(echo "$inc_me" | field gflop_per_image) GFLOP an image."

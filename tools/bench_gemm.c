@@ -168,7 +168,7 @@ int main(int argc, char **argv)
            "moedit / OpenBLAS | per CPU-second: moedit / OpenBLAS GFLOP/s |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < count; i++)
-        printf("| %d×%d×%d | %s | %.1f | %.1f | %.0f%% | %.0f%% | %.2f× | %.1f / %.1f |\n", list[i].m, list[i].n,
+        printf("| %d×%d×%d | %s | %.1f | %.1f | %.1f%% | %.1f%% | %.2f× | %.1f / %.1f |\n", list[i].m, list[i].n,
                list[i].k, list[i].what, gf[i][0], gf[i][1], 100 * gf[i][0] / peak, 100 * gf[i][1] / peak,
                gf[i][0] / gf[i][1], gf[i][2], gf[i][3]);
     free(gf);
