@@ -119,7 +119,7 @@ static void fused_job(const fused_layout *f, int tokens, int head_dim, const flo
     for (int t = 0; t < f->kt; t++) {
         int r0, live;
         me_gemm_tile_span(tokens, f->kt, mr, t, &r0, &live);
-        me_tile_out st = {s + (size_t)r0 * QB, QB, QB, NULL, scale, 0.0f, NULL, 0, NULL, 0};
+        me_tile_out st = {.c = s + (size_t)r0 * QB, .ldc = QB, .nr = QB, .alpha = scale};
         f->tiles.tiles[live](f->bf16 ? f->hdp : head_dim, pair + (size_t)t * mr * f->hdp * f->esz, qp, &st);
     }
     me_exp_columns32(tokens, s, sums);
@@ -131,7 +131,7 @@ static void fused_job(const fused_layout *f, int tokens, int head_dim, const flo
     for (int t = 0; t < f->vt; t++) {
         int d0, live;
         me_gemm_tile_span(head_dim, f->vt, mr, t, &d0, &live);
-        me_tile_out ot = {o + (size_t)d0 * QB, QB, QB, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
+        me_tile_out ot = {.c = o + (size_t)d0 * QB, .ldc = QB, .nr = QB, .alpha = 1.0f};
         f->tiles.tiles[live](f->bf16 ? f->tp : tokens, pair + f->kbytes + (size_t)t * mr * f->tp * f->esz, p, &ot);
     }
     for (int j = 0; j < QB; j++) sums[j] = 1.0f / sums[j];

@@ -525,7 +525,7 @@ static void run_pass(const conv_job *j, long q0, long q1, int m0, int m1, int k0
             }
             const void *a = c->native_bf16 ? (const void *)((const uint16_t *)j->packed + at)
                                            : (const void *)((const float *)j->packed + at);
-            me_tile_out o = {out, NR, live, NULL, 1.0f, kk == 0 ? 0.0f : 1.0f, NULL, 0, NULL, 0};
+            me_tile_out o = {.c = out, .ldc = NR, .nr = live, .alpha = 1.0f, .beta = kk == 0 ? 0.0f : 1.0f};
             int via_tile = direct && !into_y(j, &seg_y, r0, r1, &o);
             if (via_tile) o.c = tile, o.ldc = NR;
             if (x)
@@ -664,7 +664,11 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
        3–5 % faster, the 256² decode 3–5 %, its 32²–128² layers 1–15 %,
        `--vae-bf16` 2–5 %). Over 256² planes (the decode's last stage)
        long passes ran those layers 10–25 % slower, so they keep the
-       GEMM's blocks. */
+       GEMM's blocks: planes 256 KB apart put every channel's row of a
+       tap on the same cache sets, and a pass over more than 64–72
+       channels no longer keeps them (at 255² long passes gain 2.8 %;
+       docs/performance.md, "On the Zen 5 host (2026-12-05, sixth
+       session)"). */
     jobs[0].kc_run = (size_t)h * w * sizeof(float) < LONG_PASS_PLANE ? c->kc : c->kc_pass;
     /* The tiles store into y where one pass makes their sums final; not
        where y is streamed and its planes are whole lines (each channel's

@@ -411,8 +411,9 @@ static void panel_tiles(const gemm_job *g, const kernel_fn *kern, int mr, int ic
     if (tiles < 2) next = NULL;
     for (int t = 0; t < tiles; t++) {
         int l0 = t * per_tile, nl = lines - l0 < per_tile ? lines - l0 : per_tile;
-        tile_out o = {g->c + (size_t)(ic + r0[t]) * g->ldc + j, g->ldc, nr, first && g->bias ? g->bias + j : NULL,
-                      g->alpha, first ? g->beta : 1.0f, next && nl > 0 ? next + (size_t)l0 * 64 : NULL, nl, NULL, 0};
+        tile_out o = {.c = g->c + (size_t)(ic + r0[t]) * g->ldc + j, .ldc = g->ldc, .nr = nr,
+                      .bias = first && g->bias ? g->bias + j : NULL, .alpha = g->alpha, .beta = first ? g->beta : 1.0f,
+                      .pf = next && nl > 0 ? next + (size_t)l0 * 64 : NULL, .pf_lines = nl};
         kern[rows[t]](kcp, (const char *)abuf + (size_t)t * mr * kcp * esz, bp, &o);
     }
 }

@@ -601,8 +601,8 @@ Test(gemm, tiles_reading_rows_in_place)
             }
         for (int rows = 1; rows <= p.mr; rows++) {
             float want[14 * NR], got[14 * NR];
-            me_tile_out ow = {want, NR, NR, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
-            me_tile_out og = {got, NR, NR, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
+            me_tile_out ow = {.c = want, .ldc = NR, .nr = NR, .alpha = 1.0f};
+            me_tile_out og = {.c = got, .ldc = NR, .nr = NR, .alpha = 1.0f};
             p.tiles[rows](KC, a, panel, &ow);
             p.rows[rows](KC, a, x, off, m, rows % 2 ? x + NR : NULL, &og);
             cr_assert(memcmp(want, got, sizeof(float) * rows * NR) == 0, "%d rows, %s: in place differs",
@@ -635,8 +635,8 @@ Test(gemm, tile_store_adds_row_bias_and_relu)
     for (int rows = 1; rows <= p.mr; rows++) {
         float acc[14 * NR], got[14 * LDC];
         for (int e = 0; e < 14 * LDC; e++) got[e] = 7.0f;
-        me_tile_out plain = {acc, NR, NR, NULL, 1.0f, 0.0f, NULL, 0, NULL, 0};
-        me_tile_out both = {got, LDC, LIVE, col, 1.0f, 0.0f, NULL, 0, row, 1};
+        me_tile_out plain = {.c = acc, .ldc = NR, .nr = NR, .alpha = 1.0f};
+        me_tile_out both = {.c = got, .ldc = LDC, .nr = LIVE, .bias = col, .alpha = 1.0f, .row_bias = row, .relu = 1};
         p.tiles[rows](KC, a, panel, &plain);
         p.tiles[rows](KC, a, panel, &both);
         int negative = 0;
