@@ -47,7 +47,7 @@
 #define COPY_CHUNK ((size_t)8 << 20)
 /* Batch workers below this many FLOPs per guided forward of a batch
    (fmnist-moe, 16 samples: 1.1 GFLOP); measured in docs/performance.md,
-   "fid-sample's batch workers". */
+   "Shared machines". */
 #define WORKER_FLOPS 20e9
 #define MAX_WORKERS 64
 

@@ -7,7 +7,7 @@
    an AMD Zen 5 VM (2 vCPUs, one thread) a DiT-MoE-S/2 CFG pair's qkv
    products ran at 125 GFLOP/s when their 1.8 MB weights sat on 4 KB pages
    and at 200 on huge pages, its MoE layers took 297 ms instead of 365
-   (per-op timers, docs/performance.md "On the Zen 5 host"). THP is often
+   (per-op timers, docs/performance.md "Memory"). THP is often
    "madvise" only, hence the advice.
    Activations stay on small pages: reused at every step, they keep their
    TLB entries, and a Zen 4 VM backed fresh 2 MB pages so slowly that a

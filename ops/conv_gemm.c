@@ -667,8 +667,7 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
        GEMM's blocks: planes 256 KB apart put every channel's row of a
        tap on the same cache sets, and a pass over more than 64–72
        channels no longer keeps them (at 255² long passes gain 2.8 %;
-       docs/performance.md, "On the Zen 5 host (2026-12-05, sixth
-       session)"). */
+       docs/performance.md, "Convolutions"). */
     jobs[0].kc_run = (size_t)h * w * sizeof(float) < LONG_PASS_PLANE ? c->kc : c->kc_pass;
     /* The tiles store into y where one pass makes their sums final; not
        where y is streamed and its planes are whole lines (each channel's
