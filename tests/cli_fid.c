@@ -173,10 +173,14 @@ Test(cli_fid, bench_times_the_features)
     /* gflops = the best rate × 11.426 GFLOP, both printed rounded (to 0.1 and 0.01) */
     cr_expect_leq(fabs(gflops - ips * 11.42646496), 0.05 + 0.005 * 11.42646496 + 1e-9, "%s", out);
     cr_expect_eq(value_after(out, "gflop_per_image: "), 11.43, "%s", out);
-    /* the best pass is reported, the median beside it; the share is of the printed peak */
+    /* the best pass is reported, the median beside it; the share is of the printed peak:
+       gflops, the peak and the share are each printed to 0.1, so the share lies within
+       what the rounded pair allows. (A bound of 0.05 for the peak's rounding, used before,
+       is too tight where the peak is low, as under ASan: 43.3 % of 8.6 / 19.7 failed.) */
     cr_expect_leq(value_after(out, "median_images_per_s: "), ips, "%s", out);
     double pct = value_after(out, "pct_of_peak: "), peak = value_after(out, "peak_fp32_gflops: ");
-    cr_expect_leq(fabs(pct - 100 * gflops / peak), 0.05 + 100 * 0.05 / peak + 0.05, "%s", out);
+    cr_expect_geq(pct, 100 * (gflops - 0.05) / (peak + 0.05) - 0.05 - 1e-9, "%s", out);
+    cr_expect_leq(pct, 100 * (gflops + 0.05) / (peak - 0.05) + 0.05 + 1e-9, "%s", out);
     cr_expect(strstr(out, "images: 4 (") && strstr(out, "batch: 3 ") && strstr(out, "peak_fp32_gflops: "), "%s", out);
     free(out);
 
