@@ -514,14 +514,16 @@ static int k_block(int k, int kc_max)
     return (kc + 1) & ~1;
 }
 
-/* This thread's share: B panels [*p0, *p1) and rows [*i0, *i1). */
+/* This thread's share: B panels [*p0, *p1) and rows [*i0, *i1). Rows go
+   in equal ranges, not whole tiles: each thread deals its own rows to its
+   tiles, and 512 rows cut into tiles (266 + 246) had one thread idle 7.5 %
+   of every product split by rows (an S/2 pair's qkv and proj: the worker
+   9.5 % idle in them against 2.5 % with equal ranges, Zen 5). */
 static void share(int t, int nt, int m, int np, int split_rows, int *i0, int *i1, int *p0, int *p1)
 {
     *i0 = 0, *i1 = m, *p0 = 0, *p1 = np;
     if (split_rows) {
-        int mr = plan()->mr, per = ((m + nt - 1) / nt + mr - 1) / mr * mr;
-        *i0 = t * per < m ? t * per : m;
-        *i1 = *i0 + per < m ? *i0 + per : m;
+        *i0 = (int)((long)m * t / nt), *i1 = (int)((long)m * (t + 1) / nt);
     } else {
         *p0 = (int)((long)np * t / nt), *p1 = (int)((long)np * (t + 1) / nt);
     }
@@ -545,11 +547,11 @@ static int split_by_rows(const gemm_job *g, int m, int k, int kc, int np, int nt
     const gemm_plan *pl = plan();
     if (nt < 2 || m < 2 * pl->mr) return 0;
     if (np < 2 * nt) return 1;
-    int my_rows = ((m + nt - 1) / nt + pl->mr - 1) / pl->mr * pl->mr;   /* as share() deals them */
-    double n = (double)np * NR, mine = (double)(m + nt - 1) / nt;
+    int mine = (m + nt - 1) / nt;   /* the most rows share() gives a thread */
+    double n = (double)np * NR;
     int bf16 = g && g->bf16, mc = mc_rows(bf16 ? (kc + 1) & ~1 : kc, bf16);
     int all_passes = g && a_resident(g, m, k, kc) ? 1 : (m + mc - 1) / mc;
-    int my_passes = g && a_resident(g, my_rows, k, kc) ? 1 : ((int)mine + mc - 1) / mc;
+    int my_passes = g && a_resident(g, mine, k, kc) ? 1 : (mine + mc - 1) / mc;
     return mine + n * my_passes < m + n / nt * all_passes;
 }
 
