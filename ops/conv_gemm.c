@@ -663,7 +663,7 @@ void op_conv_run_split(const op_conv *c, int n, int h, int w, const float *x, co
        starts (Zen 5 host, the two alternating in one process: Inception
        3–5 % faster, the 256² decode 3–5 %, its 32²–128² layers 1–15 %,
        `--vae-bf16` 2–5 %). Over 256² planes (the decode's last stage)
-       long passes ran those layers 10–25 % slower, so they keep the
+       long passes ran those layers 10–20 % slower, so they keep the
        GEMM's blocks: planes 256 KB apart put every channel's row of a
        tap on the same cache sets, and a pass over more than 64–72
        channels no longer keeps them (at 255² long passes gain 2.8 %;
