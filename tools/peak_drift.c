@@ -1,0 +1,121 @@
+/* peak_drift — does a forward's share of the peak depend on the minute?
+   Alternates, in one process, the peak measurement of `moedit bench --peak`
+   (best of 40 ~3 ms register-only trials on all threads) with a few
+   forwards of a model, round after round, and prints each round's peak,
+   forward rate and share, then how far each moved and how much of the
+   peak's movement the forward followed (least-squares slope, and its
+   elasticity: the forward's relative change per relative change of the
+   peak; 1 means the share stays put). Rounds whose forwards ran under 95 %
+   of the median rate (preempted, mostly) are left out of the fit and the
+   ranges. For
+   docs/performance.md ("Measuring": what the VMs do).
+
+     build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16]
+
+   The inputs are random latents at t = 500, half the rows the null class,
+   as `moedit bench` builds them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "moedit.h"
+#include "ops/peak.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+    double *s = malloc(sizeof *s * (size_t)n);
+    memcpy(s, v, sizeof *s * (size_t)n);
+    qsort(s, (size_t)n, sizeof *s, by_value);
+    double m = s[n / 2];
+    free(s);
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int batch = 2, rounds = 60, forwards = 5, bf16 = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--forwards") && i + 1 < argc) forwards = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
+        else if (argv[i][0] != '-' && !path) path = argv[i];
+        else path = NULL, i = argc;
+    }
+    if (!path || batch < 1 || rounds < 3 || forwards < 1) {
+        fprintf(stderr, "usage: peak_drift MODEL [--batch N] [--rounds R>=3] [--forwards F] [--bf16]\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* rounds as they come, also into a file */
+    moedit_load_options opt = {0};
+    opt.bf16 = bf16;
+    moedit_model *m;
+    if (moedit_model_load(path, &opt, &m) != MOEDIT_OK) {
+        fprintf(stderr, "peak_drift: %s\n", moedit_last_error());
+        return 2;
+    }
+    const moedit_config *cf = moedit_model_config(m);
+    size_t in = (size_t)cf->in_channels * cf->input_size * cf->input_size;
+    size_t out_n = (size_t)cf->out_channels * cf->input_size * cf->input_size;
+    float *x = malloc(sizeof *x * in * batch), *t = malloc(sizeof *t * batch);
+    float *out = malloc(sizeof *out * out_n * batch);
+    int64_t *y = malloc(sizeof *y * batch);
+    double *peak = malloc(sizeof *peak * rounds), *rate = malloc(sizeof *rate * rounds);
+    srand(5);
+    for (size_t i = 0; i < in * batch; i++) x[i] = 2.0f * rand() / (float)RAND_MAX - 1.0f;
+    for (int i = 0; i < batch; i++) t[i] = 500, y[i] = i % 2 ? cf->num_classes : 207;
+    if (moedit_model_forward(m, batch, x, t, y, out) != MOEDIT_OK) {
+        fprintf(stderr, "peak_drift: %s\n", moedit_last_error());
+        return 2;
+    }
+    double flop = moedit_model_flops(m, batch), t0 = now_s();
+    printf("round  seconds  peak GFLOP/s  forward GFLOP/s  share\n");
+    for (int r = 0; r < rounds; r++) {
+        me_peak p;
+        me_peak_measure(0, &p);
+        peak[r] = bf16 ? p.bf16_gflops : p.fp32_gflops;
+        double f0 = now_s();
+        for (int i = 0; i < forwards; i++) moedit_model_forward(m, batch, x, t, y, out);
+        rate[r] = flop * forwards / (now_s() - f0) * 1e-9;
+        printf("%5d  %7.1f  %12.1f  %15.1f  %5.1f%%\n", r, now_s() - t0, peak[r], rate[r], 100 * rate[r] / peak[r]);
+    }
+
+    double floor_rate = 0.95 * median(rate, rounds), sp = 0, sf = 0, spp = 0, spf = 0;
+    double pmin = 1e30, pmax = 0, fmin = 1e30, fmax = 0, smin = 1e30, smax = 0;
+    int kept = 0;
+    for (int r = 0; r < rounds; r++) {
+        if (rate[r] < floor_rate) continue;
+        double s = rate[r] / peak[r];
+        kept++, sp += peak[r], sf += rate[r];
+        pmin = peak[r] < pmin ? peak[r] : pmin, pmax = peak[r] > pmax ? peak[r] : pmax;
+        fmin = rate[r] < fmin ? rate[r] : fmin, fmax = rate[r] > fmax ? rate[r] : fmax;
+        smin = s < smin ? s : smin, smax = s > smax ? s : smax;
+    }
+    double mp = sp / kept, mf = sf / kept;
+    for (int r = 0; r < rounds; r++) {
+        if (rate[r] < floor_rate) continue;
+        spp += (peak[r] - mp) * (peak[r] - mp), spf += (peak[r] - mp) * (rate[r] - mf);
+    }
+    double slope = spp > 0 ? spf / spp : 0;
+    printf("rounds kept: %d of %d (the rest under 95 %% of the median forward rate)\n", kept, rounds);
+    printf("peak: %.1f–%.1f GFLOP/s; forward: %.1f–%.1f GFLOP/s; share: %.1f–%.1f %%\n", pmin, pmax, fmin, fmax,
+           100 * smin, 100 * smax);
+    printf("forward against peak: slope %.2f, elasticity %.2f\n", slope, slope * mp / mf);
+    moedit_model_free(m);
+    free(x), free(t), free(out), free(y), free(peak), free(rate);
+    return 0;
+}
