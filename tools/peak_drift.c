@@ -7,13 +7,13 @@
    elasticity: the forward's relative change per relative change of the
    peak; 1 means the share stays put). Rounds whose forwards ran under 95 %
    of the median rate (preempted, mostly) are left out of the fit and the
-   ranges. For
-   docs/performance.md ("Measuring": what the VMs do).
+   ranges. For docs/performance.md ("Measuring": what the VMs do).
 
      build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16]
 
-   The inputs are random latents at t = 500, half the rows the null class,
-   as `moedit bench` builds them. */
+   The inputs: uniform latents in [-1, 1] at mid-trajectory (t = 500, or
+   0.5 for rectified-flow models), rows alternating class 207 and the null
+   class, as in a guided batch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +77,7 @@ int main(int argc, char **argv)
     double *peak = malloc(sizeof *peak * rounds), *rate = malloc(sizeof *rate * rounds);
     srand(5);
     for (size_t i = 0; i < in * batch; i++) x[i] = 2.0f * rand() / (float)RAND_MAX - 1.0f;
-    for (int i = 0; i < batch; i++) t[i] = 500, y[i] = i % 2 ? cf->num_classes : 207;
+    for (int i = 0; i < batch; i++) t[i] = cf->flow ? 0.5f : 500, y[i] = i % 2 ? cf->num_classes : 207 % cf->num_classes;
     if (moedit_model_forward(m, batch, x, t, y, out) != MOEDIT_OK) {
         fprintf(stderr, "peak_drift: %s\n", moedit_last_error());
         return 2;
