@@ -45,6 +45,10 @@
 #  6. GEMM (GEMM=1): build/bench_gemm, moedit's float32 products of the
 #     transformer and convolution shapes against OpenBLAS sgemm on the same
 #     operands, GFLOP/s as % of the FMA peak it measures itself.
+#  7. drift (DRIFT=1, DRIFT_ROUNDS=30, about 40 s on Zen 5): build/peak_drift
+#     on the S/2 checkpoint of section 1, the peak loop and five float32 CFG-pair
+#     forwards alternated in one process, so the run says how far its
+#     minutes alone move a share (docs/performance.md "Measuring").
 # PyTorch runs with OMP_WAIT_POLICY=passive (its spinning threads lose
 # several-fold on a shared machine); moedit with its own default.
 set -euo pipefail
@@ -61,6 +65,8 @@ INC_NUM=${INC_NUM:-32}
 SHARED=${SHARED:-1}
 VAE_LATENT=${VAE_LATENT:-32}
 GEMM=${GEMM:-1}
+DRIFT=${DRIFT:-1}
+DRIFT_ROUNDS=${DRIFT_ROUNDS:-30}
 PY=/usr/bin/python3
 BIN="$BUILD/moedit"
 mkdir -p "$WORK"
@@ -305,6 +311,21 @@ if [ "$GEMM" = 1 ]; then
         echo "$g" | grep '^|' || echo "$g"
     else
         echo "$BUILD/bench_gemm not built."
+    fi
+    echo
+fi
+if [ "$DRIFT" = 1 ]; then
+    echo "## Drift (host: $CPU)"
+    echo
+    if [ -x "$BUILD/peak_drift" ] && [ -e "$WORK/moe_S.pt" ]; then
+        d=$("$BUILD/peak_drift" "$WORK/moe_S.pt" --threads "$THREADS" --rounds "$DRIFT_ROUNDS" 2>&1) ||
+            d="peak_drift failed: $(echo "$d" | tail -1)"
+        echo "\`peak_drift\`: the FMA peak measurement and five float32 DiT-MoE-S/2 CFG-pair forwards, alternated" \
+             "$DRIFT_ROUNDS times in one process — what the minute alone does to a share:"
+        echo
+        echo "$d" | sed -n 's/^\(rounds kept\|peak:\|forward against\)/- &/p'
+    else
+        echo "$BUILD/peak_drift or $WORK/moe_S.pt missing (the S/2 checkpoint comes from SHAPES with S)."
     fi
     echo
 fi

@@ -9,7 +9,7 @@
    of the median rate (preempted, mostly) are left out of the fit and the
    ranges. For docs/performance.md ("Measuring": what the VMs do).
 
-     build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16]
+     build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16] [--threads N]
 
    The inputs: uniform latents in [-1, 1] at mid-trajectory (t = 500, or
    0.5 for rectified-flow models), rows alternating class 207 and the null
@@ -47,19 +47,21 @@ static double median(const double *v, int n)
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int batch = 2, rounds = 60, forwards = 5, bf16 = 0;
+    int batch = 2, rounds = 60, forwards = 5, bf16 = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--forwards") && i + 1 < argc) forwards = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else path = NULL, i = argc;
     }
-    if (!path || batch < 1 || rounds < 3 || forwards < 1) {
-        fprintf(stderr, "usage: peak_drift MODEL [--batch N] [--rounds R>=3] [--forwards F] [--bf16]\n");
+    if (!path || batch < 1 || rounds < 3 || forwards < 1 || threads < 0) {
+        fprintf(stderr, "usage: peak_drift MODEL [--batch N] [--rounds R>=3] [--forwards F] [--bf16] [--threads N]\n");
         return 2;
     }
+    if (threads) moedit_set_threads(threads);
     setvbuf(stdout, NULL, _IOLBF, 0);   /* rounds as they come, also into a file */
     moedit_load_options opt = {0};
     opt.bf16 = bf16;
