@@ -287,9 +287,7 @@ int cmd_bench(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double gflops = moedit_model_flops(m, batch) / (median * 1e6);
-    /* bf16: the limit of the unit its weight products run on */
-    double limit = !mo.bf16 ? peak.fp32_gflops : peak.amx_gflops > 0 ? peak.amx_gflops
-                                            : peak.bf16_gflops > 0 ? peak.bf16_gflops : peak.fp32_gflops;
+    double limit = me_peak_forward_limit(&peak, mo.bf16);
     printf("forward_ms: %.3f\ngflops: %.2f\ncpu_ms: %.3f\n", median, gflops, cpu_per);
     if (limit > 0)
         printf("pct_of_peak: %.1f (of the %s peak)\n", 100 * gflops / limit,

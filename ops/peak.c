@@ -120,6 +120,12 @@ static double measure(int which, int threads, double flops_per_iter)
     return best;
 }
 
+double me_peak_forward_limit(const me_peak *p, int bf16)
+{
+    if (!bf16) return p->fp32_gflops;
+    return p->amx_gflops > 0 ? p->amx_gflops : p->bf16_gflops > 0 ? p->bf16_gflops : p->fp32_gflops;
+}
+
 void me_peak_measure(int threads, me_peak *out)
 {
     const me_cpu *c = me_cpu_info();

@@ -18,4 +18,9 @@ typedef struct {
    Takes a few tenths of a second. */
 void me_peak_measure(int threads, me_peak *out);
 
+/* The limit a transformer forward is measured against: the fp32 peak, or
+   with bf16 weights the peak of the unit their products run on (AMX where
+   they run on AMX, else vdpbf16ps, else fp32 where there is no AVX512-BF16). */
+double me_peak_forward_limit(const me_peak *p, int bf16);
+
 #endif

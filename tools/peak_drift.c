@@ -1,13 +1,14 @@
 /* peak_drift — does a forward's share of the peak depend on the minute?
-   Alternates, in one process, the peak measurement of `moedit bench --peak`
-   (best of 40 ~3 ms register-only trials on all threads) with a few
-   forwards of a model, round after round, and prints each round's peak,
-   forward rate and share, then how far each moved and how much of the
-   peak's movement the forward followed (least-squares slope, and its
-   elasticity: the forward's relative change per relative change of the
-   peak; 1 means the share stays put). Rounds whose forwards ran under 95 %
-   of the median rate (preempted, mostly) are left out of the fit and the
-   ranges. For docs/performance.md ("Measuring": what the VMs do).
+   Alternates, in one process, the peak measurement of `moedit bench
+   --peak` (best of 40 ~3 ms register-only trials on all threads) with a
+   few forwards of a model, round after round, and prints each round's
+   peak, forward rate and share (bf16: of the limit `moedit bench --bf16`
+   uses), then how far each moved and how much of the peak's movement the
+   forward followed (least-squares slope, and its elasticity: the
+   forward's relative change per relative change of the peak; 1 means the
+   share stays put). Rounds whose forwards ran under 95 % of the median
+   rate (preempted, mostly) are left out of the fit and the ranges. For
+   docs/performance.md ("Measuring": what the VMs do).
 
      build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16] [--threads N]
 
@@ -77,6 +78,10 @@ int main(int argc, char **argv)
     float *out = malloc(sizeof *out * out_n * batch);
     int64_t *y = malloc(sizeof *y * batch);
     double *peak = malloc(sizeof *peak * rounds), *rate = malloc(sizeof *rate * rounds);
+    if (!x || !t || !out || !y || !peak || !rate) {
+        fprintf(stderr, "peak_drift: out of memory for a batch of %d\n", batch);
+        return 2;
+    }
     srand(5);
     for (size_t i = 0; i < in * batch; i++) x[i] = 2.0f * rand() / (float)RAND_MAX - 1.0f;
     for (int i = 0; i < batch; i++) t[i] = cf->flow ? 0.5f : 500, y[i] = i % 2 ? cf->num_classes : 207 % cf->num_classes;
@@ -89,9 +94,13 @@ int main(int argc, char **argv)
     for (int r = 0; r < rounds; r++) {
         me_peak p;
         me_peak_measure(0, &p);
-        peak[r] = bf16 ? p.bf16_gflops : p.fp32_gflops;
+        peak[r] = me_peak_forward_limit(&p, bf16);
         double f0 = now_s();
-        for (int i = 0; i < forwards; i++) moedit_model_forward(m, batch, x, t, y, out);
+        for (int i = 0; i < forwards; i++)
+            if (moedit_model_forward(m, batch, x, t, y, out) != MOEDIT_OK) {
+                fprintf(stderr, "peak_drift: %s\n", moedit_last_error());
+                return 2;
+            }
         rate[r] = flop * forwards / (now_s() - f0) * 1e-9;
         printf("%5d  %7.1f  %12.1f  %15.1f  %5.1f%%\n", r, now_s() - t0, peak[r], rate[r], 100 * rate[r] / peak[r]);
     }
