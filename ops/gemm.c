@@ -128,6 +128,31 @@ static inline __attribute__((always_inline)) void prefetch_c(int mr, const tile_
     }
 }
 
+/* One k step of the 14×32 tile: two 16-float loads of B, mr broadcasts of A. */
+static inline __attribute__((always_inline)) void f32_step(int mr, const float *a, const float *b, __m512 acc[MR][2])
+{
+    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        __m512 ai = _mm512_set1_ps(a[i]);
+        acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+}
+
+/* The same for one pair of k: 32 columns of bf16 pairs, mr broadcast pairs. */
+static inline __attribute__((always_inline)) void bf16_step(int mr, const uint32_t *ap, const uint16_t *b,
+                                                           __m512 acc[MR][2])
+{
+    __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
+    #pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ap[i]);
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+    }
+}
+
 /* mr rows (a compile-time constant after inlining) × 32 columns over kc. */
 static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, const float *a, const float *b,
                                                             const tile_out *o)
@@ -136,20 +161,14 @@ static inline __attribute__((always_inline)) void kernel_f32(int mr, int kc, con
     #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     prefetch_c(mr, o);
-    int pf_n = o->pf ? o->pf_lines : 0, every = pf_n ? kc / pf_n : 0, wait = 0, line = 0;
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
-        if (line < pf_n && wait-- == 0) {
-            __builtin_prefetch(o->pf + 64 * line++, 0, 3);
-            wait = every - 1;
-        }
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-        #pragma GCC unroll 14
-        for (int i = 0; i < mr; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
-            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-        }
+    /* one prefetched line per `every` steps, from step 0 on: the steps in
+       between run without a branch of their own */
+    int pf_n = o->pf ? o->pf_lines : 0, every = pf_n ? kc / pf_n : 0, k = 0;
+    for (int line = 0; line < pf_n; line++) {
+        __builtin_prefetch(o->pf + 64 * line, 0, 3);
+        for (int j = 0; j < every; j++, k++, a += MR, b += NR) f32_step(mr, a, b, acc);
     }
+    for (; k < kc; k++, a += MR, b += NR) f32_step(mr, a, b, acc);
     tile_done(mr, acc, o);
 }
 
@@ -162,20 +181,12 @@ static inline __attribute__((always_inline)) void kernel_bf16(int mr, int kc, co
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     prefetch_c(mr, o);
     const uint32_t *ap = (const uint32_t *)a;
-    int pf_n = o->pf ? o->pf_lines : 0, every = pf_n ? kc / 2 / pf_n : 0, wait = 0, line = 0;
-    for (int k = 0; k < kc; k += 2, ap += MR, b += 2 * NR) {
-        if (line < pf_n && wait-- == 0) {
-            __builtin_prefetch(o->pf + 64 * line++, 0, 3);
-            wait = every - 1;
-        }
-        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
-        #pragma GCC unroll 14
-        for (int i = 0; i < mr; i++) {
-            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ap[i]);
-            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
-        }
+    int pf_n = o->pf ? o->pf_lines : 0, every = pf_n ? kc / 2 / pf_n : 0, k = 0;
+    for (int line = 0; line < pf_n; line++) {
+        __builtin_prefetch(o->pf + 64 * line, 0, 3);
+        for (int j = 0; j < every; j++, k += 2, ap += MR, b += 2 * NR) bf16_step(mr, ap, b, acc);
     }
+    for (; k < kc; k += 2, ap += MR, b += 2 * NR) bf16_step(mr, ap, b, acc);
     tile_done(mr, acc, o);
 }
 
