@@ -35,14 +35,12 @@ static int by_value(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median(const double *v, int n)
+/* The median of v[n], sorting a copy in scratch[n]. */
+static double median(const double *v, int n, double *scratch)
 {
-    double *s = malloc(sizeof *s * (size_t)n);
-    memcpy(s, v, sizeof *s * (size_t)n);
-    qsort(s, (size_t)n, sizeof *s, by_value);
-    double m = s[n / 2];
-    free(s);
-    return m;
+    memcpy(scratch, v, sizeof *scratch * (size_t)n);
+    qsort(scratch, (size_t)n, sizeof *scratch, by_value);
+    return scratch[n / 2];
 }
 
 int main(int argc, char **argv)
@@ -78,7 +76,8 @@ int main(int argc, char **argv)
     float *out = malloc(sizeof *out * out_n * batch);
     int64_t *y = malloc(sizeof *y * batch);
     double *peak = malloc(sizeof *peak * rounds), *rate = malloc(sizeof *rate * rounds);
-    if (!x || !t || !out || !y || !peak || !rate) {
+    double *sorted = malloc(sizeof *sorted * rounds);
+    if (!x || !t || !out || !y || !peak || !rate || !sorted) {
         fprintf(stderr, "peak_drift: out of memory for a batch of %d\n", batch);
         return 2;
     }
@@ -105,7 +104,7 @@ int main(int argc, char **argv)
         printf("%5d  %7.1f  %12.1f  %15.1f  %5.1f%%\n", r, now_s() - t0, peak[r], rate[r], 100 * rate[r] / peak[r]);
     }
 
-    double floor_rate = 0.95 * median(rate, rounds), sp = 0, sf = 0, spp = 0, spf = 0;
+    double floor_rate = 0.95 * median(rate, rounds, sorted), sp = 0, sf = 0, spp = 0, spf = 0;
     double pmin = 1e30, pmax = 0, fmin = 1e30, fmax = 0, smin = 1e30, smax = 0;
     int kept = 0;
     for (int r = 0; r < rounds; r++) {
@@ -127,6 +126,6 @@ int main(int argc, char **argv)
            100 * smin, 100 * smax);
     printf("forward against peak: slope %.2f, elasticity %.2f\n", slope, slope * mp / mf);
     moedit_model_free(m);
-    free(x), free(t), free(out), free(y), free(peak), free(rate);
+    free(x), free(t), free(out), free(y), free(peak), free(rate), free(sorted);
     return 0;
 }
