@@ -17,6 +17,7 @@
 #define ACC 12
 #define ACC_BF16 24
 #define TRIALS 40
+#define SLICE_S 0.1   /* me_peak_sustain's slices */
 
 static double now_s(void)
 {
@@ -80,43 +81,54 @@ static float run_loop(int which, long iters)
     }
 }
 
-/* GFLOP/s of one loop over all threads: flops per iteration per thread,
-   best of TRIALS (a loaded machine can only make a trial slower). */
-static double measure(int which, int threads, double flops_per_iter)
+/* Iterations of one loop that take about `seconds` on one thread. */
+static long calibrate(int which, double seconds)
 {
     volatile float sink = 0;
     long iters = 1000;
-    /* Calibrate one thread to ~3 ms per trial: short enough that some trials
-       run unpreempted on a busy machine. */
     for (;;) {
         double t0 = now_s();
         sink += run_loop(which, iters);
         double dt = now_s() - t0;
-        if (dt > 0.02 || iters > (1L << 40)) {
-            iters = (long)(iters * 0.003 / (dt > 0 ? dt : 1e-6)) + 1;
-            break;
-        }
+        if (dt > 0.02 || iters > (1L << 40)) return (long)(iters * seconds / (dt > 0 ? dt : 1e-6)) + 1;
         iters *= 4;
     }
-    double best = 0;
-    for (int t = 0; t < TRIALS; t++) {
-        double t0 = 0, dt = 0;
-        #pragma omp parallel num_threads(threads)
-        {
-            #pragma omp barrier
-            #pragma omp master
-            t0 = now_s();
-            float r = run_loop(which, iters);
-            #pragma omp atomic
-            sink += r;
-            #pragma omp barrier
-            #pragma omp master
-            dt = now_s() - t0;
-        }
-        double g = flops_per_iter * iters * threads / dt * 1e-9;
-        if (g > best) best = g;
+}
+
+/* Seconds of one trial: every thread runs the loop `iters` times, timed
+   from the first barrier to the last. */
+static double trial(int which, int threads, long iters)
+{
+    volatile float sink = 0;
+    double t0 = 0, dt = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        #pragma omp barrier
+        #pragma omp master
+        t0 = now_s();
+        float r = run_loop(which, iters);
+        #pragma omp atomic
+        sink += r;
+        #pragma omp barrier
+        #pragma omp master
+        dt = now_s() - t0;
     }
     (void)sink;
+    return dt;
+}
+
+/* GFLOP/s of one loop over all threads: flops per iteration per thread,
+   best of TRIALS of ~3 ms each — short enough that some trials run
+   unpreempted on a busy machine (a loaded machine can only make a trial
+   slower). */
+static double measure(int which, int threads, double flops_per_iter)
+{
+    long iters = calibrate(which, 0.003);
+    double best = 0;
+    for (int t = 0; t < TRIALS; t++) {
+        double g = flops_per_iter * iters * threads / trial(which, threads, iters) * 1e-9;
+        if (g > best) best = g;
+    }
     return best;
 }
 
@@ -142,4 +154,25 @@ void me_peak_measure(int threads, me_peak *out)
     }
     if (c->avx512bf16) out->bf16_gflops = measure(L_BF16, threads, ACC_BF16 * 32 * 2.0);
     if (me_cpu_amx()) out->amx_gflops = measure(L_AMX, threads, 4 * 16 * 16 * 32 * 2.0);
+}
+
+int me_peak_sustain(int threads, double seconds, me_peak_sustained *out)
+{
+    const me_cpu *c = me_cpu_info();
+    *out = (me_peak_sustained){0};
+    if (!c->avx512 && !(c->avx2 && c->fma)) return 0;
+    if (threads <= 0) threads = me_threads();
+    int which = c->avx512 ? L_AVX512 : L_AVX2;
+    long iters = calibrate(which, SLICE_S);
+    double gflop = ACC * (c->avx512 ? 16 : 8) * 2.0 * iters * threads * 1e-9, wall = 0;
+    out->slice_min = 1e30;
+    while (wall < seconds || out->slices == 0) {
+        double dt = trial(which, threads, iters), g = gflop / dt;
+        wall += dt, out->slices++;
+        out->slice_min = g < out->slice_min ? g : out->slice_min;
+        out->slice_max = g > out->slice_max ? g : out->slice_max;
+    }
+    out->gflops = gflop * out->slices / wall;
+    out->seconds = wall;
+    return out->slices;
 }

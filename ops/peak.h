@@ -23,4 +23,16 @@ void me_peak_measure(int threads, me_peak *out);
    they run on AMX, else vdpbf16ps, else fp32 where there is no AVX512-BF16). */
 double me_peak_forward_limit(const me_peak *p, int bf16);
 
+/* The fp32 loop of me_peak_measure kept running on `threads` threads (≤ 0:
+   me_threads()) for at least `seconds`, in slices of ~0.1 s: what the
+   loop sustains (gflops: all its flops over all its wall time) beside its
+   slowest and fastest slice. The best of short trials that me_peak_measure
+   reports can catch a moment the host runs faster than it keeps up.
+   Returns the number of slices; 0 (all fields 0) without FMA. */
+typedef struct {
+    double gflops, slice_min, slice_max, seconds;
+    int slices;
+} me_peak_sustained;
+int me_peak_sustain(int threads, double seconds, me_peak_sustained *out);
+
 #endif

@@ -7,10 +7,13 @@
    forward followed (least-squares slope, and its elasticity: the
    forward's relative change per relative change of the peak; 1 means the
    share stays put). Rounds whose forwards ran under 95 % of the median
-   rate (preempted, mostly) are left out of the fit and the ranges. For
-   docs/performance.md ("Measuring": what the VMs do).
+   rate (preempted, mostly) are left out of the fit and the ranges. With
+   --sustain S, the peak is then measured once more and the same FMA loop
+   kept running for S seconds (me_peak_sustain): what it sustains against
+   that best-of-trials peak. For docs/performance.md ("Measuring": what the
+   VMs do).
 
-     build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16] [--threads N]
+     build/peak_drift MODEL [--batch 2] [--rounds 60] [--forwards 5] [--bf16] [--threads N] [--sustain S]
 
    The inputs: uniform latents in [-1, 1] at mid-trajectory (t = 500, or
    0.5 for rectified-flow models), rows alternating class 207 and the null
@@ -47,17 +50,20 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     int batch = 2, rounds = 60, forwards = 5, bf16 = 0, threads = 0;
+    double sustain = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--forwards") && i + 1 < argc) forwards = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--sustain") && i + 1 < argc) sustain = atof(argv[++i]);
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else path = NULL, i = argc;
     }
-    if (!path || batch < 1 || rounds < 3 || forwards < 1 || threads < 0) {
-        fprintf(stderr, "usage: peak_drift MODEL [--batch N] [--rounds R>=3] [--forwards F] [--bf16] [--threads N]\n");
+    if (!path || batch < 1 || rounds < 3 || forwards < 1 || threads < 0 || !(sustain >= 0 && sustain <= 600)) {
+        fprintf(stderr, "usage: peak_drift MODEL [--batch N] [--rounds R>=3] [--forwards F] [--bf16] [--threads N]"
+                        " [--sustain SECONDS<=600]\n");
         return 2;
     }
     if (threads) moedit_set_threads(threads);
@@ -125,6 +131,15 @@ int main(int argc, char **argv)
     printf("peak: %.1f–%.1f GFLOP/s; forward: %.1f–%.1f GFLOP/s; share: %.1f–%.1f %%\n", pmin, pmax, fmin, fmax,
            100 * smin, 100 * smax);
     printf("forward against peak: slope %.2f, elasticity %.2f\n", slope, slope * mp / mf);
+    if (sustain > 0) {
+        me_peak p;
+        me_peak_sustained held;
+        me_peak_measure(0, &p);
+        if (me_peak_sustain(0, sustain, &held))
+            printf("sustained FMA loop: %.1f GFLOP/s over %.1f s, %.1f %% of the peak measured just before it (%.1f);"
+                   " its %d slices %.1f–%.1f GFLOP/s\n", held.gflops, held.seconds, 100 * held.gflops / p.fp32_gflops,
+                   p.fp32_gflops, held.slices, held.slice_min, held.slice_max);
+    }
     moedit_model_free(m);
     free(x), free(t), free(out), free(y), free(peak), free(rate), free(sorted);
     return 0;
