@@ -138,33 +138,37 @@ double me_peak_forward_limit(const me_peak *p, int bf16)
     return p->amx_gflops > 0 ? p->amx_gflops : p->bf16_gflops > 0 ? p->bf16_gflops : p->fp32_gflops;
 }
 
+/* The widest FMA loop this CPU has and its flops per iteration per
+   thread; -1 without FMA. */
+static int fp32_loop(const me_cpu *c, double *flops_per_iter)
+{
+    *flops_per_iter = ACC * (c->avx512 ? 16 : 8) * 2.0;
+    return c->avx512 ? L_AVX512 : c->avx2 && c->fma ? L_AVX2 : -1;
+}
+
 void me_peak_measure(int threads, me_peak *out)
 {
     const me_cpu *c = me_cpu_info();
     if (threads <= 0) threads = me_threads();
     out->threads = threads;
     out->fp32_gflops = out->bf16_gflops = out->amx_gflops = 0;
-    out->fp32_isa = "none";
-    if (c->avx512) {
-        out->fp32_gflops = measure(L_AVX512, threads, ACC * 16 * 2.0);
-        out->fp32_isa = "avx512";
-    } else if (c->avx2 && c->fma) {
-        out->fp32_gflops = measure(L_AVX2, threads, ACC * 8 * 2.0);
-        out->fp32_isa = "avx2+fma";
-    }
+    double flops_per_iter;
+    int which = fp32_loop(c, &flops_per_iter);
+    out->fp32_isa = which == L_AVX512 ? "avx512" : which == L_AVX2 ? "avx2+fma" : "none";
+    if (which >= 0) out->fp32_gflops = measure(which, threads, flops_per_iter);
     if (c->avx512bf16) out->bf16_gflops = measure(L_BF16, threads, ACC_BF16 * 32 * 2.0);
     if (me_cpu_amx()) out->amx_gflops = measure(L_AMX, threads, 4 * 16 * 16 * 32 * 2.0);
 }
 
 int me_peak_sustain(int threads, double seconds, me_peak_sustained *out)
 {
-    const me_cpu *c = me_cpu_info();
+    double flops_per_iter;
+    int which = fp32_loop(me_cpu_info(), &flops_per_iter);
     *out = (me_peak_sustained){0};
-    if (!c->avx512 && !(c->avx2 && c->fma)) return 0;
+    if (which < 0) return 0;
     if (threads <= 0) threads = me_threads();
-    int which = c->avx512 ? L_AVX512 : L_AVX2;
     long iters = calibrate(which, SLICE_S);
-    double gflop = ACC * (c->avx512 ? 16 : 8) * 2.0 * iters * threads * 1e-9, wall = 0;
+    double gflop = flops_per_iter * iters * threads * 1e-9, wall = 0;
     out->slice_min = 1e30;
     while (wall < seconds || out->slices == 0) {
         double dt = trial(which, threads, iters), g = gflop / dt;

@@ -56,7 +56,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--forwards") && i + 1 < argc) forwards = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--sustain") && i + 1 < argc) sustain = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--sustain") && i + 1 < argc) {
+            char *end;
+            sustain = strtod(argv[++i], &end);
+            if (end == argv[i] || *end) sustain = -1;   /* not a number: the usage line below */
+        }
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else path = NULL, i = argc;
