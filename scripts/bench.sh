@@ -30,7 +30,10 @@
 #     `moedit decode --time --repeat 3` (decode alone, loading excluded; the
 #     median of three decodes in one process, the same on both sides);
 #     moedit's GFLOP/s count the products it does (gflop_moedit: its ×2
-#     upsamplings folded into their convolutions), PyTorch's all of its own.
+#     upsamplings folded into their convolutions), PyTorch's all of its own;
+#     moedit's row also gives its rate on the decode's own count (PyTorch's,
+#     as issue #15's table counts it and as the Inception and transformer
+#     rows count theirs).
 #  3. InceptionV3 pool3 features and logits of 256×256 images (what `moedit fid`
 #     computes per image): tools/bench_inception_torch.py against `moedit bench
 #     --inception` (images/s, the best of three passes after a warm-up, in one
@@ -215,15 +218,17 @@ if [ -d "$vae/vae" ]; then
     dec_peak=$ROW_PEAK
     dec_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec.npy")
     awk -v t="$t_s" -v m="$dec_ms" -v g="$gflop" -v gm="$gme" -v p="$dec_peak" -v l="$VAE_LATENT" 'BEGIN {
-        printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP; moedit %.0f) | %.2f s (%.0f GFLOP/s, %.1f%%) | %.2f s | %.2f× | %.0f (%.1f%%) |\n",
-               l, 8 * l, g, gm, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, gm / (m / 1e3), 100 * gm / (m / 1e3) / p }'
+        printf "| sd-vae decode, %d² latent → %d² (%.0f GFLOP; moedit %.0f) | %.2f s (%.0f GFLOP/s, %.1f%%) | %.2f s | %.2f× | %.0f (%.1f%%) of the %.0f it multiplies; %.0f (%.1f%%) of the decode'"'"'s %.0f |\n",
+               l, 8 * l, g, gm, t, g / t, 100 * g / t / p, m / 1e3, t * 1e3 / m, gm / (m / 1e3), 100 * gm / (m / 1e3) / p,
+               gm, g / (m / 1e3), 100 * g / (m / 1e3) / p, g }'
     # --vae-bf16 only where it is faster: elsewhere it is an emulation (same numerics, no gain)
     if [ -n "$PEAK_BF16" ]; then
         row_peak bf16 "$(echo "$now" | field $bf16_field)"
         bf_ms=$(decode_ms --vae "$vae/vae" --latent "$vae/latent.npy" --out "$WORK/dec_bf16.npy" --vae-bf16)
         # on AMX the convolutions' bf16 products run on AMX tiles: their share is of the AMX peak
-        awk -v t="$t_s" -v m="$bf_ms" -v g="$gme" -v p="$ROW_PEAK" -v which="${PEAK_AMX:+AMX }bf16" 'BEGIN {
-            printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.1f%% of the %s peak) |\n", m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p, which }'
+        awk -v t="$t_s" -v m="$bf_ms" -v g="$gme" -v gt="$gflop" -v p="$ROW_PEAK" -v which="${PEAK_AMX:+AMX }bf16" 'BEGIN {
+            printf "| same, `--vae-bf16` | – | %.2f s | %.2f× | %.0f (%.1f%% of the %s peak) of the %.0f it multiplies; %.0f (%.1f%%) of the decode'"'"'s %.0f |\n",
+                   m / 1e3, t * 1e3 / m, g / (m / 1e3), 100 * g / (m / 1e3) / p, which, g, gt / (m / 1e3), 100 * gt / (m / 1e3) / p, gt }'
     else
         echo "| same, \`--vae-bf16\` | – | n/a (no AVX512-BF16) | – | – |"
     fi
