@@ -297,22 +297,24 @@ typedef struct {
 
 static gemm_plan the_plan;
 
-/* KC: the B columns a tile streams per pass over k fill L1d, up to
-   KC_MAX_AVX512 or KC_MAX_AVX2 — the AVX-512 tile all 32 columns of a KC×32 micro-panel per
-   k, the AVX2 tile one 16-column half after the other. The panel is then re-read
-   partly from L2 by each tile, at 128 bytes per 28 FMAs, far below L2's
-   bandwidth; what a longer K block buys is fewer passes of C through the
-   store and of the tiles' start and drain. Measured on a Zen 3 core (AVX2,
-   6×32 tiles over 19 A panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98;
-   on a Zen 4 core (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone
-   115.6 against 113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 %
-   (float32) and 4.5 % (bf16, K blocks of 512) faster, the VAE decode and
-   Inception unchanged. On a Zen 5 core (48 KB L1d) KC 384 against 256,
-   alternate forwards of one process: float32 S/2 and B/2 CFG pairs and
-   batches of 16 1.7–3.9 % faster in five of six runs (one even), the
-   K = 384 products then one K block; bf16 (768 against 512) even, so bf16
-   stays at 512; the VAE decode and Inception even (±1 %). KC is rounded
-   down to 16; MC is mc_rows'. */
+/* KC: the B columns a tile streams per pass over k fill up to one and a
+   half L1d, up to KC_MAX_AVX512 or KC_MAX_AVX2 — the AVX-512 tile all 32
+   columns of a KC×32 micro-panel per k, the AVX2 tile one 16-column half
+   after the other. The panel is then re-read partly from L2 by each tile,
+   at 128 bytes per 28 FMAs, far below L2's bandwidth; what a longer K
+   block buys is fewer passes of C through the store and of the tiles'
+   start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over 19 A
+   panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98; on a Zen 4 core
+   (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone 115.6 against
+   113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 % (float32) and 4.5 %
+   (bf16, K blocks of 512) faster; then 384 (a 48 KB micro-panel) against
+   256, alternate forwards of one process: float32 S/2 pairs 1.3–1.7 %,
+   B/2 pairs 0.2–1.3 %, S/2 batches of 16 0.7 % faster, the VAE decode and
+   Inception even (±0.1 %). On a Zen 5 core (48 KB L1d) KC 384 against
+   256: float32 S/2 and B/2 CFG pairs and batches of 16 1.7–3.9 % faster
+   in five of six runs (one even), the K = 384 products then one K block;
+   bf16 (768 against 512) even, so bf16 stays at 512; the VAE decode and
+   Inception even (±1 %). KC is rounded down to 16; MC is mc_rows'. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
@@ -322,7 +324,7 @@ static const gemm_plan *plan(void)
     p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
     int cols = p.mr == MR ? NR : NR / 2;
-    long kc = l1 / (cols * (long)sizeof(float)) / 16 * 16, kc_max = p.mr == MR ? KC_MAX_AVX512 : KC_MAX_AVX2;
+    long kc = 3 * l1 / (2 * cols * (long)sizeof(float)) / 16 * 16, kc_max = p.mr == MR ? KC_MAX_AVX512 : KC_MAX_AVX2;
     p.kc = kc < 64 ? 64 : kc > kc_max ? (int)kc_max : (int)kc;
     p.kc_bf16 = 2 * p.kc < KC_MAX_BF16 ? 2 * p.kc : KC_MAX_BF16;
     p.mc_bytes = l2 / 2 < MC_FLOATS * (long)sizeof(float) ? l2 / 2 : MC_FLOATS * (long)sizeof(float);
