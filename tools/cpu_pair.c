@@ -28,31 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "tools/measure.h"
 
 #define ROUND_TRIPS 20000
 #define ROUNDS 15
 #define ROUND_SECONDS 0.2
 #define HANDOFF_BYTES ((size_t)512 * 384 * sizeof(float))
 #define MEMORY_BYTES ((size_t)256 << 20)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static int pin(int cpu)
 {
@@ -148,7 +130,8 @@ static int measure_pair(int me, int other, double *round_ns, double *to_me, doub
     partner_do(STOP);
     pthread_join(th, NULL);
     (void)sink;
-    *round_ns = median(trips, ROUNDS), *to_me = median(in, ROUNDS), *own = median(mine, ROUNDS);
+    double sorted[ROUNDS];
+    *round_ns = median(trips, ROUNDS, sorted), *to_me = median(in, ROUNDS, sorted), *own = median(mine, ROUNDS, sorted);
     return 1;
 }
 

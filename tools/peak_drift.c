@@ -24,27 +24,7 @@
 #include <time.h>
 #include "moedit.h"
 #include "ops/peak.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The median of v[n], sorting a copy in scratch[n]. */
-static double median(const double *v, int n, double *scratch)
-{
-    memcpy(scratch, v, sizeof *scratch * (size_t)n);
-    qsort(scratch, (size_t)n, sizeof *scratch, by_value);
-    return scratch[n / 2];
-}
+#include "tools/measure.h"
 
 int main(int argc, char **argv)
 {
