@@ -17,7 +17,7 @@
 #     the best of three measurements (the FMA one is taken again at the end),
 #     and one thread's FMA peak (threads that share one core's FMA units, as
 #     a VM's vCPUs placed on SMT siblings do, are named as such), and how
-#     far apart CPUs 0 and 1 are (build/cpu_pair: a cache line's round
+#     far apart its first two CPUs are (build/cpu_pair: a cache line's round
 #     trip, rows one writes read by the other, each one's memory reads —
 #     a VM's two vCPUs can sit a fabric hop apart). Each row's
 #     share is of the larger of the start's peak and the one measured just
@@ -158,17 +158,17 @@ awk -v one="$PEAK_ONE" -v all="$PEAK" -v n="$THREADS" 'BEGIN {
     printf "One thread'"'"'s FMA peak %.1f GFLOP/s: %d threads reach %.2f× of it%s\n", one, n, r,
            r < 0.65 * n ? " — the threads share FMA units (SMT siblings of fewer cores; on a VM, vCPUs the host placed so), so every rate below is that of fewer cores than threads." : "."
 }'
-# How far apart CPUs 0 and 1 are (tools/cpu_pair.c): every parallel region
+# How far apart the first two CPUs are (tools/cpu_pair.c): every parallel region
 # hands rows from one thread to the other, and each thread streams weights
 # from memory at its own CPU's rate.
 if [ "$THREADS" -ge 2 ] && [ "$(nproc)" -ge 2 ] && [ -x "$BUILD/cpu_pair" ]; then
     pair=$("$BUILD/cpu_pair" 2>&1) || pair=""
     if [ -n "$pair" ]; then
         pf() { echo "$pair" | field "$1"; }
-        echo "CPUs 0 and 1 (\`cpu_pair\`): a cache line's round trip $(pf round_trip_ns) ns; 768 KB one of them" \
-             "wrote, read by the other at $(pf handoff_a_gbps) and $(pf handoff_b_gbps) GB/s (by the writer" \
-             "itself $(pf own_a_gbps) and $(pf own_b_gbps)); memory read at $(pf memory_a_gbps) GB/s on CPU 0" \
-             "and $(pf memory_b_gbps) on CPU 1."
+        echo "CPUs $(pf cpu_a) and $(pf cpu_b) (\`cpu_pair\`): a cache line's round trip $(pf round_trip_ns) ns; 768 KB one" \
+             "of them wrote, read by the other at $(pf handoff_a_gbps) and $(pf handoff_b_gbps) GB/s (by the writer" \
+             "itself $(pf own_a_gbps) and $(pf own_b_gbps)); memory read at $(pf memory_a_gbps) GB/s on CPU $(pf cpu_a)" \
+             "and $(pf memory_b_gbps) on CPU $(pf cpu_b)."
     fi
 fi
 echo

@@ -6,7 +6,7 @@
    reads them) and each streams its share of the weights from memory, so
    both distances show up in how far two threads fall short of twice one.
 
-     build/cpu_pair [CPU_A CPU_B]        (default: 0 1)
+     build/cpu_pair [CPU_A CPU_B]   (default: the first two CPUs it may run on)
 
    Prints, the first three the median of 15 rounds:
      round_trip_ns        one cache line passed from A to B and back (a
@@ -155,7 +155,9 @@ static double memory_gbps(int cpu, uint64_t *buf)
 
 int main(int argc, char **argv)
 {
-    int a = 0, b = 1;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) CPU_ZERO(&allowed);
+    int a = -1, b = -1;
     if (argc == 3) {
         char *e1, *e2;
         a = (int)strtol(argv[1], &e1, 10), b = (int)strtol(argv[2], &e2, 10);
@@ -163,13 +165,18 @@ int main(int argc, char **argv)
             fprintf(stderr, "cpu_pair: two different CPU numbers expected\n");
             return 2;
         }
-    } else if (argc != 1) {
+    } else if (argc == 1) {   /* the first two this process may run on */
+        for (int c = 0; c < CPU_SETSIZE && b < 0; c++)
+            if (CPU_ISSET(c, &allowed)) *(a < 0 ? &a : &b) = c;
+        if (b < 0) {
+            fprintf(stderr, "cpu_pair: this process may run on one CPU only\n");
+            return 2;
+        }
+    } else {
         fprintf(stderr, "usage: cpu_pair [CPU_A CPU_B]\n");
         return 2;
     }
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || a >= CPU_SETSIZE || b >= CPU_SETSIZE ||
-        !CPU_ISSET(a, &allowed) || !CPU_ISSET(b, &allowed)) {
+    if (a >= CPU_SETSIZE || b >= CPU_SETSIZE || !CPU_ISSET(a, &allowed) || !CPU_ISSET(b, &allowed)) {
         fprintf(stderr, "cpu_pair: CPUs %d and %d are not both available to this process\n", a, b);
         return 2;
     }
