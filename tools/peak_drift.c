@@ -99,26 +99,23 @@ int main(int argc, char **argv)
        on a Zen 4 VM) says nothing of the forwards beside it and would put
        their share above 100 %. */
     double floor_rate = 0.95 * median(rate, rounds, sorted), floor_peak = 0.75 * median(peak, rounds, sorted);
+    int kept = 0, slow = 0, low_peak = 0;   /* the kept rounds move to the front of peak and rate */
+    for (int r = 0; r < rounds; r++) {
+        if (rate[r] < floor_rate) slow++;
+        else if (peak[r] < floor_peak) low_peak++;
+        else peak[kept] = peak[r], rate[kept] = rate[r], kept++;
+    }
     double sp = 0, sf = 0, spp = 0, spf = 0;
     double pmin = 1e30, pmax = 0, fmin = 1e30, fmax = 0, smin = 1e30, smax = 0;
-    int kept = 0, slow = 0, low_peak = 0;
-    for (int r = 0; r < rounds; r++) {
-        slow += rate[r] < floor_rate;
-        low_peak += rate[r] >= floor_rate && peak[r] < floor_peak;
-    }
-    for (int r = 0; r < rounds; r++) {
-        if (rate[r] < floor_rate || peak[r] < floor_peak) continue;
+    for (int r = 0; r < kept; r++) {
         double s = rate[r] / peak[r];
-        kept++, sp += peak[r], sf += rate[r];
+        sp += peak[r], sf += rate[r];
         pmin = peak[r] < pmin ? peak[r] : pmin, pmax = peak[r] > pmax ? peak[r] : pmax;
         fmin = rate[r] < fmin ? rate[r] : fmin, fmax = rate[r] > fmax ? rate[r] : fmax;
         smin = s < smin ? s : smin, smax = s > smax ? s : smax;
     }
     double mp = kept ? sp / kept : 0, mf = kept ? sf / kept : 1;
-    for (int r = 0; r < rounds; r++) {
-        if (rate[r] < floor_rate || peak[r] < floor_peak) continue;
-        spp += (peak[r] - mp) * (peak[r] - mp), spf += (peak[r] - mp) * (rate[r] - mf);
-    }
+    for (int r = 0; r < kept; r++) spp += (peak[r] - mp) * (peak[r] - mp), spf += (peak[r] - mp) * (rate[r] - mf);
     double slope = spp > 0 ? spf / spp : 0;
     printf("rounds kept: %d of %d (%d with the forwards under 95 %% of their median rate, %d with the peak under"
            " 75 %% of its median dropped)\n", kept, rounds, slow, low_peak);
