@@ -15,8 +15,8 @@
                           activations) written by one CPU, then read by
                           the other (A reading B's, B reading A's);
      own_a/b_gbps         the same buffer read by the CPU that wrote it;
-     memory_a/b_gbps      a 256 MB buffer read by each CPU after it wrote
-                          it (first touch on that CPU), best of three. */
+     memory_a/b_gbps      a 256 MB buffer read by each CPU after writing
+                          it itself, best of three. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -26,8 +26,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include "tools/measure.h"
 
 #define ROUND_TRIPS 20000
@@ -135,11 +133,10 @@ static int measure_pair(int me, int other, double *round_ns, double *to_me, doub
     return 1;
 }
 
-/* Memory read rate on `cpu` over a buffer it touched first. */
+/* Memory read rate on `cpu` over a buffer it has just written. */
 static double memory_gbps(int cpu, uint64_t *buf)
 {
     if (pin(cpu) != 0) return 0;
-    memset(buf, 0, MEMORY_BYTES);
     write_all(buf, MEMORY_BYTES, (uint64_t)cpu);
     double best = 0;
     volatile uint64_t sink = 0;
