@@ -10,9 +10,13 @@ decoder's Conv2d/Linear multiply-adds ×2, for shares of the peak).
 multiplied by the scaling factor so `moedit decode` divides them back) and
 PyTorch's output (DIR/torch_out.npy), so moedit can be timed on the same
 decode and checked against it. `gflop_moedit:` is the same count for the
-products moedit does: it folds each nearest ×2 upsampling into the 3×3
-convolution after it (four 2×2 convolutions of the source, ops/conv_gemm.c),
-4 multiply-adds per input channel and output pixel there instead of 9:
+products moedit's direct convolutions do: it folds each nearest ×2
+upsampling into the 3×3 convolution after it (four 2×2 convolutions of the
+source, ops/conv_gemm.c), 4 multiply-adds per input channel and output pixel
+there instead of 9. `gflop_winograd:` is the count where its float32 3×3
+layers of 64+ channels, upsampled or not, run by Winograd's F(4×4, 3×3)
+(ops/conv_winograd.c, on AVX-512 CPUs): 36 multiply-adds per channel pair
+and 4×4 output block instead of 144 (the transforms' additions not counted):
 
   /usr/bin/python3 tools/bench_vae_torch.py --save /tmp/vaebench
   /usr/bin/time -v build/moedit decode --vae /tmp/vaebench/vae \\
@@ -31,16 +35,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vae_reference as ref  # noqa: E402
 
 
-def count_gflop(model, *inputs, folded=False):
+def count_gflop(model, *inputs, folded=False, winograd=False):
     """Multiply-adds ×2 of every Conv2d and Linear in one forward (the
     attention products are not modules and are left out: under 1 %);
-    folded: the 3×3 convolutions after a ×2 upsampling at 2×2 taps."""
+    folded: the 3×3 convolutions after a ×2 upsampling at 2×2 taps;
+    winograd: the 3×3, stride-1, padding-1 ones of 64+ input and output
+    channels at 36 per 4×4 output block (op_winograd_pays), before the
+    fold."""
     total = [0]
     after_upsampling = {id(m.conv) for m in model.modules() if isinstance(m, ref.Upsample2D)}
 
     def hook(m, inp, out):
         if isinstance(m, torch.nn.Conv2d):
             taps = m.kernel_size[0] * m.kernel_size[1]
+            if (winograd and tuple(m.kernel_size) == (3, 3) and tuple(m.stride) == (1, 1)
+                    and tuple(m.padding) == (1, 1) and m.groups == 1 and m.in_channels >= 64 and m.out_channels >= 64):
+                n, c, h, w = out.shape
+                total[0] += 2 * n * c * m.in_channels * 36 * ((h + 3) // 4) * ((w + 3) // 4)
+                return
             if folded and id(m) in after_upsampling and tuple(m.kernel_size) == (3, 3):
                 taps = 4
             total[0] += 2 * out.numel() * m.in_channels // m.groups * taps
@@ -81,6 +93,7 @@ def main():
         " ".join("%.3f" % t for t in times)))
     print("gflop: %.1f" % count_gflop(model, z))
     print("gflop_moedit: %.1f" % count_gflop(model, z, folded=True))
+    print("gflop_winograd: %.1f" % count_gflop(model, z, folded=True, winograd=True))
 
     if args.save:
         vae_dir = os.path.join(args.save, "vae")

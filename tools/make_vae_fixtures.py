@@ -108,6 +108,7 @@ def ops():
         ("conv3x3s2p1", 1, 3, 9, 8, 4, 3, 3, 2, 1, 1, 0, 1),
         ("conv3x3up", 2, 6, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1),
         ("conv5x5wide", 1, 64, 12, 300, 2, 5, 5, 1, 2, 2, 0, 1),   # several row bands
+        ("conv3x3wino", 2, 7, 10, 70, 9, 3, 3, 1, 1, 1, 0, 1),   # Winograd: 2 lane groups a block row, h % 4 = 2
     ]
     for name, n, cin, h, w, cout, kh, kw, s, ph, pw, up, bias in convs:
         x = cu("x", n, cin, h, w)

@@ -13,9 +13,11 @@ typedef struct { size_t xa, b, scratch, attn; } sizes;   /* floats */
 
 static void need(size_t *have, size_t want) { if (want > *have) *have = want; }
 
+/* Either way a layer may be packed (vae_pack: Winograd for float32, not for bf16). */
 static void need_conv(sizes *z, const vae_conv *cv, int h, int w)
 {
     need(&z->scratch, op_conv_scratch(&cv->s, h, w));
+    if (op_winograd_pays(&cv->s)) need(&z->scratch, op_winograd_scratch(&cv->s));
 }
 
 static void need_resnet(sizes *z, const vae_resnet *r, int h, int w)
@@ -106,20 +108,29 @@ static void add(size_t n, const float *src, float *dst)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+/* y = conv(x) + res (res may be NULL): the layer as vae_pack packed it. */
+static void conv(moedit_vae *v, const vae_conv *cv, int h, int w, const float *x, float *y, const float *res)
+{
+    if (cv->wino.a)
+        op_winograd_run(&cv->wino, 1, h, w, x, y, res, OP_ACT_NONE, v->ws.scratch);
+    else
+        op_conv_run(&cv->op, 1, h, w, x, y, res, OP_ACT_NONE, v->ws.scratch);
+}
+
 /* ResnetBlock2D without a time embedding: x ← shortcut(x) + conv2(silu(gn2(conv1(silu(gn1(x)))))). */
 static void resnet(moedit_vae *v, const vae_resnet *r, int h, int w)
 {
     vae_workspace *ws = &v->ws;
     int g = v->cfg.norm_num_groups, hw = h * w;
     op_groupnorm(1, r->cin, hw, g, ws->x, r->norm1.w, r->norm1.b, VAE_EPS, 1, ws->a);
-    op_conv_run(&r->conv1.op, 1, h, w, ws->a, ws->b, NULL, OP_ACT_NONE, ws->scratch);
+    conv(v, &r->conv1, h, w, ws->a, ws->b, NULL);
     op_groupnorm(1, r->cout, hw, g, ws->b, r->norm2.w, r->norm2.b, VAE_EPS, 1, ws->b);
     if (r->shortcut.w) {
-        op_conv_run(&r->conv2.op, 1, h, w, ws->b, ws->a, NULL, OP_ACT_NONE, ws->scratch);
-        op_conv_run(&r->shortcut.op, 1, h, w, ws->x, ws->b, NULL, OP_ACT_NONE, ws->scratch);
+        conv(v, &r->conv2, h, w, ws->b, ws->a, NULL);
+        conv(v, &r->shortcut, h, w, ws->x, ws->b, NULL);
         add((size_t)r->cout * hw, ws->b, ws->a);
     } else {   /* the residual is added as conv2's output is stored */
-        op_conv_run(&r->conv2.op, 1, h, w, ws->b, ws->a, ws->x, OP_ACT_NONE, ws->scratch);
+        conv(v, &r->conv2, h, w, ws->b, ws->a, ws->x);
     }
     swap(&ws->x, &ws->a);
 }
@@ -156,11 +167,6 @@ static void attention(moedit_vae *v, const vae_attention *at, int h, int w)
     add(n, ws->a, ws->x);
 }
 
-static void conv(moedit_vae *v, const vae_conv *cv, int h, int w, const float *x, float *y)
-{
-    op_conv_run(&cv->op, 1, h, w, x, y, NULL, OP_ACT_NONE, v->ws.scratch);
-}
-
 /* One sample: z [latent_channels, h, w] → img [out_channels, h·up, w·up]. */
 static void decode_one(moedit_vae *v, int h, int w, const float *z, float *img)
 {
@@ -168,10 +174,10 @@ static void decode_one(moedit_vae *v, int h, int w, const float *z, float *img)
     vae_workspace *ws = &v->ws;
     const float *in = z;
     if (c->post_quant_conv) {
-        conv(v, &v->post_quant_conv, h, w, z, ws->a);
+        conv(v, &v->post_quant_conv, h, w, z, ws->a, NULL);
         in = ws->a;
     }
-    conv(v, &v->conv_in, h, w, in, ws->x);
+    conv(v, &v->conv_in, h, w, in, ws->x, NULL);
 
     resnet(v, &v->mid_resnets[0], h, w);
     if (c->mid_attention) attention(v, &v->mid_attn, h, w);
@@ -181,7 +187,7 @@ static void decode_one(moedit_vae *v, int h, int w, const float *z, float *img)
         const vae_up_block *u = &v->up[i];
         for (int j = 0; j <= c->layers_per_block; j++) resnet(v, &u->resnets[j], h, w);
         if (u->upsample.w) {
-            conv(v, &u->upsample, h, w, ws->x, ws->a);   /* nearest ×2 and conv: four 2×2 convs of x */
+            conv(v, &u->upsample, h, w, ws->x, ws->a, NULL);   /* nearest ×2 and conv, upsampling folded in */
             swap(&ws->x, &ws->a);
             h *= 2;
             w *= 2;
@@ -190,7 +196,7 @@ static void decode_one(moedit_vae *v, int h, int w, const float *z, float *img)
 
     op_groupnorm(1, c->block_out_channels[0], h * w, c->norm_num_groups, ws->x, v->norm_out.w,
                  v->norm_out.b, VAE_EPS, 1, ws->a);
-    conv(v, &v->conv_out, h, w, ws->a, img);
+    conv(v, &v->conv_out, h, w, ws->a, img, NULL);
 }
 
 int moedit_vae_reserve(moedit_vae *v, int h, int w)

@@ -1,6 +1,7 @@
 /* The decoder's convolution weights packed for the tile kernels
    (ops/conv.h), once at load and again when the precision changes. */
 #include <stdlib.h>
+#include <string.h>
 #include "core/core.h"
 #include "vae/vae.h"
 
@@ -39,12 +40,19 @@ int vae_pack(moedit_vae *v, int bf16)
     vae_unpack(v);
     for (int i = 0; i < n; i++) {
         vae_conv *c = cs[i];
-        void *packed = me_arena_alloc(&v->packs, op_conv_bytes(&c->s, bf16));
+        /* float32 3×3 layers of 64+ channels by Winograd's F(4×4, 3×3) (ops/conv_winograd.h) */
+        int wino = !bf16 && op_winograd_pays(&c->s);
+        void *packed = me_arena_alloc(&v->packs, wino ? op_winograd_bytes(&c->s) : op_conv_bytes(&c->s, bf16));
         if (!packed) {
             vae_unpack(v);
             return me_fail(MOEDIT_EINTERNAL, "VAE: out of memory packing the convolution weights");
         }
-        op_conv_init(&c->op, &c->s, c->w, c->b, bf16, packed);
+        memset(&c->wino, 0, sizeof c->wino);
+        memset(&c->op, 0, sizeof c->op);
+        if (wino)
+            op_winograd_init(&c->wino, &c->s, c->w, c->b, packed);
+        else
+            op_conv_init(&c->op, &c->s, c->w, c->b, bf16, packed);
     }
     v->bf16 = bf16;
     return MOEDIT_OK;

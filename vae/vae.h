@@ -13,6 +13,7 @@
 
 #include "moedit.h"
 #include "ops/conv.h"
+#include "ops/conv_winograd.h"
 #include "ops/ops.h"
 #include "weights/tensors.h"
 
@@ -36,6 +37,7 @@ typedef struct {
     const float *w, *b;
     op_conv_shape s;
     op_conv op;              /* w packed for the tile kernels (vae/pack.c), in moedit_vae.packs */
+    op_winograd wino;        /* or where it pays (float32 3×3, 64+ channels) transformed: wino.a set, op unused */
 } vae_conv;
 
 typedef struct {

@@ -1,0 +1,61 @@
+/* conv_winograd.h — 3×3 convolutions (stride 1, padding 1) by Winograd's
+   minimal filtering F(4×4, 3×3) on the AVX-512 float32 tiles
+   (ops/conv_winograd.c):
+
+     op_winograd c;
+     if (op_winograd_ok(&shape)) {
+         void *mem = me_alloc_aligned(op_winograd_bytes(&shape));
+         op_winograd_init(&c, &shape, weight, bias, mem);          // at load
+         op_winograd_run(&c, n, h, w, x, y, res, OP_ACT_NONE, scratch);
+     }
+
+   Each 4×4 block of output is computed from the 6×6 block of input around
+   it as Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A: per input channel, the input block and
+   the 3×3 kernel are carried into 36 products, summed over the input
+   channels as 36 matrix products (output channels × input channels times
+   input channels × 4×4 blocks) on the GEMM's tile kernels, and carried
+   back. 36 multiplies per channel pair and 16 output pixels instead of
+   144: a quarter of the direct convolution's arithmetic. The points are
+   0, ±1, ±2 (Lavin & Gray 2015): in float32 the result differs from the
+   direct sum by a few units in the fifth significant digit (measured in
+   docs/performance.md, "Winograd convolutions"), well inside the
+   decoder's 1e-3 test tolerance; classifier features (Inception) keep
+   the direct convolution.
+
+   The weights are kept transformed: 36/9 = 4× the floats of the layer's
+   own. Needs the AVX-512 float32 tiles (op_winograd_ok is 0 elsewhere,
+   and for any other shape). */
+#ifndef MOEDIT_OPS_CONV_WINOGRAD_H
+#define MOEDIT_OPS_CONV_WINOGRAD_H
+
+#include <stddef.h>
+#include "ops/ops.h"
+
+typedef struct {
+    int cin, cout;
+    int up;              /* 2: a ×2 nearest upsampling before the convolution (the input is half the output's size) */
+    const float *bias;   /* NULL, or cout values (kept, not copied) */
+    float *a;            /* transformed weights as tile A panels, [36][kblocks][tiles][kc][mr] */
+    int mr, kc, kblocks, tiles;
+} op_winograd;
+
+/* 1 when s is a 3×3, stride-1, padding-1 convolution (after a ×2 nearest
+   upsampling or not) and this CPU runs the AVX-512 float32 tiles. */
+int op_winograd_ok(const op_conv_shape *s);
+/* 1 when it is also faster than the direct convolution: 64 or more input
+   and output channels (below that the transforms cost more than the
+   products save; docs/performance.md, "Winograd convolutions"). */
+int op_winograd_pays(const op_conv_shape *s);
+/* Bytes of transformed weights (64-byte aligned memory). */
+size_t op_winograd_bytes(const op_conv_shape *s);
+void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weight, const float *bias, void *mem);
+/* Floats of scratch op_winograd_run needs for s (shared by its threads;
+   64-byte aligned); 0 where op_winograd_ok(s) is 0. */
+size_t op_winograd_scratch(const op_conv_shape *s);
+/* y = act(conv(x) + bias + res): x [n, cin, h, w] → y [n, cout, h, w]
+   (2h × 2w upsampled), as op_conv_run; res NULL or shaped like y. Threads: me_threads(); called
+   inside a parallel region it runs on the calling thread. */
+void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
+                     float *scratch);
+
+#endif
