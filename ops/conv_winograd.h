@@ -1,5 +1,5 @@
 /* conv_winograd.h — 3×3 convolutions (stride 1, padding 1) by Winograd's
-   minimal filtering F(4×4, 3×3) on the AVX-512 float32 tiles
+   minimal filtering F(4×4, 3×3) on the GEMM's own float32 tiles
    (ops/conv_winograd.c):
 
      op_winograd c;
@@ -23,7 +23,7 @@
    the direct convolution.
 
    The weights are kept transformed: 36/9 = 4× the floats of the layer's
-   own. Needs the AVX-512 float32 tiles (op_winograd_ok is 0 elsewhere,
+   own. Needs the own kernels, AVX-512 or AVX2+FMA (op_winograd_ok is 0 on OpenBLAS,
    and for any other shape). */
 #ifndef MOEDIT_OPS_CONV_WINOGRAD_H
 #define MOEDIT_OPS_CONV_WINOGRAD_H
@@ -34,13 +34,14 @@
 typedef struct {
     int cin, cout;
     int up;              /* 2: a ×2 nearest upsampling before the convolution (the input is half the output's size) */
+    int lanes;           /* blocks a vector holds in the transforms: 16 (AVX-512) or 8 (AVX2) */
     const float *bias;   /* NULL, or cout values (kept, not copied) */
     float *a;            /* transformed weights as tile A panels, [36][kblocks][tiles][kc][mr] */
     int mr, kc, kblocks, tiles;
 } op_winograd;
 
 /* 1 when s is a 3×3, stride-1, padding-1 convolution (after a ×2 nearest
-   upsampling or not) and this CPU runs the AVX-512 float32 tiles. */
+   upsampling or not) and this CPU runs the own float32 tiles (AVX-512 or AVX2). */
 int op_winograd_ok(const op_conv_shape *s);
 /* 1 when it is also faster than the direct convolution: 64 or more input
    and output channels (below that the transforms cost more than the

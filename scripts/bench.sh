@@ -224,17 +224,14 @@ torch_py tools/bench_vae_torch.py --threads "$THREADS" --latent-size "$VAE_LATEN
 if [ -d "$vae/vae" ]; then
     t_s=$(sed -n 's/.*median \([0-9.]*\) s.*/\1/p' "$WORK/vae_torch.txt" | head -1)
     gflop=$(field gflop < "$WORK/vae_torch.txt")
-    # moedit's own arithmetic: the ×2 upsamplings folded into their 3×3
-    # convolutions (fewer products than PyTorch's) and, on the AVX-512
-    # kernels, the float32 3×3 layers by Winograd's F(4×4, 3×3) (a quarter
-    # of theirs); the bf16 decode keeps direct convolutions
+    # moedit's own arithmetic: on its own kernels (AVX-512, AVX2) the
+    # float32 3×3 layers by Winograd's F(4×4, 3×3), a quarter of PyTorch's
+    # products; the bf16 decode keeps direct convolutions, the ×2
+    # upsamplings folded into their 3×3 convolutions (4 of 9 taps)
     gfold=$(field gflop_moedit < "$WORK/vae_torch.txt")
     gwino=$(field gflop_winograd < "$WORK/vae_torch.txt")
-    case "$CPU" in
-        *"kernels openblas"*) gfold=$gflop gwino=$gflop how="op_conv2d" ;;   # no own kernels: nothing folded
-        *"kernels avx512"*) how="folded, Winograd" ;;
-        *) gwino=$gfold how="folded" ;;
-    esac
+    how="Winograd"
+    case "$CPU" in *"kernels openblas"*) gfold=$gflop gwino=$gflop how="op_conv2d" ;; esac   # no own kernels
     [ -n "$gfold" ] || gfold=$gflop
     [ -n "$gwino" ] || gwino=$gfold
     now=$("$BIN" bench --peak --threads "$THREADS")

@@ -6,8 +6,8 @@
    tests/ops_conv.c): in chunks a thread runs alone and in chunks all
    threads share, over several K blocks, upsampled or not. Its results do
    not depend on the thread count nor on the other images of the batch.
-   Skipped where the CPU has no AVX-512 float32 tiles (the emulated test
-   build runs it on any host). */
+   Skipped where only OpenBLAS runs; ctest runs it again on the AVX2
+   kernels (ops_conv_winograd_avx2), the emulated build on AVX-512's. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -60,7 +60,7 @@ static void layer_free(layer *L)
 static void skip_without_tiles(void)
 {
     op_conv_shape s = {8, 8, 3, 3, 1, 1, 1, 0};
-    if (!op_winograd_ok(&s)) cr_skip_test("no AVX-512 float32 tiles on this CPU");
+    if (!op_winograd_ok(&s)) cr_skip_test("no own float32 tiles on this CPU");
 }
 
 static void expect_close(const char *what, const float *got, const float *want, size_t n)

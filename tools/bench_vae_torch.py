@@ -15,7 +15,7 @@ upsampling into the 3×3 convolution after it (four 2×2 convolutions of the
 source, ops/conv_gemm.c), 4 multiply-adds per input channel and output pixel
 there instead of 9. `gflop_winograd:` is the count where its float32 3×3
 layers of 64+ channels, upsampled or not, run by Winograd's F(4×4, 3×3)
-(ops/conv_winograd.c, on AVX-512 CPUs): 36 multiply-adds per channel pair
+(ops/conv_winograd.c, on AVX-512 and AVX2 CPUs): 36 multiply-adds per channel pair
 and 4×4 output block instead of 144 (the transforms' additions not counted):
 
   /usr/bin/python3 tools/bench_vae_torch.py --save /tmp/vaebench

@@ -1,0 +1,146 @@
+/* The Winograd transforms on AVX2+FMA CPUs without AVX-512 (ops/conv_winograd.c
+   deals the work; ops/conv_winograd_job.h): 8 blocks a vector, one lane
+   each, compiled for those instructions whatever the build's -march. The
+   same arithmetic as ops/conv_winograd_avx512.c, step for step; the
+   input's columns are gathered (AVX2 has no two-source permute). */
+#include <immintrin.h>
+#include <string.h>
+#include "ops/conv.h"
+#include "ops/conv_winograd_job.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* Bᵀ of F(4, 3) on six vectors, in place. */
+static inline void input_1d(__m256 *d)
+{
+    __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+    __m256 t0 = _mm256_fnmadd_ps(four, d[2], d[4]), t1 = _mm256_fnmadd_ps(four, d[1], d[3]);
+    __m256 t2 = _mm256_sub_ps(d[4], d[2]), t3 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
+    __m256 r0 = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+    __m256 r5 = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+    d[0] = r0;
+    d[1] = _mm256_add_ps(t0, t1);
+    d[2] = _mm256_sub_ps(t0, t1);
+    d[3] = _mm256_add_ps(t2, t3);
+    d[4] = _mm256_sub_ps(t2, t3);
+    d[5] = r5;
+}
+
+/* Aᵀ of F(4, 3): six vectors to four. */
+static inline void output_1d(const __m256 *m, __m256 *o)
+{
+    __m256 a1 = _mm256_add_ps(m[1], m[2]), s1 = _mm256_sub_ps(m[1], m[2]);
+    __m256 a2 = _mm256_add_ps(m[3], m[4]), s2 = _mm256_sub_ps(m[3], m[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], a1), a2);
+    o[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), s2, s1);
+    o[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), a2, a1);
+    o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), s2, s1), m[5]);
+}
+
+/* Lanes [0, live) of 8 as a mask vector (live may be ≤ 0 or ≥ 8). */
+static inline __m256i first_lanes(int live)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(live), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Row `row` of the input as lane group L's blocks see it: d[j] the value
+   at column j of each block's six. Lane l's block reads columns 4(tx0 +
+   l) − 1 + j, or upsampled source columns 2(tx0 + l) − 1 + ⌊(j + 1) / 2⌋;
+   lanes whose column lies outside the image read zero. */
+static void input_row(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, int row, __m256 *d)
+{
+    static const int offset[2][6] = {{0, 1, 2, 3, 4, 5}, {0, 1, 1, 2, 2, 3}};
+    const int *off = offset[g->up == 2];
+    const float *at = src + (size_t)row * g->sw;
+    if (next)   /* the next channel's row: its plane is far from this one, out of the prefetchers' reach */
+        for (int k = 0; k < 3; k++) _mm_prefetch((const char *)(next + (size_t)row * g->sw + L->scol0 + 16 * k), _MM_HINT_T0);
+    __m256i first = _mm256_add_epi32(_mm256_set1_epi32(L->scol0),
+                                     _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                        _mm256_set1_epi32(g->up == 2 ? 2 : 4)));
+    for (int j = 0; j < 6; j++) {
+        if (j > 0 && off[j] == off[j - 1]) {
+            d[j] = d[j - 1];
+            continue;
+        }
+        __m256i col = _mm256_add_epi32(first, _mm256_set1_epi32(off[j]));
+        __m256i inside = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), col),
+                                             _mm256_cmpgt_epi32(_mm256_set1_epi32(g->sw), col));
+        d[j] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), at, col, _mm256_castsi256_ps(inside), 4);
+    }
+}
+
+void wino_input_avx2(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
+                     size_t pstride)
+{
+    static const int offset[2][6] = {{0, 1, 2, 3, 4, 5}, {0, 1, 1, 2, 2, 3}};
+    const int *rel = offset[g->up == 2];
+    __m256 d[6][6];
+    for (int i = 0; i < 6; i++) {
+        int row = L->srow0 + rel[i];
+        if (i > 0 && rel[i] == rel[i - 1]) {
+            memcpy(d[i], d[i - 1], sizeof d[i]);
+        } else if (row < 0 || row >= g->sh) {
+            for (int j = 0; j < 6; j++) d[i][j] = _mm256_setzero_ps();
+        } else {
+            input_row(g, L, src, next, row, d[i]);
+            input_1d(d[i]);
+        }
+    }
+    for (int j = 0; j < 6; j++) {
+        __m256 col[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
+        input_1d(col);
+        for (int i = 0; i < 6; i++) _mm256_store_ps(v + (size_t)(i * 6 + j) * pstride, col[i]);
+    }
+}
+
+/* Four vectors of 8 blocks' columns 0..3 → 32 pixels in order: out[k]
+   holds blocks 2k and 2k + 1. */
+static inline void interleave4(const __m256 *y, __m256 *out)
+{
+    __m256 t0 = _mm256_unpacklo_ps(y[0], y[1]), t1 = _mm256_unpackhi_ps(y[0], y[1]);
+    __m256 t2 = _mm256_unpacklo_ps(y[2], y[3]), t3 = _mm256_unpackhi_ps(y[2], y[3]);
+    __m256 u0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+    __m256 u1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+    __m256 u2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+    __m256 u3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+    out[0] = _mm256_permute2f128_ps(u0, u1, 0x20);
+    out[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
+    out[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
+    out[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
+}
+
+void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
+                      size_t pstride, float *y, const float *res, int act)
+{
+    if (co + 1 < cout) {   /* the next channel's rows, as on input */
+        size_t next = ((size_t)L->img * cout + co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
+        for (int r = 0; r < L->rows; r++)
+            for (int k = 0; k < 2 && L->out[2 * k]; k++) {
+                if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+                _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+            }
+    }
+    __m256 m[WINO_POS], z[6][4], yb[4][4], out[4], zero = _mm256_setzero_ps();
+    for (int p = 0; p < WINO_POS; p++) m[p] = _mm256_load_ps(cm + (size_t)p * pstride);
+    for (int i = 0; i < 6; i++) output_1d(m + 6 * i, z[i]);
+    for (int j = 0; j < 4; j++) {
+        __m256 col[6] = {z[0][j], z[1][j], z[2][j], z[3][j], z[4][j], z[5][j]}, o[4];
+        output_1d(col, o);
+        for (int r = 0; r < 4; r++) yb[r][j] = _mm256_add_ps(o[r], _mm256_set1_ps(bias));
+    }
+    size_t base = ((size_t)L->img * cout + co) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
+    for (int r = 0; r < L->rows; r++) {
+        interleave4(yb[r], out);
+        for (int k = 0; k < 4 && L->out[k]; k++) {
+            size_t at = base + (size_t)r * g->w + 8 * k;
+            __m256i mask = first_lanes(__builtin_popcount(L->out[k]));
+            __m256 v = out[k];
+            if (res) v = _mm256_add_ps(v, _mm256_maskload_ps(res + at, mask));
+            if (act == OP_ACT_RELU) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+            _mm256_maskstore_ps(y + at, mask, v);
+        }
+    }
+}
+
+#pragma GCC pop_options

@@ -1,0 +1,152 @@
+/* The Winograd transforms on AVX-512 (ops/conv_winograd.c deals the work;
+   ops/conv_winograd_job.h): 16 blocks a vector, one lane each. */
+#include <string.h>
+#include "ops/conv.h"
+#include "ops/conv_winograd_job.h"
+#include "ops/simd512.h"
+
+ME_AVX512_BEGIN
+
+/* Bᵀ of F(4, 3) on six vectors, in place. */
+static inline void input_1d(__m512 *d)
+{
+    __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
+    __m512 t0 = _mm512_fnmadd_ps(four, d[2], d[4]), t1 = _mm512_fnmadd_ps(four, d[1], d[3]);
+    __m512 t2 = _mm512_sub_ps(d[4], d[2]), t3 = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
+    __m512 r0 = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
+    __m512 r5 = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
+    d[0] = r0;
+    d[1] = _mm512_add_ps(t0, t1);
+    d[2] = _mm512_sub_ps(t0, t1);
+    d[3] = _mm512_add_ps(t2, t3);
+    d[4] = _mm512_sub_ps(t2, t3);
+    d[5] = r5;
+}
+
+/* Aᵀ of F(4, 3): six vectors to four. */
+static inline void output_1d(const __m512 *m, __m512 *o)
+{
+    __m512 a1 = _mm512_add_ps(m[1], m[2]), s1 = _mm512_sub_ps(m[1], m[2]);
+    __m512 a2 = _mm512_add_ps(m[3], m[4]), s2 = _mm512_sub_ps(m[3], m[4]);
+    o[0] = _mm512_add_ps(_mm512_add_ps(m[0], a1), a2);
+    o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), s2, s1);
+    o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), a2, a1);
+    o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), s2, s1), m[5]);
+}
+
+/* Row `row` of the input (its plane src) as lane group L's blocks see it:
+   d[j] the value at column j of each block's six (Bᵀ not applied yet).
+   Lane l's block reads columns 4(tx0 + l) − 1 + j, j < 6: five vectors of
+   16 consecutive columns, from which column j of the 16 blocks is picked
+   by two two-source permutes (j < 4) or is column j − 4 of the next block
+   (one lane along). Upsampled, it reads source columns 2(tx0 + l) − 1 +
+   ⌊(j + 1) / 2⌋: three vectors, offsets 0, 1, 1, 2, 2, 3 from each lane's
+   first, lane 15 from the second and third. */
+static void input_row(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, int row, __m512 *d)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const float *at = src + (size_t)row * g->sw + L->scol0;   /* scol0 may be −1: that lane is masked */
+    int nv = g->up == 2 ? 3 : 5;
+    if (next)   /* the next channel's row: its plane is far from this one, out of the prefetchers' reach */
+        for (int k = 0; k < nv; k++) _mm_prefetch((const char *)(next + (size_t)row * g->sw + L->scol0 + 16 * k), _MM_HINT_T0);
+    __m512 l[5];
+    for (int k = 0; k < nv; k++) l[k] = _mm512_maskz_loadu_ps((__mmask16)L->in[k], at + 16 * k);
+    if (g->up == 2) {
+        __m512 pick[4];
+        for (int o = 0; o < 4; o++) {
+            __m512i at2 = _mm512_add_epi32(_mm512_slli_epi32(lane, 1), _mm512_set1_epi32(o));   /* 2l + o */
+            pick[o] = _mm512_mask_blend_ps(0x8000, _mm512_permutex2var_ps(l[0], at2, l[1]),
+                                           _mm512_permutex2var_ps(l[1], _mm512_sub_epi32(at2, _mm512_set1_epi32(16)), l[2]));
+        }
+        static const int offset[6] = {0, 1, 1, 2, 2, 3};
+        for (int j = 0; j < 6; j++) d[j] = pick[offset[j]];
+        return;
+    }
+    for (int j = 0; j < 4; j++) {   /* lane l: column 4(l mod 8) + j of a pair of vectors */
+        __m512i pick = _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(7)), 2),
+                                        _mm512_set1_epi32(j));
+        d[j] = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(l[0], pick, l[1]),
+                                    _mm512_permutex2var_ps(l[2], pick, l[3]));
+    }
+    __m512i after = _mm512_castps_si512(l[4]);
+    d[4] = _mm512_castsi512_ps(_mm512_alignr_epi32(after, _mm512_castps_si512(d[0]), 1));
+    d[5] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_alignr_epi32(after, after, 1), _mm512_castps_si512(d[1]), 1));
+}
+
+/* Upsampled, rows 1 and 2 of each block are the same source row, and rows
+   3 and 4: each carried through Bᵀ once. */
+void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v, size_t pstride)
+{
+    static const int offset[2][6] = {{0, 1, 2, 3, 4, 5}, {0, 1, 1, 2, 2, 3}};
+    const int *rel = offset[g->up == 2];
+    __m512 d[6][6];
+    for (int i = 0; i < 6; i++) {
+        int row = L->srow0 + rel[i];
+        if (i > 0 && rel[i] == rel[i - 1]) {
+            memcpy(d[i], d[i - 1], sizeof d[i]);
+        } else if (row < 0 || row >= g->sh) {
+            for (int j = 0; j < 6; j++) d[i][j] = _mm512_setzero_ps();
+        } else {
+            input_row(g, L, src, next, row, d[i]);
+            input_1d(d[i]);
+        }
+    }
+    for (int j = 0; j < 6; j++) {
+        __m512 col[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
+        input_1d(col);
+        for (int i = 0; i < 6; i++) _mm512_store_ps(v + (size_t)(i * 6 + j) * pstride, col[i]);
+    }
+}
+
+/* Four vectors of 16 blocks' columns 0..3 → 64 pixels in order:
+   out[k] holds blocks 4k..4k+3. */
+static inline void interleave4(const __m512 *y, __m512 *out)
+{
+    __m512 t0 = _mm512_unpacklo_ps(y[0], y[1]), t1 = _mm512_unpackhi_ps(y[0], y[1]);
+    __m512 t2 = _mm512_unpacklo_ps(y[2], y[3]), t3 = _mm512_unpackhi_ps(y[2], y[3]);
+    __m512 u0 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
+    __m512 u1 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
+    __m512 u2 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
+    __m512 u3 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
+    __m512 v0 = _mm512_shuffle_f32x4(u0, u1, 0x44), v1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
+    __m512 v2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
+    out[0] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+    out[1] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+    out[2] = _mm512_shuffle_f32x4(v2, v3, 0x88);
+    out[3] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
+}
+
+/* Each block row leaves as 64 contiguous pixels (interleave4). */
+void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
+                         size_t pstride, float *y, const float *res, int act)
+{
+    if (co + 1 < cout) {   /* the next channel's rows, as on input */
+        size_t next = ((size_t)L->img * cout + co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
+        for (int r = 0; r < L->rows; r++)
+            for (int k = 0; k < 4 && L->out[k]; k++) {
+                if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+                _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+            }
+    }
+    __m512 m[WINO_POS], z[6][4], yb[4][4], out[4], zero = _mm512_setzero_ps();
+    for (int p = 0; p < WINO_POS; p++) m[p] = _mm512_load_ps(cm + (size_t)p * pstride);
+    for (int i = 0; i < 6; i++) output_1d(m + 6 * i, z[i]);
+    for (int j = 0; j < 4; j++) {
+        __m512 col[6] = {z[0][j], z[1][j], z[2][j], z[3][j], z[4][j], z[5][j]}, o[4];
+        output_1d(col, o);
+        for (int r = 0; r < 4; r++) yb[r][j] = _mm512_add_ps(o[r], _mm512_set1_ps(bias));
+    }
+    size_t base = ((size_t)L->img * cout + co) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
+    for (int r = 0; r < L->rows; r++) {
+        interleave4(yb[r], out);
+        for (int k = 0; k < 4 && L->out[k]; k++) {
+            size_t at = base + (size_t)r * g->w + 16 * k;
+            __m512 v = out[k];
+            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps((__mmask16)L->out[k], res + at));
+            if (act == OP_ACT_RELU) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+            _mm512_mask_storeu_ps(y + at, (__mmask16)L->out[k], v);
+        }
+    }
+}
+
+ME_AVX512_END

@@ -1,0 +1,48 @@
+/* conv_winograd_job.h — internal to the Winograd convolutions: the block
+   grid and lane groups ops/conv_winograd.c deals out, and the input and
+   output transforms each vector ISA implements (ops/conv_winograd_avx512.c:
+   16 blocks a vector; ops/conv_winograd_avx2.c: 8). */
+#ifndef MOEDIT_OPS_CONV_WINOGRAD_JOB_H
+#define MOEDIT_OPS_CONV_WINOGRAD_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WINO_POS 36   /* 6×6 transformed positions */
+
+/* The output's 4×4 blocks: th rows of tw, lane groups of `lanes` blocks
+   side by side on a block row; h × w the size the kernel sees, sh × sw
+   the input's (half of it where a ×2 nearest upsampling comes first). */
+typedef struct {
+    int n, h, w, sh, sw, up, lanes, th, tw, groups_per_row;
+    long groups, panels;
+} wino_grid;
+
+/* Where a lane group's blocks read and write: the first row and column
+   they see (4ty − 1, 4tx0 − 1) and where those lie in the input (halved
+   where it is upsampled); which of the input's `lanes`-column vectors
+   along a row lie inside the image (bit t of in[k]: column scol0 +
+   lanes·k + t), the same for the output's vectors from column 4tx0
+   (out[k]), and how many output rows exist. */
+typedef struct {
+    int img, row0, col0, srow0, scol0, rows;
+    uint16_t in[5], out[4];
+} wino_lanes;
+
+/* One input channel (its plane src; next: the next channel's plane, to
+   fetch ahead, or NULL) of lane group L into v: position p's vector at
+   v + p·pstride (Bᵀ d B of each block's 6×6 input, zeros outside the
+   image). */
+void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
+                       size_t pstride);
+void wino_input_avx2(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
+                     size_t pstride);
+/* One output channel co of lane group L from its 36 products (position
+   p's at cm + p·pstride) into y (Aᵀ M A, bias, then res and ReLU where
+   given; act is OP_ACT_*). */
+void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
+                        size_t pstride, float *y, const float *res, int act);
+void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
+                      size_t pstride, float *y, const float *res, int act);
+
+#endif
