@@ -34,8 +34,8 @@
 
 #define POS WINO_POS
 #define NR ME_GEMM_NR               /* lanes per B panel: two lane groups of 16 blocks (AVX-512), four of 8 (AVX2) */
-#define MAX_CHUNK_PANELS 32         /* a chunk's panels at most (from 2048 channels on): its lane groups are on the stack */
-#define MAX_GROUPS (MAX_CHUNK_PANELS * NR / 8)
+#define MAX_CHUNK_PANELS 32         /* a chunk's panels at most (reached from 2048 channels on) */
+#define MAX_GROUPS (MAX_CHUNK_PANELS * NR / 8)   /* its lane groups at most (8 blocks each on AVX2), on the stack */
 #define PAR_MIN_FLOPS 2e6
 #define KSTEP 16                    /* input channels transformed at a time at load */
 
@@ -104,12 +104,14 @@ void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weigh
                 for (int i = 0; i < live; i++)
                     for (int q = 0; q < kn && k0 + q < s->cin; q++) {
                         const float *g = weight + ((size_t)(r0 + i) * s->cin + k0 + q) * 9;
-                        double gt[6][3];
+                        double gt[6][3];   /* G g */
                         for (int a = 0; a < 6; a++)
-                            for (int k = 0; k < 3; k++) gt[a][k] = G[a][0] * g[k] + G[a][1] * g[3 + k] + G[a][2] * g[6 + k];
+                            for (int k = 0; k < 3; k++)
+                                gt[a][k] = G[a][0] * g[k] + G[a][1] * g[3 + k] + G[a][2] * g[6 + k];
                         for (int a = 0; a < 6; a++)
                             for (int b = 0; b < 6; b++)
-                                u[a * 6 + b][q * c->mr + i] = (float)(gt[a][0] * G[b][0] + gt[a][1] * G[b][1] + gt[a][2] * G[b][2]);
+                                u[a * 6 + b][q * c->mr + i] =
+                                    (float)(gt[a][0] * G[b][0] + gt[a][1] * G[b][1] + gt[a][2] * G[b][2]);
                     }
                 for (int p = 0; p < POS; p++)
                     memcpy(c->a + (((size_t)p * c->kblocks + kb) * c->tiles + t) * panel + (size_t)kk * c->mr, u[p],
@@ -150,12 +152,13 @@ static void products(const op_winograd *c, const me_tile_fn *tiles, int np, cons
                     me_gemm_tile_span(c->cout, c->tiles, c->mr, t, &r0, &live);
                     /* the first and last tiles fetch the next panel's two halves */
                     int half = t == t0 ? 0 : t == t1 - 1 ? 1 : -1;
+                    const float *pf = next && half >= 0 ? next + (size_t)half * klen / 2 * NR : NULL;
                     me_tile_out o = {.c = cm + ((size_t)(p * np + q) * c->cout + r0) * NR,
                                      .ldc = NR,
                                      .nr = NR,
                                      .alpha = 1.0f,
                                      .beta = kb ? 1.0f : 0.0f,
-                                     .pf = next && half >= 0 ? (const char *)(next + (size_t)half * klen / 2 * NR) : NULL,
+                                     .pf = (const char *)pf,
                                      .pf_lines = klen};
                     tiles[live](klen, a + (size_t)t * panel, b, &o);
                 }
@@ -209,7 +212,8 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
         for (int l = 0; l < all; l++) {
             float *dst = v + ((size_t)(l / per_panel) * c->cin + ci) * NR + (size_t)(l % per_panel) * g->lanes;
             if (l < ng) {
-                const float *src = x + ((size_t)L[l].img * c->cin + ci) * plane, *next = ci + 1 < ci1 ? src + plane : NULL;
+                const float *src = x + ((size_t)L[l].img * c->cin + ci) * plane;
+                const float *next = ci + 1 < ci1 ? src + plane : NULL;
                 if (g->lanes == 16)
                     wino_input_avx512(g, &L[l], src, next, dst, vstride);
                 else

@@ -16,15 +16,15 @@
    input channels × 4×4 blocks) on the GEMM's tile kernels, and carried
    back. 36 multiplies per channel pair and 16 output pixels instead of
    144: a quarter of the direct convolution's arithmetic. The points are
-   0, ±1, ±2 (Lavin & Gray 2015): in float32 the result differs from the
-   direct sum by a few units in the fifth significant digit (measured in
-   docs/performance.md, "Winograd convolutions"), well inside the
+   0, ±1, ±2, ∞ (Lavin & Gray 2015): in float32 the result differs from
+   the direct sum by about 1e-5 of the output's largest value (measured
+   in docs/performance.md, "Winograd convolutions"), well inside the
    decoder's 1e-3 test tolerance; classifier features (Inception) keep
    the direct convolution.
 
    The weights are kept transformed: 36/9 = 4× the floats of the layer's
-   own. Needs the own kernels, AVX-512 or AVX2+FMA (op_winograd_ok is 0 on OpenBLAS,
-   and for any other shape). */
+   own. Needs the own kernels, AVX-512 or AVX2+FMA (op_winograd_ok is 0
+   on OpenBLAS, and for any other shape). */
 #ifndef MOEDIT_OPS_CONV_WINOGRAD_H
 #define MOEDIT_OPS_CONV_WINOGRAD_H
 
@@ -33,7 +33,7 @@
 
 typedef struct {
     int cin, cout;
-    int up;              /* 2: a ×2 nearest upsampling before the convolution (the input is half the output's size) */
+    int up;              /* 2: a ×2 nearest upsampling first (the input is half the output's size) */
     int lanes;           /* blocks a vector holds in the transforms: 16 (AVX-512) or 8 (AVX2) */
     const float *bias;   /* NULL, or cout values (kept, not copied) */
     float *a;            /* transformed weights as tile A panels, [36][kblocks][tiles][kc][mr] */
@@ -41,7 +41,8 @@ typedef struct {
 } op_winograd;
 
 /* 1 when s is a 3×3, stride-1, padding-1 convolution (after a ×2 nearest
-   upsampling or not) and this CPU runs the own float32 tiles (AVX-512 or AVX2). */
+   upsampling or not) and this CPU runs the own float32 tiles (AVX-512 or
+   AVX2). */
 int op_winograd_ok(const op_conv_shape *s);
 /* 1 when it is also faster than the direct convolution: 64 or more input
    and output channels (below that the transforms cost more than the
@@ -50,12 +51,14 @@ int op_winograd_pays(const op_conv_shape *s);
 /* Bytes of transformed weights (64-byte aligned memory). */
 size_t op_winograd_bytes(const op_conv_shape *s);
 void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weight, const float *bias, void *mem);
-/* Floats of scratch op_winograd_run needs for s (shared by its threads;
-   64-byte aligned); 0 where op_winograd_ok(s) is 0. */
+/* Floats of scratch op_winograd_run needs for s, sized for
+   moedit_set_threads' count (me_threads_max()); 64-byte aligned memory;
+   0 where op_winograd_ok(s) is 0. */
 size_t op_winograd_scratch(const op_conv_shape *s);
 /* y = act(conv(x) + bias + res): x [n, cin, h, w] → y [n, cout, h, w]
-   (2h × 2w upsampled), as op_conv_run; res NULL or shaped like y. Threads: me_threads(); called
-   inside a parallel region it runs on the calling thread. */
+   (2h × 2w upsampled), as op_conv_run; res NULL or shaped like y, not
+   overlapping it. Threads: me_threads(); called inside a parallel region
+   it runs on the calling thread, in the scratch's first part. */
 void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
                      float *scratch);
 

@@ -54,7 +54,8 @@ static void input_row(const wino_grid *g, const wino_lanes *L, const float *src,
     const int *off = offset[g->up == 2];
     const float *at = src + (size_t)row * g->sw;
     if (next)   /* the next channel's row: its plane is far from this one, out of the prefetchers' reach */
-        for (int k = 0; k < 3; k++) _mm_prefetch((const char *)(next + (size_t)row * g->sw + L->scol0 + 16 * k), _MM_HINT_T0);
+        for (int k = 0; k < 3; k++)
+            _mm_prefetch((const char *)(next + (size_t)row * g->sw + L->scol0 + 16 * k), _MM_HINT_T0);
     __m256i first = _mm256_add_epi32(_mm256_set1_epi32(L->scol0),
                                      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                                         _mm256_set1_epi32(g->up == 2 ? 2 : 4)));

@@ -48,15 +48,17 @@ static void input_row(const wino_grid *g, const wino_lanes *L, const float *src,
     const float *at = src + (size_t)row * g->sw + L->scol0;   /* scol0 may be −1: that lane is masked */
     int nv = g->up == 2 ? 3 : 5;
     if (next)   /* the next channel's row: its plane is far from this one, out of the prefetchers' reach */
-        for (int k = 0; k < nv; k++) _mm_prefetch((const char *)(next + (size_t)row * g->sw + L->scol0 + 16 * k), _MM_HINT_T0);
+        for (int k = 0; k < nv; k++)
+            _mm_prefetch((const char *)(next + (size_t)row * g->sw + L->scol0 + 16 * k), _MM_HINT_T0);
     __m512 l[5];
     for (int k = 0; k < nv; k++) l[k] = _mm512_maskz_loadu_ps((__mmask16)L->in[k], at + 16 * k);
     if (g->up == 2) {
         __m512 pick[4];
         for (int o = 0; o < 4; o++) {
             __m512i at2 = _mm512_add_epi32(_mm512_slli_epi32(lane, 1), _mm512_set1_epi32(o));   /* 2l + o */
+            __m512i at3 = _mm512_sub_epi32(at2, _mm512_set1_epi32(16));   /* lane 15: 2l + o − 16 in l[1], l[2] */
             pick[o] = _mm512_mask_blend_ps(0x8000, _mm512_permutex2var_ps(l[0], at2, l[1]),
-                                           _mm512_permutex2var_ps(l[1], _mm512_sub_epi32(at2, _mm512_set1_epi32(16)), l[2]));
+                                           _mm512_permutex2var_ps(l[1], at3, l[2]));
         }
         static const int offset[6] = {0, 1, 1, 2, 2, 3};
         for (int j = 0; j < 6; j++) d[j] = pick[offset[j]];
@@ -75,7 +77,8 @@ static void input_row(const wino_grid *g, const wino_lanes *L, const float *src,
 
 /* Upsampled, rows 1 and 2 of each block are the same source row, and rows
    3 and 4: each carried through Bᵀ once. */
-void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v, size_t pstride)
+void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
+                       size_t pstride)
 {
     static const int offset[2][6] = {{0, 1, 2, 3, 4, 5}, {0, 1, 1, 2, 2, 3}};
     const int *rel = offset[g->up == 2];
