@@ -169,14 +169,16 @@ static void products(const op_winograd *c, const me_tile_fn *tiles, int np, cons
 /* Lane group lg of g: where it reads and writes (ops/conv_winograd_job.h). */
 static void lanes_at(const wino_grid *g, long lg, wino_lanes *L)
 {
-    long per_img = (long)g->th * g->groups_per_row;
-    int ty = (int)(lg % per_img / g->groups_per_row), tx0 = (int)(lg % g->groups_per_row) * g->lanes;
+    long per_img = g->pair ? (g->th + 1) / 2 : (long)g->th * g->groups_per_row;
+    int ty = g->pair ? (int)(lg % per_img) * 2 : (int)(lg % per_img / g->groups_per_row);
+    int tx0 = g->pair ? 0 : (int)(lg % g->groups_per_row) * g->lanes;
     L->img = (int)(lg / per_img);
     L->row0 = 4 * ty - 1;
     L->col0 = 4 * tx0 - 1;
     L->srow0 = g->up == 2 ? 2 * ty - 1 : L->row0;   /* ⌊(4ty − 1) / 2⌋ */
     L->scol0 = g->up == 2 ? 2 * tx0 - 1 : L->col0;
     L->rows = g->h - 4 * ty < 4 ? g->h - 4 * ty : 4;
+    L->rows_next = !g->pair || ty + 1 >= g->th ? 0 : g->h - 4 * (ty + 1) < 4 ? g->h - 4 * (ty + 1) : 4;
     for (int k = 0; k < 5; k++) {
         L->in[k] = 0;
         for (int t = 0; t < g->lanes; t++) {
@@ -249,8 +251,11 @@ void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, 
     wino_grid g = {.n = n, .h = c->up * h, .w = c->up * w, .sh = h, .sw = w, .up = c->up, .lanes = c->lanes};
     g.th = (g.h + 3) / 4;
     g.tw = (g.w + 3) / 4;
+    /* rows of 8 blocks or fewer in 16 lanes would leave half of them past
+       the edge (the decoder's mid block at 32²): two block rows a group */
+    g.pair = g.lanes == 16 && g.up == 1 && g.tw <= 8;
     g.groups_per_row = (g.tw + g.lanes - 1) / g.lanes;
-    g.groups = (long)n * g.th * g.groups_per_row;
+    g.groups = g.pair ? (long)n * ((g.th + 1) / 2) : (long)n * g.th * g.groups_per_row;
     g.panels = (g.groups + NR / g.lanes - 1) / (NR / g.lanes);
     int cp = chunk_panels(c->cin, c->cout), nt = me_threads();
     long chunks = (g.panels + cp - 1) / cp;

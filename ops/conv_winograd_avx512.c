@@ -75,6 +75,40 @@ static void input_row(const wino_grid *g, const wino_lanes *L, const float *src,
     d[5] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_alignr_epi32(after, after, 1), _mm512_castps_si512(d[1]), 1));
 }
 
+/* Row `row` of the input for the first block row of a pair group, row + 4
+   for the second: lanes 0–7 and 8–15 each read their row's first 32
+   columns (from −1) as the single-row groups read columns −1..62, and
+   columns 4 and 5 of blocks 7 and 15 (input columns 31 and 32) come in
+   through a third source. */
+static void input_row_pair(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, int row,
+                           __m512 *d)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512 l[4], edge[2];
+    for (int half = 0; half < 2; half++) {
+        int r = row + 4 * half;
+        int inside = r >= 0 && r < g->sh;
+        const float *at = src + (size_t)r * g->sw + L->scol0;   /* scol0 is −1: that lane is masked */
+        if (inside && next) _mm_prefetch((const char *)(next + (size_t)r * g->sw), _MM_HINT_T0);
+        for (int k = 0; k < 2; k++)
+            l[2 * half + k] = _mm512_maskz_loadu_ps(inside ? (__mmask16)L->in[k] : 0, at + 16 * k);
+        for (int c = 0; c < 2; c++) {   /* columns 31 and 32 into lane 0 (block 7) or 8 (block 15) */
+            float v = inside && 31 + c < g->sw ? src[(size_t)r * g->sw + 31 + c] : 0.0f;
+            edge[c] = half ? _mm512_mask_mov_ps(edge[c], 0xFF00, _mm512_set1_ps(v)) : _mm512_set1_ps(v);
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512i pick = _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(7)), 2),
+                                        _mm512_set1_epi32(j));
+        d[j] = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(l[0], pick, l[1]),
+                                    _mm512_permutex2var_ps(l[2], pick, l[3]));
+    }
+    /* lane l: lane l + 1 of columns 0 and 1, but blocks 7 and 15 from edge */
+    __m512i along = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 16, 9, 10, 11, 12, 13, 14, 15, 24);
+    d[4] = _mm512_permutex2var_ps(d[0], along, edge[0]);
+    d[5] = _mm512_permutex2var_ps(d[1], along, edge[1]);
+}
+
 /* Upsampled, rows 1 and 2 of each block are the same source row, and rows
    3 and 4: each carried through Bᵀ once. */
 void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
@@ -85,9 +119,12 @@ void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src
     __m512 d[6][6];
     for (int i = 0; i < 6; i++) {
         int row = L->srow0 + rel[i];
-        if (i > 0 && rel[i] == rel[i - 1]) {
+        if (g->pair && row + 4 >= 0 && row < g->sh) {   /* either half's row inside: each half checks its own */
+            input_row_pair(g, L, src, next, row, d[i]);
+            input_1d(d[i]);
+        } else if (i > 0 && rel[i] == rel[i - 1]) {
             memcpy(d[i], d[i - 1], sizeof d[i]);
-        } else if (row < 0 || row >= g->sh) {
+        } else if (g->pair || row < 0 || row >= g->sh) {
             for (int j = 0; j < 6; j++) d[i][j] = _mm512_setzero_ps();
         } else {
             input_row(g, L, src, next, row, d[i]);
@@ -119,14 +156,16 @@ static inline void interleave4(const __m512 *y, __m512 *out)
     out[3] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
 }
 
-/* Each block row leaves as 64 contiguous pixels (interleave4). */
+/* Each block row leaves as 64 contiguous pixels (interleave4); in a pair
+   group as 32 of one block row and 32 of the next. */
 void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
                          size_t pstride, float *y, const float *res, int act)
 {
+    int halves = g->pair ? 2 : 1, per = 4 / halves;   /* block rows a group, vectors a block row */
     if (co + 1 < cout) {   /* the next channel's rows, as on input */
         size_t next = ((size_t)L->img * cout + co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
-        for (int r = 0; r < L->rows; r++)
-            for (int k = 0; k < 4 && L->out[k]; k++) {
+        for (int r = 0; r < L->rows + L->rows_next; r++)
+            for (int k = 0; k < per && L->out[k]; k++) {
                 if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
                 _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
             }
@@ -142,13 +181,14 @@ void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int c
     size_t base = ((size_t)L->img * cout + co) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
     for (int r = 0; r < L->rows; r++) {
         interleave4(yb[r], out);
-        for (int k = 0; k < 4 && L->out[k]; k++) {
-            size_t at = base + (size_t)r * g->w + 16 * k;
-            __m512 v = out[k];
-            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps((__mmask16)L->out[k], res + at));
-            if (act == OP_ACT_RELU) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
-            _mm512_mask_storeu_ps(y + at, (__mmask16)L->out[k], v);
-        }
+        for (int half = 0; half < halves && r < (half ? L->rows_next : L->rows); half++)
+            for (int k = 0; k < per && L->out[k]; k++) {
+                size_t at = base + (size_t)(4 * half + r) * g->w + 16 * k;
+                __m512 v = out[per * half + k];
+                if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps((__mmask16)L->out[k], res + at));
+                if (act == OP_ACT_RELU) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+                _mm512_mask_storeu_ps(y + at, (__mmask16)L->out[k], v);
+            }
     }
 }
 

@@ -11,10 +11,13 @@
 #define WINO_POS 36   /* 6×6 transformed positions */
 
 /* The output's 4×4 blocks: th rows of tw, lane groups of `lanes` blocks
-   side by side on a block row; h × w the size the kernel sees, sh × sw
-   the input's (half of it where a ×2 nearest upsampling comes first). */
+   side by side on a block row — or, with pair, where a block row holds 8
+   blocks or fewer (16-lane groups, no upsampling), of two block rows,
+   lanes 0–7 the first and 8–15 the next; h × w the size the kernel sees,
+   sh × sw the input's (half of it where a ×2 nearest upsampling comes
+   first). */
 typedef struct {
-    int n, h, w, sh, sw, up, lanes, th, tw, groups_per_row;
+    int n, h, w, sh, sw, up, lanes, pair, th, tw, groups_per_row;
     long groups, panels;
 } wino_grid;
 
@@ -23,9 +26,10 @@ typedef struct {
    where it is upsampled); which of the input's `lanes`-column vectors
    along a row lie inside the image (bit t of in[k]: column scol0 +
    lanes·k + t), the same for the output's vectors from column 4tx0
-   (out[k]), and how many output rows exist. */
+   (out[k]), and how many output rows exist (rows_next: in the second
+   block row of a pair). */
 typedef struct {
-    int img, row0, col0, srow0, scol0, rows;
+    int img, row0, col0, srow0, scol0, rows, rows_next;
     uint16_t in[5], out[4];
 } wino_lanes;
 

@@ -4,7 +4,8 @@
    two images, a ×2 nearest upsampling first) and, at the decoder's channel
    counts, against op_conv2d (im2col + sgemm, checked against torch in
    tests/ops_conv.c): in chunks a thread runs alone and in chunks all
-   threads share, over several K blocks, upsampled or not. Its results do
+   threads share, over several K blocks, upsampled or not, narrow images'
+   block rows two to a lane group. Its results do
    not depend on the thread count nor on the other images of the batch.
    Skipped where only OpenBLAS runs; ctest runs it again on the AVX2
    kernels (ops_conv_winograd_avx2), the emulated build on AVX-512's. */
@@ -130,6 +131,7 @@ Test(winograd, decoder_channels_against_im2col)
     free(im2col_case(2, 128, 20, 150, 96, 0));   /* 15 panels: chunks of one thread each */
     free(im2col_case(1, 520, 12, 12, 70, 0));    /* 2 panels: one chunk all threads share; 2 K blocks */
     free(im2col_case(1, 96, 11, 37, 64, 1));     /* upsampled: 22 × 74, lane 15 past a 16-column vector */
+    free(im2col_case(2, 72, 17, 32, 80, 0));     /* 8 blocks a row: two block rows a group on AVX-512, th odd */
 }
 
 /* The same layer on one thread and on all, and each image alone against
