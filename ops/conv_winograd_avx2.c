@@ -11,32 +11,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
-/* Bᵀ of F(4, 3) on six vectors, in place. */
-static inline void input_1d(__m256 *d)
-{
-    __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
-    __m256 t0 = _mm256_fnmadd_ps(four, d[2], d[4]), t1 = _mm256_fnmadd_ps(four, d[1], d[3]);
-    __m256 t2 = _mm256_sub_ps(d[4], d[2]), t3 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
-    __m256 r0 = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
-    __m256 r5 = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
-    d[0] = r0;
-    d[1] = _mm256_add_ps(t0, t1);
-    d[2] = _mm256_sub_ps(t0, t1);
-    d[3] = _mm256_add_ps(t2, t3);
-    d[4] = _mm256_sub_ps(t2, t3);
-    d[5] = r5;
-}
-
-/* Aᵀ of F(4, 3): six vectors to four. */
-static inline void output_1d(const __m256 *m, __m256 *o)
-{
-    __m256 a1 = _mm256_add_ps(m[1], m[2]), s1 = _mm256_sub_ps(m[1], m[2]);
-    __m256 a2 = _mm256_add_ps(m[3], m[4]), s2 = _mm256_sub_ps(m[3], m[4]);
-    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], a1), a2);
-    o[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), s2, s1);
-    o[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), a2, a1);
-    o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), s2, s1), m[5]);
-}
+WINO_1D_TRANSFORMS(__m256, _mm256)
 
 /* Lanes [0, live) of 8 as a mask vector (live may be ≤ 0 or ≥ 8). */
 static inline __m256i first_lanes(int live)

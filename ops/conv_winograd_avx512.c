@@ -7,32 +7,7 @@
 
 ME_AVX512_BEGIN
 
-/* Bᵀ of F(4, 3) on six vectors, in place. */
-static inline void input_1d(__m512 *d)
-{
-    __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
-    __m512 t0 = _mm512_fnmadd_ps(four, d[2], d[4]), t1 = _mm512_fnmadd_ps(four, d[1], d[3]);
-    __m512 t2 = _mm512_sub_ps(d[4], d[2]), t3 = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
-    __m512 r0 = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
-    __m512 r5 = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
-    d[0] = r0;
-    d[1] = _mm512_add_ps(t0, t1);
-    d[2] = _mm512_sub_ps(t0, t1);
-    d[3] = _mm512_add_ps(t2, t3);
-    d[4] = _mm512_sub_ps(t2, t3);
-    d[5] = r5;
-}
-
-/* Aᵀ of F(4, 3): six vectors to four. */
-static inline void output_1d(const __m512 *m, __m512 *o)
-{
-    __m512 a1 = _mm512_add_ps(m[1], m[2]), s1 = _mm512_sub_ps(m[1], m[2]);
-    __m512 a2 = _mm512_add_ps(m[3], m[4]), s2 = _mm512_sub_ps(m[3], m[4]);
-    o[0] = _mm512_add_ps(_mm512_add_ps(m[0], a1), a2);
-    o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), s2, s1);
-    o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), a2, a1);
-    o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), s2, s1), m[5]);
-}
+WINO_1D_TRANSFORMS(__m512, _mm512)
 
 /* Row `row` of the input (its plane src) as lane group L's blocks see it:
    d[j] the value at column j of each block's six (Bᵀ not applied yet).

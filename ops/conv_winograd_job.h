@@ -33,6 +33,35 @@ typedef struct {
     uint16_t in[5], out[4];
 } wino_lanes;
 
+/* Bᵀ of F(4, 3) on six vectors in place (input_1d) and Aᵀ, six vectors
+   to four (output_1d), written once for the vector type V whose
+   intrinsics begin with P (_mm512, _mm256): each ISA's file expands it
+   inside its own target region. */
+#define WINO_1D_TRANSFORMS(V, P)                                                              \
+    static inline void input_1d(V *d)                                                         \
+    {                                                                                         \
+        V four = P##_set1_ps(4.0f), five = P##_set1_ps(5.0f), two = P##_set1_ps(2.0f);       \
+        V t0 = P##_fnmadd_ps(four, d[2], d[4]), t1 = P##_fnmadd_ps(four, d[1], d[3]);         \
+        V t2 = P##_sub_ps(d[4], d[2]), t3 = P##_mul_ps(two, P##_sub_ps(d[3], d[1]));          \
+        V r0 = P##_fmadd_ps(four, d[0], P##_fnmadd_ps(five, d[2], d[4]));                     \
+        V r5 = P##_fmadd_ps(four, d[1], P##_fnmadd_ps(five, d[3], d[5]));                     \
+        d[0] = r0;                                                                            \
+        d[1] = P##_add_ps(t0, t1);                                                            \
+        d[2] = P##_sub_ps(t0, t1);                                                            \
+        d[3] = P##_add_ps(t2, t3);                                                            \
+        d[4] = P##_sub_ps(t2, t3);                                                            \
+        d[5] = r5;                                                                            \
+    }                                                                                         \
+    static inline void output_1d(const V *m, V *o)                                            \
+    {                                                                                         \
+        V a1 = P##_add_ps(m[1], m[2]), s1 = P##_sub_ps(m[1], m[2]);                           \
+        V a2 = P##_add_ps(m[3], m[4]), s2 = P##_sub_ps(m[3], m[4]);                           \
+        o[0] = P##_add_ps(P##_add_ps(m[0], a1), a2);                                          \
+        o[1] = P##_fmadd_ps(P##_set1_ps(2.0f), s2, s1);                                       \
+        o[2] = P##_fmadd_ps(P##_set1_ps(4.0f), a2, a1);                                       \
+        o[3] = P##_add_ps(P##_fmadd_ps(P##_set1_ps(8.0f), s2, s1), m[5]);                     \
+    }
+
 /* One input channel (its plane src; next: the next channel's plane, to
    fetch ahead, or NULL) of lane group L into v: position p's vector at
    v + p·pstride (Bᵀ d B of each block's 6×6 input, zeros outside the
