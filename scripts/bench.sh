@@ -32,11 +32,11 @@
 #  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
 #     `moedit decode --time --repeat 3` (decode alone, loading excluded; the
 #     median of three decodes in one process, the same on both sides);
-#     moedit's GFLOP/s count the products it does (gflop_moedit: its ×2
-#     upsamplings folded into their convolutions), PyTorch's all of its own;
-#     moedit's row also gives its rate on the decode's own count (PyTorch's,
-#     as issue #15's table counts it and as the Inception and transformer
-#     rows count theirs).
+#     moedit's row gives its rate on the decode's own count (PyTorch's, as
+#     issue #15's table counts it and as the Inception and transformer rows
+#     count theirs) and on the products it does (gflop_winograd: the 3×3
+#     layers by Winograd's F(4×4, 3×3) on the own kernels; for --vae-bf16
+#     gflop_moedit, the ×2 upsamplings folded into their convolutions).
 #  3. InceptionV3 pool3 features and logits of 256×256 images (what `moedit fid`
 #     computes per image): tools/bench_inception_torch.py against `moedit bench
 #     --inception` (images/s, the best of three passes after a warm-up, in one

@@ -141,6 +141,24 @@ Test(vae, sd_vae_ft_mse_architecture, .timeout = 300)
     moedit_vae_free(v);
 }
 
+/* MOEDIT_MEMORY_LIMIT covers the packed weights too (4× the layer's floats
+   where the 3×3 layers run by Winograd): a budget the raw weights fit but
+   the packs do not is refused at load, naming them. */
+Test(vae, packed_weights_within_the_memory_budget, .timeout = 300)
+{
+    op_conv_shape s = {512, 512, 3, 3, 1, 1, 1, 0};
+    if (op_conv_bytes(&s, 0) == 0) cr_skip_test("OpenBLAS: nothing is packed");
+    me_tensors *ts = sdvae_registry();
+    char budget[32];
+    snprintf(budget, sizeof budget, "%.0f", (double)me_memory_held() + 32e6);
+    setenv("MOEDIT_MEMORY_LIMIT", budget, 1);
+    moedit_vae *v = NULL;
+    int rc = vae_from_tensors(ts, &v);
+    unsetenv("MOEDIT_MEMORY_LIMIT");
+    cr_assert_eq(rc, MOEDIT_EINPUT, "a 32 MB budget let the packs through");
+    cr_assert_not_null(strstr(moedit_last_error(), "packed convolution weights"), "%s", moedit_last_error());
+}
+
 /* ---- bf16 (moedit_vae_set_bf16) ------------------------------------------------ */
 
 /* Decodes with bf16 convolutions and returns (max error, RMS error) against

@@ -36,20 +36,28 @@ void vae_unpack(moedit_vae *v) { me_arena_free(&v->packs); }
 int vae_pack(moedit_vae *v, int bf16)
 {
     vae_conv *cs[MAX_CONVS];
-    int n = all_convs(v, cs);
+    int n = all_convs(v, cs), wino[MAX_CONVS];
+    size_t bytes[MAX_CONVS];
+    double total = 0;
     vae_unpack(v);
     for (int i = 0; i < n; i++) {
+        /* float32 3×3 layers of 64+ channels by Winograd's F(4×4, 3×3) (ops/conv_winograd.h): 4× the floats */
+        wino[i] = !bf16 && op_winograd_pays(&cs[i]->s);
+        bytes[i] = wino[i] ? op_winograd_bytes(&cs[i]->s) : op_conv_bytes(&cs[i]->s, bf16);
+        total += (double)bytes[i];
+    }
+    int rc = me_memory_check(total, "the VAE's packed convolution weights");
+    if (rc) return rc;
+    for (int i = 0; i < n; i++) {
         vae_conv *c = cs[i];
-        /* float32 3×3 layers of 64+ channels by Winograd's F(4×4, 3×3) (ops/conv_winograd.h) */
-        int wino = !bf16 && op_winograd_pays(&c->s);
-        void *packed = me_arena_alloc(&v->packs, wino ? op_winograd_bytes(&c->s) : op_conv_bytes(&c->s, bf16));
+        void *packed = me_arena_alloc(&v->packs, bytes[i]);
         if (!packed) {
             vae_unpack(v);
             return me_fail(MOEDIT_EINTERNAL, "VAE: out of memory packing the convolution weights");
         }
         memset(&c->wino, 0, sizeof c->wino);
         memset(&c->op, 0, sizeof c->op);
-        if (wino)
+        if (wino[i])
             op_winograd_init(&c->wino, &c->s, c->w, c->b, packed);
         else
             op_conv_init(&c->op, &c->s, c->w, c->b, bf16, packed);
