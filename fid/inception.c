@@ -28,6 +28,7 @@
 #include "fid/inception.h"
 #include "fid/preprocess.h"
 #include "ops/conv.h"
+#include "ops/conv_winograd.h"
 #include "ops/ops.h"
 
 #define BN_EPS 1e-3
@@ -37,6 +38,7 @@ typedef struct {
     int h, w, oh, ow;       /* input and output size (fixed by the 299×299 input) */
     float *weight, *bias;   /* BatchNorm folded in */
     op_conv op;             /* weight packed for the tile kernels (ops/conv.h), in me_inception.packs */
+    op_winograd wino;       /* or, where wino.a is set, transformed for Winograd's F(4×4, 3×3) */
 } conv;
 
 /* heads: a block's 1×1 convolutions of its input, one GEMM (see load_heads);
@@ -135,13 +137,21 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
             c->bias[o0 + o] = (float)(bn[1][o] - bn[2][o] * scale);
         }
     }
-    void *packed = me_arena_alloc(L->packs, op_conv_bytes(&c->s, 0));
+    /* 3×3 layers of 64+ channels by Winograd's F(4×4, 3×3): Conv2d_4a_3x3,
+       the 35² branch3x3dbl_2/_3 of Mixed_5b–6a, the 8² branch3x3dbl_2 of
+       Mixed_7b/c. The features stay as close to PyTorch's as the direct
+       convolution's (docs/performance.md, "InceptionV3"). */
+    int wino = op_winograd_pays(&c->s);
+    void *packed = me_arena_alloc(L->packs, wino ? op_winograd_bytes(&c->s) : op_conv_bytes(&c->s, 0));
     if (!packed) {
         L->rc = MOEDIT_EINTERNAL;
         return;
     }
-    op_conv_init(&c->op, &c->s, c->weight, c->bias, 0, packed);
-    size_t s = op_conv_scratch(&c->s, h, w);
+    if (wino)
+        op_winograd_init(&c->wino, &c->s, c->weight, c->bias, packed);
+    else
+        op_conv_init(&c->op, &c->s, c->weight, c->bias, 0, packed);
+    size_t s = wino ? op_winograd_scratch(&c->s, CHUNK, h, w) : op_conv_scratch(&c->s, h, w);
     if (s > L->scratch) L->scratch = s;
 }
 
@@ -367,7 +377,11 @@ int me_inception_load(const char *path, me_inception **out)
    target), run() is the conv's own output. */
 static void run_cat(const work *n, int k, const conv *c, const float *x, float *y, int ctot)
 {
-    op_conv_run_into(&c->op, k, c->h, c->w, x, y, (size_t)ctot * c->oh * c->ow, NULL, OP_ACT_RELU, n->scratch);
+    if (c->wino.a)
+        op_winograd_run_into(&c->wino, k, c->h, c->w, x, y, (size_t)ctot * c->oh * c->ow, NULL, OP_ACT_RELU,
+                             n->scratch);
+    else
+        op_conv_run_into(&c->op, k, c->h, c->w, x, y, (size_t)ctot * c->oh * c->ow, NULL, OP_ACT_RELU, n->scratch);
 }
 
 static void run(const work *n, int k, const conv *c, const float *x, float *y)

@@ -38,13 +38,15 @@
 #define MAX_GROUPS (MAX_CHUNK_PANELS * NR / 8)   /* its lane groups at most (8 blocks each on AVX2), on the stack */
 #define PAR_MIN_FLOPS 2e6
 #define KSTEP 16                    /* input channels transformed at a time at load */
+#define GATHER_BELOW 0.9            /* the gathered layout where block rows fill less of their lanes */
 
 int op_winograd_ok(const op_conv_shape *s)
 {
     me_tile_plan p;
     int isa = me_cpu_isa();
-    return s->kh == 3 && s->kw == 3 && s->stride <= 1 && s->pad_h == 1 && s->pad_w == 1 && s->cin > 0 &&
-           s->cout > 0 && (isa == ME_ISA_AVX512 || isa == ME_ISA_AVX2) && me_gemm_tile_plan(0, &p);
+    int pad_ok = s->pad_h == s->pad_w && (s->pad_h == 1 || (s->pad_h == 0 && !s->upsample2x));
+    return s->kh == 3 && s->kw == 3 && s->stride <= 1 && pad_ok && s->cin > 0 && s->cout > 0 &&
+           (isa == ME_ISA_AVX512 || isa == ME_ISA_AVX2) && me_gemm_tile_plan(0, &p);
 }
 
 int op_winograd_pays(const op_conv_shape *s)
@@ -81,6 +83,7 @@ void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weigh
     c->cin = s->cin;
     c->cout = s->cout;
     c->up = s->upsample2x ? 2 : 1;
+    c->pad = s->pad_h;
     c->lanes = me_cpu_isa() == ME_ISA_AVX512 ? 16 : 8;
     c->bias = bias;
     c->a = mem;
@@ -128,12 +131,50 @@ static int chunk_panels(int cin, int cout)
     return cp < 1 ? 1 : cp > MAX_CHUNK_PANELS ? MAX_CHUNK_PANELS : (int)cp;
 }
 
-/* V and C of one chunk, floats. */
-static size_t chunk_floats(int cin, int cout) { return (size_t)POS * (cin + cout) * NR * chunk_panels(cin, cout); }
-
-size_t op_winograd_scratch(const op_conv_shape *s)
+/* V and C of one chunk of g's, floats: a thread's part of the scratch. */
+static size_t chunk_floats(int cin, int cout, long panels)
 {
-    return op_winograd_ok(s) ? chunk_floats(s->cin, s->cout) * me_threads_max() : 0;
+    int cp = chunk_panels(cin, cout);
+    return (size_t)POS * (cin + cout) * NR * (panels < cp ? panels : cp);
+}
+
+/* The block grid of n images of sh × sw (the input's size) and how its
+   lane groups are laid out (g->n set by the caller per pass). */
+static void plan_grid(int up, int pad, int lanes, int sh, int sw, size_t y_img, wino_grid *g)
+{
+    *g = (wino_grid){.h = up * sh + 2 * pad - 2, .w = up * sw + 2 * pad - 2, .sh = sh, .sw = sw, .up = up,
+                     .pad = pad, .lanes = lanes, .y_img = y_img};
+    g->th = (g->h + 3) / 4;
+    g->tw = (g->w + 3) / 4;
+    /* rows of 8 blocks or fewer in 16 lanes would leave half of them past
+       the edge (the decoder's mid block at 32²): two block rows a group */
+    g->pair = lanes == 16 && up == 1 && g->tw <= 8;
+    g->groups_per_row = (g->tw + lanes - 1) / lanes;
+    /* Block rows that leave lanes of their groups empty (Inception's 35²,
+       71² and 8² planes: 9, 18 and 2 blocks a row), and the unpadded
+       layers, take the gathered layout. */
+    int row_lanes = g->pair ? 8 : g->groups_per_row * lanes;
+    g->gathered = pad != 1 || (up == 1 && g->tw < row_lanes * GATHER_BELOW);
+}
+
+/* Blocks, lane groups and panels of g's n images. */
+static void count_groups(wino_grid *g, int n)
+{
+    g->n = n;
+    g->blocks = (long)n * g->th * g->tw;
+    g->groups = g->gathered ? (g->blocks + g->lanes - 1) / g->lanes
+                : g->pair   ? (long)n * ((g->th + 1) / 2)
+                            : (long)n * g->th * g->groups_per_row;
+    g->panels = (g->groups + NR / g->lanes - 1) / (NR / g->lanes);
+}
+
+size_t op_winograd_scratch(const op_conv_shape *s, int n, int h, int w)
+{
+    if (!op_winograd_ok(s) || n <= 0 || h <= 0 || w <= 0) return 0;
+    wino_grid g;
+    plan_grid(s->upsample2x ? 2 : 1, s->pad_h, me_cpu_isa() == ME_ISA_AVX512 ? 16 : 8, h, w, 0, &g);
+    count_groups(&g, n);
+    return chunk_floats(s->cin, s->cout, g.panels) * me_threads_max();
 }
 
 /* The 36 products of a chunk's np panels over channel tiles [t0, t1). */
@@ -192,6 +233,34 @@ static void lanes_at(const wino_grid *g, long lg, wino_lanes *L)
     }
 }
 
+/* Gathered lane group lg of g: its blocks, counted image by image and row
+   by row from the call's first image (x's images cin planes each). */
+static void gathered_at(const wino_grid *g, int cin, long lg, wino_gathered *G)
+{
+    memset(G, 0, sizeof *G);
+    long per_img = (long)g->th * g->tw;
+    for (int t = 0; t < g->lanes; t++) {
+        long b = lg * g->lanes + t;
+        if (b >= g->blocks) break;
+        int img = (int)(b / per_img), ty = (int)(b % per_img / g->tw), tx = (int)(b % g->tw);
+        int row = 4 * ty - g->pad, col = 4 * tx - g->pad;
+        G->in[t] = (int32_t)((size_t)img * cin * g->sh * g->sw + (size_t)row * g->sw + col);
+        G->out[t] = (int32_t)((size_t)img * g->y_img + (size_t)4 * ty * g->w + 4 * tx);
+        G->rows[t] = (uint8_t)(g->h - 4 * ty < 4 ? g->h - 4 * ty : 4);
+        G->cols[t] = (uint8_t)(g->w - 4 * tx < 4 ? g->w - 4 * tx : 4);
+        for (int i = 0; i < 6; i++) {
+            if (row + i >= 0 && row + i < g->sh) G->row_in[i] |= (uint16_t)(1u << t);
+            if (col + i >= 0 && col + i < g->sw) G->col_in[i] |= (uint16_t)(1u << t);
+        }
+    }
+}
+
+/* A chunk's lane groups, in either layout. */
+typedef union {
+    wino_lanes row;
+    wino_gathered any;
+} group;
+
 /* The panels [q0, q0 + np) of a chunk through the three phases, as
    thread t of tn (tn 1: alone, no barriers) with v and cm as V and C. */
 static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn *tiles, long q0, int np, float *v,
@@ -205,21 +274,31 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
     co1 = t1 > t0 ? r0 + live : co0;
     int per_panel = NR / g->lanes, all = per_panel * np;
     int ng = g->groups - per_panel * q0 < all ? (int)(g->groups - per_panel * q0) : all;
-    wino_lanes L[MAX_GROUPS];
-    for (int l = 0; l < ng; l++) lanes_at(g, per_panel * q0 + l, &L[l]);
+    group L[MAX_GROUPS];
+    for (int l = 0; l < ng; l++)
+        if (g->gathered)
+            gathered_at(g, c->cin, per_panel * q0 + l, &L[l].any);
+        else
+            lanes_at(g, per_panel * q0 + l, &L[l].row);
     size_t plane = (size_t)g->sh * g->sw;
     /* channel by channel, the chunk's groups along it: consecutive groups
        read consecutive stretches of the same rows */
     for (int ci = ci0; ci < ci1; ci++)
         for (int l = 0; l < all; l++) {
             float *dst = v + ((size_t)(l / per_panel) * c->cin + ci) * NR + (size_t)(l % per_panel) * g->lanes;
-            if (l < ng) {
-                const float *src = x + ((size_t)L[l].img * c->cin + ci) * plane;
+            if (l < ng && g->gathered) {
+                const float *src = x + (size_t)ci * plane;
+                if (g->lanes == 16)
+                    wino_input_gathered_avx512(g, &L[l].any, src, dst, vstride);
+                else
+                    wino_input_gathered_avx2(g, &L[l].any, src, dst, vstride);
+            } else if (l < ng) {
+                const float *src = x + ((size_t)L[l].row.img * c->cin + ci) * plane;
                 const float *next = ci + 1 < ci1 ? src + plane : NULL;
                 if (g->lanes == 16)
-                    wino_input_avx512(g, &L[l], src, next, dst, vstride);
+                    wino_input_avx512(g, &L[l].row, src, next, dst, vstride);
                 else
-                    wino_input_avx2(g, &L[l], src, next, dst, vstride);
+                    wino_input_avx2(g, &L[l].row, src, next, dst, vstride);
             } else {   /* the last panel's empty lanes */
                 for (int p = 0; p < POS; p++) memset(dst + (size_t)p * vstride, 0, (size_t)g->lanes * sizeof(float));
             }
@@ -232,34 +311,30 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
         for (int l = 0; l < ng; l++) {
             const float *src = cm + ((size_t)(l / per_panel) * c->cout + co) * NR + (size_t)(l % per_panel) * g->lanes;
             float bias = c->bias ? c->bias[co] : 0.0f;
-            if (g->lanes == 16)
-                wino_output_avx512(g, &L[l], c->cout, co, bias, src, cstride, y, res, act);
+            size_t at = (size_t)co * g->h * g->w;   /* the gathered groups' channel plane in the first image */
+            if (g->gathered && g->lanes == 16)
+                wino_output_gathered_avx512(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
+            else if (g->gathered)
+                wino_output_gathered_avx2(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
+            else if (g->lanes == 16)
+                wino_output_avx512(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
             else
-                wino_output_avx2(g, &L[l], c->cout, co, bias, src, cstride, y, res, act);
+                wino_output_avx2(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
         }
     if (tn > 1) {
         #pragma omp barrier
     }
 }
 
-void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
-                     float *scratch)
+/* The n images of g through the chunks (see op_winograd_run_into). */
+static void run_images(const op_winograd *c, const wino_grid *g, const float *x, float *y, const float *res, int act,
+                       float *scratch)
 {
-    if (n <= 0 || h <= 0 || w <= 0) return;
     me_tile_plan plan;
     me_gemm_tile_plan(0, &plan);
-    wino_grid g = {.n = n, .h = c->up * h, .w = c->up * w, .sh = h, .sw = w, .up = c->up, .lanes = c->lanes};
-    g.th = (g.h + 3) / 4;
-    g.tw = (g.w + 3) / 4;
-    /* rows of 8 blocks or fewer in 16 lanes would leave half of them past
-       the edge (the decoder's mid block at 32²): two block rows a group */
-    g.pair = g.lanes == 16 && g.up == 1 && g.tw <= 8;
-    g.groups_per_row = (g.tw + g.lanes - 1) / g.lanes;
-    g.groups = g.pair ? (long)n * ((g.th + 1) / 2) : (long)n * g.th * g.groups_per_row;
-    g.panels = (g.groups + NR / g.lanes - 1) / (NR / g.lanes);
     int cp = chunk_panels(c->cin, c->cout), nt = me_threads();
-    long chunks = (g.panels + cp - 1) / cp;
-    double flops = 2.0 * POS * NR * (double)g.panels * c->cin * c->cout;
+    long chunks = (g->panels + cp - 1) / cp;
+    double flops = 2.0 * POS * NR * (double)g->panels * c->cin * c->cout;
     int par = nt > 1 && !omp_in_parallel() && flops >= PAR_MIN_FLOPS;
     /* With two chunks or more a thread, each thread runs whole chunks of
        its own: nothing one thread writes is read by another, and on the
@@ -271,11 +346,11 @@ void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, 
     if (!par || chunks >= 2L * nt) {
         #pragma omp parallel num_threads(nt) if (par)
         {
-            float *v = scratch + (size_t)omp_get_thread_num() * chunk_floats(c->cin, c->cout);
+            float *v = scratch + (size_t)omp_get_thread_num() * chunk_floats(c->cin, c->cout, g->panels);
             #pragma omp for schedule(dynamic)
             for (long k = 0; k < chunks; k++) {
-                int np = g.panels - k * cp < cp ? (int)(g.panels - k * cp) : cp;
-                run_chunk(c, &g, plan.tiles, k * cp, np, v, v + (size_t)POS * np * c->cin * NR, 0, 1, x, y, res, act);
+                int np = g->panels - k * cp < cp ? (int)(g->panels - k * cp) : cp;
+                run_chunk(c, g, plan.tiles, k * cp, np, v, v + (size_t)POS * np * c->cin * NR, 0, 1, x, y, res, act);
             }
         }
         return;
@@ -284,9 +359,32 @@ void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, 
     {
         int t = omp_get_thread_num(), tn = omp_get_num_threads();
         for (long k = 0; k < chunks; k++) {
-            int np = g.panels - k * cp < cp ? (int)(g.panels - k * cp) : cp;
-            run_chunk(c, &g, plan.tiles, k * cp, np, scratch, scratch + (size_t)POS * np * c->cin * NR, t, tn, x, y,
+            int np = g->panels - k * cp < cp ? (int)(g->panels - k * cp) : cp;
+            run_chunk(c, g, plan.tiles, k * cp, np, scratch, scratch + (size_t)POS * np * c->cin * NR, t, tn, x, y,
                       res, act);
         }
+    }
+}
+
+void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
+                     float *scratch)
+{
+    size_t oh = (size_t)c->up * h + 2 * c->pad - 2, ow = (size_t)c->up * w + 2 * c->pad - 2;
+    op_winograd_run_into(c, n, h, w, x, y, (size_t)c->cout * oh * ow, res, act, scratch);
+}
+
+void op_winograd_run_into(const op_winograd *c, int n, int h, int w, const float *x, float *y, size_t y_img,
+                          const float *res, int act, float *scratch)
+{
+    wino_grid g;
+    plan_grid(c->up, c->pad, c->lanes, h, w, y_img, &g);
+    if (n <= 0 || g.h <= 0 || g.w <= 0) return;
+    /* The gathered groups' offsets are 32-bit: as many images a pass as
+       they reach (past the first image's planes, which they always do). */
+    size_t in_img = (size_t)c->cin * h * w, most = y_img > in_img ? y_img : in_img;
+    int step = !g.gathered || most * n <= INT32_MAX ? n : most < INT32_MAX ? (int)(INT32_MAX / most) : 1;
+    for (int i0 = 0; i0 < n; i0 += step) {
+        count_groups(&g, n - i0 < step ? n - i0 : step);
+        run_images(c, &g, x + i0 * in_img, y + i0 * y_img, res ? res + i0 * y_img : NULL, act, scratch);
     }
 }

@@ -1,4 +1,4 @@
-/* conv_winograd.h — 3×3 convolutions (stride 1, padding 1) by Winograd's
+/* conv_winograd.h — 3×3 convolutions (stride 1, padding 1 or 0) by Winograd's
    minimal filtering F(4×4, 3×3) on the GEMM's own float32 tiles
    (ops/conv_winograd.c):
 
@@ -6,6 +6,7 @@
      if (op_winograd_ok(&shape)) {
          void *mem = me_alloc_aligned(op_winograd_bytes(&shape));
          op_winograd_init(&c, &shape, weight, bias, mem);          // at load
+         float *scratch = me_alloc_aligned(sizeof(float) * op_winograd_scratch(&shape, n, h, w));
          op_winograd_run(&c, n, h, w, x, y, res, OP_ACT_NONE, scratch);
      }
 
@@ -19,8 +20,13 @@
    0, ±1, ±2, ∞ (Lavin & Gray 2015): in float32 the result differs from
    the direct sum by about 1e-5 of the output's largest value (measured
    in docs/performance.md, "Winograd convolutions"), well inside the
-   decoder's 1e-3 test tolerance; classifier features (Inception) keep
-   the direct convolution.
+   decoder's 1e-3 test tolerance; Inception's features move by a tenth of
+   their distance to PyTorch's (docs/performance.md, "InceptionV3").
+
+   Where a plane's block rows would leave lanes of a vector empty (rows of
+   9 or 18 blocks) or there is no padding, the blocks go to the lanes one
+   after the other across rows and images and are read by gathers
+   (ops/conv_winograd.c).
 
    The weights are kept transformed: 36/9 = 4× the floats of the layer's
    own. Needs the own kernels, AVX-512 or AVX2+FMA (op_winograd_ok is 0
@@ -34,15 +40,16 @@
 typedef struct {
     int cin, cout;
     int up;              /* 2: a ×2 nearest upsampling first (the input is half the output's size) */
+    int pad;             /* 1, or 0 (no upsampling): the output h + 2·pad − 2 high */
     int lanes;           /* blocks a vector holds in the transforms: 16 (AVX-512) or 8 (AVX2) */
     const float *bias;   /* NULL, or cout values (kept, not copied) */
     float *a;            /* transformed weights as tile A panels, [36][kblocks][tiles][kc][mr] */
     int mr, kc, kblocks, tiles;
 } op_winograd;
 
-/* 1 when s is a 3×3, stride-1, padding-1 convolution (after a ×2 nearest
-   upsampling or not) and this CPU runs the own float32 tiles (AVX-512 or
-   AVX2). */
+/* 1 when s is a 3×3, stride-1 convolution of padding 1 (after a ×2
+   nearest upsampling or not) or 0 (not upsampled), and this CPU runs the
+   own float32 tiles (AVX-512 or AVX2). */
 int op_winograd_ok(const op_conv_shape *s);
 /* 1 when it is also faster than the direct convolution: 64 or more input
    and output channels (below that the transforms cost more than the
@@ -51,15 +58,21 @@ int op_winograd_pays(const op_conv_shape *s);
 /* Bytes of transformed weights (64-byte aligned memory). */
 size_t op_winograd_bytes(const op_conv_shape *s);
 void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weight, const float *bias, void *mem);
-/* Floats of scratch op_winograd_run needs for s, sized for
-   moedit_set_threads' count (me_threads_max()); 64-byte aligned memory;
-   0 where op_winograd_ok(s) is 0. */
-size_t op_winograd_scratch(const op_conv_shape *s);
+/* Floats of scratch op_winograd_run needs for s on calls of up to n
+   images of h × w (the input's size), sized for moedit_set_threads' count
+   (me_threads_max()); 64-byte aligned memory; 0 where op_winograd_ok(s)
+   is 0. */
+size_t op_winograd_scratch(const op_conv_shape *s, int n, int h, int w);
 /* y = act(conv(x) + bias + res): x [n, cin, h, w] → y [n, cout, h, w]
    (2h × 2w upsampled), as op_conv_run; res NULL or shaped like y, not
    overlapping it. Threads: me_threads(); called inside a parallel region
    it runs on the calling thread, in the scratch's first part. */
 void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
                      float *scratch);
+/* The same with y's (and res's) images y_img floats apart (≥ cout·oh·ow),
+   as op_conv_run_into: the output lands in a channel slice of a larger
+   tensor. */
+void op_winograd_run_into(const op_winograd *c, int n, int h, int w, const float *x, float *y, size_t y_img,
+                          const float *res, int act, float *scratch);
 
 #endif

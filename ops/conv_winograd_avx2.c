@@ -46,6 +46,16 @@ static void input_row(const wino_grid *g, const wino_lanes *L, const float *src,
     }
 }
 
+/* Bᵀ along the columns of the rows' Bᵀ d, and the 36 vectors out. */
+static inline void input_columns(__m256 d[6][6], float *v, size_t pstride)
+{
+    for (int j = 0; j < 6; j++) {
+        __m256 col[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
+        input_1d(col);
+        for (int i = 0; i < 6; i++) _mm256_store_ps(v + (size_t)(i * 6 + j) * pstride, col[i]);
+    }
+}
+
 void wino_input_avx2(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
                      size_t pstride)
 {
@@ -63,11 +73,32 @@ void wino_input_avx2(const wino_grid *g, const wino_lanes *L, const float *src, 
             input_1d(d[i]);
         }
     }
-    for (int j = 0; j < 6; j++) {
-        __m256 col[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
-        input_1d(col);
-        for (int i = 0; i < 6; i++) _mm256_store_ps(v + (size_t)(i * 6 + j) * pstride, col[i]);
+    input_columns(d, v, pstride);
+}
+
+/* Lanes whose bit is set in `bits` as a mask vector. */
+static inline __m256i lanes_of(unsigned bits)
+{
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)bits), bit), bit);
+}
+
+/* Gathered: element (i, j) of the 8 blocks' 6×6 inputs in one gather. */
+void wino_input_gathered_avx2(const wino_grid *g, const wino_gathered *G, const float *src, float *v,
+                              size_t pstride)
+{
+    __m256i at = _mm256_loadu_si256((const __m256i *)G->in);
+    __m256i col_in[6];
+    for (int j = 0; j < 6; j++) col_in[j] = lanes_of(G->col_in[j]);
+    __m256 d[6][6];
+    for (int i = 0; i < 6; i++) {
+        __m256i row = _mm256_add_epi32(at, _mm256_set1_epi32(i * g->sw)), row_in = lanes_of(G->row_in[i]);
+        for (int j = 0; j < 6; j++)
+            d[i][j] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, _mm256_add_epi32(row, _mm256_set1_epi32(j)),
+                                               _mm256_castsi256_ps(_mm256_and_si256(row_in, col_in[j])), 4);
+        input_1d(d[i]);
     }
+    input_columns(d, v, pstride);
 }
 
 /* Four vectors of 8 blocks' columns 0..3 → 32 pixels in order: out[k]
@@ -86,18 +117,10 @@ static inline void interleave4(const __m256 *y, __m256 *out)
     out[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
 }
 
-void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
-                      size_t pstride, float *y, const float *res, int act)
+/* Aᵀ M A of 8 blocks' 36 products, plus bias: yb[r][c] pixel (r, c) of each. */
+static inline void output_blocks(const float *cm, size_t pstride, float bias, __m256 yb[4][4])
 {
-    if (co + 1 < cout) {   /* the next channel's rows, as on input */
-        size_t next = ((size_t)L->img * cout + co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
-        for (int r = 0; r < L->rows; r++)
-            for (int k = 0; k < 2 && L->out[2 * k]; k++) {
-                if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
-                _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
-            }
-    }
-    __m256 m[WINO_POS], z[6][4], yb[4][4], out[4], zero = _mm256_setzero_ps();
+    __m256 m[WINO_POS], z[6][4];
     for (int p = 0; p < WINO_POS; p++) m[p] = _mm256_load_ps(cm + (size_t)p * pstride);
     for (int i = 0; i < 6; i++) output_1d(m + 6 * i, z[i]);
     for (int j = 0; j < 4; j++) {
@@ -105,7 +128,23 @@ void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co,
         output_1d(col, o);
         for (int r = 0; r < 4; r++) yb[r][j] = _mm256_add_ps(o[r], _mm256_set1_ps(bias));
     }
-    size_t base = ((size_t)L->img * cout + co) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
+}
+
+void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
+                      size_t pstride, float *y, const float *res, int act)
+{
+    if (co + 1 < cout) {   /* the next channel's rows, as on input */
+        size_t next = (size_t)L->img * g->y_img + (size_t)(co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w +
+                      L->col0 + 1;
+        for (int r = 0; r < L->rows; r++)
+            for (int k = 0; k < 2 && L->out[2 * k]; k++) {
+                if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+                _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+            }
+    }
+    __m256 yb[4][4], out[4], zero = _mm256_setzero_ps();
+    output_blocks(cm, pstride, bias, yb);
+    size_t base = (size_t)L->img * g->y_img + (size_t)co * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
     for (int r = 0; r < L->rows; r++) {
         interleave4(yb[r], out);
         for (int k = 0; k < 4 && L->out[k]; k++) {
@@ -115,6 +154,27 @@ void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co,
             if (res) v = _mm256_add_ps(v, _mm256_maskload_ps(res + at, mask));
             if (act == OP_ACT_RELU) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
             _mm256_maskstore_ps(y + at, mask, v);
+        }
+    }
+}
+
+/* Gathered: each block row's four pixels stored alone (a 128-bit half of
+   the interleaved row). */
+void wino_output_gathered_avx2(const wino_grid *g, const wino_gathered *G, float bias, const float *cm,
+                               size_t pstride, float *y, const float *res, int act)
+{
+    __m256 yb[4][4], out[4];
+    output_blocks(cm, pstride, bias, yb);
+    for (int r = 0; r < 4; r++) {
+        interleave4(yb[r], out);
+        for (int t = 0; t < 8; t++) {
+            if (r >= G->rows[t]) continue;
+            __m128i keep = _mm_cmpgt_epi32(_mm_set1_epi32(G->cols[t]), _mm_setr_epi32(0, 1, 2, 3));
+            size_t at = (size_t)G->out[t] + (size_t)r * g->w;
+            __m128 v = t % 2 ? _mm256_extractf128_ps(out[t / 2], 1) : _mm256_castps256_ps128(out[t / 2]);
+            if (res) v = _mm_add_ps(v, _mm_maskload_ps(res + at, keep));
+            if (act == OP_ACT_RELU) v = _mm_blendv_ps(v, _mm_setzero_ps(), _mm_cmplt_ps(v, _mm_setzero_ps()));
+            _mm_maskstore_ps(y + at, keep, v);
         }
     }
 }

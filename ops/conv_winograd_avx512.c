@@ -84,6 +84,16 @@ static void input_row_pair(const wino_grid *g, const wino_lanes *L, const float 
     d[5] = _mm512_permutex2var_ps(d[1], along, edge[1]);
 }
 
+/* Bᵀ along the columns of the rows' Bᵀ d, and the 36 vectors out. */
+static inline void input_columns(__m512 d[6][6], float *v, size_t pstride)
+{
+    for (int j = 0; j < 6; j++) {
+        __m512 col[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
+        input_1d(col);
+        for (int i = 0; i < 6; i++) _mm512_store_ps(v + (size_t)(i * 6 + j) * pstride, col[i]);
+    }
+}
+
 /* Upsampled, rows 1 and 2 of each block are the same source row, and rows
    3 and 4: each carried through Bᵀ once. */
 void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
@@ -106,11 +116,23 @@ void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src
             input_1d(d[i]);
         }
     }
-    for (int j = 0; j < 6; j++) {
-        __m512 col[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
-        input_1d(col);
-        for (int i = 0; i < 6; i++) _mm512_store_ps(v + (size_t)(i * 6 + j) * pstride, col[i]);
+    input_columns(d, v, pstride);
+}
+
+/* Gathered: element (i, j) of the 16 blocks' 6×6 inputs in one gather. */
+void wino_input_gathered_avx512(const wino_grid *g, const wino_gathered *G, const float *src, float *v,
+                                size_t pstride)
+{
+    __m512i at = _mm512_loadu_si512(G->in);
+    __m512 d[6][6];
+    for (int i = 0; i < 6; i++) {
+        __m512i row = _mm512_add_epi32(at, _mm512_set1_epi32(i * g->sw));
+        for (int j = 0; j < 6; j++)
+            d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)(G->row_in[i] & G->col_in[j]),
+                                               _mm512_add_epi32(row, _mm512_set1_epi32(j)), src, 4);
+        input_1d(d[i]);
     }
+    input_columns(d, v, pstride);
 }
 
 /* Four vectors of 16 blocks' columns 0..3 → 64 pixels in order:
@@ -131,21 +153,10 @@ static inline void interleave4(const __m512 *y, __m512 *out)
     out[3] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
 }
 
-/* Each block row leaves as 64 contiguous pixels (interleave4); in a pair
-   group as 32 of one block row and 32 of the next. */
-void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
-                         size_t pstride, float *y, const float *res, int act)
+/* Aᵀ M A of 16 blocks' 36 products, plus bias: yb[r][c] pixel (r, c) of each. */
+static inline void output_blocks(const float *cm, size_t pstride, float bias, __m512 yb[4][4])
 {
-    int halves = g->pair ? 2 : 1, per = 4 / halves;   /* block rows a group, vectors a block row */
-    if (co + 1 < cout) {   /* the next channel's rows, as on input */
-        size_t next = ((size_t)L->img * cout + co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
-        for (int r = 0; r < L->rows + L->rows_next; r++)
-            for (int k = 0; k < per && L->out[k]; k++) {
-                if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
-                _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
-            }
-    }
-    __m512 m[WINO_POS], z[6][4], yb[4][4], out[4], zero = _mm512_setzero_ps();
+    __m512 m[WINO_POS], z[6][4];
     for (int p = 0; p < WINO_POS; p++) m[p] = _mm512_load_ps(cm + (size_t)p * pstride);
     for (int i = 0; i < 6; i++) output_1d(m + 6 * i, z[i]);
     for (int j = 0; j < 4; j++) {
@@ -153,7 +164,26 @@ void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int c
         output_1d(col, o);
         for (int r = 0; r < 4; r++) yb[r][j] = _mm512_add_ps(o[r], _mm512_set1_ps(bias));
     }
-    size_t base = ((size_t)L->img * cout + co) * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
+}
+
+/* Each block row leaves as 64 contiguous pixels (interleave4); in a pair
+   group as 32 of one block row and 32 of the next. */
+void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
+                         size_t pstride, float *y, const float *res, int act)
+{
+    int halves = g->pair ? 2 : 1, per = 4 / halves;   /* block rows a group, vectors a block row */
+    if (co + 1 < cout) {   /* the next channel's rows, as on input */
+        size_t next = (size_t)L->img * g->y_img + (size_t)(co + 1) * g->h * g->w + (size_t)(L->row0 + 1) * g->w +
+                      L->col0 + 1;
+        for (int r = 0; r < L->rows + L->rows_next; r++)
+            for (int k = 0; k < per && L->out[k]; k++) {
+                if (res) _mm_prefetch((const char *)(res + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+                _mm_prefetch((const char *)(y + next + (size_t)r * g->w + 16 * k), _MM_HINT_T0);
+            }
+    }
+    __m512 yb[4][4], out[4], zero = _mm512_setzero_ps();
+    output_blocks(cm, pstride, bias, yb);
+    size_t base = (size_t)L->img * g->y_img + (size_t)co * g->h * g->w + (size_t)(L->row0 + 1) * g->w + L->col0 + 1;
     for (int r = 0; r < L->rows; r++) {
         interleave4(yb[r], out);
         for (int half = 0; half < halves && r < (half ? L->rows_next : L->rows); half++)
@@ -164,6 +194,28 @@ void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int c
                 if (act == OP_ACT_RELU) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
                 _mm512_mask_storeu_ps(y + at, (__mmask16)L->out[k], v);
             }
+    }
+}
+
+/* Gathered: each block row's four pixels stored alone, as the 128-bit
+   lane of the interleaved row that holds them (a masked store of the
+   whole vector, placed so that lane lands on them). */
+void wino_output_gathered_avx512(const wino_grid *g, const wino_gathered *G, float bias, const float *cm,
+                                 size_t pstride, float *y, const float *res, int act)
+{
+    __m512 yb[4][4], out[4], zero = _mm512_setzero_ps();
+    output_blocks(cm, pstride, bias, yb);
+    for (int r = 0; r < 4; r++) {
+        interleave4(yb[r], out);
+        for (int t = 0; t < 16; t++) {
+            if (r >= G->rows[t]) continue;
+            __mmask16 keep = (__mmask16)(((1u << G->cols[t]) - 1) << 4 * (t % 4));
+            ptrdiff_t at = (ptrdiff_t)G->out[t] + (ptrdiff_t)r * g->w - 4 * (t % 4);   /* lane t % 4 on the pixels */
+            __m512 v = out[t / 4];
+            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(keep, res + at));
+            if (act == OP_ACT_RELU) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+            _mm512_mask_storeu_ps(y + at, keep, v);
+        }
     }
 }
 

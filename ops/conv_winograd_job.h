@@ -17,8 +17,9 @@
    sh × sw the input's (half of it where a ×2 nearest upsampling comes
    first). */
 typedef struct {
-    int n, h, w, sh, sw, up, lanes, pair, th, tw, groups_per_row;
-    long groups, panels;
+    int n, h, w, sh, sw, up, pad, lanes, pair, gathered, th, tw, groups_per_row;
+    long blocks, groups, panels;
+    size_t y_img;   /* floats from one image of y (and res) to the next */
 } wino_grid;
 
 /* Where a lane group's blocks read and write: the first row and column
@@ -32,6 +33,17 @@ typedef struct {
     int img, row0, col0, srow0, scol0, rows, rows_next;
     uint16_t in[5], out[4];
 } wino_lanes;
+
+/* A lane group of the gathered layout (ops/conv_winograd.c says where it
+   runs): lane t holds block b0 + t of the blocks counted image by image,
+   row by row, so one group may span block rows and images and every lane
+   but the last group's tail is busy; its input is read by gathers. */
+typedef struct {
+    int32_t in[16];                /* its first input pixel (row 4ty − pad, column 4tx − pad): img·cin·sh·sw + row·sw + column */
+    int32_t out[16];               /* its first output pixel in channel 0: img·y_img + 4ty·w + 4tx */
+    uint16_t row_in[6], col_in[6]; /* lanes whose row i (column j) of the 6×6 input lies inside the image */
+    uint8_t rows[16], cols[16];    /* output rows and columns of its block inside the image (0: no block) */
+} wino_gathered;
 
 /* Bᵀ of F(4, 3) on six vectors in place (input_1d) and Aᵀ, six vectors
    to four (output_1d), written once for the vector type V whose
@@ -70,6 +82,12 @@ void wino_input_avx512(const wino_grid *g, const wino_lanes *L, const float *src
                        size_t pstride);
 void wino_input_avx2(const wino_grid *g, const wino_lanes *L, const float *src, const float *next, float *v,
                      size_t pstride);
+/* The same for a gathered group: src is the input channel's plane of the
+   first image (G->in counts from it), y the output channel's (G->out). */
+void wino_input_gathered_avx512(const wino_grid *g, const wino_gathered *G, const float *src, float *v,
+                                size_t pstride);
+void wino_input_gathered_avx2(const wino_grid *g, const wino_gathered *G, const float *src, float *v,
+                              size_t pstride);
 /* One output channel co of lane group L from its 36 products (position
    p's at cm + p·pstride) into y (Aᵀ M A, bias, then res and ReLU where
    given; act is OP_ACT_*). */
@@ -77,5 +95,10 @@ void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int c
                         size_t pstride, float *y, const float *res, int act);
 void wino_output_avx2(const wino_grid *g, const wino_lanes *L, int cout, int co, float bias, const float *cm,
                       size_t pstride, float *y, const float *res, int act);
+
+void wino_output_gathered_avx512(const wino_grid *g, const wino_gathered *G, float bias, const float *cm,
+                                 size_t pstride, float *y, const float *res, int act);
+void wino_output_gathered_avx2(const wino_grid *g, const wino_gathered *G, float bias, const float *cm,
+                               size_t pstride, float *y, const float *res, int act);
 
 #endif

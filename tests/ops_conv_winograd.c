@@ -42,12 +42,15 @@ typedef struct {
     float *scratch;
 } layer;
 
-static void layer_init(layer *L, int cin, int cout, int up, const float *wt, const float *b)
+/* A cin → cout layer of padding pad (up: a ×2 upsampling first) for calls
+   of up to n images of h × w. */
+static void layer_init(layer *L, int cin, int cout, int up, int pad, const float *wt, const float *b, int n, int h,
+                       int w)
 {
-    L->s = (op_conv_shape){cin, cout, 3, 3, 1, 1, 1, up};
+    L->s = (op_conv_shape){cin, cout, 3, 3, 1, pad, pad, up};
     cr_assert(op_winograd_ok(&L->s));
     L->mem = me_alloc_aligned(op_winograd_bytes(&L->s));
-    L->scratch = me_alloc_aligned(op_winograd_scratch(&L->s) * sizeof(float));
+    L->scratch = me_alloc_aligned(op_winograd_scratch(&L->s, n, h, w) * sizeof(float));
     cr_assert(L->mem && L->scratch);
     op_winograd_init(&L->c, &L->s, wt, b, L->mem);
 }
@@ -83,7 +86,7 @@ static void torch_case(const char *name, int n, int cin, int h, int w, int cout,
     if (res_act)
         for (size_t i = 0; i < out_n; i++) want[i] = want[i] + res[i] > 0 ? want[i] + res[i] : 0.0f;
     layer L;
-    layer_init(&L, cin, cout, up, wt, b);
+    layer_init(&L, cin, cout, up, 1, wt, b, n, h, w);
     op_winograd_run(&L.c, n, h, w, x, y, res, res_act ? OP_ACT_RELU : OP_ACT_NONE, L.scratch);
     char what[96];
     snprintf(what, sizeof what, "%s%s", name, res_act ? " + residual, ReLU" : "");
@@ -101,28 +104,40 @@ Test(winograd, against_torch)
     torch_case("conv3x3wino", 2, 7, 10, 70, 9, 0, 1);
 }
 
-/* n images of cin × h × w through a cin → cout layer (up: upsampled ×2
-   first), against op_conv2d image by image; returns the output (the
+/* n images of cin × h × w through a cin → cout layer of padding pad (up:
+   upsampled ×2 first) into channels [at, at + cout) of outputs of ctot
+   channels, against op_conv2d image by image; returns the output (the
    caller frees it). */
-static float *im2col_case(int n, int cin, int h, int w, int cout, int up)
+static float *im2col_into(int n, int cin, int h, int w, int cout, int up, int pad, int at, int ctot)
 {
-    op_conv_shape s = {cin, cout, 3, 3, 1, 1, 1, up};
-    size_t one = (size_t)cout * h * w * (up ? 4 : 1);
+    op_conv_shape s = {cin, cout, 3, 3, 1, pad, pad, up};
+    int oh = (up ? 2 * h : h) + 2 * pad - 2, ow = (up ? 2 * w : w) + 2 * pad - 2;
+    size_t one = (size_t)cout * oh * ow, img = (size_t)ctot * oh * ow;
     float *x = counter("wx", (size_t)n * cin * h * w, 1.0f), *wt = counter("ww", (size_t)cout * cin * 9, 0.05f);
-    float *b = counter("wb", cout, 1.0f), *y = malloc(n * one * sizeof *y), *want = malloc(one * sizeof *want);
+    float *b = counter("wb", cout, 1.0f), *y = malloc(n * img * sizeof *y), *want = malloc(one * sizeof *want);
     float *ref_scratch = malloc(op_conv2d_scratch(&s, h, w) * sizeof *ref_scratch + 4);
+    for (size_t i = 0; i < n * img; i++) y[i] = -7.0f;   /* the other channels: must stay */
     layer L;
-    layer_init(&L, cin, cout, up, wt, b);
-    op_winograd_run(&L.c, n, h, w, x, y, NULL, OP_ACT_NONE, L.scratch);
+    layer_init(&L, cin, cout, up, pad, wt, b, n, h, w);
+    op_winograd_run_into(&L.c, n, h, w, x, y + (size_t)at * oh * ow, img, NULL, OP_ACT_NONE, L.scratch);
     for (int i = 0; i < n; i++) {
         op_conv2d(&s, 1, h, w, x + (size_t)i * cin * h * w, wt, b, want, ref_scratch);
-        char what[96];
-        snprintf(what, sizeof what, "%d → %d at %d×%d%s, image %d of %d", cin, cout, h, w, up ? " ×2" : "", i, n);
-        expect_close(what, y + i * one, want, one);
+        char what[128];
+        snprintf(what, sizeof what, "%d → %d at %d×%d%s, padding %d, image %d of %d", cin, cout, h, w,
+                 up ? " ×2" : "", pad, i, n);
+        expect_close(what, y + i * img + (size_t)at * oh * ow, want, one);
+        for (size_t k = 0; k < img; k++)
+            if (k < (size_t)at * oh * ow || k >= (size_t)at * oh * ow + one)
+                cr_assert_eq(y[i * img + k], -7.0f, "%s: wrote outside its channels (float %zu)", what, k);
     }
     layer_free(&L);
     free(x); free(wt); free(b); free(want); free(ref_scratch);
     return y;
+}
+
+static float *im2col_case(int n, int cin, int h, int w, int cout, int up)
+{
+    return im2col_into(n, cin, h, w, cout, up, 1, 0, cout);
 }
 
 Test(winograd, decoder_channels_against_im2col)
@@ -132,31 +147,48 @@ Test(winograd, decoder_channels_against_im2col)
     free(im2col_case(1, 520, 12, 12, 70, 0));    /* 2 panels: one chunk all threads share; 2 K blocks */
     free(im2col_case(1, 96, 11, 37, 64, 1));     /* upsampled: 22 × 74, lane 15 past a 16-column vector */
     free(im2col_case(2, 72, 17, 32, 80, 0));     /* 8 blocks a row: two block rows a group on AVX-512, th odd */
+    free(im2col_case(2, 64, 9, 124, 72, 0));     /* 31 blocks a row: lane groups along rows, the last lane empty */
+}
+
+/* Inception's shapes (fid/inception.c): block rows of 9, 18 and 2 blocks
+   (gathered lane groups spanning rows and images), no padding, the
+   output in a channel slice of a wider tensor (torch.cat). */
+Test(winograd, inception_shapes_against_im2col)
+{
+    skip_without_tiles();
+    free(im2col_into(3, 64, 35, 35, 96, 0, 1, 64, 224));   /* Mixed_5b's branch3x3dbl_2, into its slice */
+    free(im2col_into(1, 80, 73, 73, 100, 0, 0, 0, 100));   /* Conv2d_4a: 71 × 71 from 73 × 73 */
+    free(im2col_into(2, 40, 10, 23, 70, 0, 0, 5, 80));     /* no padding, odd sizes, a slice */
+    free(im2col_into(5, 200, 8, 8, 72, 0, 1, 0, 72));      /* Mixed_7b's 8², 4 blocks an image */
 }
 
 /* The same layer on one thread and on all, and each image alone against
    the batch: the same bits (each output's sums are the same whoever runs
-   them and whatever lanes run beside them). */
+   them and whatever lanes run beside them), in gathered lane groups (150
+   columns: 38 blocks a row) and in groups along rows (124: 31). */
 Test(winograd, threads_and_batch_keep_the_bits)
 {
     skip_without_tiles();
-    int n = 2, cin = 96, cout = 80, h = 13, w = 150;
-    size_t in1 = (size_t)cin * h * w, one = (size_t)cout * h * w;
-    float *x = counter("bx", n * in1, 1.0f), *wt = counter("bw", (size_t)cout * cin * 9, 0.05f);
-    float *res = counter("br", n * one, 1.0f), *all = malloc(n * one * sizeof *all);
-    float *again = malloc(n * one * sizeof *again), *alone = malloc(one * sizeof *alone);
     moedit_set_threads(2);   /* before the scratch is sized: it is per thread */
-    layer L;
-    layer_init(&L, cin, cout, 0, wt, NULL);
-    op_winograd_run(&L.c, n, h, w, x, all, res, OP_ACT_RELU, L.scratch);
-    me_threads_limit(1);
-    op_winograd_run(&L.c, n, h, w, x, again, res, OP_ACT_RELU, L.scratch);
-    me_threads_limit(0);
-    cr_assert_eq(memcmp(all, again, n * one * sizeof *all), 0, "one thread changed the result");
-    for (int i = 0; i < n; i++) {
-        op_winograd_run(&L.c, 1, h, w, x + i * in1, alone, res + i * one, OP_ACT_RELU, L.scratch);
-        cr_assert_eq(memcmp(all + i * one, alone, one * sizeof *alone), 0, "image %d alone differs from the batch", i);
+    for (int w = 124; w <= 150; w += 26) {
+        int n = 2, cin = 96, cout = 80, h = 13;
+        size_t in1 = (size_t)cin * h * w, one = (size_t)cout * h * w;
+        float *x = counter("bx", n * in1, 1.0f), *wt = counter("bw", (size_t)cout * cin * 9, 0.05f);
+        float *res = counter("br", n * one, 1.0f), *all = malloc(n * one * sizeof *all);
+        float *again = malloc(n * one * sizeof *again), *alone = malloc(one * sizeof *alone);
+        layer L;
+        layer_init(&L, cin, cout, 0, 1, wt, NULL, n, h, w);
+        op_winograd_run(&L.c, n, h, w, x, all, res, OP_ACT_RELU, L.scratch);
+        me_threads_limit(1);
+        op_winograd_run(&L.c, n, h, w, x, again, res, OP_ACT_RELU, L.scratch);
+        me_threads_limit(0);
+        cr_assert_eq(memcmp(all, again, n * one * sizeof *all), 0, "%d wide: one thread changed the result", w);
+        for (int i = 0; i < n; i++) {
+            op_winograd_run(&L.c, 1, h, w, x + i * in1, alone, res + i * one, OP_ACT_RELU, L.scratch);
+            cr_assert_eq(memcmp(all + i * one, alone, one * sizeof *alone), 0,
+                         "%d wide: image %d alone differs from the batch", w, i);
+        }
+        layer_free(&L);
+        free(x); free(wt); free(res); free(all); free(again); free(alone);
     }
-    layer_free(&L);
-    free(x); free(wt); free(res); free(all); free(again); free(alone);
 }

@@ -17,7 +17,7 @@ static void need(size_t *have, size_t want) { if (want > *have) *have = want; }
 static void need_conv(sizes *z, const vae_conv *cv, int h, int w)
 {
     need(&z->scratch, op_conv_scratch(&cv->s, h, w));
-    if (op_winograd_pays(&cv->s)) need(&z->scratch, op_winograd_scratch(&cv->s));
+    if (op_winograd_pays(&cv->s)) need(&z->scratch, op_winograd_scratch(&cv->s, 1, h, w));
 }
 
 static void need_resnet(sizes *z, const vae_resnet *r, int h, int w)
