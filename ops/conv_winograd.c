@@ -261,6 +261,29 @@ typedef union {
     wino_gathered any;
 } group;
 
+/* Phase 3 for output channels [co0, co1) of a chunk's ng lane groups:
+   their products in cm (position p's np panels cstride floats after p−1's)
+   carried back into y. */
+static void output_channels(const op_winograd *c, const wino_grid *g, const group *L, int ng, const float *cm,
+                            size_t cstride, int co0, int co1, float *y, const float *res, int act)
+{
+    int per_panel = NR / g->lanes;
+    for (int co = co0; co < co1; co++)
+        for (int l = 0; l < ng; l++) {
+            const float *src = cm + ((size_t)(l / per_panel) * c->cout + co) * NR + (size_t)(l % per_panel) * g->lanes;
+            float bias = c->bias ? c->bias[co] : 0.0f;
+            size_t at = (size_t)co * g->h * g->w;   /* the gathered groups' channel plane in the first image */
+            if (g->gathered && g->lanes == 16)
+                wino_output_gathered_avx512(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
+            else if (g->gathered)
+                wino_output_gathered_avx2(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
+            else if (g->lanes == 16)
+                wino_output_avx512(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
+            else
+                wino_output_avx2(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
+        }
+}
+
 /* The panels [q0, q0 + np) of a chunk through the three phases, as
    thread t of tn (tn 1: alone, no barriers) with v and cm as V and C. */
 static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn *tiles, long q0, int np, float *v,
@@ -268,10 +291,7 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
 {
     size_t vstride = (size_t)np * c->cin * NR, cstride = (size_t)np * c->cout * NR;
     int ci0 = (int)((long)c->cin * t / tn), ci1 = (int)((long)c->cin * (t + 1) / tn);
-    int t0 = c->tiles * t / tn, t1 = c->tiles * (t + 1) / tn, r0, co0, co1, live;
-    me_gemm_tile_span(c->cout, c->tiles, c->mr, t0, &co0, &live);
-    if (t1 > t0) me_gemm_tile_span(c->cout, c->tiles, c->mr, t1 - 1, &r0, &live);
-    co1 = t1 > t0 ? r0 + live : co0;
+    int t0 = c->tiles * t / tn, t1 = c->tiles * (t + 1) / tn;
     int per_panel = NR / g->lanes, all = per_panel * np;
     int ng = g->groups - per_panel * q0 < all ? (int)(g->groups - per_panel * q0) : all;
     group L[MAX_GROUPS];
@@ -307,24 +327,17 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
         #pragma omp barrier
     }
     products(c, tiles, np, v, cm, t0, t1);
-    for (int co = co0; co < co1; co++)
-        for (int l = 0; l < ng; l++) {
-            const float *src = cm + ((size_t)(l / per_panel) * c->cout + co) * NR + (size_t)(l % per_panel) * g->lanes;
-            float bias = c->bias ? c->bias[co] : 0.0f;
-            size_t at = (size_t)co * g->h * g->w;   /* the gathered groups' channel plane in the first image */
-            if (g->gathered && g->lanes == 16)
-                wino_output_gathered_avx512(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
-            else if (g->gathered)
-                wino_output_gathered_avx2(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
-            else if (g->lanes == 16)
-                wino_output_avx512(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
-            else
-                wino_output_avx2(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
-        }
+    if (t1 > t0) {
+        int co0, last, live;
+        me_gemm_tile_span(c->cout, c->tiles, c->mr, t0, &co0, &live);
+        me_gemm_tile_span(c->cout, c->tiles, c->mr, t1 - 1, &last, &live);
+        output_channels(c, g, L, ng, cm, cstride, co0, last + live, y, res, act);
+    }
     if (tn > 1) {
         #pragma omp barrier
     }
 }
+
 
 /* The n images of g through the chunks (see op_winograd_run_into). */
 static void run_images(const op_winograd *c, const wino_grid *g, const float *x, float *y, const float *res, int act,

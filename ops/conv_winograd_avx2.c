@@ -174,7 +174,10 @@ void wino_output_gathered_avx2(const wino_grid *g, const wino_gathered *G, float
             __m128 v = t % 2 ? _mm256_extractf128_ps(out[t / 2], 1) : _mm256_castps256_ps128(out[t / 2]);
             if (res) v = _mm_add_ps(v, _mm_maskload_ps(res + at, keep));
             if (act == OP_ACT_RELU) v = _mm_blendv_ps(v, _mm_setzero_ps(), _mm_cmplt_ps(v, _mm_setzero_ps()));
-            _mm_maskstore_ps(y + at, keep, v);
+            if (G->cols[t] == 4)   /* most blocks */
+                _mm_storeu_ps(y + at, v);
+            else
+                _mm_maskstore_ps(y + at, keep, v);
         }
     }
 }

@@ -197,24 +197,33 @@ void wino_output_avx512(const wino_grid *g, const wino_lanes *L, int cout, int c
     }
 }
 
-/* Gathered: each block row's four pixels stored alone, as the 128-bit
-   lane of the interleaved row that holds them (a masked store of the
-   whole vector, placed so that lane lands on them). */
+/* Gathered: each block row's four pixels stored alone, a 128-bit lane of
+   the interleaved row (a masked store of the whole vector, placed so that
+   lane lands on them, cost several times as much: the output transform
+   twice as long). */
 void wino_output_gathered_avx512(const wino_grid *g, const wino_gathered *G, float bias, const float *cm,
                                  size_t pstride, float *y, const float *res, int act)
 {
-    __m512 yb[4][4], out[4], zero = _mm512_setzero_ps();
+    __m512 yb[4][4], out[4];
     output_blocks(cm, pstride, bias, yb);
     for (int r = 0; r < 4; r++) {
         interleave4(yb[r], out);
-        for (int t = 0; t < 16; t++) {
-            if (r >= G->rows[t]) continue;
-            __mmask16 keep = (__mmask16)(((1u << G->cols[t]) - 1) << 4 * (t % 4));
-            ptrdiff_t at = (ptrdiff_t)G->out[t] + (ptrdiff_t)r * g->w - 4 * (t % 4);   /* lane t % 4 on the pixels */
-            __m512 v = out[t / 4];
-            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(keep, res + at));
-            if (act == OP_ACT_RELU) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
-            _mm512_mask_storeu_ps(y + at, keep, v);
+        for (int k = 0; k < 4; k++) {
+            __m128 px[4] = {_mm512_castps512_ps128(out[k]), _mm512_extractf32x4_ps(out[k], 1),
+                            _mm512_extractf32x4_ps(out[k], 2), _mm512_extractf32x4_ps(out[k], 3)};
+            for (int j = 0; j < 4; j++) {
+                int t = 4 * k + j;
+                if (r >= G->rows[t]) continue;
+                size_t at = (size_t)G->out[t] + (size_t)r * g->w;
+                __mmask8 keep = (__mmask8)((1u << G->cols[t]) - 1);
+                __m128 v = px[j];
+                if (res) v = _mm_add_ps(v, _mm_maskz_loadu_ps(keep, res + at));
+                if (act == OP_ACT_RELU) v = _mm_max_ps(_mm_setzero_ps(), v);   /* NaN stays NaN, as in the direct convolution */
+                if (G->cols[t] == 4)
+                    _mm_storeu_ps(y + at, v);
+                else
+                    _mm_mask_storeu_ps(y + at, keep, v);
+            }
         }
     }
 }
