@@ -258,7 +258,7 @@ static void gathered_at(const wino_grid *g, int cin, long lg, wino_gathered *G)
 /* A chunk's lane groups, in either layout. */
 typedef union {
     wino_lanes row;
-    wino_gathered any;
+    wino_gathered gathered;
 } group;
 
 /* Phase 3 for output channels [co0, co1) of a chunk's ng lane groups:
@@ -274,9 +274,9 @@ static void output_channels(const op_winograd *c, const wino_grid *g, const grou
             float bias = c->bias ? c->bias[co] : 0.0f;
             size_t at = (size_t)co * g->h * g->w;   /* the gathered groups' channel plane in the first image */
             if (g->gathered && g->lanes == 16)
-                wino_output_gathered_avx512(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
+                wino_output_gathered_avx512(g, &L[l].gathered, bias, src, cstride, y + at, res ? res + at : NULL, act);
             else if (g->gathered)
-                wino_output_gathered_avx2(g, &L[l].any, bias, src, cstride, y + at, res ? res + at : NULL, act);
+                wino_output_gathered_avx2(g, &L[l].gathered, bias, src, cstride, y + at, res ? res + at : NULL, act);
             else if (g->lanes == 16)
                 wino_output_avx512(g, &L[l].row, c->cout, co, bias, src, cstride, y, res, act);
             else
@@ -297,7 +297,7 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
     group L[MAX_GROUPS];
     for (int l = 0; l < ng; l++)
         if (g->gathered)
-            gathered_at(g, c->cin, per_panel * q0 + l, &L[l].any);
+            gathered_at(g, c->cin, per_panel * q0 + l, &L[l].gathered);
         else
             lanes_at(g, per_panel * q0 + l, &L[l].row);
     size_t plane = (size_t)g->sh * g->sw;
@@ -309,9 +309,9 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
             if (l < ng && g->gathered) {
                 const float *src = x + (size_t)ci * plane;
                 if (g->lanes == 16)
-                    wino_input_gathered_avx512(g, &L[l].any, src, dst, vstride);
+                    wino_input_gathered_avx512(g, &L[l].gathered, src, dst, vstride);
                 else
-                    wino_input_gathered_avx2(g, &L[l].any, src, dst, vstride);
+                    wino_input_gathered_avx2(g, &L[l].gathered, src, dst, vstride);
             } else if (l < ng) {
                 const float *src = x + ((size_t)L[l].row.img * c->cin + ci) * plane;
                 const float *next = ci + 1 < ci1 ? src + plane : NULL;
@@ -337,7 +337,6 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
         #pragma omp barrier
     }
 }
-
 
 /* The n images of g through the chunks (see op_winograd_run_into). */
 static void run_images(const op_winograd *c, const wino_grid *g, const float *x, float *y, const float *res, int act,

@@ -13,9 +13,10 @@
 /* The output's 4×4 blocks: th rows of tw, lane groups of `lanes` blocks
    side by side on a block row — or, with pair, where a block row holds 8
    blocks or fewer (16-lane groups, no upsampling), of two block rows,
-   lanes 0–7 the first and 8–15 the next; h × w the size the kernel sees,
-   sh × sw the input's (half of it where a ×2 nearest upsampling comes
-   first). */
+   lanes 0–7 the first and 8–15 the next; or, gathered, `lanes`
+   consecutive blocks of the whole grid (wino_gathered); h × w the
+   output's size, sh × sw the input's (half of it where a ×2 nearest
+   upsampling comes first; h = sh − 2 without padding). */
 typedef struct {
     int n, h, w, sh, sw, up, pad, lanes, pair, gathered, th, tw, groups_per_row;
     long blocks, groups, panels;
