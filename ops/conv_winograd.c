@@ -5,7 +5,10 @@
    - The output is cut into 4×4 pixel blocks, taken in lane groups of 16
      blocks (AVX-512; 8 on AVX2) side by side on one block row (lanes past
      the image's right edge are computed and never stored); the lane
-     groups fill the tile kernels' 32-lane B panels.
+     groups fill the tile kernels' 32-lane B panels. Where that leaves
+     lanes empty (block rows of 9 or 18 blocks) or there is no padding,
+     a group holds consecutive blocks of the whole grid instead, across
+     rows and images, its input gathered (wino_gathered).
    - The panels go in chunks, each in three phases:
      1. the chunk's input channels are carried into V [36][panel][cin][32]:
         per channel and lane group, the six input rows each block sees,
