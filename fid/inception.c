@@ -137,12 +137,14 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
             c->bias[o0 + o] = (float)(bn[1][o] - bn[2][o] * scale);
         }
     }
-    /* 3×3 stride-1 layers of 64+ channels by Winograd's F(4×4, 3×3):
-       Conv2d_4a_3x3 and the 35² branch3x3dbl_2/_3 of Mixed_5b–5d and 6a;
-       the features stay as close to PyTorch's as the direct convolution's
-       (docs/performance.md, "InceptionV3"). Not Mixed_7b/c's 8² 448 → 384:
-       4 blocks an image, its 25 MB of transformed weights read for a chunk's
-       16, no faster in whole passes. */
+    /* By Winograd's minimal filtering (ops/conv_winograd.h): the 3×3
+       stride-1 layers of 64+ channels by F(4×4, 3×3) — Conv2d_4a_3x3 and
+       the 35² branch3x3dbl_2/_3 of Mixed_5b–5d and 6a —, the 17² 1×7 and
+       7×1 layers of Mixed_6b–7a by F(2, 7). The features stay as close to
+       PyTorch's as the direct convolution's (docs/performance.md,
+       "InceptionV3"). Not Mixed_7b/c's 8² 448 → 384: 4 blocks an image, its
+       25 MB of transformed weights read for a chunk's 16, no faster in
+       whole passes. */
     int wino = op_winograd_pays(&c->s) && c->oh > 8;
     void *packed = me_arena_alloc(L->packs, wino ? op_winograd_bytes(&c->s) : op_conv_bytes(&c->s, 0));
     if (!packed) {

@@ -43,18 +43,31 @@
 #define KSTEP 16                    /* input channels transformed at a time at load */
 #define GATHER_BELOW 0.9            /* the gathered layout where block rows fill less of their lanes */
 
+/* The OP_WINO_* kind of s, or −1. */
+static int kind_of(const op_conv_shape *s)
+{
+    if (s->stride > 1 || s->cin <= 0 || s->cout <= 0) return -1;
+    if (s->kh == 3 && s->kw == 3 && s->pad_h == s->pad_w && (s->pad_h == 1 || (s->pad_h == 0 && !s->upsample2x)))
+        return OP_WINO_3X3;
+    if (s->upsample2x) return -1;
+    if (s->kh == 1 && s->kw == 7 && s->pad_h == 0 && s->pad_w == 3) return OP_WINO_1X7;
+    if (s->kh == 7 && s->kw == 1 && s->pad_h == 3 && s->pad_w == 0) return OP_WINO_7X1;
+    return -1;
+}
+
+static int positions(int kind) { return kind == OP_WINO_3X3 ? POS : WINO_POS_1D; }
+
 int op_winograd_ok(const op_conv_shape *s)
 {
     me_tile_plan p;
     int isa = me_cpu_isa();
-    int pad_ok = s->pad_h == s->pad_w && (s->pad_h == 1 || (s->pad_h == 0 && !s->upsample2x));
-    return s->kh == 3 && s->kw == 3 && s->stride <= 1 && pad_ok && s->cin > 0 && s->cout > 0 &&
-           (isa == ME_ISA_AVX512 || isa == ME_ISA_AVX2) && me_gemm_tile_plan(0, &p);
+    return kind_of(s) >= 0 && (isa == ME_ISA_AVX512 || isa == ME_ISA_AVX2) && me_gemm_tile_plan(0, &p);
 }
 
 int op_winograd_pays(const op_conv_shape *s)
 {
-    return op_winograd_ok(s) && s->cin >= 64 && s->cout >= 64;
+    int least = kind_of(s) == OP_WINO_3X3 ? 64 : 128;
+    return op_winograd_ok(s) && s->cin >= least && s->cout >= least;
 }
 
 /* The products' K blocks (equal, at most the GEMM's bound) and channel tiles. */
@@ -73,31 +86,68 @@ size_t op_winograd_bytes(const op_conv_shape *s)
     int mr, kc, kblocks, tiles;
     if (!op_winograd_ok(s)) return 0;
     layout(s, &mr, &kc, &kblocks, &tiles);
-    return (size_t)POS * kblocks * tiles * kc * mr * sizeof(float);
+    return (size_t)positions(kind_of(s)) * kblocks * tiles * kc * mr * sizeof(float);
 }
 
 /* G (6×3) of F(4, 3) at the points 0, 1, −1, 2, −2 and ∞. */
 static const double G[6][3] = {{1 / 4.0, 0, 0},           {-1 / 6.0, -1 / 6.0, -1 / 6.0}, {-1 / 6.0, 1 / 6.0, -1 / 6.0},
                                {1 / 24.0, 1 / 12.0, 1 / 6.0}, {1 / 24.0, -1 / 12.0, 1 / 6.0}, {0, 0, 1}};
 
+/* G (8×7) of F(2, 7) at 0, 1, −1, 2, −2, ½, −½ and ∞ (input_f27's points):
+   row j the powers of a_j over ∏ (a_j − a_l) of the other finite points. */
+static void g_1d(double G7[8][7])
+{
+    static const double at[7] = {0, 1, -1, 2, -2, 0.5, -0.5};
+    for (int j = 0; j < 8; j++)
+        for (int k = 0; k < 7; k++) G7[j][k] = j == 7 ? (k == 6) : 0;
+    for (int j = 0; j < 7; j++) {
+        double f = 1, power = 1;
+        for (int l = 0; l < 7; l++)
+            if (l != j) f *= at[j] - at[l];
+        for (int k = 0; k < 7; k++, power *= at[j]) G7[j][k] = power / f;
+    }
+}
+
+/* One channel pair's kernel g (9 or 7 taps) carried into its positions. */
+static void transform_kernel(int kind, const float *g, double *u)
+{
+    if (kind != OP_WINO_3X3) {
+        double G7[8][7];
+        g_1d(G7);
+        for (int p = 0; p < WINO_POS_1D; p++) {
+            u[p] = 0;
+            for (int k = 0; k < 7; k++) u[p] += G7[p][k] * g[k];
+        }
+        return;
+    }
+    double gt[6][3];   /* G g */
+    for (int a = 0; a < 6; a++)
+        for (int k = 0; k < 3; k++) gt[a][k] = G[a][0] * g[k] + G[a][1] * g[3 + k] + G[a][2] * g[6 + k];
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 6; b++) u[a * 6 + b] = gt[a][0] * G[b][0] + gt[a][1] * G[b][1] + gt[a][2] * G[b][2];
+}
+
 void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weight, const float *bias, void *mem)
 {
     memset(c, 0, sizeof *c);
+    c->kind = kind_of(s);
+    c->pos = positions(c->kind);
     c->cin = s->cin;
     c->cout = s->cout;
     c->up = s->upsample2x ? 2 : 1;
-    c->pad = s->pad_h;
+    c->pad = c->kind == OP_WINO_1X7 ? s->pad_w : s->pad_h;
     c->lanes = me_cpu_isa() == ME_ISA_AVX512 ? 16 : 8;
     c->bias = bias;
     c->a = mem;
     layout(s, &c->mr, &c->kc, &c->kblocks, &c->tiles);
-    /* U = G g Gᵀ for every channel pair, into the A panels of its
+    /* U = G g Gᵀ (F(2, 7): G g) for every channel pair, into the A panels of its
        position, K block and channel tile ([kc][mr] floats; rows past a
        tile's live ones zero): KSTEP input channels of one tile at a time
        into u, then each position's [KSTEP][mr] run copied out whole. Every
        float of mem is written once (a last K block's tail with zeros):
        at load, touching 4× the layer's weights is most of the cost. */
     size_t panel = (size_t)c->kc * c->mr;
+    int taps = s->kh * s->kw;
     #pragma omp parallel for schedule(dynamic) num_threads(me_threads()) if ((size_t)s->cin * s->cout >= 4096)
     for (int t = 0; t < c->tiles; t++) {
         float u[POS][KSTEP * ME_GEMM_MR_AVX512];   /* [KSTEP][mr] runs */
@@ -109,17 +159,11 @@ void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weigh
                 memset(u, 0, sizeof u);
                 for (int i = 0; i < live; i++)
                     for (int q = 0; q < kn && k0 + q < s->cin; q++) {
-                        const float *g = weight + ((size_t)(r0 + i) * s->cin + k0 + q) * 9;
-                        double gt[6][3];   /* G g */
-                        for (int a = 0; a < 6; a++)
-                            for (int k = 0; k < 3; k++)
-                                gt[a][k] = G[a][0] * g[k] + G[a][1] * g[3 + k] + G[a][2] * g[6 + k];
-                        for (int a = 0; a < 6; a++)
-                            for (int b = 0; b < 6; b++)
-                                u[a * 6 + b][q * c->mr + i] =
-                                    (float)(gt[a][0] * G[b][0] + gt[a][1] * G[b][1] + gt[a][2] * G[b][2]);
+                        double t[POS];
+                        transform_kernel(c->kind, weight + ((size_t)(r0 + i) * s->cin + k0 + q) * taps, t);
+                        for (int p = 0; p < c->pos; p++) u[p][q * c->mr + i] = (float)t[p];
                     }
-                for (int p = 0; p < POS; p++)
+                for (int p = 0; p < c->pos; p++)
                     memcpy(c->a + (((size_t)p * c->kblocks + kb) * c->tiles + t) * panel + (size_t)kk * c->mr, u[p],
                            (size_t)kn * c->mr * sizeof(float));
             }
@@ -135,18 +179,28 @@ static int chunk_panels(int cin, int cout)
 }
 
 /* V and C of one chunk of g's, floats: a thread's part of the scratch. */
-static size_t chunk_floats(int cin, int cout, long panels)
+static size_t chunk_floats(int pos, int cin, int cout, long panels)
 {
     int cp = chunk_panels(cin, cout);
-    return (size_t)POS * (cin + cout) * NR * (panels < cp ? panels : cp);
+    return (size_t)pos * (cin + cout) * NR * (panels < cp ? panels : cp);
 }
 
 /* The block grid of n images of sh × sw (the input's size) and how its
    lane groups are laid out (g->n set by the caller per pass). */
-static void plan_grid(int up, int pad, int lanes, int sh, int sw, size_t y_img, wino_grid *g)
+static void plan_grid(int kind, int up, int pad, int lanes, int sh, int sw, size_t y_img, wino_grid *g)
 {
     *g = (wino_grid){.h = up * sh + 2 * pad - 2, .w = up * sw + 2 * pad - 2, .sh = sh, .sw = sw, .up = up,
-                     .pad = pad, .lanes = lanes, .y_img = y_img};
+                     .pad = pad, .lanes = lanes, .y_img = y_img, .bh = 4, .bw = 4, .ext_r = 6, .ext_c = 6,
+                     .pad_r = pad, .pad_c = pad};
+    if (kind != OP_WINO_3X3) {   /* F(2, 7), padding 3 along: the output is the input's size */
+        int rows = kind == OP_WINO_7X1;
+        *g = (wino_grid){.h = sh, .w = sw, .sh = sh, .sw = sw, .up = 1, .lanes = lanes, .y_img = y_img,
+                         .gathered = 1, .bh = rows ? 2 : 1, .bw = rows ? 1 : 2, .ext_r = rows ? 8 : 1,
+                         .ext_c = rows ? 1 : 8, .pad_r = rows ? 3 : 0, .pad_c = rows ? 0 : 3};
+        g->th = (g->h + g->bh - 1) / g->bh;
+        g->tw = (g->w + g->bw - 1) / g->bw;
+        return;
+    }
     g->th = (g->h + 3) / 4;
     g->tw = (g->w + 3) / 4;
     /* rows of 8 blocks or fewer in 16 lanes would leave half of them past
@@ -175,16 +229,17 @@ size_t op_winograd_scratch(const op_conv_shape *s, int n, int h, int w)
 {
     if (!op_winograd_ok(s) || n <= 0 || h <= 0 || w <= 0) return 0;
     wino_grid g;
-    plan_grid(s->upsample2x ? 2 : 1, s->pad_h, me_cpu_isa() == ME_ISA_AVX512 ? 16 : 8, h, w, 0, &g);
+    int kind = kind_of(s);
+    plan_grid(kind, s->upsample2x ? 2 : 1, s->pad_h, me_cpu_isa() == ME_ISA_AVX512 ? 16 : 8, h, w, 0, &g);
     count_groups(&g, n);
-    return chunk_floats(s->cin, s->cout, g.panels) * me_threads_max();
+    return chunk_floats(positions(kind), s->cin, s->cout, g.panels) * me_threads_max();
 }
 
 /* The 36 products of a chunk's np panels over channel tiles [t0, t1). */
 static void products(const op_winograd *c, const me_tile_fn *tiles, int np, const float *v, float *cm, int t0, int t1)
 {
     size_t panel = (size_t)c->kc * c->mr;
-    for (int p = 0; p < POS; p++)
+    for (int p = 0; p < c->pos; p++)
         for (int kb = 0; kb < c->kblocks; kb++) {
             int k0 = kb * c->kc, klen = c->cin - k0 < c->kc ? c->cin - k0 : c->kc;
             const float *a = c->a + (((size_t)p * c->kblocks + kb) * c->tiles) * panel;
@@ -246,16 +301,24 @@ static void gathered_at(const wino_grid *g, int cin, long lg, wino_gathered *G)
         long b = lg * g->lanes + t;
         if (b >= g->blocks) break;
         int img = (int)(b / per_img), ty = (int)(b % per_img / g->tw), tx = (int)(b % g->tw);
-        int row = 4 * ty - g->pad, col = 4 * tx - g->pad;
+        int orow = g->bh * ty, ocol = g->bw * tx, row = orow - g->pad_r, col = ocol - g->pad_c;
         G->in[t] = (int32_t)((size_t)img * cin * g->sh * g->sw + (size_t)row * g->sw + col);
-        G->out[t] = (int32_t)((size_t)img * g->y_img + (size_t)4 * ty * g->w + 4 * tx);
-        G->rows[t] = (uint8_t)(g->h - 4 * ty < 4 ? g->h - 4 * ty : 4);
-        G->cols[t] = (uint8_t)(g->w - 4 * tx < 4 ? g->w - 4 * tx : 4);
-        for (int i = 0; i < 6; i++) {
+        G->out[t] = (int32_t)((size_t)img * g->y_img + (size_t)orow * g->w + ocol);
+        G->rows[t] = (uint8_t)(g->h - orow < g->bh ? g->h - orow : g->bh);
+        G->cols[t] = (uint8_t)(g->w - ocol < g->bw ? g->w - ocol : g->bw);
+        for (int i = 0; i < g->ext_r; i++)
             if (row + i >= 0 && row + i < g->sh) G->row_in[i] |= (uint16_t)(1u << t);
-            if (col + i >= 0 && col + i < g->sw) G->col_in[i] |= (uint16_t)(1u << t);
+        for (int j = 0; j < g->ext_c; j++)
+            if (col + j >= 0 && col + j < g->sw) {
+                G->col_in[j] |= (uint16_t)(1u << t);
+                G->along[t] |= (uint8_t)(1u << j);
+            }
+        if (t == 0 || G->in[t] != G->in[t - 1] + 1) {
+            if (G->runs < 4) G->run_at[G->runs] = (uint8_t)t;
+            G->runs++;
         }
     }
+    if (G->runs > 4) G->runs = 0;
 }
 
 /* A chunk's lane groups, in either layout. */
@@ -276,7 +339,11 @@ static void output_channels(const op_winograd *c, const wino_grid *g, const grou
             const float *src = cm + ((size_t)(l / per_panel) * c->cout + co) * NR + (size_t)(l % per_panel) * g->lanes;
             float bias = c->bias ? c->bias[co] : 0.0f;
             size_t at = (size_t)co * g->h * g->w;   /* the gathered groups' channel plane in the first image */
-            if (g->gathered && g->lanes == 16)
+            if (c->kind != OP_WINO_3X3 && g->lanes == 16)
+                wino_output_1d_avx512(g, &L[l].gathered, bias, src, cstride, y + at, res ? res + at : NULL, act);
+            else if (c->kind != OP_WINO_3X3)
+                wino_output_1d_avx2(g, &L[l].gathered, bias, src, cstride, y + at, res ? res + at : NULL, act);
+            else if (g->gathered && g->lanes == 16)
                 wino_output_gathered_avx512(g, &L[l].gathered, bias, src, cstride, y + at, res ? res + at : NULL, act);
             else if (g->gathered)
                 wino_output_gathered_avx2(g, &L[l].gathered, bias, src, cstride, y + at, res ? res + at : NULL, act);
@@ -309,7 +376,13 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
     for (int ci = ci0; ci < ci1; ci++)
         for (int l = 0; l < all; l++) {
             float *dst = v + ((size_t)(l / per_panel) * c->cin + ci) * NR + (size_t)(l % per_panel) * g->lanes;
-            if (l < ng && g->gathered) {
+            if (l < ng && c->kind != OP_WINO_3X3) {
+                const float *src = x + (size_t)ci * plane;
+                if (g->lanes == 16)
+                    wino_input_1d_avx512(g, &L[l].gathered, src, dst, vstride);
+                else
+                    wino_input_1d_avx2(g, &L[l].gathered, src, dst, vstride);
+            } else if (l < ng && g->gathered) {
                 const float *src = x + (size_t)ci * plane;
                 if (g->lanes == 16)
                     wino_input_gathered_avx512(g, &L[l].gathered, src, dst, vstride);
@@ -323,7 +396,7 @@ static void run_chunk(const op_winograd *c, const wino_grid *g, const me_tile_fn
                 else
                     wino_input_avx2(g, &L[l].row, src, next, dst, vstride);
             } else {   /* the last panel's empty lanes */
-                for (int p = 0; p < POS; p++) memset(dst + (size_t)p * vstride, 0, (size_t)g->lanes * sizeof(float));
+                for (int p = 0; p < c->pos; p++) memset(dst + (size_t)p * vstride, 0, (size_t)g->lanes * sizeof(float));
             }
         }
     if (tn > 1) {
@@ -349,7 +422,7 @@ static void run_images(const op_winograd *c, const wino_grid *g, const float *x,
     me_gemm_tile_plan(0, &plan);
     int cp = chunk_panels(c->cin, c->cout), nt = me_threads();
     long chunks = (g->panels + cp - 1) / cp;
-    double flops = 2.0 * POS * NR * (double)g->panels * c->cin * c->cout;
+    double flops = 2.0 * c->pos * NR * (double)g->panels * c->cin * c->cout;
     int par = nt > 1 && !omp_in_parallel() && flops >= PAR_MIN_FLOPS;
     /* With two chunks or more a thread, each thread runs whole chunks of
        its own: nothing one thread writes is read by another, and on the
@@ -361,11 +434,11 @@ static void run_images(const op_winograd *c, const wino_grid *g, const float *x,
     if (!par || chunks >= 2L * nt) {
         #pragma omp parallel num_threads(nt) if (par)
         {
-            float *v = scratch + (size_t)omp_get_thread_num() * chunk_floats(c->cin, c->cout, g->panels);
+            float *v = scratch + (size_t)omp_get_thread_num() * chunk_floats(c->pos, c->cin, c->cout, g->panels);
             #pragma omp for schedule(dynamic)
             for (long k = 0; k < chunks; k++) {
                 int np = g->panels - k * cp < cp ? (int)(g->panels - k * cp) : cp;
-                run_chunk(c, g, plan.tiles, k * cp, np, v, v + (size_t)POS * np * c->cin * NR, 0, 1, x, y, res, act);
+                run_chunk(c, g, plan.tiles, k * cp, np, v, v + (size_t)c->pos * np * c->cin * NR, 0, 1, x, y, res, act);
             }
         }
         return;
@@ -375,7 +448,7 @@ static void run_images(const op_winograd *c, const wino_grid *g, const float *x,
         int t = omp_get_thread_num(), tn = omp_get_num_threads();
         for (long k = 0; k < chunks; k++) {
             int np = g->panels - k * cp < cp ? (int)(g->panels - k * cp) : cp;
-            run_chunk(c, g, plan.tiles, k * cp, np, scratch, scratch + (size_t)POS * np * c->cin * NR, t, tn, x, y,
+            run_chunk(c, g, plan.tiles, k * cp, np, scratch, scratch + (size_t)c->pos * np * c->cin * NR, t, tn, x, y,
                       res, act);
         }
     }
@@ -384,7 +457,9 @@ static void run_images(const op_winograd *c, const wino_grid *g, const float *x,
 void op_winograd_run(const op_winograd *c, int n, int h, int w, const float *x, float *y, const float *res, int act,
                      float *scratch)
 {
-    size_t oh = (size_t)c->up * h + 2 * c->pad - 2, ow = (size_t)c->up * w + 2 * c->pad - 2;
+    int same = c->kind != OP_WINO_3X3;   /* F(2, 7)'s layers keep the size */
+    size_t oh = same ? (size_t)h : (size_t)c->up * h + 2 * c->pad - 2;
+    size_t ow = same ? (size_t)w : (size_t)c->up * w + 2 * c->pad - 2;
     op_winograd_run_into(c, n, h, w, x, y, (size_t)c->cout * oh * ow, res, act, scratch);
 }
 
@@ -392,7 +467,7 @@ void op_winograd_run_into(const op_winograd *c, int n, int h, int w, const float
                           const float *res, int act, float *scratch)
 {
     wino_grid g;
-    plan_grid(c->up, c->pad, c->lanes, h, w, y_img, &g);
+    plan_grid(c->kind, c->up, c->pad, c->lanes, h, w, y_img, &g);
     if (n <= 0 || g.h <= 0 || g.w <= 0) return;
     /* The gathered groups' offsets are 32-bit: as many images a pass as
        they reach (past the first image's planes, which they always do). */

@@ -1,6 +1,6 @@
 /* conv_winograd.h — 3×3 convolutions (stride 1, padding 1 or 0) by Winograd's
-   minimal filtering F(4×4, 3×3) on the GEMM's own float32 tiles
-   (ops/conv_winograd.c):
+   minimal filtering F(4×4, 3×3), and 1×7 / 7×1 ones by F(2, 7), on the
+   GEMM's own float32 tiles (ops/conv_winograd.c):
 
      op_winograd c;
      if (op_winograd_ok(&shape)) {
@@ -28,8 +28,12 @@
    after the other across rows and images and are read by gathers
    (ops/conv_winograd.c).
 
+   F(2, 7) (Inception's factorized 7×7 layers) works the same way along
+   one axis: blocks of two output pixels from eight input ones, 8
+   products per channel pair instead of 14, the points 0, ±1, ±2, ±½, ∞.
+
    The weights are kept transformed: 36/9 = 4× the floats of the layer's
-   own. Needs the own kernels, AVX-512 or AVX2+FMA (op_winograd_ok is 0
+   own (F(2, 7): 8/7). Needs the own kernels, AVX-512 or AVX2+FMA (op_winograd_ok is 0
    on OpenBLAS, and for any other shape). */
 #ifndef MOEDIT_OPS_CONV_WINOGRAD_H
 #define MOEDIT_OPS_CONV_WINOGRAD_H
@@ -37,7 +41,15 @@
 #include <stddef.h>
 #include "ops/ops.h"
 
+/* Which minimal filtering: F(4×4, 3×3) of 3×3 kernels, or F(2, 7) along
+   the rows of 1×7 kernels or the columns of 7×1 (padding 3 along them,
+   none across: Inception's factorized 7×7 layers), 8 products per pair of
+   output pixels and channel pair instead of 14. */
+enum { OP_WINO_3X3 = 0, OP_WINO_1X7, OP_WINO_7X1 };
+
 typedef struct {
+    int kind;            /* OP_WINO_* */
+    int pos;             /* transformed positions: 36 (3×3) or 8 */
     int cin, cout;
     int up;              /* 2: a ×2 nearest upsampling first (the input is half the output's size) */
     int pad;             /* 1, or 0 (no upsampling): the output h + 2·pad − 2 high */
@@ -48,12 +60,14 @@ typedef struct {
 } op_winograd;
 
 /* 1 when s is a 3×3, stride-1 convolution of padding 1 (after a ×2
-   nearest upsampling or not) or 0 (not upsampled), and this CPU runs the
+   nearest upsampling or not) or 0 (not upsampled), or a 1×7 or 7×1 one
+   of padding 3 along the kernel and none across, and this CPU runs the
    own float32 tiles (AVX-512 or AVX2). */
 int op_winograd_ok(const op_conv_shape *s);
 /* 1 when it is also faster than the direct convolution: 64 or more input
-   and output channels (below that the transforms cost more than the
-   products save; docs/performance.md, "Winograd convolutions"). */
+   and output channels (F(2, 7): 128 or more; below that the transforms
+   cost more than the products save; docs/performance.md, "Winograd
+   convolutions"). */
 int op_winograd_pays(const op_conv_shape *s);
 /* Bytes of transformed weights (64-byte aligned memory). */
 size_t op_winograd_bytes(const op_conv_shape *s);

@@ -182,4 +182,37 @@ void wino_output_gathered_avx2(const wino_grid *g, const wino_gathered *G, float
     }
 }
 
+/* F(2, 7), as ops/conv_winograd_avx512.c's: eight gathers, then Bᵀ;
+   Aᵀ and bias, then each lane's pixels stored alone. */
+void wino_input_1d_avx2(const wino_grid *g, const wino_gathered *G, const float *src, float *v, size_t pstride)
+{
+    __m256i at = _mm256_loadu_si256((const __m256i *)G->in);
+    __m256 d[8];
+    for (int i = 0; i < g->ext_r; i++)
+        for (int j = 0; j < g->ext_c; j++)
+            d[i + j] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, _mm256_add_epi32(at, _mm256_set1_epi32(i * g->sw + j)),
+                                                _mm256_castsi256_ps(lanes_of(G->row_in[i] & G->col_in[j])), 4);
+    __m256 r[8];
+    input_f27(d, r);
+    for (int p = 0; p < WINO_POS_1D; p++) _mm256_store_ps(v + (size_t)p * pstride, r[p]);
+}
+
+void wino_output_1d_avx2(const wino_grid *g, const wino_gathered *G, float bias, const float *cm, size_t pstride,
+                         float *y, const float *res, int act)
+{
+    float px[2][8];
+    __m256 m[WINO_POS_1D], o[2];
+    for (int p = 0; p < WINO_POS_1D; p++) m[p] = _mm256_load_ps(cm + (size_t)p * pstride);
+    output_f27(m, _mm256_set1_ps(bias), o);
+    _mm256_storeu_ps(px[0], o[0]);
+    _mm256_storeu_ps(px[1], o[1]);
+    for (int t = 0; t < 8; t++)
+        for (int r = 0; r < G->rows[t]; r++)
+            for (int c = 0; c < G->cols[t]; c++) {
+                size_t at = (size_t)G->out[t] + (size_t)r * g->w + c;
+                float v = px[r + c][t] + (res ? res[at] : 0.0f);
+                y[at] = act == OP_ACT_RELU && v < 0.0f ? 0.0f : v;
+            }
+}
+
 #pragma GCC pop_options

@@ -228,4 +228,87 @@ void wino_output_gathered_avx512(const wino_grid *g, const wino_gathered *G, flo
     }
 }
 
+/* Along rows each block's eight input values are contiguous: one masked
+   8-float load a lane (lanes k and k + 8 in one vector), then an 8×8
+   transpose in each half — cheaper than eight gathers. */
+static void input_along_rows(const wino_gathered *G, const float *src, __m512 *d)
+{
+    __m512 r[8], t[8], s[8];
+    for (int k = 0; k < 8; k++)
+        r[k] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(G->along[k], src + G->in[k])),
+                                  _mm256_maskz_loadu_ps(G->along[k + 8], src + G->in[k + 8]), 1);
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        s[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+        s[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+        s[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        s[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    /* column j: 128-bit lanes 0 of s[j mod 4] and s[4 + j mod 4] (j < 4) or lanes 1, each half */
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int j = 0; j < 4; j++) {
+        d[j] = _mm512_permutex2var_ps(s[j], lo, s[4 + j]);
+        d[4 + j] = _mm512_permutex2var_ps(s[j], hi, s[4 + j]);
+    }
+}
+
+/* Along columns, lanes of one block row read consecutive columns of each
+   input row: a masked load a run of them (lane a of a run starting at
+   input offset o reads from o − a, so each lands in its lane). */
+static void input_along_columns(const wino_grid *g, const wino_gathered *G, const float *src, __m512 *d)
+{
+    for (int i = 0; i < 8; i++) {
+        d[i] = _mm512_setzero_ps();
+        for (int r = 0; r < G->runs; r++) {
+            unsigned a = G->run_at[r], b = r + 1 < G->runs ? G->run_at[r + 1] : 16;
+            __mmask16 lanes = (__mmask16)(((1u << b) - (1u << a)) & G->row_in[i]);
+            d[i] = _mm512_mask_loadu_ps(d[i], lanes, src + ((ptrdiff_t)G->in[a] - (ptrdiff_t)a + (ptrdiff_t)i * g->sw));
+        }
+    }
+}
+
+/* F(2, 7): the block's eight input values along its row (input_along_rows)
+   or column (input_along_columns; one gather each where a group holds
+   more than four runs), then Bᵀ (input_f27). */
+void wino_input_1d_avx512(const wino_grid *g, const wino_gathered *G, const float *src, float *v, size_t pstride)
+{
+    __m512i at = _mm512_loadu_si512(G->in);
+    __m512 d[8];
+    if (g->ext_r == 1)
+        input_along_rows(G, src, d);
+    else if (G->runs)
+        input_along_columns(g, G, src, d);
+    else
+        for (int i = 0; i < 8; i++)
+            d[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)(G->row_in[i] & G->col_in[0]),
+                                            _mm512_add_epi32(at, _mm512_set1_epi32(i * g->sw)), src, 4);
+    __m512 r[8];
+    input_f27(d, r);
+    for (int p = 0; p < WINO_POS_1D; p++) _mm512_store_ps(v + (size_t)p * pstride, r[p]);
+}
+
+/* F(2, 7): Aᵀ (2×8) and bias, then each lane's one or two pixels stored
+   alone (a few dozen stores against the products' 8·cin multiply-adds). */
+void wino_output_1d_avx512(const wino_grid *g, const wino_gathered *G, float bias, const float *cm, size_t pstride,
+                           float *y, const float *res, int act)
+{
+    float px[2][16];
+    __m512 m[WINO_POS_1D], o[2];
+    for (int p = 0; p < WINO_POS_1D; p++) m[p] = _mm512_load_ps(cm + (size_t)p * pstride);
+    output_f27(m, _mm512_set1_ps(bias), o);
+    _mm512_storeu_ps(px[0], o[0]);
+    _mm512_storeu_ps(px[1], o[1]);
+    for (int t = 0; t < 16; t++)
+        for (int r = 0; r < G->rows[t]; r++)
+            for (int c = 0; c < G->cols[t]; c++) {
+                size_t at = (size_t)G->out[t] + (size_t)r * g->w + c;
+                float v = px[r + c][t] + (res ? res[at] : 0.0f);
+                y[at] = act == OP_ACT_RELU && v < 0.0f ? 0.0f : v;
+            }
+}
+
 ME_AVX512_END

@@ -5,8 +5,10 @@
    counts, against op_conv2d (im2col + sgemm, checked against torch in
    tests/ops_conv.c): in chunks a thread runs alone and in chunks all
    threads share, over several K blocks, upsampled or not, narrow images'
-   block rows two to a lane group. Its results do
-   not depend on the thread count nor on the other images of the batch.
+   block rows two to a lane group; at Inception's shapes (blocks gathered
+   across rows and images, no padding, into channel slices) and, by
+   F(2, 7), its 1×7 and 7×1 layers. Its results do not depend on the
+   thread count nor on the other images of the batch.
    Skipped where only OpenBLAS runs; ctest runs it again on the AVX2
    kernels (ops_conv_winograd_avx2), the emulated build on AVX-512's. */
 #include <criterion/criterion.h>
@@ -42,18 +44,19 @@ typedef struct {
     float *scratch;
 } layer;
 
-/* A cin → cout layer of padding pad (up: a ×2 upsampling first) for calls
-   of up to n images of h × w. */
-static void layer_init(layer *L, int cin, int cout, int up, int pad, const float *wt, const float *b, int n, int h,
-                       int w)
+/* A layer of shape s for calls of up to n images of h × w. */
+static void layer_init(layer *L, op_conv_shape s, const float *wt, const float *b, int n, int h, int w)
 {
-    L->s = (op_conv_shape){cin, cout, 3, 3, 1, pad, pad, up};
+    L->s = s;
     cr_assert(op_winograd_ok(&L->s));
     L->mem = me_alloc_aligned(op_winograd_bytes(&L->s));
     L->scratch = me_alloc_aligned(op_winograd_scratch(&L->s, n, h, w) * sizeof(float));
     cr_assert(L->mem && L->scratch);
     op_winograd_init(&L->c, &L->s, wt, b, L->mem);
 }
+
+/* A 3×3 layer: cin → cout, padding pad, up: a ×2 nearest upsampling first. */
+static op_conv_shape conv3x3(int cin, int cout, int pad, int up) { return (op_conv_shape){cin, cout, 3, 3, 1, pad, pad, up}; }
 
 static void layer_free(layer *L)
 {
@@ -86,7 +89,7 @@ static void torch_case(const char *name, int n, int cin, int h, int w, int cout,
     if (res_act)
         for (size_t i = 0; i < out_n; i++) want[i] = want[i] + res[i] > 0 ? want[i] + res[i] : 0.0f;
     layer L;
-    layer_init(&L, cin, cout, up, 1, wt, b, n, h, w);
+    layer_init(&L, conv3x3(cin, cout, 1, up), wt, b, n, h, w);
     op_winograd_run(&L.c, n, h, w, x, y, res, res_act ? OP_ACT_RELU : OP_ACT_NONE, L.scratch);
     char what[96];
     snprintf(what, sizeof what, "%s%s", name, res_act ? " + residual, ReLU" : "");
@@ -104,27 +107,27 @@ Test(winograd, against_torch)
     torch_case("conv3x3wino", 2, 7, 10, 70, 9, 0, 1);
 }
 
-/* n images of cin × h × w through a cin → cout layer of padding pad (up:
-   upsampled ×2 first) into channels [at, at + cout) of outputs of ctot
-   channels, against op_conv2d image by image; returns the output (the
-   caller frees it). */
-static float *im2col_into(int n, int cin, int h, int w, int cout, int up, int pad, int at, int ctot)
+/* n images of cin × h × w through a layer of shape s into channels
+   [at, at + cout) of outputs of ctot channels, against op_conv2d image by
+   image; returns the output (the caller frees it). */
+static float *im2col_into(op_conv_shape s, int n, int h, int w, int at, int ctot)
 {
-    op_conv_shape s = {cin, cout, 3, 3, 1, pad, pad, up};
-    int oh = (up ? 2 * h : h) + 2 * pad - 2, ow = (up ? 2 * w : w) + 2 * pad - 2;
+    int cin = s.cin, cout = s.cout, up = s.upsample2x;
+    int oh = op_conv2d_out(up ? 2 * h : h, s.kh, 1, s.pad_h), ow = op_conv2d_out(up ? 2 * w : w, s.kw, 1, s.pad_w);
     size_t one = (size_t)cout * oh * ow, img = (size_t)ctot * oh * ow;
-    float *x = counter("wx", (size_t)n * cin * h * w, 1.0f), *wt = counter("ww", (size_t)cout * cin * 9, 0.05f);
+    float *x = counter("wx", (size_t)n * cin * h * w, 1.0f);
+    float *wt = counter("ww", (size_t)cout * cin * s.kh * s.kw, 0.05f);
     float *b = counter("wb", cout, 1.0f), *y = malloc(n * img * sizeof *y), *want = malloc(one * sizeof *want);
     float *ref_scratch = malloc(op_conv2d_scratch(&s, h, w) * sizeof *ref_scratch + 4);
     for (size_t i = 0; i < n * img; i++) y[i] = -7.0f;   /* the other channels: must stay */
     layer L;
-    layer_init(&L, cin, cout, up, pad, wt, b, n, h, w);
+    layer_init(&L, s, wt, b, n, h, w);
     op_winograd_run_into(&L.c, n, h, w, x, y + (size_t)at * oh * ow, img, NULL, OP_ACT_NONE, L.scratch);
     for (int i = 0; i < n; i++) {
         op_conv2d(&s, 1, h, w, x + (size_t)i * cin * h * w, wt, b, want, ref_scratch);
         char what[128];
-        snprintf(what, sizeof what, "%d → %d at %d×%d%s, padding %d, image %d of %d", cin, cout, h, w,
-                 up ? " ×2" : "", pad, i, n);
+        snprintf(what, sizeof what, "%d → %d, %d×%d kernel at %d×%d%s, padding %d, %d, image %d of %d", cin, cout,
+                 s.kh, s.kw, h, w, up ? " ×2" : "", s.pad_h, s.pad_w, i, n);
         expect_close(what, y + i * img + (size_t)at * oh * ow, want, one);
         for (size_t k = 0; k < img; k++)
             if (k < (size_t)at * oh * ow || k >= (size_t)at * oh * ow + one)
@@ -137,7 +140,7 @@ static float *im2col_into(int n, int cin, int h, int w, int cout, int up, int pa
 
 static float *im2col_case(int n, int cin, int h, int w, int cout, int up)
 {
-    return im2col_into(n, cin, h, w, cout, up, 1, 0, cout);
+    return im2col_into(conv3x3(cin, cout, 1, up), n, h, w, 0, cout);
 }
 
 Test(winograd, decoder_channels_against_im2col)
@@ -156,10 +159,28 @@ Test(winograd, decoder_channels_against_im2col)
 Test(winograd, inception_shapes_against_im2col)
 {
     skip_without_tiles();
-    free(im2col_into(3, 64, 35, 35, 96, 0, 1, 64, 224));   /* Mixed_5b's branch3x3dbl_2, into its slice */
-    free(im2col_into(1, 80, 73, 73, 100, 0, 0, 0, 100));   /* Conv2d_4a: 71 × 71 from 73 × 73 */
-    free(im2col_into(2, 40, 10, 23, 70, 0, 0, 5, 80));     /* no padding, odd sizes, a slice */
-    free(im2col_into(5, 200, 8, 8, 72, 0, 1, 0, 72));      /* Mixed_7b's 8², 4 blocks an image */
+    free(im2col_into(conv3x3(64, 96, 1, 0), 3, 35, 35, 64, 224));   /* Mixed_5b's branch3x3dbl_2, into its slice */
+    free(im2col_into(conv3x3(80, 100, 0, 0), 1, 73, 73, 0, 100));   /* Conv2d_4a: 71 × 71 from 73 × 73 */
+    free(im2col_into(conv3x3(40, 70, 0, 0), 2, 10, 23, 5, 80));     /* no padding, odd sizes, a slice */
+    free(im2col_into(conv3x3(200, 72, 1, 0), 5, 8, 8, 0, 72));      /* 8², 4 blocks an image */
+}
+
+/* F(2, 7) for 1×7 and 7×1 layers (padding 3 along the kernel): the
+   Mixed_6 shapes and odd ones (a last block of one pixel, groups across
+   rows and images, a channel slice). */
+Test(winograd, factorized_7x7_against_im2col)
+{
+    skip_without_tiles();
+    op_conv_shape row = {128, 160, 1, 7, 1, 0, 3, 0}, col = {160, 192, 7, 1, 1, 3, 0, 0};
+    free(im2col_into(row, 4, 17, 17, 0, 160));     /* Mixed_6c's branch7x7_2 */
+    free(im2col_into(col, 4, 17, 17, 192, 768));   /* its branch7x7_3, into its slice */
+    row = (op_conv_shape){40, 70, 1, 7, 1, 0, 3, 0};
+    col = (op_conv_shape){40, 70, 7, 1, 1, 3, 0, 0};
+    free(im2col_into(row, 3, 9, 23, 3, 80));
+    free(im2col_into(col, 3, 9, 23, 3, 80));
+    free(im2col_into(row, 2, 5, 4, 0, 70));        /* narrower than the kernel */
+    free(im2col_into(col, 2, 4, 5, 0, 70));        /* 4 runs of lanes along rows a group */
+    free(im2col_into(col, 2, 6, 3, 0, 70));        /* more: gathered on AVX-512 too */
 }
 
 /* The same layer on one thread and on all, and each image alone against
@@ -177,7 +198,7 @@ Test(winograd, threads_and_batch_keep_the_bits)
         float *res = counter("br", n * one, 1.0f), *all = malloc(n * one * sizeof *all);
         float *again = malloc(n * one * sizeof *again), *alone = malloc(one * sizeof *alone);
         layer L;
-        layer_init(&L, cin, cout, 0, 1, wt, NULL, n, h, w);
+        layer_init(&L, conv3x3(cin, cout, 1, 0), wt, NULL, n, h, w);
         op_winograd_run(&L.c, n, h, w, x, all, res, OP_ACT_RELU, L.scratch);
         me_threads_limit(1);
         op_winograd_run(&L.c, n, h, w, x, again, res, OP_ACT_RELU, L.scratch);
