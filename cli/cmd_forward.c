@@ -186,11 +186,12 @@ static int bench_inception(const char *inception, const char *npz, int batch, in
     }
     qsort(rate, (size_t)iters, sizeof *rate, cmp_double);
     double best = rate[iters - 1], median = iters % 2 ? rate[iters / 2] : (rate[iters / 2 - 1] + rate[iters / 2]) / 2;
-    double gflop = moedit_inception_flops(net) / 1e9;
+    double gflop = moedit_inception_flops(net) / 1e9, multiplied = moedit_inception_flops_multiplied(net) / 1e9;
     printf("images_per_s: %.2f\ngflops: %.1f\n", best, best * gflop);
     if (peak->fp32_gflops > 0) printf("pct_of_peak: %.1f (of the fp32 peak)\n", 100 * best * gflop / peak->fp32_gflops);
-    printf("median_images_per_s: %.2f first_pass_images_per_s: %.2f gflop_per_image: %.2f images: %d (%dx%d) "
-           "batch: %d threads: %d\n", median, first, gflop, im.n, im.h, im.w, batch, me_threads());
+    printf("median_images_per_s: %.2f first_pass_images_per_s: %.2f gflop_per_image: %.2f "
+           "gflop_multiplied_per_image: %.2f images: %d (%dx%d) batch: %d threads: %d\n",
+           median, first, gflop, multiplied, im.n, im.h, im.w, batch, me_threads());
     print_cpu_and_peak(peak);
 done:
     free(rate), free(feats), free(logits);

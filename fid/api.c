@@ -67,6 +67,11 @@ int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c,
 
 double moedit_inception_flops(const moedit_inception *net) { return net ? me_inception_flops(net->net) : 0.0; }
 
+double moedit_inception_flops_multiplied(const moedit_inception *net)
+{
+    return net ? me_inception_flops_multiplied(net->net) : 0.0;
+}
+
 int moedit_inception_adm_features(moedit_inception *net, const char *preprocess, int n, int h, int w, int c,
                                   const uint8_t *images, float *pool, float *spatial, float *logits)
 {

@@ -78,6 +78,7 @@ struct me_inception {
     me_arena packs;             /* the convolutions' packed weights */
     size_t scratch;             /* floats of conv scratch */
     double flops;               /* per image: convolutions and fc, multiply-adds ×2 */
+    double flops_done;          /* … those multiplied (Winograd's layers fewer) */
     work *work;                 /* [nwork]: one per thread, each running its own chunks */
     int nwork;
 };
@@ -96,6 +97,7 @@ typedef struct {
     int rc;
     size_t scratch;   /* largest conv scratch seen */
     double flops;     /* the convolutions' multiply-adds ×2 per image */
+    double done;      /* … those multiplied (fewer where Winograd runs) */
 } loader;
 
 /* prefix.conv.weight and prefix.bn.* of `parts` BasicConv2d's of one
@@ -114,7 +116,8 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
     c->oh = op_conv2d_out(h, kh, stride, ph);
     c->ow = op_conv2d_out(w, kw, stride, pw);
     size_t k = (size_t)cin * kh * kw;
-    L->flops += 2.0 * (double)k * cout * c->oh * c->ow;
+    double direct = 2.0 * (double)k * cout * c->oh * c->ow;
+    L->flops += direct;
     c->weight = me_alloc_aligned(sizeof(float) * k * cout);
     c->bias = me_alloc_aligned(sizeof(float) * cout);
     if (!c->weight || !c->bias) {
@@ -155,6 +158,7 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
         op_winograd_init(&c->wino, &c->s, c->weight, c->bias, packed);
     else
         op_conv_init(&c->op, &c->s, c->weight, c->bias, 0, packed);
+    L->done += wino ? op_winograd_flops(&c->s, h, w) : direct;
     size_t s = wino ? op_winograd_scratch(&c->s, CHUNK, h, w) : op_conv_scratch(&c->s, h, w);
     if (s > L->scratch) L->scratch = s;
 }
@@ -292,7 +296,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     *out = NULL;
     me_inception *n = me_calloc(1, sizeof *n);
     if (!n) return MOEDIT_EINTERNAL;
-    loader L = {ts, &n->packs, 0, 0, 0.0};
+    loader L = {ts, &n->packs, 0, 0, 0.0, 0.0};
     load_conv(&L, &n->c1a, "Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0, 299, 299);
     load_conv(&L, &n->c2a, "Conv2d_2a_3x3", 32, 32, 3, 3, 1, 0, 0, 149, 149);
     load_conv(&L, &n->c2b, "Conv2d_2b_3x3", 32, 64, 3, 3, 1, 1, 1, 147, 147);
@@ -329,6 +333,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     }
     n->scratch = L.scratch ? L.scratch : 1;
     n->flops = L.flops + 2.0 * ME_INCEPTION_DIM * ME_INCEPTION_CLASSES;
+    n->flops_done = L.done + 2.0 * ME_INCEPTION_DIM * ME_INCEPTION_CLASSES;
     const size_t chunk = CHUNK * TMP_FLOATS, shared = chunk > BIG_FLOATS ? chunk : BIG_FLOATS;
     int ok = n->fc_store != NULL;
     if (ok && (n->work = me_calloc((size_t)me_threads_max(), sizeof *n->work))) n->nwork = me_threads_max();
@@ -655,3 +660,5 @@ int me_inception_forward_u8_taps(me_inception *net, me_preprocess prep, int n, i
 const float *me_inception_fc_weight(const me_inception *net) { return net->fc_w; }
 
 double me_inception_flops(const me_inception *net) { return net->flops; }
+
+double me_inception_flops_multiplied(const me_inception *net) { return net->flops_done; }

@@ -61,6 +61,9 @@ const float *me_inception_fc_weight(const me_inception *net);
    biases and ReLUs are not counted): ~11.4 GFLOP, as PyTorch's module hooks
    count it (tools/bench_inception_torch.py). */
 double me_inception_flops(const me_inception *net);
+/* The same, counting what is multiplied: the Winograd layers' products
+   (op_winograd_flops) instead of their direct count. */
+double me_inception_flops_multiplied(const me_inception *net);
 /* n images, float NCHW [n, 3, h, w] in [0, 1]. */
 int me_inception_forward_f32(me_inception *net, int n, int h, int w, const float *chw,
                              float *features, float *logits);

@@ -337,6 +337,9 @@ int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c,
    multiply-adds ×2; the same whatever the image size, which is resized to
    299×299 first). */
 double moedit_inception_flops(const moedit_inception *net);
+/* The same counting what is multiplied: fewer where the own kernels run
+   layers by Winograd's minimal filtering (docs/performance.md). */
+double moedit_inception_flops_multiplied(const moedit_inception *net);
 /* The ADM evaluator's three taps of the same images: pool3 [n, 2048], the
    sFID tap (TF mixed_6/conv's first 7 channels at 17×17, [n, 2023]) and the logits
    pool3 · fc.weightᵀ without the bias [n, 1008] (spatial and logits may be

@@ -225,6 +225,15 @@ static void count_groups(wino_grid *g, int n)
     g->panels = (g->groups + NR / g->lanes - 1) / (NR / g->lanes);
 }
 
+double op_winograd_flops(const op_conv_shape *s, int h, int w)
+{
+    if (!op_winograd_ok(s) || h <= 0 || w <= 0) return 0;
+    wino_grid g;
+    int kind = kind_of(s);
+    plan_grid(kind, s->upsample2x ? 2 : 1, s->pad_h, 16, h, w, 0, &g);
+    return 2.0 * g.th * g.tw * positions(kind) * s->cin * s->cout;
+}
+
 size_t op_winograd_scratch(const op_conv_shape *s, int n, int h, int w)
 {
     if (!op_winograd_ok(s) || n <= 0 || h <= 0 || w <= 0) return 0;

@@ -69,6 +69,11 @@ int op_winograd_ok(const op_conv_shape *s);
    cost more than the products save; docs/performance.md, "Winograd
    convolutions"). */
 int op_winograd_pays(const op_conv_shape *s);
+/* Multiply-adds ×2 of the products for one image of h × w (the input's
+   size): blocks × positions × cin × cout — what is multiplied, where the
+   direct convolution's count is oh·ow·kh·kw·cin·cout ×2 (the transforms'
+   additions not counted). 0 where op_winograd_ok(s) is 0. */
+double op_winograd_flops(const op_conv_shape *s, int h, int w);
 /* Bytes of transformed weights (64-byte aligned memory). */
 size_t op_winograd_bytes(const op_conv_shape *s);
 void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weight, const float *bias, void *mem);

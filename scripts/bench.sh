@@ -40,7 +40,9 @@
 #  3. InceptionV3 pool3 features and logits of 256×256 images (what `moedit fid`
 #     computes per image): tools/bench_inception_torch.py against `moedit bench
 #     --inception` (images/s, the best of three passes after a warm-up, in one
-#     process, on both sides).
+#     process, on both sides); moedit's rate on PyTorch's count and on the
+#     products it does (gflop_multiplied_per_image: fewer where layers run by
+#     Winograd's minimal filtering on the own kernels).
 #  4. end to end: `moedit fid-sample` of the shipped fmnist-moe (its defaults),
 #     seconds per 1000 samples.
 #  5. shared machine (SHARED=1): `fid-sample --num FID_NUM --sampler ddim --steps 50`
@@ -267,12 +269,12 @@ t_ips=$(echo "$inc_torch" | field images_per_s) gpi=$(echo "$inc_torch" | field 
 # the best of three passes over the same images on both sides, each after a
 # warm-up (PyTorch: one batch; moedit: one whole pass), in one process each
 inc_me=$("$BIN" bench --inception "$inc/inception.pth" --images "$inc/images.npz" --iters 3 --threads "$THREADS")
-me_ips=$(echo "$inc_me" | field images_per_s)
+me_ips=$(echo "$inc_me" | field images_per_s) me_gpi=$(echo "$inc_me" | field gflop_multiplied_per_image)
 row_peak fp32 "$(echo "$inc_me" | field peak_fp32_gflops)"
 inc_peak=$ROW_PEAK
-awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v p="$inc_peak" -v n="$INC_NUM" 'BEGIN {
-    printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.1f%%) | %.2f img/s | %.2f× | %.0f (%.1f%%) |\n",
-           n, g, t, t * g, 100 * t * g / p, m, m / t, m * g, 100 * m * g / p }'
+awk -v t="$t_ips" -v m="$me_ips" -v g="$gpi" -v gm="$me_gpi" -v p="$inc_peak" -v n="$INC_NUM" 'BEGIN {
+    printf "| InceptionV3 pool3, %d images 256² (%.1f GFLOP each) | %.2f img/s (%.0f GFLOP/s, %.1f%%) | %.2f img/s | %.2f× | %.0f (%.1f%%) on PyTorch'"'"'s %.1f GFLOP; %.0f (%.1f%%) on the %.2f it multiplies |\n",
+           n, g, t, t * g, 100 * t * g / p, m, m / t, m * g, 100 * m * g / p, g, m * gm, 100 * m * gm / p, gm }'
 echo
 echo "moedit's Inception pass in the same process: median $(echo "$inc_me" | field median_images_per_s) img/s, first (warm-up) $(echo "$inc_me" | field first_pass_images_per_s) img/s; \`moedit bench --inception\` counts $(echo "$inc_me" | field gflop_per_image) GFLOP an image."
 echo

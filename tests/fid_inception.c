@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fid/inception.h"
+#include "ops/conv_winograd.h"
 #include "tests/fid_weights.h"
 #include "tests/testutil.h"
 #include "weights/npy.h"
@@ -134,6 +135,27 @@ Test(fid_inception, flops_are_pytorchs_count)
     cr_assert_eq(me_inception_from_tensors(ts, &net), 0, "%s", moedit_last_error());
     me_tensors_free(ts);
     cr_expect_eq(me_inception_flops(net), 11426464960.0, "%.0f", me_inception_flops(net));
+    me_inception_free(net);
+}
+
+/* What is multiplied where the own kernels run Winograd (fid/inception.c):
+   from PyTorch's count, Conv2d_4a (71², 80 → 192) and the 35² 3×3 layers
+   (64 → 96 in Mixed_5b–5d and 6a, 96 → 96 in 5b–5d) at 36 products per
+   4×4 block (18² and 9² blocks) instead of 9 per pixel, and the 17² 1×7
+   and 7×1 layers (Σ cin·cout = 737 280 over Mixed_6b–7a) at 8 per 2-pixel
+   block (17 × 9 blocks) instead of 7 per pixel:
+   11 426 464 960 − (1 393 735 680 − 358 318 080) − 4 (135 475 200 − 35 831 808)
+   − 3 (203 212 800 − 53 747 712) − 737 280 · (2 · 7 · 289 − 2 · 8 · 153)
+   = 8 365 905 088. Elsewhere (OpenBLAS) PyTorch's count. */
+Test(fid_inception, multiplied_flops_count_the_winograd_products)
+{
+    me_tensors *ts = random_weights(1);
+    me_inception *net;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    op_conv_shape s = {64, 96, 3, 3, 1, 1, 1, 0};
+    double want = op_winograd_ok(&s) ? 8365905088.0 : 11426464960.0;
+    cr_expect_eq(me_inception_flops_multiplied(net), want, "%.0f", me_inception_flops_multiplied(net));
     me_inception_free(net);
 }
 
