@@ -1,6 +1,8 @@
-/* Winograd F(4×4, 3×3) convolutions on the GEMM's own float32 tiles (see
-   ops/conv_winograd.h for the arithmetic; the transforms per vector ISA in
-   ops/conv_winograd_avx512.c and ops/conv_winograd_avx2.c).
+/* Winograd F(4×4, 3×3) and F(2, 7) convolutions on the GEMM's own float32
+   tiles (see ops/conv_winograd.h for the arithmetic; the transforms per
+   vector ISA in ops/conv_winograd_avx512.c and ops/conv_winograd_avx2.c).
+   Described for F(4×4, 3×3); F(2, 7) has blocks of 1×2 or 2×1 pixels, 8
+   positions instead of 36, and is always gathered.
 
    - The output is cut into 4×4 pixel blocks, taken in lane groups of 16
      blocks (AVX-512; 8 on AVX2) side by side on one block row (lanes past
@@ -108,12 +110,11 @@ static void g_1d(double G7[8][7])
     }
 }
 
-/* One channel pair's kernel g (9 or 7 taps) carried into its positions. */
-static void transform_kernel(int kind, const float *g, double *u)
+/* One channel pair's kernel g (9 taps, or 7 with F(2, 7)'s G7) carried
+   into its positions. */
+static void transform_kernel(int kind, const double G7[8][7], const float *g, double *u)
 {
     if (kind != OP_WINO_3X3) {
-        double G7[8][7];
-        g_1d(G7);
         for (int p = 0; p < WINO_POS_1D; p++) {
             u[p] = 0;
             for (int k = 0; k < 7; k++) u[p] += G7[p][k] * g[k];
@@ -145,9 +146,12 @@ void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weigh
        tile's live ones zero): KSTEP input channels of one tile at a time
        into u, then each position's [KSTEP][mr] run copied out whole. Every
        float of mem is written once (a last K block's tail with zeros):
-       at load, touching 4× the layer's weights is most of the cost. */
+       at load, touching 4× the layer's weights (F(2, 7): 8/7) is most of
+       the cost. */
     size_t panel = (size_t)c->kc * c->mr;
     int taps = s->kh * s->kw;
+    double G7[8][7];
+    g_1d(G7);
     #pragma omp parallel for schedule(dynamic) num_threads(me_threads()) if ((size_t)s->cin * s->cout >= 4096)
     for (int t = 0; t < c->tiles; t++) {
         float u[POS][KSTEP * ME_GEMM_MR_AVX512];   /* [KSTEP][mr] runs */
@@ -160,7 +164,8 @@ void op_winograd_init(op_winograd *c, const op_conv_shape *s, const float *weigh
                 for (int i = 0; i < live; i++)
                     for (int q = 0; q < kn && k0 + q < s->cin; q++) {
                         double t[POS];
-                        transform_kernel(c->kind, weight + ((size_t)(r0 + i) * s->cin + k0 + q) * taps, t);
+                        transform_kernel(c->kind, (const double(*)[7])G7,
+                                         weight + ((size_t)(r0 + i) * s->cin + k0 + q) * taps, t);
                         for (int p = 0; p < c->pos; p++) u[p][q * c->mr + i] = (float)t[p];
                     }
                 for (int p = 0; p < c->pos; p++)
@@ -244,7 +249,8 @@ size_t op_winograd_scratch(const op_conv_shape *s, int n, int h, int w)
     return chunk_floats(positions(kind), s->cin, s->cout, g.panels) * me_threads_max();
 }
 
-/* The 36 products of a chunk's np panels over channel tiles [t0, t1). */
+/* The positions' products (36, or 8) of a chunk's np panels over channel
+   tiles [t0, t1). */
 static void products(const op_winograd *c, const me_tile_fn *tiles, int np, const float *v, float *cm, int t0, int t1)
 {
     size_t panel = (size_t)c->kc * c->mr;
