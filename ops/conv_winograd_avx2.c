@@ -182,7 +182,8 @@ void wino_output_gathered_avx2(const wino_grid *g, const wino_gathered *G, float
     }
 }
 
-/* F(2, 7), as ops/conv_winograd_avx512.c's: eight gathers, then Bᵀ;
+/* F(2, 7): the block's eight input values by eight gathers (along rows
+   and columns alike; ops/conv_winograd_avx512.c loads them), then Bᵀ;
    Aᵀ and bias, then each lane's pixels stored alone. */
 void wino_input_1d_avx2(const wino_grid *g, const wino_gathered *G, const float *src, float *v, size_t pstride)
 {
