@@ -234,9 +234,11 @@ void wino_output_gathered_avx512(const wino_grid *g, const wino_gathered *G, flo
 static void input_along_rows(const wino_gathered *G, const float *src, __m512 *d)
 {
     __m512 r[8], t[8], s[8];
-    for (int k = 0; k < 8; k++)
-        r[k] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(G->along[k], src + G->in[k])),
-                                  _mm256_maskz_loadu_ps(G->along[k + 8], src + G->in[k + 8]), 1);
+    for (int k = 0; k < 8; k++) {   /* insertf64x4: AVX-512F (insertf32x8 would need DQ) */
+        __m256 lo = _mm256_maskz_loadu_ps(G->along[k], src + G->in[k]);
+        __m256 hi = _mm256_maskz_loadu_ps(G->along[k + 8], src + G->in[k + 8]);
+        r[k] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+    }
     for (int k = 0; k < 8; k += 2) {
         t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
