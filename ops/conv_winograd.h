@@ -20,8 +20,9 @@
    0, ±1, ±2, ∞ (Lavin & Gray 2015): in float32 the result differs from
    the direct sum by about 1e-5 of the output's largest value (measured
    in docs/performance.md, "Winograd convolutions"), well inside the
-   decoder's 1e-3 test tolerance; Inception's features move by a tenth of
-   their distance to PyTorch's (docs/performance.md, "InceptionV3").
+   decoder's 1e-3 test tolerance; Inception's features move by 4.8e-7 of
+   the largest, a third of their distance to PyTorch's (docs/performance.md,
+   "InceptionV3").
 
    Where a plane's block rows would leave lanes of a vector empty (rows of
    9 or 18 blocks) or there is no padding, the blocks go to the lanes one
