@@ -1,8 +1,9 @@
 /* The Winograd transforms on AVX2+FMA CPUs without AVX-512 (ops/conv_winograd.c
    deals the work; ops/conv_winograd_job.h): 8 blocks a vector, one lane
    each, compiled for those instructions whatever the build's -march. The
-   same arithmetic as ops/conv_winograd_avx512.c, step for step; the
-   input's columns are gathered (AVX2 has no two-source permute). */
+   same arithmetic as ops/conv_winograd_avx512.c, step for step; the 4×4
+   blocks' input columns are gathered (AVX2 has no two-source permute),
+   F(2, 7)'s inputs loaded a lane or a run of lanes at a time as there. */
 #include <immintrin.h>
 #include <string.h>
 #include "ops/conv.h"
@@ -182,17 +183,62 @@ void wino_output_gathered_avx2(const wino_grid *g, const wino_gathered *G, float
     }
 }
 
-/* F(2, 7): the block's eight input values by eight gathers (along rows
-   and columns alike; ops/conv_winograd_avx512.c loads them), then Bᵀ;
-   Aᵀ and bias, then each lane's pixels stored alone. */
+/* Along rows each block's eight input values are contiguous: one masked
+   load a lane, then an 8×8 transpose (as ops/conv_winograd_avx512.c). */
+static void input_along_rows(const wino_gathered *G, const float *src, __m256 *d)
+{
+    __m256 r[8], t[8], s[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm256_maskload_ps(src + G->in[k], lanes_of(G->along[k]));
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        s[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        s[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        s[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        s[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    /* column j: the low 128-bit halves of s[j mod 4] and s[4 + j mod 4] (j < 4), else the high ones */
+    for (int j = 0; j < 4; j++) {
+        d[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);
+        d[4 + j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);
+    }
+}
+
+/* Along columns, lanes of one block row read consecutive columns of each
+   input row: a masked load a run of them (lane a of a run starting at
+   input offset o reads from o − a); the runs' lanes do not overlap, and
+   maskload zeroes the others. */
+static void input_along_columns(const wino_grid *g, const wino_gathered *G, const float *src, __m256 *d)
+{
+    for (int i = 0; i < 8; i++) {
+        d[i] = _mm256_setzero_ps();
+        for (int r = 0; r < G->runs; r++) {
+            unsigned a = G->run_at[r], b = r + 1 < G->runs ? G->run_at[r + 1] : 8;
+            __m256i lanes = lanes_of(((1u << b) - (1u << a)) & G->row_in[i]);
+            d[i] = _mm256_or_ps(d[i], _mm256_maskload_ps(src + ((ptrdiff_t)G->in[a] - (ptrdiff_t)a + (ptrdiff_t)i * g->sw), lanes));
+        }
+    }
+}
+
+/* F(2, 7): the block's eight input values along its row (input_along_rows)
+   or column (input_along_columns; eight gathers where a group holds more
+   than four runs), then Bᵀ; Aᵀ and bias, then each lane's pixels stored
+   alone. */
 void wino_input_1d_avx2(const wino_grid *g, const wino_gathered *G, const float *src, float *v, size_t pstride)
 {
-    __m256i at = _mm256_loadu_si256((const __m256i *)G->in);
     __m256 d[8];
-    for (int i = 0; i < g->ext_r; i++)
-        for (int j = 0; j < g->ext_c; j++)
-            d[i + j] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, _mm256_add_epi32(at, _mm256_set1_epi32(i * g->sw + j)),
-                                                _mm256_castsi256_ps(lanes_of(G->row_in[i] & G->col_in[j])), 4);
+    if (g->ext_r == 1) {
+        input_along_rows(G, src, d);
+    } else if (G->runs) {
+        input_along_columns(g, G, src, d);
+    } else {
+        __m256i at = _mm256_loadu_si256((const __m256i *)G->in);
+        for (int i = 0; i < 8; i++)
+            d[i] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, _mm256_add_epi32(at, _mm256_set1_epi32(i * g->sw)),
+                                            _mm256_castsi256_ps(lanes_of(G->row_in[i] & G->col_in[0])), 4);
+    }
     __m256 r[8];
     input_f27(d, r);
     for (int p = 0; p < WINO_POS_1D; p++) _mm256_store_ps(v + (size_t)p * pstride, r[p]);
