@@ -263,8 +263,11 @@ int moedit_vae_reserve(moedit_vae *v, int h, int w);
 /* on = 1: the decoder's convolutions round weights and activations to
    bfloat16 (float32 sums), on AMX tiles where the CPU has them, else on
    AVX512-BF16 (twice the float32 rate on AMD, half of it on Intel), on
-   other AVX2/AVX-512 CPUs emulated (same numerics, no faster). MOEDIT_EINPUT
-   where only OpenBLAS runs. on = 0 (the default) restores float32. */
+   other AVX2/AVX-512 CPUs emulated (same numerics, no faster). They stay
+   direct convolutions, while float32 runs the 3×3 layers by Winograd: on
+   Zen 5 the float32 decode is the faster (docs/performance.md).
+   MOEDIT_EINPUT where only OpenBLAS runs. on = 0 (the default) restores
+   float32. */
 int moedit_vae_set_bf16(moedit_vae *v, int on);
 
 /* ---- installation, bindings, evaluation -------------------------------- */

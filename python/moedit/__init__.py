@@ -333,7 +333,7 @@ class VAE:
     """A diffusers AutoencoderKL decoder (folder, weights file, or fmnist-vae)."""
 
     def __init__(self, path_or_alias="fmnist-vae", bf16=False):
-        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (AMX or AVX512-BF16 for speed)."""
+        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (direct: on Zen 5 slower than float32's Winograd)."""
         self._v = None
         self.path = model_path(path_or_alias)
         v = ctypes.c_void_p()
