@@ -278,16 +278,17 @@ static void input_along_columns(const wino_grid *g, const wino_gathered *G, cons
    more than four runs), then Bᵀ (input_f27). */
 void wino_input_1d_avx512(const wino_grid *g, const wino_gathered *G, const float *src, float *v, size_t pstride)
 {
-    __m512i at = _mm512_loadu_si512(G->in);
     __m512 d[8];
-    if (g->ext_r == 1)
+    if (g->ext_r == 1) {
         input_along_rows(G, src, d);
-    else if (G->runs)
+    } else if (G->runs) {
         input_along_columns(g, G, src, d);
-    else
+    } else {
+        __m512i at = _mm512_loadu_si512(G->in);
         for (int i = 0; i < 8; i++)
             d[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)(G->row_in[i] & G->col_in[0]),
                                             _mm512_add_epi32(at, _mm512_set1_epi32(i * g->sw)), src, 4);
+    }
     __m512 r[8];
     input_f27(d, r);
     for (int p = 0; p < WINO_POS_1D; p++) _mm512_store_ps(v + (size_t)p * pstride, r[p]);

@@ -11,7 +11,6 @@
 #define WINO_POS 36   /* 6×6 transformed positions of F(4×4, 3×3) */
 #define WINO_POS_1D 8 /* 8 of F(2, 7) */
 
-
 /* The output's 4×4 blocks: th rows of tw, lane groups of `lanes` blocks
    side by side on a block row — or, with pair, where a block row holds 8
    blocks or fewer (16-lane groups, no upsampling), of two block rows,

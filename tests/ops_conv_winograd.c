@@ -181,6 +181,7 @@ Test(winograd, factorized_7x7_against_im2col)
     free(im2col_into(row, 2, 5, 4, 0, 70));        /* narrower than the kernel */
     free(im2col_into(col, 2, 4, 5, 0, 70));        /* 4 runs of lanes along rows a group */
     free(im2col_into(col, 2, 6, 3, 0, 70));        /* more: gathered on AVX-512 too */
+    free(im2col_into(col, 3, 6, 1, 0, 70));        /* one column: a run a lane, gathered on AVX2 too */
 }
 
 /* The same layer on one thread and on all, and each image alone against
