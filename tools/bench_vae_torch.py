@@ -66,6 +66,16 @@ def count_gflop(model, *inputs, folded=False, winograd=False):
     return total[0] / 1e9
 
 
+def bench_decoder(latent_size, batch=1):
+    """The benchmark's decoder (sd-vae's shape, random weights of seed 0), its
+    config and a batch of latents (seed 1), already divided by the scaling factor."""
+    cfg = ref.diffusers_config([128, 256, 512, 512], 2)
+    model = ref.AutoencoderKLDecoder(cfg, "old").eval()
+    ref.fill_random_weights(model, 0)
+    z = torch.randn(batch, 4, latent_size, latent_size, generator=torch.Generator().manual_seed(1))
+    return cfg, model, z
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--latent-size", type=int, default=32, help="latent h = w (image is 8x)")
@@ -76,11 +86,8 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    cfg = ref.diffusers_config([128, 256, 512, 512], 2)
-    model = ref.AutoencoderKLDecoder(cfg, "old").eval()
-    ref.fill_random_weights(model, 0)
+    cfg, model, z = bench_decoder(args.latent_size, args.batch)
     s = args.latent_size
-    z = torch.randn(args.batch, 4, s, s, generator=torch.Generator().manual_seed(1))
 
     times = []
     with torch.no_grad():

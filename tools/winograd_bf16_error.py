@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vae_reference as ref  # noqa: E402
+from bench_vae_torch import bench_decoder  # noqa: E402
 
 # Lavin & Gray's F(4×4, 3×3) and F(2×2, 3×3): y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A.
 F4 = dict(
@@ -104,11 +104,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = ref.diffusers_config([128, 256, 512, 512], 2)
-    model = ref.AutoencoderKLDecoder(cfg, "old").eval()
-    ref.fill_random_weights(model, 0)
-    s = args.latent_size
-    z = torch.randn(1, 4, s, s, generator=torch.Generator().manual_seed(1))
+    _, model, z = bench_decoder(args.latent_size)
     base = decode(model, z, "f32").double()
     level = 2.0 / 255
     print(f"float32 decode {tuple(base.shape)}, outputs {base.min():.3f} … {base.max():.3f}")
