@@ -51,6 +51,16 @@ int cli_fail(int rc)
     return rc == MOEDIT_EINPUT ? 2 : 1;
 }
 
+const char *cli_float_str(float v, char buf[CLI_FLOAT_STR])
+{
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, CLI_FLOAT_STR, "%.*g", digits, v);
+        if (strtof(buf, NULL) == v) return buf;
+    }
+    snprintf(buf, CLI_FLOAT_STR, "%.9g", v);
+    return buf;
+}
+
 void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags)
 {
     printf("usage: moedit %s %s\n", cmd, synopsis);

@@ -50,6 +50,10 @@ void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags);
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_float(const char *s, float *out);
+/* v in the fewest digits (at least %g's six) that read back as v, so printed
+   settings (the repeat line, fid-sample's fingerprint) are the ones that ran. */
+enum { CLI_FLOAT_STR = 32 };
+const char *cli_float_str(float v, char buf[CLI_FLOAT_STR]);
 
 /* Prints "moedit: <library error>" and returns the exit status for rc. */
 int cli_fail(int rc);

@@ -179,15 +179,15 @@ static int resolve_options(const sample_args *a, const moedit_model *m, moedit_s
 static void print_repeat(const char *model, const moedit_sample_options *o, int n, const int64_t *labels,
                          const sample_args *a)
 {
-    char chans[16], solver[128];
+    char chans[16], solver[128], num[CLI_FLOAT_STR];
     snprintf(chans, sizeof chans, "%d", o->cfg_channels);
     cli_solver_describe(o, solver, sizeof solver);
-    fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s%s --cfg %g --cfg-channels %s", model,
-            me_sampler_name(o->sampler), o->steps, solver, o->cfg, o->cfg_channels ? chans : "all");
+    fprintf(stderr, "moedit sample --model %s --sampler %s --steps %s%s --cfg %s --cfg-channels %s", model,
+            me_sampler_name(o->sampler), o->steps, solver, cli_float_str(o->cfg, num), o->cfg_channels ? chans : "all");
     if (a->s.load.heads != INT_MIN) fprintf(stderr, " --heads %d", a->s.load.heads);
     if (a->s.load.top_k != INT_MIN) fprintf(stderr, " --top-k %d", a->s.load.top_k);
     if (a->s.load.bf16) fprintf(stderr, " --bf16");
-    if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %g", o->eta);
+    if (o->sampler == MOEDIT_SAMPLER_DDIM) fprintf(stderr, " --eta %s", cli_float_str(o->eta, num));
     if (!me_sampler_is_flow(o->sampler)) fprintf(stderr, " --schedule %s", o->cosine_schedule ? "cosine" : "linear");
     if (a->noise) fprintf(stderr, " --noise %s", a->noise);
     else fprintf(stderr, " --seed %llu --rng %s", (unsigned long long)o->seed, o->rng == MOEDIT_RNG_TORCH ? "torch" : "native");

@@ -47,7 +47,7 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
         {"--cfg-interval", CLI_STR, &s->cfg_interval, "LO,HI", "guidance only for timesteps in [LO,HI] (flow: t in [0,1])"},
         {"--cfg", CLI_FLOAT, &s->cfg, "S", "guidance scale, 1 = none (default 1.5)"},
         {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all", "guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},
-        {"--eta", CLI_FLOAT, &s->eta, "E", "DDIM eta (default 0)"},
+        {"--eta", CLI_FLOAT, &s->eta, "E", "DDIM eta, 0 to 1 (default 0)"},
         {"--schedule", CLI_STR, &s->schedule, "linear|cosine", "default: cosine for Switch-DiT, else linear"},
         {"--seed", CLI_STR, &s->seed, "S", "seed (default 0)"},
     };
@@ -157,7 +157,7 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
         else o->cfg_channels = (int)k;
     }
     if (!isnan(s->eta)) {
-        if (!(s->eta >= 0) || !isfinite(s->eta)) return cli_usage_error(cmd, "--eta: %g must be >= 0", s->eta);
+        if (!(s->eta >= 0 && s->eta <= 1)) return cli_usage_error(cmd, "--eta: %g is not in [0, 1]", s->eta);
         if (o->sampler != MOEDIT_SAMPLER_DDIM) return cli_usage_error(cmd, "--eta applies to --sampler ddim only");
         o->eta = s->eta;
     }

@@ -71,7 +71,9 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
         me_solver_schedule_free(&sc);
     }
 
-    if (s->cfg_interval) {
+    /* defaults.json's interval belongs to its guidance: --cfg 1 turns both off */
+    const int interval_flag = s->cfg_interval && s->cfg_interval != s->owned_solver[1];
+    if (s->cfg_interval && (interval_flag || o->cfg > 1)) {
         float lo, hi;
         const float tmax = flow_model ? 1 : 999;
         if (parse_interval(s->cfg_interval, &lo, &hi))
@@ -96,5 +98,7 @@ void cli_solver_describe(const moedit_sample_options *o, char *buf, size_t cap)
         if (o->karras && n < cap) n += (size_t)snprintf(buf + n, cap - n, " --karras");
     }
     if (o->sampler == MOEDIT_SAMPLER_UNIPC && n < cap) n += (size_t)snprintf(buf + n, cap - n, " --order %d", o->order ? o->order : 2);
-    if (o->cfg_interval && n < cap) snprintf(buf + n, cap - n, " --cfg-interval %g,%g", o->cfg_lo, o->cfg_hi);
+    char lo[CLI_FLOAT_STR], hi[CLI_FLOAT_STR];
+    if (o->cfg_interval && n < cap)
+        snprintf(buf + n, cap - n, " --cfg-interval %s,%s", cli_float_str(o->cfg_lo, lo), cli_float_str(o->cfg_hi, hi));
 }

@@ -213,7 +213,7 @@ typedef struct {
                               other solvers: "N" model evaluations) */
     float cfg;             /* 1 = no guidance */
     int cfg_channels;      /* channels guided: 3, or 0 = all; -1 = family default */
-    float eta;             /* DDIM */
+    float eta;             /* DDIM, 0 … 1 */
     int cosine_schedule;   /* -1 = family default (Switch-DiT: cosine) */
     uint64_t seed;
     moedit_rng rng;

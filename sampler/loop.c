@@ -91,8 +91,9 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
 {
     if (n < 1) return me_fail(MOEDIT_EINPUT, "sample: no rows to sample");
     if (o->cfg < 1 || !isfinite(o->cfg)) return me_fail(MOEDIT_EINPUT, "sample: cfg %g must be >= 1", o->cfg);
-    if (o->sampler == MOEDIT_SAMPLER_DDIM && !(o->eta >= 0))
-        return me_fail(MOEDIT_EINPUT, "sample: eta %g must be >= 0", o->eta);
+    /* past 1, σ² can exceed 1 − ᾱ_prev and √(1 − ᾱ_prev − σ²) is NaN near the end */
+    if (o->sampler == MOEDIT_SAMPLER_DDIM && !(o->eta >= 0 && o->eta <= 1))
+        return me_fail(MOEDIT_EINPUT, "sample: eta %g is not in [0, 1]", o->eta);
     for (int i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] > s->num_classes)
             return me_fail(MOEDIT_EINPUT, "sample: class %lld outside 0..%d", (long long)labels[i], s->num_classes);

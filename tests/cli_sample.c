@@ -159,6 +159,7 @@ Test(sample, usage_errors)
     assert_usage_error((const char *[]){BASE, "--class", "1,2", "--noise", SAM "moe_ddim10_cfg4.npy", "--class", "1,2,3", NULL}, "--noise");
     assert_usage_error((const char *[]){BASE, "--noise", SAM "missing.npy", NULL}, "missing.npy");
     assert_usage_error((const char *[]){BASE, "--eta", "0.5", NULL}, "--eta");
+    assert_usage_error((const char *[]){BASE, "--sampler", "ddim", "--eta", "1.5", NULL}, "--eta");
     assert_usage_error((const char *[]){BASE, "--bogus", NULL}, "--bogus");
     assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--out", "x.png", NULL}, "--no-vae");
     assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--out", "x.png", NULL}, "VAE");

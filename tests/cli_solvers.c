@@ -98,6 +98,29 @@ Test(solvers, defaults_json_names_a_solver)
     cr_assert_not_null(strstr(err_text, "--sampler ddim --steps 250 --cfg"), "%s", err_text);
 }
 
+/* defaults.json's interval applies with its guidance and goes with it at --cfg 1
+   (only the flag is refused without guidance); the repeat line prints the
+   settings that ran, digits enough to read back the same floats */
+Test(solvers, defaults_json_interval_follows_guidance)
+{
+    char model[192], json[192], cmd[512];
+    snprintf(model, sizeof model, "%s/model.pt", tmp);
+    snprintf(json, sizeof json, "%s/defaults.json", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
+    cr_assert_eq(system(cmd), 0);
+    const char *j = "{\"sampler\": \"ddim\", \"steps\": 4, \"cfg\": 2, \"cfg_interval\": \"0.1234567,500.25\", \"heads\": 2}";
+    tu_write_file(json, j, strlen(j));
+    const char *guided[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
+                            "--cfg", "1.2345678", NULL};
+    cr_assert_eq(run(guided), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--cfg-interval 0.1234567,500.25 --cfg 1.2345678 "), "%s", err_text);
+    const char *unguided[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
+                              "--cfg", "1", NULL};
+    cr_assert_eq(run(unguided), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "--steps 4 --cfg 1 "), "%s", err_text);
+    cr_assert_null(strstr(err_text, "--cfg-interval"), "%s", err_text);
+}
+
 /* one traced step per model evaluation; null rows only inside the interval */
 Test(solvers, trace_steps_are_evaluations)
 {

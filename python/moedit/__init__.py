@@ -239,8 +239,8 @@ class Model:
             else:
                 raise _arg_error("cfg_channels: '%s' is not 3 or all" % cfg_channels)
         if eta is not None:
-            if not (eta >= 0 and np.isfinite(eta)):
-                raise _arg_error("eta: %g must be >= 0" % eta)
+            if not (0 <= eta <= 1):
+                raise _arg_error("eta: %g is not in [0, 1]" % eta)
             if r["sampler"] != "ddim":
                 raise _arg_error("eta applies to sampler ddim only")
             r["eta"] = float(np.float32(eta))

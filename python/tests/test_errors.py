@@ -46,6 +46,8 @@ def test_bad_arguments(moe):
         moe.sample([0], sampler="euler")
     with pytest.raises(moedit.Error, match="eta"):
         moe.sample([0], eta=0.5)        # DDPM takes no eta
+    with pytest.raises(moedit.Error, match=r"eta: 1.5 is not in \[0, 1\]"):
+        moe.sample([0], sampler="ddim", eta=1.5)
     with pytest.raises(moedit.Error, match="cfg"):
         moe.sample([0], cfg=0.5)
 
