@@ -42,14 +42,40 @@ static int bad_shape(const me_tensors *ts, const me_tensor *t, const char *why)
 
 static int has(const me_tensors *ts, const char *name) { return me_tensors_find(ts, name) != NULL; }
 
-/* A positive integer from the metadata, or 0 when absent or malformed. */
-static int meta_int(const me_tensors *ts, const char *key)
+/* A positive integer from the metadata into *v (0 when absent); a value that
+   is there but not one is an error, not the default it would silently become. */
+static int meta_int(const me_tensors *ts, const char *key, int *v)
 {
+    *v = 0;
     const char *s = me_tensors_meta(ts, key);
-    if (!s) return 0;
+    if (!s) return MOEDIT_OK;
     char *end;
-    long v = strtol(s, &end, 10);
-    return (end != s && *end == 0 && v > 0 && v < (1 << 24)) ? (int)v : 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || x <= 0 || x >= (1 << 24))
+        return me_fail(MOEDIT_EINPUT, "%s: metadata %s '%s' is not a positive integer", me_tensors_source(ts), key, s);
+    *v = (int)x;
+    return MOEDIT_OK;
+}
+
+/* Blocks are counted up to the first missing one; a later block present, or
+   metadata naming another depth, means the file lost blocks in the middle. */
+static int check_depth(const me_tensors *ts, int depth)
+{
+    int meta;
+    if (meta_int(ts, "depth", &meta)) return MOEDIT_EINPUT;
+    if (meta && meta != depth)
+        return me_fail(MOEDIT_EINPUT, "%s: metadata depth %d, but blocks.%d.adaLN_modulation.1.weight is missing",
+                       me_tensors_source(ts), meta, depth);
+    for (int i = 0, n = me_tensors_count(ts); i < n; i++) {
+        const char *name = me_tensors_at(ts, i)->name;
+        char *end;
+        if (strncmp(name, "blocks.", 7)) continue;
+        long b = strtol(name + 7, &end, 10);
+        if (end != name + 7 && *end == '.' && b >= depth)
+            return me_fail(MOEDIT_EINPUT, "%s: %s present, but blocks.%d.adaLN_modulation.1.weight is missing",
+                           me_tensors_source(ts), name, depth);
+    }
+    return MOEDIT_OK;
 }
 
 /* SPEC §1: the heads upstream's model tables use for each width. */
@@ -87,6 +113,7 @@ int me_detect_config(const me_tensors *ts, const moedit_load_options *opt, moedi
            has(ts, name))
         cfg->depth++;
     if (cfg->depth == 0) { need(ts, "blocks.0.adaLN_modulation.1.weight", 2); return MOEDIT_EINPUT; }
+    if (check_depth(ts, cfg->depth)) return MOEDIT_EINPUT;
 
     /* pos_embed [1, T, D] fixes the grid; without it only metadata can. */
     if ((t = me_tensors_find(ts, "pos_embed"))) {
@@ -95,7 +122,9 @@ int me_detect_config(const me_tensors *ts, const moedit_load_options *opt, moedi
         while ((int64_t)(g + 1) * (g + 1) <= t->shape[1]) g++;
         if ((int64_t)g * g != t->shape[1]) return bad_shape(ts, t, "has a non-square token count");
         cfg->input_size = g * p;
-    } else if (!(cfg->input_size = meta_int(ts, "input_size"))) {
+    } else if (meta_int(ts, "input_size", &cfg->input_size)) {
+        return MOEDIT_EINPUT;
+    } else if (!cfg->input_size) {
         return me_fail(MOEDIT_EINPUT, "%s: missing tensor pos_embed (and no input_size metadata)", src);
     }
     if (cfg->input_size % p) return me_fail(MOEDIT_EINPUT, "%s: input size %d is not a multiple of patch %d",
@@ -112,9 +141,12 @@ int me_detect_config(const me_tensors *ts, const moedit_load_options *opt, moedi
        one-row table is the num_classes == 1 Switch-DiT case without it. */
     if (!(t = need(ts, "y_embedder.embedding_table.weight", 2))) return MOEDIT_EINPUT;
     if (t->shape[1] != D || t->shape[0] < 1) return bad_shape(ts, t, "is not [num_classes+1, D]");
-    cfg->num_classes = meta_int(ts, "num_classes");
-    if (!cfg->num_classes || cfg->num_classes > t->shape[0])
-        cfg->num_classes = t->shape[0] > 1 ? (int)t->shape[0] - 1 : 1;
+    if (meta_int(ts, "num_classes", &cfg->num_classes)) return MOEDIT_EINPUT;
+    const int rows = (int)t->shape[0];
+    if (cfg->num_classes && cfg->num_classes != rows - 1 && !(rows == 1 && cfg->num_classes == 1))
+        return me_fail(MOEDIT_EINPUT, "%s: metadata num_classes %d, but the class table has %d rows (classes and the "
+                       "null class)", src, cfg->num_classes, rows);
+    cfg->num_classes = rows > 1 ? rows - 1 : 1;
 
     if (has(ts, "blocks.0.attn.Wqkv.weight")) {
         if (!need(ts, "blocks.0.attn.q_norm.weight", 1)) return MOEDIT_EINPUT;
@@ -157,18 +189,24 @@ int me_detect_config(const me_tensors *ts, const moedit_load_options *opt, moedi
         break;
     }
 
-    cfg->heads = opt && opt->heads > 0 ? opt->heads : meta_int(ts, "heads");
+    int meta_heads, meta_top_k;
+    if (meta_int(ts, "heads", &meta_heads) || meta_int(ts, "top_k", &meta_top_k)) return MOEDIT_EINPUT;
+    cfg->heads = opt && opt->heads > 0 ? opt->heads : meta_heads;
     if (!cfg->heads) cfg->heads = default_heads(D);
     if (D % cfg->heads)
         return me_fail(MOEDIT_EINPUT, "%s: %d heads do not divide hidden size %d (use --heads)", src,
                        cfg->heads, D);
-    cfg->top_k = opt && opt->top_k > 0 ? opt->top_k : meta_int(ts, "top_k");
+    cfg->top_k = opt && opt->top_k > 0 ? opt->top_k : meta_top_k;
     if (!cfg->top_k) cfg->top_k = 2;
     if (cfg->num_experts && cfg->top_k > cfg->num_experts)
         return me_fail(MOEDIT_EINPUT, "%s: top-k %d exceeds the %d experts", src, cfg->top_k, cfg->num_experts);
     /* The released qk-norm models (XL/G) are the rectified-flow ones. */
     cfg->flow = cfg->attention == MOEDIT_ATTN_QKNORM;
     const char *fl = me_tensors_meta(ts, "flow");
-    if (fl) cfg->flow = strcmp(fl, "1") == 0 || strcmp(fl, "true") == 0;
+    if (fl && !strcmp(fl, "1")) fl = "true";
+    if (fl && !strcmp(fl, "0")) fl = "false";
+    if (fl && strcmp(fl, "true") && strcmp(fl, "false"))
+        return me_fail(MOEDIT_EINPUT, "%s: metadata flow '%s' is not true or false", src, fl);
+    if (fl) cfg->flow = !strcmp(fl, "true");
     return MOEDIT_OK;
 }

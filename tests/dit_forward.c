@@ -194,6 +194,32 @@ Test(dit_config, default_heads_and_top_k)
     me_tensors_free(ts);
 }
 
+/* metadata that contradicts the weights, or is not a value at all, is refused
+   rather than replaced by a default or a guess */
+Test(dit_config, bad_metadata_is_refused)
+{
+    const char *cases[][3] = {
+        {"heads", "abc", "heads 'abc'"},     {"top_k", "-2", "top_k '-2'"},
+        {"num_classes", "5", "num_classes 5"}, {"depth", "4", "depth 4"},
+        {"flow", "yes", "flow 'yes'"},
+    };
+    for (int i = 0; i < 5; i++) {
+        me_tensors *ts;
+        cr_assert_eq(me_tensors_open(path_of("moe_top2", ".pt"), &ts), MOEDIT_OK);
+        moedit_config c;
+        cr_assert_eq(me_detect_config(ts, NULL, &c), MOEDIT_OK, "%s", moedit_last_error());
+        char good[16];
+        snprintf(good, sizeof good, "%d", c.num_classes);
+        me_tensors_set_meta(ts, "num_classes", good);
+        cr_expect_eq(me_detect_config(ts, NULL, &c), MOEDIT_OK, "the table's own count: %s", moedit_last_error());
+        me_tensors_set_meta(ts, cases[i][0], cases[i][1]);
+        cr_expect_eq(me_detect_config(ts, NULL, &c), MOEDIT_EINPUT, "%s %s", cases[i][0], cases[i][1]);
+        cr_expect_not_null(strstr(moedit_last_error(), cases[i][2]), "%s", moedit_last_error());
+        me_tensors_free(ts);
+    }
+}
+
+
 /* ---- routing decisions --------------------------------------------------- */
 
 typedef struct {
@@ -397,6 +423,21 @@ Test(dit_errors, not_a_transformer)
     moedit_model *m;
     cr_expect_eq(moedit_model_load(p, NULL, &m), MOEDIT_EINPUT);
     cr_expect_not_null(strstr(moedit_last_error(), "blocks.0.mlp.fc1.weight"), "%s", moedit_last_error());
+    unlink(p);
+}
+
+/* blocks are counted up to the first missing one: a later block left over
+   means the file lost one in the middle, not that the model is shallower */
+Test(dit_config, missing_middle_block_is_refused)
+{
+    const char *p = doctored("moe_top2", "blocks.1.adaLN_modulation.1.weight", NULL);
+    me_tensors *ts;
+    cr_assert_eq(me_tensors_open(p, &ts), MOEDIT_OK);
+    moedit_config c;
+    cr_expect_eq(me_detect_config(ts, NULL, &c), MOEDIT_EINPUT);
+    cr_expect_not_null(strstr(moedit_last_error(), "blocks.1.adaLN_modulation.1.weight is missing"), "%s",
+                       moedit_last_error());
+    me_tensors_free(ts);
     unlink(p);
 }
 
