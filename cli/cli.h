@@ -119,10 +119,16 @@ typedef struct {
     int karras, order;
     char *owned_solver[2];   /* "spacing" and "cfg_interval" from defaults.json */
     int json_karras, json_order;   /* defaults.json "karras" / "order" (0: none) */
+    char *json_path;               /* that defaults.json, for messages about its values */
     int vae_bf16;                  /* --vae-bf16: moedit_vae_set_bf16 */
 } cli_sampling;
 #define CLI_SAMPLING_FLAGS 21   /* entries cli_sampling_flags writes */
 void cli_sampling_init(cli_sampling *s);
+/* How a message names a setting: `flag`, or `PATH "key"` where value is the
+   string read from defaults.json (json_value), so no error blames a flag the
+   user never gave. buf holds the latter. */
+const char *cli_sampling_source(const cli_sampling *s, const char *value, const char *json_value, const char *flag,
+                                const char *key, char *buf, size_t cap);
 void cli_sampling_free(cli_sampling *s);
 /* Writes the flag-table entries (--model … --no-verify) to f; returns their count. */
 int cli_sampling_flags(cli_sampling *s, cli_flag *f);

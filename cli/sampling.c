@@ -29,6 +29,46 @@ void cli_sampling_free(cli_sampling *s)
     memset(s->owned, 0, sizeof s->owned);
     for (size_t i = 0; i < sizeof s->owned_solver / sizeof s->owned_solver[0]; i++) free(s->owned_solver[i]);
     memset(s->owned_solver, 0, sizeof s->owned_solver);
+    free(s->json_path);
+    s->json_path = NULL;
+}
+
+const char *cli_sampling_source(const cli_sampling *s, const char *value, const char *json_value, const char *flag,
+                                const char *key, char *buf, size_t cap)
+{
+    if (!value || value != json_value || !s->json_path) return flag;
+    snprintf(buf, cap, "%s \"%s\"", s->json_path, key);
+    return buf;
+}
+
+/* The types and ranges defaults.json's values must have; the values naming a
+   sampler, steps, schedule, spacing or interval are checked with the flags'. */
+static int check_json_types(const char *cmd, const char *path, cJSON *j)
+{
+    static const char *strings[] = {"sampler", "spacing", "cfg_interval", "schedule", "vae"};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(j, strings[i]);
+        if (v && !cJSON_IsString(v)) return cli_usage_error(cmd, "%s: \"%s\" is not a string", path, strings[i]);
+    }
+    static const struct { const char *key; double lo, hi; } ints[] = {
+        {"heads", 1, 4096}, {"top_k", 1, 4096}, {"order", 1, 3}, {"steps", 1, 1000}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
+        if (!v || (cJSON_IsString(v) && !strcmp(ints[i].key, "steps"))) continue;
+        double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        if (!(x >= ints[i].lo && x <= ints[i].hi && x == floor(x)))
+            return cli_usage_error(cmd, "%s: \"%s\" is not an integer from %g to %g", path, ints[i].key, ints[i].lo,
+                                   ints[i].hi);
+    }
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "cfg");
+    if (v && !(cJSON_IsNumber(v) && isfinite((float)v->valuedouble) && v->valuedouble >= 1))
+        return cli_usage_error(cmd, "%s: \"cfg\" is not a number >= 1", path);
+    v = cJSON_GetObjectItemCaseSensitive(j, "karras");
+    if (v && !cJSON_IsBool(v)) return cli_usage_error(cmd, "%s: \"karras\" is not true or false", path);
+    v = cJSON_GetObjectItemCaseSensitive(j, "cfg_channels");
+    if (v && !cJSON_IsString(v) && !(cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble)))
+        return cli_usage_error(cmd, "%s: \"cfg_channels\" is not 3 or \"all\"", path);
+    return 0;
 }
 
 int cli_sampling_flags(cli_sampling *s, cli_flag *f)
@@ -97,6 +137,12 @@ int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir
         cJSON_Delete(j);
         return cli_usage_error(cmd, "%s: not a JSON object", path);
     }
+    if (check_json_types(cmd, path, j)) {
+        cJSON_Delete(j);
+        return 2;
+    }
+    free(s->json_path);
+    s->json_path = strdup(path);
     const char **slots[] = {&s->sampler, &s->steps, &s->cfg_channels, &s->schedule};
     static const char *keys[] = {"sampler", "steps", "cfg_channels", "schedule"};
     /* the file's steps belong to the file's sampler (20 for dpm++2m would be
@@ -135,25 +181,33 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
 {
     moedit_sample_defaults(m, o);
     const moedit_config *c = moedit_model_config(m);
+    char src[4300];
     if (s->sampler) {
         int k = 0;
         while (me_sampler_name((moedit_sampler)k) && strcmp(me_sampler_name((moedit_sampler)k), s->sampler)) k++;
         if (!me_sampler_name((moedit_sampler)k))
-            return cli_usage_error(cmd, "--sampler: '%s' is not ddpm, ddim, dpm++2m, dpm++3m, unipc, dpm++2m-sde, "
-                                   "flow, heun or midpoint", s->sampler);
+            return cli_usage_error(cmd, "%s: '%s' is not ddpm, ddim, dpm++2m, dpm++3m, unipc, dpm++2m-sde, "
+                                   "flow, heun or midpoint",
+                                   cli_sampling_source(s, s->sampler, s->owned[0], "--sampler", "sampler", src, sizeof src),
+                                   s->sampler);
         o->sampler = (moedit_sampler)k;
         if (!s->steps) o->steps = me_default_steps(o->sampler, c->family == MOEDIT_FAMILY_SWITCH_DIT);
     }
     if (s->steps) o->steps = s->steps;
     int tmp;
-    if (me_sample_evaluations(o, &tmp)) return cli_usage_error(cmd, "--%s", moedit_last_error());
+    if (me_sample_evaluations(o, &tmp))
+        return s->steps && s->steps == s->owned[1] ? cli_usage_error(cmd, "%s \"steps\": %s", s->json_path, moedit_last_error())
+                                                   : cli_usage_error(cmd, "--%s", moedit_last_error());
     if (!isnan(s->cfg)) o->cfg = s->cfg;
     if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(cmd, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
     if (s->cfg_channels) {
         long long k;
         if (!strcmp(s->cfg_channels, "all")) o->cfg_channels = 0;
         else if (cli_parse_int(s->cfg_channels, 1, 64, &k))
-            return cli_usage_error(cmd, "--cfg-channels: '%s' is not 3 or all", s->cfg_channels);
+            return cli_usage_error(cmd, "%s: '%s' is not 3 or all",
+                                   cli_sampling_source(s, s->cfg_channels, s->owned[2], "--cfg-channels", "cfg_channels",
+                                                       src, sizeof src),
+                                   s->cfg_channels);
         else o->cfg_channels = (int)k;
     }
     if (!isnan(s->eta)) {
@@ -164,7 +218,10 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
     if (s->schedule) {
         if (!strcmp(s->schedule, "linear")) o->cosine_schedule = 0;
         else if (!strcmp(s->schedule, "cosine")) o->cosine_schedule = 1;
-        else return cli_usage_error(cmd, "--schedule: '%s' is not linear or cosine", s->schedule);
+        else return cli_usage_error(cmd, "%s: '%s' is not linear or cosine",
+                                    cli_sampling_source(s, s->schedule, s->owned[3], "--schedule", "schedule", src,
+                                                        sizeof src),
+                                    s->schedule);
     }
     if (s->seed) {
         uint64_t v;

@@ -52,7 +52,11 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
                                                     "take a respacing in --steps)");
         int k = 0;
         while (k < 3 && strcmp(spacings[k], spacing)) k++;
-        if (k == 3) return cli_usage_error(cmd, "--spacing: '%s' is not linspace, leading or trailing", spacing);
+        char src[4300];
+        if (k == 3)
+            return cli_usage_error(cmd, "%s: '%s' is not linspace, leading or trailing",
+                                   cli_sampling_source(s, spacing, s->owned_solver[0], "--spacing", "spacing", src, sizeof src),
+                                   spacing);
         o->spacing = (moedit_spacing)k;
     }
     if (s->karras && !multistep) return cli_usage_error(cmd, "--karras applies to the dpm++ and unipc samplers");
@@ -76,11 +80,14 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
     if (s->cfg_interval && (interval_flag || o->cfg > 1)) {
         float lo, hi;
         const float tmax = flow_model ? 1 : 999;
+        char src[4300];
+        const char *name = cli_sampling_source(s, s->cfg_interval, s->owned_solver[1], "--cfg-interval", "cfg_interval",
+                                               src, sizeof src);
         if (parse_interval(s->cfg_interval, &lo, &hi))
-            return cli_usage_error(cmd, "--cfg-interval: '%s' is not LO,HI (e.g. 82,579)", s->cfg_interval);
+            return cli_usage_error(cmd, "%s: '%s' is not LO,HI (e.g. 82,579)", name, s->cfg_interval);
         if (!(lo < hi) || hi < 0 || lo > tmax)
-            return cli_usage_error(cmd, "--cfg-interval: [%g, %g] is empty or inverted (need LO < HI, within 0..%g)", lo,
-                                   hi, tmax);
+            return cli_usage_error(cmd, "%s: [%g, %g] is empty or inverted (need LO < HI, within 0..%g)", name, lo, hi,
+                                   tmax);
         if (!(o->cfg > 1)) return cli_usage_error(cmd, "--cfg-interval needs guidance (--cfg > 1)");
         o->cfg_interval = 1;
         o->cfg_lo = lo;

@@ -141,6 +141,31 @@ static void assert_usage_error(const char *const *args, const char *needle)
     cr_assert_neq(stat(out_path, &st), 0, "output file left behind");
 }
 
+/* a bad value in defaults.json is reported as the file's, not as a flag the
+   user never gave, and is never coerced into another value */
+Test(sample, defaults_json_errors_name_the_file)
+{
+    char model[128], cmd[512], json[128];
+    snprintf(model, sizeof model, "%s/model.pt", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(json, sizeof json, "%s/defaults.json", tmp);
+    const char *cases[][2] = {
+        {"{\"heads\": -2}", "defaults.json: \"heads\" is not an integer"},
+        {"{\"heads\": 3.7}", "defaults.json: \"heads\" is not an integer"},
+        {"{\"order\": 5}", "defaults.json: \"order\" is not an integer from 1 to 3"},
+        {"{\"karras\": \"yes\"}", "defaults.json: \"karras\" is not true or false"},
+        {"{\"cfg\": 1e300}", "defaults.json: \"cfg\" is not a number >= 1"},
+        {"{\"heads\": 2, \"steps\": \"abc\"}", "defaults.json \"steps\": "},
+        {"{\"heads\": 2, \"schedule\": \"quad\"}", "defaults.json \"schedule\": 'quad'"},
+        {"{\"heads\": 2, \"sampler\": \"euler\"}", "defaults.json \"sampler\": 'euler'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tu_write_file(json, cases[i][0], strlen(cases[i][0]));
+        assert_usage_error((const char *[]){"--model", model, "--no-vae", "--latents-out", out_path, NULL}, cases[i][1]);
+    }
+}
+
 Test(sample, usage_errors)
 {
 #define BASE "--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--latents-out", out_path
