@@ -274,6 +274,29 @@ Test(vae, missing_and_misshapen_tensors)
     me_tensors_set_meta(ts, "config.json", "{\"block_out_channels\": [128, 256, 512, 256], \"layers_per_block\": 2}");
     cr_assert_eq(vae_from_tensors(ts, &v), MOEDIT_EINPUT);
     cr_assert_not_null(strstr(moedit_last_error(), "expected"), "%s", moedit_last_error());
+
+    /* A config that describes less than the weights hold: the first tensor it
+       would leave unused is named, for each way of leaving some out. */
+#define SDVAE "\"block_out_channels\": [128, 256, 512, 512], \"layers_per_block\": "
+    const char *fewer[][2] = {
+        {"{" SDVAE "1}", "layers_per_block leaves tensor decoder.up_blocks.0.resnets.2.conv1.weight"},
+        {"{\"block_out_channels\": [256, 512, 512], \"layers_per_block\": 2}",
+         "block_out_channels leaves tensor decoder.up_blocks.3."},
+        {"{" SDVAE "2, \"mid_block_add_attention\": false}",
+         "mid_block_add_attention leaves tensor decoder.mid_block.attentions.0."},
+        {"{" SDVAE "2, \"use_post_quant_conv\": false}", "use_post_quant_conv leaves tensor post_quant_conv.weight"},
+    };
+#undef SDVAE
+    for (int k = 0; k < 4; k++) {
+        ts = me_tensors_new("fewer");
+        for (int i = 0; i < me_tensors_count(full); i++) {
+            const me_tensor *t = me_tensors_at(full, i);
+            me_tensors_add(ts, t->name, t->dtype, t->ndim, t->shape, t->data);
+        }
+        me_tensors_set_meta(ts, "config.json", fewer[k][0]);
+        cr_assert_eq(vae_from_tensors(ts, &v), MOEDIT_EINPUT, "%s", fewer[k][0]);
+        cr_assert_not_null(strstr(moedit_last_error(), fewer[k][1]), "%s", moedit_last_error());
+    }
     me_tensors_free(full);
 
     cr_assert_eq(moedit_vae_load(FIXTURES "/vae/no-such-vae", &v), MOEDIT_EINPUT);

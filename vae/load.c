@@ -205,6 +205,29 @@ static int infer_config(loader *L, vae_config *c)
     return MOEDIT_OK;
 }
 
+/* A config.json that describes less than the weights hold (fewer blocks or
+   resnets, no mid attention, no post_quant_conv) would decode with some of
+   them silently unused: each such tensor is an error. */
+static int check_config_covers(loader *L, const vae_config *c)
+{
+    const char *extra = NULL;
+    int n = c->num_blocks;
+    if (find(L, L->ldm ? nm(L, "decoder.up.%d.block.0.conv1.weight", n)
+                       : nm(L, "decoder.up_blocks.%d.resnets.0.conv1.weight", n)))
+        extra = "block_out_channels";
+    for (int i = 0; i < n && !extra; i++)
+        if (find(L, L->ldm ? nm(L, "decoder.up.%d.block.%d.conv1.weight", i, c->layers_per_block + 1)
+                           : nm(L, "decoder.up_blocks.%d.resnets.%d.conv1.weight", i, c->layers_per_block + 1)))
+            extra = "layers_per_block";
+    if (!extra && !c->mid_attention &&
+        (find(L, nm(L, "decoder.mid.attn_1.q.weight")) || find(L, nm(L, "decoder.mid_block.attentions.0.to_q.weight")) ||
+         find(L, nm(L, "decoder.mid_block.attentions.0.query.weight"))))
+        extra = "mid_block_add_attention";
+    if (!extra && !c->post_quant_conv && find(L, nm(L, "post_quant_conv.weight"))) extra = "use_post_quant_conv";
+    return extra ? me_fail(MOEDIT_EINPUT, "%s: config.json's %s leaves tensor %s unused", L->src, extra, L->name)
+                 : MOEDIT_OK;
+}
+
 /* ---- weights ------------------------------------------------------------------ */
 
 static int load_norm(loader *L, vae_norm *n, const char *base, int c)
@@ -328,6 +351,7 @@ int vae_from_tensors(me_tensors *ts, moedit_vae **out)
             char what[600];
             snprintf(what, sizeof what, "%s/config.json", L.src);
             rc = vae_config_parse(json, what, &v->cfg);
+            if (!rc) rc = check_config_covers(&L, &v->cfg);
         } else {
             rc = infer_config(&L, &v->cfg);
         }
