@@ -42,9 +42,11 @@ static int open_input(const char *path, input *in, cli_shard_meta *meta)
     if (in->img.ndim < 1) return me_fail(MOEDIT_EINPUT, "%s: arr_0 is a scalar", path);
     if (me_zip_find(&in->z.zip, "arr_1.npy")) {
         if ((rc = me_npz_get(&in->z, "arr_1", &in->lab))) return rc;
-        if (in->lab.ndim != 1 || in->lab.shape[0] != in->img.shape[0])
+        if (in->lab.ndim != 1)
+            return me_fail(MOEDIT_EINPUT, "%s: arr_1 has %d dimensions, not one label per image", path, in->lab.ndim);
+        if (in->lab.shape[0] != in->img.shape[0])
             return me_fail(MOEDIT_EINPUT, "%s: arr_1 has %lld labels for %lld images", path,
-                           in->lab.ndim == 1 ? (long long)in->lab.shape[0] : -1LL, (long long)in->img.shape[0]);
+                           (long long)in->lab.shape[0], (long long)in->img.shape[0]);
         in->has_lab = 1;
     }
     rc = cli_shard_read_meta(&in->z, path, meta);

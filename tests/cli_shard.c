@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "tests/testutil.h"
+#include "weights/npy.h"
+#include "weights/zip.h"
 
 static char dir[64];
 
@@ -162,6 +164,16 @@ Test(cli_shard, merge_orders_shards_and_refuses_a_broken_set)
     merge_refused("s0.npz model.npz s2.npz", "model.npz was sampled with other settings than s0.npz: model=");
     cr_assert_eq(run_env("", SAMPLE " --num 9 --shard 1/3 --npz num.npz", FIXTURES, FIXTURES), 0, "%s", err_text());
     merge_refused("s0.npz num.npz s2.npz", "num=9, not num=6");
+
+    /* labels that are not one per image: a table, not a count of -1 */
+    me_zip_writer w;
+    uint8_t img[2 * 2 * 2 * 3] = {0};
+    int64_t lab[4] = {0};
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "table.npz")), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, 4, (int64_t[]){2, 2, 2, 3}, img), MOEDIT_OK);
+    cr_assert_eq(me_npz_add(&w, "arr_1", ME_I64, 2, (int64_t[]){2, 2}, lab), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+    merge_refused("table.npz s1.npz", "table.npz: arr_1 has 2 dimensions, not one label per image");
 }
 
 /* "done N" of a state file, or -1. */
