@@ -1,4 +1,5 @@
 /* moedit — command-line entry: dispatches to one function per subcommand. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,9 +33,23 @@ static void usage(FILE *out)
         fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
 }
 
-int main(int argc, char **argv)
+/* Results printed to stdout sit in its buffer until exit, so a full disk or
+   /dev/full only shows here; without this check they are lost with status 0.
+   A closed stdout (EBADF) with nothing written to it is no error. After a
+   failed command its own line is the one error reported. */
+static int close_stdout(int rc)
 {
-    cli_omp_defaults();
+    if (rc) return rc;
+    int err = fflush(stdout) != 0 ? errno : 0;
+    if (!err && ferror(stdout)) err = EIO;
+    if (fclose(stdout) != 0 && !err && errno != EBADF) err = errno;
+    if (!err) return rc;
+    fprintf(stderr, "moedit: writing standard output: %s\n", strerror(err));
+    return 1;
+}
+
+static int run(int argc, char **argv)
+{
     /* a full disk or `ulimit -f` then fails the write (EFBIG), which removes
        the temporary file, instead of killing the process mid-file */
     signal(SIGXFSZ, SIG_IGN);
@@ -54,4 +69,10 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "moedit: unknown command '%s' (moedit --help lists them)\n", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv)
+{
+    cli_omp_defaults();
+    return close_stdout(run(argc, argv));
 }

@@ -142,10 +142,14 @@ int me_verify_enabled(void);
 int me_verify_suspend(int off);
 
 /* Writes bytes to path atomically: a temporary name in the same folder,
-   renamed when complete, removed on failure. */
+   renamed when complete, removed on failure. A symbolic link's target is
+   written in its place, a character device straight; other files that are
+   not regular are refused (core/file.c). */
 typedef struct {
     void *fp;      /* FILE* */
-    char *path, *tmp_path;
+    char *path;    /* as given, for messages */
+    char *dest;    /* what the temporary is renamed to; NULL for a device */
+    char *tmp_path;
 } me_atomic_file;
 int me_atomic_open(me_atomic_file *af, const char *path);
 int me_atomic_write(me_atomic_file *af, const void *data, size_t n);

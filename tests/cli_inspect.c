@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include "tests/testutil.h"
 #include "weights/formats.h"
@@ -343,4 +345,67 @@ Test(inspect, convert_refuses_hints_for_unknown_model)
     cr_assert_eq(access(out, F_OK), -1);
     const char *nodir[] = {"convert", ST "tiny_dit.pt", "--out", "/no/such/dir/x.safetensors", NULL};
     expect_one_line_error(nodir, "/no/such/dir/x.safetensors");
+}
+
+/* A device whose every write fails with ENOSPC: one made in tmp where this
+   runs as root (not trusting /dev's), else /dev/full if it is one; the test
+   is skipped otherwise. */
+static const char *full_device(void)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/full", tmp);
+    struct stat st;
+    if (geteuid() == 0 && mknod(path, S_IFCHR | 0600, makedev(1, 7)) == 0) {
+        int fd = open(path, O_WRONLY);   /* fails on a nodev mount */
+        if (fd >= 0) {
+            close(fd);
+            return path;
+        }
+        unlink(path);
+    }
+    if (stat("/dev/full", &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 7)) return "/dev/full";
+    cr_skip_test("no full device");
+}
+
+Test(inspect, stdout_write_error_reported)
+{
+    const char *full = full_device();
+    char err_path[128];
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
+    const char *args[] = {"inspect", "--json", ST "tiny_dit.safetensors", NULL};
+    cr_assert_eq(tu_run(args, full, err_path), 1);
+    tu_read_text(err_path, err_text, sizeof err_text);
+    cr_assert_str_eq(err_text, "moedit: writing standard output: No space left on device\n");
+    const char *help[] = {"--help", NULL};
+    cr_assert_eq(tu_run(help, full, err_path), 1);
+}
+
+/* --out through a symbolic link writes the link's target; a FIFO is refused
+   without waiting for a reader; a device is written, not replaced. */
+Test(inspect, convert_out_link_fifo_device)
+{
+    char target[160], link[160], fifo[160];
+    snprintf(target, sizeof target, "%s/target.safetensors", tmp);
+    snprintf(link, sizeof link, "%s/link.safetensors", tmp);
+    snprintf(fifo, sizeof fifo, "%s/fifo.safetensors", tmp);
+    tu_write_file(target, "old", 3);
+    cr_assert_eq(symlink("target.safetensors", link), 0);
+    const char *to_link[] = {"convert", ST "tiny_dit.pt", "--out", link, NULL};
+    cr_assert_eq(run(to_link), 0, "%s", err_text);
+    struct stat st;
+    cr_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced");
+    me_tensors *t;
+    cr_assert_eq(me_read_safetensors(target, &t), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_tensors_count(t), 32);
+    me_tensors_free(t);
+
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *to_fifo[] = {"convert", ST "tiny_dit.pt", "--out", fifo, NULL};
+    expect_one_line_error(to_fifo, "fifo.safetensors: not a regular file");
+    cr_assert(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+
+    const char *full = full_device();
+    const char *to_full[] = {"convert", ST "tiny_dit.pt", "--out", full, NULL};
+    expect_one_line_error(to_full, "No space left on device");
+    cr_assert(stat(full, &st) == 0 && S_ISCHR(st.st_mode), "the device was replaced");
 }
