@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include "cli/cli.h"
 #include "cli/images.h"
+#include "core/core.h"
 #include "core/cpu.h"
 #include "fid/inception.h"
 #include "ops/peak.h"
@@ -50,6 +51,7 @@ int cmd_forward(int argc, char **argv)
         return 0;
     }
     if (!xp || !tp || !yp || !outp) return cli_usage_error("forward", "--x, --t, --y and --out are required");
+    if (!cli_has_ext(outp, ".npy")) return cli_usage_error("forward", "--out %s: must end in .npy", outp);
     if (cli_model_options("forward", &mo, &lo)) return 2;
 
     moedit_model *m = NULL;
@@ -92,7 +94,22 @@ int cmd_forward(int argc, char **argv)
         goto done;
     }
     me_array_to_f32(&x, xf), me_array_to_f32(&t, tf), me_array_to_i64(&y, yi);
+    /* after the conversion: float64 beyond float's range is inf here */
+    size_t row = (size_t)c->in_channels * S * S;
+    char bad[96];
+    int nbad = me_non_finite_rows(xf, (int)n, row, bad, sizeof bad);
+    if (nbad) {
+        rc = cli_usage_error("forward", "%s: NaN or inf (as float32) in %d of %lld rows: %s", xp, nbad, (long long)n,
+                             bad);
+        goto done;
+    }
     rc = moedit_model_forward(m, (int)n, xf, tf, yi, out);
+    /* finite inputs can still overflow (x of 3e38): no output then */
+    if (!rc && (nbad = me_non_finite_rows(out, (int)n, out_len / (size_t)n, bad, sizeof bad))) {
+        rc = cli_usage_error("forward", "%s: the output overflows to NaN or inf in %d of %lld rows: %s; nothing "
+                             "written", xp, nbad, (long long)n, bad);
+        goto done;
+    }
     if (!rc) rc = me_npy_write(outp, ME_F32, 4, (int64_t[]){n, c->out_channels, S, S}, out);
     if (rc) rc = cli_fail(rc);
 done:

@@ -49,35 +49,6 @@ static int get_rows(me_npz *z, const char *path, const char *name, int dim, int6
     return rc;
 }
 
-/* mu [d] and sigma [d, d] (float32/64) into s. */
-static int get_stats(me_npz *z, const char *path, const char *mu, const char *sigma, me_fid_stats *s)
-{
-    me_array m, c;
-    int rc = me_npz_get(z, mu, &m);
-    if (rc) return rc;
-    if ((rc = me_npz_get(z, sigma, &c))) {
-        me_array_free(&m);
-        return rc;
-    }
-    int64_t d = m.ndim == 1 ? m.shape[0] : -1;
-    if (d < 1 || d > 65536 || c.ndim != 2 || c.shape[0] != d || c.shape[1] != d ||
-        (m.dtype != ME_F32 && m.dtype != ME_F64) || (c.dtype != ME_F32 && c.dtype != ME_F64)) {
-        rc = me_fail(MOEDIT_EINPUT, "%s: '%s'/'%s' are not a float vector and its square matrix", path, mu, sigma);
-    } else {
-        s->dim = (int)d;
-        s->mu = me_alloc(sizeof(double) * (size_t)d);
-        s->sigma = me_alloc(sizeof(double) * (size_t)d * (size_t)d);
-        if (!s->mu || !s->sigma) rc = MOEDIT_EINTERNAL;
-        for (int64_t i = 0; !rc && i < d; i++)
-            s->mu[i] = m.dtype == ME_F64 ? ((const double *)m.data)[i] : ((const float *)m.data)[i];
-        for (int64_t i = 0; !rc && i < d * d; i++)
-            s->sigma[i] = c.dtype == ME_F64 ? ((const double *)c.data)[i] : ((const float *)c.data)[i];
-    }
-    me_array_free(&m);
-    me_array_free(&c);
-    return rc;
-}
-
 static int has(me_npz *z, const char *name)
 {
     char m[64];
@@ -101,8 +72,8 @@ int me_adm_file_load(const char *path, me_adm_file *f)
         rc = get_rows(&z, path, "logits", ME_INCEPTION_CLASSES, &f->n, &f->logits);
     if (f->n < 0) f->n = 0;
     f->total = f->n;
-    if (!rc && has(&z, "mu")) rc = get_stats(&z, path, "mu", "sigma", &f->stats);
-    if (!rc && has(&z, "mu_s")) rc = get_stats(&z, path, "mu_s", "sigma_s", &f->stats_s);
+    if (!rc && has(&z, "mu")) rc = me_fid_stats_from_npz(&z, path, "mu", "sigma", &f->stats);
+    if (!rc && has(&z, "mu_s")) rc = me_fid_stats_from_npz(&z, path, "mu_s", "sigma_s", &f->stats_s);
     me_array a;
     if (!rc && has(&z, "range") && !(rc = me_npz_get(&z, "range", &a))) {
         if (a.dtype != ME_I64 || a.numel != 3 || ((const int64_t *)a.data)[1] != f->n)

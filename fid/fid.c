@@ -95,6 +95,40 @@ static int member_dim(me_npz *z, const char *name, int ndim, int64_t *d)
     return MOEDIT_OK;
 }
 
+/* What a mean and covariance must be for the distance to mean anything:
+   finite, sigma symmetric (the eigensolver reads one triangle, where
+   pytorch-fid's sqrtm of Σ₁Σ₂ would see both: a non-symmetric sigma would
+   give a different number than the reference, silently), variances ≥ 0 and
+   no covariance beyond √(σᵢᵢσⱼⱼ) — a negative variance alone turns the
+   traces into a negative FID. The tolerances cover a float32 round trip of
+   np.cov's output and rounding of perfectly correlated features. */
+static int stats_check(const me_fid_stats *s, const char *path, const char *mu_name, const char *sigma_name)
+{
+    const int d = s->dim;
+    for (int i = 0; i < d; i++)
+        if (!isfinite(s->mu[i])) return me_fail(MOEDIT_EINPUT, "%s: '%s'[%d] is %g", path, mu_name, i, s->mu[i]);
+    for (size_t i = 0; i < (size_t)d * d; i++)
+        if (!isfinite(s->sigma[i]))
+            return me_fail(MOEDIT_EINPUT, "%s: '%s'[%zu, %zu] is %g", path, sigma_name, i / d, i % d, s->sigma[i]);
+    for (int i = 0; i < d; i++) {
+        double vi = s->sigma[(size_t)i * d + i];
+        if (vi < 0)
+            return me_fail(MOEDIT_EINPUT, "%s: '%s' has a negative variance (%g at [%d, %d]): not a covariance",
+                           path, sigma_name, vi, i, i);
+        for (int j = i + 1; j < d; j++) {
+            double a = s->sigma[(size_t)i * d + j], b = s->sigma[(size_t)j * d + i];
+            double bound = sqrt(vi * s->sigma[(size_t)j * d + j]);
+            if (fabs(a - b) > 1e-5 * (bound + fabs(a) + fabs(b)))
+                return me_fail(MOEDIT_EINPUT, "%s: '%s' is not symmetric ([%d, %d] = %g, [%d, %d] = %g)", path,
+                               sigma_name, i, j, a, j, i, b);
+            if (fabs(a) > bound * (1 + 1e-5))
+                return me_fail(MOEDIT_EINPUT, "%s: '%s'[%d, %d] = %g exceeds the square root of its variances "
+                               "(%g): not a covariance", path, sigma_name, i, j, a, bound);
+        }
+    }
+    return MOEDIT_OK;
+}
+
 int me_fid_stats_from_npz(me_npz *z, const char *path, const char *mu_name, const char *sigma_name,
                           me_fid_stats *out)
 {
@@ -109,6 +143,7 @@ int me_fid_stats_from_npz(me_npz *z, const char *path, const char *mu_name, cons
                        (long long)d);
     rc = stats_alloc((int)d, out);
     if (!rc && !(rc = get_f64(z, path, mu_name, 1, d, out->mu))) rc = get_f64(z, path, sigma_name, 2, d, out->sigma);
+    if (!rc) rc = stats_check(out, path, mu_name, sigma_name);
     if (rc) me_fid_stats_free(out);
     return rc;
 }
@@ -142,8 +177,23 @@ int me_fid_stats_save(const char *path, const me_fid_stats *s)
 static int eigh(int d, double *a, double *w, int vectors)
 {
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, vectors ? 'V' : 'N', 'U', d, a, d, w);
-    if (info) return me_fail(MOEDIT_EINTERNAL, "fid: symmetric eigensolver failed (info %d)", (int)info);
+    /* the inputs are finite (checked first), so what fails here is a
+       product that overflowed or a matrix no covariance could be */
+    if (info)
+        return me_fail(MOEDIT_EINPUT, "fid: the covariances are not valid (the symmetric eigensolver failed, info %d)",
+                       (int)info);
     return MOEDIT_OK;
+}
+
+/* Statistics from features carry any NaN of the features; loaded ones are
+   checked by stats_check, the library's callers' are not. */
+static int stats_finite(const me_fid_stats *s)
+{
+    for (int i = 0; i < s->dim; i++)
+        if (!isfinite(s->mu[i])) return 0;
+    for (size_t i = 0; i < (size_t)s->dim * s->dim; i++)
+        if (!isfinite(s->sigma[i])) return 0;
+    return 1;
 }
 
 int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fid)
@@ -151,6 +201,9 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
     int d = a->dim;
     if (b->dim != d)
         return me_fail(MOEDIT_EINPUT, "fid: statistics of different dimensions (%d and %d)", a->dim, b->dim);
+    if (!stats_finite(a) || !stats_finite(b))
+        return me_fail(MOEDIT_EINPUT, "fid: the %s statistics hold NaN or inf (non-finite features?)",
+                       stats_finite(a) ? "second" : "first");
     size_t dd = (size_t)d * d;
     double *v = me_alloc(sizeof(double) * dd), *r = me_alloc(sizeof(double) * dd);
     double *m = me_alloc(sizeof(double) * dd), *w = me_alloc(sizeof(double) * d);
@@ -182,6 +235,13 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
             diff += e * e;
         }
         *fid = diff + tr1 + tr2 - 2 * tr_sqrt;
+        /* finite inputs can still overflow; a distance below 0 beyond
+           rounding means a sigma that is not positive semi-definite */
+        if (!isfinite(*fid))
+            rc = me_fail(MOEDIT_EINPUT, "fid: the distance overflows (%g): statistics out of range", *fid);
+        else if (*fid < -1e-6 * (diff + tr1 + tr2))
+            rc = me_fail(MOEDIT_EINPUT, "fid: the distance is negative (%g): the covariances are not positive "
+                         "semi-definite", *fid);
     }
     free(v);
     free(r);

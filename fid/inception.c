@@ -134,10 +134,26 @@ static void load_parts(loader *L, conv *c, int parts, char prefix[][64], const i
             snprintf(name, sizeof name, "%.63s.bn.%s", prefix[part], bn_keys[i]);
             if ((L->rc = me_tensors_f32(L->ts, name, 1, (int64_t[]){couts[part]}, &bn[i]))) return;
         }
+        /* finite is checked by me_tensors_f32; a negative variance is
+           corrupt too, and one under −eps makes the folded scale NaN: every
+           feature after it NaN, and a FID of NaN */
+        for (int o = 0; o < couts[part]; o++)
+            if (!(bn[3][o] >= 0)) {
+                L->rc = me_fail(MOEDIT_EINPUT, "tensor %.63s.bn.running_var holds %g at index %d: a variance "
+                                "cannot be negative, the weights are corrupt", prefix[part], bn[3][o], o);
+                return;
+            }
         for (int o = 0; o < couts[part]; o++) {
             double scale = bn[0][o] / sqrt((double)bn[3][o] + BN_EPS);
             for (size_t i = 0; i < k; i++) c->weight[(o0 + o) * k + i] = (float)(wt[o * k + i] * scale);
             c->bias[o0 + o] = (float)(bn[1][o] - bn[2][o] * scale);
+        }
+        /* finite weights can still fold past float's range */
+        if (me_non_finite_rows(c->weight + (size_t)o0 * k, 1, k * couts[part], NULL, 0) ||
+            me_non_finite_rows(c->bias + o0, 1, couts[part], NULL, 0)) {
+            L->rc = me_fail(MOEDIT_EINPUT, "%.63s: the convolution folded with its batch norm overflows float32: "
+                            "the weights are corrupt", prefix[part]);
+            return;
         }
     }
     /* By Winograd's minimal filtering (ops/conv_winograd.h): the 3×3

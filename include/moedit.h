@@ -321,7 +321,9 @@ int moedit_route_log_table(const moedit_route_log *log, moedit_route_table *out)
 /* Evaluation metrics, in double precision (see docs/fid.md).
    Mean mu [dim] and unbiased covariance sigma [dim, dim] of n >= 2 rows. */
 int moedit_feature_stats(int64_t n, int dim, const float *features, double *mu, double *sigma);
-/* Fréchet distance between the Gaussians (mu1, sigma1) and (mu2, sigma2). */
+/* Fréchet distance between the Gaussians (mu1, sigma1) and (mu2, sigma2).
+   MOEDIT_EINPUT for NaN or inf in them, and for a distance that overflows
+   or comes out below 0 (a sigma not positive semi-definite). */
 int moedit_frechet_distance(int dim, const double *mu1, const double *sigma1, const double *mu2,
                             const double *sigma2, double *fid);
 /* Inception Score of logits [n, classes], averaged over chunks of

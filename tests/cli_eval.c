@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "fid/inception.h"
 #include "tests/fid_weights.h"
 #include "tests/testutil.h"
 #include "weights/formats.h"
@@ -275,6 +276,49 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     err = slurp("err.txt");
     cr_expect(strstr(err, "s1.npz"), "%s", err);
     free(err);
+}
+
+/* An ADM-style reference (the fixture's images) whose stored mu holds a
+   NaN: refused at load, naming the file, rather than "fid": null with exit
+   0; a network with a negative batch-norm variance writes no features. */
+Test(cli_eval, impossible_statistics_and_weights_exit_2)
+{
+    const int d = ME_INCEPTION_DIM;
+    me_npz z;
+    me_array img;
+    cr_assert_eq(me_npz_open(EX "ref.npz", &z), 0);
+    cr_assert_eq(me_npz_get(&z, "arr_0", &img), 0);
+    float *mu = calloc(d, sizeof *mu), *sigma = calloc((size_t)d * d, sizeof *sigma);
+    cr_assert(mu && sigma);
+    for (int i = 0; i < d; i++) sigma[(size_t)i * d + i] = 1;
+    mu[3] = NAN;
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "st_nan.npz")), 0);
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, img.ndim, img.shape, img.data), 0);
+    cr_assert_eq(me_npz_add(&w, "mu", ME_F32, 1, (int64_t[]){d}, mu), 0);
+    cr_assert_eq(me_npz_add(&w, "sigma", ME_F32, 2, (int64_t[]){d, d}, sigma), 0);
+    cr_assert_eq(me_zip_writer_finish(&w), 0);
+    me_array_free(&img);
+    me_npz_close(&z);
+    free(mu);
+    free(sigma);
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --ref st_nan.npz --json m.json"), 2);
+    one_line_error();
+    char *err = slurp("err.txt");
+    cr_expect(strstr(err, "st_nan.npz") && strstr(err, "'mu'[3] is nan"), "%s", err);
+    free(err);
+    cr_assert(!exists("m.json"), "an output after a failure");
+
+    me_tensors *ts = random_weights(0);
+    ((float *)me_tensors_find(ts, "Conv2d_4a_3x3.bn.running_var")->data)[9] = -3.0f;
+    cr_assert_eq(me_write_safetensors(ts, tu_join(dir, "bad.safetensors"), ME_F32), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    cr_assert_eq(moedit("eval --inception bad.safetensors --samples " EX "samples.npz --features-out f.npz"), 2);
+    one_line_error();
+    err = slurp("err.txt");
+    cr_expect(strstr(err, "bad.safetensors") && strstr(err, "Conv2d_4a_3x3.bn.running_var"), "%s", err);
+    free(err);
+    cr_assert(!exists("f.npz"), "features written after a failure");
 }
 
 Test(cli_eval, bad_inputs_exit_2_with_one_line)

@@ -161,6 +161,60 @@ Test(cli_fid, bad_inputs_fail_cleanly)
     one_line_error();
 }
 
+/* dir/name: 2048-d statistics, mu 0 and sigma the identity, but for
+   mu[mu_at] = mu_v (mu_at >= 0) and sigma[s_at, s_at] = s_v (s_at >= 0). */
+static void write_stats(const char *name, int mu_at, float mu_v, int s_at, float s_v)
+{
+    const int d = ME_INCEPTION_DIM;
+    float *mu = calloc(d, sizeof *mu), *sigma = calloc((size_t)d * d, sizeof *sigma);
+    cr_assert(mu && sigma);
+    for (int i = 0; i < d; i++) sigma[(size_t)i * d + i] = 1;
+    if (mu_at >= 0) mu[mu_at] = mu_v;
+    if (s_at >= 0) sigma[(size_t)s_at * d + s_at] = s_v;
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, name)), 0, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "mu", ME_F32, 1, (int64_t[]){d}, mu), 0);
+    cr_assert_eq(me_npz_add(&w, "sigma", ME_F32, 2, (int64_t[]){d, d}, sigma), 0);
+    cr_assert_eq(me_zip_writer_finish(&w), 0, "%s", moedit_last_error());
+    free(mu);
+    free(sigma);
+}
+
+static void err_has(const char *what)
+{
+    char *e = slurp("err.txt", NULL);
+    cr_expect(e && strstr(e, what), "'%s' not in: %s", what, e ? e : "");
+    free(e);
+}
+
+/* Statistics no features could have (a NaN mean, a negative variance) are
+   refused with the file named, not turned into "FID: nan" or a FID < 0;
+   so is a network whose batch norm has a negative variance. */
+Test(cli_fid, impossible_statistics_and_weights_exit_2)
+{
+    write_inception();
+    write_stats("st_nan.npz", 7, NAN, -1, 0);
+    write_stats("st_neg.npz", -1, 0, 100, -1000);
+    const char *refs[2][2] = {{"st_nan.npz", "'mu'[7] is nan"}, {"st_neg.npz", "negative variance"}};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(moedit("fid --inception inception.safetensors --samples %s/fid/images_a.npz --ref %s", FIXTURES,
+                            refs[i][0]), 2, "%s", refs[i][0]);
+        one_line_error();
+        err_has(refs[i][0]);
+        err_has(refs[i][1]);
+    }
+
+    me_tensors *ts = random_weights(0);
+    ((float *)me_tensors_find(ts, "Mixed_7c.branch_pool.bn.running_var")->data)[0] = -0.25f;
+    cr_assert_eq(me_write_safetensors(ts, tu_join(dir, "bad.safetensors"), ME_F32), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    cr_assert_eq(moedit("fid --inception bad.safetensors --samples %s/fid/images_a.npz --ref %s/fid/images_b.npz "
+                        "--features-out f.npy", FIXTURES, FIXTURES), 2);
+    one_line_error();
+    err_has("Mixed_7c.branch_pool.bn.running_var");
+    cr_assert(!exists("f.npy"), "features written after a failure");
+}
+
 /* bench --inception: the same network timed on given images, its figures
    per image from the network's own count (PyTorch's, tests/fid_inception.c). */
 Test(cli_fid, bench_times_the_features)

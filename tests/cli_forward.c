@@ -141,3 +141,39 @@ Test(cli_forward, bench_prints_time_and_gflops)
     unlink(tmp_path("bench.txt"));
     cr_expect(ms > 0 && gf > 0, "forward_ms %g gflops %g", ms, gf);
 }
+
+/* x with a NaN, x at 3e38 (finite, but the forward overflows) and an
+   output that is not .npy: exit 2, one line, no output file. */
+Test(cli_forward, non_finite_x_and_output_exit_2_without_output)
+{
+    me_array x;
+    cr_assert_eq(me_npy_read(DIR "dit_x.npy", &x), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(x.dtype, ME_F32);
+    float *v = malloc(sizeof(float) * (size_t)x.numel);
+    cr_assert_not_null(v);
+    const char *xp = tmp_path("xbad.npy"), *out = tmp_path("bad_out.npy");
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads %d --x %s --t " DIR "dit_t.npy --y " DIR
+             "dit_y.npy --out %s", heads("dit"), xp, out);
+    struct stat st;
+    const char *says[2] = {"NaN or inf", "overflows"};
+    for (int c = 0; c < 2; c++) {
+        memcpy(v, x.data, sizeof(float) * (size_t)x.numel);
+        if (c == 0) v[x.numel - 3] = NAN;
+        else for (int64_t i = 0; i < x.numel; i++) v[i] = 3e38f;
+        cr_assert_eq(me_npy_write(xp, ME_F32, x.ndim, x.shape, v), MOEDIT_OK);
+        cr_expect_eq(run(args, err, sizeof err), 2, "case %d: %s", c, err);
+        cr_expect(tu_one_line(err) && strstr(err, "xbad.npy") && strstr(err, says[c]), "case %d: %s", c, err);
+        cr_expect_neq(stat(out, &st), 0, "case %d: an output after a failure", c);
+    }
+    unlink(xp);
+    free(v);
+    me_array_free(&x);
+
+    const char *txt = tmp_path("o.txt");
+    snprintf(args, sizeof args, "forward --model " DIR "dit.pt --heads %d --x " DIR "dit_x.npy --t " DIR
+             "dit_t.npy --y " DIR "dit_y.npy --out %s", heads("dit"), txt);
+    cr_expect_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_expect(tu_one_line(err) && strstr(err, ".npy"), "%s", err);
+    cr_expect_neq(stat(txt, &st), 0, "a .txt written");
+}

@@ -122,6 +122,38 @@ Test(fid_inception, bad_channel_count_is_refused)
     me_inception_free(net);
 }
 
+/* A value of a tensor of the in-memory registry. */
+static float *value(me_tensors *ts, const char *name)
+{
+    const me_tensor *t = me_tensors_find(ts, name);
+    cr_assert_not_null(t, "no %s", name);
+    return (float *)t->data;
+}
+
+/* Corrupt but finite batch norms (the reader refuses NaN and inf itself):
+   a negative running_var, which made every feature after it NaN, and a
+   scale that folds the convolution past float's range. */
+Test(fid_inception, corrupt_batch_norms_are_refused_at_load)
+{
+    me_tensors *ts = random_weights(1);
+    me_inception *net;
+    value(ts, "Mixed_6b.branch7x7_2.bn.running_var")[5] = -0.5f;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), MOEDIT_EINPUT);
+    cr_assert_null(net);
+    const char *e = moedit_last_error();
+    cr_expect(strstr(e, "random-inception") && strstr(e, "Mixed_6b.branch7x7_2.bn.running_var") &&
+              strstr(e, "negative"), "%s", e);
+    me_tensors_free(ts);
+
+    ts = random_weights(1);
+    value(ts, "Conv2d_2a_3x3.bn.weight")[3] = 1e10f;
+    value(ts, "Conv2d_2a_3x3.conv.weight")[3 * 32 * 9] = 1e30f;
+    cr_assert_eq(me_inception_from_tensors(ts, &net), MOEDIT_EINPUT);
+    cr_expect(strstr(moedit_last_error(), "Conv2d_2a_3x3") && strstr(moedit_last_error(), "overflows"), "%s",
+              moedit_last_error());
+    me_tensors_free(ts);
+}
+
 /* `moedit bench --inception` divides by this count; PyTorch's, set beside it
    in scripts/bench.sh, comes from forward hooks on every Conv2d and Linear
    (tools/bench_inception_torch.py count_gflop, summed as an integer:

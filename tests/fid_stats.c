@@ -127,3 +127,78 @@ Test(fid_stats, bad_inputs_are_refused)
     me_fid_stats_free(&a);
     me_fid_stats_free(&b);
 }
+
+/* dir/name.npz holding mu [d] and sigma [d, d] as float64. */
+static void write_stats(const char *path, int d, const double *mu, const double *sigma)
+{
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, path), 0, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "mu", ME_F64, 1, (int64_t[]){d}, mu), 0);
+    cr_assert_eq(me_npz_add(&w, "sigma", ME_F64, 2, (int64_t[]){d, d}, sigma), 0);
+    cr_assert_eq(me_zip_writer_finish(&w), 0, "%s", moedit_last_error());
+}
+
+/* Loading refuses what no mean and covariance can be, naming the file and
+   the member, instead of a FID of nan or below 0 later. */
+Test(fid_stats, impossible_statistics_are_refused_at_load)
+{
+    char dir[64], path[600];
+    tu_tmpdir(dir, sizeof dir, "fid_stats");
+    snprintf(path, sizeof path, "%s/st.npz", dir);
+    struct {
+        int at;          /* index into mu (< 3) or 3 + index into sigma */
+        double v, mirror;   /* the value there, and at the transposed place */
+        const char *says;
+    } cases[] = {
+        {1, NAN, 0, "'mu'[1] is nan"},
+        {0, INFINITY, 0, "'mu'[0] is inf"},
+        {3 + 4, -2, -2, "negative variance"},
+        {3 + 1, NAN, NAN, "is nan"},
+        {3 + 1, 0.5, 0.25, "not symmetric"},
+        {3 + 1, 1.5, 1.5, "exceeds"},
+    };
+    me_fid_stats s;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double mu[3] = {0.5, -1, 2}, sigma[9] = {1, 0.2, 0, 0.2, 1, 0, 0, 0, 1};
+        int at = cases[c].at;
+        if (at < 3) mu[at] = cases[c].v;
+        else {
+            int i = (at - 3) / 3, j = (at - 3) % 3;
+            sigma[i * 3 + j] = cases[c].v;
+            sigma[j * 3 + i] = i == j ? cases[c].v : cases[c].mirror;
+        }
+        write_stats(path, 3, mu, sigma);
+        cr_assert_eq(me_fid_stats_load(path, &s), MOEDIT_EINPUT, "case %zu loads", c);
+        const char *e = moedit_last_error();
+        cr_expect(strstr(e, path) && strstr(e, cases[c].says), "case %zu: %s", c, e);
+        cr_expect(!strchr(e, '\n'), "%s", e);
+    }
+    /* float32-rounded asymmetry is rounding, not a refusal */
+    double mu[3] = {0}, sigma[9] = {1, 0.2, 0, 0.2 * (1 + 1e-7), 1, 0, 0, 0, 0};
+    write_stats(path, 3, mu, sigma);
+    cr_assert_eq(me_fid_stats_load(path, &s), 0, "%s", moedit_last_error());
+    me_fid_stats_free(&s);
+    tu_rmtree(dir);
+}
+
+/* Past the load checks: NaN from features, a sigma that is not positive
+   semi-definite (eigenvalues 2, 2, −1: FID(a, a) = −2), a distance that
+   overflows; each MOEDIT_EINPUT, never a number. */
+Test(fid_stats, distance_refuses_what_is_not_a_distance)
+{
+    double mu[3] = {0}, bad[9] = {1, 1, 1, 1, 1, -1, 1, -1, 1}, id[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, fid;
+    me_fid_stats a = {3, 0, mu, bad}, b = {3, 0, mu, id};
+    cr_assert_eq(me_frechet_distance(&a, &a, &fid), MOEDIT_EINPUT);
+    cr_expect(strstr(moedit_last_error(), "positive semi-definite"), "%s", moedit_last_error());
+    double far[3] = {1e200, 0, 0};
+    me_fid_stats c = {3, 0, far, id};
+    cr_assert_eq(me_frechet_distance(&c, &b, &fid), MOEDIT_EINPUT);
+    cr_expect(strstr(moedit_last_error(), "overflows"), "%s", moedit_last_error());
+    float rows[8] = {0, 1, NAN, 3, 4, 5, 6, 7};
+    me_fid_stats f;
+    cr_assert_eq(me_fid_stats_from_features(2, 4, rows, &f), 0);
+    me_fid_stats b4 = {4, 0, (double[4]){0}, (double[16]){1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}};
+    cr_assert_eq(me_frechet_distance(&f, &b4, &fid), MOEDIT_EINPUT);
+    cr_expect(strstr(moedit_last_error(), "first statistics hold NaN"), "%s", moedit_last_error());
+    me_fid_stats_free(&f);
+}
