@@ -301,13 +301,16 @@ done:
 
 /* ---- the command ------------------------------------------------------ */
 
+/* The outputs, --inception and both lists' files (open_side refuses longer lists) */
+#define CHECKED_FILES (2 * MAX_FILES + 6)
+
 /* The files of a comma list (copied into *copy) as inputs of
    cli_check_files; empty names are left to open_side. */
 static int list_inputs(const char *flag, const char *list, char **copy, cli_file *f, int n)
 {
     if (!list) return n;
     if (!(*copy = strdup(list))) return -1;
-    for (char *p = *copy; *p && n < 2 * MAX_FILES + 4;) {
+    for (char *p = *copy; *p && n < CHECKED_FILES;) {
         size_t l = strcspn(p, ",");
         int last = !p[l];
         p[l] = 0;
@@ -320,12 +323,19 @@ static int list_inputs(const char *flag, const char *list, char **copy, cli_file
 /* No output may be an input or another output. */
 static int check_files(const ev_args *a)
 {
-    cli_file f[2 * MAX_FILES + 4] = {
-        {"--json", a->json, CLI_OUT}, {"--stats-out", a->stats_out, CLI_OUT},
-        {"--features-out", a->features_out, CLI_OUT}, {"--inception", a->inception, CLI_IN},
+    char part[4200], state[4200];
+    snprintf(part, sizeof part, "%s.partial", a->features_out ? a->features_out : "");
+    snprintf(state, sizeof state, "%s.state", a->features_out ? a->features_out : "");
+    cli_file f[CHECKED_FILES] = {
+        {"--json", a->json, CLI_OUT},
+        {"--stats-out", a->stats_out, CLI_OUT},
+        {"--features-out", a->features_out, CLI_OUT},
+        {"--features-out's .partial", a->features_out ? part : NULL, CLI_OUT},
+        {"--features-out's .state", a->features_out ? state : NULL, CLI_OUT},
+        {"--inception", a->inception, CLI_IN},
     };
     char *samples = NULL, *ref = NULL;
-    int n = list_inputs("--samples", a->samples, &samples, f, 4);
+    int n = list_inputs("--samples", a->samples, &samples, f, 6);
     if (n >= 0) n = list_inputs("--ref", a->ref, &ref, f, n);
     int rc = n < 0 ? cli_fail(me_fail(MOEDIT_EINTERNAL, "out of memory")) : cli_check_files(CMD, f, n);
     free(samples);

@@ -271,6 +271,8 @@ static int run(fs_args *a)
     const cli_file files[] = {
         {"--model", model_path, CLI_IN}, {"--vae", a->s.vae, CLI_IN},
         {"--npz", a->npz, CLI_OUT},      {"--trace", a->trace, CLI_OUT},
+        {"--npz's .partial", part_path, CLI_OUT}, {"--npz's .state", state_path, CLI_OUT},
+        {"--npz's .lock", lock_path, CLI_OUT},
     };
     if ((rc = cli_check_files(CMD, files, sizeof files / sizeof files[0]))) return rc;
     int lock_fd;

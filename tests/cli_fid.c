@@ -399,4 +399,7 @@ Test(cli_fid, npz_and_trace_on_one_path_refused)
     cr_assert(strstr(err, "--npz and --trace name the same file"), "%s", err);
     free(err);
     cr_assert(!exists("a.npz") && !exists("a.npz.lock") && !exists("a.npz.partial") && !exists("a.npz.state"));
+    cr_assert_eq(moedit(SAMPLE " --npz a.npz --trace a.npz.partial", FIXTURES, FIXTURES, 4, 2), 2);
+    one_line_error();
+    cr_assert(!exists("a.npz") && !exists("a.npz.lock") && !exists("a.npz.partial") && !exists("a.npz.state"));
 }

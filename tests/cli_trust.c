@@ -171,6 +171,7 @@ Test(trust, outputs_never_name_inputs_or_each_other)
         {"eval --samples s.npz --ref r.npz --json r.npz", "--json and --ref"},
         {"eval --samples s.npz,a.npz --features-out a.npz", "--features-out and --samples"},
         {"eval --samples s.npz --ref r.npz --json j.json --stats-out j.json", "--json and --stats-out"},
+        {"eval --samples s.npz --ref r.npz --json f.npz.partial --features-out f.npz", "--json and --features-out's"},
         {"heatmap t.trace --out nodir/h", "nodir"},
         {"heatmap t.trace --out t.trace", "a file, not a folder"},
     };
