@@ -27,6 +27,10 @@ int cli_threads(const char *cmd, int n)
 {
     if (n == INT_MIN) return 0;
     if (n < 0) return cli_usage_error(cmd, "--threads: %d must be >= 0", n);
+    /* libgomp starts every thread with its own stack: tens of thousands
+       exhaust the address space or the process limit and it crashes rather
+       than failing; no machine this runs on has more hardware threads */
+    if (n > CLI_MAX_THREADS) return cli_usage_error(cmd, "--threads: %d is more than %d", n, CLI_MAX_THREADS);
     moedit_set_threads(n);
     return 0;
 }
@@ -173,4 +177,67 @@ const char *cli_model_path(const char *model)
     if (!model) model = "fmnist-moe";
     /* an alias that is not found stays as given: loading it reports where it was looked for */
     return moedit_model_path(model, path, sizeof path) == MOEDIT_OK ? path : model;
+}
+
+/* path's folder ("." for a bare name) into dir, its last name into *base;
+   trailing slashes do not count ("d/" is d in .). */
+static void split_path(const char *path, char *dir, size_t cap, const char **base)
+{
+    size_t l = strlen(path);
+    while (l > 1 && path[l - 1] == '/') l--;
+    size_t b = l;
+    while (b && path[b - 1] != '/') b--;
+    *base = path + b;
+    size_t dl = b > 1 ? b - 1 : b;   /* "/x": the folder is "/" */
+    if (!b) snprintf(dir, cap, ".");
+    else snprintf(dir, cap, "%.*s", (int)dl, path);
+}
+
+/* What two files are compared by: the real folder and the last name. */
+static void file_key(const char *path, char *key, size_t cap)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *base;
+    split_path(path, dir, sizeof dir, &base);
+    size_t bl = strlen(base);
+    while (bl > 1 && base[bl - 1] == '/') bl--;
+    if (realpath(dir, real)) snprintf(key, cap, "%s/%.*s", real, (int)bl, base);
+    else snprintf(key, cap, "%s", path);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    int ea = !stat(a, &sa), eb = !stat(b, &sb);
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ea != eb) return 0;
+    char ka[PATH_MAX + 256], kb[PATH_MAX + 256];
+    file_key(a, ka, sizeof ka);
+    file_key(b, kb, sizeof kb);
+    return !strcmp(ka, kb);
+}
+
+int cli_check_files(const char *cmd, const cli_file *f, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!f[i].path || f[i].role == CLI_IN) continue;
+        if (!*f[i].path) return cli_usage_error(cmd, "%s: an empty path", f[i].flag);
+        char dir[PATH_MAX];
+        const char *base;
+        struct stat st;
+        split_path(f[i].path, dir, sizeof dir, &base);
+        if (stat(dir, &st)) return cli_usage_error(cmd, "%s %s: %s: %s", f[i].flag, f[i].path, dir, strerror(errno));
+        if (!S_ISDIR(st.st_mode)) return cli_usage_error(cmd, "%s %s: %s is not a folder", f[i].flag, f[i].path, dir);
+        if (f[i].role == CLI_OUT_DIR && !stat(f[i].path, &st) && !S_ISDIR(st.st_mode))
+            return cli_usage_error(cmd, "%s %s: a file, not a folder", f[i].flag, f[i].path);
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (f[i].path && f[j].path && (f[i].role != CLI_IN || f[j].role != CLI_IN) &&
+                same_file(f[i].path, f[j].path))
+                return cli_usage_error(cmd, "%s and %s name the same file %s%s", f[i].flag, f[j].flag, f[j].path,
+                                       f[i].role == CLI_IN || f[j].role == CLI_IN
+                                           ? " (an output would overwrite an input)"
+                                           : "");
+    return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Adaptive thread counts for shared machines (cli/omp_env.c). */
 void cli_omp_defaults(void);
@@ -61,13 +62,26 @@ int cli_fail(int rc);
 int cli_usage_error(const char *cmd, const char *fmt, ...);
 
 /* Applies --threads N (0 = all cores) unless n is INT_MIN ("not given");
-   returns 0, or 2 after a usage error for a negative n. */
+   returns 0, or 2 after a usage error for n outside 0..CLI_MAX_THREADS. */
+#define CLI_MAX_THREADS 4096
 int cli_threads(const char *cmd, int n);
 /* Takes an exclusive lock on lock_path (created if missing) for as long as
    the process runs or until cli_unlock, which also removes the file. 0 and
    *fd, or 2 after "another run is writing the same output". */
 int cli_lock(const char *cmd, const char *lock_path, int *fd);
 void cli_unlock(const char *lock_path, int fd);
+/* The files one command reads and writes, checked before any work: an
+   output's path must not be empty and its folder must exist; a
+   CLI_OUT_DIR must be a folder or not exist yet; no output may be another
+   output or an input (the same file when both exist: device and inode;
+   else the same last name in the same real folder). A NULL path is a flag
+   not given. 0, or 2 after one line naming both flags. */
+typedef enum { CLI_IN, CLI_OUT, CLI_OUT_DIR } cli_file_role;
+typedef struct {
+    const char *flag, *path;
+    cli_file_role role;
+} cli_file;
+int cli_check_files(const char *cmd, const cli_file *files, int n);
 /* Monotonic seconds, for progress and timings. */
 double cli_now(void);
 /* A resumable output's state file (cli/resume_state.c): write records that
@@ -75,6 +89,10 @@ double cli_now(void);
    there is no state file, -1 when it belongs to other settings. */
 int cli_state_write(const char *path, const char *magic, const char *fp, int64_t done);
 int64_t cli_state_read(const char *path, const char *magic, const char *fp);
+/* The partial file beside a state that says `bytes` are done, opened at its
+   start: one longer is cut back to bytes (the batch a killed run was
+   writing), one missing or shorter is refused. 0 and *f, or 2 after one line. */
+int cli_partial_reopen(const char *cmd, const char *part, const char *state, int64_t bytes, FILE **f);
 /* Whether path ends in ext (".png"), ignoring case. */
 int cli_has_ext(const char *path, const char *ext);
 

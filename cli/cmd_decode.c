@@ -45,7 +45,9 @@ int cmd_decode(int argc, char **argv)
     if (threads < 0 || cols < 0) return cli_usage_error("decode", "--threads and --cols must not be negative");
     if (repeat < 1 || repeat > 1000) return cli_usage_error("decode", "--repeat must be 1 to 1000");
     if (cli_cpu_only("decode", device, "the VAE")) return 2;
-    if (threads) moedit_set_threads(threads);
+    const cli_file files[] = {{"--vae", vae_path, CLI_IN}, {"--latent", latent, CLI_IN}, {"--out", out, CLI_OUT}};
+    if (cli_check_files("decode", files, 3)) return 2;
+    if (threads && cli_threads("decode", threads)) return 2;
 
     moedit_vae *v = NULL;
     me_array z = {0};

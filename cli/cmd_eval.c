@@ -225,12 +225,8 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
                                  state);
             goto done;
         }
-        const long bytes = (long)(done * ME_ADM_ROW * (int64_t)sizeof(float));
-        if (done && (!(pf = fopen(part, "r+b")) || ftruncate(fileno(pf), bytes) || fseek(pf, 0, SEEK_END) ||
-                     ftell(pf) != bytes || fseek(pf, 0, SEEK_SET))) {
-            rc = cli_usage_error(CMD, "--resume: %s is missing or shorter than %s says", part, state);
+        if (done && (rc = cli_partial_reopen(CMD, part, state, done * ME_ADM_ROW * (int64_t)sizeof(float), &pf)))
             goto done;
-        }
         /* the rows already done come back from the partial file */
         for (int64_t i = 0; i < done; i++) {
             if (fread(row, sizeof(float), ME_ADM_ROW, pf) != ME_ADM_ROW) {
@@ -304,6 +300,48 @@ done:
 }
 
 /* ---- the command ------------------------------------------------------ */
+
+/* The outputs, --inception and both lists' files (open_side refuses longer lists) */
+#define CHECKED_FILES (2 * MAX_FILES + 6)
+
+/* The files of a comma list (copied into *copy) as inputs of
+   cli_check_files; empty names are left to open_side. */
+static int list_inputs(const char *flag, const char *list, char **copy, cli_file *f, int n)
+{
+    if (!list) return n;
+    if (!(*copy = strdup(list))) return -1;
+    for (char *p = *copy; *p && n < CHECKED_FILES;) {
+        size_t l = strcspn(p, ",");
+        int last = !p[l];
+        p[l] = 0;
+        if (l) f[n++] = (cli_file){flag, p, CLI_IN};
+        p += l + !last;
+    }
+    return n;
+}
+
+/* No output may be an input or another output. */
+static int check_files(const ev_args *a)
+{
+    char part[4200], state[4200];
+    snprintf(part, sizeof part, "%s.partial", a->features_out ? a->features_out : "");
+    snprintf(state, sizeof state, "%s.state", a->features_out ? a->features_out : "");
+    cli_file f[CHECKED_FILES] = {
+        {"--json", a->json, CLI_OUT},
+        {"--stats-out", a->stats_out, CLI_OUT},
+        {"--features-out", a->features_out, CLI_OUT},
+        {"--features-out's .partial", a->features_out ? part : NULL, CLI_OUT},
+        {"--features-out's .state", a->features_out ? state : NULL, CLI_OUT},
+        {"--inception", a->inception, CLI_IN},
+    };
+    char *samples = NULL, *ref = NULL;
+    int n = list_inputs("--samples", a->samples, &samples, f, 6);
+    if (n >= 0) n = list_inputs("--ref", a->ref, &ref, f, n);
+    int rc = n < 0 ? cli_fail(me_fail(MOEDIT_EINTERNAL, "out of memory")) : cli_check_files(CMD, f, n);
+    free(samples);
+    free(ref);
+    return rc;
+}
 
 static int write_json(const ev_args *a, const me_adm_metrics *m, int64_t n, int64_t n_ref, int stored)
 {
@@ -472,5 +510,6 @@ int cmd_eval(int argc, char **argv)
     if (a.batch < 1 || a.batch > 4096) return cli_usage_error(CMD, "--batch: %d is not in 1..4096", a.batch);
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (cli_threads(CMD, a.threads)) return 2;
-    return run(&a);
+    int rc = check_files(&a);
+    return rc ? rc : run(&a);
 }

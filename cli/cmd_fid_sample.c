@@ -267,11 +267,18 @@ static int run(fs_args *a)
     snprintf(part_path, sizeof part_path, "%s.partial", a->npz);
     snprintf(state_path, sizeof state_path, "%s.state", a->npz);
     snprintf(lock_path, sizeof lock_path, "%s.lock", a->npz);
+    if ((rc = cli_sampling_defaults(CMD, &a->s, model_path))) return rc;
+    const cli_file files[] = {
+        {"--model", model_path, CLI_IN}, {"--vae", a->s.vae, CLI_IN},
+        {"--npz", a->npz, CLI_OUT},      {"--trace", a->trace, CLI_OUT},
+        {"--npz's .partial", part_path, CLI_OUT}, {"--npz's .state", state_path, CLI_OUT},
+        {"--npz's .lock", lock_path, CLI_OUT},
+    };
+    if ((rc = cli_check_files(CMD, files, sizeof files / sizeof files[0]))) return rc;
     int lock_fd;
     if ((rc = cli_lock(CMD, lock_path, &lock_fd))) return rc;
 
-    if ((rc = cli_sampling_defaults(CMD, &a->s, model_path)) || (rc = cli_model_options(CMD, &a->s.load, &lo)))
-        goto done;
+    if ((rc = cli_model_options(CMD, &a->s.load, &lo))) goto done;
     if (!a->s.vae) {
         rc = cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a defaults.json \"vae\")");
         goto done;
@@ -306,11 +313,10 @@ static int run(fs_args *a)
         goto done;
     }
     if (done) {
-        /* drop whatever the killed run wrote after its last checkpoint */
-        if (!(st.part = fopen(part_path, "r+b")) || ftruncate(fileno(st.part), (off_t)(done * img_bytes)) ||
-            fseek(st.part, 0, SEEK_END) || ftell(st.part) != (long)(done * img_bytes)) {
-            rc = cli_usage_error(CMD, "--resume: %s is missing or shorter than %s says", part_path, state_path);
-            goto done;
+        if ((rc = cli_partial_reopen(CMD, part_path, state_path, done * (int64_t)img_bytes, &st.part))) goto done;
+        if (fseek(st.part, 0, SEEK_END)) {
+            e = me_fail(MOEDIT_EINTERNAL, "%s: %s", part_path, strerror(errno));
+            goto fail;
         }
         fprintf(stderr, "resuming %s: %" PRId64 " of %" PRId64 " samples done\n", a->npz, done, count);
     } else {

@@ -37,6 +37,11 @@ int cmd_heatmap(int argc, char **argv)
     if (!out) return cli_usage_error("heatmap", "--out DIR is required");
     unsigned formats;
     if (me_figure_formats(format, &formats)) return cli_usage_error("heatmap", "--format: %s", moedit_last_error());
+    const cli_file files[] = {{"TRACE", pos[0], CLI_IN},
+                              {"--model", model ? cli_model_path(model) : NULL, CLI_IN},
+                              {"--class-names", names_file, CLI_IN},
+                              {"--out", out, CLI_OUT_DIR}};
+    if (cli_check_files("heatmap", files, 4)) return 2;
 
     me_trace_reader *rd;
     int rc = me_trace_read_open(&rd, pos[0]);

@@ -357,6 +357,8 @@ int cmd_convert(int argc, char **argv)
     if (help) { cli_usage("convert", "IN --out OUT.safetensors [--dtype f32|f16|bf16]", flags); return 0; }
     if (npos != 1) return cli_usage_error("convert", "expected one input checkpoint");
     if (!out) return cli_usage_error("convert", "--out is required");
+    const cli_file files[] = {{"IN", pos[0], CLI_IN}, {"--out", out, CLI_OUT}};
+    if (cli_check_files("convert", files, 2)) return 2;
     if (opt.heads < 0 || opt.top_k < 0) return cli_usage_error("convert", "--heads and --top-k must be positive");
     me_dtype dtype;
     if (!strcmp(dtype_s, "f32")) dtype = ME_F32;

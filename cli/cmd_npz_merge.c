@@ -119,6 +119,9 @@ int cmd_npz_merge(int argc, char **argv)
     }
     if (!out) return cli_usage_error(CMD, "--out OUT.npz is required");
     if (n < 1) return cli_usage_error(CMD, "no input files");
+    cli_file files[MAX_INPUTS + 1] = {{"--out", out, CLI_OUT}};
+    for (int i = 0; i < n; i++) files[i + 1] = (cli_file){"an input", pos[i], CLI_IN};
+    if (cli_check_files(CMD, files, n + 1)) return 2;
     input *ins = calloc((size_t)n, sizeof *ins);
     if (!ins) return 1;
     cli_shard_meta *metas = calloc((size_t)n, sizeof *metas), merged;

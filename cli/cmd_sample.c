@@ -208,6 +208,13 @@ static int run(sample_args *a)
     if (a->latents_out && !cli_has_ext(a->latents_out, ".npy"))
         return cli_usage_error(CMD, "--latents-out: '%s' is not a .npy file", a->latents_out);
     if (!a->out && !a->outdir && !a->latents_out) a->out = "sample.png";
+    const cli_file files[] = {
+        {"--model", model_path, CLI_IN},         {"--vae", a->s.vae, CLI_IN},
+        {"--noise", a->noise, CLI_IN},           {"--class-names", a->class_names, CLI_IN},
+        {"--out", a->out, CLI_OUT},              {"--outdir", a->outdir, CLI_OUT_DIR},
+        {"--latents-out", a->latents_out, CLI_OUT}, {"--trace", a->trace, CLI_OUT},
+    };
+    if ((rc = cli_check_files(CMD, files, sizeof files / sizeof files[0]))) return rc;
     int want_images = a->out || a->outdir;
     if (a->scale != INT_MIN && (a->scale < 1 || a->scale > 64))
         return cli_usage_error(CMD, "--scale: %d is not 1..64", a->scale);

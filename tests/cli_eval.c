@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "fid/eval.h"
 #include "fid/inception.h"
 #include "tests/fid_weights.h"
 #include "tests/testutil.h"
@@ -242,6 +243,16 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     cr_assert(WIFSIGNALED(st), "the run ended before it could be killed");
     cr_assert(!exists("run.npz"), "a final file after a kill");
     cr_assert(done >= 2 && done < 10);
+    /* a partial file shorter than the state says is refused, not padded */
+    const long rows = done * (long)sizeof(float) * ME_ADM_ROW;
+    cr_assert_eq(tu_system("cd '%s' && cp run.npz.partial keep && truncate -s %ld run.npz.partial", dir, rows - 4), 0);
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out run.npz --batch 2 --resume"), 2);
+    one_line_error();
+    char *short_err = slurp("err.txt");
+    cr_assert(strstr(short_err, "run.npz.partial has"), "%s", short_err);
+    free(short_err);
+    cr_assert(!exists("run.npz"));
+    cr_assert_eq(tu_system("cd '%s' && mv keep run.npz.partial", dir), 0);
     /* other settings are refused; the same ones resume */
     cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out run.npz --batch 3 --resume"), 2);
     one_line_error();

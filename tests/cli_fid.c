@@ -405,3 +405,55 @@ Test(cli_fid, resume_with_every_batch_done)
     same_file("run.npz", "ref.npz");
     cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
 }
+
+/* A partial file shorter than its state says (a copy cut short, a disk that
+   lost the tail) is refused with both lengths, never padded with zeros that
+   would pass for images; a longer one is cut back to the state's count. */
+Test(cli_fid, resume_refuses_a_short_partial)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    char in_the_way[128];
+    snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
+    cr_assert_eq(mkdir(in_the_way, 0755), 0);
+    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
+    cr_assert_eq(tu_rmtree(in_the_way), 0);
+    cr_assert_eq(state_done("run.npz.state"), 12);
+    const long full = 12L * 32 * 32 * 3;
+    struct stat st;
+    cr_assert_eq(stat(tu_join(dir, "run.npz.partial"), &st), 0);
+    cr_assert_eq(st.st_size, full);
+
+    cr_assert_eq(tu_system("cd '%s' && cp run.npz.partial keep && truncate -s %ld run.npz.partial", dir, full - 5000),
+                 0);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz --resume", FIXTURES, FIXTURES, 12, 2), 2);
+    one_line_error();
+    char *err = slurp("err.txt", NULL), want[160];
+    snprintf(want, sizeof want, "run.npz.partial has %ld bytes, run.npz.state says %ld", full - 5000, full);
+    cr_assert(strstr(err, want), "%s", err);
+    free(err);
+    cr_assert(!exists("run.npz"));
+    cr_assert_eq(stat(tu_join(dir, "run.npz.partial"), &st), 0);
+    cr_assert_eq(st.st_size, full - 5000, "the partial file was changed");
+
+    /* the tail of a batch in flight beyond the state's count is dropped */
+    cr_assert_eq(tu_system("cd '%s' && cp keep run.npz.partial && head -c 777 keep >> run.npz.partial", dir), 0);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz --resume", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    same_file("run.npz", "ref.npz");
+    cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
+}
+
+/* The output and the trace on one path are refused before the lock, the
+   partial file or the state appear. */
+Test(cli_fid, npz_and_trace_on_one_path_refused)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz a.npz --trace ./a.npz", FIXTURES, FIXTURES, 4, 2), 2);
+    one_line_error();
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "--npz and --trace name the same file"), "%s", err);
+    free(err);
+    cr_assert(!exists("a.npz") && !exists("a.npz.lock") && !exists("a.npz.partial") && !exists("a.npz.state"));
+    cr_assert_eq(moedit(SAMPLE " --npz a.npz --trace a.npz.partial", FIXTURES, FIXTURES, 4, 2), 2);
+    one_line_error();
+    cr_assert(!exists("a.npz") && !exists("a.npz.lock") && !exists("a.npz.partial") && !exists("a.npz.state"));
+}

@@ -192,6 +192,40 @@ Test(sample, usage_errors)
 #undef BASE
 }
 
+/* Outputs are checked before sampling: a missing folder, a file where a
+   folder goes, an empty path, two outputs or an output and an input that
+   are one file fail at once, leaving none of the other outputs behind. */
+Test(sample, output_paths_checked_first)
+{
+    char afile[128], nodir_sub[128], nodir_png[128], grid[128], model[128], cmd[512];
+    snprintf(afile, sizeof afile, "%s/afile", tmp);
+    snprintf(nodir_sub, sizeof nodir_sub, "%s/nodir/sub", tmp);
+    snprintf(nodir_png, sizeof nodir_png, "%s/nodir/x.png", tmp);
+    snprintf(grid, sizeof grid, "%s/o.png", tmp);
+    snprintf(model, sizeof model, "%s/mm.pt", tmp);
+    tu_write_file(afile, "x", 1);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
+    cr_assert_eq(system(cmd), 0);
+    size_t model_len;
+    char *model_bytes = tu_slurp(model, &model_len);
+#define BASE "--model", model, "--heads", "2", "--vae", FIXTURES "/vae/small", "--steps", "2", "--latents-out", out_path
+    assert_usage_error((const char *[]){BASE, "--outdir", afile, NULL}, "a file, not a folder");
+    assert_usage_error((const char *[]){BASE, "--outdir", nodir_sub, NULL}, "nodir");
+    assert_usage_error((const char *[]){BASE, "--out", nodir_png, NULL}, "nodir");
+    assert_usage_error((const char *[]){BASE, "--outdir", "", NULL}, "--outdir: an empty path");
+    assert_usage_error((const char *[]){BASE, "--out", grid, "--trace", grid, NULL}, "--out and --trace");
+    assert_usage_error((const char *[]){BASE, "--trace", out_path, NULL}, "--latents-out and --trace");
+    assert_usage_error((const char *[]){BASE, "--trace", model, NULL}, "--model and --trace");
+    assert_usage_error((const char *[]){BASE, "--outdir", FIXTURES "/vae/small", NULL}, "--vae and --outdir");
+#undef BASE
+    size_t len;
+    char *after = tu_slurp(model, &len);
+    cr_assert(after && len == model_len && !memcmp(after, model_bytes, len), "the checkpoint was changed");
+    free(after);
+    free(model_bytes);
+    cr_assert_eq(tu_count_files(tmp), 3, "an output was left behind");   /* afile, mm.pt, stderr */
+}
+
 /* decoding through the (tiny) VAE fixture into a grid and per-sample PNGs,
    with the expert trace alongside */
 Test(sample, images_and_trace)

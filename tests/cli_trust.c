@@ -137,7 +137,9 @@ Test(trust, numbers_in_flags)
     static const char *bad[] = {
         "sample --class 3 --cfg nan", "sample --class 3 --cfg inf", "sample --class 3 --cfg -inf",
         "sample --class 3 --cfg 3x", "sample --class 3 --cfg ''", "sample --class 3 --cfg 1e39",
-        "sample --sampler ddim --eta nan", "sample --threads 4294967297", "sample --top-k 99999999999",
+        "sample --sampler ddim --eta nan", "sample --threads 4294967297", "sample --threads 100000",
+        "decode --vae x --latent y --out z.png --threads 100000",
+        "eval --ref r --features-out f.npz --samples s --threads 5000", "sample --top-k 99999999999",
         "sample --seed 18446744073709551616", "sample --seed -1", "sample --cfg-channels 3.5",
         "decode --vae x --latent y --out z.png --scaling-factor nan", "bench --batch 1e3",
         "fid-sample --npz a.npz --num 9999999999", "fid --inception i --samples s --ref r --batch 0x10",
@@ -148,6 +150,41 @@ Test(trust, numbers_in_flags)
     }
     cr_assert(strstr(err, "--batch: '0x10' is not an integer"), "%s", err);
     cr_assert_eq(leftovers(0), 0);
+}
+
+/* No output may overwrite an input or another output, however the path is
+   spelled; checked before any work, so nothing is written. */
+Test(trust, outputs_never_name_inputs_or_each_other)
+{
+    cr_assert_eq(tu_system("cp '%s' '%s/m.pt'", MODEL, tmp), 0);
+    static const char *own[] = {"z.npy", "a.npz", "s.npz", "r.npz", "t.trace"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) tu_write_file(tu_join(tmp, own[i]), "x", 1);
+    static const char *bad[][2] = {
+        {"fid-sample --npz a.npz --trace a.npz --num 4 --batch 2 --steps 2", "--npz and --trace"},
+        {"fid-sample --model m.pt --npz m.npz --trace m.pt --num 4 --batch 2 --steps 2", "--model and --trace"},
+        {"sample --model m.pt --class 1 --steps 2 --no-vae --latents-out l.npy --trace m.pt", "--model and --trace"},
+        {"sample --vae " VAE " --class 1 --steps 2 --out o.png --trace ./o.png", "--out and --trace"},
+        {"sample --vae " VAE " --class 1 --steps 2 --out o.png --trace ../$(basename $PWD)/o.png", "--out and --trace"},
+        {"decode --vae " VAE " --latent z.npy --out z.npy", "--latent and --out"},
+        {"convert m.pt --out ./m.pt", "IN and --out"},
+        {"npz-merge --out a.npz s.npz a.npz", "--out and an input"},
+        {"eval --samples s.npz --ref r.npz --json r.npz", "--json and --ref"},
+        {"eval --samples s.npz,a.npz --features-out a.npz", "--features-out and --samples"},
+        {"eval --samples s.npz --ref r.npz --json j.json --stats-out j.json", "--json and --stats-out"},
+        {"eval --samples s.npz --ref r.npz --json f.npz.partial --features-out f.npz", "--json and --features-out's"},
+        {"heatmap t.trace --out nodir/h", "nodir"},
+        {"heatmap t.trace --out t.trace", "a file, not a folder"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(moedit(bad[i][0]), 2, "moedit %s: %s", bad[i][0], err);
+        cr_assert(tu_one_line(err) && strstr(err, bad[i][1]), "moedit %s: %s", bad[i][0], err);
+        cr_assert_eq(leftovers(6), 0, "moedit %s left a file behind", bad[i][0]);
+    }
+    size_t lm, lo;
+    char *model = tu_slurp(tu_join(tmp, "m.pt"), &lm), *orig = tu_slurp(MODEL, &lo);
+    cr_assert(model && orig && lm == lo && !memcmp(model, orig, lo), "the checkpoint was changed");
+    free(model);
+    free(orig);
 }
 
 Test(trust, failed_heatmap_leaves_no_folder)
