@@ -383,18 +383,26 @@ Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
     me_npz_close(&z);
 }
 
+/* ref.npz from an uninterrupted run, then the same run into run.npz with a
+   non-empty folder in its place: every batch done, the final write failed
+   (status 2); in_the_way holds that folder's path. */
+static void every_batch_done_but_the_file(char *in_the_way, size_t cap)
+{
+    cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
+    snprintf(in_the_way, cap, "%s/run.npz", dir);
+    cr_assert_eq(mkdir(in_the_way, 0755), 0);
+    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
+}
+
 /* Every batch done but the final file not written (a non-empty folder in
    its place): status 2 with the error as the last line, the partial file
    and the state kept with all samples done; --resume then only writes the
    file, the same as an uninterrupted run's. */
 Test(cli_fid, resume_with_every_batch_done)
 {
-    cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
     char in_the_way[128];
-    snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
-    cr_assert_eq(mkdir(in_the_way, 0755), 0);
-    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
-    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
+    every_batch_done_but_the_file(in_the_way, sizeof in_the_way);
     char *err = slurp("err.txt", NULL), *line = err ? strstr(err, "\nmoedit: run.npz") : NULL;
     const char *end = line ? strchr(line + 1, '\n') : NULL;
     cr_assert(end && !end[1], "the last line is not the error: %s", err);
@@ -411,12 +419,8 @@ Test(cli_fid, resume_with_every_batch_done)
    would pass for images; a longer one is cut back to the state's count. */
 Test(cli_fid, resume_refuses_a_short_partial)
 {
-    cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
     char in_the_way[128];
-    snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
-    cr_assert_eq(mkdir(in_the_way, 0755), 0);
-    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
-    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
+    every_batch_done_but_the_file(in_the_way, sizeof in_the_way);
     cr_assert_eq(tu_rmtree(in_the_way), 0);
     cr_assert_eq(state_done("run.npz.state"), 12);
     const long full = 12L * 32 * 32 * 3;

@@ -114,14 +114,22 @@ Test(sample, switch_dit_defaults_match_reference)
     assert_matches(out_path, SAM "switch_ddpm10_cfg15.npy");
 }
 
+/* The MoE fixture copied into the test's folder (model), where a
+   defaults.json (json) can go beside it. */
+static void copy_model(char *model, size_t cap, char *json, size_t json_cap)
+{
+    char cmd[512];
+    snprintf(model, cap, "%s/model.pt", tmp);
+    snprintf(json, json_cap, "%s/defaults.json", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* a defaults.json beside the checkpoint fills the flags left out */
 Test(sample, defaults_json)
 {
-    char model[128], cmd[512], json[128];
-    snprintf(model, sizeof model, "%s/model.pt", tmp);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
-    cr_assert_eq(system(cmd), 0);
-    snprintf(json, sizeof json, "%s/defaults.json", tmp);
+    char model[128], json[128];
+    copy_model(model, sizeof model, json, sizeof json);
     FILE *f = fopen(json, "w");
     fputs("{\"sampler\": \"ddim\", \"steps\": 10, \"cfg\": 4, \"cfg_channels\": 3, \"heads\": 2, "
           "\"schedule\": \"linear\", \"top_k\": 2, \"vae\": \"vae\"}\n", f);
@@ -145,11 +153,8 @@ static void assert_usage_error(const char *const *args, const char *needle)
    user never gave, and is never coerced into another value */
 Test(sample, defaults_json_errors_name_the_file)
 {
-    char model[128], cmd[512], json[128];
-    snprintf(model, sizeof model, "%s/model.pt", tmp);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
-    cr_assert_eq(system(cmd), 0);
-    snprintf(json, sizeof json, "%s/defaults.json", tmp);
+    char model[128], json[128];
+    copy_model(model, sizeof model, json, sizeof json);
     const char *cases[][2] = {
         {"{\"heads\": -2}", "defaults.json: \"heads\" is not an integer"},
         {"{\"heads\": 3.7}", "defaults.json: \"heads\" is not an integer"},

@@ -77,14 +77,22 @@ Test(solvers, karras_and_spacing_flags)
     assert_matches(out_path, SOL "moe_unipc_10_cfg4_trailing.npy");
 }
 
+/* The MoE fixture copied into the test's folder (model), where a
+   defaults.json (json) can go beside it. */
+static void copy_model(char *model, size_t cap, char *json, size_t json_cap)
+{
+    char cmd[512];
+    snprintf(model, cap, "%s/model.pt", tmp);
+    snprintf(json, json_cap, "%s/defaults.json", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* a defaults.json beside the checkpoint may name the solver and its settings */
 Test(solvers, defaults_json_names_a_solver)
 {
-    char model[192], json[192], cmd[512];
-    snprintf(model, sizeof model, "%s/model.pt", tmp);
-    snprintf(json, sizeof json, "%s/defaults.json", tmp);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
-    cr_assert_eq(system(cmd), 0);
+    char model[192], json[192];
+    copy_model(model, sizeof model, json, sizeof json);
     const char *j = "{\"sampler\": \"dpm++3m\", \"steps\": 10, \"spacing\": \"leading\", \"cfg\": 1.5, \"heads\": 2}";
     tu_write_file(json, j, strlen(j));
     const char *args[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
@@ -103,11 +111,8 @@ Test(solvers, defaults_json_names_a_solver)
    settings that ran, digits enough to read back the same floats */
 Test(solvers, defaults_json_interval_follows_guidance)
 {
-    char model[192], json[192], cmd[512];
-    snprintf(model, sizeof model, "%s/model.pt", tmp);
-    snprintf(json, sizeof json, "%s/defaults.json", tmp);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
-    cr_assert_eq(system(cmd), 0);
+    char model[192], json[192];
+    copy_model(model, sizeof model, json, sizeof json);
     const char *j = "{\"sampler\": \"ddim\", \"steps\": 4, \"cfg\": 2, \"cfg_interval\": \"0.1234567,500.25\", \"heads\": 2}";
     tu_write_file(json, j, strlen(j));
     const char *guided[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
