@@ -51,6 +51,7 @@ typedef struct {
     int h, w, c;
     int images;         /* 1: featurise img[], 0: feat came from files */
     me_adm_file feat;   /* features (and a reference's stored statistics) */
+    uint64_t source;    /* the image files' fingerprint, stamped on their features */
 } side;
 
 /* ---- printing as Python's print(float) -------------------------------- */
@@ -142,7 +143,10 @@ static int open_side(const ev_args *a, const char *list, int is_ref, side *s)
             memset(&parts[0].stats, 0, sizeof parts[0].stats);
             memset(&parts[0].stats_s, 0, sizeof parts[0].stats_s);
         }
-        for (int i = 0; i < s->count; i++) me_adm_file_free(&parts[i]);
+        for (int i = 0; i < s->count; i++) {
+            s->source = (s->source ^ parts[i].source) * 0x100000001b3ull;
+            me_adm_file_free(&parts[i]);
+        }
     }
     if (e) return cli_fail(e);
     if (!images) {
@@ -200,6 +204,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
     me_adm_file *f = &s->feat;
     f->n = count;
     f->first = first;
+    f->source = s->source | 1;
     f->total = s->n;
     f->prep = (int)a->prep;
     f->pool = me_alloc(sizeof(float) * (size_t)(count ? count : 1) * ME_INCEPTION_DIM);

@@ -33,6 +33,8 @@ typedef struct {
     float *pool, *spatial, *logits; /* [n, …] each, or NULL when absent */
     me_fid_stats stats, stats_s;    /* dim 0 when absent */
     int has_images;                 /* the file also holds arr_0 */
+    uint64_t source;                /* which images: of arr_0 (its zip entry's CRC-32 and size), or the
+                                       "source" a feature file was stamped with; 0 unknown */
 } me_adm_file;
 
 const char *me_preprocess_name(me_preprocess p);

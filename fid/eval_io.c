@@ -64,6 +64,8 @@ int me_adm_file_load(const char *path, me_adm_file *f)
     int rc = me_npz_open(path, &z);
     if (rc) return rc;
     f->has_images = has(&z, "arr_0");
+    const me_zip_entry *img = me_zip_find(&z.zip, "arr_0.npy");
+    if (img) f->source = ((uint64_t)img->crc32 << 32 ^ img->size) | 1;
     f->n = -1;
     if (has(&z, "pool")) rc = get_rows(&z, path, "pool", ME_INCEPTION_DIM, &f->n, &f->pool);
     if (!rc && has(&z, "spatial") && f->pool)
@@ -88,10 +90,15 @@ int me_adm_file_load(const char *path, me_adm_file *f)
         }
         me_array_free(&a);
     }
+    if (!rc && !img && has(&z, "source") && !(rc = me_npz_get(&z, "source", &a))) {
+        if (a.dtype != ME_I64 || a.numel != 1) rc = me_fail(MOEDIT_EINPUT, "%s: 'source' is not one int64", path);
+        else f->source = (uint64_t)((const int64_t *)a.data)[0];
+        me_array_free(&a);
+    }
     if (!rc && has(&z, "preprocess") && !(rc = me_npz_get(&z, "preprocess", &a))) {
         char name[32] = "";
         if (a.dtype == ME_U8 && a.ndim == 1 && a.numel < (int64_t)sizeof name) memcpy(name, a.data, (size_t)a.numel);
-        me_preprocess p;
+        me_preprocess p = ME_PREPROCESS_PYTORCH_FID;
         if (!me_preprocess_parse(name, &p)) f->prep = (int)p;
         else rc = me_fail(MOEDIT_EINPUT, "%s: 'preprocess' is not adm or pytorch-fid", path);
         me_array_free(&a);
@@ -111,6 +118,7 @@ int me_adm_file_save(const char *path, const me_adm_file *f)
     if (!rc && f->spatial) rc = me_npz_add(&w, "spatial", ME_F32, 2, (int64_t[]){n, ME_INCEPTION_SPATIAL}, f->spatial);
     if (!rc && f->logits) rc = me_npz_add(&w, "logits", ME_F32, 2, (int64_t[]){n, ME_INCEPTION_CLASSES}, f->logits);
     if (!rc && f->pool) rc = me_npz_add(&w, "range", ME_I64, 1, (int64_t[]){3}, (int64_t[]){f->first, n, f->total});
+    if (!rc && f->pool && f->source) rc = me_npz_add(&w, "source", ME_I64, 1, (int64_t[]){1}, (int64_t[]){(int64_t)f->source});
     const me_fid_stats *st[2] = {&f->stats, &f->stats_s};
     static const char *const names[2][2] = {{"mu", "sigma"}, {"mu_s", "sigma_s"}};
     for (int i = 0; i < 2 && !rc; i++) {
@@ -154,9 +162,14 @@ int me_adm_file_join(int count, me_adm_file *parts, char *const *names, me_adm_f
                          parts[0].prep < 0 ? "?" : me_preprocess_name(parts[0].prep));
     }
     /* whole files (one per sample shard) are concatenated in the given order;
-       parts of one batch (--shard) are put in place by their range */
+       parts of one batch (--shard) are put in place by their range, and must
+       come from the same images (the same count alone could be another set) */
     int whole = 1;
     for (int i = 0; i < count; i++) whole &= parts[i].first == 0 && parts[i].n == parts[i].total;
+    for (int i = 1; !rc && !whole && i < count; i++)
+        if (parts[i].source && parts[0].source && parts[i].source != parts[0].source)
+            rc = me_fail(MOEDIT_EINPUT, "%s: features of other images than %s's (another --samples)", names[i],
+                         names[0]);
     int64_t at = 0;
     if (!rc && whole) {
         for (int i = 0; i < count; i++) {

@@ -287,6 +287,20 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     err = slurp("err.txt");
     cr_expect(strstr(err, "s1.npz"), "%s", err);
     free(err);
+    /* a shard of another batch of as many images is not a shard of this one */
+    static uint8_t px[10 * 32 * 32 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "other10.npz")), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, 4, (int64_t[]){10, 32, 32, 3}, px), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(moedit(EVAL "--samples other10.npz --features-out o1.npz --shard 1/3 --batch 2"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert_eq(moedit("eval --samples s0.npz,o1.npz,s2.npz --ref fr.npz"), 2);
+    one_line_error();
+    err = slurp("err.txt");
+    cr_expect(strstr(err, "o1.npz: features of other images than s0.npz's"), "%s", err);
+    free(err);
 }
 
 /* An ADM-style reference (the fixture's images) whose stored mu holds a
