@@ -42,6 +42,16 @@ static int get_rows(me_npz *z, const char *path, const char *name, int dim, int6
     else if ((*out = me_alloc(sizeof(float) * (size_t)(a.numel ? a.numel : 1)))) {
         me_array_to_f32(&a, *out);
         *n = a.shape[0];
+        /* NaN rows would carry into every metric (FID refuses them, the
+           precision/recall distances would not) */
+        char bad[96];
+        int nbad = me_non_finite_rows(*out, (int)a.shape[0], (size_t)dim, bad, sizeof bad);
+        if (nbad) {
+            rc = me_fail(MOEDIT_EINPUT, "%s: '%s' holds NaN or inf (as float32) in %d of %lld rows: %s", path, name,
+                         nbad, (long long)a.shape[0], bad);
+            free(*out);
+            *out = NULL;
+        }
     } else {
         rc = MOEDIT_EINTERNAL;
     }

@@ -344,6 +344,23 @@ Test(cli_eval, impossible_statistics_and_weights_exit_2)
     cr_expect(strstr(err, "bad.safetensors") && strstr(err, "Conv2d_4a_3x3.bn.running_var"), "%s", err);
     free(err);
     cr_assert(!exists("f.npz"), "features written after a failure");
+
+    /* a feature file with a NaN row: refused as it is read, not carried into
+       precision/recall */
+    me_adm_file f = {.n = 3, .total = 3, .prep = -1};
+    f.pool = calloc(3 * (size_t)ME_INCEPTION_DIM, sizeof(float));
+    f.spatial = calloc(3 * (size_t)ME_INCEPTION_SPATIAL, sizeof(float));
+    f.logits = calloc(3 * (size_t)ME_INCEPTION_CLASSES, sizeof(float));
+    cr_assert(f.pool && f.spatial && f.logits);
+    f.pool[2 * ME_INCEPTION_DIM + 5] = NAN;
+    cr_assert_eq(me_adm_file_save(tu_join(dir, "nan_rows.npz"), &f), 0, "%s", moedit_last_error());
+    me_adm_file_free(&f);
+    cr_assert_eq(moedit("eval --samples nan_rows.npz --ref nan_rows.npz --json m.json"), 2);
+    one_line_error();
+    err = slurp("err.txt");
+    cr_expect(strstr(err, "nan_rows.npz: 'pool' holds NaN or inf (as float32) in 1 of 3 rows: 2"), "%s", err);
+    free(err);
+    cr_assert(!exists("m.json"), "an output after a failure");
 }
 
 Test(cli_eval, bad_inputs_exit_2_with_one_line)
