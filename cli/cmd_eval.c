@@ -221,13 +221,20 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
     if (out) {
         snprintf(part, sizeof part, "%s.partial", out);
         snprintf(state, sizeof state, "%s.state", out);
-        snprintf(fp, sizeof fp, "samples=%s images=%" PRId64 "x%dx%dx%d range=%" PRId64 "+%" PRId64
+        char by_path[8000];
+        snprintf(by_path, sizeof by_path, "samples=%s images=%" PRId64 "x%dx%dx%d range=%" PRId64 "+%" PRId64
                  " preprocess=%s inception=%s batch=%d", a->samples, s->n, s->h, s->w, s->c, first, count,
                  me_preprocess_name(a->prep), a->inception, a->batch);
+        /* the images by content too: other images of the same count behind
+           the same path must not resume into the first ones' features */
+        snprintf(fp, sizeof fp, "%s source=%016" PRIx64, by_path, f->source);
         done = a->resume ? cli_state_read(state, STATE_MAGIC, fp) : 0;
+        if (done < 0 && (done = cli_state_read(state, STATE_MAGIC, by_path)) >= 0)
+            fprintf(stderr, "%s: %s is from a build that named the images by path only: resuming unchecked\n", CMD,
+                    state);
         if (done < 0 || done > count) {
-            rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings (remove it to start over)",
-                                 state);
+            rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings or images (remove it to "
+                                 "start over)", state);
             goto done;
         }
         if (done && (rc = cli_partial_reopen(CMD, part, state, done * ME_ADM_ROW * (int64_t)sizeof(float), &pf)))

@@ -306,10 +306,20 @@ static int run(fs_args *a)
     const int64_t count = last - first;
     const size_t img_bytes = (size_t)px * px * 3, B = (size_t)a->batch;
 
-    fingerprint(a, model_path, &o, fp, sizeof fp);
+    /* the weights by content too: a checkpoint replaced behind the same
+       path must not resume into a file of the old one's samples */
+    uint32_t model_crc, vae_crc;
+    if ((e = moedit_model_digest(w0->m, &model_crc)) || (e = moedit_vae_digest(w0->vae, &vae_crc))) goto fail;
+    char by_path[8000];
+    fingerprint(a, model_path, &o, by_path, sizeof by_path);
+    snprintf(fp, sizeof fp, "%s weights=%08x vae_weights=%08x", by_path, (unsigned)model_crc, (unsigned)vae_crc);
     int64_t done = a->resume ? cli_state_read(state_path, STATE_MAGIC, fp) : 0;
+    if (done < 0 && (done = cli_state_read(state_path, STATE_MAGIC, by_path)) >= 0)
+        fprintf(stderr, "%s: %s is from a build that named the weights by path only: resuming unchecked\n", CMD,
+                state_path);
     if (done < 0 || done > count || (done % a->batch && done != count)) {
-        rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings (remove it to start over)", state_path);
+        rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings or weights (remove it to start over)",
+                             state_path);
         goto done;
     }
     if (done) {

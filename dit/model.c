@@ -312,6 +312,17 @@ void moedit_model_free(moedit_model *m)
 
 const moedit_config *moedit_model_config(const moedit_model *m) { return &m->cfg; }
 
+int moedit_model_digest(moedit_model *m, uint32_t *crc)
+{
+    if (!m->has_digest) {
+        int rc = me_tensors_digest(m->ts, &m->digest);
+        if (rc) return rc;
+        m->has_digest = 1;
+    }
+    *crc = m->digest;
+    return MOEDIT_OK;
+}
+
 void moedit_model_set_tracer(moedit_model *m, moedit_route_fn fn, void *user)
 {
     m->trace = fn;

@@ -167,6 +167,13 @@ int moedit_model_reserve(moedit_model *m, int n);
 /* FLOPs of one forward of n rows counting only the experts that run. */
 double moedit_model_flops(const moedit_model *m, int n);
 
+/* The weights' identity: a CRC-32 over every tensor of the checkpoint as
+   stored (name, type, shape, bytes), the same on any machine and for any
+   copy of the file, different for other weights behind the same path.
+   Taken at the first call, reading the weights once more (on a GPU while
+   they are uploaded). */
+int moedit_model_digest(moedit_model *m, uint32_t *crc);
+
 /* ---- expert tracing ---------------------------------------------------- */
 
 /* One routing decision of one token (DiT-MoE) or one row (Switch-DiT, where
@@ -252,6 +259,8 @@ float moedit_vae_scaling_factor(const moedit_vae *v);
 int moedit_vae_latent_channels(const moedit_vae *v);
 int moedit_vae_out_channels(const moedit_vae *v);
 int moedit_vae_upscale(const moedit_vae *v);   /* image size / latent size */
+/* moedit_model_digest's identity of the VAE's weights. */
+int moedit_vae_digest(moedit_vae *v, uint32_t *crc);
 
 /* Decodes z (already divided by the scaling factor) [n, latent_c, h, w] into
    img [n, out_channels, h*up, w*up], range about [-1, 1], unclamped. */

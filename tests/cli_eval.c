@@ -218,6 +218,17 @@ static void same_features(const char *a, const char *b)
     me_npz_close(&y);
 }
 
+/* Ten 32×32 RGB images other than the fixture's samples.npz, as many. */
+static void write_other_images(const char *name)
+{
+    static uint8_t px[10 * 32 * 32 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, name)), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, 4, (int64_t[]){10, 32, 32, 3}, px), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+}
+
 Test(cli_eval, killed_feature_run_resumes_and_shards_join)
 {
     cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out whole.npz --batch 2"), 0, "%s", slurp("err.txt"));
@@ -288,12 +299,7 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     cr_expect(strstr(err, "s1.npz"), "%s", err);
     free(err);
     /* a shard of another batch of as many images is not a shard of this one */
-    static uint8_t px[10 * 32 * 32 * 3];
-    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
-    me_zip_writer w;
-    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "other10.npz")), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, 4, (int64_t[]){10, 32, 32, 3}, px), MOEDIT_OK);
-    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+    write_other_images("other10.npz");
     cr_assert_eq(moedit(EVAL "--samples other10.npz --features-out o1.npz --shard 1/3 --batch 2"), 0, "%s",
                  slurp("err.txt"));
     cr_assert_eq(moedit("eval --samples s0.npz,o1.npz,s2.npz --ref fr.npz"), 2);
@@ -301,6 +307,36 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     err = slurp("err.txt");
     cr_expect(strstr(err, "o1.npz: features of other images than s0.npz's"), "%s", err);
     free(err);
+}
+
+/* The state names the images by content as well as by path: other images
+   of the same count put behind the same path are refused instead of
+   resumed into the first ones' features; a state from a build that named
+   them by path only still resumes, saying they go unchecked. */
+Test(cli_eval, resume_refuses_other_images_behind_the_same_path)
+{
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out whole.npz --batch 2"), 0, "%s", slurp("err.txt"));
+    write_other_images("other10.npz");
+    cr_assert_eq(tu_system("cd '%s' && cp '%s' mine.npz && mkdir run.npz && touch run.npz/x", dir, EX "samples.npz"),
+                 0);
+    cr_assert_eq(moedit(EVAL "--samples mine.npz --features-out run.npz --batch 2"), 2);   /* all done, not written */
+    cr_assert_eq(state_done("run.npz.state"), 10, "%s", slurp("err.txt"));
+    cr_assert_eq(tu_system("cd '%s' && rm -r run.npz && cp mine.npz keep.npz && cp other10.npz mine.npz", dir), 0);
+    cr_assert_eq(moedit(EVAL "--samples mine.npz --features-out run.npz --batch 2 --resume"), 2);
+    one_line_error();
+    char *err = slurp("err.txt");
+    cr_assert(strstr(err, "from a run with other settings or images"), "%s", err);
+    free(err);
+    cr_assert(!exists("run.npz"));
+
+    cr_assert_eq(tu_system("cd '%s' && mv keep.npz mine.npz && sed -i 's/ source=[0-9a-f]*$//' run.npz.state && "
+                           "! grep -q source= run.npz.state", dir), 0);
+    cr_assert_eq(moedit(EVAL "--samples mine.npz --features-out run.npz --batch 2 --resume"), 0, "%s",
+                 slurp("err.txt"));
+    err = slurp("err.txt");
+    cr_assert(strstr(err, "named the images by path only"), "%s", err);
+    free(err);
+    same_features("run.npz", "whole.npz");
 }
 
 /* An ADM-style reference (the fixture's images) whose stored mu holds a

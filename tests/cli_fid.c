@@ -447,6 +447,55 @@ Test(cli_fid, resume_refuses_a_short_partial)
     cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
 }
 
+#define SAMPLE_W "fid-sample --model w.safetensors --vae %s/vae/small --steps 4 --cfg 1.5 --seed 11 --num 12 --batch 2"
+
+/* The state names the weights by content as well as by path: other weights
+   put behind the same path (a checkpoint overwritten by training) are
+   refused instead of resumed into a file of the old one's samples, the
+   same weights written again resume; a state from a build that named the
+   weights by path only still resumes, saying the weights go unchecked. */
+Test(cli_fid, resume_refuses_other_weights_behind_the_same_path)
+{
+    const char *to_f32 = "convert %s/dit/moe_top2.pt --out w.safetensors",
+               *to_f16 = "convert %s/dit/moe_top2.pt --out w.safetensors --dtype f16";
+    cr_assert_eq(moedit(to_f32, FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    cr_assert_eq(moedit(SAMPLE_W " --npz ref.npz", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    char in_the_way[128];
+    snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
+    cr_assert_eq(mkdir(in_the_way, 0755), 0);
+    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz", FIXTURES), 2);
+    cr_assert_eq(tu_rmtree(in_the_way), 0);
+    cr_assert_eq(state_done("run.npz.state"), 12);
+
+    cr_assert_eq(moedit(to_f16, FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume", FIXTURES), 2);
+    one_line_error();
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "from a run with other settings"), "%s", err);
+    free(err);
+    cr_assert(!exists("run.npz"));
+
+    /* the state as an older build wrote it: no weights= on its settings line */
+    cr_assert_eq(moedit(to_f32, FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    cr_assert_eq(tu_system("cd '%s' && cp run.npz.state keep && sed -i 's/ weights=[0-9a-f]* vae_weights=[0-9a-f]*$//' "
+                           "run.npz.state && ! grep -q weights= run.npz.state", dir), 0);
+    cr_assert_eq(tu_system("cd '%s' && cp run.npz.partial keep.partial", dir), 0);
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "named the weights by path only"), "%s", err);
+    free(err);
+    same_file("run.npz", "ref.npz");
+
+    /* and the state of this build, with the same weights converted again */
+    cr_assert_eq(tu_system("cd '%s' && rm run.npz && mv keep run.npz.state && mv keep.partial run.npz.partial", dir), 0);
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "resuming") && !strstr(err, "path only"), "%s", err);
+    free(err);
+    same_file("run.npz", "ref.npz");
+}
+
 /* The output and the trace on one path are refused before the lock, the
    partial file or the state appear. */
 Test(cli_fid, npz_and_trace_on_one_path_refused)

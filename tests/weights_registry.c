@@ -1,7 +1,9 @@
-/* The tensor registry: lookup, shape checks and their messages, dtype conversion. */
+/* The tensor registry: lookup, shape checks and their messages, dtype conversion, the digest. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include "weights/tensors.h"
 
 Test(registry, find_and_shape_check)
@@ -63,4 +65,54 @@ Test(registry, half_precision_conversion)
     for (int i = 0; i < 4; i++) cr_assert_eq(me_f32_to_f16(me_f16_to_f32(f16[i])), f16[i]);
     cr_assert_eq(me_f32_to_bf16(-2.5f), 0xc020);
     me_tensors_free(ts);
+}
+
+/* One sequential pass over the stream the digest is defined on (tensors.h):
+   name and its NUL, type and rank bytes, each dimension as 8 little-endian
+   bytes, then the data. */
+static uLong digest_by_hand(uLong crc, const char *name, me_dtype type, int ndim, const int64_t *shape,
+                            const void *data, size_t bytes)
+{
+    crc = crc32(crc, (const Bytef *)name, (uInt)strlen(name) + 1);
+    const uint8_t head[2] = {(uint8_t)type, (uint8_t)ndim};
+    crc = crc32(crc, head, 2);
+    for (int d = 0; d < ndim; d++) {
+        uint8_t le[8];
+        for (int b = 0; b < 8; b++) le[b] = (uint8_t)((uint64_t)shape[d] >> (8 * b));
+        crc = crc32(crc, le, 8);
+    }
+    return crc32(crc, data, (uInt)bytes);
+}
+
+/* The weights' identity: the per-tensor CRCs taken on several threads and
+   joined equal one sequential pass; one byte, one name or one dimension
+   changed changes it. */
+Test(registry, digest_is_one_pass_over_names_shapes_and_bytes)
+{
+    enum { BIG = 3 << 20 };
+    float *big = malloc(BIG * sizeof *big);
+    cr_assert_not_null(big);
+    for (int i = 0; i < BIG; i++) big[i] = (float)(i % 977) * 0.25f;
+    static const uint16_t half[6] = {1, 2, 3, 4, 5, 0x3c00};
+    static const float one = 1;
+    uint32_t crc[4];
+    for (int variant = 0; variant < 4; variant++) {
+        me_tensors *ts = me_tensors_new("test");
+        const int64_t big_shape[2] = {variant == 3 ? 6 : 3, variant == 3 ? BIG / 6 : BIG / 3}, half_shape[2] = {2, 3};
+        const char *name = variant == 2 ? "blocks.0.mlp.fc2.weight" : "blocks.0.mlp.fc1.weight";
+        big[12345] = variant == 1 ? 2.5f : 0.5f;
+        cr_assert_eq(me_tensors_add(ts, name, ME_F32, 2, big_shape, big), MOEDIT_OK);
+        cr_assert_eq(me_tensors_add(ts, "scale", ME_F32, 0, NULL, &one), MOEDIT_OK);
+        cr_assert_eq(me_tensors_add(ts, "half", ME_BF16, 2, half_shape, half), MOEDIT_OK);
+        cr_assert_eq(me_tensors_digest(ts, &crc[variant]), MOEDIT_OK);
+        uLong want = crc32(0, NULL, 0);
+        want = digest_by_hand(want, name, ME_F32, 2, big_shape, big, sizeof(float) * (size_t)BIG);
+        want = digest_by_hand(want, "scale", ME_F32, 0, NULL, &one, sizeof one);
+        want = digest_by_hand(want, "half", ME_BF16, 2, half_shape, half, sizeof half);
+        cr_assert_eq(crc[variant], (uint32_t)want, "variant %d: %08x, one pass %08lx", variant, crc[variant], want);
+        me_tensors_free(ts);
+    }
+    for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++) cr_assert_neq(crc[a], crc[b], "variants %d and %d", a, b);
+    free(big);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 #include "weights/formats.h"
 #include "weights/tensors.h"
 
@@ -207,6 +208,42 @@ int64_t me_tensors_param_count(const me_tensors *ts)
     int64_t n = 0;
     for (int i = 0; i < ts->count; i++) n += ts->items[i].numel;
     return n;
+}
+
+/* Each tensor's CRC on its own thread, joined in order by crc32_combine:
+   the value of one sequential pass, at the threads' pace. */
+int me_tensors_digest(const me_tensors *ts, uint32_t *out)
+{
+    uint32_t *crc = malloc((size_t)(ts->count ? ts->count : 1) * sizeof *crc);
+    uint64_t *len = malloc((size_t)(ts->count ? ts->count : 1) * sizeof *len);
+    if (!crc || !len) {
+        free(crc), free(len);
+        return me_fail(MOEDIT_EINTERNAL, "out of memory");
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(me_threads())
+    for (int i = 0; i < ts->count; i++) {
+        const me_tensor *t = &ts->items[i];
+        uint8_t head[16];
+        head[0] = (uint8_t)t->dtype, head[1] = (uint8_t)t->ndim;
+        uLong c = crc32(0, (const Bytef *)t->name, (uInt)strlen(t->name) + 1);
+        c = crc32(c, head, 2);
+        for (int d = 0; d < t->ndim; d++) {
+            for (int b = 0; b < 8; b++) head[b] = (uint8_t)((uint64_t)t->shape[d] >> (8 * b));
+            c = crc32(c, head, 8);
+        }
+        uint64_t n = (uint64_t)t->numel * me_dtype_size(t->dtype), bytes = strlen(t->name) + 3 + 8 * (uint64_t)t->ndim;
+        for (const uint8_t *p = t->data; n; ) {
+            uInt step = n > (1u << 30) ? 1u << 30 : (uInt)n;
+            c = crc32(c, p, step);
+            p += step, n -= step, bytes += step;
+        }
+        crc[i] = (uint32_t)c, len[i] = bytes;
+    }
+    uLong all = crc32(0, NULL, 0);
+    for (int i = 0; i < ts->count; i++) all = crc32_combine(all, crc[i], (z_off_t)len[i]);
+    free(crc), free(len);
+    *out = (uint32_t)all;
+    return MOEDIT_OK;
 }
 
 const char *me_shape_str(int ndim, const int64_t *shape, char *buf, size_t size)

@@ -64,6 +64,11 @@ const char *me_tensors_meta(const me_tensors *ts, const char *key);  /* NULL if 
 int me_tensors_meta_count(const me_tensors *ts);
 void me_tensors_meta_at(const me_tensors *ts, int i, const char **key, const char **value);
 
+/* CRC-32 over every tensor's name, type, shape and bytes as stored, in
+   insertion order: the weights' identity, the same on any machine. Reads
+   all the data once (on me_threads() threads). */
+int me_tensors_digest(const me_tensors *ts, uint32_t *out);
+
 /* Float32 data of a tensor after checking its shape; a -1 in shape matches
    any size. ndim < 0 skips the shape check. Missing tensor or wrong shape:
    MOEDIT_EINPUT naming the tensor. */

@@ -177,6 +177,14 @@ class Model:
     def __exit__(self, *exc):
         self.close()
 
+    def digest(self):
+        """The weights' identity as fid-sample's resume state records it: a
+        CRC-32 (8 hex digits) over the checkpoint's tensors as stored, the same
+        for any copy of the file or precision it is run in."""
+        crc = ctypes.c_uint32()
+        _check(lib.moedit_model_digest(self._m, ctypes.byref(crc)))
+        return "%08x" % crc.value
+
     def _latent_shape(self, n):
         c = self.config
         return (n, c["in_channels"], c["input_size"], c["input_size"])
@@ -359,6 +367,12 @@ class VAE:
 
     def __exit__(self, *exc):
         self.close()
+
+    def digest(self):
+        """Model.digest() of the VAE's weights."""
+        crc = ctypes.c_uint32()
+        _check(lib.moedit_vae_digest(self._v, ctypes.byref(crc)))
+        return "%08x" % crc.value
 
     def decode(self, z, scaling_factor=None):
         """Latents as a model samples them [n, latent_c, h, w] → images

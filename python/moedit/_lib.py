@@ -12,7 +12,7 @@ import ctypes
 import glob
 import os
 from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
-                    c_size_t, c_uint8, c_uint64, c_void_p)
+                    c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
 
 VERSION = (0, 1)                       # major.minor of the C API this module speaks
 SONAME = "libmoedit.so.%d.%d" % VERSION
@@ -71,6 +71,7 @@ _PROTOTYPES = {
     "moedit_model_config": (POINTER(Config), [c_void_p]),
     "moedit_model_forward": (c_int, [c_void_p, c_int, _F, _F, POINTER(c_int64), _F]),
     "moedit_model_set_tracer": (None, [c_void_p, c_void_p, c_void_p]),
+    "moedit_model_digest": (c_int, [c_void_p, POINTER(c_uint32)]),
     "moedit_sample_defaults": (None, [c_void_p, POINTER(SampleOptions)]),
     "moedit_sample": (c_int, [c_void_p, POINTER(SampleOptions), c_int, POINTER(c_int64), _F]),
     "moedit_vae_load": (c_int, [c_char_p, POINTER(c_void_p)]),
@@ -81,6 +82,7 @@ _PROTOTYPES = {
     "moedit_vae_upscale": (c_int, [c_void_p]),
     "moedit_vae_decode": (c_int, [c_void_p, c_int, c_int, c_int, _F, _F]),
     "moedit_vae_set_bf16": (c_int, [c_void_p, c_int]),
+    "moedit_vae_digest": (c_int, [c_void_p, POINTER(c_uint32)]),
     "moedit_route_log_new": (c_int, [POINTER(c_void_p)]),
     "moedit_route_log_free": (None, [c_void_p]),
     "moedit_route_log_table": (c_int, [c_void_p, POINTER(RouteTable)]),

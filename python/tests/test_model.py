@@ -112,3 +112,19 @@ def test_vae_bf16_equals_cli(tmp_path, cli, moe):
     # fmnist-vae in bf16: 0.031 here; max 10 of 255 levels (0.078) over fmnist-moe's
     # 1000-sample FID set (docs/performance.md)
     assert np.abs(b16 - f32).max() <= 0.1
+
+
+def test_digest_is_the_resume_states(tmp_path, cli, moe):
+    """Model.digest() / VAE.digest() are what fid-sample's state records, and
+    name the weights, not the file or the precision they run in."""
+    (tmp_path / "run.npz").mkdir()
+    (tmp_path / "run.npz" / "x").write_text("x")   # every batch done, the final write refused
+    cli("fid-sample", "--model", "fmnist-moe", "--num", 2, "--batch", 2, "--steps", 2, "--threads", 1,
+        "--npz", tmp_path / "run.npz", expect=2)
+    settings = (tmp_path / "run.npz.state").read_text().splitlines()[1].split()
+    vae = moedit.VAE(moe.vae_path)
+    assert "weights=" + moe.digest() in settings and "vae_weights=" + vae.digest() in settings
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(open(moe.path, "rb").read())
+    assert moedit.Model(str(copy)).digest() == moe.digest() == moedit.Model("fmnist-moe", bf16=True).digest()
+    assert moe.digest() != vae.digest() and len(moe.digest()) == 8
