@@ -123,6 +123,26 @@ static int grid_cols(int n, const int64_t *labels)
     return distinct <= 10 ? distinct : 0;
 }
 
+/* --out naming one of the files --outdir will hold (0000_class1.png …)
+   would have the grid replaced by a sample without a word: refused. */
+static int check_grid_beside_images(const sample_args *a, int n, const int64_t *labels)
+{
+    if (!a->out || !a->outdir) return 0;
+    const char *slash = strrchr(a->out, '/'), *base = slash ? slash + 1 : a->out;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - a->out) + 1 : 1, slash ? a->out : ".");
+    struct stat p, d;
+    if (stat(parent, &p) || stat(a->outdir, &d) || p.st_dev != d.st_dev || p.st_ino != d.st_ino) return 0;
+    for (int i = 0; i < n; i++) {
+        char name[64];
+        me_sample_png_name(name, sizeof name, i, &labels[i]);
+        if (!strcmp(base, name))
+            return cli_usage_error(CMD, "--out %s is the file --outdir %s writes for sample %d: name the grid otherwise",
+                                   a->out, a->outdir, i);
+    }
+    return 0;
+}
+
 /* The grid (captioned with the class names, else ids) and the per-sample PNGs. */
 static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, const float *img,
                         const int64_t *labels)
@@ -280,6 +300,8 @@ static int run(sample_args *a)
         if (!noise) goto done;
         o.noise = noise;
     }
+    if ((rc = check_grid_beside_images(a, n, labels))) goto done;
+    rc = 1;
     if (want_images && ((r = moedit_vae_load(a->s.vae, &vae)) || (a->s.vae_bf16 && (r = moedit_vae_set_bf16(vae, 1))))) {
         rc = cli_fail(r);
         goto done;

@@ -146,6 +146,12 @@ int me_grid_write_png(const char *path, int n, int c, int h, int w, const float 
     return rc;
 }
 
+int me_sample_png_name(char *buf, size_t cap, int index, const int64_t *label)
+{
+    return label ? snprintf(buf, cap, "%04d_class%lld.png", index, (long long)*label)
+                 : snprintf(buf, cap, "%04d.png", index);
+}
+
 int me_write_sample_pngs(const char *dir, int first, int n, int c, int h, int w,
                          const float *img, const int64_t *labels)
 {
@@ -157,9 +163,9 @@ int me_write_sample_pngs(const char *dir, int first, int n, int c, int h, int w,
     const char *sep = len && dir[len - 1] == '/' ? "" : "/";
     for (int i = 0; i < n && rc == MOEDIT_OK; i++) {
         char path[4096];
-        int k = labels ? snprintf(path, sizeof path, "%s%s%04d_class%lld.png", dir, sep, first + i,
-                                  (long long)labels[i])
-                       : snprintf(path, sizeof path, "%s%s%04d.png", dir, sep, first + i);
+        int k = snprintf(path, sizeof path, "%s%s", dir, sep);
+        if (k > 0 && (size_t)k < sizeof path)
+            k += me_sample_png_name(path + k, sizeof path - (size_t)k, first + i, labels ? labels + i : NULL);
         if (k < 0 || (size_t)k >= sizeof path) {
             rc = me_fail(MOEDIT_EINPUT, "%s: path too long", dir);
             break;

@@ -15,6 +15,7 @@
 #ifndef MOEDIT_IMAGE_H
 #define MOEDIT_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* floor(clamp(127.5·x + 128, 0, 255)), i.e. torch.clamp(127.5 * x + 128.0,
@@ -47,6 +48,9 @@ int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_st
 int me_grid_write_png(const char *path, int n, int c, int h, int w, const float *img,
                       const me_grid_style *style);
 
+/* The file name of sample index with *label (NULL: no label), as
+   me_write_sample_pngs writes it; snprintf's return. */
+int me_sample_png_name(char *buf, size_t cap, int index, const int64_t *label);
 /* dir/NNNN_classL.png for sample first+i with label labels[i] (NULL: dir/NNNN.png). */
 int me_write_sample_pngs(const char *dir, int first, int n, int c, int h, int w,
                          const float *img, const int64_t *labels);

@@ -260,6 +260,25 @@ Test(sample, images_and_trace)
     cr_assert_eq(stat(out_path, &st), 0);
 }
 
+/* --out naming the file --outdir writes for a sample (its folder spelled
+   another way) is refused before any work; a grid of another name beside
+   the samples is written. */
+Test(sample, grid_named_as_a_sample_refused)
+{
+    char dir[128], clash[192], beside[192];
+    snprintf(dir, sizeof dir, "%s/imgs", tmp);
+    snprintf(clash, sizeof clash, "%s/imgs/../imgs/0001_class7.png", tmp);
+    snprintf(beside, sizeof beside, "%s/imgs/grid.png", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+#define BASE "--model", SAM "model_moe_top2.pt", "--heads", "2", "--vae", FIXTURES "/vae/small", "--class", "1,7", \
+             "--steps", "2", "--outdir", dir
+    assert_usage_error((const char *[]){BASE, "--out", clash, NULL}, "is the file --outdir");
+    cr_assert_eq(tu_count_files(dir), 0, "an output was written");
+    cr_assert_eq(run((const char *[]){BASE, "--out", beside, NULL}), 0, "%s", err_text);
+#undef BASE
+    cr_assert_eq(tu_count_files(dir), 3, "expected the grid and two samples");
+}
+
 /* without --sampler, a qk-norm (rectified flow) model samples with flow */
 Test(sample, flow_is_the_qknorm_default)
 {
