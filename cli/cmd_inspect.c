@@ -344,7 +344,7 @@ int cmd_convert(int argc, char **argv)
     moedit_load_options opt = {0};
     const cli_flag flags[] = {
         {"--out", CLI_STR, &out, "OUT.safetensors", "output file"},
-        {"--dtype", CLI_STR, &dtype_s, "f32|f16|bf16", "float tensors are converted (default f32)"},
+        {"--dtype", CLI_STR, &dtype_s, "f32|f16|bf16", "float tensors are converted (default f32); a value beyond its range (f16: 65504) is refused"},
         {"--heads", CLI_INT, &opt.heads, "H", "attention heads to record (default from the hidden size)"},
         {"--top-k", CLI_INT, &opt.top_k, "K", "experts per token to record (default 2)"},
         {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},

@@ -196,6 +196,24 @@ Test(safetensors, write_failures_leave_nothing)
     me_tensors_free(ctrl);
     unlink(out);
 
+    /* a finite weight beyond the output type's range is refused, naming it */
+    static const float big[3] = {1, 70000, 2};
+    static const double huge[2] = {1, 1e39};
+    me_tensors *wide = me_tensors_new("mem");
+    me_tensors_add(wide, "blocks.0.w", ME_F32, 1, (int64_t[]){3}, big);
+    cr_assert_eq(me_write_safetensors(wide, out, ME_F16), MOEDIT_EINPUT);
+    cr_assert_not_null(strstr(moedit_last_error(), "tensor blocks.0.w: element 1 (70000) does not fit in F16"), "%s",
+                       moedit_last_error());
+    cr_assert_eq(count_files(), 0);
+    cr_assert_eq(me_write_safetensors(wide, out, ME_BF16), MOEDIT_OK, "%s", moedit_last_error());
+    unlink(out);
+    me_tensors_add(wide, "d", ME_F64, 1, (int64_t[]){2}, huge);
+    cr_assert_eq(me_write_safetensors(wide, out, ME_F32), MOEDIT_EINPUT);
+    cr_assert_not_null(strstr(moedit_last_error(), "tensor d: element 1 (1e+39) does not fit in F32"), "%s",
+                       moedit_last_error());
+    cr_assert_eq(count_files(), 0);
+    me_tensors_free(wide);
+
     /* an empty registry is a valid (empty) file */
     me_tensors *empty = me_tensors_new("mem"), *back;
     cr_assert_eq(me_write_safetensors(empty, out, ME_F16), MOEDIT_OK);

@@ -9,6 +9,7 @@
    cover the data section (the reference implementation is stricter; we
    only insist that every tensor lies inside the file). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,7 +282,11 @@ oom:
 
 /* Converts and writes one tensor in fixed-size chunks, so a tens-of-GB
    checkpoint never needs a second full copy in memory. */
-static int write_tensor(me_atomic_file *af, const me_tensor *t, me_dtype dtype, uint8_t *chunk, size_t chunk_elems)
+/* A finite weight that becomes an infinity in the narrower type (beyond
+   f16's 65504, or an f64 beyond f32's range) is refused: the file would
+   load as garbage, or not at all. */
+static int write_tensor(me_atomic_file *af, const char *path, const me_tensor *t, me_dtype dtype, uint8_t *chunk,
+                        size_t chunk_elems)
 {
     size_t in_size = me_dtype_size(t->dtype), out_size = me_dtype_size(dtype);
     size_t n = (size_t)t->numel;
@@ -289,8 +294,18 @@ static int write_tensor(me_atomic_file *af, const me_tensor *t, me_dtype dtype, 
     if (dtype == t->dtype) return me_atomic_write(af, src, n * in_size);
     for (size_t i = 0; i < n; i += chunk_elems) {
         size_t m = n - i < chunk_elems ? n - i : chunk_elems;
-        for (size_t k = 0; k < m; k++)
-            store_float(dtype, load_float(t->dtype, src + (i + k) * in_size), chunk + k * out_size);
+        for (size_t k = 0; k < m; k++) {
+            const uint8_t *from = src + (i + k) * in_size;
+            store_float(dtype, load_float(t->dtype, from), chunk + k * out_size);
+            if (isinf(load_float(dtype, chunk + k * out_size))) {
+                double v;
+                if (t->dtype == ME_F64) memcpy(&v, from, 8);
+                else v = load_float(t->dtype, from);
+                if (isfinite(v))
+                    return me_fail(MOEDIT_EINPUT, "%s: tensor %s: element %zu (%g) does not fit in %s", path,
+                                   t->name, i + k, v, me_dtype_name(dtype));
+            }
+        }
         int rc = me_atomic_write(af, chunk, m * out_size);
         if (rc) return rc;
     }
@@ -348,7 +363,7 @@ int me_write_safetensors(const me_tensors *ts, const char *path, me_dtype dtype)
     if (!rc) rc = me_atomic_write(&af, header, hlen);
     if (!rc) rc = me_atomic_write(&af, spaces, padded - hlen);
     for (int i = 0; i < count && !rc; i++)
-        rc = write_tensor(&af, me_tensors_at(ts, ot[i].index), ot[i].dtype, chunk, chunk_elems);
+        rc = write_tensor(&af, path, me_tensors_at(ts, ot[i].index), ot[i].dtype, chunk, chunk_elems);
     if (!rc) rc = me_atomic_commit(&af);
     else if (af.fp) me_atomic_abort(&af);
     free(chunk);
