@@ -230,8 +230,8 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         snprintf(fp, sizeof fp, "%s source=%016" PRIx64, by_path, f->source);
         done = a->resume ? cli_state_read(state, STATE_MAGIC, fp) : 0;
         if (done < 0 && (done = cli_state_read(state, STATE_MAGIC, by_path)) >= 0)
-            fprintf(stderr, "%s: %s is from a build that named the images by path only: resuming unchecked\n", CMD,
-                    state);
+            fprintf(stderr, "moedit %s: %s is from a build that named the images by path only: resuming unchecked\n",
+                    CMD, state);
         if (done < 0 || done > count) {
             rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings or images (remove it to "
                                  "start over)", state);

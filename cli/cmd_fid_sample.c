@@ -315,7 +315,7 @@ static int run(fs_args *a)
     snprintf(fp, sizeof fp, "%s weights=%08x vae_weights=%08x", by_path, (unsigned)model_crc, (unsigned)vae_crc);
     int64_t done = a->resume ? cli_state_read(state_path, STATE_MAGIC, fp) : 0;
     if (done < 0 && (done = cli_state_read(state_path, STATE_MAGIC, by_path)) >= 0)
-        fprintf(stderr, "%s: %s is from a build that named the weights by path only: resuming unchecked\n", CMD,
+        fprintf(stderr, "moedit %s: %s is from a build that named the weights by path only: resuming unchecked\n", CMD,
                 state_path);
     if (done < 0 || done > count || (done % a->batch && done != count)) {
         rc = cli_usage_error(CMD, "--resume: %s is from a run with other settings or weights (remove it to start over)",
