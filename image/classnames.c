@@ -35,6 +35,71 @@ static int add_name(me_class_names *cn, const char *s, size_t len, int *cap)
     return MOEDIT_OK;
 }
 
+/* Strict UTF-8 without control characters: cairo refuses anything else
+   (failing the figure that shows the name), and a control character would
+   break the one-line summaries and messages that print names. NULL when s is
+   usable, else what is wrong with it. */
+static const char *name_problem(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c < 0x20 || c == 0x7f) return "holds a control character";
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
+        else return "is not valid UTF-8";
+        if (n - i < len) return "is not valid UTF-8";
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return "is not valid UTF-8";
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        /* overlong forms, surrogates and code points past U+10FFFF */
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return "is not valid UTF-8";
+        i += len;
+    }
+    return NULL;
+}
+
+typedef struct {
+    const char *name;
+    int id;
+} named_id;
+
+static int by_name(const void *a, const void *b)
+{
+    const named_id *x = a, *y = b;
+    int d = strcmp(x->name, y->name);
+    return d ? d : (x->id > y->id) - (x->id < y->id);
+}
+
+/* Two ids with the same name, *first < *second, into them (a name must pick
+   one class: --class would silently take one of them). Returns 1 when found,
+   0 when all names differ, -1 out of memory. */
+static int find_duplicate(const me_class_names *cn, int *first, int *second)
+{
+    named_id *v = me_alloc((size_t)cn->count * sizeof *v);
+    if (!v) return -1;
+    for (int i = 0; i < cn->count; i++) v[i] = (named_id){cn->names[i], i};
+    qsort(v, (size_t)cn->count, sizeof *v, by_name);
+    int found = 0;
+    for (int i = 1; i < cn->count && !found; i++)
+        if (!strcmp(v[i - 1].name, v[i].name)) {
+            *first = v[i - 1].id;
+            *second = v[i].id;
+            found = 1;
+        }
+    free(v);
+    return found;
+}
+
 int me_class_names_read(me_class_names *out, const char *path)
 {
     memset(out, 0, sizeof *out);
@@ -47,8 +112,9 @@ int me_class_names_read(me_class_names *out, const char *path)
         const char *stop = nl ? nl : end;
         size_t len = (size_t)(stop - p);
         if (len && p[len - 1] == '\r') len--;
+        const char *problem = len ? name_problem((const unsigned char *)p, len) : NULL;
         if (!len) rc = me_fail(MOEDIT_EINPUT, "%s: line %d is empty (one class name per line)", path, line);
-        else if (memchr(p, 0, len)) rc = me_fail(MOEDIT_EINPUT, "%s: line %d holds a NUL byte", path, line);
+        else if (problem) rc = me_fail(MOEDIT_EINPUT, "%s: line %d %s", path, line, problem);
         else if (out->count == MAX_NAMES) rc = me_fail(MOEDIT_EINPUT, "%s: more than %d names", path, MAX_NAMES);
         else rc = add_name(out, p, len, &cap);
         p = stop + 1;
@@ -56,6 +122,10 @@ int me_class_names_read(me_class_names *out, const char *path)
     }
     me_file_close(&f);
     if (!rc && !out->count) rc = me_fail(MOEDIT_EINPUT, "%s: no class names", path);
+    int a, b, dup = rc ? 0 : find_duplicate(out, &a, &b);
+    if (dup < 0) rc = MOEDIT_EINTERNAL;
+    else if (dup) rc = me_fail(MOEDIT_EINPUT, "%s: lines %d and %d are both '%s' (each name must be one class)",
+                               path, a + 1, b + 1, out->names[a]);
     if (rc) me_class_names_free(out);
     return rc;
 }
@@ -73,11 +143,18 @@ int me_class_names_read_json(me_class_names *out, const char *path, int *found)
     cJSON *arr = rc ? NULL : cJSON_GetObjectItemCaseSensitive(j, "class_names");
     if (arr && !cJSON_IsArray(arr)) rc = me_fail(MOEDIT_EINPUT, "%s: class_names is not an array", path);
     for (cJSON *v = cJSON_IsArray(arr) ? arr->child : NULL; v && !rc; v = v->next) {
+        const char *problem = cJSON_IsString(v) ? name_problem((const unsigned char *)v->valuestring,
+                                                               strlen(v->valuestring)) : NULL;
         if (!cJSON_IsString(v) || !v->valuestring[0])
             rc = me_fail(MOEDIT_EINPUT, "%s: class_names[%d] is not a non-empty string", path, out->count);
+        else if (problem) rc = me_fail(MOEDIT_EINPUT, "%s: class_names[%d] %s", path, out->count, problem);
         else if (out->count == MAX_NAMES) rc = me_fail(MOEDIT_EINPUT, "%s: more than %d names", path, MAX_NAMES);
         else rc = add_name(out, v->valuestring, strlen(v->valuestring), &cap);
     }
+    int a, b, dup = rc ? 0 : find_duplicate(out, &a, &b);
+    if (dup < 0) rc = MOEDIT_EINTERNAL;
+    else if (dup) rc = me_fail(MOEDIT_EINPUT, "%s: class_names[%d] and [%d] are both '%s' (each name must be one class)",
+                               path, a, b, out->names[a]);
     *found = !rc && arr;
     cJSON_Delete(j);
     if (rc) me_class_names_free(out);
@@ -92,8 +169,18 @@ const char *me_class_name(const me_class_names *cn, int id)
 void me_class_label(const me_class_names *cn, int id, char *buf, int size)
 {
     const char *name = me_class_name(cn, id);
-    if (name) snprintf(buf, (size_t)size, "%s", name);
-    else snprintf(buf, (size_t)size, "%d", id);
+    if (!name) {
+        snprintf(buf, (size_t)size, "%d", id);
+        return;
+    }
+    size_t len = strlen(name);
+    if (len >= (size_t)size) {
+        len = (size_t)size - 1;
+        /* cut before a character, not inside one: a label is drawn, and cairo refuses broken UTF-8 */
+        while (len && ((unsigned char)name[len] & 0xc0) == 0x80) len--;
+    }
+    memcpy(buf, name, len);
+    buf[len] = 0;
 }
 
 /* Folded character: lower case, '_' as ' '. */
