@@ -254,6 +254,27 @@ Test(trace_heatmap, class_names_in_tables_and_summary) {
     free(s);
 }
 
+/* A non-ASCII name is cut to the summary's column after 25 characters, not
+   25 bytes (which would end inside a character), and padded by characters. */
+Test(trace_heatmap, summary_cuts_names_at_characters) {
+    me_trace_counts c;
+    count_hand_trace(&c, 0);
+    /* "д" is two bytes: 30 of them, and "ü" once */
+    char long_name[64] = "", *names[3] = {"cat", long_name, "\xc3\xbc"};
+    for (int i = 0; i < 30; i++) strcat(long_name, "\xd0\xb4");
+    const me_class_names cn = {.count = 3, .names = names};
+    c.names = &cn;
+    cr_assert_eq(me_trace_write_summary(&c, dir, NULL), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    char *s = slurp("summary.txt"), want[128] = "\n1      ";
+    for (int i = 0; i < 25; i++) strcat(want, "\xd0\xb4");
+    strcat(want, " 0.");
+    cr_assert(strstr(s, want), "%s", s);
+    /* one character, 24 spaces of padding and the separator */
+    cr_assert(strstr(s, "\n2      \xc3\xbc                         0."), "%s", s);
+    free(s);
+}
+
 /* Where the cells are along a line of n pixels from p, stride apart: from
    the start of the first run of one colour (not white) at least min_len
    long to the end of the last such run. Returns the number of runs. */

@@ -259,6 +259,22 @@ static void step_concentration(const me_trace_counts *c, int s, double *h, doubl
 }
 
 #define SUMMARY_CLASSES 20   /* classes listed by name; the CSV has all */
+#define NAME_COLUMN 25       /* characters of a class name in the summary */
+
+/* s in a column width characters wide, cut after width characters and
+   padded with spaces: counting bytes would cut inside a character (broken
+   UTF-8) and misalign the columns after a non-ASCII name. */
+static void put_column(FILE *f, const char *s, int width)
+{
+    int chars = 0;
+    for (; *s; s++) {
+        int starts_char = ((unsigned char)*s & 0xc0) != 0x80;
+        if (starts_char && chars == width) break;
+        chars += starts_char;
+        fputc(*s, f);
+    }
+    for (; chars < width; chars++) fputc(' ', f);
+}
 
 /* Routing concentration per traced class, mean over layers, by name. */
 static void write_class_section(const me_trace_counts *c, FILE *f)
@@ -280,10 +296,12 @@ static void write_class_section(const me_trace_counts *c, FILE *f)
             h += a / in->depth;
             mx += b / in->depth;
         }
-        char name[64];
+        char name[4 * NAME_COLUMN + 1];   /* 25 characters of up to 4 bytes */
         if (k == in->num_classes) snprintf(name, sizeof name, "(unconditional)");
         else me_class_label(c->names, k, name, sizeof name);
-        fprintf(f, "%-6d %-25.25s %.4f   %.4f\n", k, name, h, mx);
+        fprintf(f, "%-6d ", k);
+        put_column(f, name, NAME_COLUMN);
+        fprintf(f, " %.4f   %.4f\n", h, mx);
         shown++;
     }
     if (traced > shown) fprintf(f, "... %d more classes in class_counts.csv\n", traced - shown);
