@@ -129,6 +129,28 @@ Test(trace_heatmap, cond_only_skips_null_rows) {
     free(s);
 }
 
+/* With --cond-only, layer 1 routes nothing at step 1 (its one record there is
+   a null row): step 1's concentration is layer 0's (e2 1, e3 1: entropy 0.5,
+   max share 0.5), not halved by an empty layer read as entropy 0, and
+   step_entropy.csv has no row for layer 1 at step 1. */
+Test(trace_heatmap, layers_without_assignments_are_not_averaged_in) {
+    me_trace_counts c;
+    count_hand_trace(&c, 1);
+    cr_assert_eq(me_trace_write_tables(&c, dir), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_write_summary(&c, dir, NULL), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    char *s = slurp("step_entropy.csv");
+    cr_assert(strstr(s, "\n0,1,500,0.500000,0.500000\n"), "%s", s);
+    cr_assert_null(strstr(s, "\n1,1,"), "a row for a layer with nothing routed: %s", s);
+    /* step 0: layer 0 e0 2, e1 1, e2 1 (entropy 0.75, max 0.5), layer 1 e1 1, e2 1 (0.5, 0.5) */
+    cr_assert(strstr(s, "\n1,0,999,0.500000,0.500000\n"), "%s", s);
+    free(s);
+    s = slurp("summary.txt");
+    cr_assert(strstr(s, "\n0     999           0.6250   0.5000\n"), "%s", s);
+    cr_assert(strstr(s, "\n1     500           0.5000   0.5000\n"), "%s", s);
+    free(s);
+}
+
 Test(trace_heatmap, switch_dit_rows_count_at_every_position) {
     /* input 6, patch 2: 3 x 3 tokens */
     moedit_config c = {.family = MOEDIT_FAMILY_SWITCH_DIT, .depth = 1, .input_size = 6,
@@ -247,9 +269,10 @@ Test(trace_heatmap, class_names_in_tables_and_summary) {
     cr_assert(strstr(s, "\n0,2,\"bird, \"\"small\"\"\",3,1\n"), "RFC 4180 quoting: %s", s);
     free(s);
     s = slurp("summary.txt");
-    /* class 2 (layer 0 only: e2 1, e3 1; layer 1 none): entropy (0.5 + 0) / 2, max share (0.5 + 0) / 2 */
+    /* class 2 (layer 0 only: e2 1, e3 1; layer 1 none): entropy 0.5, max share 0.5 from layer 0
+       alone; the layer without the class is not averaged in as entropy 0 */
     cr_assert(strstr(s, "\n1      dog "), "%s", s);
-    cr_assert(strstr(s, "\n2      bird, \"small\"             0.2500   0.2500\n"), "%s", s);
+    cr_assert(strstr(s, "\n2      bird, \"small\"             0.5000   0.5000\n"), "%s", s);
     cr_assert(strstr(s, "\n3      (unconditional) "), "%s", s);
     free(s);
 }
