@@ -72,7 +72,7 @@ int cmd_heatmap(int argc, char **argv)
     if (!rc) rc = me_atomic_dir_commit(&dir);
     else if (dir.path) me_atomic_dir_abort(&dir);
     int figures = c.info.depth + 1;
-    int views = paper ? c.info.depth * (c.gate_sums ? 4 : 3) + 1 : 0;
+    int views = paper ? c.info.depth * (c.gate_sums ? 4 : 3) + me_trace_paper_pages(&c) : 0;
     me_trace_counts_free(&c);
     me_class_names_free(&names);
     if (rc) return cli_fail(rc);

@@ -391,6 +391,46 @@ Test(trace_heatmap, paper_views_as_svg_and_pdf) {
     free(out);
 }
 
+/* A page holds 96 layers of paper views (a figure is at most 16384 points
+   tall): a 100-layer trace gets paper_all_1 with layers 0-95 and paper_all_2
+   with 96-99, rather than failing after the per-layer views. */
+Test(trace_heatmap, paper_all_pages_for_deep_traces) {
+    moedit_config cfg = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 100, .input_size = 4,
+                         .patch = 2, .num_classes = 3, .num_experts = 4, .top_k = 2};
+    char path[600];
+    snprintf(path, sizeof path, "%s/deep.trace", dir);
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, path, &cfg), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_set_info(tr, "ddim", 1, 1.0f);
+    for (int l = 0; l < 100; l++) {
+        int experts[2] = {l % 4, (l + 1) % 4};
+        float weights[2] = {0.6f, 0.3f};
+        moedit_route r = {.layer = l, .step = 0, .row = 0, .token = l % 4, .timestep = 999, .label = 1,
+                          .k = 2, .experts = experts, .weights = weights};
+        me_trace_route(tr, &r);
+    }
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_reader *rd;
+    cr_assert_eq(me_trace_read_open(&rd, path), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts c;
+    cr_assert_eq(me_trace_count(&c, rd, 0), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_read_close(rd);
+    cr_assert_eq(me_trace_paper_pages(&c), 2);
+    cr_assert_eq(me_trace_write_paper(&c, dir, ME_FIG_SVG), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    cr_assert(tu_exists(tu_join(dir, "layer_99_position.svg")));
+    cr_assert(!tu_exists(tu_join(dir, "paper_all.svg")), "one page cannot hold 100 layers");
+    const char *page[2] = {"paper_all_1.svg", "paper_all_2.svg"};
+    const int panels[2] = {96 * 3, 4 * 3};
+    for (int p = 0; p < 2; p++) {
+        cr_assert_eq(shell("xmllint --xpath \"count(//*[local-name()='image'])\" '%s'", page[p]), 0, "%s",
+                     page[p]);
+        char *out = slurp("out.txt");
+        cr_assert_eq(atoi(out), panels[p], "%s panels: %s", page[p], out);
+        free(out);
+    }
+}
+
 /* Switch-DiT: gate probabilities averaged per layer and step, as a table
    and a fourth paper view. */
 Test(trace_heatmap, switch_dit_gate_probabilities) {
