@@ -68,38 +68,6 @@ static const char *name_problem(const unsigned char *s, size_t n)
     return NULL;
 }
 
-typedef struct {
-    const char *name;
-    int id;
-} named_id;
-
-static int by_name(const void *a, const void *b)
-{
-    const named_id *x = a, *y = b;
-    int d = strcmp(x->name, y->name);
-    return d ? d : (x->id > y->id) - (x->id < y->id);
-}
-
-/* Two ids with the same name, *first < *second, into them (a name must pick
-   one class: --class would silently take one of them). Returns 1 when found,
-   0 when all names differ, -1 out of memory. */
-static int find_duplicate(const me_class_names *cn, int *first, int *second)
-{
-    named_id *v = me_alloc((size_t)cn->count * sizeof *v);
-    if (!v) return -1;
-    for (int i = 0; i < cn->count; i++) v[i] = (named_id){cn->names[i], i};
-    qsort(v, (size_t)cn->count, sizeof *v, by_name);
-    int found = 0;
-    for (int i = 1; i < cn->count && !found; i++)
-        if (!strcmp(v[i - 1].name, v[i].name)) {
-            *first = v[i - 1].id;
-            *second = v[i].id;
-            found = 1;
-        }
-    free(v);
-    return found;
-}
-
 int me_class_names_read(me_class_names *out, const char *path)
 {
     memset(out, 0, sizeof *out);
@@ -122,10 +90,6 @@ int me_class_names_read(me_class_names *out, const char *path)
     }
     me_file_close(&f);
     if (!rc && !out->count) rc = me_fail(MOEDIT_EINPUT, "%s: no class names", path);
-    int a, b, dup = rc ? 0 : find_duplicate(out, &a, &b);
-    if (dup < 0) rc = MOEDIT_EINTERNAL;
-    else if (dup) rc = me_fail(MOEDIT_EINPUT, "%s: lines %d and %d are both '%s' (each name must be one class)",
-                               path, a + 1, b + 1, out->names[a]);
     if (rc) me_class_names_free(out);
     return rc;
 }
@@ -151,10 +115,6 @@ int me_class_names_read_json(me_class_names *out, const char *path, int *found)
         else if (out->count == MAX_NAMES) rc = me_fail(MOEDIT_EINPUT, "%s: more than %d names", path, MAX_NAMES);
         else rc = add_name(out, v->valuestring, strlen(v->valuestring), &cap);
     }
-    int a, b, dup = rc ? 0 : find_duplicate(out, &a, &b);
-    if (dup < 0) rc = MOEDIT_EINTERNAL;
-    else if (dup) rc = me_fail(MOEDIT_EINPUT, "%s: class_names[%d] and [%d] are both '%s' (each name must be one class)",
-                               path, a, b, out->names[a]);
     *found = !rc && arr;
     cJSON_Delete(j);
     if (rc) me_class_names_free(out);
@@ -245,7 +205,14 @@ int me_class_lookup(const me_class_names *cn, const char *token, int num_classes
         if (whole && (exact < 0 || !strncmp(cn->names[i], token, len))) exact = i;
         hits[nhit++] = i;
     }
-    if (exact >= 0 || nhit == 1) {
+    /* A list may name two classes alike (torchvision's has two "crane" and
+       two "maillot"): as labels they do no harm, as a choice they are one. */
+    int twins = 0;
+    for (int i = 0; exact >= 0 && i < nhit; i++)
+        if (!strcmp(cn->names[hits[i]], cn->names[exact])) hits[twins++] = hits[i];
+    if (twins > 1) {
+        rc = name_candidates(cn, token, len, hits, twins, "names more than one class (give its id):");
+    } else if (exact >= 0 || nhit == 1) {
         *id = exact >= 0 ? exact : hits[0];
         rc = MOEDIT_OK;
     } else if (nhit > 1) {
