@@ -50,6 +50,14 @@ int cmd_heatmap(int argc, char **argv)
     rc = me_trace_count(&c, rd, cond_only);
     me_trace_read_close(rd);
     if (rc) return cli_fail(rc);
+    /* figures and statistics of nothing would look like a result */
+    if (!c.records) {
+        unsigned long long count = (unsigned long long)c.info.count;
+        me_trace_counts_free(&c);
+        if (!count) return cli_usage_error("heatmap", "%s: the trace holds no records", pos[0]);
+        return cli_usage_error("heatmap", "%s: --cond-only leaves no records (all %llu are guidance null rows)",
+                               pos[0], count);
+    }
     me_class_names names;
     if ((rc = cli_class_names("heatmap", names_file, model ? cli_model_path(model) : NULL, c.info.num_classes,
                               &names))) {
@@ -72,7 +80,7 @@ int cmd_heatmap(int argc, char **argv)
     if (!rc) rc = me_atomic_dir_commit(&dir);
     else if (dir.path) me_atomic_dir_abort(&dir);
     int figures = c.info.depth + 1;
-    int views = paper ? c.info.depth * (c.gate_sums ? 4 : 3) + 1 : 0;
+    int views = paper ? c.info.depth * (c.gate_sums ? 4 : 3) + me_trace_paper_pages(&c) : 0;
     me_trace_counts_free(&c);
     me_class_names_free(&names);
     if (rc) return cli_fail(rc);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "cli/cli.h"
 #include "cli/shard.h"
 #include "core/core.h"
@@ -24,6 +25,29 @@ typedef struct {
     me_array img, lab;
     int has_lab, has_meta;
 } input;
+
+/* Two inputs naming one file, *first < *second, for files without shard
+   records (shard sets refuse a repeated shard themselves, cli/shard.h):
+   merged, its images would count twice. Returns 1 when found, 0 when not,
+   -1 out of memory. */
+static int find_repeated_file(char **paths, int n, int *first, int *second)
+{
+    if (n < 2) return 0;
+    struct stat *st = calloc((size_t)n, sizeof *st);
+    if (!st) return -1;
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        if (stat(paths[i], &st[i])) st[i].st_ino = 0;   /* opened already: vanished since, nothing to compare */
+    for (int i = 0; i < n && !found; i++)
+        for (int j = i + 1; j < n && !found; j++)
+            if (st[i].st_ino && st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino) {
+                *first = i;
+                *second = j;
+                found = 1;
+            }
+    free(st);
+    return found;
+}
 
 static int same_tail(const me_array *a, const me_array *b)
 {
@@ -141,6 +165,11 @@ int cmd_npz_merge(int argc, char **argv)
         if (ins[i].has_meta != ins[0].has_meta)
             rc = cli_usage_error(CMD, "%s is %sa fid-sample shard, unlike %s", pos[i], ins[i].has_meta ? "" : "not ",
                                  pos[0]);
+    int first, second, repeated = rc || ins[0].has_meta ? 0 : find_repeated_file(pos, n, &first, &second);
+    if (repeated < 0) rc = cli_fail(me_fail(MOEDIT_EINTERNAL, "npz-merge: out of memory"));
+    else if (repeated)
+        rc = cli_usage_error(CMD, "%s and %s are the same file (its images would be merged twice)", pos[first],
+                             pos[second]);
     if (!rc && ins[0].has_meta) {
         for (int i = 0; i < n; i++) images[i] = ins[i].img.shape[0];
         rc = cli_shard_check_set(CMD, metas, images, pos, n, order, &merged);

@@ -58,20 +58,31 @@ int me_atomic_dir_commit(me_atomic_dir *d)
     return rc;
 }
 
+/* Removes folder path and what is in it. Only what this process wrote is
+   there (files, and folders such as heatmap's paper/), so links are removed,
+   never followed; depth bounds the recursion. */
+static void remove_tree(const char *path, int depth)
+{
+    DIR *dir = opendir(path);
+    struct dirent *e;
+    while (dir && (e = readdir(dir))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[4096];
+        struct stat st;
+        if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) >= (int)sizeof p) continue;
+        if (!lstat(p, &st) && S_ISDIR(st.st_mode)) {
+            if (depth > 0) remove_tree(p, depth - 1);
+        } else {
+            unlink(p);
+        }
+    }
+    if (dir) closedir(dir);
+    rmdir(path);
+}
+
 void me_atomic_dir_abort(me_atomic_dir *d)
 {
-    if (d->tmp) {
-        /* only what this process wrote is in it: plain files, no subfolders */
-        DIR *dir = opendir(d->tmp);
-        struct dirent *e;
-        while (dir && (e = readdir(dir))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char p[4096];
-            if (snprintf(p, sizeof p, "%s/%s", d->tmp, e->d_name) < (int)sizeof p) unlink(p);
-        }
-        if (dir) closedir(dir);
-        rmdir(d->tmp);
-    }
+    if (d->tmp) remove_tree(d->tmp, 4);
     free(d->tmp);
     free(d->path);
     memset(d, 0, sizeof *d);

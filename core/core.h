@@ -176,7 +176,7 @@ size_t me_memory_held(void);
 
 /* An output folder that appears complete or not at all. A new folder is
    written under a temporary name (work) and renamed to path by commit; abort
-   removes it with its files. An existing folder is used as it is (work ==
+   removes it with its files and subfolders. An existing folder is used as it is (work ==
    path): its files are each written atomically, and it is never removed. */
 typedef struct {
     char *path, *tmp;   /* tmp NULL: the folder existed */

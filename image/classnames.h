@@ -25,7 +25,9 @@ typedef struct {
 } me_class_names;
 
 /* One name per line (a trailing '\r' dropped). Empty lines are an error:
-   they would shift every later id. */
+   they would shift every later id. Both readers refuse names that are not
+   UTF-8 or hold control characters, and a name given twice (names differing
+   only in case are distinct: ImageNet has "Cardigan" and "cardigan"). */
 int me_class_names_read(me_class_names *out, const char *path);
 /* The "class_names" array of a JSON object file (defaults.json). *found is 0
    and out empty when the file has no such key. */
@@ -34,7 +36,8 @@ void me_class_names_free(me_class_names *cn);
 
 /* The name of class id, or NULL when unknown. */
 const char *me_class_name(const me_class_names *cn, int id);
-/* Writes the name of id, or its decimal id when no name is known, to buf. */
+/* Writes the name of id, or its decimal id when no name is known, to buf
+   (size > 0); a longer name is cut before a character, never inside one. */
 void me_class_label(const me_class_names *cn, int id, char *buf, int size);
 
 /* Resolves one token (surrounding spaces ignored) to an id. Unknown or

@@ -157,6 +157,13 @@ Test(cli_fid, bad_inputs_fail_cleanly)
     cr_assert(!exists("m.npz"));
     cr_assert_eq(moedit("npz-merge --out m.npz bad.npz"), 2);
     one_line_error();
+    /* merge: one file named twice (another path to it too) would repeat its images */
+    cr_assert_eq(moedit("npz-merge --out m.npz %s/fid/images_a.npz %s/fid/../fid/images_a.npz", FIXTURES, FIXTURES), 2);
+    one_line_error();
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "are the same file"), "%s", err);
+    free(err);
+    cr_assert(!exists("m.npz"));
     cr_assert_eq(moedit("fid-sample --npz x.npz --num 4 --shard 3/3"), 2);
     one_line_error();
 }

@@ -48,6 +48,37 @@ Test(cli_heatmap, corrupt_trace_exits_2) {
     cr_assert(!exists("out/step_counts.csv"), "no output for a bad trace");
 }
 
+/* A trace with nothing to count (no records, or only null rows with
+   --cond-only) is refused rather than drawn as empty figures. */
+Test(cli_heatmap, nothing_to_count_exits_2) {
+    moedit_config c = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 1, .input_size = 4,
+                       .patch = 2, .num_classes = 2, .num_experts = 2, .top_k = 1};
+    char path[600], args[1400];
+    me_trace *tr;
+    snprintf(path, sizeof path, "%s/empty.trace", dir);
+    cr_assert_eq(me_trace_open(&tr, path, &c), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+    snprintf(args, sizeof args, "heatmap '%s' --out '%s/out'", path, dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("holds no records");
+    cr_assert(!exists("out"), "no output folder for an empty trace");
+
+    snprintf(path, sizeof path, "%s/null.trace", dir);
+    cr_assert_eq(me_trace_open(&tr, path, &c), MOEDIT_OK, "%s", moedit_last_error());
+    int e = 1;
+    float w = 0.9f;
+    moedit_route r = {.layer = 0, .step = 0, .row = 0, .token = 0, .timestep = 999, .label = 2, .is_null = 1,
+                      .k = 1, .experts = &e, .weights = &w};
+    me_trace_route(tr, &r);
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+    snprintf(args, sizeof args, "heatmap '%s' --out '%s/out' --cond-only", path, dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("all 1 are guidance null rows");
+    cr_assert(!exists("out"), "no output folder when nothing is counted");
+    snprintf(args, sizeof args, "heatmap '%s' --out '%s/out'", path, dir);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+}
+
 Test(cli_heatmap, usage_errors_exit_2) {
     char args[1400];
     snprintf(args, sizeof args, "heatmap '%s/missing.trace' --out '%s/out'", dir, dir);

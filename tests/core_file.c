@@ -155,3 +155,23 @@ Test(atomic, full_device_write_error_reported)
     cr_assert_eq(lmode(link), S_IFLNK);
     cr_assert_eq(tu_count_files(tmp), 2);
 }
+
+/* A new output folder that is given up leaves nothing behind, subfolders
+   included (heatmap --paper writes DIR/paper/ before it can fail). */
+Test(atomic, folder_abort_removes_subfolders)
+{
+    me_atomic_dir d;
+    const char *out = tu_join(tmp, "out");
+    cr_assert_eq(me_atomic_dir_open(&d, out), MOEDIT_OK, "%s", moedit_last_error());
+    char sub[600], deeper[700];
+    snprintf(sub, sizeof sub, "%s/paper", d.work);
+    snprintf(deeper, sizeof deeper, "%s/nested", sub);
+    cr_assert_eq(mkdir(sub, 0777), 0);
+    cr_assert_eq(mkdir(deeper, 0777), 0);
+    cr_assert_eq(write_all(tu_join(d.work, "summary.txt"), "s"), MOEDIT_OK);
+    cr_assert_eq(write_all(tu_join(sub, "paper_all.svg"), "p"), MOEDIT_OK);
+    cr_assert_eq(write_all(tu_join(deeper, "x.svg"), "x"), MOEDIT_OK);
+    cr_assert_eq(symlink(sub, tu_join(d.work, "link")), 0, "%s", strerror(errno));
+    me_atomic_dir_abort(&d);
+    cr_assert_eq(tu_count_files(tmp), 0, "the temporary folder or its contents were left behind");
+}

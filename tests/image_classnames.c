@@ -142,3 +142,76 @@ Test(classnames, files_and_json, .init = make_dir, .fini = remove_dir)
     cr_assert_eq(me_class_names_read_json(&cn, path, &found), MOEDIT_EINPUT);
     cr_assert(strstr(moedit_last_error(), "class_names[1]"), "%s", moedit_last_error());
 }
+
+/* Names a figure or summary cannot show are refused when read, naming the
+   line (or array index); a name two classes share is read (torchvision's
+   list has two "crane") but picks neither. */
+Test(classnames, unusable_names_refused_and_shared_names_pick_none, .init = make_dir, .fini = remove_dir)
+{
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"cat\nd\xff" "g\n", "line 2 is not valid UTF-8"},
+        {"cat\ndog\n\xc3", "line 3 is not valid UTF-8"},               /* a character cut short */
+        {"\xc0\xaf\n", "line 1 is not valid UTF-8"},                   /* overlong '/' */
+        {"\xed\xa0\x80\n", "line 1 is not valid UTF-8"},               /* a surrogate */
+        {"cat\nd\tg\n", "line 2 holds a control character"},
+        {"cat\ndog\x1b[31m\n", "line 2 holds a control character"},
+    };
+    char path[128];
+    me_class_names cn;
+    snprintf(path, sizeof path, "%s/names.txt", dir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tu_write_file(path, bad[i].text, strlen(bad[i].text));
+        cr_assert_eq(me_class_names_read(&cn, path), MOEDIT_EINPUT, "case %zu read", i);
+        cr_assert(strstr(moedit_last_error(), bad[i].needle), "case %zu: %s", i, moedit_last_error());
+        cr_assert_eq(cn.count, 0);
+    }
+    /* names differing only in case stay distinct, and any valid UTF-8 is kept */
+    const char *ok = "Cardigan\ncardigan\n\xd0\xba\xd0\xbe\xd1\x82 \xf0\x9f\x90\x88\n";
+    tu_write_file(path, ok, strlen(ok));
+    cr_assert_eq(me_class_names_read(&cn, path), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(cn.count, 3);
+    me_class_names_free(&cn);
+
+    const char *shared = "cat\ncrane\nbird\ncrane\ncranefly\n";
+    tu_write_file(path, shared, strlen(shared));
+    cr_assert_eq(me_class_names_read(&cn, path), MOEDIT_OK, "%s", moedit_last_error());
+    int id = -1;
+    cr_assert_eq(me_class_lookup(&cn, "crane", 5, &id), MOEDIT_EINPUT, "picked %d", id);
+    cr_assert(strstr(moedit_last_error(), "'crane' names more than one class (give its id): 'crane' (1), 'crane' (3)"),
+              "%s", moedit_last_error());
+    cr_assert_eq(me_class_lookup(&cn, "cranef", 5, &id), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(id, 4);
+    cr_assert_eq(me_class_lookup(&cn, "3", 5, &id), MOEDIT_OK);
+    cr_assert_eq(id, 3);
+    me_class_names_free(&cn);
+
+    int found = 1;
+    snprintf(path, sizeof path, "%s/d.json", dir);
+    const char *newline = "{\"class_names\": [\"a\", \"b\\nc\"]}";
+    tu_write_file(path, newline, strlen(newline));
+    cr_assert_eq(me_class_names_read_json(&cn, path, &found), MOEDIT_EINPUT);
+    cr_assert(strstr(moedit_last_error(), "class_names[1] holds a control character"), "%s", moedit_last_error());
+    const char *raw = "{\"class_names\": [\"a\", \"b\xfe\"]}";
+    tu_write_file(path, raw, strlen(raw));
+    cr_assert_eq(me_class_names_read_json(&cn, path, &found), MOEDIT_EINPUT);
+    cr_assert(strstr(moedit_last_error(), "class_names[1] is not valid UTF-8"), "%s", moedit_last_error());
+}
+
+/* A label cut to its buffer ends before a character, never inside one. */
+Test(classnames, label_cut_keeps_whole_characters)
+{
+    /* "xx" and then two-byte characters: a 6-byte buffer holds "xx", one
+       character (2 bytes) and would cut the next one in half at byte 5 */
+    char *names[1] = {"xx\xd0\xb4\xd0\xb4\xd0\xb4"};
+    const me_class_names cn = {.count = 1, .names = names};
+    char buf[6];
+    me_class_label(&cn, 0, buf, sizeof buf);
+    cr_assert_str_eq(buf, "xx\xd0\xb4");
+    char whole[16];
+    me_class_label(&cn, 0, whole, sizeof whole);
+    cr_assert_str_eq(whole, names[0]);
+    me_class_label(&cn, 3, buf, sizeof buf);
+    cr_assert_str_eq(buf, "3", "ids without a name");
+}

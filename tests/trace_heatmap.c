@@ -129,6 +129,28 @@ Test(trace_heatmap, cond_only_skips_null_rows) {
     free(s);
 }
 
+/* With --cond-only, layer 1 routes nothing at step 1 (its one record there is
+   a null row): step 1's concentration is layer 0's (e2 1, e3 1: entropy 0.5,
+   max share 0.5), not halved by an empty layer read as entropy 0, and
+   step_entropy.csv has no row for layer 1 at step 1. */
+Test(trace_heatmap, layers_without_assignments_are_not_averaged_in) {
+    me_trace_counts c;
+    count_hand_trace(&c, 1);
+    cr_assert_eq(me_trace_write_tables(&c, dir), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_trace_write_summary(&c, dir, NULL), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    char *s = slurp("step_entropy.csv");
+    cr_assert(strstr(s, "\n0,1,500,0.500000,0.500000\n"), "%s", s);
+    cr_assert_null(strstr(s, "\n1,1,"), "a row for a layer with nothing routed: %s", s);
+    /* step 0: layer 0 e0 2, e1 1, e2 1 (entropy 0.75, max 0.5), layer 1 e1 1, e2 1 (0.5, 0.5) */
+    cr_assert(strstr(s, "\n1,0,999,0.500000,0.500000\n"), "%s", s);
+    free(s);
+    s = slurp("summary.txt");
+    cr_assert(strstr(s, "\n0     999           0.6250   0.5000\n"), "%s", s);
+    cr_assert(strstr(s, "\n1     500           0.5000   0.5000\n"), "%s", s);
+    free(s);
+}
+
 Test(trace_heatmap, switch_dit_rows_count_at_every_position) {
     /* input 6, patch 2: 3 x 3 tokens */
     moedit_config c = {.family = MOEDIT_FAMILY_SWITCH_DIT, .depth = 1, .input_size = 6,
@@ -247,10 +269,32 @@ Test(trace_heatmap, class_names_in_tables_and_summary) {
     cr_assert(strstr(s, "\n0,2,\"bird, \"\"small\"\"\",3,1\n"), "RFC 4180 quoting: %s", s);
     free(s);
     s = slurp("summary.txt");
-    /* class 2 (layer 0 only: e2 1, e3 1; layer 1 none): entropy (0.5 + 0) / 2, max share (0.5 + 0) / 2 */
+    /* class 2 (layer 0 only: e2 1, e3 1; layer 1 none): entropy 0.5, max share 0.5 from layer 0
+       alone; the layer without the class is not averaged in as entropy 0 */
     cr_assert(strstr(s, "\n1      dog "), "%s", s);
-    cr_assert(strstr(s, "\n2      bird, \"small\"             0.2500   0.2500\n"), "%s", s);
+    cr_assert(strstr(s, "\n2      bird, \"small\"             0.5000   0.5000\n"), "%s", s);
     cr_assert(strstr(s, "\n3      (unconditional) "), "%s", s);
+    free(s);
+}
+
+/* A non-ASCII name is cut to the summary's column after 25 characters, not
+   25 bytes (which would end inside a character), and padded by characters. */
+Test(trace_heatmap, summary_cuts_names_at_characters) {
+    me_trace_counts c;
+    count_hand_trace(&c, 0);
+    /* "д" is two bytes: 30 of them, and "ü" once */
+    char long_name[64] = "", *names[3] = {"cat", long_name, "\xc3\xbc"};
+    for (int i = 0; i < 30; i++) strcat(long_name, "\xd0\xb4");
+    const me_class_names cn = {.count = 3, .names = names};
+    c.names = &cn;
+    cr_assert_eq(me_trace_write_summary(&c, dir, NULL), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    char *s = slurp("summary.txt"), want[128] = "\n1      ";
+    for (int i = 0; i < 25; i++) strcat(want, "\xd0\xb4");
+    strcat(want, " 0.");
+    cr_assert(strstr(s, want), "%s", s);
+    /* one character, 24 spaces of padding and the separator */
+    cr_assert(strstr(s, "\n2      \xc3\xbc                         0."), "%s", s);
     free(s);
 }
 
@@ -345,6 +389,46 @@ Test(trace_heatmap, paper_views_as_svg_and_pdf) {
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert(strstr(out, want[i]), "'%s' not in paper_all.pdf:\n%s", want[i], out);
     free(out);
+}
+
+/* A page holds 96 layers of paper views (a figure is at most 16384 points
+   tall): a 100-layer trace gets paper_all_1 with layers 0-95 and paper_all_2
+   with 96-99, rather than failing after the per-layer views. */
+Test(trace_heatmap, paper_all_pages_for_deep_traces) {
+    moedit_config cfg = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 100, .input_size = 4,
+                         .patch = 2, .num_classes = 3, .num_experts = 4, .top_k = 2};
+    char path[600];
+    snprintf(path, sizeof path, "%s/deep.trace", dir);
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, path, &cfg), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_set_info(tr, "ddim", 1, 1.0f);
+    for (int l = 0; l < 100; l++) {
+        int experts[2] = {l % 4, (l + 1) % 4};
+        float weights[2] = {0.6f, 0.3f};
+        moedit_route r = {.layer = l, .step = 0, .row = 0, .token = l % 4, .timestep = 999, .label = 1,
+                          .k = 2, .experts = experts, .weights = weights};
+        me_trace_route(tr, &r);
+    }
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_reader *rd;
+    cr_assert_eq(me_trace_read_open(&rd, path), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts c;
+    cr_assert_eq(me_trace_count(&c, rd, 0), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_read_close(rd);
+    cr_assert_eq(me_trace_paper_pages(&c), 2);
+    cr_assert_eq(me_trace_write_paper(&c, dir, ME_FIG_SVG), MOEDIT_OK, "%s", moedit_last_error());
+    me_trace_counts_free(&c);
+    cr_assert(tu_exists(tu_join(dir, "layer_99_position.svg")));
+    cr_assert(!tu_exists(tu_join(dir, "paper_all.svg")), "one page cannot hold 100 layers");
+    const char *page[2] = {"paper_all_1.svg", "paper_all_2.svg"};
+    const int panels[2] = {96 * 3, 4 * 3};
+    for (int p = 0; p < 2; p++) {
+        cr_assert_eq(shell("xmllint --xpath \"count(//*[local-name()='image'])\" '%s'", page[p]), 0, "%s",
+                     page[p]);
+        char *out = slurp("out.txt");
+        cr_assert_eq(atoi(out), panels[p], "%s panels: %s", page[p], out);
+        free(out);
+    }
 }
 
 /* Switch-DiT: gate probabilities averaged per layer and step, as a table

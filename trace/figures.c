@@ -282,6 +282,36 @@ static const struct {
 #define VIEW_W 250.0
 #define VIEW_H 170.0
 
+/* Layers on one paper_all page: the tallest page a figure may have (16384
+   points, image/figure.c) holds 96 rows of views. */
+#define PAPER_PAGE_LAYERS 96
+
+int me_trace_paper_pages(const me_trace_counts *c)
+{
+    return (c->info.depth + PAPER_PAGE_LAYERS - 1) / PAPER_PAGE_LAYERS;
+}
+
+/* paper_all's layers [first, first + count) as one page, named name. */
+static int paper_page(const me_trace_counts *c, int nv, int first, int count, const char *dir, const char *name,
+                      unsigned formats)
+{
+    me_figure *f;
+    int rc = me_figure_new(&f, nv * VIEW_W, HEADER + count * VIEW_H);
+    if (rc) return rc;
+    char what[64], head[320];
+    if (count == c->info.depth) snprintf(what, sizeof what, "expert specialization");
+    else snprintf(what, sizeof what, "expert specialization, layers %d-%d", first, first + count - 1);
+    header_text(c, what, head, sizeof head);
+    me_figure_text(f, 8, 15, 11, 0, 0, head);
+    for (int i = 0; i < count && !rc; i++)
+        for (int v = 0; v < nv && !rc; v++) {
+            char title[96];
+            snprintf(title, sizeof title, "layer %d, %s", first + i, views[v].title);
+            rc = views[v].draw(f, v * VIEW_W, HEADER + i * VIEW_H, VIEW_W, VIEW_H, c, first + i, title);
+        }
+    return save(f, rc, dir, name, formats);
+}
+
 int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned formats)
 {
     int depth = c->info.depth, nv = c->gate_sums ? NVIEWS : NVIEWS - 1, rc = MOEDIT_OK;
@@ -296,17 +326,13 @@ int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned for
             snprintf(name, sizeof name, "layer_%02d_%s", l, views[v].file);
             rc = save(f, rc, dir, name, formats);
         }
-    if (rc) return rc;
-    me_figure *f;
-    if ((rc = me_figure_new(&f, nv * VIEW_W, HEADER + depth * VIEW_H))) return rc;
-    char head[320];
-    header_text(c, "expert specialization", head, sizeof head);
-    me_figure_text(f, 8, 15, 11, 0, 0, head);
-    for (int l = 0; l < depth && !rc; l++)
-        for (int v = 0; v < nv && !rc; v++) {
-            char title[96];
-            snprintf(title, sizeof title, "layer %d, %s", l, views[v].title);
-            rc = views[v].draw(f, v * VIEW_W, HEADER + l * VIEW_H, VIEW_W, VIEW_H, c, l, title);
-        }
-    return save(f, rc, dir, "paper_all", formats);
+    int pages = me_trace_paper_pages(c);
+    for (int p = 0; p < pages && !rc; p++) {
+        int first = p * PAPER_PAGE_LAYERS, count = depth - first < PAPER_PAGE_LAYERS ? depth - first : PAPER_PAGE_LAYERS;
+        char name[32];
+        if (pages == 1) snprintf(name, sizeof name, "paper_all");
+        else snprintf(name, sizeof name, "paper_all_%d", p + 1);
+        rc = paper_page(c, nv, first, count, dir, name, formats);
+    }
+    return rc;
 }

@@ -232,9 +232,11 @@ int me_trace_write_tables(const me_trace_counts *c, const char *dir)
     fprintf(f, "layer,step,timestep,entropy,max_share\n");
     for (int l = 0; l < in->depth; l++)
         for (int s = 0; s < c->steps; s++) {
-            if (isnan(c->timestep[s])) continue;
+            const uint64_t *counts = c->step_counts + ((size_t)l * c->steps + s) * E;
+            /* nothing routed at this layer and step: no distribution, not entropy 0 */
+            if (isnan(c->timestep[s]) || !sum(counts, E)) continue;
             double h, mx;
-            me_trace_concentration(c->step_counts + ((size_t)l * c->steps + s) * E, E, &h, &mx);
+            me_trace_concentration(counts, E, &h, &mx);
             fprintf(f, "%d,%d,%.9g,%.6f,%.6f\n", l, s, c->timestep[s], h, mx);
         }
     return close_out(&af);
@@ -245,20 +247,52 @@ static const char *family_name(moedit_family f)
     return f == MOEDIT_FAMILY_SWITCH_DIT ? "switch-dit" : f == MOEDIT_FAMILY_DIT_MOE ? "dit-moe" : "dit";
 }
 
-/* Mean concentration over layers at step s. */
-static void step_concentration(const me_trace_counts *c, int s, double *h, double *mx)
+/* Mean concentration over the layers that routed anything in row `row` of
+   their part of table (rows rows per layer): a layer without assignments
+   there has no distribution, and averaging in its 0 would read as "one
+   expert takes all". Both 0 when no layer has any. */
+static void mean_concentration(const me_trace_counts *c, const uint64_t *table, int rows, int row, double *h,
+                               double *mx)
 {
-    int E = c->info.num_experts;
+    int E = c->info.num_experts, layers = 0;
     *h = *mx = 0;
     for (int l = 0; l < c->info.depth; l++) {
+        const uint64_t *counts = table + ((size_t)l * rows + row) * E;
+        if (!sum(counts, E)) continue;
         double a, b;
-        me_trace_concentration(c->step_counts + ((size_t)l * c->steps + s) * E, E, &a, &b);
-        *h += a / c->info.depth;
-        *mx += b / c->info.depth;
+        me_trace_concentration(counts, E, &a, &b);
+        *h += a;
+        *mx += b;
+        layers++;
+    }
+    if (layers) {
+        *h /= layers;
+        *mx /= layers;
     }
 }
 
+static void step_concentration(const me_trace_counts *c, int s, double *h, double *mx)
+{
+    mean_concentration(c, c->step_counts, c->steps, s, h, mx);
+}
+
 #define SUMMARY_CLASSES 20   /* classes listed by name; the CSV has all */
+#define NAME_COLUMN 25       /* characters of a class name in the summary */
+
+/* s in a column width characters wide, cut after width characters and
+   padded with spaces: counting bytes would cut inside a character (broken
+   UTF-8) and misalign the columns after a non-ASCII name. */
+static void put_column(FILE *f, const char *s, int width)
+{
+    int chars = 0;
+    for (; *s; s++) {
+        int starts_char = ((unsigned char)*s & 0xc0) != 0x80;
+        if (starts_char && chars == width) break;
+        chars += starts_char;
+        fputc(*s, f);
+    }
+    for (; chars < width; chars++) fputc(' ', f);
+}
 
 /* Routing concentration per traced class, mean over layers, by name. */
 static void write_class_section(const me_trace_counts *c, FILE *f)
@@ -273,17 +307,14 @@ static void write_class_section(const me_trace_counts *c, FILE *f)
         if (!n) continue;
         traced++;
         if (shown == SUMMARY_CLASSES) continue;
-        double h = 0, mx = 0;
-        for (int l = 0; l < in->depth; l++) {
-            double a, b;
-            me_trace_concentration(c->class_counts + ((size_t)l * c->classes + k) * E, E, &a, &b);
-            h += a / in->depth;
-            mx += b / in->depth;
-        }
-        char name[64];
+        double h, mx;
+        mean_concentration(c, c->class_counts, c->classes, k, &h, &mx);
+        char name[4 * NAME_COLUMN + 1];   /* 25 characters of up to 4 bytes */
         if (k == in->num_classes) snprintf(name, sizeof name, "(unconditional)");
         else me_class_label(c->names, k, name, sizeof name);
-        fprintf(f, "%-6d %-25.25s %.4f   %.4f\n", k, name, h, mx);
+        fprintf(f, "%-6d ", k);
+        put_column(f, name, NAME_COLUMN);
+        fprintf(f, " %.4f   %.4f\n", h, mx);
         shown++;
     }
     if (traced > shown) fprintf(f, "... %d more classes in class_counts.csv\n", traced - shown);

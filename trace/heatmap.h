@@ -59,8 +59,11 @@ int me_trace_write_figures(const me_trace_counts *c, const char *dir, unsigned f
    every k-th class),
    layer_XX_position, and for traces with gate probabilities layer_XX_gate
    (mean probability per expert and step) — and all of them as one
-   multi-panel figure, paper_all. dir must exist. */
+   multi-panel figure, paper_all (a page holds 96 layers: deeper traces get
+   me_trace_paper_pages of them, paper_all_1, paper_all_2, …). dir must
+   exist. */
 int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned formats);
+int me_trace_paper_pages(const me_trace_counts *c);
 
 /* Normalised entropy (0: one expert takes all, 1: uniform) and largest share
    of the expert distribution counts[num_experts]; both 0 when it is empty. */
