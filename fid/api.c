@@ -6,11 +6,28 @@
 #include "fid/fid.h"
 #include "fid/inception.h"
 
+/* NaN or inf in rows [n, len] of x: MOEDIT_EINPUT naming the first rows
+   (a NaN row would carry into every metric: the statistics, the scores, and
+   precision/recall, whose distance comparisons would silently count it). */
+static int finite_rows(const char *what, const char *name, int64_t n, size_t len, const float *x)
+{
+    const int64_t chunk = 1 << 30;   /* me_non_finite_rows counts rows in an int */
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        int rows = (int)(n - r0 < chunk ? n - r0 : chunk), nbad;
+        char bad[96];
+        if (!(nbad = me_non_finite_rows(x + (size_t)r0 * len, rows, len, bad, sizeof bad))) continue;
+        if (!r0) return me_fail(MOEDIT_EINPUT, "%s: %s hold NaN or inf in rows %s", what, name, bad);
+        return me_fail(MOEDIT_EINPUT, "%s: %s hold NaN or inf in rows %lld + %s", what, name, (long long)r0, bad);
+    }
+    return MOEDIT_OK;
+}
+
 int moedit_feature_stats(int64_t n, int dim, const float *features, double *mu, double *sigma)
 {
     if (!features || !mu || !sigma) return me_fail(MOEDIT_EINPUT, "feature stats: missing argument");
     me_fid_stats s;
-    int rc = me_fid_stats_from_features(n, dim, features, &s);
+    int rc = n >= 2 && dim >= 1 ? finite_rows("feature stats", "the features", n, (size_t)dim, features) : MOEDIT_OK;
+    if (!rc) rc = me_fid_stats_from_features(n, dim, features, &s);
     if (rc) return rc;
     memcpy(mu, s.mu, sizeof(double) * (size_t)dim);
     memcpy(sigma, s.sigma, sizeof(double) * (size_t)dim * (size_t)dim);
@@ -31,7 +48,8 @@ int moedit_frechet_distance(int dim, const double *mu1, const double *sigma1, co
 int moedit_inception_score(int64_t n, int classes, const float *logits, int64_t split_size, double *is)
 {
     if (!logits || !is) return me_fail(MOEDIT_EINPUT, "inception score: missing argument");
-    return me_inception_score(n, classes, logits, split_size, is);
+    int rc = n > 0 && classes > 0 ? finite_rows("inception score", "the logits", n, (size_t)classes, logits) : MOEDIT_OK;
+    return rc ? rc : me_inception_score(n, classes, logits, split_size, is);
 }
 
 struct moedit_inception {
@@ -86,9 +104,12 @@ int moedit_precision_recall(int64_t n_ref, const float *ref, int64_t n_samples, 
 {
     if (!ref || !samples || !precision || !recall || dim < 1)
         return me_fail(MOEDIT_EINPUT, "precision/recall: missing argument or dim %d < 1", dim);
+    int rc = finite_rows("precision/recall", "the reference features", n_ref, (size_t)dim, ref);
+    if (!rc) rc = finite_rows("precision/recall", "the sample features", n_samples, (size_t)dim, samples);
+    if (rc) return rc;
     float *ref_radii = me_alloc(sizeof(float) * (size_t)(n_ref > 0 ? n_ref : 1));
     float *sample_radii = me_alloc(sizeof(float) * (size_t)(n_samples > 0 ? n_samples : 1));
-    int rc = ref_radii && sample_radii ? MOEDIT_OK : MOEDIT_EINTERNAL;
+    rc = ref_radii && sample_radii ? MOEDIT_OK : MOEDIT_EINTERNAL;
     if (!rc) rc = me_manifold_radii(n_ref, dim, ref, k, ref_radii);
     if (!rc) rc = me_manifold_radii(n_samples, dim, samples, k, sample_radii);
     if (!rc) rc = me_precision_recall(n_ref, ref, ref_radii, n_samples, samples, sample_radii, dim, precision, recall);

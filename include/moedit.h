@@ -327,7 +327,9 @@ void moedit_route_log_add(void *log, const moedit_route *r);   /* a moedit_route
    decisions of different k or num_probs were mixed. */
 int moedit_route_log_table(const moedit_route_log *log, moedit_route_table *out);
 
-/* Evaluation metrics, in double precision (see docs/fid.md).
+/* Evaluation metrics, in double precision (see docs/fid.md). The features
+   and logits they take must be finite: MOEDIT_EINPUT names the rows holding
+   NaN or inf (they would carry into every metric).
    Mean mu [dim] and unbiased covariance sigma [dim, dim] of n >= 2 rows. */
 int moedit_feature_stats(int64_t n, int dim, const float *features, double *mu, double *sigma);
 /* Fréchet distance between the Gaussians (mu1, sigma1) and (mu2, sigma2).

@@ -11,8 +11,10 @@ Arrays are passed to the library without copies when they already are
 C-contiguous with the right dtype (float32, int64); outputs are new numpy
 arrays the library writes into, and a Trace's columns are views of the
 library's route log (freed with the last of them). Every library failure raises moedit.Error
-carrying moedit_last_error(). The library calls release the GIL; use one
-Model (or VAE) per thread.
+carrying moedit_last_error(), and so do bad arguments (code 2). The library
+calls release the GIL; calls on one Model (VAE, Inception) from several
+threads run one at a time, so for parallel sampling use one Model per thread.
+A closed object raises ValueError.
 """
 import ctypes
 import json
@@ -20,7 +22,8 @@ import os
 
 import numpy as np
 
-from ._lib import Error, LoadOptions, RouteTable, SampleOptions, check as _check, lib
+from ._lib import (INT_MAX, Error, LoadOptions, Native, RouteTable, SampleOptions, as_int as _int, as_ints as _ints,
+                   check as _check, lib)
 from .metrics import Inception, evaluate, feature_stats, fid, frechet_distance, inception_score, precision_recall
 from .trace import Trace
 
@@ -52,6 +55,23 @@ def _array(a, dtype, shape, name):
     return a
 
 
+def _float(v, name):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise _arg_error("%s: %r is not a number" % (name, v)) from None
+
+
+def _finite_rows(a, what, problem):
+    """moedit forward's check: Error naming the rows of a [n, ...] that hold NaN or inf."""
+    if a.size == 0:
+        return
+    bad = np.flatnonzero(~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1))
+    if bad.size:
+        rows = ", ".join(str(r) for r in bad[:8]) + (", …" if bad.size > 8 else "")
+        raise _arg_error("%s: %s in %d of %d rows: %s" % (what, problem, bad.size, a.shape[0], rows))
+
+
 def library_version():
     """Version of the libmoedit.so actually loaded."""
     return lib.moedit_version().decode()
@@ -61,7 +81,7 @@ def set_threads(n):
     """Threads for the library's kernels and BLAS; process-wide.
 
     0 = all cores the process may run on, within its cgroup's CPU quota."""
-    lib.moedit_set_threads(int(n))
+    lib.moedit_set_threads(_int(n, "threads", 0, INT_MAX))
 
 
 def model_path(name):
@@ -118,16 +138,13 @@ def _solver_options(r, d, spacing, karras, order, cfg_interval):
         raise _arg_error("order applies to sampler unipc")
     order = d.get("order") if order is None and r["sampler"] == "unipc" else order
     if order is not None:
-        if int(order) not in (1, 2, 3):
-            raise _arg_error("order: %s is not 1, 2 or 3" % order)
-        out["order"] = int(order)
+        out["order"] = _int(order, "order", 1, 3)
     interval = d.get("cfg_interval") if cfg_interval is None else cfg_interval
     if interval is not None:
-        if isinstance(interval, str):
-            try:
-                interval = tuple(float(v) for v in interval.split(","))
-            except ValueError:
-                interval = ()
+        try:
+            interval = tuple(float(v) for v in (interval.split(",") if isinstance(interval, str) else interval))
+        except (TypeError, ValueError):
+            interval = ()
         if len(interval) != 2 or not all(np.isfinite(interval)) or not interval[0] < interval[1]:
             raise _arg_error("cfg_interval: %r is not LO,HI with LO < HI" % (cfg_interval,))
         if not r["cfg"] > 1:
@@ -136,26 +153,27 @@ def _solver_options(r, d, spacing, karras, order, cfg_interval):
     return out
 
 
-class Model:
+class Model(Native):
     """A DiT / DiT-MoE / Switch-DiT checkpoint (path or shipped alias).
 
     heads and top_k default to the defaults.json beside the checkpoint, then
     to the library's defaults; bf16 keeps the block matrices as bfloat16
     (attention on bf16 operands too).
     """
+    _what = "Model"
 
     def __init__(self, path_or_alias="fmnist-moe", bf16=False, heads=None, top_k=None):
-        self._m = None
+        self._native_init()
         self.path = model_path(path_or_alias)
         self.defaults = _read_defaults(self.path)
         heads = self.defaults.get("heads") if heads is None else heads
         top_k = self.defaults.get("top_k") if top_k is None else top_k
-        if (heads is not None and heads < 1) or (top_k is not None and top_k < 1):
-            raise _arg_error("heads and top_k must be positive")
-        opt = LoadOptions(heads=int(heads or 0), top_k=int(top_k or 0), bf16=int(bool(bf16)))
+        heads = 0 if heads is None else _int(heads, "heads", 1, INT_MAX)
+        top_k = 0 if top_k is None else _int(top_k, "top_k", 1, INT_MAX)
+        opt = LoadOptions(heads=heads, top_k=top_k, bf16=int(bool(bf16)))
         m = ctypes.c_void_p()
         _check(lib.moedit_model_load(os.fsencode(self.path), ctypes.byref(opt), ctypes.byref(m)))
-        self._m = m
+        self._handle = m
         c = lib.moedit_model_config(m).contents
         self.config = {name: getattr(c, name) for name, _ in c._fields_}
         self.config["family"] = FAMILIES[c.family]
@@ -163,26 +181,16 @@ class Model:
         self.config["routing"] = ("none", "dmoe", "dtr")[c.routing]
         self.vae_path = self.defaults.get("vae")
 
-    def close(self):
-        if self._m:
-            lib.moedit_model_free(self._m)
-            self._m = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def _free(self, handle):
+        lib.moedit_model_free(handle)
 
     def digest(self):
         """The weights' identity as fid-sample's resume state records it: a
         CRC-32 (8 hex digits) over the checkpoint's tensors as stored, the same
         for any copy of the file or precision it is run in."""
         crc = ctypes.c_uint32()
-        _check(lib.moedit_model_digest(self._m, ctypes.byref(crc)))
+        with self._lock:
+            _check(lib.moedit_model_digest(self._use(), ctypes.byref(crc)))
         return "%08x" % crc.value
 
     def _latent_shape(self, n):
@@ -192,20 +200,30 @@ class Model:
     def forward(self, x, t, y, out=None):
         """One evaluation: x [n, C, H, W] float32, t [n] timesteps as the model
         receives them, y [n] labels (num_classes = the guidance null class)
-        → [n, out_channels, H, W]. out may be a preallocated float32 array."""
+        → [n, out_channels, H, W]. out may be a preallocated float32 array.
+        As `moedit forward`, NaN or inf in x (as float32), or in the output
+        (finite inputs that overflow), raise moedit.Error."""
         x = np.asarray(x)
         n = x.shape[0] if x.ndim == 4 else 0
+        if n > INT_MAX:
+            raise _arg_error("x: %d rows, at most %d in one forward" % (n, INT_MAX))
         x = _array(x, np.float32, self._latent_shape(n), "x")
         t = _array(t, np.float32, (n,), "t")
-        y = _array(y, np.int64, (n,), "y")
+        y = _ints(y, np.int64, "y")
+        if y.shape != (n,):
+            raise _arg_error("y: expected shape %s, got %s" % ((n,), y.shape))
         c = self.config
         shape = (n, c["out_channels"], c["input_size"], c["input_size"])
         if out is None:
             out = np.empty(shape, np.float32)
-        elif out.dtype != np.float32 or out.shape != shape or not out.flags.c_contiguous:
-            raise _arg_error("out: expected a C-contiguous float32 array of shape %s" % (shape,))
-        _check(lib.moedit_model_forward(self._m, n, _ptr(x, ctypes.c_float), _ptr(t, ctypes.c_float),
-                                        _ptr(y, ctypes.c_int64), _ptr(out, ctypes.c_float)))
+        elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
+              or not out.flags.c_contiguous or not out.flags.writeable):
+            raise _arg_error("out: expected a writeable C-contiguous float32 array of shape %s" % (shape,))
+        _finite_rows(x, "x", "NaN or inf (as float32)")
+        with self._lock:
+            _check(lib.moedit_model_forward(self._use(), n, _ptr(x, ctypes.c_float), _ptr(t, ctypes.c_float),
+                                            _ptr(y, ctypes.c_int64), _ptr(out, ctypes.c_float)))
+        _finite_rows(out, "forward", "the output overflows to NaN or inf")
         return out
 
     def sample_options(self, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
@@ -216,7 +234,8 @@ class Model:
         defaults for the model. Returns a dict (what sample() reports)."""
         d = self.defaults
         o = SampleOptions()
-        lib.moedit_sample_defaults(self._m, ctypes.byref(o))
+        with self._lock:
+            lib.moedit_sample_defaults(self._use(), ctypes.byref(o))
         r = {"sampler": SAMPLERS[o.sampler], "steps": o.steps.decode(), "cfg": o.cfg, "eta": o.eta,
              "seed": o.seed, "rng": RNGS[o.rng], "cfg_channels": o.cfg_channels,
              "cosine_schedule": o.cosine_schedule}
@@ -247,6 +266,7 @@ class Model:
             else:
                 raise _arg_error("cfg_channels: '%s' is not 3 or all" % cfg_channels)
         if eta is not None:
+            eta = _float(eta, "eta")
             if not (0 <= eta <= 1):
                 raise _arg_error("eta: %g is not in [0, 1]" % eta)
             if r["sampler"] != "ddim":
@@ -258,9 +278,7 @@ class Model:
                 raise _arg_error("schedule: '%s' is not linear or cosine" % schedule)
             r["cosine_schedule"] = int(schedule == "cosine")
         if seed is not None:
-            if int(seed) < 0:
-                raise _arg_error("seed: %s is not a non-negative integer" % seed)
-            r["seed"] = int(seed)
+            r["seed"] = _int(seed, "seed", 0, 2 ** 64 - 1)
         if rng is not None:
             if rng not in RNGS:
                 raise _arg_error("rng: '%s' is not torch or native" % rng)
@@ -286,12 +304,13 @@ class Model:
         drawn initial noise; row_seeds [n] (rng='native') one stream per row."""
         r = self.sample_options(sampler, steps, cfg, cfg_channels, eta, schedule, seed, rng,
                                 spacing, karras, order, cfg_interval)
-        labels = np.ascontiguousarray(np.atleast_1d(classes), dtype=np.int64)
-        n = labels.shape[0]
-        if labels.ndim != 1 or n < 1:
+        classes = np.atleast_1d(np.asarray(classes))
+        n = classes.shape[0]
+        if classes.ndim != 1 or n < 1:
             raise _arg_error("classes: expected a non-empty list of class ids")
-        if labels.min() < 0 or labels.max() >= self.config["num_classes"]:
-            raise _arg_error("classes: ids must be in 0..%d" % (self.config["num_classes"] - 1))
+        if n > INT_MAX:
+            raise _arg_error("classes: %d rows, at most %d in one call" % (n, INT_MAX))
+        labels = _ints(classes, np.int64, "classes: ids", 0, self.config["num_classes"] - 1)
         steps_bytes = r["steps"].encode()
         o = SampleOptions(sampler=SAMPLERS.index(r["sampler"]), steps=steps_bytes, cfg=r["cfg"],
                           cfg_channels=r["cfg_channels"], eta=r["eta"], cosine_schedule=r["cosine_schedule"],
@@ -303,22 +322,30 @@ class Model:
             noise = _array(noise, np.float32, self._latent_shape(n), "noise")
             o.noise = _ptr(noise, ctypes.c_float)
         if row_seeds is not None:
-            row_seeds = _array(row_seeds, np.uint64, (n,), "row_seeds")
+            # the torch generator draws one stream for the batch: row seeds would be ignored
+            if r["rng"] != "native":
+                raise _arg_error("row_seeds need rng='native'")
+            row_seeds = _ints(row_seeds, np.uint64, "row_seeds")
+            if row_seeds.shape != (n,):
+                raise _arg_error("row_seeds: expected shape %s, got %s" % ((n,), row_seeds.shape))
             o.row_seeds = _ptr(row_seeds, ctypes.c_uint64)
         latents = np.empty(self._latent_shape(n), np.float32)
         if not trace:
-            _check(lib.moedit_sample(self._m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
-                                     _ptr(latents, ctypes.c_float)))
+            with self._lock:
+                _check(lib.moedit_sample(self._use(), ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
+                                         _ptr(latents, ctypes.c_float)))
             return latents
         if self.config["num_experts"] <= 0:
             raise _arg_error("%s: a dense DiT has no experts to trace" % self.path)
         log = _RouteLog()
-        lib.moedit_model_set_tracer(self._m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log.ptr)
-        try:
-            _check(lib.moedit_sample(self._m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
-                                     _ptr(latents, ctypes.c_float)))
-        finally:
-            lib.moedit_model_set_tracer(self._m, None, None)
+        with self._lock:
+            m = self._use()
+            lib.moedit_model_set_tracer(m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log.ptr)
+            try:
+                _check(lib.moedit_sample(m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
+                                         _ptr(latents, ctypes.c_float)))
+            finally:
+                lib.moedit_model_set_tracer(m, None, None)
         tab = RouteTable()
         _check(lib.moedit_route_log_table(log.ptr, ctypes.byref(tab)))
         return latents, Trace._from_table(tab, log, self.config, r)
@@ -337,16 +364,17 @@ class _RouteLog:
             self.ptr = None
 
 
-class VAE:
+class VAE(Native):
     """A diffusers AutoencoderKL decoder (folder, weights file, or fmnist-vae)."""
+    _what = "VAE"
 
     def __init__(self, path_or_alias="fmnist-vae", bf16=False):
         """bf16=True: convolutions in bfloat16, as `--vae-bf16` (direct: on Zen 5 slower than float32's Winograd)."""
-        self._v = None
+        self._native_init()
         self.path = model_path(path_or_alias)
         v = ctypes.c_void_p()
         _check(lib.moedit_vae_load(os.fsencode(self.path), ctypes.byref(v)))
-        self._v = v
+        self._handle = v
         if bf16:
             _check(lib.moedit_vae_set_bf16(v, 1))
         self.scaling_factor = lib.moedit_vae_scaling_factor(v)
@@ -354,24 +382,14 @@ class VAE:
         self.out_channels = lib.moedit_vae_out_channels(v)
         self.upscale = lib.moedit_vae_upscale(v)
 
-    def close(self):
-        if self._v:
-            lib.moedit_vae_free(self._v)
-            self._v = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def _free(self, handle):
+        lib.moedit_vae_free(handle)
 
     def digest(self):
         """Model.digest() of the VAE's weights."""
         crc = ctypes.c_uint32()
-        _check(lib.moedit_vae_digest(self._v, ctypes.byref(crc)))
+        with self._lock:
+            _check(lib.moedit_vae_digest(self._use(), ctypes.byref(crc)))
         return "%08x" % crc.value
 
     def decode(self, z, scaling_factor=None):
@@ -384,6 +402,9 @@ class VAE:
         sf = self.scaling_factor if scaling_factor is None else scaling_factor
         zs = np.ascontiguousarray(z / np.float32(sf), dtype=np.float32)
         n, _, h, w = z.shape
+        if max(n, h, w) > INT_MAX:
+            raise _arg_error("z: %s is beyond the decoder's int sizes" % (z.shape,))
         img = np.empty((n, self.out_channels, h * self.upscale, w * self.upscale), np.float32)
-        _check(lib.moedit_vae_decode(self._v, n, h, w, _ptr(zs, ctypes.c_float), _ptr(img, ctypes.c_float)))
+        with self._lock:
+            _check(lib.moedit_vae_decode(self._use(), n, h, w, _ptr(zs, ctypes.c_float), _ptr(img, ctypes.c_float)))
         return img

@@ -10,9 +10,13 @@ clear message when the library reports a different size for any of them.
 """
 import ctypes
 import glob
+import operator
 import os
+import threading
 from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
                     c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
+
+import numpy as np
 
 VERSION = (0, 1)                       # major.minor of the C API this module speaks
 SONAME = "libmoedit.so.%d.%d" % VERSION
@@ -150,3 +154,95 @@ def check(rc):
     """Raises Error with moedit_last_error() for a failed call's return code."""
     if rc:
         raise Error(rc, lib.moedit_last_error().decode("utf-8", "replace"))
+
+
+INT_MAX = 2 ** 31 - 1
+
+
+def as_int(value, name, lo=-2 ** 63, hi=2 ** 63 - 1):
+    """value as a Python int in lo..hi: an int, or a float holding an integer
+    (2.0 from a JSON file); 2.5 or "2" is refused rather than truncated or
+    parsed, a value beyond what the C parameter holds rather than wrapped."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        if not isinstance(value, (float, np.floating)) or not np.isfinite(value) or value != int(value):
+            raise Error(2, "%s: %r is not an integer" % (name, value)) from None
+        v = int(value)
+    if not lo <= v <= hi:
+        raise Error(2, "%s: %d is outside %d..%d" % (name, v, lo, hi))
+    return v
+
+
+def as_ints(values, dtype, name, lo=None, hi=None):
+    """values as a C-contiguous array of the integer dtype, no copy where it
+    already is one: integers only (an integer array, or a list or object
+    array of ints), each in lo..hi (default: dtype's range), so that nothing
+    is truncated (1.7 → 1) or wraps (-1 → 2**64 - 1) on the way to C."""
+    info = np.iinfo(dtype)
+    lo = info.min if lo is None else lo
+    hi = info.max if hi is None else hi
+    a = np.asarray(values)
+    if a.dtype == object:
+        try:
+            items = [operator.index(v) for v in a.ravel()]
+        except TypeError:
+            raise Error(2, "%s: expected integers" % name) from None
+        if items and (min(items) < lo or max(items) > hi):
+            raise Error(2, "%s: values must be in %d..%d (got %d..%d)" % (name, lo, hi, min(items), max(items)))
+        return np.array(items, dtype=dtype).reshape(a.shape)
+    if a.size == 0:
+        return np.ascontiguousarray(a, dtype=dtype)
+    if a.dtype.kind not in "iu":
+        raise Error(2, "%s: expected integers, got %s" % (name, a.dtype))
+    if int(a.min()) < lo or int(a.max()) > hi:
+        raise Error(2, "%s: values must be in %d..%d (got %d..%d)" % (name, lo, hi, int(a.min()), int(a.max())))
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+class Native:
+    """A library object (model, VAE, Inception network) behind a lock.
+
+    The library lets one thread at a time use an object (it owns its working
+    buffers), and its calls release the GIL: calls from several Python
+    threads on one object run one after another here instead of racing, and
+    close() waits for a running call. Using the object after close() (or
+    after its with block) raises ValueError instead of passing the library
+    a freed pointer."""
+    _what = "object"
+
+    def _native_init(self):
+        self._handle = None
+        self._lock = threading.RLock()
+
+    def _use(self):
+        """The handle, for a call made while holding self._lock."""
+        if not self._handle:
+            raise ValueError("%s is closed" % self._what)
+        return self._handle
+
+    def _free(self, handle):
+        raise NotImplementedError
+
+    def close(self):
+        """Frees the library's object (again: nothing); later calls raise ValueError."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            if self._handle:
+                h, self._handle = self._handle, None
+                self._free(h)
+
+    @property
+    def closed(self):
+        return not getattr(self, "_handle", None)
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

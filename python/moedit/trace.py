@@ -6,6 +6,8 @@ import numpy as np
 
 from ._lib import Error
 
+# trace/format.h and trace/trace.h: what the C reader accepts
+_HEADER, _MAX_DEPTH, _MAX_EXPERTS, _MAX_TOKENS, _MAX_CLASSES, _MAX_STEPS = 128, 256, 256, 1 << 20, 1 << 24, 65536
 _COLUMNS = ("step", "layer", "row", "token", "is_null", "label", "timestep", "experts", "weights", "probs")
 
 
@@ -55,34 +57,101 @@ class Trace:
 
     @classmethod
     def from_file(cls, path):
-        """Reads a trace file written by `moedit sample --trace`."""
-        data = np.fromfile(path, dtype=np.uint8)
-        if data.size < 128 or bytes(data[:8]) != b"MOETRACE":
-            raise Error(2, "%s: not a moedit trace" % path)
-        u32 = data[:64].view("<u4")
+        """Reads a trace file written by `moedit sample --trace`, checked as
+        `moedit heatmap` checks it (docs/trace-format.md, "Validation"): a
+        file it would refuse raises moedit.Error (code 2) naming the problem."""
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as e:
+            raise Error(2, "%s: %s" % (path, e.strerror or e)) from None
+        except ValueError as e:
+            raise Error(2, "%s: %s" % (path, e)) from None
+
+        def bad(what):
+            return Error(2, "%s: %s" % (path, what))
+
+        if data.size < _HEADER:
+            raise bad("truncated trace header (%d of %d bytes)" % (data.size, _HEADER))
+        if bytes(data[:8]) != b"MOETRACE":
+            raise bad("not a moedit trace (bad magic)")
+        u32 = [int(v) for v in data[:_HEADER].view("<u4")]
         version, header_size, record_size, family, depth, experts, k, tokens, gh, gw, classes, nprobs = u32[2:14]
+        steps = u32[16]
         count = int(data[56:64].view("<u8")[0])
-        if version != 1 or data.size != header_size + count * record_size:
-            raise Error(2, "%s: unsupported version or truncated" % path)
+        if version != 1:
+            raise bad("trace format version %d not supported (this module reads version 1)" % version)
+        if header_size < _HEADER or header_size > data.size or header_size % 4:
+            raise bad("bad header size %d" % header_size)
+        if family not in (1, 2):
+            raise bad("unknown model family %d" % family)
+        if not 1 <= depth <= _MAX_DEPTH:
+            raise bad("bad depth %d" % depth)
+        if not 1 <= experts <= _MAX_EXPERTS:
+            raise bad("bad number of experts %d" % experts)
+        if not 1 <= k <= experts:
+            raise bad("bad top-k %d (%d experts)" % (k, experts))
+        if not 1 <= tokens <= _MAX_TOKENS or gh < 1 or gw < 1 or gh * gw != tokens:
+            raise bad("bad token grid %d x %d for %d tokens" % (gh, gw, tokens))
+        if not 1 <= classes <= _MAX_CLASSES:
+            raise bad("bad number of classes %d" % classes)
+        if nprobs not in (0, experts):
+            raise bad("bad number of probabilities %d (%d experts)" % (nprobs, experts))
+        if steps > _MAX_STEPS:
+            raise bad("bad number of steps %d" % steps)
         pad = (k + 3) & ~3
+        want = 24 + pad + 4 * k + 4 * nprobs
+        if record_size != want:
+            raise bad("record size %d, expected %d for top-%d" % (record_size, want, k))
+        name = bytes(data[72:88])
+        if b"\0" not in name:
+            raise bad("sampler name not terminated")
+        sampler = name.split(b"\0")[0]
+        if any(c < 0x20 or c > 0x7e for c in sampler):
+            raise bad("sampler name is not printable")
+        cfg = float(data[68:72].view("<f4")[0])
+        if not np.isfinite(cfg):
+            raise bad("guidance scale is not finite")
+        body = data.size - header_size
+        if count * want != body:
+            raise bad("truncated or padded trace: header says %d records of %d bytes, file holds %d bytes of records"
+                      % (count, want, body))
         rec = np.dtype({"names": ["step", "timestep", "layer", "is_null", "k", "row", "token", "label",
                                   "experts", "weights"] + (["probs"] if nprobs else []),
-                        "formats": ["<u4", "<f4", "<u2", "u1", "u1", "<u4", "<i4", "<i4", ("u1", (int(k),)),
-                                    ("<f4", (int(k),))] + ([("<f4", (int(nprobs),))] if nprobs else []),
-                        "offsets": [0, 4, 8, 10, 11, 12, 16, 20, 24, 24 + pad] +
-                                   ([24 + pad + 4 * k] if nprobs else []),
-                        "itemsize": int(record_size)})
+                        "formats": ["<u4", "<f4", "<u2", "u1", "u1", "<u4", "<i4", "<i4", ("u1", (k,)),
+                                    ("<f4", (k,))] + ([("<f4", (nprobs,))] if nprobs else []),
+                        "offsets": [0, 4, 8, 10, 11, 12, 16, 20, 24, 24 + pad] + ([24 + pad + 4 * k] if nprobs else []),
+                        "itemsize": want})
         r = data[header_size:].view(rec)
+        e = r["experts"]
+
+        def check(ok, what):
+            if not np.all(ok):
+                i = int(np.flatnonzero(~np.asarray(ok).reshape(count, -1).all(axis=1))[0])
+                raise bad("record %d: %s" % (i, what))
+
+        check(r["step"] < (steps or _MAX_STEPS), "step out of range (%d steps)" % (steps or _MAX_STEPS))
+        check(np.isfinite(r["timestep"]), "timestep is not finite")
+        check(r["layer"] < depth, "layer out of range (depth %d)" % depth)
+        check(r["is_null"] <= 1, "bad null flag")
+        check(r["k"] == k, "experts other than the header's top-%d" % k)
+        check(r["row"] <= 2 ** 31 - 1, "bad row")
+        check((r["token"] >= -1) & (r["token"] < tokens), "token out of range (%d tokens)" % tokens)
+        check((r["label"] >= 0) & (r["label"] <= classes), "label out of range (%d classes + null)" % classes)
+        check(e < experts, "expert out of range (%d experts)" % experts)
+        if k > 1:
+            s = np.sort(e, axis=1)
+            check(s[:, 1:] != s[:, :-1], "an expert chosen twice")
+        check((r["weights"] >= 0) & (r["weights"] <= 1.001), "weight is not a probability")
+        if nprobs:
+            check((r["probs"] >= 0) & (r["probs"] <= 1.001), "probability is not a probability")
         columns = {"step": r["step"].astype(np.int32), "layer": r["layer"].astype(np.int32),
                    "row": r["row"].astype(np.int32), "token": r["token"].astype(np.int32),
                    "is_null": r["is_null"].astype(bool), "label": r["label"].astype(np.int64),
-                   "timestep": r["timestep"].astype(np.float32), "experts": r["experts"].astype(np.int32),
+                   "timestep": r["timestep"].astype(np.float32), "experts": e.astype(np.int32),
                    "weights": r["weights"].astype(np.float32),
                    "probs": r["probs"].astype(np.float32) if nprobs else None}
-        sampler = bytes(data[72:88]).split(b"\0")[0].decode()
-        meta = {"family": ("dit", "dit-moe", "switch-dit")[family], "depth": int(depth),
-                "num_experts": int(experts), "k": int(k), "tokens": int(tokens), "grid": (int(gh), int(gw)),
-                "num_classes": int(classes), "sampler": sampler, "cfg": float(data[68:72].view("<f4")[0])}
+        meta = {"family": ("dit", "dit-moe", "switch-dit")[family], "depth": depth, "num_experts": experts, "k": k,
+                "tokens": tokens, "grid": (gh, gw), "num_classes": classes, "sampler": sampler.decode(), "cfg": cfg}
         return cls(columns, meta)
 
     def step_counts(self, cond_only=False):

@@ -1,6 +1,7 @@
 """Shared fixtures: the module from this source tree, the CLI to compare
 with ($MOEDIT_BIN, default build/moedit), and one thread on both sides so
 results are compared bit for bit on a busy machine."""
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +42,33 @@ def moe():
 @pytest.fixture(scope="session")
 def switch():
     return moedit.Model("fmnist-switch")
+
+
+@pytest.fixture(scope="session")
+def inception_path(tmp_path_factory):
+    """pytorch-fid's Inception with the counter-based weights (seed 0) of
+    tools/inception_counter_weights.py: random_state_dict of the names and
+    shapes in tests/fixtures/fid/manifest.txt, as a safetensors file."""
+    sys.path.insert(0, os.path.join(SRC, "tools"))
+    from inception_counter_weights import counter_values   # NumPy only, no torch
+    header, blobs, offset = {}, [], 0
+    with open(os.path.join(SRC, "tests", "fixtures", "fid", "manifest.txt")) as f:
+        for line in f:
+            name, *dims = line.split()
+            shape = [int(d) for d in dims]
+            v = counter_values(name, shape, 0).astype("<f4").tobytes()
+            header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(v)]}
+            blobs.append(v)
+            offset += len(v)
+    path = tmp_path_factory.mktemp("inception") / "inception.safetensors"
+    head = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def inception(inception_path):
+    net = moedit.Inception(inception_path)
+    yield net
+    net.close()

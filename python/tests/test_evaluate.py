@@ -2,9 +2,7 @@
 reference (tools/adm_evaluator_reference.py, stored by
 tools/make_eval_fixtures.py in tests/fixtures/eval/), on the counter-based
 Inception weights (seed 0) of tools/inception_counter_weights.py."""
-import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -14,29 +12,6 @@ import moedit
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(SRC, "tests", "fixtures")
 EVAL = os.path.join(FIXTURES, "eval")
-sys.path.insert(0, os.path.join(SRC, "tools"))
-from inception_counter_weights import counter_values  # noqa: E402   (NumPy only, no torch)
-
-
-@pytest.fixture(scope="module")
-def inception(tmp_path_factory):
-    """random_state_dict(seed 0) of the names and shapes in the manifest, as a safetensors file."""
-    header, blobs, offset = {}, [], 0
-    with open(os.path.join(FIXTURES, "fid", "manifest.txt")) as f:
-        for line in f:
-            name, *dims = line.split()
-            shape = [int(d) for d in dims]
-            v = counter_values(name, shape, 0).astype("<f4").tobytes()
-            header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(v)]}
-            blobs.append(v)
-            offset += len(v)
-    path = tmp_path_factory.mktemp("inception") / "inception.safetensors"
-    head = json.dumps(header).encode()
-    with open(path, "wb") as f:
-        f.write(len(head).to_bytes(8, "little") + head + b"".join(blobs))
-    net = moedit.Inception(str(path))
-    yield net
-    net.close()
 
 
 def images(name):
