@@ -137,8 +137,8 @@ static int check_grid_beside_images(const sample_args *a, int n, const int64_t *
         char name[64];
         me_sample_png_name(name, sizeof name, i, &labels[i]);
         if (!strcmp(base, name))
-            return cli_usage_error(CMD, "--out %s is the file --outdir %s writes for sample %d: name the grid otherwise",
-                                   a->out, a->outdir, i);
+            return cli_usage_error(CMD, "--out %s is the file --outdir %s writes for sample %d: name the grid "
+                                   "otherwise", a->out, a->outdir, i);
     }
     return 0;
 }

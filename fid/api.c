@@ -48,7 +48,8 @@ int moedit_frechet_distance(int dim, const double *mu1, const double *sigma1, co
 int moedit_inception_score(int64_t n, int classes, const float *logits, int64_t split_size, double *is)
 {
     if (!logits || !is) return me_fail(MOEDIT_EINPUT, "inception score: missing argument");
-    int rc = n > 0 && classes > 0 ? finite_rows("inception score", "the logits", n, (size_t)classes, logits) : MOEDIT_OK;
+    int rc = n > 0 && classes > 0 ? finite_rows("inception score", "the logits", n, (size_t)classes, logits)
+                                  : MOEDIT_OK;
     return rc ? rc : me_inception_score(n, classes, logits, split_size, is);
 }
 
