@@ -37,7 +37,7 @@ int dit_gpu_load(moedit_model *m, const moedit_load_options *opt)
     mc_model *g = NULL;
     int rc = mc_model_upload(&d, gpu_tensor, m->ts, opt->device.index, opt->fp32, &g);
     m->gpu = g;
-    if (!rc) rc = moedit_model_digest(m, &m->digest);   /* the last chance: the weights are at hand */
+    if (!rc) rc = me_tensors_digest(m->ts, &m->gpu_digest);   /* the last chance: the weights are at hand */
     if (!rc) {   /* the weights live on the GPU now: drop the host copies and mappings */
         me_tensors_free(m->ts);
         m->ts = NULL, m->pos = NULL;

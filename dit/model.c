@@ -314,12 +314,8 @@ const moedit_config *moedit_model_config(const moedit_model *m) { return &m->cfg
 
 int moedit_model_digest(moedit_model *m, uint32_t *crc)
 {
-    if (!m->has_digest) {
-        int rc = me_tensors_digest(m->ts, &m->digest);
-        if (rc) return rc;
-        m->has_digest = 1;
-    }
-    *crc = m->digest;
+    if (m->ts) return me_tensors_digest(m->ts, crc);
+    *crc = m->gpu_digest;
     return MOEDIT_OK;
 }
 

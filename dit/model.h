@@ -105,8 +105,7 @@ struct moedit_model {
     void *arena;
 
     void *gpu;                      /* cuda/ mc_model when loaded for a CUDA device, else NULL */
-    uint32_t digest;                /* moedit_model_digest, once has_digest */
-    int has_digest;
+    uint32_t gpu_digest;            /* moedit_model_digest, taken before the GPU load drops ts */
 
     moedit_route_fn trace;
     void *trace_user;

@@ -400,13 +400,4 @@ int moedit_vae_latent_channels(const moedit_vae *v) { return v->cfg.latent_chann
 int moedit_vae_out_channels(const moedit_vae *v) { return v->cfg.out_channels; }
 int moedit_vae_upscale(const moedit_vae *v) { return 1 << (v->cfg.num_blocks - 1); }
 
-int moedit_vae_digest(moedit_vae *v, uint32_t *crc)
-{
-    if (!v->has_digest) {
-        int rc = me_tensors_digest(v->ts, &v->digest);
-        if (rc) return rc;
-        v->has_digest = 1;
-    }
-    *crc = v->digest;
-    return MOEDIT_OK;
-}
+int moedit_vae_digest(moedit_vae *v, uint32_t *crc) { return me_tensors_digest(v->ts, crc); }

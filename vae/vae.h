@@ -78,8 +78,6 @@ struct moedit_vae {
     vae_up_block up[VAE_MAX_BLOCKS];   /* in execution order, as diffusers' up_blocks */
     vae_norm norm_out;
     int bf16;                /* convolutions packed as bfloat16 (moedit_vae_set_bf16) */
-    uint32_t digest;         /* moedit_vae_digest, once has_digest */
-    int has_digest;
     me_arena packs;          /* the packed convolution weights */
     vae_workspace ws;
 };

@@ -20,6 +20,8 @@ struct me_tensors {
     int nowned;
     char **meta;         /* key, value, key, value, … */
     int nmeta;
+    uint32_t digest;     /* me_tensors_digest's, once has_digest */
+    int has_digest;
 };
 
 static const struct { const char *name; size_t size; } dtype_info[ME_DTYPE_COUNT] = {
@@ -212,8 +214,12 @@ int64_t me_tensors_param_count(const me_tensors *ts)
 
 /* Each tensor's CRC on its own thread, joined in order by crc32_combine:
    the value of one sequential pass, at the threads' pace. */
-int me_tensors_digest(const me_tensors *ts, uint32_t *out)
+int me_tensors_digest(me_tensors *ts, uint32_t *out)
 {
+    if (ts->has_digest) {
+        *out = ts->digest;
+        return MOEDIT_OK;
+    }
     uint32_t *crc = malloc((size_t)(ts->count ? ts->count : 1) * sizeof *crc);
     uint64_t *len = malloc((size_t)(ts->count ? ts->count : 1) * sizeof *len);
     if (!crc || !len) {
@@ -242,7 +248,8 @@ int me_tensors_digest(const me_tensors *ts, uint32_t *out)
     uLong all = crc32(0, NULL, 0);
     for (int i = 0; i < ts->count; i++) all = crc32_combine(all, crc[i], (z_off_t)len[i]);
     free(crc), free(len);
-    *out = (uint32_t)all;
+    *out = ts->digest = (uint32_t)all;
+    ts->has_digest = 1;
     return MOEDIT_OK;
 }
 

@@ -66,8 +66,8 @@ void me_tensors_meta_at(const me_tensors *ts, int i, const char **key, const cha
 
 /* CRC-32 over every tensor's name, type, shape and bytes as stored, in
    insertion order: the weights' identity, the same on any machine. Reads
-   all the data once (on me_threads() threads). */
-int me_tensors_digest(const me_tensors *ts, uint32_t *out);
+   all the data once (on me_threads() threads) and keeps the value. */
+int me_tensors_digest(me_tensors *ts, uint32_t *out);
 
 /* Float32 data of a tensor after checking its shape; a -1 in shape matches
    any size. ndim < 0 skips the shape check. Missing tensor or wrong shape:
