@@ -220,7 +220,7 @@ done:
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *inception = NULL, *images = NULL;
-    int batch = INT_MIN, iters = 10, peak_only = 0, help = 0;
+    int batch = INT_MIN, iters = INT_MIN, peak_only = 0, help = 0;
     cli_model_opts mo;
     cli_model_opts_init(&mo);
     cli_flag flags[6 + CLI_MODEL_FLAGS + 2] = {
@@ -244,9 +244,15 @@ int cmd_bench(int argc, char **argv)
                   flags);
         return 0;
     }
+    /* --peak runs no forward: a model, batch or precision given with it
+       would be ignored, and the figures read as if they described it */
+    if (peak_only && (model || batch != INT_MIN || iters != INT_MIN || mo.bf16 || mo.fp32 || mo.device ||
+                      mo.heads != INT_MIN || mo.top_k != INT_MIN))
+        return cli_usage_error("bench", "--peak takes --threads only (it runs no model)");
     if (batch == INT_MIN) batch = inception ? 32 : 8;
-    if (batch < 1 || batch > 65536 || iters < 1 || iters > 100000)
-        return cli_usage_error("bench", "--batch, --iters must be positive");
+    if (iters == INT_MIN) iters = 10;
+    if (batch < 1 || batch > 65536) return cli_usage_error("bench", "--batch: %d is not 1 to 65536", batch);
+    if (iters < 1 || iters > 100000) return cli_usage_error("bench", "--iters: %d is not 1 to 100000", iters);
     if (!inception != !images) return cli_usage_error("bench", "--inception and --images go together");
     if (inception && (model || peak_only || mo.bf16 || mo.fp32 || mo.device || mo.heads != INT_MIN ||
                       mo.top_k != INT_MIN))

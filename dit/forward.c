@@ -175,7 +175,7 @@ static int check_inputs(const moedit_model *m, int n, const float *x, const floa
     if (n <= 0 || !x || !t || !y || !out) return me_fail(MOEDIT_EINPUT, "forward: empty batch or NULL input");
     int routed = m->cfg.family == MOEDIT_FAMILY_SWITCH_DIT;
     for (int b = 0; b < n; b++) {
-        if (!isfinite(t[b])) return me_fail(MOEDIT_EINPUT, "forward: timestep %d is not finite", b);
+        if (!isfinite(t[b])) return me_fail(MOEDIT_EINPUT, "forward: timestep %g (row %d) is not finite", t[b], b);
         /* Switch-DiT routers are tables indexed by the training timestep. */
         if (routed && (t[b] != floorf(t[b]) || t[b] < 0 || t[b] >= m->tasks))
             return me_fail(MOEDIT_EINPUT, "forward: Switch-DiT timestep %g (row %d) is not an integer in [0,%d]",

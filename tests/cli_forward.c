@@ -177,3 +177,45 @@ Test(cli_forward, non_finite_x_and_output_exit_2_without_output)
     cr_expect(tu_one_line(err) && strstr(err, ".npy"), "%s", err);
     cr_expect_neq(stat(txt, &st), 0, "a .txt written");
 }
+
+/* Values out of range name the flag and the range (70000 was reported as
+   "must be positive"); --peak runs no model, so a model or batch given
+   with it is refused rather than ignored. */
+Test(cli_forward, bench_flag_errors_name_the_value)
+{
+    char err[1024];
+    cr_expect_eq(run("bench --model " DIR "moe_top2.pt --batch 70000", err, sizeof err), 2, "%s", err);
+    cr_expect(tu_one_line(err) && strstr(err, "--batch: 70000") && strstr(err, "65536"), "%s", err);
+    cr_expect_eq(run("bench --model " DIR "moe_top2.pt --iters 0", err, sizeof err), 2, "%s", err);
+    cr_expect(tu_one_line(err) && strstr(err, "--iters: 0"), "%s", err);
+    const char *with_peak[] = {"--model " DIR "moe_top2.pt", "--batch 4", "--iters 3", "--bf16", "--heads 2"};
+    for (size_t i = 0; i < sizeof with_peak / sizeof with_peak[0]; i++) {
+        char args[512];
+        snprintf(args, sizeof args, "bench --peak %s > /dev/null", with_peak[i]);
+        cr_expect_eq(run(args, err, sizeof err), 2, "--peak %s: %s", with_peak[i], err);
+        cr_expect(tu_one_line(err) && strstr(err, "--peak"), "--peak %s: %s", with_peak[i], err);
+    }
+}
+
+/* A NaN timestep: the message gives its value and row ("timestep 1 is not
+   finite" read as a timestep of value 1). */
+Test(cli_forward, non_finite_timestep_names_value_and_row)
+{
+    me_array t;
+    cr_assert_eq(me_npy_read(DIR "moe_top2_t.npy", &t), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert(t.dtype == ME_F32 && t.numel >= 2 && t.numel <= 64);
+    float tv[64];
+    memcpy(tv, t.data, sizeof(float) * (size_t)t.numel);
+    tv[1] = NAN;
+    const char *tp = tmp_path("tnan.npy"), *out = tmp_path("tnan_out.npy");
+    cr_assert_eq(me_npy_write(tp, ME_F32, 1, t.shape, tv), MOEDIT_OK);
+    me_array_free(&t);
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "moe_top2.pt --heads %d --x " DIR "moe_top2_x.npy --t %s --y "
+             DIR "moe_top2_y.npy --out %s", heads("moe_top2"), tp, out);
+    cr_expect_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_expect(tu_one_line(err) && strstr(err, "timestep nan (row 1)"), "%s", err);
+    struct stat st;
+    cr_expect_neq(stat(out, &st), 0, "an output after a failure");
+    unlink(tp);
+}
