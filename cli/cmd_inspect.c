@@ -2,6 +2,7 @@
    parameters, detected family and config) and its rewrite as safetensors
    with that config in __metadata__, so later loads need no --heads/--top-k. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,28 @@ static const char *attention_name(moedit_attention a) { return a == MOEDIT_ATTN_
 static const char *routing_name(moedit_routing r)
 {
     return r == MOEDIT_ROUTING_DMOE ? "dmoe" : r == MOEDIT_ROUTING_DTR ? "dtr" : NULL;
+}
+
+/* --heads/--top-k into opt (0 there means "not given"): INT_MIN is the
+   flags' "not given", so an explicit 0 is refused rather than read as the
+   default. 0, or 2 after one line. */
+static int load_hints(const char *cmd, int heads, int top_k, moedit_load_options *opt)
+{
+    if ((heads != INT_MIN && heads < 1) || (top_k != INT_MIN && top_k < 1))
+        return cli_usage_error(cmd, "--heads and --top-k must be positive");
+    opt->heads = heads == INT_MIN ? 0 : heads;
+    opt->top_k = top_k == INT_MIN ? 0 : top_k;
+    return 0;
+}
+
+/* --heads/--top-k given, yet no transformer detected: the hints describe
+   one this file is not, or one they do not fit (3 heads of a hidden size
+   16); an error then, not "family unknown". 1 after one line, else 0. */
+static int hints_misfit(const detected *d, const moedit_load_options *opt)
+{
+    if (d->is_model || d->is_vae || (!opt->heads && !opt->top_k)) return 0;
+    fprintf(stderr, "moedit: %s\n", d->why);
+    return 1;
 }
 
 /* ---- inspect ------------------------------------------------------------ */
@@ -264,13 +287,13 @@ static void print_human(const char *path, const me_tensors *ts, const detected *
 
 int cmd_inspect(int argc, char **argv)
 {
-    int json = 0, all = 0, help = 0;
+    int json = 0, all = 0, help = 0, heads = INT_MIN, top_k = INT_MIN;
     moedit_load_options opt = {0};
     const cli_flag flags[] = {
         {"--json", CLI_BOOL, &json, NULL, "print one JSON object"},
         {"--all", CLI_BOOL, &all, NULL, "list every tensor (default: the first 40 of large models)"},
-        {"--heads", CLI_INT, &opt.heads, "H", "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &opt.top_k, "K", "experts per token (default 2 or the file's metadata)"},
+        {"--heads", CLI_INT, &heads, "H", "attention heads (default from the hidden size)"},
+        {"--top-k", CLI_INT, &top_k, "K", "experts per token (default 2 or the file's metadata)"},
         {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
@@ -280,13 +303,17 @@ int cmd_inspect(int argc, char **argv)
     if (cli_parse("inspect", argc, argv, flags, pos, 1, &npos)) return 2;
     if (help) { cli_usage("inspect", "PATH [--json] [--all]", flags); return 0; }
     if (npos != 1) return cli_usage_error("inspect", "expected one checkpoint file or folder");
-    if (opt.heads < 0 || opt.top_k < 0) return cli_usage_error("inspect", "--heads and --top-k must be positive");
+    if (load_hints("inspect", heads, top_k, &opt)) return 2;
 
     me_tensors *ts;
     int rc = me_tensors_open(pos[0], &ts);
     if (rc) return cli_fail(rc);
     detected d;
     detect(ts, &opt, &d);
+    if (hints_misfit(&d, &opt)) {
+        me_tensors_free(ts);
+        return 2;
+    }
     rc = 0;
     if (json) rc = print_json(ts, &d);
     else print_human(pos[0], ts, &d, all);
@@ -340,13 +367,13 @@ static int record_config(me_tensors *ts, const detected *d)
 int cmd_convert(int argc, char **argv)
 {
     const char *out = NULL, *dtype_s = "f32";
-    int help = 0;
+    int help = 0, heads = INT_MIN, top_k = INT_MIN;
     moedit_load_options opt = {0};
     const cli_flag flags[] = {
         {"--out", CLI_STR, &out, "OUT.safetensors", "output file"},
         {"--dtype", CLI_STR, &dtype_s, "f32|f16|bf16", "float tensors are converted (default f32); a value beyond its range (f16: 65504) is refused"},
-        {"--heads", CLI_INT, &opt.heads, "H", "attention heads to record (default from the hidden size)"},
-        {"--top-k", CLI_INT, &opt.top_k, "K", "experts per token to record (default 2)"},
+        {"--heads", CLI_INT, &heads, "H", "attention heads to record (default from the hidden size)"},
+        {"--top-k", CLI_INT, &top_k, "K", "experts per token to record (default 2)"},
         {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
@@ -359,7 +386,7 @@ int cmd_convert(int argc, char **argv)
     if (!out) return cli_usage_error("convert", "--out is required");
     const cli_file files[] = {{"IN", pos[0], CLI_IN}, {"--out", out, CLI_OUT}};
     if (cli_check_files("convert", files, 2)) return 2;
-    if (opt.heads < 0 || opt.top_k < 0) return cli_usage_error("convert", "--heads and --top-k must be positive");
+    if (load_hints("convert", heads, top_k, &opt)) return 2;
     me_dtype dtype;
     if (!strcmp(dtype_s, "f32")) dtype = ME_F32;
     else if (!strcmp(dtype_s, "f16")) dtype = ME_F16;
@@ -371,9 +398,7 @@ int cmd_convert(int argc, char **argv)
     if (rc) return cli_fail(rc);
     detected d;
     detect(ts, &opt, &d);
-    if (!d.is_model && !d.is_vae && (opt.heads || opt.top_k)) {
-        /* the hints describe a transformer this file is not */
-        fprintf(stderr, "moedit: %s\n", d.why);
+    if (hints_misfit(&d, &opt)) {
         me_tensors_free(ts);
         return 2;
     }

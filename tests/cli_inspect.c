@@ -347,6 +347,27 @@ Test(inspect, convert_refuses_hints_for_unknown_model)
     expect_one_line_error(nodir, "/no/such/dir/x.safetensors");
 }
 
+/* Hints that do not fit the transformer (3 heads of hidden 16), or an
+   explicit 0 (once read as "not given"): inspect exits 2 with one line as
+   convert does, rather than printing "family unknown" or the defaults. */
+Test(inspect, hints_that_do_not_fit_exit_2)
+{
+    const char *misfit[] = {"inspect", FIXTURES "/dit/moe_top2.pt", "--heads", "3", NULL};
+    expect_one_line_error(misfit, "3 heads");
+    const char *misfit_json[] = {"inspect", "--json", FIXTURES "/dit/moe_top2.pt", "--top-k", "9", NULL};
+    expect_one_line_error(misfit_json, "top-k 9");
+    cr_assert_str_empty(out_text, "partial output: %s", out_text);
+    const char *zero_heads[] = {"inspect", FIXTURES "/dit/moe_top2.pt", "--heads", "0", NULL};
+    expect_one_line_error(zero_heads, "--heads");
+    char out[160];
+    snprintf(out, sizeof out, "%s/zero.safetensors", tmp);
+    const char *zero_top_k[] = {"convert", FIXTURES "/dit/moe_top2.pt", "--top-k", "0", "--out", out, NULL};
+    expect_one_line_error(zero_top_k, "--top-k");
+    cr_assert_eq(access(out, F_OK), -1, "convert wrote %s", out);
+    const char *fits[] = {"inspect", FIXTURES "/dit/moe_top2.pt", "--heads", "2", NULL};
+    cr_assert_eq(run(fits), 0, "%s", err_text);
+}
+
 /* A device whose every write fails with ENOSPC: one made in tmp where this
    runs as root (not trusting /dev's), else /dev/full if it is one; the test
    is skipped otherwise. */
