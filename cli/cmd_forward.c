@@ -53,12 +53,17 @@ int cmd_forward(int argc, char **argv)
     if (!xp || !tp || !yp || !outp) return cli_usage_error("forward", "--x, --t, --y and --out are required");
     if (!cli_has_ext(outp, ".npy")) return cli_usage_error("forward", "--out %s: must end in .npy", outp);
     if (cli_model_options("forward", &mo, &lo)) return 2;
+    /* before the forward: an --out naming an input would replace it */
+    const char *model_path = cli_model_path(model);
+    const cli_file files[] = {{"--model", model_path, CLI_IN}, {"--x", xp, CLI_IN}, {"--t", tp, CLI_IN},
+                              {"--y", yp, CLI_IN}, {"--out", outp, CLI_OUT}};
+    if (cli_check_files("forward", files, sizeof files / sizeof files[0])) return 2;
 
     moedit_model *m = NULL;
     me_array x = {0}, t = {0}, y = {0};
     float *xf = NULL, *tf = NULL, *out = NULL;
     int64_t *yi = NULL;
-    int rc = moedit_model_load(cli_model_path(model), &lo, &m);
+    int rc = moedit_model_load(model_path, &lo, &m);
     if (!rc) rc = me_npy_read(xp, &x);
     if (!rc) rc = me_npy_read(tp, &t);
     if (!rc) rc = me_npy_read(yp, &y);

@@ -219,3 +219,24 @@ Test(cli_forward, non_finite_timestep_names_value_and_row)
     cr_expect_neq(stat(out, &st), 0, "an output after a failure");
     unlink(tp);
 }
+
+/* --out naming --x: once the forward replaced its own input with the
+   output, exit 0; now exit 2 before loading anything, the input kept. */
+Test(cli_forward, out_naming_an_input_exits_2_and_keeps_it)
+{
+    me_array x;
+    cr_assert_eq(me_npy_read(DIR "moe_top2_x.npy", &x), MOEDIT_OK, "%s", moedit_last_error());
+    const char *xp = tmp_path("x_in_out.npy");
+    cr_assert_eq(me_npy_write(xp, x.dtype, x.ndim, x.shape, x.data), MOEDIT_OK);
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "moe_top2.pt --heads %d --x %s --t " DIR "moe_top2_t.npy --y "
+             DIR "moe_top2_y.npy --out %s", heads("moe_top2"), xp, xp);
+    cr_expect_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_expect(tu_one_line(err) && strstr(err, "--x and --out"), "%s", err);
+    me_array kept;
+    cr_assert_eq(me_npy_read(xp, &kept), MOEDIT_OK, "%s", moedit_last_error());
+    cr_expect(kept.numel == x.numel && !memcmp(kept.data, x.data, sizeof(float) * (size_t)x.numel),
+              "the input was overwritten");
+    me_array_free(&kept), me_array_free(&x);
+    unlink(xp);
+}
