@@ -152,6 +152,23 @@ Test(decode, bad_input_exit_2, .init = setup, .fini = teardown)
     expect_input_error(args, "--vae");
 }
 
+/* A config.json scaling_factor beyond float (1e39): once inf, which
+   scaled every latent to 0 and decoded those with exit 0; now exit 2 with
+   one line naming the folder's config.json (not "<weights file>/config.json"). */
+Test(decode, config_scaling_factor_beyond_float, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(tu_system("mkdir %s/vae && cp %s/diffusion_pytorch_model.bin %s/vae/ && "
+                           "sed 's/\"scaling_factor\": 0.5/\"scaling_factor\": 1e39/' %s/config.json > %s/vae/config.json "
+                           "&& grep -q 1e39 %s/vae/config.json", dir, SMALL, dir, SMALL, dir, dir), 0);
+    char args[1024], err[512], want[128], out[128];
+    snprintf(out, sizeof out, "%s/o.npy", dir);
+    snprintf(args, sizeof args, "--vae %s/vae --latent %s --out %s", dir, LATENT, out);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    snprintf(want, sizeof want, "%s/vae/config.json: scaling_factor", dir);
+    cr_assert(tu_one_line(err) && strstr(err, want), "%s", err);
+    cr_assert(!tu_exists(out), "an output after a failure");
+}
+
 /* A decode that needs more memory than there is (here a 10 MB budget for a
    64×64 latent's ~30 MB of buffers) is refused before it allocates: one
    line, exit 2, nothing written. Not an out-of-memory kill half-way. */

@@ -2,6 +2,7 @@
    shapes), then every weight by name with its shape checked. Names are
    written diffusers-first; ldm_* variants give CompVis latent-diffusion's. */
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -109,10 +110,14 @@ int vae_config_parse(const char *json, const char *what, vae_config *c)
     if (!rc) rc = json_bool(root, "use_post_quant_conv", &c->post_quant_conv, what);
     const cJSON *sf = cJSON_GetObjectItemCaseSensitive(root, "scaling_factor");
     if (!rc && sf && !cJSON_IsNull(sf)) {
-        if (!cJSON_IsNumber(sf) || !(sf->valuedouble > 0) || !isfinite(sf->valuedouble))
-            rc = me_fail(MOEDIT_EINPUT, "%s: scaling_factor must be a positive number", what);
+        /* checked as the float it is used as: 1e39 becomes inf, which
+           scales every latent to 0, and a subnormal one to inf */
+        float f = cJSON_IsNumber(sf) ? (float)sf->valuedouble : NAN;
+        if (!(f > 0) || !isnormal(f))
+            rc = me_fail(MOEDIT_EINPUT, "%s: scaling_factor must be a positive number in float range (%g to %g)",
+                         what, FLT_MIN, FLT_MAX);
         else
-            c->scaling_factor = (float)sf->valuedouble;
+            c->scaling_factor = f;
     }
     cJSON_Delete(root);
     return rc ? rc : check_groups(c, what);
@@ -334,6 +339,20 @@ static int load_weights(loader *L, moedit_vae *v)
     return load_conv(L, &v->conv_out, "decoder.conv_out", c0, c->out_channels, 3, 0);
 }
 
+/* Where the config.json metadata came from, for messages: a diffusers
+   folder's own file (the tensors' source is then the folder, if sharded,
+   or its diffusion_pytorch_model.* weights file), else the metadata entry
+   of the one file (as convert writes it). */
+static void config_json_name(const char *src, char *buf, size_t cap)
+{
+    static const char weights[] = "diffusion_pytorch_model";
+    const char *slash = strrchr(src, '/'), *base = slash ? slash + 1 : src;
+    struct stat st;
+    if (!stat(src, &st) && S_ISDIR(st.st_mode)) snprintf(buf, cap, "%s/config.json", src);
+    else if (!strncmp(base, weights, sizeof weights - 1)) snprintf(buf, cap, "%.*sconfig.json", (int)(base - src), src);
+    else snprintf(buf, cap, "%s (its config.json metadata)", src);
+}
+
 int vae_from_tensors(me_tensors *ts, moedit_vae **out)
 {
     *out = NULL;
@@ -349,7 +368,7 @@ int vae_from_tensors(me_tensors *ts, moedit_vae **out)
     if (!rc) {
         if (json) {
             char what[600];
-            snprintf(what, sizeof what, "%s/config.json", L.src);
+            config_json_name(L.src, what, sizeof what);
             rc = vae_config_parse(json, what, &v->cfg);
             if (!rc) rc = check_config_covers(&L, &v->cfg);
         } else {
