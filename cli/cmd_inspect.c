@@ -3,6 +3,7 @@
    with that config in __metadata__, so later loads need no --heads/--top-k. */
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +365,23 @@ static int record_config(me_tensors *ts, const detected *d)
     return rc;
 }
 
+/* A diffusers folder is read through its config.json and
+   diffusion_pytorch_model* files, which cli_check_files (comparing the
+   folder with --out) does not see: --out naming one of them would replace
+   the weights being converted (or shadow them, a .safetensors beside a
+   .bin). 1 when it does, 0 otherwise, including when in is not a folder. */
+static int out_in_input_folder(const char *in, const char *out)
+{
+    static const char weights[] = "diffusion_pytorch_model";
+    struct stat st;
+    if (stat(in, &st) || !S_ISDIR(st.st_mode)) return 0;
+    const char *slash = strrchr(out, '/'), *base = slash ? slash + 1 : out;
+    if (strncmp(base, weights, sizeof weights - 1) && strcmp(base, "config.json")) return 0;
+    char out_dir[PATH_MAX], real_in[PATH_MAX], real_out[PATH_MAX];
+    snprintf(out_dir, sizeof out_dir, "%.*s", slash ? (int)(slash - out) + 1 : 1, slash ? out : ".");
+    return realpath(in, real_in) && realpath(out_dir, real_out) && !strcmp(real_in, real_out);
+}
+
 int cmd_convert(int argc, char **argv)
 {
     const char *out = NULL, *dtype_s = "f32";
@@ -386,6 +404,9 @@ int cmd_convert(int argc, char **argv)
     if (!out) return cli_usage_error("convert", "--out is required");
     const cli_file files[] = {{"IN", pos[0], CLI_IN}, {"--out", out, CLI_OUT}};
     if (cli_check_files("convert", files, 2)) return 2;
+    if (out_in_input_folder(pos[0], out))
+        return cli_usage_error("convert", "--out %s: would replace or shadow a file the folder %s is read from "
+                               "(config.json, diffusion_pytorch_model*)", out, pos[0]);
     if (load_hints("convert", heads, top_k, &opt)) return 2;
     me_dtype dtype;
     if (!strcmp(dtype_s, "f32")) dtype = ME_F32;

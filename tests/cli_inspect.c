@@ -368,6 +368,30 @@ Test(inspect, hints_that_do_not_fit_exit_2)
     cr_assert_eq(run(fits), 0, "%s", err_text);
 }
 
+/* A diffusers folder's --out onto its own weights file: cli_check_files
+   compares the folder, not the files it is read from, and the convert
+   replaced the .bin with safetensors bytes (exit 0, the folder unloadable). */
+Test(inspect, convert_onto_the_input_folders_weights)
+{
+    cr_assert_eq(tu_system("cp -r " ST "diffusers_vae %s/vae", tmp), 0);
+    char in[160], weights[200], before[200], out[200];
+    snprintf(in, sizeof in, "%s/vae", tmp);
+    snprintf(weights, sizeof weights, "%s/diffusion_pytorch_model.safetensors", in);
+    snprintf(before, sizeof before, "%s/before", tmp);
+    cr_assert_eq(tu_system("cp %s %s", weights, before), 0);
+    const char *names[] = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "config.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(out, sizeof out, "%s/%s", in, names[i]);
+        const char *args[] = {"convert", in, "--out", out, "--dtype", "f16", NULL};
+        expect_one_line_error(args, "--out");
+    }
+    cr_assert_eq(tu_system("cmp -s %s %s && test ! -e %s/diffusion_pytorch_model.bin", weights, before, in), 0,
+                 "the input folder changed");
+    snprintf(out, sizeof out, "%s/beside.safetensors", in);
+    const char *beside[] = {"convert", in, "--out", out, NULL};
+    cr_assert_eq(run(beside), 0, "%s", err_text);
+}
+
 /* A device whose every write fails with ENOSPC: one made in tmp where this
    runs as root (not trusting /dev's), else /dev/full if it is one; the test
    is skipped otherwise. */
