@@ -502,7 +502,7 @@ int cmd_eval(int argc, char **argv)
         return cli_usage_error(CMD, "--preprocess: '%s' is not adm or pytorch-fid", a.preprocess);
     cli_shard sh;
     char features_path[4096];
-    if (cli_shard_parse(CMD, a.shard, &sh)) return 2;
+    if (cli_shard_parse(CMD, a.shard, a.threads != INT_MIN, &sh)) return 2;
     if (a.features_out) {
         if (cli_shard_expand(CMD, "--features-out", a.features_out, &sh, features_path, sizeof features_path))
             return 2;

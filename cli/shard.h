@@ -8,12 +8,20 @@
      SLURM_PROCID / SLURM_NTASKS                    (srun -n)
      OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE    (Open MPI's mpirun)
      PMI_RANK / PMI_SIZE                            (MPICH, Intel MPI)
-   with one exception: an mpirun started inside a Slurm allocation hands its
-   ranks the SLURM_PROCID of its own launcher step, so SLURM_PROCID/NTASKS is
-   passed over when an MPI rank/size pair is present and disagrees with it.
+     RANK / WORLD_SIZE                              (torchrun)
+     LOCAL_RANK / LOCAL_WORLD_SIZE                  (alone)
+   with one exception: an mpirun or torchrun started inside a Slurm
+   allocation hands its processes the SLURM_PROCID of its own launcher step,
+   so SLURM_PROCID/NTASKS is passed over when an MPI or torchrun rank/size
+   pair is present and disagrees with it. An array task that runs several
+   processes (SLURM_PROCID > 0, or an MPI/torchrun size > 1) is refused: they
+   would all take the task's shard. The local rank (a bare --device cuda's
+   GPU) comes from the launcher that gave the shard (SLURM_LOCALID,
+   OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, LOCAL_RANK), else k.
    With "auto" the thread count comes from SLURM_CPUS_PER_TASK, else
-   OMP_NUM_THREADS, unless --threads is given. No MPI library is involved:
-   the ranks are independent processes.
+   OMP_NUM_THREADS (its first level), unless --threads is given; a value
+   that is not a count in 1..CLI_MAX_THREADS is refused. No MPI library is
+   involved: the ranks are independent processes.
 
    A shard file (fid-sample's npz) carries two small members besides arr_0
    and arr_1, which readers that ask for arr_0/arr_1 never see:
@@ -36,8 +44,9 @@ typedef struct {
 } cli_shard;
 
 /* spec NULL → 0/1. Prints where "auto" found the shard (and threads) as one
-   line on stderr. Returns 0, or 2 after a one-line usage error. */
-int cli_shard_parse(const char *cmd, const char *spec, cli_shard *s);
+   line on stderr; with threads_given (--threads) the launcher's thread
+   variables are not read. Returns 0, or 2 after a one-line usage error. */
+int cli_shard_parse(const char *cmd, const char *spec, int threads_given, cli_shard *s);
 
 /* path with "%k" and "%n" replaced by the shard's k and n ("%%" is "%"):
    one command line names every shard's own file. Returns 0, or 2 after a
