@@ -523,5 +523,7 @@ int cmd_eval(int argc, char **argv)
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (cli_threads(CMD, a.threads)) return 2;
     int rc = check_files(&a);
-    return rc ? rc : run(&a);
+    if (rc) return rc;
+    cli_shard_report(CMD, &sh);
+    return run(&a);
 }

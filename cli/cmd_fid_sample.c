@@ -116,6 +116,7 @@ static int parse_args(fs_args *a)
         return cli_usage_error(CMD, "--labels: '%s' is not balanced or random", a->labels);
     a->random_labels = a->labels && !strcmp(a->labels, "random");
     if (a->trace && a->resume) return cli_usage_error(CMD, "--trace cannot be resumed: drop --resume or --trace");
+    cli_shard_report(CMD, &sh);
     return 0;
 }
 

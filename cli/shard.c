@@ -194,10 +194,16 @@ static int shard_auto(const char *cmd, int threads_given, cli_shard *s)
     s->local = env_int(chosen->local, &local) == 1 ? (int)local : (int)k;
     s->k = (int)k;
     s->n = (int)n;
+    s->from_launcher = 1;
     char threads[160] = "";
     if (!threads_given && auto_threads(cmd, s, threads, sizeof threads)) return 2;
-    fprintf(stderr, "moedit %s: shard %d/%d from %s%s\n", cmd, s->k, s->n, what, threads);
+    snprintf(s->source, sizeof s->source, "%s%s", what, threads);
     return 0;
+}
+
+void cli_shard_report(const char *cmd, const cli_shard *s)
+{
+    if (s->from_launcher) fprintf(stderr, "moedit %s: shard %d/%d from %s\n", cmd, s->k, s->n, s->source);
 }
 
 int cli_shard_parse(const char *cmd, const char *spec, int threads_given, cli_shard *s)
@@ -222,9 +228,22 @@ int cli_shard_parse(const char *cmd, const char *spec, int threads_given, cli_sh
     return 0;
 }
 
+/* Whether path has a %k (not a "%%k", which is the text "%k"). */
+static int names_k(const char *path)
+{
+    for (const char *p = path; *p; p++)
+        if (*p == '%' && *++p == 'k') return 1;
+    return 0;
+}
+
 int cli_shard_expand(const char *cmd, const char *flag, const char *path, const cli_shard *s, char *out,
                      size_t cap)
 {
+    /* every process of --shard auto runs this command line: without %k
+       they would all write one file, each shard replacing the last */
+    if (s->from_launcher && s->n > 1 && !names_k(path))
+        return cli_usage_error(cmd, "%s: '%s' names one file for all %d shards of --shard auto: put %%k in it "
+                               "(e.g. shard-%%k-of-%%n%s)", flag, path, s->n, strrchr(path, '.') ? strrchr(path, '.') : "");
     size_t o = 0;
     for (const char *p = path; *p; p++) {
         char num[24];

@@ -41,16 +41,23 @@ typedef struct {
     int k, n;
     int threads;        /* from the launcher (auto only); 0 = not given */
     int local;          /* rank on this machine (auto only; else k): a bare --device cuda's GPU */
+    int from_launcher;  /* auto: every process runs the same command line */
+    char source[400];   /* auto: where k/n (and threads) came from, for cli_shard_report */
 } cli_shard;
 
-/* spec NULL → 0/1. Prints where "auto" found the shard (and threads) as one
-   line on stderr; with threads_given (--threads) the launcher's thread
+/* spec NULL → 0/1. With threads_given (--threads) the launcher's thread
    variables are not read. Returns 0, or 2 after a one-line usage error. */
 int cli_shard_parse(const char *cmd, const char *spec, int threads_given, cli_shard *s);
 
+/* Says on stderr, as one line, where "auto" found the shard (and threads);
+   nothing for k/n. Called once the command line has been checked, so that
+   a usage error stays the only line. */
+void cli_shard_report(const char *cmd, const cli_shard *s);
+
 /* path with "%k" and "%n" replaced by the shard's k and n ("%%" is "%"):
    one command line names every shard's own file. Returns 0, or 2 after a
-   usage error (another %-sequence, too long). */
+   usage error (another %-sequence, too long, or a path without %k for one
+   of several shards from the launcher, which every process would share). */
 int cli_shard_expand(const char *cmd, const char *flag, const char *path, const cli_shard *s, char *out,
                      size_t cap);
 

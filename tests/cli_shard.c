@@ -134,6 +134,32 @@ Test(cli_shard, auto_refuses_several_processes_in_one_array_task)
     cr_assert_eq(tu_count_files(dir), 2, "files left behind");   /* out.txt, err.txt */
 }
 
+/* Every process of --shard auto runs one command line: an output without %k
+   would be one file for all shards, each replacing the last (array tasks
+   run one after the other, so no lock sees them). */
+Test(cli_shard, auto_refuses_one_output_for_all_shards)
+{
+    const char *array = "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3";
+    cr_assert_eq(run_env(array, SAMPLE " --shard auto --npz same.npz", FIXTURES, FIXTURES), 2);
+    refused("put %k in it");
+    cr_assert_eq(run_env(array, SAMPLE " --shard auto --npz 'same-%%%%k.npz'", FIXTURES, FIXTURES), 2);
+    refused("put %k in it");
+    cr_assert_eq(run_env(array, "eval --samples s.npz --shard auto --features-out f.npz --inception i.pth"), 2);
+    refused("put %k in it");
+    cr_assert_eq(tu_count_files(dir), 2, "files left behind");   /* out.txt, err.txt */
+    /* one shard in all: nothing to tell apart */
+    resolves("SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=1", 0, 1, "SLURM_ARRAY_TASK_ID=0");
+}
+
+/* The note saying where the shard came from waits for the command line's
+   checks, so that a usage error stays the only line. */
+Test(cli_shard, auto_usage_errors_are_one_line)
+{
+    cr_assert_eq(run_env("SLURM_PROCID=1 SLURM_NTASKS=2", SAMPLE " --shard auto --labels odd --npz a-%%k.npz",
+                         FIXTURES, FIXTURES), 2);
+    refused("--labels");
+}
+
 /* A launcher's thread count that none can come from is refused naming the
    variable (not --threads, which was not given); OpenMP's per-level list
    gives its first level; --threads overrides the variables unread. */
