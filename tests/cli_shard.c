@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "tests/testutil.h"
@@ -158,6 +160,29 @@ Test(cli_shard, auto_usage_errors_are_one_line)
     cr_assert_eq(run_env("SLURM_PROCID=1 SLURM_NTASKS=2", SAMPLE " --shard auto --labels odd --npz a-%%k.npz",
                          FIXTURES, FIXTURES), 2);
     refused("--labels");
+}
+
+/* eval --features-out takes the lock fid-sample's --npz does: two runs
+   featurising into one file would interleave rows in its .partial, which
+   --resume reads back as features. Refused before the network loads (the
+   --inception here is not one). */
+Test(cli_shard, eval_features_out_is_locked)
+{
+    cr_assert_eq(run_env("", SAMPLE " --npz s.npz", FIXTURES, FIXTURES), 0);
+    FILE *f = fopen(tu_join(dir, "inc.pth"), "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    int held = open(tu_join(dir, "f.npz.lock"), O_RDWR | O_CREAT, 0644);
+    cr_assert(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0);
+    cr_assert_eq(run_env("", "eval --inception inc.pth --samples s.npz --shard 0/2 --features-out f.npz"), 2);
+    refused("another run is writing the same output");
+    close(held);
+    /* released: the run goes on (to the bad network) and removes its lock */
+    cr_assert_eq(run_env("", "eval --inception inc.pth --samples s.npz --shard 0/2 --features-out f.npz"), 2);
+    char *e = err_text();
+    cr_assert(!strstr(e, "locked"), "%s", e);
+    free(e);
+    cr_assert(!exists("f.npz.lock"));
 }
 
 /* A launcher's thread count that none can come from is refused naming the
