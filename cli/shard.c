@@ -84,8 +84,9 @@ typedef struct {
 } launcher;
 
 static const launcher slurm_step = {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"};
-/* Launchers started inside a Slurm step (or alone), the innermost first:
-   an mpirun run by torchrun is not a thing, torchrun under mpirun is. */
+/* Launchers started inside a Slurm step (or alone), tried in this order:
+   Open MPI's ranks before PMI's (an mpirun inside an srun --mpi=pmi2 step
+   inherits the step's PMI_RANK), torchrun's last. */
 static const launcher inner_launchers[] = {
     {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
     {"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
@@ -151,12 +152,12 @@ static int shard_auto(const char *cmd, int threads_given, cli_shard *s)
         long sk = 0, sn = 1;
         int sl = env_pair(cmd, slurm_step.rank, slurm_step.size, &sk, &sn);
         if (sl == 2) return 2;
-        if ((sl && sk > 0) || (m && in > 1))
+        const launcher *crowd = m && in > 1 ? inner : sl && sk > 0 ? &slurm_step : NULL;
+        if (crowd)
             return cli_usage_error(cmd, "--shard auto: array task SLURM_ARRAY_TASK_ID=%s runs several processes "
                                    "(%s=%ld of %s=%ld), which would all take shard %ld/%ld; start one per array "
-                                   "task, or give --shard k/n", getenv("SLURM_ARRAY_TASK_ID"),
-                                   m && in > 1 ? inner->rank : slurm_step.rank, m && in > 1 ? ik : sk,
-                                   m && in > 1 ? inner->size : slurm_step.size, m && in > 1 ? in : sn, k, n);
+                                   "task, or give --shard k/n", getenv("SLURM_ARRAY_TASK_ID"), crowd->rank,
+                                   crowd == inner ? ik : sk, crowd->size, crowd == inner ? in : sn, k, n);
         long min = 0;
         env_int("SLURM_ARRAY_TASK_MIN", &min);
         snprintf(what, sizeof what, "SLURM_ARRAY_TASK_ID=%s (SLURM_ARRAY_TASK_MIN=%ld) of SLURM_ARRAY_TASK_COUNT=%s",
