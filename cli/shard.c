@@ -242,9 +242,11 @@ int cli_shard_expand(const char *cmd, const char *flag, const char *path, const 
 {
     /* every process of --shard auto runs this command line: without %k
        they would all write one file, each shard replacing the last */
-    if (s->from_launcher && s->n > 1 && !names_k(path))
+    if (s->from_launcher && s->n > 1 && !names_k(path)) {
+        const char *ext = strrchr(path, '.');
         return cli_usage_error(cmd, "%s: '%s' names one file for all %d shards of --shard auto: put %%k in it "
-                               "(e.g. shard-%%k-of-%%n%s)", flag, path, s->n, strrchr(path, '.') ? strrchr(path, '.') : "");
+                               "(e.g. shard-%%k-of-%%n%s)", flag, path, s->n, ext ? ext : "");
+    }
     size_t o = 0;
     for (const char *p = path; *p; p++) {
         char num[24];

@@ -204,7 +204,8 @@ Test(cli_shard, auto_checks_the_launchers_thread_count)
         cr_assert(strstr(last, bad[i][1]), "expected '%s' in: %s", bad[i][1], e);
         free(e);
     }
-    resolves("PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=2,1", 0, 1, "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
+    resolves("PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=2,1", 0, 1,
+             "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
     const char *overridden[] = {"SLURM_CPUS_PER_TASK=2", "SLURM_CPUS_PER_TASK=abc"};
     for (size_t i = 0; i < sizeof overridden / sizeof overridden[0]; i++) {
         char env[96];
