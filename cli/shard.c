@@ -145,19 +145,20 @@ static int shard_auto(const char *cmd, int threads_given, cli_shard *s)
     int m = inner_launcher(cmd, &inner, &ik, &in);
     if (m == 2) return 2;
     if (r) {
-        /* every process of one array task would take the array's shard: only
-           a Slurm step's task 0 can be the one process of the batch step
-           (which has SLURM_NTASKS = sbatch -n), an inner launcher's size
-           counts its processes */
-        long sk = 0, sn = 1;
-        int sl = env_pair(cmd, slurm_step.rank, slurm_step.size, &sk, &sn);
-        if (sl == 2) return 2;
-        const launcher *crowd = m && in > 1 ? inner : sl && sk > 0 ? &slurm_step : NULL;
-        if (crowd)
+        /* every process of one array task would take the array's shard: a
+           Slurm step's task above 0 is one of several (task 0 may be the
+           batch step itself, whose SLURM_NTASKS is sbatch -n, often unset),
+           an inner launcher's size counts its processes */
+        long step_task = 0;
+        char crowd[96] = "";
+        if (m && in > 1)
+            snprintf(crowd, sizeof crowd, "%s=%ld of %s=%ld", inner->rank, ik, inner->size, in);
+        else if (env_int(slurm_step.rank, &step_task) == 1 && step_task > 0)
+            snprintf(crowd, sizeof crowd, "%s=%ld", slurm_step.rank, step_task);
+        if (crowd[0])
             return cli_usage_error(cmd, "--shard auto: array task SLURM_ARRAY_TASK_ID=%s runs several processes "
-                                   "(%s=%ld of %s=%ld), which would all take shard %ld/%ld; start one per array "
-                                   "task, or give --shard k/n", getenv("SLURM_ARRAY_TASK_ID"), crowd->rank,
-                                   crowd == inner ? ik : sk, crowd->size, crowd == inner ? in : sn, k, n);
+                                   "(this is %s), which would all take shard %ld/%ld; start one per array task, "
+                                   "or give --shard k/n", getenv("SLURM_ARRAY_TASK_ID"), crowd, k, n);
         long min = 0;
         env_int("SLURM_ARRAY_TASK_MIN", &min);
         snprintf(what, sizeof what, "SLURM_ARRAY_TASK_ID=%s (SLURM_ARRAY_TASK_MIN=%ld) of SLURM_ARRAY_TASK_COUNT=%s",

@@ -81,6 +81,8 @@ Test(cli_shard, auto_takes_the_launchers_in_order)
     resolves("SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0 SLURM_NTASKS=2 "
              "OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=1",
              1, 3, "SLURM_ARRAY_TASK_ID=5 (SLURM_ARRAY_TASK_MIN=4)");
+    /* the batch step of an array job without -n: SLURM_PROCID but no SLURM_NTASKS */
+    resolves("SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0", 2, 3, "SLURM_ARRAY_TASK_ID=2");
     resolves("SLURM_ARRAY_TASK_ID=4 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_STEP=2 SLURM_ARRAY_TASK_COUNT=3", 2, 3,
              "SLURM_ARRAY_TASK_ID=4");
     /* srun's task before an MPI launcher's rank that agrees with it */
@@ -127,6 +129,7 @@ Test(cli_shard, auto_refuses_several_processes_in_one_array_task)
 {
     const char *bad[] = {
         "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=1 SLURM_NTASKS=2",
+        "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=1",
         "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0 SLURM_NTASKS=1 RANK=0 WORLD_SIZE=2",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
