@@ -314,7 +314,7 @@ done:
 /* ---- the command ------------------------------------------------------ */
 
 /* The outputs, --inception and both lists' files (open_side refuses longer lists) */
-#define CHECKED_FILES (2 * MAX_FILES + 6)
+#define CHECKED_FILES (2 * MAX_FILES + 7)
 
 /* The files of a comma list (copied into *copy) as inputs of
    cli_check_files; empty names are left to open_side. */
@@ -335,19 +335,21 @@ static int list_inputs(const char *flag, const char *list, char **copy, cli_file
 /* No output may be an input or another output. */
 static int check_files(const ev_args *a)
 {
-    char part[4200], state[4200];
+    char part[4200], state[4200], lock[4200];
     snprintf(part, sizeof part, "%s.partial", a->features_out ? a->features_out : "");
     snprintf(state, sizeof state, "%s.state", a->features_out ? a->features_out : "");
+    snprintf(lock, sizeof lock, "%s.lock", a->features_out ? a->features_out : "");
     cli_file f[CHECKED_FILES] = {
         {"--json", a->json, CLI_OUT},
         {"--stats-out", a->stats_out, CLI_OUT},
         {"--features-out", a->features_out, CLI_OUT},
         {"--features-out's .partial", a->features_out ? part : NULL, CLI_OUT},
         {"--features-out's .state", a->features_out ? state : NULL, CLI_OUT},
+        {"--features-out's .lock", a->features_out ? lock : NULL, CLI_OUT},
         {"--inception", a->inception, CLI_IN},
     };
     char *samples = NULL, *ref = NULL;
-    int n = list_inputs("--samples", a->samples, &samples, f, 6);
+    int n = list_inputs("--samples", a->samples, &samples, f, 7);
     if (n >= 0) n = list_inputs("--ref", a->ref, &ref, f, n);
     int rc = n < 0 ? cli_fail(me_fail(MOEDIT_EINTERNAL, "out of memory")) : cli_check_files(CMD, f, n);
     free(samples);
@@ -502,7 +504,7 @@ int cmd_eval(int argc, char **argv)
         return cli_usage_error(CMD, "--preprocess: '%s' is not adm or pytorch-fid", a.preprocess);
     cli_shard sh;
     char features_path[4096];
-    if (cli_shard_parse(CMD, a.shard, &sh)) return 2;
+    if (cli_shard_parse(CMD, a.shard, a.threads != INT_MIN, &sh)) return 2;
     if (a.features_out) {
         if (cli_shard_expand(CMD, "--features-out", a.features_out, &sh, features_path, sizeof features_path))
             return 2;
@@ -523,5 +525,18 @@ int cmd_eval(int argc, char **argv)
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (cli_threads(CMD, a.threads)) return 2;
     int rc = check_files(&a);
-    return rc ? rc : run(&a);
+    if (rc) return rc;
+    /* two runs featurising into one --features-out (a shard started twice,
+       a path without %k) would interleave their rows in one .partial, which
+       --resume then reads back as features */
+    char lock_path[4200];
+    int lock_fd = -1;
+    if (a.features_out) {
+        snprintf(lock_path, sizeof lock_path, "%s.lock", a.features_out);
+        if ((rc = cli_lock(CMD, lock_path, &lock_fd))) return rc;
+    }
+    cli_shard_report(CMD, &sh);
+    rc = run(&a);
+    if (a.features_out) cli_unlock(lock_path, lock_fd);
+    return rc;
 }

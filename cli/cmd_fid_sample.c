@@ -97,7 +97,7 @@ static int parse_args(fs_args *a)
 {
     if (!a->npz) return cli_usage_error(CMD, "--npz OUT.npz is required");
     cli_shard sh;
-    if (cli_shard_parse(CMD, a->shard, &sh) ||
+    if (cli_shard_parse(CMD, a->shard, a->s.load.threads != INT_MIN, &sh) ||
         cli_shard_expand(CMD, "--npz", a->npz, &sh, a->npz_path, sizeof a->npz_path))
         return 2;
     a->npz = a->npz_path;
@@ -116,6 +116,7 @@ static int parse_args(fs_args *a)
         return cli_usage_error(CMD, "--labels: '%s' is not balanced or random", a->labels);
     a->random_labels = a->labels && !strcmp(a->labels, "random");
     if (a->trace && a->resume) return cli_usage_error(CMD, "--trace cannot be resumed: drop --resume or --trace");
+    cli_shard_report(CMD, &sh);
     return 0;
 }
 

@@ -15,15 +15,17 @@
 /* ---- --shard ----------------------------------------------------------- */
 
 /* Environment variable name as a non-negative int: 1 and *v, 0 when unset,
-   -1 when set but not a number. */
+   -1 when set but not plain decimal digits (launchers write nothing else;
+   strtol's leading blanks and sign would let "1 " fail but " 1" pass). */
 static int env_int(const char *name, long *v)
 {
     const char *s = getenv(name);
     if (!s || !*s) return 0;
+    if (*s < '0' || *s > '9') return -1;
     char *end;
     errno = 0;
     long x = strtol(s, &end, 10);
-    if (errno || *end || x < 0 || x > INT_MAX) return -1;
+    if (errno || *end || x > INT_MAX) return -1;
     *v = x;
     return 1;
 }
@@ -75,53 +77,108 @@ static int slurm_array(const char *cmd, long *k, long *n)
     return 1;
 }
 
-static void auto_threads(cli_shard *s, char *msg, size_t cap)
+/* A launcher's variables: its processes' rank and count, and the rank on
+   this machine (a bare --device cuda's GPU). */
+typedef struct {
+    const char *rank, *size, *local;
+} launcher;
+
+static const launcher slurm_step = {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"};
+/* Launchers started inside a Slurm step (or alone), tried in this order:
+   Open MPI's ranks before PMI's (an mpirun inside an srun --mpi=pmi2 step
+   inherits the step's PMI_RANK), torchrun's last. */
+static const launcher inner_launchers[] = {
+    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
+    {"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
+    {"RANK", "WORLD_SIZE", "LOCAL_RANK"},
+};
+
+/* The first inner launcher that is set: 1 with *which, k and n; 0 when none
+   is; 2 after a usage error. */
+static int inner_launcher(const char *cmd, const launcher **which, long *k, long *n)
 {
-    long t;
-    const char *from = NULL;
-    if (env_int("SLURM_CPUS_PER_TASK", &t) == 1 && t > 0) from = "SLURM_CPUS_PER_TASK";
-    else if (env_int("OMP_NUM_THREADS", &t) == 1 && t > 0) from = "OMP_NUM_THREADS";
-    if (!from) {
-        msg[0] = 0;
-        return;
+    for (size_t i = 0; i < sizeof inner_launchers / sizeof inner_launchers[0]; i++) {
+        int r = env_pair(cmd, inner_launchers[i].rank, inner_launchers[i].size, k, n);
+        if (r) {
+            *which = &inner_launchers[i];
+            return r;
+        }
     }
-    s->threads = (int)t;
-    snprintf(msg, cap, "; %ld thread%s from %s", t, t == 1 ? "" : "s", from);
+    return 0;
 }
 
-static int shard_auto(const char *cmd, cli_shard *s)
+/* The thread count the launcher asks for (SLURM_CPUS_PER_TASK, else
+   OMP_NUM_THREADS), into s->threads and a note for the "shard from" line;
+   0, or 2 after a one-line usage error for a value no thread count can come
+   from (rather than silently running on every core). */
+static int auto_threads(const char *cmd, cli_shard *s, char *msg, size_t cap)
 {
-    long k = 0, n = 1, mk = 0, mn = 0;
-    char what[160];
+    msg[0] = 0;
+    const char *from = "SLURM_CPUS_PER_TASK", *text = getenv(from);
+    if (!text || !*text) from = "OMP_NUM_THREADS", text = getenv(from);
+    if (!text || !*text) return 0;
+    /* OMP_NUM_THREADS may list one count per nesting level ("8,2"): the
+       first is the one of the outer parallel regions, which moedit's are */
+    char first[32] = "";
+    size_t len = strcspn(text, ",");
+    const int level_list = text[len] == ',' && !strcmp(from, "OMP_NUM_THREADS");
+    if (len < sizeof first && (!text[len] || level_list)) {
+        memcpy(first, text, len);
+        first[len] = 0;
+    }
+    long long t;
+    if (first[0] < '0' || first[0] > '9' || cli_parse_int(first, 1, CLI_MAX_THREADS, &t))
+        return cli_usage_error(cmd, "--shard auto: %s='%s' is not a thread count in 1..%d (or give --threads)", from,
+                               text, CLI_MAX_THREADS);
+    s->threads = (int)t;
+    snprintf(msg, cap, "; %lld thread%s from %s", t, t == 1 ? "" : "s", from);
+    return 0;
+}
+
+static int shard_auto(const char *cmd, int threads_given, cli_shard *s)
+{
+    long k = 0, n = 1, ik = 0, in = 0;
+    const launcher *chosen = NULL, *inner = NULL;
+    char what[200];
     int r = slurm_array(cmd, &k, &n);
     if (r == 2) return 2;
+    int m = inner_launcher(cmd, &inner, &ik, &in);
+    if (m == 2) return 2;
     if (r) {
+        /* every process of one array task would take the array's shard: a
+           Slurm step's task above 0 is one of several (task 0 may be the
+           batch step itself, whose SLURM_NTASKS is sbatch -n, often unset),
+           an inner launcher's size counts its processes */
+        long step_task = 0;
+        char crowd[96] = "";
+        if (m && in > 1)
+            snprintf(crowd, sizeof crowd, "%s=%ld of %s=%ld", inner->rank, ik, inner->size, in);
+        else if (env_int(slurm_step.rank, &step_task) == 1 && step_task > 0)
+            snprintf(crowd, sizeof crowd, "%s=%ld", slurm_step.rank, step_task);
+        if (crowd[0])
+            return cli_usage_error(cmd, "--shard auto: array task SLURM_ARRAY_TASK_ID=%s runs several processes "
+                                   "(this is %s), which would all take shard %ld/%ld; start one per array task, "
+                                   "or give --shard k/n", getenv("SLURM_ARRAY_TASK_ID"), crowd, k, n);
         long min = 0;
         env_int("SLURM_ARRAY_TASK_MIN", &min);
         snprintf(what, sizeof what, "SLURM_ARRAY_TASK_ID=%s (SLURM_ARRAY_TASK_MIN=%ld) of SLURM_ARRAY_TASK_COUNT=%s",
                  getenv("SLURM_ARRAY_TASK_ID"), min, getenv("SLURM_ARRAY_TASK_COUNT"));
+        chosen = &slurm_step;   /* its SLURM_LOCALID places the task's GPU */
     } else {
-        const char *mpi_rank = "OMPI_COMM_WORLD_RANK", *mpi_size = "OMPI_COMM_WORLD_SIZE";
-        int m = env_pair(cmd, mpi_rank, mpi_size, &mk, &mn);
-        if (!m) {
-            mpi_rank = "PMI_RANK";
-            mpi_size = "PMI_SIZE";
-            m = env_pair(cmd, mpi_rank, mpi_size, &mk, &mn);
-        }
-        if (m == 2) return 2;
-        int sl = env_pair(cmd, "SLURM_PROCID", "SLURM_NTASKS", &k, &n);
+        int sl = env_pair(cmd, slurm_step.rank, slurm_step.size, &k, &n);
         if (sl == 2) return 2;
-        if (sl && m && (k != mk || n != mn)) sl = 0;   /* mpirun inside an allocation: its ranks win */
+        /* mpirun or torchrun inside an allocation hands every process it
+           starts the SLURM_PROCID of its own launcher step: its ranks win */
+        if (sl && m && (k != ik || n != in)) sl = 0;
         if (sl) {
-            snprintf(what, sizeof what, "SLURM_PROCID=%ld of SLURM_NTASKS=%ld", k, n);
+            chosen = &slurm_step;
         } else if (m) {
-            k = mk;
-            n = mn;
-            snprintf(what, sizeof what, "%s=%ld of %s=%ld", mpi_rank, k, mpi_size, n);
-        } else if ((r = env_pair(cmd, "RANK", "WORLD_SIZE", &k, &n)) == 1) {
-            snprintf(what, sizeof what, "RANK=%ld of WORLD_SIZE=%ld (torchrun)", k, n);
-        } else if (r == 0 && (r = env_pair(cmd, "LOCAL_RANK", "LOCAL_WORLD_SIZE", &k, &n)) == 1) {
-            snprintf(what, sizeof what, "LOCAL_RANK=%ld of LOCAL_WORLD_SIZE=%ld", k, n);
+            chosen = inner;
+            k = ik;
+            n = in;
+        } else if ((r = env_pair(cmd, "LOCAL_RANK", "LOCAL_WORLD_SIZE", &k, &n)) == 1) {
+            static const launcher local_only = {"LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_RANK"};
+            chosen = &local_only;
         } else if (r == 2) {
             return 2;
         } else {
@@ -129,28 +186,34 @@ static int shard_auto(const char *cmd, cli_shard *s)
                                    "SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK, RANK, LOCAL_RANK is set); "
                                    "give --shard k/n");
         }
+        snprintf(what, sizeof what, "%s=%ld of %s=%ld%s", chosen->rank, k, chosen->size, n,
+                 !strcmp(chosen->rank, "RANK") ? " (torchrun)" : "");
     }
-    /* the process's position on its machine, for one GPU per process */
-    static const char *const local_vars[] = {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
-                                             "LOCAL_RANK"};
-    long local = -1;
-    for (size_t i = 0; i < sizeof local_vars / sizeof local_vars[0] && local < 0; i++)
-        if (env_int(local_vars[i], &local) != 1) local = -1;
-    s->local = local < 0 ? (int)k : (int)local;
+    /* the process's position on its machine, from the launcher that placed
+       it: an outer launcher's SLURM_LOCALID is the same for every process
+       mpirun or torchrun starts on a node */
+    long local;
+    s->local = env_int(chosen->local, &local) == 1 ? (int)local : (int)k;
     s->k = (int)k;
     s->n = (int)n;
-    char threads[160];
-    auto_threads(s, threads, sizeof threads);
-    fprintf(stderr, "moedit %s: shard %d/%d from %s%s\n", cmd, s->k, s->n, what, threads);
+    s->from_launcher = 1;
+    char threads[160] = "";
+    if (!threads_given && auto_threads(cmd, s, threads, sizeof threads)) return 2;
+    snprintf(s->source, sizeof s->source, "%s%s", what, threads);
     return 0;
 }
 
-int cli_shard_parse(const char *cmd, const char *spec, cli_shard *s)
+void cli_shard_report(const char *cmd, const cli_shard *s)
+{
+    if (s->from_launcher) fprintf(stderr, "moedit %s: shard %d/%d from %s\n", cmd, s->k, s->n, s->source);
+}
+
+int cli_shard_parse(const char *cmd, const char *spec, int threads_given, cli_shard *s)
 {
     memset(s, 0, sizeof *s);
     s->n = 1;
     if (!spec) return 0;
-    if (!strcmp(spec, "auto")) return shard_auto(cmd, s);
+    if (!strcmp(spec, "auto")) return shard_auto(cmd, threads_given, s);
     char k_text[32];
     const char *slash = strchr(spec, '/');
     long long k = -1, n = 0;
@@ -167,9 +230,24 @@ int cli_shard_parse(const char *cmd, const char *spec, cli_shard *s)
     return 0;
 }
 
+/* Whether path has a %k (not a "%%k", which is the text "%k"). */
+static int names_k(const char *path)
+{
+    for (const char *p = path; *p; p++)
+        if (*p == '%' && *++p == 'k') return 1;
+    return 0;
+}
+
 int cli_shard_expand(const char *cmd, const char *flag, const char *path, const cli_shard *s, char *out,
                      size_t cap)
 {
+    /* every process of --shard auto runs this command line: without %k
+       they would all write one file, each shard replacing the last */
+    if (s->from_launcher && s->n > 1 && !names_k(path)) {
+        const char *ext = strrchr(path, '.');
+        return cli_usage_error(cmd, "%s: '%s' names one file for all %d shards of --shard auto: put %%k in it "
+                               "(e.g. shard-%%k-of-%%n%s)", flag, path, s->n, ext ? ext : "");
+    }
     size_t o = 0;
     for (const char *p = path; *p; p++) {
         char num[24];

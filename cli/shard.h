@@ -8,12 +8,20 @@
      SLURM_PROCID / SLURM_NTASKS                    (srun -n)
      OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE    (Open MPI's mpirun)
      PMI_RANK / PMI_SIZE                            (MPICH, Intel MPI)
-   with one exception: an mpirun started inside a Slurm allocation hands its
-   ranks the SLURM_PROCID of its own launcher step, so SLURM_PROCID/NTASKS is
-   passed over when an MPI rank/size pair is present and disagrees with it.
+     RANK / WORLD_SIZE                              (torchrun)
+     LOCAL_RANK / LOCAL_WORLD_SIZE                  (alone)
+   with one exception: an mpirun or torchrun started inside a Slurm
+   allocation hands its processes the SLURM_PROCID of its own launcher step,
+   so SLURM_PROCID/NTASKS is passed over when an MPI or torchrun rank/size
+   pair is present and disagrees with it. An array task that runs several
+   processes (SLURM_PROCID > 0, or an MPI/torchrun size > 1) is refused: they
+   would all take the task's shard. The local rank (a bare --device cuda's
+   GPU) comes from the launcher that gave the shard (SLURM_LOCALID,
+   OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, LOCAL_RANK), else k.
    With "auto" the thread count comes from SLURM_CPUS_PER_TASK, else
-   OMP_NUM_THREADS, unless --threads is given. No MPI library is involved:
-   the ranks are independent processes.
+   OMP_NUM_THREADS (its first level), unless --threads is given; a value
+   that is not a count in 1..CLI_MAX_THREADS is refused. No MPI library is
+   involved: the ranks are independent processes.
 
    A shard file (fid-sample's npz) carries two small members besides arr_0
    and arr_1, which readers that ask for arr_0/arr_1 never see:
@@ -33,15 +41,23 @@ typedef struct {
     int k, n;
     int threads;        /* from the launcher (auto only); 0 = not given */
     int local;          /* rank on this machine (auto only; else k): a bare --device cuda's GPU */
+    int from_launcher;  /* auto: every process runs the same command line */
+    char source[400];   /* auto: where k/n (and threads) came from, for cli_shard_report */
 } cli_shard;
 
-/* spec NULL → 0/1. Prints where "auto" found the shard (and threads) as one
-   line on stderr. Returns 0, or 2 after a one-line usage error. */
-int cli_shard_parse(const char *cmd, const char *spec, cli_shard *s);
+/* spec NULL → 0/1. With threads_given (--threads) the launcher's thread
+   variables are not read. Returns 0, or 2 after a one-line usage error. */
+int cli_shard_parse(const char *cmd, const char *spec, int threads_given, cli_shard *s);
+
+/* Says on stderr, as one line, where "auto" found the shard (and threads);
+   nothing for k/n. Called once the command line has been checked, so that
+   a usage error stays the only line. */
+void cli_shard_report(const char *cmd, const cli_shard *s);
 
 /* path with "%k" and "%n" replaced by the shard's k and n ("%%" is "%"):
    one command line names every shard's own file. Returns 0, or 2 after a
-   usage error (another %-sequence, too long). */
+   usage error (another %-sequence, too long, or a path without %k for one
+   of several shards from the launcher, which every process would share). */
 int cli_shard_expand(const char *cmd, const char *flag, const char *path, const cli_shard *s, char *out,
                      size_t cap);
 

@@ -119,13 +119,13 @@ Test(cli_device, shard_auto_takes_the_launchers_rank)
     cr_assert_eq(st, 0, "%s", err);
     const char *envs[] = {"RANK=1 WORLD_SIZE=3 LOCAL_RANK=0", "SLURM_PROCID=1 SLURM_NTASKS=3"};
     for (int i = 0; i < 2; i++) {
-        st = tu_shell(err, sizeof err, NO_LAUNCHER " %s " SAMPLE " --shard auto --npz %s/a%d.npz", envs[i], MOEDIT_BIN,
-                      FIXTURES, FIXTURES, dir, i);
+        st = tu_shell(err, sizeof err, NO_LAUNCHER " %s " SAMPLE " --shard auto --npz %s/a%d-%%k.npz", envs[i],
+                      MOEDIT_BIN, FIXTURES, FIXTURES, dir, i);
         cr_assert_eq(st, 0, "%s: %s", envs[i], err);
         cr_expect_not_null(strstr(err, "shard 1/3 from"), "%s: %s", envs[i], err);
         char a[128], b[128];
         snprintf(a, sizeof a, "%s/k.npz", dir);
-        snprintf(b, sizeof b, "%s/a%d.npz", dir, i);
+        snprintf(b, sizeof b, "%s/a%d-1.npz", dir, i);
         size_t na, nb;
         char *da = slurp(a, &na), *db = slurp(b, &nb);
         cr_expect(na == nb && !memcmp(da, db, na), "%s: %s differs from --shard 1/3", envs[i], b);

@@ -5,13 +5,16 @@
 
    Resolution order (cli/shard.h): job array (counted from
    SLURM_ARRAY_TASK_MIN in SLURM_ARRAY_TASK_STEP), SLURM_PROCID/NTASKS,
-   OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE; SLURM_PROCID is passed over when
-   an MPI pair disagrees with it (mpirun inside an allocation). */
+   OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, RANK/WORLD_SIZE; SLURM_PROCID is
+   passed over when an MPI or torchrun pair disagrees with it (mpirun or
+   torchrun inside an allocation). */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "tests/testutil.h"
@@ -73,10 +76,13 @@ static void refused(const char *what)
 
 Test(cli_shard, auto_takes_the_launchers_in_order)
 {
-    /* an array task wins over everything else, counted from its minimum */
-    resolves("SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0 SLURM_NTASKS=1 "
-             "OMPI_COMM_WORLD_RANK=2 OMPI_COMM_WORLD_SIZE=3 PMI_RANK=0 PMI_SIZE=2",
+    /* an array task wins over its batch step (task 0 of sbatch -n 2) and a
+       one-process MPI world, counted from its minimum */
+    resolves("SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0 SLURM_NTASKS=2 "
+             "OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=1",
              1, 3, "SLURM_ARRAY_TASK_ID=5 (SLURM_ARRAY_TASK_MIN=4)");
+    /* the batch step of an array job without -n: SLURM_PROCID but no SLURM_NTASKS */
+    resolves("SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0", 2, 3, "SLURM_ARRAY_TASK_ID=2");
     resolves("SLURM_ARRAY_TASK_ID=4 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_STEP=2 SLURM_ARRAY_TASK_COUNT=3", 2, 3,
              "SLURM_ARRAY_TASK_ID=4");
     /* srun's task before an MPI launcher's rank that agrees with it */
@@ -87,6 +93,131 @@ Test(cli_shard, auto_takes_the_launchers_in_order)
              "OMPI_COMM_WORLD_RANK=1 of OMPI_COMM_WORLD_SIZE=3");
     resolves("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 PMI_RANK=1 PMI_SIZE=2", 0, 2, "OMPI_COMM_WORLD_RANK=0");
     resolves("PMI_RANK=1 PMI_SIZE=2", 1, 2, "PMI_RANK=1 of PMI_SIZE=2");
+}
+
+/* torchrun inside an srun step (one task per node, torchrun starting a
+   process per GPU): every process inherits the step's SLURM_PROCID, so
+   taking it would give them all one shard. */
+Test(cli_shard, auto_takes_torchrun_inside_a_slurm_step)
+{
+    resolves("SLURM_PROCID=0 SLURM_NTASKS=1 RANK=1 WORLD_SIZE=2", 1, 2, "RANK=1 of WORLD_SIZE=2 (torchrun)");
+    resolves("SLURM_PROCID=1 SLURM_NTASKS=2 RANK=1 WORLD_SIZE=2", 1, 2, "SLURM_PROCID=1 of SLURM_NTASKS=2");
+}
+
+/* A bare --device cuda takes the GPU of the launcher that gave the shard:
+   the outer step's SLURM_LOCALID is 0 for every process mpirun or torchrun
+   starts on a node. A CPU build names the device it refuses; a CUDA build
+   with one GPU fails on cuda:1 and with two runs on it. */
+Test(cli_shard, auto_takes_the_gpu_of_the_launcher_that_gave_the_shard)
+{
+    const char *envs[] = {
+        "SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 "
+        "OMPI_COMM_WORLD_LOCAL_RANK=1",
+        "SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 RANK=3 WORLD_SIZE=4 LOCAL_RANK=1",
+    };
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+        int st = run_env(envs[i], SAMPLE " --shard auto --device cuda --npz g-%%k.npz", FIXTURES, FIXTURES);
+        char *e = err_text();
+        cr_assert(!strstr(e, "cuda:0"), "%s: took GPU 0: %s", envs[i], e);
+        cr_assert(st == 0 || strstr(e, "cuda:1"), "%s: %s", envs[i], e);
+        free(e);
+    }
+}
+
+/* Several processes in one array task would all take the task's shard. */
+Test(cli_shard, auto_refuses_several_processes_in_one_array_task)
+{
+    const char *bad[] = {
+        "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=1 SLURM_NTASKS=2",
+        "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=1",
+        "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 SLURM_PROCID=0 SLURM_NTASKS=1 RANK=0 WORLD_SIZE=2",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(run_env(bad[i], SAMPLE " --shard auto --npz a-%%k.npz", FIXTURES, FIXTURES), 2, "%s", bad[i]);
+        refused("runs several processes");
+    }
+    cr_assert_eq(tu_count_files(dir), 2, "files left behind");   /* out.txt, err.txt */
+}
+
+/* Every process of --shard auto runs one command line: an output without %k
+   would be one file for all shards, each replacing the last (array tasks
+   run one after the other, so no lock sees them). */
+Test(cli_shard, auto_refuses_one_output_for_all_shards)
+{
+    const char *array = "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3";
+    cr_assert_eq(run_env(array, SAMPLE " --shard auto --npz same.npz", FIXTURES, FIXTURES), 2);
+    refused("put %k in it");
+    cr_assert_eq(run_env(array, SAMPLE " --shard auto --npz 'same-%%%%k.npz'", FIXTURES, FIXTURES), 2);
+    refused("put %k in it");
+    cr_assert_eq(run_env(array, "eval --samples s.npz --shard auto --features-out f.npz --inception i.pth"), 2);
+    refused("put %k in it");
+    cr_assert_eq(tu_count_files(dir), 2, "files left behind");   /* out.txt, err.txt */
+    /* one shard in all: nothing to tell apart */
+    resolves("SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=1", 0, 1, "SLURM_ARRAY_TASK_ID=0");
+}
+
+/* The note saying where the shard came from waits for the command line's
+   checks, so that a usage error stays the only line. */
+Test(cli_shard, auto_usage_errors_are_one_line)
+{
+    cr_assert_eq(run_env("SLURM_PROCID=1 SLURM_NTASKS=2", SAMPLE " --shard auto --labels odd --npz a-%%k.npz",
+                         FIXTURES, FIXTURES), 2);
+    refused("--labels");
+}
+
+/* eval --features-out takes the lock fid-sample's --npz does: two runs
+   featurising into one file would interleave rows in its .partial, which
+   --resume reads back as features. Refused before the network loads (the
+   --inception here is not one). */
+Test(cli_shard, eval_features_out_is_locked)
+{
+    cr_assert_eq(run_env("", SAMPLE " --npz s.npz", FIXTURES, FIXTURES), 0);
+    FILE *f = fopen(tu_join(dir, "inc.pth"), "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    int held = open(tu_join(dir, "f.npz.lock"), O_RDWR | O_CREAT, 0644);
+    cr_assert(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0);
+    cr_assert_eq(run_env("", "eval --inception inc.pth --samples s.npz --shard 0/2 --features-out f.npz"), 2);
+    refused("another run is writing the same output");
+    close(held);
+    /* released: the run goes on (to the bad network) and removes its lock */
+    cr_assert_eq(run_env("", "eval --inception inc.pth --samples s.npz --shard 0/2 --features-out f.npz"), 2);
+    char *e = err_text();
+    cr_assert(!strstr(e, "locked"), "%s", e);
+    free(e);
+    cr_assert(!exists("f.npz.lock"));
+}
+
+/* A launcher's thread count that none can come from is refused naming the
+   variable (not --threads, which was not given); OpenMP's per-level list
+   gives its first level; --threads overrides the variables unread. */
+Test(cli_shard, auto_checks_the_launchers_thread_count)
+{
+    const char *bad[][2] = {
+        {"PMI_RANK=0 PMI_SIZE=1 SLURM_CPUS_PER_TASK=abc", "SLURM_CPUS_PER_TASK='abc'"},
+        {"PMI_RANK=0 PMI_SIZE=1 SLURM_CPUS_PER_TASK=100000", "SLURM_CPUS_PER_TASK='100000'"},
+        {"PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=0", "OMP_NUM_THREADS='0'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(run_env(bad[i][0], SAMPLE " --shard auto --npz a.npz", FIXTURES, FIXTURES), 2, "%s", bad[i][0]);
+        char *e = err_text();
+        /* libgomp warns about an OMP_NUM_THREADS it cannot use before main */
+        const char *last = strstr(e, "moedit fid-sample:");
+        cr_assert(last && tu_one_line(last), "not one line: '%s'", e);
+        cr_assert(strstr(last, bad[i][1]), "expected '%s' in: %s", bad[i][1], e);
+        free(e);
+    }
+    resolves("PMI_RANK=0 PMI_SIZE=1 OMP_NUM_THREADS=2,1", 0, 1,
+             "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
+    const char *overridden[] = {"SLURM_CPUS_PER_TASK=2", "SLURM_CPUS_PER_TASK=abc"};
+    for (size_t i = 0; i < sizeof overridden / sizeof overridden[0]; i++) {
+        char env[96];
+        snprintf(env, sizeof env, "PMI_RANK=0 PMI_SIZE=1 %s", overridden[i]);
+        cr_assert_eq(run_env(env, SAMPLE " --shard auto --threads 1 --npz t.npz", FIXTURES, FIXTURES), 0, "%s", env);
+        char *e = err_text();
+        cr_assert(!strstr(e, "from SLURM_CPUS_PER_TASK"), "%s: a thread note although --threads was given: %s", env, e);
+        free(e);
+    }
 }
 
 Test(cli_shard, auto_takes_threads_from_the_launcher)
@@ -108,6 +239,9 @@ Test(cli_shard, auto_refuses_what_it_cannot_place)
         {"SLURM_PROCID=3 SLURM_NTASKS=3", "SLURM_PROCID=3 is not below SLURM_NTASKS=3"},
         {"OMPI_COMM_WORLD_RANK=x OMPI_COMM_WORLD_SIZE=2", "not numbers"},
         {"PMI_RANK=0", "PMI_SIZE"},
+        /* blanks or a sign: not what a launcher writes, so not a rank */
+        {"RANK=' 1' WORLD_SIZE=2", "not numbers"},
+        {"RANK=+1 WORLD_SIZE=2", "not numbers"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cr_assert_eq(run_env(bad[i][0], SAMPLE " --shard auto --npz a.npz", FIXTURES, FIXTURES), 2, "%s", bad[i][0]);
