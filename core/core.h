@@ -135,6 +135,15 @@ int me_non_finite_rows(const float *x, int n, size_t len, char *list, size_t cap
    N (t = …) in m of n rows: …" when a row of x [n, len] holds nan or inf. */
 int me_check_step_finite(const float *x, int n, size_t len, int step, int steps, double t);
 
+/* Strict UTF-8 (no overlong forms, surrogates or code points past
+   U+10FFFF) in s[0, n), and which ASCII control characters may appear:
+   none, whitespace (tab, newline, CR, DEL: JSON text) or any. Returns
+   ME_UTF8_OK, ME_UTF8_CONTROL (a control character not allowed) or
+   ME_UTF8_INVALID, whichever comes first. */
+enum { ME_UTF8_NO_CONTROL, ME_UTF8_WHITESPACE, ME_UTF8_ANY_CONTROL };
+enum { ME_UTF8_OK, ME_UTF8_CONTROL, ME_UTF8_INVALID };
+int me_utf8_check(const uint8_t *s, size_t n, int controls);
+
 /* CRC-32 verification of ZIP entries on read (moedit_set_verify): whether it
    is on for this thread now; me_verify_suspend(1) turns it off for this
    thread until me_verify_suspend(previous), and returns the previous state. */

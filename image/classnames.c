@@ -35,37 +35,13 @@ static int add_name(me_class_names *cn, const char *s, size_t len, int *cap)
     return MOEDIT_OK;
 }
 
-/* Strict UTF-8 without control characters: cairo refuses anything else
-   (failing the figure that shows the name), and a control character would
-   break the one-line summaries and messages that print names. NULL when s is
-   usable, else what is wrong with it. */
-static const char *name_problem(const unsigned char *s, size_t n)
+/* A name cairo can draw (it refuses broken UTF-8, failing the figure that
+   shows it) and a one-line message or summary can print: NULL, else what is
+   wrong with it. */
+static const char *name_problem(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        if (c < 0x20 || c == 0x7f) return "holds a control character";
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
-        else return "is not valid UTF-8";
-        if (n - i < len) return "is not valid UTF-8";
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return "is not valid UTF-8";
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        /* overlong forms, surrogates and code points past U+10FFFF */
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return "is not valid UTF-8";
-        i += len;
-    }
-    return NULL;
+    int r = me_utf8_check((const uint8_t *)s, n, ME_UTF8_NO_CONTROL);
+    return r == ME_UTF8_CONTROL ? "holds a control character" : r == ME_UTF8_INVALID ? "is not valid UTF-8" : NULL;
 }
 
 int me_class_names_read(me_class_names *out, const char *path)
@@ -80,7 +56,7 @@ int me_class_names_read(me_class_names *out, const char *path)
         const char *stop = nl ? nl : end;
         size_t len = (size_t)(stop - p);
         if (len && p[len - 1] == '\r') len--;
-        const char *problem = len ? name_problem((const unsigned char *)p, len) : NULL;
+        const char *problem = len ? name_problem(p, len) : NULL;
         if (!len) rc = me_fail(MOEDIT_EINPUT, "%s: line %d is empty (one class name per line)", path, line);
         else if (problem) rc = me_fail(MOEDIT_EINPUT, "%s: line %d %s", path, line, problem);
         else if (out->count == MAX_NAMES) rc = me_fail(MOEDIT_EINPUT, "%s: more than %d names", path, MAX_NAMES);
@@ -107,8 +83,7 @@ int me_class_names_read_json(me_class_names *out, const char *path, int *found)
     cJSON *arr = rc ? NULL : cJSON_GetObjectItemCaseSensitive(j, "class_names");
     if (arr && !cJSON_IsArray(arr)) rc = me_fail(MOEDIT_EINPUT, "%s: class_names is not an array", path);
     for (cJSON *v = cJSON_IsArray(arr) ? arr->child : NULL; v && !rc; v = v->next) {
-        const char *problem = cJSON_IsString(v) ? name_problem((const unsigned char *)v->valuestring,
-                                                               strlen(v->valuestring)) : NULL;
+        const char *problem = cJSON_IsString(v) ? name_problem(v->valuestring, strlen(v->valuestring)) : NULL;
         if (!cJSON_IsString(v) || !v->valuestring[0])
             rc = me_fail(MOEDIT_EINPUT, "%s: class_names[%d] is not a non-empty string", path, out->count);
         else if (problem) rc = me_fail(MOEDIT_EINPUT, "%s: class_names[%d] %s", path, out->count, problem);

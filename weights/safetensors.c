@@ -24,38 +24,7 @@
    decoded newline would break one-line error messages), JSON whitespace in
    the raw header (other raw control bytes are illegal JSON), all in
    metadata values (the writer escapes them). */
-enum { CTRL_NONE, CTRL_WS, CTRL_ALL };
-
-/* Strict UTF-8: no overlongs, surrogates or code points past U+10FFFF. */
-static int utf8_ok(const uint8_t *s, size_t n, int ctrl)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            int is_ctrl = c < 0x20 || c == 0x7f;
-            int ws = c == '\t' || c == '\n' || c == '\r' || c == 0x7f;
-            if (is_ctrl && !(ctrl == CTRL_ALL || (ctrl == CTRL_WS && ws))) return 0;
-            i++;
-            continue;
-        }
-        int len;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) { len = 2; cp = c & 0x1f; }
-        else if (c >= 0xe0 && c <= 0xef) { len = 3; cp = c & 0x0f; }
-        else if (c >= 0xf0 && c <= 0xf4) { len = 4; cp = c & 0x07; }
-        else return 0;
-        if (n - i < (size_t)len) return 0;
-        for (int k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) return 0;
-        if (cp >= 0xd800 && cp <= 0xdfff) return 0;
-        i += (size_t)len;
-    }
-    return 1;
-}
+static int utf8_ok(const uint8_t *s, size_t n, int controls) { return me_utf8_check(s, n, controls) == ME_UTF8_OK; }
 
 /* A JSON number that is an exact non-negative integer. */
 static int json_uint(const cJSON *j, uint64_t *out)
@@ -87,7 +56,7 @@ static int parse_entry(me_tensors *ts, const cJSON *e, const uint8_t *data, uint
                        const char *label)
 {
     const char *name = e->string;
-    if (!*name || !utf8_ok((const uint8_t *)name, strlen(name), CTRL_NONE))
+    if (!*name || !utf8_ok((const uint8_t *)name, strlen(name), ME_UTF8_NO_CONTROL))
         return me_fail(MOEDIT_EINPUT, "%s: tensor name is empty or not valid UTF-8", label);
     if (!cJSON_IsObject(e)) return me_fail(MOEDIT_EINPUT, "%s: " NAME_FMT ": entry is not an object", label, name);
 
@@ -150,7 +119,7 @@ int me_parse_safetensors(me_tensors *ts, const uint8_t *data, size_t size, const
                        (unsigned long long)n, (unsigned long long)MAX_HEADER);
     const uint8_t *hdr = data + 8;
     if (n < 2 || hdr[0] != '{') return me_fail(MOEDIT_EINPUT, "%s: header is not a JSON object", label);
-    if (!utf8_ok(hdr, (size_t)n, CTRL_WS)) return me_fail(MOEDIT_EINPUT, "%s: header is not valid UTF-8 JSON", label);
+    if (!utf8_ok(hdr, (size_t)n, ME_UTF8_WHITESPACE)) return me_fail(MOEDIT_EINPUT, "%s: header is not valid UTF-8 JSON", label);
 
     /* cJSON gets its own NUL-terminated copy: the header is not terminated
        in the file, and the data right after it must never be read as JSON. */
@@ -318,14 +287,15 @@ static int check_strings(const me_tensors *ts, const char *path)
 {
     for (int i = 0; i < me_tensors_count(ts); i++) {
         const char *n = me_tensors_at(ts, i)->name;
-        if (!*n || !strcmp(n, "__metadata__") || !utf8_ok((const uint8_t *)n, strlen(n), CTRL_NONE))
+        if (!*n || !strcmp(n, "__metadata__") || !utf8_ok((const uint8_t *)n, strlen(n), ME_UTF8_NO_CONTROL))
             return me_fail(MOEDIT_EINPUT, "%s: tensor #%d: its name is empty, reserved, or has control "
                            "characters or invalid UTF-8", path, i);
     }
     for (int i = 0; i < me_tensors_meta_count(ts); i++) {
         const char *k, *v;
         me_tensors_meta_at(ts, i, &k, &v);
-        if (!utf8_ok((const uint8_t *)k, strlen(k), CTRL_ALL) || !utf8_ok((const uint8_t *)v, strlen(v), CTRL_ALL))
+        if (!utf8_ok((const uint8_t *)k, strlen(k), ME_UTF8_ANY_CONTROL) ||
+            !utf8_ok((const uint8_t *)v, strlen(v), ME_UTF8_ANY_CONTROL))
             return me_fail(MOEDIT_EINPUT, "%s: metadata entry #%d is not valid UTF-8", path, i);
     }
     return MOEDIT_OK;
