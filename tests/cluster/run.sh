@@ -7,9 +7,9 @@
 #   one      scripts/fid_eval.sh --shards 1            (the reference)
 #   procs    scripts/fid_eval.sh --shards 3            (plain & processes)
 #   array    sbatch --array=0-2 scripts/slurm_fid_array.sbatch, task 1
-#            requeued (scontrol requeue) once it has checkpointed a batch —
-#            it must resume — then scripts/slurm_fid_finish.sbatch as an
-#            afterok dependency
+#            stopped once it has checkpointed a batch and requeued
+#            (scontrol requeue) — it must resume — then
+#            scripts/slurm_fid_finish.sbatch as an afterok dependency
 #   srun     sbatch -n 3 scripts/slurm_fid_srun.sbatch
 #   mpirun   scripts/mpi_fid.sh 3 (mpirun -np 3)
 # and stopping the cluster must leave none of its processes behind.
@@ -88,7 +88,23 @@ trap 'scripts/slurm_local.sh stop "$SLURM_LOCAL_DIR" || true' EXIT
 timed start "$t"
 pids=$(cat "$SLURM_LOCAL_DIR"/*.pid)
 
-# job array, task 1 requeued mid-run
+# The pid of array task $2 of job $1's moedit process, from its environment.
+array_task_pid() {
+  local p env
+  for p in $(pgrep -x moedit); do
+    env=$(tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null) || continue
+    if grep -qx "SLURM_ARRAY_JOB_ID=$1" <<< "$env" && grep -qx "SLURM_ARRAY_TASK_ID=$2" <<< "$env"; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# job array, task 1 requeued mid-run. The task is stopped (SIGSTOP) as soon as
+# its state shows a batch done, so the requeue reaches it mid-run however long
+# slurmctld takes to act on a loaded host; Slurm's kill (SIGCONT, SIGTERM)
+# ends it from there.
 t=$(now)
 jid=$(sbatch --parsable -o "$WORK/array-%a.out" scripts/slurm_fid_array.sbatch --out "$WORK/array" "${args[@]}")
 fin=$(sbatch --parsable --dependency=afterok:"$jid" --kill-on-invalid-dep=yes -o "$WORK/array-finish.out" \
@@ -100,8 +116,12 @@ until [ -f "$state" ] && [ "$(sed -n 's/^done //p' "$state")" -ge 1 ] 2>/dev/nul
   [ "$(date +%s)" -lt "$deadline" ] || fail "array task 1 never checkpointed a batch (see $WORK/array-1.out)"
   sleep 0.05
 done
+pid=$(array_task_pid "$jid" 1) || fail "array task 1 has a state but no moedit process"
+kill -STOP "$pid"
+[ ! -f "$WORK/array/shard-1-of-3.npz" ] || fail "array task 1 finished before it could be stopped"
+done_at=$(sed -n 's/^done //p' "$state")
 scontrol requeue "${jid}_1"
-echo "array: requeued task ${jid}_1 after $(sed -n 's/^done //p' "$state") samples"
+echo "array: requeued task ${jid}_1 after $done_at samples"
 echo "array: tasks $(wait_job "$jid"), finish $(wait_job "$fin")"
 grep -q "resuming" "$WORK/array-1.out" || fail "the requeued task did not resume (see $WORK/array-1.out)"
 grep -q "CANCELLED AT .* DUE TO JOB REQUEUE" "$WORK/array-1.out" || fail "task 1 was not requeued while running"
