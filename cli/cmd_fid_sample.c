@@ -15,7 +15,8 @@
    atomically after every batch; --resume checks the settings, cuts the
    partial file back to that count and goes on, so a killed run loses at most
    the batch in flight. OUT.npz itself is written (atomically) only at the
-   end, then the two sidecar files are removed.
+   end, then the two sidecar files are removed; --resume keeps an OUT.npz
+   that a run of the same settings and weights finished.
 
    Small models (a guided forward of one batch under WORKER_FLOPS) keep the
    threads of one forward waiting on each other more than working: there
@@ -196,6 +197,29 @@ static int finish_npz(const fs_args *a, FILE *part, const cli_shard_meta *meta, 
     return me_zip_writer_finish(&w);
 }
 
+/* Whether npz is this very run's finished file: its shard record names the
+   same shard and settings (weights by content included) and it holds count
+   px×px images and their labels. fid-sample writes OUT.npz atomically and
+   only when complete, so such a file needs no sampling again. */
+static int finished_before(const char *npz, const cli_shard_meta *want, int px)
+{
+    me_npz z;
+    if (access(npz, F_OK) || me_npz_open(npz, &z)) return 0;
+    cli_shard_meta have;
+    me_array img = {0}, lab = {0};
+    const int64_t c = want->count;
+    int same = cli_shard_read_meta(&z, npz, &have) == 1 && have.k == want->k && have.n == want->n &&
+               have.first == want->first && have.count == c && have.num == want->num &&
+               !strcmp(have.settings, want->settings) && !me_npz_get(&z, "arr_0", &img) &&
+               !me_npz_get(&z, "arr_1", &lab) && img.dtype == ME_U8 && img.ndim == 4 && img.shape[0] == c &&
+               img.shape[1] == px && img.shape[2] == px && img.shape[3] == 3 && lab.dtype == ME_I64 &&
+               lab.ndim == 1 && lab.shape[0] == c;
+    me_array_free(&img);
+    me_array_free(&lab);
+    me_npz_close(&z);
+    return same;
+}
+
 /* Batch buffers of worker w for batches of B samples; u8 holds at least
    u8_bytes (worker 0's also serves finish_npz). */
 static int worker_buffers(fs_worker *w, size_t B, size_t latent, size_t image, size_t u8_bytes)
@@ -314,6 +338,16 @@ static int run(fs_args *a)
     char by_path[8000];
     fingerprint(a, model_path, &o, by_path, sizeof by_path);
     snprintf(fp, sizeof fp, "%s weights=%08x vae_weights=%08x", by_path, (unsigned)model_crc, (unsigned)vae_crc);
+    cli_shard_meta meta = {.k = a->shard_k, .n = a->shard_n, .first = first, .count = count, .num = a->num};
+    cli_shard_settings(fp, meta.settings, sizeof meta.settings);
+    /* a rerun of a script after some shards finished, a requeued array task
+       that had finished: keep the file rather than sample it again */
+    if (a->resume && access(state_path, F_OK) && finished_before(a->npz, &meta, px)) {
+        fprintf(stderr, "%s: already holds samples %" PRId64 "..%" PRId64 " of these settings and weights: kept\n",
+                a->npz, first, last - 1);
+        rc = 0;
+        goto done;
+    }
     int64_t done = a->resume ? cli_state_read(state_path, STATE_MAGIC, fp) : 0;
     if (done < 0 && (done = cli_state_read(state_path, STATE_MAGIC, by_path)) >= 0)
         fprintf(stderr, "moedit %s: %s is from a build that named the weights by path only: resuming unchecked\n", CMD,
@@ -407,8 +441,6 @@ static int run(fs_args *a)
         e = me_fail(failed, "%s", why);
         goto fail;
     }
-    cli_shard_meta meta = {.k = a->shard_k, .n = a->shard_n, .first = first, .count = count, .num = a->num};
-    cli_shard_settings(fp, meta.settings, sizeof meta.settings);
     if ((e = finish_npz(a, st.part, &meta, px, c->num_classes, o.seed, w0->u8,
                         B * img_bytes > COPY_CHUNK ? B * img_bytes : COPY_CHUNK)))
         goto fail;
@@ -447,7 +479,7 @@ int cmd_fid_sample(int argc, char **argv)
         {"--batch", CLI_INT, &a.batch, "B", "samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random", "i mod classes (default) or a hash of (seed, i)"},
         {"--shard", CLI_STR, &a.shard, "k/n|auto", "this process's part (k from 0; auto: Slurm, MPI or torchrun; a bare --device cuda becomes cuda:<local rank>)"},
-        {"--resume", CLI_BOOL, &a.resume, NULL, "continue an interrupted run of the same command"},
+        {"--resume", CLI_BOOL, &a.resume, NULL, "continue an interrupted run of the same command; keep its finished --npz"},
         {"--trace", CLI_STR, &a.trace, "T.bin", "record every expert routing decision (rows batch-local)"},
         {"--help", CLI_BOOL, &a.help, NULL, "this help"},
         {0},

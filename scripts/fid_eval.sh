@@ -8,7 +8,8 @@
 #
 # Everything after "--" goes to `moedit fid-sample` unchanged (model and
 # sampling flags). Shard files: DIR/shard-K-of-S.npz (each written with
-# --resume, so a rerun after a crash or a preempted job continues); results:
+# --resume, so a rerun after a crash or a preempted job continues and keeps
+# the shards that finished); results:
 # DIR/samples.npz, DIR/eval.txt (the five lines `moedit eval` prints:
 # Inception Score, FID, sFID, Precision, Recall) and DIR/eval.json. --ref is
 # an ADM reference batch (e.g. VIRTUAL_imagenet256_labeled.npz) or its

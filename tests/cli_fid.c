@@ -503,6 +503,49 @@ Test(cli_fid, resume_refuses_other_weights_behind_the_same_path)
     same_file("run.npz", "ref.npz");
 }
 
+static ino_t inode_of(const char *name)
+{
+    struct stat st;
+    cr_assert_eq(stat(tu_join(dir, name), &st), 0, "no %s", name);
+    return st.st_ino;
+}
+
+/* --resume with no state and a finished OUT.npz of the same shard, settings
+   and weights (a script rerun after some shards finished, a requeued array
+   task that had finished) keeps the file instead of sampling it again; other
+   settings, other weights behind the same path, or no --resume sample anew
+   (the file is written anew: another inode). */
+Test(cli_fid, resume_keeps_a_finished_file)
+{
+    cr_assert_eq(moedit("convert %s/dit/moe_top2.pt --out w.safetensors", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    ino_t ino = inode_of("run.npz");
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "run.npz: already holds samples 0..11 of these settings and weights: kept") &&
+                  !strstr(err, "samples/s"),
+              "%s", err);
+    free(err);
+    cr_assert_eq(inode_of("run.npz"), ino, "the finished file was written again");
+    cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
+
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume --shard 1/3", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    cr_assert_neq(inode_of("run.npz"), ino, "another shard kept the whole run's file");
+    ino = inode_of("run.npz");
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume --shard 1/3 --steps 5", FIXTURES), 0, "%s",
+                 slurp("err.txt", NULL));
+    cr_assert_neq(inode_of("run.npz"), ino, "other steps kept the file");
+    ino = inode_of("run.npz");
+    cr_assert_eq(moedit("convert %s/dit/moe_top2.pt --out w.safetensors --dtype f16", FIXTURES), 0, "%s",
+                 slurp("err.txt", NULL));
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --resume --shard 1/3 --steps 5", FIXTURES), 0, "%s",
+                 slurp("err.txt", NULL));
+    cr_assert_neq(inode_of("run.npz"), ino, "other weights behind the same path kept the file");
+    ino = inode_of("run.npz");
+    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --shard 1/3 --steps 5", FIXTURES), 0, "%s", slurp("err.txt", NULL));
+    cr_assert_neq(inode_of("run.npz"), ino, "a run without --resume kept the file");
+}
+
 /* The output and the trace on one path are refused before the lock, the
    partial file or the state appear. */
 Test(cli_fid, npz_and_trace_on_one_path_refused)
