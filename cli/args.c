@@ -23,9 +23,37 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+int cli_env_threads(const char *cmd, const char *context, int *threads, const char **from)
+{
+    *threads = 0;
+    const char *name = "SLURM_CPUS_PER_TASK", *text = getenv(name);
+    if (!text || !*text) name = "OMP_NUM_THREADS", text = getenv(name);
+    *from = name;
+    if (!text || !*text) return 0;
+    /* OMP_NUM_THREADS may list one count per nesting level ("8,2"): the
+       first is the one of the outer parallel regions, which moedit's are */
+    char first[32] = "";
+    size_t len = strcspn(text, ",");
+    const int level_list = text[len] == ',' && !strcmp(name, "OMP_NUM_THREADS");
+    if (len < sizeof first && (!text[len] || level_list)) {
+        memcpy(first, text, len);
+        first[len] = 0;
+    }
+    long long t;
+    if (first[0] < '0' || first[0] > '9' || cli_parse_int(first, 1, CLI_MAX_THREADS, &t))
+        return cli_usage_error(cmd, "%s%s='%s' is not a thread count in 1..%d (or give --threads)", context, name,
+                               text, CLI_MAX_THREADS);
+    *threads = (int)t;
+    return 0;
+}
+
 int cli_threads(const char *cmd, int n)
 {
-    if (n == INT_MIN) return 0;
+    if (n == INT_MIN) {   /* not given: the count Slurm or OpenMP's variable asks for, as other programs take it */
+        const char *from;
+        if (cli_env_threads(cmd, "", &n, &from)) return 2;
+        if (!n) return 0;
+    }
     if (n < 0) return cli_usage_error(cmd, "--threads: %d must be >= 0", n);
     /* libgomp starts every thread with its own stack: tens of thousands
        exhaust the address space or the process limit and it crashes rather

@@ -38,6 +38,7 @@ typedef struct {
    {"--no-verify", CLI_BOOL, &v, NULL, CLI_NO_VERIFY_HELP}; cli_parse then turns the
    CRC-32 check off for the process (moedit_set_verify(0)). */
 #define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
+#define CLI_THREADS_HELP "threads (default: SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else all cores)"
 
 /* Returns 0, or 2 after printing one line "moedit CMD: …" on stderr.
    positional receives up to max_pos arguments; *npos their count. */
@@ -61,10 +62,17 @@ int cli_fail(int rc);
 /* Prints "moedit CMD: msg" and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);
 
-/* Applies --threads N (0 = all cores) unless n is INT_MIN ("not given");
-   returns 0, or 2 after a usage error for n outside 0..CLI_MAX_THREADS. */
+/* Applies --threads N (0 = all cores); n INT_MIN ("not given") takes
+   cli_env_threads' count, else leaves all cores. Returns 0, or 2 after a
+   usage error for n outside 0..CLI_MAX_THREADS or a malformed variable. */
 #define CLI_MAX_THREADS 4096
 int cli_threads(const char *cmd, int n);
+/* The thread count the environment asks for: SLURM_CPUS_PER_TASK (sbatch
+   -c), else OMP_NUM_THREADS (of a per-level list, the first), into
+   *threads (0: neither is set) with the variable's name in *from; 2 after
+   "CMD: <context>VAR='…' is not a thread count" for a value no count can
+   come from (rather than silently running on every core). */
+int cli_env_threads(const char *cmd, const char *context, int *threads, const char **from);
 /* Takes an exclusive lock on lock_path (created if missing) for as long as
    the process runs or until cli_unlock, which also removes the file. 0 and
    *fd, or 2 after "another run is writing the same output". */

@@ -1,5 +1,6 @@
 /* moedit decode: latents from a .npy file through the VAE decoder, written
    as the raw decoder output (.npy) or as a picture grid (.png). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@ int cmd_decode(int argc, char **argv)
 {
     const char *vae_path = NULL, *latent = NULL, *out = NULL, *device = NULL;
     float scaling = NAN;   /* unset */
-    int threads = 0, cols = 0, help = 0, timed = 0, repeat = 1, no_verify = 0, vae_bf16 = 0;
+    int threads = INT_MIN, cols = 0, help = 0, timed = 0, repeat = 1, no_verify = 0, vae_bf16 = 0;
     const cli_flag flags[] = {
         {"--vae", CLI_STR, &vae_path, "DIR|FILE", "diffusers AutoencoderKL folder or weights file"},
         {"--latent", CLI_STR, &latent, "Z.npy", "float [N,C,h,w] latents as sampled (not yet scaled)"},
@@ -22,7 +23,7 @@ int cmd_decode(int argc, char **argv)
         {"--scaling-factor", CLI_FLOAT, &scaling, "F", "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "N", "grid columns (default: ceil(sqrt(N)))"},
         {"--vae-bf16", CLI_BOOL, &vae_bf16, NULL, "VAE convolutions in bfloat16 (AMX tiles, else AVX512-BF16, else emulated: same numerics, no faster); they stay direct, so on Zen 5 slower than the float32 default's Winograd"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--threads", CLI_INT, &threads, "N", CLI_THREADS_HELP},
         {"--time", CLI_BOOL, &timed, NULL, "print decode_ms (the decode alone, loading excluded) on stderr"},
         {"--repeat", CLI_INT, &repeat, "N", "decode N times in this process, the output written once (timing: with --time, one decode_ms per pass)"},
         {"--device", CLI_STR, &device, "cpu", "(the VAE has no CUDA path yet)"},
@@ -42,12 +43,12 @@ int cmd_decode(int argc, char **argv)
     if (!png && !cli_has_ext(out, ".npy")) return cli_usage_error("decode", "--out %s: must end in .png or .npy", out);
     if (scaling_set(scaling) && !(scaling > 0 && isfinite(scaling)))
         return cli_usage_error("decode", "--scaling-factor must be a positive number");
-    if (threads < 0 || cols < 0) return cli_usage_error("decode", "--threads and --cols must not be negative");
+    if (cols < 0) return cli_usage_error("decode", "--cols must not be negative");
     if (repeat < 1 || repeat > 1000) return cli_usage_error("decode", "--repeat must be 1 to 1000");
     if (cli_cpu_only("decode", device, "the VAE")) return 2;
     const cli_file files[] = {{"--vae", vae_path, CLI_IN}, {"--latent", latent, CLI_IN}, {"--out", out, CLI_OUT}};
     if (cli_check_files("decode", files, 3)) return 2;
-    if (threads && cli_threads("decode", threads)) return 2;
+    if (cli_threads("decode", threads)) return 2;
 
     moedit_vae *v = NULL;
     me_array z = {0};

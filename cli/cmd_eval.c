@@ -485,7 +485,7 @@ int cmd_eval(int argc, char **argv)
         {"--preprocess", CLI_STR, &a.preprocess, "P", "adm (TF graph: default) or pytorch-fid"},
         {"--batch", CLI_INT, &a.batch, "B", "images per batch, in chunks of up to 4 per thread (default 32)"},
         {"--is-split", CLI_INT, &a.is_split, "K", "Inception Score split size (default 5000)"},
-        {"--threads", CLI_INT, &a.threads, "N", "threads (default: all cores)"},
+        {"--threads", CLI_INT, &a.threads, "N", CLI_THREADS_HELP},
         {"--device", CLI_STR, &a.device, "cpu", "(Inception has no CUDA path yet)"},
         {"--no-verify", CLI_BOOL, &a.no_verify, NULL, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &a.help, NULL, "this help"},

@@ -43,7 +43,7 @@ void cli_model_opts_init(cli_model_opts *o)
 int cli_model_flags(cli_model_opts *o, cli_flag *f)
 {
     const cli_flag table[] = {
-        {"--threads", CLI_INT, &o->threads, "N", "threads (default: all cores)"},
+        {"--threads", CLI_INT, &o->threads, "N", CLI_THREADS_HELP},
         {"--heads", CLI_INT, &o->heads, "H", "attention heads (default from the hidden size)"},
         {"--top-k", CLI_INT, &o->top_k, "K", "experts per token, per row for Switch-DiT (default 2)"},
         {"--bf16", CLI_BOOL, &o->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},

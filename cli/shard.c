@@ -107,31 +107,19 @@ static int inner_launcher(const char *cmd, const launcher **which, long *k, long
     return 0;
 }
 
-/* The thread count the launcher asks for (SLURM_CPUS_PER_TASK, else
-   OMP_NUM_THREADS), into s->threads and a note for the "shard from" line;
-   0, or 2 after a one-line usage error for a value no thread count can come
-   from (rather than silently running on every core). */
+/* The thread count the launcher asks for (cli_env_threads), into
+   s->threads and a note for the "shard from" line; 0, or 2 after a usage
+   error. */
 static int auto_threads(const char *cmd, cli_shard *s, char *msg, size_t cap)
 {
     msg[0] = 0;
-    const char *from = "SLURM_CPUS_PER_TASK", *text = getenv(from);
-    if (!text || !*text) from = "OMP_NUM_THREADS", text = getenv(from);
-    if (!text || !*text) return 0;
-    /* OMP_NUM_THREADS may list one count per nesting level ("8,2"): the
-       first is the one of the outer parallel regions, which moedit's are */
-    char first[32] = "";
-    size_t len = strcspn(text, ",");
-    const int level_list = text[len] == ',' && !strcmp(from, "OMP_NUM_THREADS");
-    if (len < sizeof first && (!text[len] || level_list)) {
-        memcpy(first, text, len);
-        first[len] = 0;
+    const char *from;
+    int t;
+    if (cli_env_threads(cmd, "--shard auto: ", &t, &from)) return 2;
+    if (t) {
+        s->threads = t;
+        snprintf(msg, cap, "; %d thread%s from %s", t, t == 1 ? "" : "s", from);
     }
-    long long t;
-    if (first[0] < '0' || first[0] > '9' || cli_parse_int(first, 1, CLI_MAX_THREADS, &t))
-        return cli_usage_error(cmd, "--shard auto: %s='%s' is not a thread count in 1..%d (or give --threads)", from,
-                               text, CLI_MAX_THREADS);
-    s->threads = (int)t;
-    snprintf(msg, cap, "; %lld thread%s from %s", t, t == 1 ? "" : "s", from);
     return 0;
 }
 

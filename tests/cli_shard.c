@@ -228,6 +228,41 @@ Test(cli_shard, auto_takes_threads_from_the_launcher)
              "PMI_RANK=0 of PMI_SIZE=1; 2 threads from OMP_NUM_THREADS");
 }
 
+/* The count `bench` reports it ran on, from out.txt. */
+static int bench_threads(void)
+{
+    char *o = tu_slurp(tu_join(dir, "out.txt"), NULL), *p = o ? strstr(o, "threads: ") : NULL;
+    cr_assert_not_null(p, "no threads: line in %s", o ? o : "(nothing)");
+    int t = atoi(p + 9);
+    free(o);
+    return t;
+}
+
+/* Without --shard auto and without --threads every command takes its
+   thread count from the environment as other programs do (Slurm's -c, then
+   OpenMP's variable), refuses one no count can come from, and --threads
+   overrides both unread. */
+#define BENCH "bench --model %s/dit/moe_top2.pt --batch 2 --iters 1"
+Test(cli_shard, threads_from_the_environment_without_a_shard)
+{
+    const struct {
+        const char *env;
+        int threads;
+    } take[] = {{"OMP_NUM_THREADS=1", 1}, {"OMP_NUM_THREADS=3,1", 3}, {"SLURM_CPUS_PER_TASK=1 OMP_NUM_THREADS=3", 1}};
+    for (size_t i = 0; i < sizeof take / sizeof take[0]; i++) {
+        cr_assert_eq(run_env(take[i].env, BENCH, FIXTURES), 0, "%s: %s", take[i].env, err_text());
+        cr_assert_eq(bench_threads(), take[i].threads, "%s", take[i].env);
+    }
+    cr_assert_eq(run_env("OMP_NUM_THREADS=abc", SAMPLE " --npz a.npz", FIXTURES, FIXTURES), 2);
+    char *e = err_text();
+    const char *last = strstr(e, "moedit fid-sample:");   /* after libgomp's own warning */
+    cr_assert(last && tu_one_line(last) && strstr(last, "OMP_NUM_THREADS='abc' is not a thread count"), "%s", e);
+    free(e);
+    cr_assert(!exists("a.npz"));
+    cr_assert_eq(run_env("OMP_NUM_THREADS=abc SLURM_CPUS_PER_TASK=x", BENCH " --threads 1", FIXTURES), 0, "%s", err_text());
+    cr_assert_eq(bench_threads(), 1);
+}
+
 Test(cli_shard, auto_refuses_what_it_cannot_place)
 {
     const char *bad[][2] = {
