@@ -12,6 +12,7 @@ size_t moedit_sizeof(const char *type)
         {"moedit_sample_options", sizeof(moedit_sample_options)},
         {"moedit_route", sizeof(moedit_route)},
         {"moedit_route_table", sizeof(moedit_route_table)},
+        {"moedit_trace_header", sizeof(moedit_trace_header)},
     };
     for (size_t i = 0; type && i < sizeof types / sizeof types[0]; i++)
         if (!strcmp(type, types[i].name)) return types[i].size;

@@ -327,6 +327,22 @@ void moedit_route_log_add(void *log, const moedit_route *r);   /* a moedit_route
    decisions of different k or num_probs were mixed. */
 int moedit_route_log_table(const moedit_route_log *log, moedit_route_table *out);
 
+/* A trace file's header (`moedit sample --trace`, docs/trace-format.md). */
+typedef struct {
+    moedit_family family;
+    int depth, num_experts, top_k;
+    int grid_h, grid_w;    /* tokens per image: grid_h * grid_w */
+    int num_classes;       /* the null label is num_classes */
+    int steps;             /* 0 if not recorded */
+    float cfg;             /* 0 if not recorded */
+    char sampler[16];      /* "" if not recorded */
+} moedit_trace_header;
+/* Reads a trace file into log (cleared first: its decisions in file order)
+   and, unless NULL, its header into *header. Every record is checked as
+   `moedit heatmap` checks it: MOEDIT_EINPUT names the file and the first
+   problem (the log is then left empty). */
+int moedit_route_log_read(moedit_route_log *log, const char *path, moedit_trace_header *header);
+
 /* Evaluation metrics, in double precision (see docs/fid.md). The features
    and logits they take must be finite: MOEDIT_EINPUT names the rows holding
    NaN or inf (they would carry into every metric).

@@ -64,5 +64,6 @@ Test(paths, version_and_sizes)
     cr_assert_str_eq(MOEDIT_VERSION, want);
     cr_assert_eq(moedit_sizeof("moedit_sample_options"), sizeof(moedit_sample_options));
     cr_assert_eq(moedit_sizeof("moedit_route_table"), sizeof(moedit_route_table));
+    cr_assert_eq(moedit_sizeof("moedit_trace_header"), sizeof(moedit_trace_header));
     cr_assert_eq(moedit_sizeof("nothing"), 0);
 }

@@ -1,8 +1,10 @@
 /* The in-memory expert trace (moedit_route_log in moedit.h): one growing
-   array per column, so bindings can hand each to numpy as it is. */
+   array per column, so bindings can hand each to numpy as it is; filled by
+   the tracer callback or from a trace file. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "trace/trace.h"
 
 struct moedit_route_log {
     size_t count, cap;
@@ -108,4 +110,35 @@ int moedit_route_log_table(const moedit_route_log *log, moedit_route_table *out)
     out->experts = log->experts, out->weights = log->weights;
     out->probs = out->num_probs ? log->probs : NULL;
     return MOEDIT_OK;
+}
+
+int moedit_route_log_read(moedit_route_log *log, const char *path, moedit_trace_header *header)
+{
+    if (!log || !path) return me_fail(MOEDIT_EINPUT, "route log: missing argument");
+    moedit_route_log_clear(log);
+    me_trace_reader *rd;
+    int rc = me_trace_read_open(&rd, path);
+    if (rc) return rc;
+    const me_trace_info *in = me_trace_reader_info(rd);
+    log->k = in->top_k;
+    log->num_probs = in->num_probs;
+    if (in->count > SIZE_MAX || !reserve(log, (size_t)in->count))
+        rc = me_fail(MOEDIT_EINTERNAL, "%s: out of memory for %llu decisions", path, (unsigned long long)in->count);
+    me_trace_record rec;
+    for (uint64_t i = 0; !rc && i < in->count; i++) {
+        if ((rc = me_trace_read(rd, i, &rec))) break;
+        const moedit_route r = {.layer = rec.layer, .step = rec.step, .row = rec.row, .token = rec.token,
+                                .timestep = rec.timestep, .label = rec.label, .is_null = rec.is_null, .k = rec.k,
+                                .experts = rec.experts, .weights = rec.weights, .num_probs = in->num_probs,
+                                .probs = rec.probs};
+        moedit_route_log_add(log, &r);
+    }
+    if (!rc && header)
+        *header = (moedit_trace_header){.family = in->family, .depth = in->depth, .num_experts = in->num_experts,
+                                        .top_k = in->top_k, .grid_h = in->grid_h, .grid_w = in->grid_w,
+                                        .num_classes = in->num_classes, .steps = in->steps, .cfg = in->cfg};
+    if (!rc && header) memcpy(header->sampler, in->sampler, sizeof header->sampler);
+    me_trace_read_close(rd);
+    if (rc) moedit_route_log_clear(log);
+    return rc;
 }

@@ -22,16 +22,15 @@ import os
 
 import numpy as np
 
-from ._lib import (INT_MAX, Error, LoadOptions, Native, RouteTable, SampleOptions, as_int as _int, as_ints as _ints,
+from ._lib import (FAMILIES, INT_MAX, Error, LoadOptions, Native, SampleOptions, as_int as _int, as_ints as _ints,
                    check as _check, lib)
 from .metrics import Inception, evaluate, feature_stats, fid, frechet_distance, inception_score, precision_recall
-from .trace import Trace
+from .trace import RouteLog, Trace
 
 __all__ = ["Error", "Model", "VAE", "Trace", "Inception", "feature_stats", "fid", "frechet_distance",
            "inception_score", "precision_recall", "evaluate", "set_threads", "model_path", "library_version"]
 __version__ = "0.1.0"
 
-FAMILIES = ("dit", "dit-moe", "switch-dit")
 SAMPLERS = ("ddpm", "ddim", "flow", "dpm++2m", "dpm++3m", "unipc", "dpm++2m-sde", "heun", "midpoint")
 MULTISTEP = ("dpm++2m", "dpm++3m", "unipc", "dpm++2m-sde")
 FLOW_SAMPLERS = ("flow", "heun", "midpoint")
@@ -337,7 +336,7 @@ class Model(Native):
             return latents
         if self.config["num_experts"] <= 0:
             raise _arg_error("%s: a dense DiT has no experts to trace" % self.path)
-        log = _RouteLog()
+        log = RouteLog()
         with self._lock:
             m = self._use()
             lib.moedit_model_set_tracer(m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log.ptr)
@@ -346,22 +345,11 @@ class Model(Native):
                                          _ptr(latents, ctypes.c_float)))
             finally:
                 lib.moedit_model_set_tracer(m, None, None)
-        tab = RouteTable()
-        _check(lib.moedit_route_log_table(log.ptr, ctypes.byref(tab)))
-        return latents, Trace._from_table(tab, log, self.config, r)
-
-
-class _RouteLog:
-    """A moedit_route_log, freed when the last Trace array viewing it goes."""
-
-    def __init__(self):
-        self.ptr = ctypes.c_void_p()
-        _check(lib.moedit_route_log_new(ctypes.byref(self.ptr)))
-
-    def __del__(self):
-        if self.ptr:
-            lib.moedit_route_log_free(self.ptr)
-            self.ptr = None
+        c, grid = self.config, self.config["input_size"] // self.config["patch"]
+        meta = {"family": c["family"], "depth": c["depth"], "num_experts": c["num_experts"], "k": c["top_k"],
+                "tokens": grid * grid, "grid": (grid, grid), "num_classes": c["num_classes"],
+                "sampler": r["sampler"], "cfg": r["cfg"]}
+        return latents, Trace._from_log(log, meta)
 
 
 class VAE(Native):

@@ -22,6 +22,9 @@ VERSION = (0, 1)                       # major.minor of the C API this module sp
 SONAME = "libmoedit.so.%d.%d" % VERSION
 
 
+FAMILIES = ("dit", "dit-moe", "switch-dit")   # moedit_family's values
+
+
 class Config(Structure):
     _fields_ = [(n, c_int) for n in (
         "family", "depth", "hidden", "heads", "patch", "input_size", "in_channels", "out_channels",
@@ -58,9 +61,15 @@ class RouteTable(Structure):
                 ("weights", POINTER(c_float)), ("probs", POINTER(c_float))]
 
 
+class TraceHeader(Structure):
+    _fields_ = [("family", c_int), ("depth", c_int), ("num_experts", c_int), ("top_k", c_int),
+                ("grid_h", c_int), ("grid_w", c_int), ("num_classes", c_int), ("steps", c_int),
+                ("cfg", c_float), ("sampler", ctypes.c_char * 16)]
+
+
 _STRUCTS = {"moedit_config": Config, "moedit_load_options": LoadOptions,
             "moedit_sample_options": SampleOptions, "moedit_route": Route,
-            "moedit_route_table": RouteTable}
+            "moedit_route_table": RouteTable, "moedit_trace_header": TraceHeader}
 
 _F = POINTER(c_float)
 _D = POINTER(c_double)
@@ -90,6 +99,7 @@ _PROTOTYPES = {
     "moedit_route_log_new": (c_int, [POINTER(c_void_p)]),
     "moedit_route_log_free": (None, [c_void_p]),
     "moedit_route_log_table": (c_int, [c_void_p, POINTER(RouteTable)]),
+    "moedit_route_log_read": (c_int, [c_void_p, c_char_p, POINTER(TraceHeader)]),
     "moedit_feature_stats": (c_int, [c_int64, c_int, _F, _D, _D]),
     "moedit_frechet_distance": (c_int, [c_int, _D, _D, _D, _D, _D]),
     "moedit_inception_score": (c_int, [c_int64, c_int, _F, c_int64, _D]),

@@ -203,7 +203,7 @@ def test_inception_after_close(inception_path):
         net.adm_features(np.zeros((1, 8, 8, 3), np.uint8))
 
 
-# ---- trace files: read without the checks `moedit heatmap` makes -------------------
+# ---- trace files: read by the library, with the checks `moedit heatmap` makes -------
 
 def _mutated(tmp_path, edits):
     d = bytearray(open(TRACE, "rb").read())
@@ -220,11 +220,11 @@ def _mutated(tmp_path, edits):
     ([(32, "<I", 3)], "record size 36, expected 40"),                  # was numpy ValueError
     ([(12, "<I", 92), (56, "<Q", 5)], "bad header size 92"),           # was the header read as a record
     ([(24, "<I", 0)], "bad depth 0"),
-    ([(128 + 24, "<B", 200)], "record 0: expert out of range"),        # was IndexError in step_counts
-    ([(128 + 25, "<B", 3), (128 + 24, "<B", 3)], "record 0: an expert chosen twice"),
-    ([(128 + 8, "<H", 50)], "record 0: layer out of range"),
-    ([(128 + 0, "<I", 2 ** 31 + 5)], "record 0: step out of range"),   # was a negative step
-    ([(128 + 20, "<i", -4)], "record 0: label out of range"),
+    ([(128 + 24, "<B", 200)], "record 0: expert 200 out of range"),        # was IndexError in step_counts
+    ([(128 + 25, "<B", 3), (128 + 24, "<B", 3)], "record 0: expert 3 chosen twice"),
+    ([(128 + 8, "<H", 50)], "record 0: layer 50 out of range"),
+    ([(128 + 0, "<I", 2 ** 31 + 5)], "record 0: step 2147483653 out of range"),   # was a negative step
+    ([(128 + 20, "<i", -4)], "record 0: label -4 out of range"),
     ([(72, "16s", b"\xff" * 16)], "sampler name not terminated"),      # was UnicodeDecodeError
     ([(68, "<f", float("nan"))], "guidance scale is not finite"),
 ])
