@@ -11,6 +11,31 @@
 #include "core/core.h"
 #include "trace/heatmap.h"
 
+/* The inputs, and the output folder that exists already (new files go in
+   it one by one, me_atomic_dir_open), for check_output. */
+typedef struct {
+    const cli_file *in;
+    int n;
+    const char *out;
+    int out_len;     /* out without trailing slashes */
+    int paper_dir;   /* DIR/paper is a folder: only then can a paper output be an input */
+} output_check;
+
+/* Refuses an input that output `name` (me_trace_each_output) would
+   overwrite once it was read: 0, or 2 after one line naming both. */
+static int check_output(void *ctx, const char *name)
+{
+    const output_check *k = ctx;
+    if (!strncmp(name, "paper/", 6) && !k->paper_dir) return 0;
+    char path[4200], flag[128];
+    cli_file f[4];
+    snprintf(path, sizeof path, "%.*s/%s", k->out_len, k->out, name);
+    snprintf(flag, sizeof flag, "--out's %s", name);
+    memcpy(f, k->in, (size_t)k->n * sizeof *f);
+    f[k->n] = (cli_file){flag, path, CLI_OUT};
+    return cli_check_files("heatmap", f, k->n + 1);
+}
+
 int cmd_heatmap(int argc, char **argv)
 {
     const char *out = NULL, *format = "png", *model = NULL, *names_file = NULL;
@@ -46,6 +71,20 @@ int cmd_heatmap(int argc, char **argv)
     me_trace_reader *rd;
     int rc = me_trace_read_open(&rd, pos[0]);
     if (rc) return cli_fail(rc);
+    /* an input in an existing DIR under one of the names written there would
+       be replaced by that output; only the header says which names those are */
+    struct stat st;
+    if (!stat(out, &st) && S_ISDIR(st.st_mode)) {
+        char paper_path[4200];
+        output_check k = {files, 3, out, (int)strlen(out), 0};
+        while (k.out_len > 1 && out[k.out_len - 1] == '/') k.out_len--;
+        snprintf(paper_path, sizeof paper_path, "%.*s/paper", k.out_len, out);
+        k.paper_dir = paper && !stat(paper_path, &st) && S_ISDIR(st.st_mode);
+        if (me_trace_each_output(me_trace_reader_info(rd), paper, formats, check_output, &k)) {
+            me_trace_read_close(rd);
+            return 2;
+        }
+    }
     me_trace_counts c;
     rc = me_trace_count(&c, rd, cond_only);
     me_trace_read_close(rd);
@@ -57,6 +96,11 @@ int cmd_heatmap(int argc, char **argv)
         if (!count) return cli_usage_error("heatmap", "%s: the trace holds no records", pos[0]);
         return cli_usage_error("heatmap", "%s: --cond-only leaves no records (all %llu are guidance null rows)",
                                pos[0], count);
+    }
+    /* a figure that cannot be drawn fails before the tables are written */
+    if (me_trace_check_figures(&c, paper)) {
+        me_trace_counts_free(&c);
+        return cli_usage_error("heatmap", "%s: %s", pos[0], moedit_last_error());
     }
     me_class_names names;
     if ((rc = cli_class_names("heatmap", names_file, model ? cli_model_path(model) : NULL, c.info.num_classes,

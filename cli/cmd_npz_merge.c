@@ -57,6 +57,28 @@ static int same_tail(const me_array *a, const me_array *b)
     return 1;
 }
 
+/* Label i of a 1-d array; fid-sample writes int64, and unsigned, bool or
+   floating labels read as 0 here (only signed integers can hold a -1). */
+static int64_t label_at(const me_array *a, int64_t i)
+{
+    switch (a->dtype) {
+    case ME_I64: return ((const int64_t *)a->data)[i];
+    case ME_I32: return ((const int32_t *)a->data)[i];
+    case ME_I16: return ((const int16_t *)a->data)[i];
+    case ME_I8: return ((const int8_t *)a->data)[i];
+    default: return 0;
+    }
+}
+
+/* The index of the first negative label, or -1: a negative class id would
+   index outside every class table that reads the merged file. */
+static int64_t first_negative(const me_array *a)
+{
+    for (int64_t i = 0; i < a->numel; i++)
+        if (label_at(a, i) < 0) return i;
+    return -1;
+}
+
 static int open_input(const char *path, input *in, cli_shard_meta *meta)
 {
     memset(in, 0, sizeof *in);
@@ -64,6 +86,11 @@ static int open_input(const char *path, input *in, cli_shard_meta *meta)
     if (rc) return rc;
     if ((rc = me_npz_get(&in->z, "arr_0", &in->img))) return rc;
     if (in->img.ndim < 1) return me_fail(MOEDIT_EINPUT, "%s: arr_0 is a scalar", path);
+    /* fid and eval read arr_0 as uint8 pixels; merged, a bool or float array
+       would only fail there, in a later job */
+    if (in->img.dtype != ME_U8)
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 is %s, not uint8 images [N,H,W,3]", path,
+                       me_dtype_name(in->img.dtype));
     if (me_zip_find(&in->z.zip, "arr_1.npy")) {
         if ((rc = me_npz_get(&in->z, "arr_1", &in->lab))) return rc;
         if (in->lab.ndim != 1)
@@ -71,6 +98,10 @@ static int open_input(const char *path, input *in, cli_shard_meta *meta)
         if (in->lab.shape[0] != in->img.shape[0])
             return me_fail(MOEDIT_EINPUT, "%s: arr_1 has %lld labels for %lld images", path,
                            (long long)in->lab.shape[0], (long long)in->img.shape[0]);
+        int64_t at = first_negative(&in->lab);
+        if (at >= 0)
+            return me_fail(MOEDIT_EINPUT, "%s: arr_1[%lld] is %lld, not a class label", path, (long long)at,
+                           (long long)label_at(&in->lab, at));
         in->has_lab = 1;
     }
     rc = cli_shard_read_meta(&in->z, path, meta);

@@ -270,11 +270,16 @@ static double names_height(cairo_t *cr, const me_plot *p)
     return h;
 }
 
+int me_plot_fits(int rows, int cols)
+{
+    return cols <= 32767 && rows <= 32767 && (double)cols * rows <= 1 << 24;
+}
+
 void me_figure_heatmap(me_figure *f, double x, double y, double w, double h, const me_plot *p)
 {
     cairo_t *cr = f->cr;
     if (p->cols < 1 || p->rows < 1) return;
-    if (p->cols > 32767 || p->rows > 32767 || (double)p->cols * p->rows > 1 << 24) {
+    if (!me_plot_fits(p->rows, p->cols)) {
         f->failed = me_fail(MOEDIT_EINPUT, "figure: a %d x %d heatmap is too large", p->rows, p->cols);
         return;
     }

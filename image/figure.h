@@ -51,6 +51,9 @@ typedef struct {
 
 /* Draws p and its annotations inside the box (x, y, w, h). */
 void me_figure_heatmap(me_figure *f, double x, double y, double w, double h, const me_plot *p);
+/* Whether me_figure_heatmap can draw a rows x cols panel (each at most
+   32767, at most 2^24 cells); callers check before they write anything. */
+int me_plot_fits(int rows, int cols);
 /* A vertical colour bar w wide, h tall, with ticks at round values and
    label (may be NULL) to its right. */
 void me_figure_colorbar(me_figure *f, double x, double y, double w, double h, double vmin, double vmax,

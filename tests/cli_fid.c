@@ -168,6 +168,51 @@ Test(cli_fid, bad_inputs_fail_cleanly)
     one_line_error();
 }
 
+/* dir/name: arr_0 of n 2x2 RGB images of dtype img_dtype (all zero) and
+   arr_1 = labels. */
+static void write_batch(const char *name, me_dtype img_dtype, int n, const int64_t *labels)
+{
+    float img[4 * 2 * 2 * 3] = {0};   /* room for up to 4 images of 4-byte elements */
+    cr_assert(n <= 4 && me_dtype_size(img_dtype) <= sizeof *img);
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, name)), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", img_dtype, 4, (int64_t[]){n, 2, 2, 3}, img), MOEDIT_OK);
+    cr_assert_eq(me_npz_add(&w, "arr_1", ME_I64, 1, (int64_t[]){n}, labels), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+}
+
+static void merge_refused(const char *inputs, const char *needle)
+{
+    cr_assert_eq(moedit("npz-merge --out m.npz %s", inputs), 2, "%s merged", inputs);
+    one_line_error();
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, needle), "'%s' lacks '%s'", err, needle);
+    free(err);
+    cr_assert(!exists("m.npz"), "%s left m.npz", inputs);
+}
+
+/* npz-merge takes only class labels that are not negative... */
+Test(cli_fid, merge_refuses_negative_labels)
+{
+    write_batch("good.npz", ME_U8, 2, (int64_t[]){0, 1});
+    write_batch("neg.npz", ME_U8, 3, (int64_t[]){1, 0, -1});
+    merge_refused("good.npz neg.npz", "neg.npz: arr_1[2] is -1");
+    merge_refused("neg.npz", "neg.npz: arr_1[2] is -1");
+}
+
+/* ...and only uint8 images, the format fid and eval read. */
+Test(cli_fid, merge_refuses_non_uint8_images)
+{
+    write_batch("good.npz", ME_U8, 2, (int64_t[]){0, 1});
+    write_batch("bool.npz", ME_BOOL, 2, (int64_t[]){0, 1});
+    write_batch("f32.npz", ME_F32, 2, (int64_t[]){0, 1});
+    merge_refused("good.npz bool.npz", "bool.npz: arr_0 is BOOL, not uint8");
+    merge_refused("bool.npz", "bool.npz: arr_0 is BOOL, not uint8");
+    merge_refused("f32.npz", "f32.npz: arr_0 is F32, not uint8");
+    write_batch("good2.npz", ME_U8, 1, (int64_t[]){5});
+    cr_assert_eq(moedit("npz-merge --out m.npz good.npz good2.npz"), 0, "%s", slurp("err.txt", NULL));
+}
+
 /* dir/name: 2048-d statistics, mu 0 and sigma the identity, but for
    mu[mu_at] = mu_v (mu_at >= 0) and sigma[s_at, s_at] = s_v (s_at >= 0). */
 static void write_stats(const char *name, int mu_at, float mu_v, int s_at, float s_v)

@@ -130,6 +130,93 @@ Test(cli_heatmap, writes_tables_summary_and_figures) {
     free(csv);
 }
 
+/* dir/name: a one-layer trace of one token per step, at steps 0 and last. */
+static void write_trace(const char *name, int last)
+{
+    moedit_config c = {.family = MOEDIT_FAMILY_DIT_MOE, .depth = 1, .input_size = 4,
+                       .patch = 2, .num_classes = 4, .num_experts = 2, .top_k = 1};
+    me_trace *tr;
+    cr_assert_eq(me_trace_open(&tr, tu_join(dir, name), &c), MOEDIT_OK, "%s", moedit_last_error());
+    for (int s = 0; s <= last; s += last ? last : 1) {
+        int e = s % 2;
+        float w = 0.9f;
+        moedit_route r = {.layer = 0, .step = s, .row = 0, .token = 0, .timestep = 999, .label = 1,
+                          .k = 1, .experts = &e, .weights = &w};
+        me_trace_route(tr, &r);
+    }
+    cr_assert_eq(me_trace_close(tr), MOEDIT_OK, "%s", moedit_last_error());
+}
+
+static void copy(const char *from, const char *to)
+{
+    size_t n;
+    char *b = tu_slurp(tu_join(dir, from), &n);
+    cr_assert_not_null(b, "%s", from);
+    FILE *f = fopen(tu_join(dir, to), "wb");
+    cr_assert_not_null(f, "%s", to);
+    cr_assert_eq(fwrite(b, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+    free(b);
+}
+
+/* An input in --out DIR under the name of one of the outputs would be read,
+   then replaced: refused before anything is written, the input kept. */
+Test(cli_heatmap, input_named_like_an_output_exits_2) {
+    char args[1400];
+    write_trace("run.trace", 2);
+    snprintf(args, sizeof args, "heatmap '%s/run.trace' --out '%s/out' --paper --format svg", dir, dir);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+    size_t len, kept_len;
+    char *trace = tu_slurp(tu_join(dir, "run.trace"), &len);
+    const char *names[] = {"summary.txt", "step_counts.csv", "layer_00.svg", "overview.svg",
+                           "paper/layer_00_class.svg", "paper/paper_all.svg"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char in[200];
+        snprintf(in, sizeof in, "out/%s", names[i]);
+        copy("run.trace", in);
+        snprintf(args, sizeof args, "heatmap '%s/%s' --out '%s/out/' --paper --format png,svg", dir, in, dir);
+        cr_assert_eq(run(args), 2, "%s read and overwritten", in);
+        expect_one_line_error("TRACE and --out's");
+        expect_one_line_error(names[i]);
+        char *kept = tu_slurp(tu_join(dir, in), &kept_len);
+        cr_assert(kept && kept_len == len && !memcmp(kept, trace, len), "%s was overwritten", in);
+        free(kept);
+    }
+    /* the class names too */
+    FILE *f = fopen(tu_join(dir, "out/class_counts.csv"), "w");
+    fputs("zero\none\ntwo\nthree\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "heatmap '%s/run.trace' --out '%s/out' --class-names '%s/out/class_counts.csv'",
+             dir, dir, dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("--class-names and --out's class_counts.csv name the same file");
+    /* names heatmap does not write here are inputs like any other: the
+       paper's views without --paper, a format not asked for, another name */
+    snprintf(args, sizeof args, "heatmap '%s/out/paper/paper_all.svg' --out '%s/out' --format png", dir, dir);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+    copy("run.trace", "out/run.trace");
+    snprintf(args, sizeof args, "heatmap '%s/out/run.trace' --out '%s/out' --paper", dir, dir);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+    free(trace);
+}
+
+/* A heatmap wider than a figure can draw (40001 steps) is refused before
+   the tables are written, not after. */
+Test(cli_heatmap, too_wide_heatmap_exits_2_before_writing) {
+    char args[1400];
+    write_trace("long.trace", 40000);
+    snprintf(args, sizeof args, "heatmap '%s/long.trace' --out '%s/out'", dir, dir);
+    cr_assert_eq(run(args), 2);
+    expect_one_line_error("the step view (experts x denoising steps) would be a 2 x 40001 heatmap");
+    cr_assert(!exists("out"), "no output folder");
+    cr_assert_eq(mkdir(tu_join(dir, "out"), 0777), 0);
+    cr_assert_eq(run(args), 2);
+    cr_assert(!exists("out/step_counts.csv") && !exists("out/summary.txt"), "no table in an existing folder");
+    char *out = slurp("stdout");
+    cr_assert(out && !*out, "no summary printed: %s", out);
+    free(out);
+}
+
 /* ---- integration with the model (fixtures from tools of the dit-ref work) ---- */
 
 static void read_npy(const char *variant, const char *suffix, me_array *a)

@@ -336,3 +336,69 @@ int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned for
     }
     return rc;
 }
+
+int me_trace_check_figures(const me_trace_counts *c, int paper)
+{
+    const me_trace_info *in = &c->info;
+    const struct {
+        const char *what;
+        int rows, cols, used;
+    } panels[] = {
+        {"the step view (experts x denoising steps)", in->num_experts, c->steps, 1},
+        {"the position view (experts x token positions)", in->num_experts, in->tokens, 1},
+        {"the spatial map (token rows x columns)", in->grid_h, in->grid_w, 1},
+        {"the gate view (experts x denoising steps)", in->num_probs, c->steps, paper && c->gate_sums},
+    };
+    for (size_t i = 0; i < sizeof panels / sizeof panels[0]; i++)
+        if (panels[i].used && !me_plot_fits(panels[i].rows, panels[i].cols))
+            return me_fail(MOEDIT_EINPUT,
+                           "%s would be a %d x %d heatmap, more than a figure can draw (32767 rows or columns, "
+                           "2^24 cells)",
+                           panels[i].what, panels[i].rows, panels[i].cols);
+    return MOEDIT_OK;
+}
+
+/* fn(ctx, base.EXT) for each format in formats (ME_FIG_PNG, _SVG, _PDF are
+   bits 0, 1, 2, as me_figure_save names them). */
+static int each_format(const char *base, unsigned formats, int (*fn)(void *, const char *), void *ctx)
+{
+    static const char *const ext[] = {"png", "svg", "pdf"};
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++)
+        if (formats & (1u << i)) {
+            char name[96];
+            snprintf(name, sizeof name, "%s.%s", base, ext[i]);
+            rc = fn(ctx, name);
+        }
+    return rc;
+}
+
+int me_trace_each_output(const me_trace_info *in, int paper, unsigned formats,
+                         int (*fn)(void *ctx, const char *name), void *ctx)
+{
+    /* me_trace_write_tables and me_trace_write_summary; gate_probs.csv last,
+       written only for traces with gate probabilities */
+    static const char *const files[] = {"step_counts.csv",  "position_counts.csv", "class_counts.csv",
+                                        "step_entropy.csv", "summary.txt",         "gate_probs.csv"};
+    int gate = in->num_probs > 0, rc = 0;
+    for (int i = 0; i < 5 + gate && !rc; i++) rc = fn(ctx, files[i]);
+    char base[64];
+    for (int l = 0; l < in->depth && !rc; l++) {
+        snprintf(base, sizeof base, "layer_%02d", l);
+        rc = each_format(base, formats, fn, ctx);
+    }
+    if (!rc) rc = each_format("overview", formats, fn, ctx);
+    if (!paper) return rc;
+    int nv = gate ? NVIEWS : NVIEWS - 1, pages = (in->depth + PAPER_PAGE_LAYERS - 1) / PAPER_PAGE_LAYERS;
+    for (int l = 0; l < in->depth && !rc; l++)
+        for (int v = 0; v < nv && !rc; v++) {
+            snprintf(base, sizeof base, "paper/layer_%02d_%s", l, views[v].file);
+            rc = each_format(base, formats, fn, ctx);
+        }
+    for (int p = 0; p < pages && !rc; p++) {
+        if (pages == 1) snprintf(base, sizeof base, "paper/paper_all");
+        else snprintf(base, sizeof base, "paper/paper_all_%d", p + 1);
+        rc = each_format(base, formats, fn, ctx);
+    }
+    return rc;
+}

@@ -64,6 +64,17 @@ int me_trace_write_figures(const me_trace_counts *c, const char *dir, unsigned f
    exist. */
 int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned formats);
 int me_trace_paper_pages(const me_trace_counts *c);
+/* Whether every panel the figures (paper: and the paper's views) would draw
+   fits a figure (me_plot_fits): 0, or MOEDIT_EINPUT naming the view, so a
+   trace too long or too large to draw is refused before any table is
+   written rather than after. */
+int me_trace_check_figures(const me_trace_counts *c, int paper);
+/* Calls fn(ctx, name) for every file the writers above put in DIR for a
+   trace with this header (names relative to DIR; paper: also the paper's
+   views as "paper/NAME"), so a caller can refuse an input that one of them
+   would overwrite before any work. Returns the first nonzero fn result. */
+int me_trace_each_output(const me_trace_info *in, int paper, unsigned formats,
+                         int (*fn)(void *ctx, const char *name), void *ctx);
 
 /* Normalised entropy (0: one expert takes all, 1: uniform) and largest share
    of the expert distribution counts[num_experts]; both 0 when it is empty. */
