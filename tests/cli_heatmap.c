@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "moedit.h"
+#include "image/figure.h"
 #include "trace/heatmap.h"
 #include "weights/npy.h"
 #include "tests/testutil.h"
@@ -128,6 +129,51 @@ Test(cli_heatmap, writes_tables_summary_and_figures) {
     cr_assert_null(strstr(csv, "\n0,4,"), "null class skipped");
     cr_assert(!strncmp(csv, "layer,class,class_name,expert,count\n", 36), "%s", csv);
     free(csv);
+}
+
+/* me_trace_each_output's list for one trace and run. */
+typedef struct {
+    char names[64][64];
+    int n;
+} name_list;
+
+static int collect(void *ctx, const char *name)
+{
+    name_list *l = ctx;
+    cr_assert_lt(l->n, 64);
+    snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+    return 0;
+}
+
+/* The names `moedit heatmap` checks against its inputs are the files it
+   writes, all of them (with --paper and two formats, on a Switch-DiT trace
+   with gate probabilities), so an output added to a writer and not to the
+   list fails here. */
+Test(cli_heatmap, checked_output_names_are_the_files_written) {
+    char args[1400];
+    snprintf(args, sizeof args, "heatmap '%s/trace/v1_switch.trace' --out '%s/out' --paper --format png,svg",
+             FIXTURES, dir);
+    cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
+    me_trace_reader *rd;
+    cr_assert_eq(me_trace_read_open(&rd, FIXTURES "/trace/v1_switch.trace"), MOEDIT_OK);
+    name_list want = {.n = 0};
+    cr_assert_eq(me_trace_each_output(me_trace_reader_info(rd), 1, ME_FIG_PNG | ME_FIG_SVG, collect, &want), 0);
+    me_trace_read_close(rd);
+    char list[600];
+    snprintf(list, sizeof list, "cd '%s/out' && find . -type f | sed 's|^./||' | sort > ../written.txt", dir);
+    cr_assert_eq(tu_system("%s", list), 0);
+    char *written = slurp("written.txt"), all[8192];
+    cr_assert_not_null(written);
+    snprintf(all, sizeof all, "\n%s", written);   /* every name between two newlines */
+    int lines = 0;
+    for (const char *p = written; (p = strchr(p, '\n')); p++) lines++;
+    for (int i = 0; i < want.n; i++) {
+        char line[80];
+        snprintf(line, sizeof line, "\n%s\n", want.names[i]);
+        cr_assert(strstr(all, line), "%s not written:\n%s", want.names[i], written);
+    }
+    cr_assert_eq(lines, want.n, "written:\n%s", written);
+    free(written);
 }
 
 /* dir/name: a one-layer trace of one token per step, at steps 0 and last. */
