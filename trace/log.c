@@ -133,11 +133,12 @@ int moedit_route_log_read(moedit_route_log *log, const char *path, moedit_trace_
                                 .probs = rec.probs};
         moedit_route_log_add(log, &r);
     }
-    if (!rc && header)
+    if (!rc && header) {
         *header = (moedit_trace_header){.family = in->family, .depth = in->depth, .num_experts = in->num_experts,
                                         .top_k = in->top_k, .grid_h = in->grid_h, .grid_w = in->grid_w,
                                         .num_classes = in->num_classes, .steps = in->steps, .cfg = in->cfg};
-    if (!rc && header) memcpy(header->sampler, in->sampler, sizeof header->sampler);
+        memcpy(header->sampler, in->sampler, sizeof header->sampler);
+    }
     me_trace_read_close(rd);
     if (rc) moedit_route_log_clear(log);
     return rc;
