@@ -228,8 +228,13 @@ int cli_check_files(const char *cmd, const cli_file *f, int n)
         split_path(f[i].path, dir, sizeof dir, &base);
         if (stat(dir, &st)) return cli_usage_error(cmd, "%s %s: %s: %s", f[i].flag, f[i].path, dir, strerror(errno));
         if (!S_ISDIR(st.st_mode)) return cli_usage_error(cmd, "%s %s: %s is not a folder", f[i].flag, f[i].path, dir);
-        if (f[i].role == CLI_OUT_DIR && !stat(f[i].path, &st) && !S_ISDIR(st.st_mode))
+        /* the folder above may exist while the output itself is a
+           folder: writing it would fail only at the end, after the work */
+        int exists = !stat(f[i].path, &st);
+        if (f[i].role == CLI_OUT_DIR && exists && !S_ISDIR(st.st_mode))
             return cli_usage_error(cmd, "%s %s: a file, not a folder", f[i].flag, f[i].path);
+        if (f[i].role == CLI_OUT && exists && S_ISDIR(st.st_mode))
+            return cli_usage_error(cmd, "%s %s: a folder, not a file", f[i].flag, f[i].path);
     }
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)

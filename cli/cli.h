@@ -71,8 +71,9 @@ int cli_threads(const char *cmd, int n);
 int cli_lock(const char *cmd, const char *lock_path, int *fd);
 void cli_unlock(const char *lock_path, int fd);
 /* The files one command reads and writes, checked before any work: an
-   output's path must not be empty and its folder must exist; a
-   CLI_OUT_DIR must be a folder or not exist yet; no output may be another
+   output's path must not be empty and its folder must exist; a CLI_OUT
+   must not be an existing folder, a CLI_OUT_DIR must be a folder or not
+   exist yet; no output may be another
    output or an input (the same file when both exist: device and inode;
    else the same last name in the same real folder). A NULL path is a flag
    not given. 0, or 2 after one line naming both flags. */

@@ -242,3 +242,19 @@ Test(decode, png_grid_too_wide_refused_before_decode, .init = setup, .fini = tea
     snprintf(args, sizeof args, "--vae %s --latent %s --out %s/grid.png --cols 1", SMALL, path, dir);
     cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
 }
+
+/* --out naming an existing folder was found only when the decoded images
+   were written; now refused before the VAE is loaded. */
+Test(decode, out_naming_a_folder_refused, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    cr_assert_eq(tu_system("mkdir %s/o.npy %s/o.png", dir, dir), 0);
+    for (int png = 0; png < 2; png++) {
+        snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.%s --time", SMALL, LATENT, dir,
+                 png ? "png" : "npy");
+        cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+        cr_assert(tu_one_line(err) && strstr(err, "a folder, not a file"), "stderr: %s", err);
+    }
+    cr_assert_eq(tu_system("rmdir %s/o.npy %s/o.png", dir, dir), 0);
+    cr_assert_eq(files_in_dir(), 0);
+}
