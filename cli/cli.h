@@ -47,7 +47,8 @@ void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags);
 
 /* The one number parser behind every flag (and the lists some flags hold):
    the whole string must be the number. Integers outside [lo, hi] and floats
-   that are nan, inf or overflow are refused. 0, or an errno value. */
+   that are nan, inf or overflow are refused. 0, or an errno value: for
+   floats EDOM when the number is nonzero but under FLT_MIN (underflow). */
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_float(const char *s, float *out);

@@ -258,3 +258,17 @@ Test(decode, out_naming_a_folder_refused, .init = setup, .fini = teardown)
     cr_assert_eq(tu_system("rmdir %s/o.npy %s/o.png", dir, dir), 0);
     cr_assert_eq(files_in_dir(), 0);
 }
+
+/* A subnormal --scaling-factor (1e-38, under FLT_MIN) was reported as "not
+   a finite number"; it is finite but too near zero: dividing the latents
+   by it overflows them to inf. The message says so. */
+Test(decode, subnormal_scaling_factor_named_as_such, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy --scaling-factor 1e-38", SMALL, LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "--scaling-factor") && strstr(err, "smallest normal") &&
+                  !strstr(err, "not a finite"),
+              "stderr: %s", err);
+    cr_assert_eq(files_in_dir(), 0);
+}
