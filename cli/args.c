@@ -1,5 +1,6 @@
 /* Flag parsing and error reporting shared by the subcommands (see cli.h). */
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -130,8 +131,12 @@ int cli_parse_float(const char *s, float *out)
     errno = 0;
     float v = strtof(s, &end);
     /* nan would read as "not given" to callers that use NAN for that; inf and
-       overflow (ERANGE) are never a meaningful scale, step or weight */
-    if (errno || end == s || *end || !isfinite(v)) return errno ? errno : EINVAL;
+       overflow are never a meaningful scale, step or weight */
+    if (end == s || *end || !isfinite(v)) return errno == ERANGE ? ERANGE : EINVAL;
+    /* a finite ERANGE is an underflow: a subnormal or a 0 that the
+       text did not say; neither is a scale or step anyone meant, and
+       dividing by one overflows (decode --scaling-factor 1e-38) */
+    if (errno == ERANGE) return EDOM;
     *out = v;
     return 0;
 }
@@ -158,7 +163,11 @@ static int parse_value(const char *cmd, const cli_flag *f, const char *s)
     }
     case CLI_FLOAT: {
         float v;
-        if (cli_parse_float(s, &v)) return cli_usage_error(cmd, "%s: '%s' is not a finite number", f->name, s);
+        int e = cli_parse_float(s, &v);
+        if (e == EDOM)
+            return cli_usage_error(cmd, "%s: '%s' is nearer to zero than a float's smallest normal number %g", f->name,
+                                   s, FLT_MIN);
+        if (e) return cli_usage_error(cmd, "%s: '%s' is not a finite number", f->name, s);
         *(float *)f->value = v;
         return 0;
     }
@@ -256,8 +265,13 @@ int cli_check_files(const char *cmd, const cli_file *f, int n)
         split_path(f[i].path, dir, sizeof dir, &base);
         if (stat(dir, &st)) return cli_usage_error(cmd, "%s %s: %s: %s", f[i].flag, f[i].path, dir, strerror(errno));
         if (!S_ISDIR(st.st_mode)) return cli_usage_error(cmd, "%s %s: %s is not a folder", f[i].flag, f[i].path, dir);
-        if (f[i].role == CLI_OUT_DIR && !stat(f[i].path, &st) && !S_ISDIR(st.st_mode))
+        /* the folder above may exist while the output itself is a
+           folder: writing it would fail only at the end, after the work */
+        int exists = !stat(f[i].path, &st);
+        if (f[i].role == CLI_OUT_DIR && exists && !S_ISDIR(st.st_mode))
             return cli_usage_error(cmd, "%s %s: a file, not a folder", f[i].flag, f[i].path);
+        if (f[i].role == CLI_OUT && exists && S_ISDIR(st.st_mode))
+            return cli_usage_error(cmd, "%s %s: a folder, not a file", f[i].flag, f[i].path);
     }
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)

@@ -48,7 +48,8 @@ void cli_usage(const char *cmd, const char *synopsis, const cli_flag *flags);
 
 /* The one number parser behind every flag (and the lists some flags hold):
    the whole string must be the number. Integers outside [lo, hi] and floats
-   that are nan, inf or overflow are refused. 0, or an errno value. */
+   that are nan, inf or overflow are refused. 0, or an errno value: for
+   floats EDOM when the number is nonzero but under FLT_MIN (underflow). */
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_float(const char *s, float *out);
@@ -79,8 +80,9 @@ int cli_env_threads(const char *cmd, const char *context, int *threads, const ch
 int cli_lock(const char *cmd, const char *lock_path, int *fd);
 void cli_unlock(const char *lock_path, int fd);
 /* The files one command reads and writes, checked before any work: an
-   output's path must not be empty and its folder must exist; a
-   CLI_OUT_DIR must be a folder or not exist yet; no output may be another
+   output's path must not be empty and its folder must exist; a CLI_OUT
+   must not be an existing folder, a CLI_OUT_DIR must be a folder or not
+   exist yet; no output may be another
    output or an input (the same file when both exist: device and inode;
    else the same last name in the same real folder). A NULL path is a flag
    not given. 0, or 2 after one line naming both flags. */

@@ -76,6 +76,15 @@ int cmd_decode(int argc, char **argv)
         goto done;
     }
     int h = (int)z.shape[off + 1], w = (int)z.shape[off + 2];
+    me_grid_style style = {.cols = cols, .pad = -1};
+    int gw, gh;
+    /* the grid's size follows from the shapes alone: one past
+       ME_GRID_MAX_PX is refused here, not after the decode */
+    if (png && me_grid_size((int)n, h * up, w * up, &style, &gw, &gh)) {
+        rc = cli_usage_error("decode", "--out %s: %s (change --cols, decode fewer latents, or write .npy)", out,
+                             moedit_last_error());
+        goto done;
+    }
     float s = scaling_set(scaling) ? scaling : moedit_vae_scaling_factor(v);
     size_t zn = (size_t)z.numel, in = (size_t)n * oc * h * up * w * up;
     if ((rc = me_memory_check(sizeof(float) * ((double)zn + (double)in), "the latents and decoded images"))) {
@@ -97,7 +106,6 @@ int cmd_decode(int argc, char **argv)
         if (!rc && timed) fprintf(stderr, "decode_ms: %.1f\n", (cli_now() - t0) * 1e3);
     }
     if (!rc) {
-        me_grid_style style = {.cols = cols, .pad = -1};
         int64_t shape[4] = {n, oc, (int64_t)h * up, (int64_t)w * up};
         if (png) rc = me_grid_write_png(out, (int)n, oc, h * up, w * up, img, &style);
         else rc = me_npy_write(out, ME_F32, 4, shape, img);

@@ -302,12 +302,15 @@ int cmd_inspect(int argc, char **argv)
     char *pos[1];
     int npos;
     if (cli_parse("inspect", argc, argv, flags, pos, 1, &npos)) return 2;
-    if (help) { cli_usage("inspect", "PATH [--json] [--all]", flags); return 0; }
-    if (npos != 1) return cli_usage_error("inspect", "expected one checkpoint file or folder");
+    if (help) { cli_usage("inspect", "PATH|ALIAS [--json] [--all]", flags); return 0; }
+    if (npos != 1)
+        return cli_usage_error("inspect", "expected one checkpoint file, folder or alias (fmnist-moe, fmnist-switch, "
+                               "fmnist-vae)");
     if (load_hints("inspect", heads, top_k, &opt)) return 2;
+    const char *path = cli_model_path(pos[0]);
 
     me_tensors *ts;
-    int rc = me_tensors_open(pos[0], &ts);
+    int rc = me_tensors_open(path, &ts);
     if (rc) return cli_fail(rc);
     detected d;
     detect(ts, &opt, &d);
@@ -317,7 +320,7 @@ int cmd_inspect(int argc, char **argv)
     }
     rc = 0;
     if (json) rc = print_json(ts, &d);
-    else print_human(pos[0], ts, &d, all);
+    else print_human(path, ts, &d, all);
     me_tensors_free(ts);
     if (rc) fprintf(stderr, "moedit inspect: out of memory\n");
     return rc;
@@ -399,14 +402,15 @@ int cmd_convert(int argc, char **argv)
     char *pos[1];
     int npos;
     if (cli_parse("convert", argc, argv, flags, pos, 1, &npos)) return 2;
-    if (help) { cli_usage("convert", "IN --out OUT.safetensors [--dtype f32|f16|bf16]", flags); return 0; }
-    if (npos != 1) return cli_usage_error("convert", "expected one input checkpoint");
+    if (help) { cli_usage("convert", "IN|ALIAS --out OUT.safetensors [--dtype f32|f16|bf16]", flags); return 0; }
+    if (npos != 1) return cli_usage_error("convert", "expected one input checkpoint or alias");
     if (!out) return cli_usage_error("convert", "--out is required");
-    const cli_file files[] = {{"IN", pos[0], CLI_IN}, {"--out", out, CLI_OUT}};
+    const char *in = cli_model_path(pos[0]);
+    const cli_file files[] = {{"IN", in, CLI_IN}, {"--out", out, CLI_OUT}};
     if (cli_check_files("convert", files, 2)) return 2;
-    if (out_in_input_folder(pos[0], out))
+    if (out_in_input_folder(in, out))
         return cli_usage_error("convert", "--out %s: would replace or shadow a file the folder %s is read from "
-                               "(config.json, diffusion_pytorch_model*)", out, pos[0]);
+                               "(config.json, diffusion_pytorch_model*)", out, in);
     if (load_hints("convert", heads, top_k, &opt)) return 2;
     me_dtype dtype;
     if (!strcmp(dtype_s, "f32")) dtype = ME_F32;
@@ -415,7 +419,7 @@ int cmd_convert(int argc, char **argv)
     else return cli_usage_error("convert", "--dtype: '%s' is not f32, f16 or bf16", dtype_s);
 
     me_tensors *ts;
-    int rc = me_tensors_open(pos[0], &ts);
+    int rc = me_tensors_open(in, &ts);
     if (rc) return cli_fail(rc);
     detected d;
     detect(ts, &opt, &d);

@@ -143,6 +143,27 @@ static int check_grid_beside_images(const sample_args *a, int n, const int64_t *
     return 0;
 }
 
+/* The --out grid's layout for n tiles of px × px pixels, one place for the
+   check before sampling and the grid written after. */
+static me_grid_style grid_style(const sample_args *a, int n, int px, const int64_t *labels,
+                                const char *const *captions)
+{
+    return (me_grid_style){.cols = grid_cols(n, labels), .pad = -1, .captions = captions,
+                           .scale = a->scale == INT_MIN ? me_grid_auto_scale(px) : a->scale};
+}
+
+/* A grid past ME_GRID_MAX_PX, refused before the sampling that would fill
+   it; one line, 2. The captions' text does not change the size, only that
+   there are captions. */
+static int check_grid_size(const sample_args *a, moedit_vae *vae, int n, int s, const int64_t *labels)
+{
+    static const char *const some_captions[] = {""};
+    int px = s * moedit_vae_upscale(vae), gw, gh;
+    me_grid_style st = grid_style(a, n, px, labels, some_captions);
+    if (!a->out || !me_grid_size(n, px, px, &st, &gw, &gh)) return 0;
+    return cli_usage_error(CMD, "--out %s: %s (fewer samples, or a smaller --scale)", a->out, moedit_last_error());
+}
+
 /* The grid (captioned with the class names, else ids) and the per-sample PNGs. */
 static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, const float *img,
                         const int64_t *labels)
@@ -160,8 +181,7 @@ static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, con
             me_class_label(&a->names, (int)labels[i], caps[i], sizeof caps[i]);
             capp[i] = caps[i];
         }
-        me_grid_style st = {.cols = grid_cols(n, labels), .pad = -1, .captions = capp,
-                            .scale = a->scale == INT_MIN ? me_grid_auto_scale(px) : a->scale};
+        me_grid_style st = grid_style(a, n, px, labels, capp);
         r = me_grid_write_png(a->out, n, oc, px, px, img, &st);
         free(caps);
         free(capp);
@@ -311,6 +331,8 @@ static int run(sample_args *a)
                              moedit_vae_latent_channels(vae), C);
         goto done;
     }
+    if (vae && (rc = check_grid_size(a, vae, n, S, labels))) goto done;
+    rc = 1;
     if (a->trace) {
         if ((r = me_trace_open(&tr, a->trace, c))) {
             rc = cli_fail(r);

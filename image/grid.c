@@ -39,10 +39,10 @@ int me_grid_auto_scale(int px)
 
 /* Caption text height in pixels for tiles h pixels tall: legible, never
    dwarfing the tile. */
-static int caption_px(int h)
+static int caption_px(size_t h)
 {
-    int px = h / 9;
-    return px < 10 ? 10 : px > 18 ? 18 : px;
+    size_t px = h / 9;
+    return px < 10 ? 10 : px > 18 ? 18 : (int)px;
 }
 
 /* White captions on the black strips: cairo renders the text as coverage
@@ -88,6 +88,49 @@ static int draw_captions(uint8_t *canvas, int W, int H, int c, int n, int cols, 
     return rc;
 }
 
+/* The layout me_grid_build draws, shared with me_grid_size so that the
+   size a caller checks up front is the size that is built. */
+typedef struct {
+    int pad, cols, rows, k, tw, th, px, strip;
+    size_t W, H;
+} grid_layout;
+
+static int grid_layout_of(int n, int h, int w, const me_grid_style *style, grid_layout *g)
+{
+    if (n <= 0 || h <= 0 || w <= 0) return me_fail(MOEDIT_EINPUT, "grid: no images");
+    me_grid_style st = style ? *style : (me_grid_style){.pad = -1};
+    g->pad = st.pad < 0 ? 2 : st.pad;
+    g->cols = st.cols > 0 ? st.cols : (int)ceil(sqrt((double)n));
+    if (g->cols > n) g->cols = n;
+    g->rows = (n + g->cols - 1) / g->cols;
+    g->k = st.scale > 1 ? st.scale : 1;
+    if (g->k > 64) return me_fail(MOEDIT_EINPUT, "grid: magnification %d is above 64", g->k);
+    /* in size_t: a tile side times the magnification can pass INT_MAX; a
+       tile is never wider than the canvas, so once W and H pass the check
+       below tw and th fit in int */
+    size_t tw = (size_t)w * g->k, th = (size_t)h * g->k;
+    g->px = caption_px(th);
+    g->strip = st.captions ? g->px + 6 : 0;
+    g->W = (size_t)g->cols * (tw + g->pad) + g->pad;
+    g->H = (size_t)g->rows * (th + g->strip + g->pad) + g->pad;
+    if (g->W > ME_GRID_MAX_PX || g->H > ME_GRID_MAX_PX)
+        return me_fail(MOEDIT_EINPUT, "grid: %zux%zu pixels (%d columns, %d rows) is more than %d a side",
+                       g->W, g->H, g->cols, g->rows, ME_GRID_MAX_PX);
+    g->tw = (int)tw;
+    g->th = (int)th;
+    return MOEDIT_OK;
+}
+
+int me_grid_size(int n, int h, int w, const me_grid_style *style, int *gw, int *gh)
+{
+    grid_layout g = {0};
+    int rc = grid_layout_of(n, h, w, style, &g);
+    if (rc) return rc;
+    *gw = (int)g.W;
+    *gh = (int)g.H;
+    return MOEDIT_OK;
+}
+
 int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_style *style,
                   uint8_t **out, int *gw, int *gh)
 {
@@ -95,17 +138,11 @@ int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_st
     if (n <= 0 || h <= 0 || w <= 0) return me_fail(MOEDIT_EINPUT, "grid: no images");
     int rc = check_channels(c);
     if (rc) return rc;
+    grid_layout g = {0};
+    if ((rc = grid_layout_of(n, h, w, style, &g))) return rc;
     me_grid_style st = style ? *style : (me_grid_style){.pad = -1};
-    int pad = st.pad < 0 ? 2 : st.pad;
-    int cols = st.cols > 0 ? st.cols : (int)ceil(sqrt((double)n));
-    if (cols > n) cols = n;
-    int rows = (n + cols - 1) / cols;
-    int k = st.scale > 1 ? st.scale : 1;
-    if (k > 64) return me_fail(MOEDIT_EINPUT, "grid: magnification %d is above 64", k);
-    int tw = w * k, th = h * k;
-    int px = caption_px(th), strip = st.captions ? px + 6 : 0;
-    size_t W = (size_t)cols * (tw + pad) + pad, H = (size_t)rows * (th + strip + pad) + pad;
-    if (W > 32767 || H > 32767) return me_fail(MOEDIT_EINPUT, "grid: %zux%zu pixels is too large", W, H);
+    int pad = g.pad, cols = g.cols, k = g.k, tw = g.tw, th = g.th, px = g.px, strip = g.strip;
+    size_t W = g.W, H = g.H;
     uint8_t *canvas = calloc(W * H * c, 1);
     uint8_t *tile = malloc((size_t)h * w * c);
     if (!canvas || !tile) {

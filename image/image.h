@@ -40,6 +40,17 @@ typedef struct {
    pixels, so that small images and their captions are readable. */
 int me_grid_auto_scale(int px);
 
+/* The widest and tallest grid: cairo, which draws the captions, makes no
+   image surface larger than this, and grids keep one limit with or without
+   captions. */
+#define ME_GRID_MAX_PX 32767
+
+/* The *gw × *gh pixels me_grid_build would make of n h × w tiles, without
+   any pixels: callers check a grid before the work that makes its images.
+   MOEDIT_EINPUT (message says the size and the limit) for no images, a
+   magnification above 64, or a grid past ME_GRID_MAX_PX either way. */
+int me_grid_size(int n, int h, int w, const me_grid_style *style, int *gw, int *gh);
+
 /* Assembles n CHW float images into one HWC uint8 canvas (*out, free()),
    *gw × *gh pixels with c channels. style NULL = defaults. */
 int me_grid_build(int n, int c, int h, int w, const float *img, const me_grid_style *style,

@@ -221,3 +221,54 @@ Test(decode, vae_bf16, .init = setup, .fini = teardown)
     cr_assert(tu_one_line(err) && strstr(err, "--vae-bf16"), "stderr: %s", err);
     cr_assert_eq(files_in_dir(), 2);
 }
+
+/* A PNG grid past ME_GRID_MAX_PX (two 1x4096 latents, 4x upscaled, side by
+   side: 32774 pixels wide) was found only after the decode (a decode_ms
+   line before the error); now refused from the shapes before it: one line
+   naming --out and --cols, nothing written. */
+Test(decode, png_grid_too_wide_refused_before_decode, .init = setup, .fini = teardown)
+{
+    char path[128], args[1024];
+    snprintf(path, sizeof path, "%s/wide.npy", dir);
+    static float zeros[2 * 4 * 1 * 4096];
+    cr_assert_eq(me_npy_write(path, ME_F32, 4, (int64_t[]){2, 4, 1, 4096}, zeros), MOEDIT_OK);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/grid.png --cols 2 --time", SMALL, path, dir);
+    char err[512];
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "--out") && strstr(err, "32774x") && strstr(err, "--cols"),
+              "stderr: %s", err);
+    cr_assert_eq(files_in_dir(), 1, "output left behind");
+    /* one column of the same two fits: the check is the grid's, not the latents' */
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/grid.png --cols 1", SMALL, path, dir);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+}
+
+/* --out naming an existing folder was found only when the decoded images
+   were written; now refused before the VAE is loaded. */
+Test(decode, out_naming_a_folder_refused, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    cr_assert_eq(tu_system("mkdir %s/o.npy %s/o.png", dir, dir), 0);
+    for (int png = 0; png < 2; png++) {
+        snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.%s --time", SMALL, LATENT, dir,
+                 png ? "png" : "npy");
+        cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+        cr_assert(tu_one_line(err) && strstr(err, "a folder, not a file"), "stderr: %s", err);
+    }
+    cr_assert_eq(tu_system("rmdir %s/o.npy %s/o.png", dir, dir), 0);
+    cr_assert_eq(files_in_dir(), 0);
+}
+
+/* A subnormal --scaling-factor (1e-38, under FLT_MIN) was reported as "not
+   a finite number"; it is finite but too near zero: dividing the latents
+   by it overflows them to inf. The message says so. */
+Test(decode, subnormal_scaling_factor_named_as_such, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy --scaling-factor 1e-38", SMALL, LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "--scaling-factor") && strstr(err, "smallest normal") &&
+                  !strstr(err, "not a finite"),
+              "stderr: %s", err);
+    cr_assert_eq(files_in_dir(), 0);
+}

@@ -436,19 +436,19 @@ Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
 }
 
 /* ref.npz from an uninterrupted run, then the same run into run.npz with a
-   non-empty folder in its place: every batch done, the final write failed
-   (status 2); in_the_way holds that folder's path. */
+   link to a missing file in its place (a folder there is refused before
+   the work; the link is found only by the final write): every batch done,
+   the final write failed (status 2); in_the_way holds the link's path. */
 static void every_batch_done_but_the_file(char *in_the_way, size_t cap)
 {
     cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
     snprintf(in_the_way, cap, "%s/run.npz", dir);
-    cr_assert_eq(mkdir(in_the_way, 0755), 0);
-    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
+    cr_assert_eq(symlink("missing/run.npz", in_the_way), 0);
     cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
 }
 
-/* Every batch done but the final file not written (a non-empty folder in
-   its place): status 2 with the error as the last line, the partial file
+/* Every batch done but the final file not written (a link to a missing
+   file in its place): status 2 with the error as the last line, the partial file
    and the state kept with all samples done; --resume then only writes the
    file, the same as an uninterrupted run's. */
 Test(cli_fid, resume_with_every_batch_done)
@@ -514,8 +514,7 @@ Test(cli_fid, resume_refuses_other_weights_behind_the_same_path)
     cr_assert_eq(moedit(SAMPLE_W " --npz ref.npz", FIXTURES), 0, "%s", slurp("err.txt", NULL));
     char in_the_way[128];
     snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
-    cr_assert_eq(mkdir(in_the_way, 0755), 0);
-    tu_write_file(tu_join(in_the_way, "x"), "x", 1);
+    cr_assert_eq(symlink("missing/run.npz", in_the_way), 0);   /* the final write fails */
     cr_assert_eq(moedit(SAMPLE_W " --npz run.npz", FIXTURES), 2);
     cr_assert_eq(tu_rmtree(in_the_way), 0);
     cr_assert_eq(state_done("run.npz.state"), 12);

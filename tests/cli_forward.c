@@ -240,3 +240,20 @@ Test(cli_forward, out_naming_an_input_exits_2_and_keeps_it)
     me_array_free(&kept), me_array_free(&x);
     unlink(xp);
 }
+
+/* --out naming an existing folder: once found only when the output was
+   written, after the model load and the forward; now exit 2 with one line
+   naming the folder before anything is loaded. */
+Test(cli_forward, out_naming_a_folder_exits_2_before_the_work)
+{
+    const char *out = tmp_path("folder.npy");
+    cr_assert_eq(mkdir(out, 0700), 0);
+    char args[1024], err[1024];
+    snprintf(args, sizeof args, "forward --model " DIR "moe_top2.pt --heads %d --x " DIR "moe_top2_x.npy --t " DIR
+             "moe_top2_t.npy --y " DIR "moe_top2_y.npy --out %s", heads("moe_top2"), out);
+    cr_expect_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_expect(tu_one_line(err) && strstr(err, "--out") && strstr(err, "a folder, not a file"), "%s", err);
+    struct stat st;
+    cr_expect(stat(out, &st) == 0 && S_ISDIR(st.st_mode), "the folder was replaced");
+    rmdir(out);
+}

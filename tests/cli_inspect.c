@@ -454,3 +454,20 @@ Test(inspect, convert_out_link_fifo_device)
     expect_one_line_error(to_full, "No space left on device");
     cr_assert(stat(full, &st) == 0 && S_ISCHR(st.st_mode), "the device was replaced");
 }
+
+/* The shipped-model aliases that sample, bench and fid-sample take: once
+   "no such file" for inspect and convert, now the same models. */
+Test(inspect, model_aliases)
+{
+    cJSON *j = inspect_json("fmnist-moe", NULL, NULL);
+    cr_assert_str_eq(str(j, "family"), "dit-moe");
+    cJSON_Delete(j);
+    j = inspect_json("fmnist-vae", NULL, NULL);
+    cr_assert_str_eq(str(j, "family"), "vae");
+    cJSON_Delete(j);
+    char out[160];
+    snprintf(out, sizeof out, "%s/switch.safetensors", tmp);
+    const char *args[] = {"convert", "fmnist-switch", "--out", out, NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, "family switch-dit"), "%s", out_text);
+}

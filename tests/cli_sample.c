@@ -279,6 +279,22 @@ Test(sample, grid_named_as_a_sample_refused)
     cr_assert_eq(tu_count_files(dir), 3, "expected the grid and two samples");
 }
 
+/* A grid past 32767 pixels (16 samples of one class in one column, 32-pixel
+   images magnified 64 times: 33186 pixels tall) was found only after the
+   sampling and the decode; now refused before them, one line naming --out. */
+Test(sample, grid_too_tall_refused_before_sampling)
+{
+    char grid[128];
+    snprintf(grid, sizeof grid, "%s/grid.png", tmp);
+    assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--heads", "2", "--vae",
+                                        FIXTURES "/vae/small", "--class", "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+                                        "--steps", "2", "--scale", "64", "--out", grid, NULL},
+                       "x33186 pixels");
+    cr_assert_not_null(strstr(err_text, "--out"), "%s", err_text);
+    struct stat st;
+    cr_assert_neq(stat(grid, &st), 0, "a grid was written");
+}
+
 /* without --sampler, a qk-norm (rectified flow) model samples with flow */
 Test(sample, flow_is_the_qknorm_default)
 {
