@@ -117,8 +117,7 @@ def test_vae_bf16_equals_cli(tmp_path, cli, moe):
 def test_digest_is_the_resume_states(tmp_path, cli, moe):
     """Model.digest() / VAE.digest() are what fid-sample's state records, and
     name the weights, not the file or the precision they run in."""
-    (tmp_path / "run.npz").mkdir()
-    (tmp_path / "run.npz" / "x").write_text("x")   # every batch done, the final write refused
+    (tmp_path / "run.npz").symlink_to("missing/run.npz")   # every batch done, the final write refused
     cli("fid-sample", "--model", "fmnist-moe", "--num", 2, "--batch", 2, "--steps", 2, "--threads", 1,
         "--npz", tmp_path / "run.npz", expect=2)
     settings = (tmp_path / "run.npz.state").read_text().splitlines()[1].split()
