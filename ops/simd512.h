@@ -86,6 +86,14 @@ static inline simde__m512 me_emulated_maskz_loadu_ps(simde__mmask16 k, const voi
     for (int i = 0; i < 16; i++) v[i] = (k >> i) & 1 ? ((const float *)p)[i] : 0.0f;
     return simde_mm512_loadu_ps(v);
 }
+static inline simde__m512 me_emulated_mask_loadu_ps(simde__m512 src, simde__mmask16 k, const void *p)
+{
+    float v[16];
+    simde_mm512_storeu_ps(v, src);
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) v[i] = ((const float *)p)[i];
+    return simde_mm512_loadu_ps(v);
+}
 static inline void me_emulated_mask_storeu_32(void *p, simde__mmask16 k, const void *lanes)
 {
     for (int i = 0; i < 16; i++)
@@ -115,6 +123,67 @@ static inline simde__m512 me_emulated_mask_i32gather_ps(simde__m512 src, simde__
 #define _mm512_maskz_loadu_ps(k, p) me_emulated_maskz_loadu_ps(k, p)
 #define _mm512_mask_storeu_ps(p, k, a) me_emulated_mask_storeu_ps(p, k, a)
 #define _mm512_mask_storeu_epi32(p, k, a) me_emulated_mask_storeu_epi32(p, k, a)
+#define _mm512_mask_loadu_ps(src, k, p) me_emulated_mask_loadu_ps(src, k, p)
+/* The AVX-512VL forms on 4 and 8 lanes, the same way. */
+static inline simde__m128 me_emulated_maskz_loadu_ps4(simde__mmask8 k, const void *p)
+{
+    float v[4];
+    for (int i = 0; i < 4; i++) v[i] = (k >> i) & 1 ? ((const float *)p)[i] : 0.0f;
+    return simde_mm_loadu_ps(v);
+}
+static inline simde__m256 me_emulated_maskz_loadu_ps8(simde__mmask8 k, const void *p)
+{
+    float v[8];
+    for (int i = 0; i < 8; i++) v[i] = (k >> i) & 1 ? ((const float *)p)[i] : 0.0f;
+    return simde_mm256_loadu_ps(v);
+}
+static inline void me_emulated_mask_storeu_ps4(void *p, simde__mmask8 k, simde__m128 a)
+{
+    for (int i = 0; i < 4; i++)
+        if ((k >> i) & 1) memcpy((char *)p + 4 * i, (const char *)&a + 4 * i, 4);
+}
+#define _mm_maskz_loadu_ps(k, p) me_emulated_maskz_loadu_ps4(k, p)
+#define _mm256_maskz_loadu_ps(k, p) me_emulated_maskz_loadu_ps8(k, p)
+#define _mm_mask_storeu_ps(p, k, a) me_emulated_mask_storeu_ps4(p, k, a)
+
+/* Nor these (the compiler's own need AVX-512, which an AVX2 host's build
+   lacks, so without them the emulated build compiles only where the
+   hardware has AVX-512). valignd: a (high) and b (low) as 32 lanes,
+   shifted down by imm lanes, the low 16 kept. */
+static inline simde__m512i me_emulated_alignr_epi32(simde__m512i a, simde__m512i b, int imm)
+{
+    int32_t in[32];
+    simde_mm512_storeu_si512(in, b);
+    simde_mm512_storeu_si512(in + 16, a);
+    return simde_mm512_loadu_si512(in + (imm & 15));
+}
+/* GCC's sum of the 16 lanes, in its order (halves, quarters, then pairs),
+   so emulated sums carry the native build's bits. */
+static inline float me_emulated_reduce_add_ps(simde__m512 a)
+{
+    float v[16], h[8], q[4];
+    simde_mm512_storeu_ps(v, a);
+    for (int i = 0; i < 8; i++) h[i] = v[i + 8] + v[i];
+    for (int i = 0; i < 4; i++) q[i] = h[i + 4] + h[i];
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+/* vcvttps2dq: truncated toward zero; NaN and values out of range become
+   0x80000000, the instruction's "integer indefinite". */
+static inline simde__m512i me_emulated_cvttps_epi32(simde__m512 a)
+{
+    float v[16];
+    int32_t r[16];
+    simde_mm512_storeu_ps(v, a);
+    for (int i = 0; i < 16; i++) r[i] = v[i] > -2147483904.0f && v[i] < 2147483648.0f ? (int32_t)v[i] : INT32_MIN;
+    return simde_mm512_loadu_si512(r);
+}
+#define _mm512_cvttps_epi32(a) me_emulated_cvttps_epi32(a)
+#define _mm512_alignr_epi32(a, b, imm) me_emulated_alignr_epi32(a, b, imm)
+#define _mm512_reduce_add_ps(a) me_emulated_reduce_add_ps(a)
+#define _mm512_shuffle_f32x4(a, b, imm) simde_mm512_shuffle_f32x4(a, b, imm)
+/* vmovntps: a plain aligned store, the same bits without the hint to
+   bypass the caches. */
+#define _mm512_stream_ps(p, a) simde_mm512_store_ps(p, a)
 
 #else
 
