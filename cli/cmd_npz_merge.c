@@ -57,26 +57,20 @@ static int same_tail(const me_array *a, const me_array *b)
     return 1;
 }
 
-/* Label i of a 1-d array; fid-sample writes int64, and unsigned, bool or
-   floating labels read as 0 here (only signed integers can hold a -1). */
-static int64_t label_at(const me_array *a, int64_t i)
+/* The first negative label of arr_1 (any integer or float dtype, read as
+   me_array_to_i64 reads it) into *at and *value: 1; 0 when there is none;
+   -1 out of memory. A negative class id would index outside every class
+   table that reads the merged file. */
+static int first_negative(const me_array *a, int64_t *at, int64_t *value)
 {
-    switch (a->dtype) {
-    case ME_I64: return ((const int64_t *)a->data)[i];
-    case ME_I32: return ((const int32_t *)a->data)[i];
-    case ME_I16: return ((const int16_t *)a->data)[i];
-    case ME_I8: return ((const int8_t *)a->data)[i];
-    default: return 0;
-    }
-}
-
-/* The index of the first negative label, or -1: a negative class id would
-   index outside every class table that reads the merged file. */
-static int64_t first_negative(const me_array *a)
-{
-    for (int64_t i = 0; i < a->numel; i++)
-        if (label_at(a, i) < 0) return i;
-    return -1;
+    int64_t *v = me_alloc(sizeof *v * (size_t)(a->numel ? a->numel : 1));
+    if (!v) return -1;
+    me_array_to_i64(a, v);
+    int found = 0;
+    for (int64_t i = 0; i < a->numel && !found; i++)
+        if (v[i] < 0) *at = i, *value = v[i], found = 1;
+    free(v);
+    return found;
 }
 
 static int open_input(const char *path, input *in, cli_shard_meta *meta)
@@ -98,10 +92,12 @@ static int open_input(const char *path, input *in, cli_shard_meta *meta)
         if (in->lab.shape[0] != in->img.shape[0])
             return me_fail(MOEDIT_EINPUT, "%s: arr_1 has %lld labels for %lld images", path,
                            (long long)in->lab.shape[0], (long long)in->img.shape[0]);
-        int64_t at = first_negative(&in->lab);
-        if (at >= 0)
+        int64_t at, value;
+        int neg = first_negative(&in->lab, &at, &value);
+        if (neg < 0) return MOEDIT_EINTERNAL;
+        if (neg)
             return me_fail(MOEDIT_EINPUT, "%s: arr_1[%lld] is %lld, not a class label", path, (long long)at,
-                           (long long)label_at(&in->lab, at));
+                           (long long)value);
         in->has_lab = 1;
     }
     rc = cli_shard_read_meta(&in->z, path, meta);

@@ -198,6 +198,14 @@ Test(cli_fid, merge_refuses_negative_labels)
     write_batch("neg.npz", ME_U8, 3, (int64_t[]){1, 0, -1});
     merge_refused("good.npz neg.npz", "neg.npz: arr_1[2] is -1");
     merge_refused("neg.npz", "neg.npz: arr_1[2] is -1");
+    /* float labels too (np.float32 class ids) */
+    float img[2 * 2 * 2 * 3] = {0}, labels[2] = {3.0f, -1.0f};
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "negf.npz")), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, 4, (int64_t[]){2, 2, 2, 3}, img), MOEDIT_OK);
+    cr_assert_eq(me_npz_add(&w, "arr_1", ME_F32, 1, (int64_t[]){2}, labels), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+    merge_refused("good.npz negf.npz", "negf.npz: arr_1[1] is -1");
 }
 
 /* ...and only uint8 images, the format fid and eval read. */
