@@ -512,7 +512,6 @@ int cmd_eval(int argc, char **argv)
     }
     a.shard_k = sh.k;
     a.shard_n = sh.n;
-    if (a.threads == INT_MIN && sh.threads) a.threads = sh.threads;
     if (!a.samples && !a.ref) return cli_usage_error(CMD, "--samples and/or --ref are required");
     if (a.shard && (!a.samples || !a.features_out))
         return cli_usage_error(CMD, "--shard needs --samples and --features-out");

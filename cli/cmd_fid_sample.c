@@ -104,7 +104,6 @@ static int parse_args(fs_args *a)
     a->npz = a->npz_path;
     a->shard_k = sh.k;
     a->shard_n = sh.n;
-    if (a->s.load.threads == INT_MIN && sh.threads) a->s.load.threads = sh.threads;
     if (a->shard && !strcmp(a->shard, "auto") && a->s.load.device && !strcmp(a->s.load.device, "cuda")) {
         snprintf(a->device, sizeof a->device, "cuda:%d", sh.local);
         a->s.load.device = a->device;

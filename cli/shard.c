@@ -107,19 +107,16 @@ static int inner_launcher(const char *cmd, const launcher **which, long *k, long
     return 0;
 }
 
-/* The thread count the launcher asks for (cli_env_threads), into
-   s->threads and a note for the "shard from" line; 0, or 2 after a usage
-   error. */
-static int auto_threads(const char *cmd, cli_shard *s, char *msg, size_t cap)
+/* The thread count the launcher asks for (cli_env_threads, which
+   cli_threads applies), as a note for the "shard from" line; 0, or 2 after
+   a usage error. */
+static int auto_threads(const char *cmd, char *msg, size_t cap)
 {
     msg[0] = 0;
     const char *from;
     int t;
     if (cli_env_threads(cmd, "--shard auto: ", &t, &from)) return 2;
-    if (t) {
-        s->threads = t;
-        snprintf(msg, cap, "; %d thread%s from %s", t, t == 1 ? "" : "s", from);
-    }
+    if (t) snprintf(msg, cap, "; %d thread%s from %s", t, t == 1 ? "" : "s", from);
     return 0;
 }
 
@@ -186,7 +183,7 @@ static int shard_auto(const char *cmd, int threads_given, cli_shard *s)
     s->n = (int)n;
     s->from_launcher = 1;
     char threads[160] = "";
-    if (!threads_given && auto_threads(cmd, s, threads, sizeof threads)) return 2;
+    if (!threads_given && auto_threads(cmd, threads, sizeof threads)) return 2;
     snprintf(s->source, sizeof s->source, "%s%s", what, threads);
     return 0;
 }

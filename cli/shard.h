@@ -18,9 +18,10 @@
    would all take the task's shard. The local rank (a bare --device cuda's
    GPU) comes from the launcher that gave the shard (SLURM_LOCALID,
    OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, LOCAL_RANK), else k.
-   With "auto" the thread count comes from SLURM_CPUS_PER_TASK, else
-   OMP_NUM_THREADS (its first level), unless --threads is given; a value
-   that is not a count in 1..CLI_MAX_THREADS is refused. No MPI library is
+   The thread count comes from SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS
+   (its first level), unless --threads is given, as in every command
+   (cli_threads); "auto" names it on its line, and refuses a value that is
+   not a count in 1..CLI_MAX_THREADS while parsing. No MPI library is
    involved: the ranks are independent processes.
 
    A shard file (fid-sample's npz) carries two small members besides arr_0
@@ -39,7 +40,6 @@
 
 typedef struct {
     int k, n;
-    int threads;        /* from the launcher (auto only); 0 = not given */
     int local;          /* rank on this machine (auto only; else k): a bare --device cuda's GPU */
     int from_launcher;  /* auto: every process runs the same command line */
     char source[400];   /* auto: where k/n (and threads) came from, for cli_shard_report */
