@@ -376,21 +376,22 @@ static int save_one(me_figure *f, const char *base, const char *ext)
     return rc;
 }
 
+const char *const me_figure_ext[3] = {"png", "svg", "pdf"};
+
 int me_figure_save(me_figure *f, const char *base, unsigned formats)
 {
     if (f->failed) return f->failed;
     if (cairo_status(f->cr))
         return me_fail(MOEDIT_EINTERNAL, "figure %s: %s", base, cairo_status_to_string(cairo_status(f->cr)));
-    static const char *ext[3] = {"png", "svg", "pdf"};
     int rc = MOEDIT_OK;
     for (int i = 0; i < 3 && !rc; i++)
-        if (formats & (1u << i)) rc = save_one(f, base, ext[i]);
+        if (formats & (1u << i)) rc = save_one(f, base, me_figure_ext[i]);
     return rc;
 }
 
 int me_figure_formats(const char *list, unsigned *formats)
 {
-    static const char *ext[3] = {"png", "svg", "pdf"};
+    const char *const *ext = me_figure_ext;
     *formats = 0;
     const char *p = list;
     for (;;) {

@@ -25,6 +25,8 @@
 #include <stddef.h>
 
 enum { ME_FIG_PNG = 1, ME_FIG_SVG = 2, ME_FIG_PDF = 4 };
+/* The file extension of format bit i (ME_FIG_PNG is bit 0): "png", "svg", "pdf". */
+extern const char *const me_figure_ext[3];
 #define ME_FIG_PNG_SCALE 2   /* PNG pixels per point */
 
 typedef struct me_figure me_figure;

@@ -200,6 +200,10 @@ static void header_text(const me_trace_counts *c, const char *what, char *buf, s
     if (c->cond_only && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, ", conditional rows only");
 }
 
+/* The figures' file names, without the extension: shared by the writers
+   and me_trace_each_output, which lists them before any is written. */
+static void layer_name(char *buf, size_t n, int l) { snprintf(buf, n, "layer_%02d", l); }
+
 /* Saves f as dir/name in the formats, and frees it. */
 static int save(me_figure *f, int rc, const char *dir, const char *name, unsigned formats)
 {
@@ -229,7 +233,7 @@ static int layer_figure(const me_trace_counts *c, int l, const char *dir, unsign
     if (!rc) rc = class_panel(f, PANEL_W, HEADER, PANEL_W, PANEL_H, c, l, "expert share per class", 1);
     if (!rc) rc = position_panel(f, 0, HEADER + PANEL_H, PANEL_W, PANEL_H, c, l, "expert share per token position");
     if (!rc) rc = spatial_panel(f, PANEL_W + 6, HEADER + PANEL_H, PANEL_W - 6, PANEL_H, c, l);
-    snprintf(buf, sizeof buf, "layer_%02d", l);
+    layer_name(buf, sizeof buf, l);
     return save(f, rc, dir, buf, formats);
 }
 
@@ -286,9 +290,20 @@ static const struct {
    points, image/figure.c) holds 96 rows of views. */
 #define PAPER_PAGE_LAYERS 96
 
-int me_trace_paper_pages(const me_trace_counts *c)
+static int paper_pages(int depth) { return (depth + PAPER_PAGE_LAYERS - 1) / PAPER_PAGE_LAYERS; }
+
+int me_trace_paper_pages(const me_trace_counts *c) { return paper_pages(c->info.depth); }
+
+/* A paper view's and a paper_all page's names, after prefix. */
+static void view_name(char *buf, size_t n, const char *prefix, int l, int v)
 {
-    return (c->info.depth + PAPER_PAGE_LAYERS - 1) / PAPER_PAGE_LAYERS;
+    snprintf(buf, n, "%slayer_%02d_%s", prefix, l, views[v].file);
+}
+
+static void page_name(char *buf, size_t n, const char *prefix, int pages, int p)
+{
+    if (pages == 1) snprintf(buf, n, "%spaper_all", prefix);
+    else snprintf(buf, n, "%spaper_all_%d", prefix, p + 1);
 }
 
 /* paper_all's layers [first, first + count) as one page, named name. */
@@ -323,15 +338,14 @@ int me_trace_write_paper(const me_trace_counts *c, const char *dir, unsigned for
             snprintf(title, sizeof title, "layer %d, expert share %s", l, views[v].title);
             if (views[v].gate) snprintf(title, sizeof title, "layer %d, %s", l, views[v].title);
             rc = views[v].draw(f, 0, 0, VIEW_W, VIEW_H, c, l, title);
-            snprintf(name, sizeof name, "layer_%02d_%s", l, views[v].file);
+            view_name(name, sizeof name, "", l, v);
             rc = save(f, rc, dir, name, formats);
         }
     int pages = me_trace_paper_pages(c);
     for (int p = 0; p < pages && !rc; p++) {
         int first = p * PAPER_PAGE_LAYERS, count = depth - first < PAPER_PAGE_LAYERS ? depth - first : PAPER_PAGE_LAYERS;
         char name[32];
-        if (pages == 1) snprintf(name, sizeof name, "paper_all");
-        else snprintf(name, sizeof name, "paper_all_%d", p + 1);
+        page_name(name, sizeof name, "", pages, p);
         rc = paper_page(c, nv, first, count, dir, name, formats);
     }
     return rc;
@@ -358,16 +372,15 @@ int me_trace_check_figures(const me_trace_counts *c, int paper)
     return MOEDIT_OK;
 }
 
-/* fn(ctx, base.EXT) for each format in formats (ME_FIG_PNG, _SVG, _PDF are
-   bits 0, 1, 2, as me_figure_save names them). */
+/* fn(ctx, base.EXT) for each format in formats, as me_figure_save names
+   the files. */
 static int each_format(const char *base, unsigned formats, int (*fn)(void *, const char *), void *ctx)
 {
-    static const char *const ext[] = {"png", "svg", "pdf"};
     int rc = 0;
     for (int i = 0; i < 3 && !rc; i++)
         if (formats & (1u << i)) {
             char name[96];
-            snprintf(name, sizeof name, "%s.%s", base, ext[i]);
+            snprintf(name, sizeof name, "%s.%s", base, me_figure_ext[i]);
             rc = fn(ctx, name);
         }
     return rc;
@@ -384,20 +397,19 @@ int me_trace_each_output(const me_trace_info *in, int paper, unsigned formats,
     for (int i = 0; i < 5 + gate && !rc; i++) rc = fn(ctx, files[i]);
     char base[64];
     for (int l = 0; l < in->depth && !rc; l++) {
-        snprintf(base, sizeof base, "layer_%02d", l);
+        layer_name(base, sizeof base, l);
         rc = each_format(base, formats, fn, ctx);
     }
     if (!rc) rc = each_format("overview", formats, fn, ctx);
     if (!paper) return rc;
-    int nv = gate ? NVIEWS : NVIEWS - 1, pages = (in->depth + PAPER_PAGE_LAYERS - 1) / PAPER_PAGE_LAYERS;
+    int nv = gate ? NVIEWS : NVIEWS - 1, pages = paper_pages(in->depth);
     for (int l = 0; l < in->depth && !rc; l++)
         for (int v = 0; v < nv && !rc; v++) {
-            snprintf(base, sizeof base, "paper/layer_%02d_%s", l, views[v].file);
+            view_name(base, sizeof base, "paper/", l, v);
             rc = each_format(base, formats, fn, ctx);
         }
     for (int p = 0; p < pages && !rc; p++) {
-        if (pages == 1) snprintf(base, sizeof base, "paper/paper_all");
-        else snprintf(base, sizeof base, "paper/paper_all_%d", p + 1);
+        page_name(base, sizeof base, "paper/", pages, p);
         rc = each_format(base, formats, fn, ctx);
     }
     return rc;
