@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
+#include "cli/images.h"
 #include "cli/shard.h"
 #include "core/core.h"
 #include "fid/eval.h"
@@ -166,12 +167,9 @@ static int open_side(const ev_args *a, const char *list, int is_ref, side *s)
         if ((e = me_npz_stream_open(s->names[i], "arr_0", st))) return cli_fail(e);
         s->opened++;
         const me_array *x = &st->array;
-        int c = x->ndim == 4 ? (int)x->shape[3] : 1;
-        if (x->dtype != ME_U8 || (x->ndim != 3 && x->ndim != 4) || (c != 1 && c != 3))
-            return cli_usage_error(CMD, "%s: arr_0 is %s, not uint8 images [N, H, W, 3] (or 1 channel)", s->names[i],
-                                   me_dtype_name(x->dtype));
-        if (x->shape[1] < 1 || x->shape[1] > 8192 || x->shape[2] < 1 || x->shape[2] > 8192 ||
-            (i && (x->shape[1] != s->h || x->shape[2] != s->w || c != s->c)))
+        int c;
+        if ((e = cli_images_layout(s->names[i], x, &c))) return cli_fail(e);
+        if (i && (x->shape[1] != s->h || x->shape[2] != s->w || c != s->c))
             return cli_usage_error(CMD, "%s: images of %lldx%lldx%d in a batch of %dx%dx%d", s->names[i],
                                    (long long)x->shape[1], (long long)x->shape[2], c, s->h, s->w, s->c);
         s->h = (int)x->shape[1];

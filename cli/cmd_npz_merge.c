@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli/cli.h"
+#include "cli/images.h"
 #include "cli/shard.h"
 #include "core/core.h"
 #include "weights/npy.h"
@@ -79,12 +80,10 @@ static int open_input(const char *path, input *in, cli_shard_meta *meta)
     int rc = me_npz_open(path, &in->z);
     if (rc) return rc;
     if ((rc = me_npz_get(&in->z, "arr_0", &in->img))) return rc;
-    if (in->img.ndim < 1) return me_fail(MOEDIT_EINPUT, "%s: arr_0 is a scalar", path);
-    /* fid and eval read arr_0 as uint8 pixels; merged, a bool or float array
-       would only fail there, in a later job */
-    if (in->img.dtype != ME_U8)
-        return me_fail(MOEDIT_EINPUT, "%s: arr_0 is %s, not uint8 images [N,H,W,3]", path,
-                       me_dtype_name(in->img.dtype));
+    /* fid and eval read arr_0 as uint8 pixels [N, H, W, 3]; merged, a bool,
+       float or misshapen array would only fail there, in a later job */
+    int channels;
+    if ((rc = cli_images_layout(path, &in->img, &channels))) return rc;
     if (me_zip_find(&in->z.zip, "arr_1.npy")) {
         if ((rc = me_npz_get(&in->z, "arr_1", &in->lab))) return rc;
         if (in->lab.ndim != 1)

@@ -3,6 +3,24 @@
 #include <string.h>
 #include "cli/images.h"
 #include "core/core.h"
+#include "weights/tensors.h"
+
+int cli_images_layout(const char *path, const me_array *a, int *channels)
+{
+    char shape[96];
+    if (a->dtype != ME_U8)
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 is %s, not uint8 images [N, H, W, 3] (or 1 channel)", path,
+                       me_dtype_name(a->dtype));
+    int c = a->ndim == 4 ? (int)a->shape[3] : 1;
+    if ((a->ndim != 3 && a->ndim != 4) || (c != 1 && c != 3))
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 is %s, not images [N, H, W, 3] (or 1 channel)", path,
+                       me_shape_str(a->ndim, a->shape, shape, sizeof shape));
+    if (a->shape[1] < 1 || a->shape[1] > 8192 || a->shape[2] < 1 || a->shape[2] > 8192)
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds images of %lldx%lld (sides 1 to 8192)", path,
+                       (long long)a->shape[1], (long long)a->shape[2]);
+    *channels = c;
+    return MOEDIT_OK;
+}
 
 int cli_images_open(const char *path, cli_images *b)
 {
@@ -11,13 +29,10 @@ int cli_images_open(const char *path, cli_images *b)
     if (!rc) rc = me_npz_get(&b->z, "arr_0", &b->img);
     if (rc) return rc;
     const me_array *a = &b->img;
-    int c = a->ndim == 4 ? (int)a->shape[3] : 1;
-    if (a->dtype != ME_U8 || (a->ndim != 3 && a->ndim != 4) || (c != 1 && c != 3))
-        return me_fail(MOEDIT_EINPUT, "%s: arr_0 is not uint8 images [N, H, W, 3] (or 1 channel)", path);
-    if (a->shape[0] < 2 || a->shape[0] > INT_MAX || a->shape[1] < 1 || a->shape[1] > 8192 ||
-        a->shape[2] < 1 || a->shape[2] > 8192)
-        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds %lld images of %lldx%lld (need >= 2 images, sides <= 8192)",
-                       path, (long long)a->shape[0], (long long)a->shape[1], (long long)a->shape[2]);
+    int c;
+    if ((rc = cli_images_layout(path, a, &c))) return rc;
+    if (a->shape[0] < 2 || a->shape[0] > INT_MAX)
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds %lld images (need at least 2)", path, (long long)a->shape[0]);
     b->n = (int)a->shape[0];
     b->h = (int)a->shape[1];
     b->w = (int)a->shape[2];

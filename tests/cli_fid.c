@@ -208,9 +208,36 @@ Test(cli_fid, merge_refuses_negative_labels)
     merge_refused("good.npz negf.npz", "negf.npz: arr_1[1] is -1");
 }
 
-/* ...and only uint8 images, the format fid and eval read. */
-Test(cli_fid, merge_refuses_non_uint8_images)
+/* dir/name: arr_0 uint8 zeros of the given shape (at most 96 bytes), no labels. */
+static void write_images(const char *name, int ndim, const int64_t *shape)
 {
+    uint8_t img[96] = {0};
+    int64_t bytes = 1;
+    for (int i = 0; i < ndim; i++) bytes *= shape[i];
+    cr_assert(bytes <= (int64_t)sizeof img);
+    me_zip_writer w;
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, name)), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, ndim, shape, img), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+}
+
+/* ...and only uint8 images [N, H, W, 3 or 1], the format fid and eval read. */
+Test(cli_fid, merge_refuses_what_is_not_images)
+{
+    write_images("four.npz", 4, (int64_t[]){2, 2, 2, 4});
+    write_images("flat.npz", 2, (int64_t[]){2, 12});
+    write_images("wide.npz", 5, (int64_t[]){1, 2, 2, 3, 2});
+    write_images("empty_side.npz", 4, (int64_t[]){2, 0, 2, 3});
+    merge_refused("four.npz", "four.npz: arr_0 is [2,2,2,4], not images [N, H, W, 3]");
+    merge_refused("flat.npz", "flat.npz: arr_0 is [2,12], not images");
+    merge_refused("wide.npz", "wide.npz: arr_0 is [1,2,2,3,2], not images");
+    merge_refused("empty_side.npz", "empty_side.npz: arr_0 holds images of 0x2 (sides 1 to 8192)");
+    /* one-channel batches, as eval reads them, merge */
+    write_images("gray.npz", 3, (int64_t[]){2, 2, 2});
+    write_images("gray3.npz", 3, (int64_t[]){3, 2, 2});
+    cr_assert_eq(moedit("npz-merge --out m.npz gray.npz gray3.npz"), 0, "%s", slurp("err.txt", NULL));
+    unlink(tu_join(dir, "m.npz"));
+
     write_batch("good.npz", ME_U8, 2, (int64_t[]){0, 1});
     write_batch("bool.npz", ME_BOOL, 2, (int64_t[]){0, 1});
     write_batch("f32.npz", ME_F32, 2, (int64_t[]){0, 1});
