@@ -194,6 +194,23 @@ static void pack_row(me_adm_file *f, int64_t i, float *row, int pack)
         else memcpy(part[p], row, sizeof(float) * len[p]);
 }
 
+/* Whether out is a finished feature file of f's images (source, range,
+   preprocessing) made by f's network; if so its rows are read into f. */
+static int finished_before(const char *out, me_adm_file *f)
+{
+    me_adm_file had;
+    if (me_adm_file_load(out, &had)) return 0;
+    int same = is_feature_file(&had) && had.source == f->source && had.first == f->first && had.n == f->n &&
+               had.total == f->total && had.prep == f->prep && had.inception == f->inception;
+    if (same) {
+        memcpy(f->pool, had.pool, sizeof(float) * (size_t)f->n * ME_INCEPTION_DIM);
+        memcpy(f->spatial, had.spatial, sizeof(float) * (size_t)f->n * ME_INCEPTION_SPATIAL);
+        memcpy(f->logits, had.logits, sizeof(float) * (size_t)f->n * ME_INCEPTION_CLASSES);
+    }
+    me_adm_file_free(&had);
+    return same;
+}
+
 /* Images first … first+count−1 of s's files into s->feat; with out, the
    resumable partial/state files beside it. */
 static int featurise(const ev_args *a, me_inception *net, const char *label, side *s, int64_t first, int64_t count,
@@ -205,6 +222,7 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
     f->source = s->source | 1;
     f->total = s->n;
     f->prep = (int)a->prep;
+    f->inception = me_inception_digest(net);
     f->pool = me_alloc(sizeof(float) * (size_t)(count ? count : 1) * ME_INCEPTION_DIM);
     f->spatial = me_alloc(sizeof(float) * (size_t)(count ? count : 1) * ME_INCEPTION_SPATIAL);
     f->logits = me_alloc(sizeof(float) * (size_t)(count ? count : 1) * ME_INCEPTION_CLASSES);
@@ -226,6 +244,13 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         /* the images by content too: other images of the same count behind
            the same path must not resume into the first ones' features */
         snprintf(fp, sizeof fp, "%s source=%016" PRIx64, by_path, f->source);
+        /* a rerun of a script after some shards finished: keep the file
+           rather than featurise its images again */
+        if (a->resume && access(state, F_OK) && finished_before(out, f)) {
+            fprintf(stderr, "%s: already holds the features of images %" PRId64 "..%" PRId64 " of these samples, "
+                    "preprocessing and Inception weights: kept\n", out, first, first + count - 1);
+            goto done;
+        }
         done = a->resume ? cli_state_read(state, STATE_MAGIC, fp) : 0;
         if (done < 0 && (done = cli_state_read(state, STATE_MAGIC, by_path)) >= 0)
             fprintf(stderr, "moedit %s: %s is from a build that named the images by path only: resuming unchecked\n",
@@ -386,7 +411,8 @@ static int write_json(const ev_args *a, const me_adm_metrics *m, int64_t n, int6
    the pool features Precision/Recall need. */
 static int write_stats(const ev_args *a, side *r)
 {
-    me_adm_file o = {.n = r->feat.n, .first = 0, .total = r->feat.n, .prep = (int)a->prep, .pool = r->feat.pool};
+    me_adm_file o = {.n = r->feat.n, .first = 0, .total = r->feat.n, .prep = (int)a->prep, .pool = r->feat.pool,
+                     .inception = r->feat.inception};
     int e = 0;
     if (r->feat.stats.dim) o.stats = r->feat.stats;
     else e = me_fid_stats_from_features(r->feat.n, ME_INCEPTION_DIM, r->feat.pool, &o.stats);
@@ -409,6 +435,25 @@ static int check_ref(const ev_args *a, const side *r)
                                ME_INCEPTION_SPATIAL);
     if (!r->images && !ss->dim && !r->feat.spatial)
         return cli_usage_error(CMD, "%s: no mu_s/sigma_s, images or spatial features for sFID", a->ref);
+    return 0;
+}
+
+/* Feature files name the Inception weights that made them (files from
+   before that do not): features of two networks compared would give a
+   number that means nothing, so they are refused before any featurising. */
+static int same_network(const side *s, const side *r, const me_inception *net)
+{
+    uint32_t want = net ? me_inception_digest(net) : 0;
+    const char *by = "--inception";
+    const side *sides[2] = {s, r};
+    for (int i = 0; i < 2; i++) {
+        const side *d = sides[i];
+        if (d->images || !d->count || !d->feat.inception) continue;
+        if (want && d->feat.inception != want)
+            return cli_usage_error(CMD, "%s: features of other Inception weights (%08x) than %s's (%08x)",
+                                   d->names[0], (unsigned)d->feat.inception, by, (unsigned)want);
+        want = d->feat.inception, by = d->names[0];
+    }
     return 0;
 }
 
@@ -435,6 +480,7 @@ static int run(ev_args *a)
         }
         if ((e = me_inception_load(a->inception, &net))) goto fail;
     }
+    if ((rc = same_network(&s, &r, net))) goto done;
     if (s.images) {
         const int64_t first = s.n * a->shard_k / a->shard_n, last = s.n * (a->shard_k + 1) / a->shard_n;
         if ((rc = featurise(a, net, "samples", &s, first, last - first, a->features_out))) goto done;
@@ -478,7 +524,7 @@ int cmd_eval(int argc, char **argv)
         {"--json", CLI_STR, &a.json, "OUT.json", "also the numbers, N, the reference, the preprocessing"},
         {"--stats-out", CLI_STR, &a.stats_out, "R.npz", "the reference's mu, sigma, mu_s, sigma_s, pool features"},
         {"--features-out", CLI_STR, &a.features_out, "F.npz", "the samples' features (resumable; a --samples)"},
-        {"--resume", CLI_BOOL, &a.resume, NULL, "continue a killed --features-out run"},
+        {"--resume", CLI_BOOL, &a.resume, NULL, "continue a killed --features-out run; keep a finished one"},
         {"--shard", CLI_STR, &a.shard, "k/n|auto", "featurise part k of n of --samples into --features-out (%k, %n), then stop"},
         {"--preprocess", CLI_STR, &a.preprocess, "P", "adm (TF graph: default) or pytorch-fid"},
         {"--batch", CLI_INT, &a.batch, "B", "images per batch, in chunks of up to 4 per thread (default 32)"},

@@ -35,6 +35,7 @@ typedef struct {
     int has_images;                 /* the file also holds arr_0 */
     uint64_t source;                /* which images: of arr_0 (its zip entry's CRC-32 and size), or the
                                        "source" a feature file was stamped with; 0 unknown */
+    uint32_t inception;             /* me_inception_digest of the network that made the features; 0 unknown */
 } me_adm_file;
 
 const char *me_preprocess_name(me_preprocess p);
@@ -49,8 +50,9 @@ void me_adm_file_free(me_adm_file *f);
 /* Joins feature files into one. Parts of one batch (--shard k/n: ranges
    first … of the same total) may come in any order and must cover 0 …
    total−1 exactly once; whole files (each range 0 … its n, e.g. one per
-   sample shard) are concatenated in the given order. The preprocessing must
-   agree. Offending files are named in the error. parts are consumed. */
+   sample shard) are concatenated in the given order. The preprocessing and
+   the Inception weights (where both files name them) must agree. Offending
+   files are named in the error. parts are consumed. */
 int me_adm_file_join(int count, me_adm_file *parts, char *const *names, me_adm_file *out);
 
 #endif

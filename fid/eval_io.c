@@ -105,6 +105,12 @@ int me_adm_file_load(const char *path, me_adm_file *f)
         else f->source = (uint64_t)((const int64_t *)a.data)[0];
         me_array_free(&a);
     }
+    if (!rc && has(&z, "inception") && !(rc = me_npz_get(&z, "inception", &a))) {
+        int64_t v = a.dtype == ME_I64 && a.numel == 1 ? ((const int64_t *)a.data)[0] : -1;
+        if (v <= 0 || v > UINT32_MAX) rc = me_fail(MOEDIT_EINPUT, "%s: 'inception' is not one int64 digest", path);
+        else f->inception = (uint32_t)v;
+        me_array_free(&a);
+    }
     if (!rc && has(&z, "preprocess") && !(rc = me_npz_get(&z, "preprocess", &a))) {
         char name[32] = "";
         if (a.dtype == ME_U8 && a.ndim == 1 && a.numel < (int64_t)sizeof name) memcpy(name, a.data, (size_t)a.numel);
@@ -129,6 +135,8 @@ int me_adm_file_save(const char *path, const me_adm_file *f)
     if (!rc && f->logits) rc = me_npz_add(&w, "logits", ME_F32, 2, (int64_t[]){n, ME_INCEPTION_CLASSES}, f->logits);
     if (!rc && f->pool) rc = me_npz_add(&w, "range", ME_I64, 1, (int64_t[]){3}, (int64_t[]){f->first, n, f->total});
     if (!rc && f->pool && f->source) rc = me_npz_add(&w, "source", ME_I64, 1, (int64_t[]){1}, (int64_t[]){(int64_t)f->source});
+    if (!rc && f->pool && f->inception)
+        rc = me_npz_add(&w, "inception", ME_I64, 1, (int64_t[]){1}, (int64_t[]){(int64_t)f->inception});
     const me_fid_stats *st[2] = {&f->stats, &f->stats_s};
     static const char *const names[2][2] = {{"mu", "sigma"}, {"mu_s", "sigma_s"}};
     for (int i = 0; i < 2 && !rc; i++) {
@@ -170,6 +178,9 @@ int me_adm_file_join(int count, me_adm_file *parts, char *const *names, me_adm_f
                          (long long)parts[i].total, parts[i].prep < 0 ? "?" : me_preprocess_name(parts[i].prep),
                          names[0], (long long)parts[0].total,
                          parts[0].prep < 0 ? "?" : me_preprocess_name(parts[0].prep));
+        else if (parts[i].inception && parts[0].inception && parts[i].inception != parts[0].inception)
+            rc = me_fail(MOEDIT_EINPUT, "%s: features of other Inception weights (%08x) than %s's (%08x)", names[i],
+                         (unsigned)parts[i].inception, names[0], (unsigned)parts[0].inception);
     }
     /* whole files (one per sample shard) are concatenated in the given order;
        parts of one batch (--shard) are put in place by their range, and must
@@ -204,6 +215,9 @@ int me_adm_file_join(int count, me_adm_file *parts, char *const *names, me_adm_f
     if (!rc) {
         out->n = out->total = at;
         out->prep = parts[0].prep;
+        out->inception = parts[0].inception;   /* known when every part names it (no two differ, above) */
+        for (int i = 1; i < count; i++)
+            if (parts[i].inception != out->inception) out->inception = 0;
         out->pool = me_alloc(sizeof(float) * (size_t)at * ME_INCEPTION_DIM);
         out->spatial = me_alloc(sizeof(float) * (size_t)at * ME_INCEPTION_SPATIAL);
         out->logits = me_alloc(sizeof(float) * (size_t)at * ME_INCEPTION_CLASSES);

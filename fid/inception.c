@@ -81,6 +81,7 @@ struct me_inception {
     double flops_done;          /* … those multiplied (Winograd's layers fewer) */
     work *work;                 /* [nwork]: one per thread, each running its own chunks */
     int nwork;
+    uint32_t digest;            /* me_tensors_digest of the weights it was made from */
 };
 
 /* Largest activations: the stem's 64×147×147 (in q and t1) and the
@@ -351,7 +352,7 @@ int me_inception_from_tensors(me_tensors *ts, me_inception **out)
     n->flops = L.flops + 2.0 * ME_INCEPTION_DIM * ME_INCEPTION_CLASSES;
     n->flops_done = L.done + 2.0 * ME_INCEPTION_DIM * ME_INCEPTION_CLASSES;
     const size_t chunk = CHUNK * TMP_FLOATS, shared = chunk > BIG_FLOATS ? chunk : BIG_FLOATS;
-    int ok = n->fc_store != NULL;
+    int ok = n->fc_store != NULL && me_tensors_digest(ts, &n->digest) == MOEDIT_OK;
     if (ok && (n->work = me_calloc((size_t)me_threads_max(), sizeof *n->work))) n->nwork = me_threads_max();
     for (int i = 0; ok && i < n->nwork; i++) {
         work *w = &n->work[i];
@@ -394,6 +395,8 @@ int me_inception_load(const char *path, me_inception **out)
     me_tensors_free(ts);
     return rc;
 }
+
+uint32_t me_inception_digest(const me_inception *net) { return net->digest; }
 
 /* ---- forward ----------------------------------------------------------- */
 

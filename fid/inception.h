@@ -44,6 +44,9 @@ int me_inception_load(const char *path, me_inception **out);
 /* The same from a registry the caller keeps ownership of. */
 int me_inception_from_tensors(me_tensors *ts, me_inception **out);
 void me_inception_free(me_inception *net);
+/* The weights by content (me_tensors_digest of the registry it was made
+   from): feature files carry it, so features of two networks never mix. */
+uint32_t me_inception_digest(const me_inception *net);
 
 /* n images, uint8 HWC [n, h, w, c] with c = 1 (replicated to RGB) or 3.
    features [n, 2048]; logits [n, 1008] or NULL. */

@@ -309,6 +309,63 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     free(err);
 }
 
+static ino_t inode_of(const char *name) { return tu_inode(tu_join(dir, name)); }
+
+/* --resume with no state and a finished feature file of the same images,
+   range, preprocessing and Inception weights (a script rerun after some
+   shards finished) keeps the file; other weights behind the same
+   --inception path featurise anew. Feature files name their network, and
+   features of two networks are never compared or joined. */
+Test(cli_eval, resume_keeps_a_finished_file_of_the_same_network)
+{
+    me_tensors *ts = random_weights(1);
+    cr_assert_eq(me_write_safetensors(ts, tu_join(dir, "other.safetensors"), ME_F32), 0, "%s", moedit_last_error());
+    me_tensors_free(ts);
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz --resume"), 0, "%s", slurp("err.txt"));
+    ino_t ino = inode_of("f.npz");
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz --resume"), 0, "%s", slurp("err.txt"));
+    char *err = slurp("err.txt");
+    cr_assert(strstr(err, "f.npz: already holds the features of images 0..9 of these samples, preprocessing and "
+                          "Inception weights: kept") && !strstr(err, "img/s"),
+              "%s", err);
+    free(err);
+    cr_assert_eq(inode_of("f.npz"), ino, "the finished file was written again");
+    cr_assert(!exists("f.npz.partial") && !exists("f.npz.state"));
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz --resume --preprocess pytorch-fid"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert_neq(inode_of("f.npz"), ino, "other preprocessing kept the file");
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz"), 0, "%s", slurp("err.txt"));
+    ino = inode_of("f.npz");
+    cr_assert_eq(tu_system("cd '%s' && cp inc.safetensors keep.safetensors && cp other.safetensors inc.safetensors",
+                           dir), 0);
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz --resume"), 0, "%s", slurp("err.txt"));
+    cr_assert_neq(inode_of("f.npz"), ino, "other Inception weights behind the same path kept the file");
+
+    /* f.npz is now the other network's: refused against this one's images
+       before they are featurised, against its features, and in a join */
+    cr_assert_eq(tu_system("cd '%s' && mv keep.safetensors inc.safetensors", dir), 0);
+    cr_assert_eq(moedit(EVAL "--samples f.npz --ref " EX "ref.npz"), 2);
+    one_line_error();
+    err = slurp("err.txt");
+    cr_assert(strstr(err, "f.npz: features of other Inception weights (") && strstr(err, "than --inception's"), "%s",
+              err);
+    free(err);
+    cr_assert_eq(moedit(EVAL "--samples " EX "ref.npz --features-out fr.npz"), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(moedit("eval --samples f.npz --ref fr.npz"), 2);
+    one_line_error();
+    err = slurp("err.txt");
+    cr_assert(strstr(err, "fr.npz: features of other Inception weights (") && strstr(err, "than f.npz's"), "%s", err);
+    free(err);
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(moedit("eval --inception %s.safetensors --samples " EX "samples.npz --features-out s%d.npz "
+                            "--shard %d/2", k ? "other" : "inc", k, k), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(moedit("eval --samples s0.npz,s1.npz --ref fr.npz"), 2);
+    one_line_error();
+    err = slurp("err.txt");
+    cr_assert(strstr(err, "s1.npz: features of other Inception weights ("), "%s", err);
+    free(err);
+}
+
 /* The state names the images by content as well as by path: other images
    of the same count put behind the same path are refused instead of
    resumed into the first ones' features; a state from a build that named

@@ -582,12 +582,7 @@ Test(cli_fid, resume_refuses_other_weights_behind_the_same_path)
     same_file("run.npz", "ref.npz");
 }
 
-static ino_t inode_of(const char *name)
-{
-    struct stat st;
-    cr_assert_eq(stat(tu_join(dir, name), &st), 0, "no %s", name);
-    return st.st_ino;
-}
+static ino_t inode_of(const char *name) { return tu_inode(tu_join(dir, name)); }
 
 /* --resume with no state and a finished OUT.npz of the same shard, settings
    and weights (a script rerun after some shards finished, a requeued array

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "weights/npy.h"
@@ -120,6 +121,15 @@ static inline const char *tu_join(const char *dir, const char *name)
 }
 
 static inline int tu_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* The inode of path, which must exist: a file written anew (atomically,
+   through a rename) gets another one, one kept keeps it. */
+static inline ino_t tu_inode(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "no %s", path);
+    return st.st_ino;
+}
 
 /* The CLI's error contract: exactly one non-empty line. */
 static inline int tu_one_line(const char *s)
