@@ -272,6 +272,9 @@ int cli_check_files(const char *cmd, const cli_file *f, int n)
             return cli_usage_error(cmd, "%s %s: a file, not a folder", f[i].flag, f[i].path);
         if (f[i].role == CLI_OUT && exists && S_ISDIR(st.st_mode))
             return cli_usage_error(cmd, "%s %s: a folder, not a file", f[i].flag, f[i].path);
+        /* written through (me_atomic_open), a link must lead somewhere */
+        if (!exists && !lstat(f[i].path, &st) && S_ISLNK(st.st_mode))
+            return cli_usage_error(cmd, "%s %s: a symbolic link to a missing file", f[i].flag, f[i].path);
     }
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)

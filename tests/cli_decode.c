@@ -259,6 +259,19 @@ Test(decode, out_naming_a_folder_refused, .init = setup, .fini = teardown)
     cr_assert_eq(files_in_dir(), 0);
 }
 
+/* ...and so is a link to a missing file, which me_atomic_open refuses only
+   at the write, after the decode. */
+Test(decode, out_linking_to_nothing_refused, .init = setup, .fini = teardown)
+{
+    char args[1024], err[512];
+    cr_assert_eq(tu_system("ln -s missing/o.npy %s/o.npy", dir), 0);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy --time", SMALL, LATENT, dir);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "o.npy: a symbolic link to a missing file") && !strstr(err, "decode_ms"),
+              "stderr: %s", err);
+    cr_assert_eq(files_in_dir(), 1, "files left behind");
+}
+
 /* A subnormal --scaling-factor (1e-38, under FLT_MIN) was reported as "not
    a finite number"; it is finite but too near zero: dividing the latents
    by it overflows them to inf. The message says so. */

@@ -48,6 +48,17 @@ static int moedit(const char *fmt, ...)
     return tu_system("cd '%s' && '%s' %s > out.txt 2> err.txt", dir, MOEDIT_BIN, args);
 }
 
+/* moedit with every file it writes held below `bytes` (TU_FILES_BELOW). */
+static int moedit_files_below(long bytes, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return tu_system("cd '%s' && " TU_FILES_BELOW "'%s' %s > out.txt 2> err.txt", dir, bytes, MOEDIT_BIN, args);
+}
+
 static char *slurp(const char *name, size_t *len) { return tu_slurp(tu_join(dir, name), len); }
 static int exists(const char *name) { return tu_exists(tu_join(dir, name)); }
 
@@ -470,32 +481,30 @@ Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
     me_npz_close(&z);
 }
 
-/* ref.npz from an uninterrupted run, then the same run into run.npz with a
-   link to a missing file in its place (a folder there is refused before
-   the work; the link is found only by the final write): every batch done,
-   the final write failed (status 2); in_the_way holds the link's path. */
-static void every_batch_done_but_the_file(char *in_the_way, size_t cap)
+/* ref.npz from an uninterrupted run, then the same run into run.npz with
+   its files held a byte below ref.npz's size (a disk filling up at the
+   end): every batch done (the partial file holds only the images), the
+   final write failed (status 2). */
+static void every_batch_done_but_the_file(void)
 {
     cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
-    snprintf(in_the_way, cap, "%s/run.npz", dir);
-    cr_assert_eq(symlink("missing/run.npz", in_the_way), 0);
-    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
+    long below = (long)tu_file_size(tu_join(dir, "ref.npz")) - 1;
+    cr_assert_eq(moedit_files_below(below, SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2), 2);
 }
 
-/* Every batch done but the final file not written (a link to a missing
-   file in its place): status 2 with the error as the last line, the partial file
+/* Every batch done but the final file not written (the disk full at the
+   end): status 2 with the error as the last line, the partial file
    and the state kept with all samples done; --resume then only writes the
    file, the same as an uninterrupted run's. */
 Test(cli_fid, resume_with_every_batch_done)
 {
-    char in_the_way[128];
-    every_batch_done_but_the_file(in_the_way, sizeof in_the_way);
+    every_batch_done_but_the_file();
     char *err = slurp("err.txt", NULL), *line = err ? strstr(err, "\nmoedit: run.npz") : NULL;
     const char *end = line ? strchr(line + 1, '\n') : NULL;
     cr_assert(end && !end[1], "the last line is not the error: %s", err);
     free(err);
     cr_assert_eq(state_done("run.npz.state"), 12);
-    cr_assert_eq(tu_rmtree(in_the_way), 0);
+    cr_assert(!exists("run.npz"), "a final file cut short");
     cr_assert_eq(moedit(SAMPLE " --npz run.npz --resume", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
     same_file("run.npz", "ref.npz");
     cr_assert(!exists("run.npz.partial") && !exists("run.npz.state"));
@@ -506,9 +515,7 @@ Test(cli_fid, resume_with_every_batch_done)
    would pass for images; a longer one is cut back to the state's count. */
 Test(cli_fid, resume_refuses_a_short_partial)
 {
-    char in_the_way[128];
-    every_batch_done_but_the_file(in_the_way, sizeof in_the_way);
-    cr_assert_eq(tu_rmtree(in_the_way), 0);
+    every_batch_done_but_the_file();
     cr_assert_eq(state_done("run.npz.state"), 12);
     const long full = 12L * 32 * 32 * 3;
     struct stat st;
@@ -547,11 +554,8 @@ Test(cli_fid, resume_refuses_other_weights_behind_the_same_path)
                *to_f16 = "convert %s/dit/moe_top2.pt --out w.safetensors --dtype f16";
     cr_assert_eq(moedit(to_f32, FIXTURES), 0, "%s", slurp("err.txt", NULL));
     cr_assert_eq(moedit(SAMPLE_W " --npz ref.npz", FIXTURES), 0, "%s", slurp("err.txt", NULL));
-    char in_the_way[128];
-    snprintf(in_the_way, sizeof in_the_way, "%s/run.npz", dir);
-    cr_assert_eq(symlink("missing/run.npz", in_the_way), 0);   /* the final write fails */
-    cr_assert_eq(moedit(SAMPLE_W " --npz run.npz", FIXTURES), 2);
-    cr_assert_eq(tu_rmtree(in_the_way), 0);
+    long below = (long)tu_file_size(tu_join(dir, "ref.npz")) - 1;   /* the final write fails */
+    cr_assert_eq(moedit_files_below(below, SAMPLE_W " --npz run.npz", FIXTURES), 2);
     cr_assert_eq(state_done("run.npz.state"), 12);
 
     cr_assert_eq(moedit(to_f16, FIXTURES), 0, "%s", slurp("err.txt", NULL));
@@ -618,6 +622,20 @@ Test(cli_fid, resume_keeps_a_finished_file)
     ino = inode_of("run.npz");
     cr_assert_eq(moedit(SAMPLE_W " --npz run.npz --shard 1/3 --steps 5", FIXTURES), 0, "%s", slurp("err.txt", NULL));
     cr_assert_neq(inode_of("run.npz"), ino, "a run without --resume kept the file");
+}
+
+/* An --npz that is a link to a missing file is refused before the work (it
+   was found by the final write, after every batch), leaving nothing. */
+Test(cli_fid, npz_linking_to_nothing_refused_before_the_work)
+{
+    cr_assert_eq(symlink("missing/run.npz", tu_join(dir, "run.npz")), 0);
+    cr_assert_eq(moedit(SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 4, 2), 2);
+    one_line_error();
+    char *err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "--npz run.npz: a symbolic link to a missing file"), "%s", err);
+    free(err);
+    cr_assert(!exists("run.npz.lock") && !exists("run.npz.partial") && !exists("run.npz.state"));
+    cr_assert_eq(tu_count_files(dir), 3, "files left behind");   /* the link, out.txt, err.txt */
 }
 
 /* The output and the trace on one path are refused before the lock, the

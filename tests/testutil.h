@@ -122,6 +122,20 @@ static inline const char *tu_join(const char *dir, const char *name)
 
 static inline int tu_exists(const char *path) { return access(path, F_OK) == 0; }
 
+/* A shell prefix for a command whose files may not grow past a size:
+   "cd DIR && " TU_FILES_BELOW "'BIN' args", with the byte count as its %ld.
+   The CLI ignores SIGXFSZ, so a write past it fails (EFBIG) as on a full
+   disk. */
+#define TU_FILES_BELOW "prlimit --fsize=%ld "
+
+/* The size of path in bytes, which must exist. */
+static inline off_t tu_file_size(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "no %s", path);
+    return st.st_size;
+}
+
 /* The inode of path, which must exist: a file written anew (atomically,
    through a rename) gets another one, one kept keeps it. */
 static inline ino_t tu_inode(const char *path)

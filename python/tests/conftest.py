@@ -3,6 +3,7 @@ with ($MOEDIT_BIN, default build/moedit), and one thread on both sides so
 results are compared bit for bit on a busy machine."""
 import json
 import os
+import resource
 import subprocess
 import sys
 
@@ -27,8 +28,14 @@ def cli():
     if not os.access(BIN, os.X_OK):
         pytest.fail("%s not built (set MOEDIT_BIN)" % BIN)
 
-    def run(*args, expect=0):
-        p = subprocess.run([BIN] + [str(a) for a in args], capture_output=True, text=True)
+    def run(*args, expect=0, files_below=None):
+        """files_below: every file the command writes held under that many
+        bytes, as on a disk filling up (the CLI ignores SIGXFSZ: the write
+        fails)."""
+        def hold_files():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (files_below, files_below))
+        p = subprocess.run([BIN] + [str(a) for a in args], capture_output=True, text=True,
+                           preexec_fn=hold_files if files_below else None)
         assert p.returncode == expect, p.stderr
         return p
     return run

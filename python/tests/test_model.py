@@ -117,9 +117,10 @@ def test_vae_bf16_equals_cli(tmp_path, cli, moe):
 def test_digest_is_the_resume_states(tmp_path, cli, moe):
     """Model.digest() / VAE.digest() are what fid-sample's state records, and
     name the weights, not the file or the precision they run in."""
-    (tmp_path / "run.npz").symlink_to("missing/run.npz")   # every batch done, the final write refused
-    cli("fid-sample", "--model", "fmnist-moe", "--num", 2, "--batch", 2, "--steps", 2, "--threads", 1,
-        "--npz", tmp_path / "run.npz", expect=2)
+    run = ("fid-sample", "--model", "fmnist-moe", "--num", 2, "--batch", 2, "--steps", 2, "--threads", 1, "--npz")
+    cli(*run, tmp_path / "ref.npz")
+    # every batch done, the final write failed: files held a byte below the finished file's size
+    cli(*run, tmp_path / "run.npz", expect=2, files_below=(tmp_path / "ref.npz").stat().st_size - 1)
     settings = (tmp_path / "run.npz.state").read_text().splitlines()[1].split()
     vae = moedit.VAE(moe.vae_path)
     assert "weights=" + moe.digest() in settings and "vae_weights=" + vae.digest() in settings
