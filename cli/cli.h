@@ -128,6 +128,11 @@ int cli_model_flags(cli_model_opts *o, cli_flag *f);
 /* Applies --threads, checks --heads/--top-k (≥ 1) and --device and fills
    lo; 0, or 2 after one line. */
 int cli_model_options(const char *cmd, const cli_model_opts *o, moedit_load_options *lo);
+/* Only --heads/--top-k (INT_MIN: not given) into lo->heads/top_k (0 there
+   means "not given", so an explicit 0 is refused rather than read as the
+   default), for the commands that read a checkpoint without running it
+   (inspect, convert) and cli_model_options; 0, or 2 after one line. */
+int cli_model_hints(const char *cmd, int heads, int top_k, moedit_load_options *lo);
 
 /* Resolves --model aliases ("fmnist-moe", "fmnist-switch") and the default
    model with moedit_model_path (source tree, install prefix, $MOEDIT_MODELS);

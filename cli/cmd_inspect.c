@@ -99,18 +99,6 @@ static const char *routing_name(moedit_routing r)
     return r == MOEDIT_ROUTING_DMOE ? "dmoe" : r == MOEDIT_ROUTING_DTR ? "dtr" : NULL;
 }
 
-/* --heads/--top-k into opt (0 there means "not given"): INT_MIN is the
-   flags' "not given", so an explicit 0 is refused rather than read as the
-   default. 0, or 2 after one line. */
-static int load_hints(const char *cmd, int heads, int top_k, moedit_load_options *opt)
-{
-    if ((heads != INT_MIN && heads < 1) || (top_k != INT_MIN && top_k < 1))
-        return cli_usage_error(cmd, "--heads and --top-k must be positive");
-    opt->heads = heads == INT_MIN ? 0 : heads;
-    opt->top_k = top_k == INT_MIN ? 0 : top_k;
-    return 0;
-}
-
 /* --heads/--top-k given, yet no transformer detected: the hints describe
    one this file is not, or one they do not fit (3 heads of a hidden size
    16); an error then, not "family unknown". 1 after one line, else 0. */
@@ -306,7 +294,7 @@ int cmd_inspect(int argc, char **argv)
     if (npos != 1)
         return cli_usage_error("inspect", "expected one checkpoint file, folder or alias (fmnist-moe, fmnist-switch, "
                                "fmnist-vae)");
-    if (load_hints("inspect", heads, top_k, &opt)) return 2;
+    if (cli_model_hints("inspect", heads, top_k, &opt)) return 2;
     const char *path = cli_model_path(pos[0]);
 
     me_tensors *ts;
@@ -411,7 +399,7 @@ int cmd_convert(int argc, char **argv)
     if (out_in_input_folder(in, out))
         return cli_usage_error("convert", "--out %s: would replace or shadow a file the folder %s is read from "
                                "(config.json, diffusion_pytorch_model*)", out, in);
-    if (load_hints("convert", heads, top_k, &opt)) return 2;
+    if (cli_model_hints("convert", heads, top_k, &opt)) return 2;
     me_dtype dtype;
     if (!strcmp(dtype_s, "f32")) dtype = ME_F32;
     else if (!strcmp(dtype_s, "f16")) dtype = ME_F16;

@@ -56,14 +56,19 @@ int cli_model_flags(cli_model_opts *o, cli_flag *f)
     return CLI_MODEL_FLAGS;
 }
 
+int cli_model_hints(const char *cmd, int heads, int top_k, moedit_load_options *lo)
+{
+    if ((heads != INT_MIN && heads < 1) || (top_k != INT_MIN && top_k < 1))
+        return cli_usage_error(cmd, "--heads and --top-k must be positive");
+    lo->heads = heads == INT_MIN ? 0 : heads;
+    lo->top_k = top_k == INT_MIN ? 0 : top_k;
+    return 0;
+}
+
 int cli_model_options(const char *cmd, const cli_model_opts *o, moedit_load_options *lo)
 {
     memset(lo, 0, sizeof *lo);   /* fields added later keep their default */
-    if (cli_threads(cmd, o->threads)) return 2;
-    if ((o->heads != INT_MIN && o->heads < 1) || (o->top_k != INT_MIN && o->top_k < 1))
-        return cli_usage_error(cmd, "--heads and --top-k must be positive");
-    lo->heads = o->heads == INT_MIN ? 0 : o->heads;
-    lo->top_k = o->top_k == INT_MIN ? 0 : o->top_k;
+    if (cli_threads(cmd, o->threads) || cli_model_hints(cmd, o->heads, o->top_k, lo)) return 2;
     lo->bf16 = o->bf16;
     lo->no_verify = o->no_verify;
     lo->fp32 = o->fp32;

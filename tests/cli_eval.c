@@ -10,11 +10,9 @@
    as well. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include "fid/eval.h"
 #include "fid/inception.h"
@@ -188,14 +186,7 @@ Test(cli_eval, matches_the_evaluator_and_honours_stored_statistics)
 }
 
 /* Rows done according to a state file, or -1. */
-static long state_done(const char *name)
-{
-    char *s = slurp(name);
-    const char *p = s ? strstr(s, "\ndone ") : NULL;
-    long d = p ? atol(p + 6) : -1;
-    free(s);
-    return d;
-}
+static long state_done(const char *name) { return tu_state_done(tu_join(dir, name)); }
 
 static void same_features(const char *a, const char *b)
 {
@@ -234,24 +225,10 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out whole.npz --batch 2"), 0, "%s", slurp("err.txt"));
     char args[1000];
     snprintf(args, sizeof args, EVAL "--samples " EX "samples.npz --features-out run.npz --batch 2");
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir)) _exit(127);
-        if (!freopen("/dev/null", "w", stderr)) _exit(127);
-        execl("/bin/sh", "sh", "-c", "exec \"$0\" $1", MOEDIT_BIN, args, (char *)NULL);
-        _exit(127);
-    }
-    long done = -1;
-    for (int i = 0; i < 120000 && done < 2; i++) {
-        usleep(5000);
-        done = state_done("run.npz.state");
-    }
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    done = state_done("run.npz.state");
+    int killed;
+    long done = tu_kill_when_done(dir, MOEDIT_BIN, args, "run.npz.state", 2, 120000, &killed);
     cr_log_info("killed after %ld of 10 images", done);
-    cr_assert(WIFSIGNALED(st), "the run ended before it could be killed");
+    cr_assert(killed, "the run ended before it could be killed");
     cr_assert(!exists("run.npz"), "a final file after a kill");
     cr_assert(done >= 2 && done < 10);
     /* a partial file shorter than the state says is refused, not padded */

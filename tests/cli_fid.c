@@ -12,12 +12,10 @@
    write), and a run on batch workers (one batch per thread) a one-thread
    run, also when memory holds fewer copies of the model than threads. */
 #include <criterion/criterion.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "fid/inception.h"
@@ -423,39 +421,18 @@ Test(cli_fid, batch_workers_fall_back_to_what_fits_in_memory)
 }
 
 /* Samples done so far according to the state file, or -1. */
-static long state_done(const char *name)
-{
-    char *s = slurp(name, NULL);
-    const char *p = s ? strstr(s, "\ndone ") : NULL;
-    long d = p ? atol(p + 6) : -1;
-    free(s);
-    return d;
-}
+static long state_done(const char *name) { return tu_state_done(tu_join(dir, name)); }
 
 Test(cli_fid, resume_after_sigkill_equals_an_uninterrupted_run)
 {
     cr_assert_eq(moedit(SAMPLE " --npz ref.npz", FIXTURES, FIXTURES, 12, 2), 0, "%s", slurp("err.txt", NULL));
     char args[1000];
-    snprintf(args, sizeof args, SAMPLE, FIXTURES, FIXTURES, 12, 2);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir)) _exit(127);
-        freopen("/dev/null", "w", stderr);
-        execl("/bin/sh", "sh", "-c", "exec \"$0\" $1 --npz run.npz", MOEDIT_BIN, args, (char *)NULL);
-        _exit(127);
-    }
-    /* kill it once at least one batch is checkpointed and before the end */
-    long done = -1;
-    for (int i = 0; i < 6000 && done < 2; i++) {
-        usleep(5000);
-        done = state_done("run.npz.state");
-    }
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    done = state_done("run.npz.state");
+    snprintf(args, sizeof args, SAMPLE " --npz run.npz", FIXTURES, FIXTURES, 12, 2);
+    /* killed once at least one batch is checkpointed and before the end */
+    int killed;
+    long done = tu_kill_when_done(dir, MOEDIT_BIN, args, "run.npz.state", 2, 6000, &killed);
     cr_log_info("killed after %ld of 12 samples", done);
-    cr_assert(WIFSIGNALED(st), "the run ended before it could be killed");
+    cr_assert(killed, "the run ended before it could be killed");
     cr_assert(!exists("run.npz"), "a final file after a kill");
     cr_assert(done >= 2 && done < 12);
     /* a different setting is refused, the same one resumes */

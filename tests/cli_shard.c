@@ -9,13 +9,11 @@
    passed over when an MPI or torchrun pair disagrees with it (mpirun or
    torchrun inside an allocation). */
 #include <criterion/criterion.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include "tests/testutil.h"
 #include "weights/npy.h"
@@ -346,37 +344,16 @@ Test(cli_shard, merge_orders_shards_and_refuses_a_broken_set)
 }
 
 /* "done N" of a state file, or -1. */
-static long state_done(const char *name)
-{
-    char *s = tu_slurp(tu_join(dir, name), NULL);
-    const char *p = s ? strstr(s, "\ndone ") : NULL;
-    long d = p ? atol(p + 6) : -1;
-    free(s);
-    return d;
-}
+static long state_done(const char *name) { return tu_state_done(tu_join(dir, name)); }
 
 Test(cli_shard, resume_refuses_a_state_of_other_settings)
 {
     /* a shard killed after its first checkpoint */
     char args[1000];
-    snprintf(args, sizeof args, SAMPLE " --num 60 --shard 1/3 --seed 4", FIXTURES, FIXTURES);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir)) _exit(127);
-        freopen("/dev/null", "w", stderr);
-        execl("/bin/sh", "sh", "-c", "exec \"$0\" $1 --npz k.npz", MOEDIT_BIN, args, (char *)NULL);
-        _exit(127);
-    }
-    long done = -1;
-    for (int i = 0; i < 6000 && done < 1; i++) {
-        usleep(2000);
-        done = state_done("k.npz.state");
-    }
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    cr_assert(WIFSIGNALED(st), "the run ended before it could be killed");
-    done = state_done("k.npz.state");
+    snprintf(args, sizeof args, SAMPLE " --num 60 --shard 1/3 --seed 4 --npz k.npz", FIXTURES, FIXTURES);
+    int killed;
+    long done = tu_kill_when_done(dir, MOEDIT_BIN, args, "k.npz.state", 1, 6000, &killed);
+    cr_assert(killed, "the run ended before it could be killed");
     cr_assert(done >= 1 && done < 20, "done %ld", done);
     /* another seed, sampler or model: exit 2, the state untouched */
     const char *other[] = {"--seed 5", "--seed 4 --sampler ddim", "--seed 4 --steps 4", "--seed 4 --cfg 2"};

@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,6 +122,44 @@ static inline const char *tu_join(const char *dir, const char *name)
 }
 
 static inline int tu_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* "done N" of a resume state file (fid-sample's, eval's), or -1 when there
+   is none. */
+static inline long tu_state_done(const char *path)
+{
+    char *s = tu_slurp(path, NULL);
+    const char *p = s ? strstr(s, "\ndone ") : NULL;
+    long d = p ? atol(p + 6) : -1;
+    free(s);
+    return d;
+}
+
+/* In dir, runs `bin args` (through sh, stderr to /dev/null) and kills it
+   (SIGKILL) once dir/state says at least at_least are done, looking every
+   5 ms, at most polls times. Returns the state's count after the kill;
+   *killed: whether the kill ended it (rather than its own exit first). */
+static inline long tu_kill_when_done(const char *dir, const char *bin, const char *args, const char *state,
+                                     long at_least, int polls, int *killed)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, state);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        execl("/bin/sh", "sh", "-c", "exec \"$0\" $1", bin, args, (char *)NULL);
+        _exit(127);
+    }
+    long done = -1;
+    for (int i = 0; i < polls && done < at_least; i++) {
+        usleep(5000);
+        done = tu_state_done(path);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    *killed = WIFSIGNALED(st);
+    return tu_state_done(path);
+}
 
 /* A shell prefix for a command whose files may not grow past a size:
    "cd DIR && " TU_FILES_BELOW "'BIN' args", with the byte count as its %ld.
