@@ -44,6 +44,8 @@ int me_preprocess_parse(const char *s, me_preprocess *p);
 
 /* Reads whichever of the members above the file has; shapes are checked. */
 int me_adm_file_load(const char *path, me_adm_file *f);
+/* The same from an opened npz (path names it in errors); z stays open. */
+int me_adm_file_read(me_npz *z, const char *path, me_adm_file *f);
 /* Writes the present members atomically. */
 int me_adm_file_save(const char *path, const me_adm_file *f);
 void me_adm_file_free(me_adm_file *f);

@@ -69,25 +69,34 @@ static int has(me_npz *z, const char *name)
 int me_adm_file_load(const char *path, me_adm_file *f)
 {
     memset(f, 0, sizeof *f);
-    f->prep = -1;
     me_npz z;
     int rc = me_npz_open(path, &z);
     if (rc) return rc;
-    f->has_images = has(&z, "arr_0");
-    const me_zip_entry *img = me_zip_find(&z.zip, "arr_0.npy");
+    rc = me_adm_file_read(&z, path, f);
+    me_npz_close(&z);
+    return rc;
+}
+
+int me_adm_file_read(me_npz *z, const char *path, me_adm_file *f)
+{
+    memset(f, 0, sizeof *f);
+    f->prep = -1;
+    int rc = MOEDIT_OK;
+    f->has_images = has(z, "arr_0");
+    const me_zip_entry *img = me_zip_find(&z->zip, "arr_0.npy");
     if (img) f->source = ((uint64_t)img->crc32 << 32 ^ img->size) | 1;
     f->n = -1;
-    if (has(&z, "pool")) rc = get_rows(&z, path, "pool", ME_INCEPTION_DIM, &f->n, &f->pool);
-    if (!rc && has(&z, "spatial") && f->pool)
-        rc = get_rows(&z, path, "spatial", ME_INCEPTION_SPATIAL, &f->n, &f->spatial);
-    if (!rc && has(&z, "logits") && f->pool)
-        rc = get_rows(&z, path, "logits", ME_INCEPTION_CLASSES, &f->n, &f->logits);
+    if (has(z, "pool")) rc = get_rows(z, path, "pool", ME_INCEPTION_DIM, &f->n, &f->pool);
+    if (!rc && has(z, "spatial") && f->pool)
+        rc = get_rows(z, path, "spatial", ME_INCEPTION_SPATIAL, &f->n, &f->spatial);
+    if (!rc && has(z, "logits") && f->pool)
+        rc = get_rows(z, path, "logits", ME_INCEPTION_CLASSES, &f->n, &f->logits);
     if (f->n < 0) f->n = 0;
     f->total = f->n;
-    if (!rc && has(&z, "mu")) rc = me_fid_stats_from_npz(&z, path, "mu", "sigma", &f->stats);
-    if (!rc && has(&z, "mu_s")) rc = me_fid_stats_from_npz(&z, path, "mu_s", "sigma_s", &f->stats_s);
+    if (!rc && has(z, "mu")) rc = me_fid_stats_from_npz(z, path, "mu", "sigma", &f->stats);
+    if (!rc && has(z, "mu_s")) rc = me_fid_stats_from_npz(z, path, "mu_s", "sigma_s", &f->stats_s);
     me_array a;
-    if (!rc && has(&z, "range") && !(rc = me_npz_get(&z, "range", &a))) {
+    if (!rc && has(z, "range") && !(rc = me_npz_get(z, "range", &a))) {
         if (a.dtype != ME_I64 || a.numel != 3 || ((const int64_t *)a.data)[1] != f->n)
             rc = me_fail(MOEDIT_EINPUT, "%s: 'range' is not int64 [first, n, total] for its %lld rows", path,
                          (long long)f->n);
@@ -100,18 +109,18 @@ int me_adm_file_load(const char *path, me_adm_file *f)
         }
         me_array_free(&a);
     }
-    if (!rc && !img && has(&z, "source") && !(rc = me_npz_get(&z, "source", &a))) {
+    if (!rc && !img && has(z, "source") && !(rc = me_npz_get(z, "source", &a))) {
         if (a.dtype != ME_I64 || a.numel != 1) rc = me_fail(MOEDIT_EINPUT, "%s: 'source' is not one int64", path);
         else f->source = (uint64_t)((const int64_t *)a.data)[0];
         me_array_free(&a);
     }
-    if (!rc && has(&z, "inception") && !(rc = me_npz_get(&z, "inception", &a))) {
+    if (!rc && has(z, "inception") && !(rc = me_npz_get(z, "inception", &a))) {
         int64_t v = a.dtype == ME_I64 && a.numel == 1 ? ((const int64_t *)a.data)[0] : -1;
         if (v <= 0 || v > UINT32_MAX) rc = me_fail(MOEDIT_EINPUT, "%s: 'inception' is not one int64 digest", path);
         else f->inception = (uint32_t)v;
         me_array_free(&a);
     }
-    if (!rc && has(&z, "preprocess") && !(rc = me_npz_get(&z, "preprocess", &a))) {
+    if (!rc && has(z, "preprocess") && !(rc = me_npz_get(z, "preprocess", &a))) {
         char name[32] = "";
         if (a.dtype == ME_U8 && a.ndim == 1 && a.numel < (int64_t)sizeof name) memcpy(name, a.data, (size_t)a.numel);
         me_preprocess p = ME_PREPROCESS_PYTORCH_FID;
@@ -119,7 +128,6 @@ int me_adm_file_load(const char *path, me_adm_file *f)
         else rc = me_fail(MOEDIT_EINPUT, "%s: 'preprocess' is not adm or pytorch-fid", path);
         me_array_free(&a);
     }
-    me_npz_close(&z);
     if (rc) me_adm_file_free(f);
     return rc;
 }
