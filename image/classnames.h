@@ -26,8 +26,10 @@ typedef struct {
 
 /* One name per line (a trailing '\r' dropped). Empty lines are an error:
    they would shift every later id. Both readers refuse names that are not
-   UTF-8 or hold control characters, and a name given twice (names differing
-   only in case are distinct: ImageNet has "Cardigan" and "cardigan"). */
+   UTF-8 or hold control characters. A name two classes share is read (the
+   torchvision ImageNet list has two "crane"); me_class_lookup refuses it as
+   a choice, naming both ids. Names differing only in case are distinct
+   (ImageNet has "Cardigan" and "cardigan"). */
 int me_class_names_read(me_class_names *out, const char *path);
 /* The "class_names" array of a JSON object file (defaults.json). *found is 0
    and out empty when the file has no such key. */
