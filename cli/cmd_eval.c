@@ -195,7 +195,7 @@ static void pack_row(me_adm_file *f, int64_t i, float *row, int pack)
 }
 
 /* Whether out is a finished feature file of f's images (source, range,
-   preprocessing) made by f's network; if so its rows are read into f. */
+   preprocessing) made by f's network; if so f takes its rows. */
 static int finished_before(const char *out, me_adm_file *f)
 {
     me_adm_file had;
@@ -203,9 +203,12 @@ static int finished_before(const char *out, me_adm_file *f)
     int same = is_feature_file(&had) && had.source == f->source && had.first == f->first && had.n == f->n &&
                had.total == f->total && had.prep == f->prep && had.inception == f->inception;
     if (same) {
-        memcpy(f->pool, had.pool, sizeof(float) * (size_t)f->n * ME_INCEPTION_DIM);
-        memcpy(f->spatial, had.spatial, sizeof(float) * (size_t)f->n * ME_INCEPTION_SPATIAL);
-        memcpy(f->logits, had.logits, sizeof(float) * (size_t)f->n * ME_INCEPTION_CLASSES);
+        float **mine[3] = {&f->pool, &f->spatial, &f->logits}, **theirs[3] = {&had.pool, &had.spatial, &had.logits};
+        for (int i = 0; i < 3; i++) {
+            free(*mine[i]);
+            *mine[i] = *theirs[i];
+            *theirs[i] = NULL;
+        }
     }
     me_adm_file_free(&had);
     return same;
