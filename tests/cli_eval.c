@@ -308,6 +308,11 @@ Test(cli_eval, resume_keeps_a_finished_file_of_the_same_network)
     free(err);
     cr_assert_eq(inode_of("f.npz"), ino, "the finished file was written again");
     cr_assert(!exists("f.npz.partial") && !exists("f.npz.state"));
+    /* the kept rows are the samples' features for the metrics too */
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz --resume --ref " EX "ref.npz"), 0, "%s",
+                 slurp("err.txt"));
+    check_output(0, "kept features");
+    cr_assert_eq(inode_of("f.npz"), ino, "the finished file was written again");
     cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out f.npz --resume --preprocess pytorch-fid"), 0, "%s",
                  slurp("err.txt"));
     cr_assert_neq(inode_of("f.npz"), ino, "other preprocessing kept the file");
