@@ -31,18 +31,7 @@ static void teardown(void) { cr_assert_eq(tu_rmtree(tmp), 0); }
 TestSuite(sample, .init = setup, .fini = teardown);
 
 /* Runs MOEDIT_BIN sample with args (NULL-terminated); the exit status. */
-static int run(const char *const *args)
-{
-    char err_path[128];
-    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
-    const char *argv[48] = {"sample"};
-    int n = 1;
-    for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    int rc = tu_run(argv, NULL, err_path);
-    tu_read_text(err_path, err_text, sizeof err_text);
-    return rc;
-}
+static int run(const char *const *args) { return tu_run_cmd("sample", args, tmp, err_text, sizeof err_text); }
 
 /* The error relative to the reference's largest magnitude, asserted ≤ rel. */
 static double assert_close(const char *path, const char *ref, double rel)

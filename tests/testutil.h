@@ -261,6 +261,21 @@ static inline int tu_run(const char *const *args, const char *out_path, const ch
     return WEXITSTATUS(status);
 }
 
+/* `moedit cmd args…` (args NULL-terminated) with its stderr kept in
+   dir/stderr and read into err; the exit status. */
+static inline int tu_run_cmd(const char *cmd, const char *const *args, const char *dir, char *err, size_t cap)
+{
+    char err_path[1024];
+    snprintf(err_path, sizeof err_path, "%s/stderr", dir);
+    const char *argv[48] = {cmd};
+    int n = 1;
+    for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    int rc = tu_run(argv, NULL, err_path);
+    tu_read_text(err_path, err, cap);
+    return rc;
+}
+
 /* ---- arrays --------------------------------------------------------------- */
 
 /* An .npy of any float dtype as float32 (malloc'd); its rank, shape (up to
