@@ -77,6 +77,13 @@ void moedit_inception_free(moedit_inception *net)
     free(net);
 }
 
+int moedit_inception_digest(const moedit_inception *net, uint32_t *crc)
+{
+    if (!net || !crc) return me_fail(MOEDIT_EINPUT, "inception digest: missing argument");
+    *crc = me_inception_digest(net->net);
+    return MOEDIT_OK;
+}
+
 int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c, const uint8_t *images,
                               float *features, float *logits)
 {

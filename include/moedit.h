@@ -363,6 +363,9 @@ int moedit_inception_score(int64_t n, int classes, const float *logits, int64_t 
 typedef struct moedit_inception moedit_inception;
 int moedit_inception_load(const char *path, moedit_inception **out);
 void moedit_inception_free(moedit_inception *net);
+/* moedit_model_digest's identity of the network's weights: the `inception`
+   member of eval's feature files, so features of two networks never mix. */
+int moedit_inception_digest(const moedit_inception *net, uint32_t *crc);
 int moedit_inception_features(moedit_inception *net, int n, int h, int w, int c, const uint8_t *images,
                               float *features, float *logits);
 /* FLOPs of one image's features and logits (convolutions and fc,

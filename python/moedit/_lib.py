@@ -105,6 +105,7 @@ _PROTOTYPES = {
     "moedit_inception_score": (c_int, [c_int64, c_int, _F, c_int64, _D]),
     "moedit_inception_load": (c_int, [c_char_p, POINTER(c_void_p)]),
     "moedit_inception_free": (None, [c_void_p]),
+    "moedit_inception_digest": (c_int, [c_void_p, POINTER(c_uint32)]),
     "moedit_inception_features": (c_int, [c_void_p, c_int, c_int, c_int, c_int, POINTER(c_uint8), _F, _F]),
     "moedit_inception_adm_features": (c_int, [c_void_p, c_char_p, c_int, c_int, c_int, c_int, POINTER(c_uint8), _F,
                                               _F, _F]),

@@ -149,6 +149,14 @@ class Inception(Native):
     def _free(self, handle):
         lib.moedit_inception_free(handle)
 
+    def digest(self):
+        """Model.digest() of the network's weights: the `inception` member
+        of `moedit eval`'s feature files (as an int there)."""
+        crc = ctypes.c_uint32()
+        with self._lock:
+            check(lib.moedit_inception_digest(self._use(), ctypes.byref(crc)))
+        return "%08x" % crc.value
+
     def features(self, images, logits=False):
         """uint8 images [n, h, w, c] (c = 1 or 3) → pool3 features [n, 2048]
         (and logits [n, 1008] with logits=True)."""

@@ -34,6 +34,19 @@ def test_adm_features_match_pytorch(inception):
         inception.adm_features(images("samples"), "tf2")
 
 
+def test_digest_is_the_feature_files(inception, inception_path, tmp_path, cli):
+    """Inception.digest() is what eval's feature files record as `inception`,
+    and names the weights, not the file."""
+    cli("eval", "--inception", inception_path, "--samples", os.path.join(EVAL, "samples.npz"),
+        "--features-out", tmp_path / "f.npz")
+    with np.load(tmp_path / "f.npz") as f:
+        assert "%08x" % int(f["inception"][0]) == inception.digest()
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(open(inception_path, "rb").read())
+    with moedit.Inception(str(copy)) as again:
+        assert again.digest() == inception.digest() and len(inception.digest()) == 8
+
+
 def check_row(got, row):
     """The tolerances of tests/cli_eval.c: 1e-3 relative, Precision/Recall to 0.01."""
     want = np.load(os.path.join(EVAL, "expected.npy"))[row]
