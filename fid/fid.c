@@ -196,6 +196,22 @@ static int stats_finite(const me_fid_stats *s)
     return 1;
 }
 
+/* Eigenvalues w (ascending, as dsyevd gives them) of a covariance, or of
+   √Σ₁Σ₂√Σ₁ for the second: one below zero beyond rounding is a matrix no
+   covariance could be, which clipping it to 0 for the square root would
+   turn into a plausible, wrong distance (pytorch-fid's sqrtm refuses such
+   a product for its imaginary part). The bound leaves room for a float32
+   round trip of a rank-deficient covariance (fewer images than features). */
+static int semi_definite(const char *which, int d, const double *w)
+{
+    if (d < 1) return MOEDIT_OK;
+    double radius = fmax(fabs(w[0]), fabs(w[d - 1]));
+    if (w[0] < -1e-4 * radius)
+        return me_fail(MOEDIT_EINPUT, "fid: the %s covariance is not positive semi-definite (an eigenvalue of %g, "
+                       "the largest %g)", which, w[0], w[d - 1]);
+    return MOEDIT_OK;
+}
+
 int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fid)
 {
     int d = a->dim;
@@ -214,6 +230,7 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
         memcpy(v, a->sigma, sizeof(double) * dd);
         rc = eigh(d, v, w, 1);
     }
+    if (!rc) rc = semi_definite("first", d, w);
     if (!rc) {
         for (int i = 0; i < d; i++)
             for (int j = 0; j < d; j++) r[(size_t)i * d + j] = v[(size_t)i * d + j] * sqrt(sqrt(w[j] > 0 ? w[j] : 0));
@@ -225,6 +242,7 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, d, d, 1.0, v, d, r, d, 0.0, m, d);
         rc = eigh(d, m, w, 0);
     }
+    if (!rc) rc = semi_definite("second", d, w);
     if (!rc) {
         double tr_sqrt = 0, tr1 = 0, tr2 = 0, diff = 0;
         for (int i = 0; i < d; i++) {

@@ -190,6 +190,19 @@ Test(fid_stats, distance_refuses_what_is_not_a_distance)
     me_fid_stats a = {3, 0, mu, bad}, b = {3, 0, mu, id};
     cr_assert_eq(me_frechet_distance(&a, &a, &fid), MOEDIT_EINPUT);
     cr_expect(strstr(moedit_last_error(), "positive semi-definite"), "%s", moedit_last_error());
+    /* eigenvalues 2, 2, -1: symmetric, variances 1, no covariance beyond
+       them — clipping -1 to 0 gave a distance of 0.343 against the identity */
+    cr_assert_eq(me_frechet_distance(&a, &b, &fid), MOEDIT_EINPUT, "distance %g", fid);
+    cr_expect(strstr(moedit_last_error(), "the first covariance is not positive semi-definite (an eigenvalue of -1"),
+              "%s", moedit_last_error());
+    cr_assert_eq(me_frechet_distance(&b, &a, &fid), MOEDIT_EINPUT, "distance %g", fid);
+    cr_expect(strstr(moedit_last_error(), "the second covariance is not positive semi-definite"), "%s",
+              moedit_last_error());
+    /* a rank-deficient covariance (one image: all zeros) is one */
+    double zero[9] = {0};
+    me_fid_stats z = {3, 0, mu, zero};
+    cr_assert_eq(me_frechet_distance(&z, &b, &fid), MOEDIT_OK, "%s", moedit_last_error());
+    cr_expect_float_eq(fid, 3.0, 1e-12);
     double far[3] = {1e200, 0, 0};
     me_fid_stats c = {3, 0, far, id};
     cr_assert_eq(me_frechet_distance(&c, &b, &fid), MOEDIT_EINPUT);
