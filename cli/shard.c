@@ -289,7 +289,9 @@ int cli_shard_read_meta(me_npz *z, const char *path, cli_shard_meta *m)
         m->k = r[0], m->n = r[1], m->first = r[2], m->count = r[3], m->num = r[4];
         memcpy(m->settings, set.data, (size_t)set.numel);
         m->settings[set.numel] = 0;
-        if (m->n < 1 || m->k < 0 || m->k >= m->n || m->first < 0 || m->count < 0 || m->first + m->count > m->num)
+        /* first + count could overflow: compared as count against what is left */
+        if (m->n < 1 || m->k < 0 || m->k >= m->n || m->first < 0 || m->count < 0 || m->first > m->num ||
+            m->count > m->num - m->first)
             rc = me_fail(MOEDIT_EINPUT, "%s: %s says shard %lld/%lld, samples %lld+%lld of %lld", path, META_SHARD,
                          (long long)m->k, (long long)m->n, (long long)m->first, (long long)m->count,
                          (long long)m->num);

@@ -341,6 +341,16 @@ Test(cli_shard, merge_orders_shards_and_refuses_a_broken_set)
     cr_assert_eq(me_npz_add(&w, "arr_1", ME_I64, 2, (int64_t[]){2, 2}, lab), MOEDIT_OK);
     cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
     merge_refused("table.npz s1.npz", "table.npz: arr_1 has 2 dimensions, not one label per image");
+
+    /* a shard record whose first + count overflows int64 (it wrapped below
+       num and passed) */
+    cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "huge.npz")), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_add(&w, "arr_0", ME_U8, 4, (int64_t[]){2, 2, 2, 3}, img), MOEDIT_OK);
+    cr_assert_eq(me_npz_add(&w, "moedit_shard", ME_I64, 1, (int64_t[]){5}, (int64_t[]){0, 1, INT64_MAX, 2, 5}),
+                 MOEDIT_OK);
+    cr_assert_eq(me_npz_add(&w, "moedit_settings", ME_U8, 1, (int64_t[]){1}, "x"), MOEDIT_OK);
+    cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+    merge_refused("huge.npz", "huge.npz: moedit_shard says shard 0/1, samples 9223372036854775807+2 of 5");
 }
 
 /* "done N" of a state file, or -1. */
