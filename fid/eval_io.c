@@ -103,7 +103,7 @@ int me_adm_file_read(me_npz *z, const char *path, me_adm_file *f)
         else {
             f->first = ((const int64_t *)a.data)[0];
             f->total = ((const int64_t *)a.data)[2];
-            if (f->first < 0 || f->total < f->first + f->n)
+            if (f->first < 0 || f->first > f->total || f->n > f->total - f->first)   /* first + n could overflow */
                 rc = me_fail(MOEDIT_EINPUT, "%s: 'range' %lld+%lld is outside 0..%lld", path, (long long)f->first,
                              (long long)f->n, (long long)f->total);
         }

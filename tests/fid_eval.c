@@ -187,3 +187,35 @@ Test(fid_eval, blockwise_matches_all_pairs, .timeout = 300)
     free(rb);
     free(row);
 }
+
+/* A feature file's range [first, n, total] is checked as count against what
+   is left: first INT64_MAX and one row wrapped first + n below total and
+   was read as valid. */
+Test(fid_eval, feature_file_range_is_checked_without_overflow)
+{
+    char dir[64];
+    tu_tmpdir(dir, sizeof dir, "fid_eval_range");
+    float *rows = calloc(ME_INCEPTION_DIM, sizeof *rows);
+    cr_assert(rows);
+    const int64_t ranges[2][3] = {{INT64_MAX, 1, 5}, {4, 1, 5}};
+    for (int i = 0; i < 2; i++) {
+        me_zip_writer w;
+        cr_assert_eq(me_zip_writer_open(&w, tu_join(dir, "f.npz")), MOEDIT_OK, "%s", moedit_last_error());
+        cr_assert_eq(me_npz_add(&w, "pool", ME_F32, 2, (int64_t[]){1, ME_INCEPTION_DIM}, rows), MOEDIT_OK);
+        cr_assert_eq(me_npz_add(&w, "range", ME_I64, 1, (int64_t[]){3}, ranges[i]), MOEDIT_OK);
+        cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
+        me_adm_file f;
+        int rc = me_adm_file_load(tu_join(dir, "f.npz"), &f);
+        if (i == 0) {
+            cr_assert_eq(rc, MOEDIT_EINPUT, "range %lld+1 of 5 read", (long long)ranges[i][0]);
+            cr_expect(strstr(moedit_last_error(), "'range' 9223372036854775807+1 is outside 0..5"), "%s",
+                      moedit_last_error());
+        } else {
+            cr_assert_eq(rc, MOEDIT_OK, "%s", moedit_last_error());   /* the last row of five */
+            cr_expect(f.first == 4 && f.n == 1 && f.total == 5);
+            me_adm_file_free(&f);
+        }
+    }
+    free(rows);
+    cr_assert_eq(tu_rmtree(dir), 0);
+}
