@@ -82,8 +82,7 @@ static int open_input(const char *path, input *in, cli_shard_meta *meta)
     if ((rc = me_npz_get(&in->z, "arr_0", &in->img))) return rc;
     /* fid and eval read arr_0 as uint8 pixels [N, H, W, 3]; merged, a bool,
        float or misshapen array would only fail there, in a later job */
-    int channels;
-    if ((rc = cli_images_layout(path, &in->img, &channels))) return rc;
+    if ((rc = cli_images_layout(path, &in->img, NULL))) return rc;
     if (me_zip_find(&in->z.zip, "arr_1.npy")) {
         if ((rc = me_npz_get(&in->z, "arr_1", &in->lab))) return rc;
         if (in->lab.ndim != 1)

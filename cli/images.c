@@ -18,7 +18,7 @@ int cli_images_layout(const char *path, const me_array *a, int *channels)
     if (a->shape[1] < 1 || a->shape[1] > 8192 || a->shape[2] < 1 || a->shape[2] > 8192)
         return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds images of %lldx%lld (sides 1 to 8192)", path,
                        (long long)a->shape[1], (long long)a->shape[2]);
-    *channels = c;
+    if (channels) *channels = c;
     return MOEDIT_OK;
 }
 

@@ -15,7 +15,8 @@ typedef struct {
 /* Whether arr_0 of `path` is laid out as such images, of any count: uint8,
    [N, H, W, C] with C 1 or 3, or [N, H, W], sides 1 to 8192 — the one rule
    for every command that reads or merges image batches. MOEDIT_OK with
-   *channels set, or MOEDIT_EINPUT with the reason recorded. */
+   *channels set (channels may be NULL), or MOEDIT_EINPUT with the reason
+   recorded. */
 int cli_images_layout(const char *path, const me_array *a, int *channels);
 
 /* MOEDIT_OK, or an error code with the reason recorded (me_fail);
