@@ -39,6 +39,9 @@ typedef struct {
    CRC-32 check off for the process (moedit_set_verify(0)). */
 #define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
 #define CLI_THREADS_HELP "threads (default: SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else all cores)"
+#define CLI_VAE_BF16_HELP                                                                       \
+    "VAE convolutions in bfloat16 (AMX tiles, else AVX512-BF16, else emulated: same numerics, " \
+    "no faster); they stay direct, so on Zen 4 and Zen 5 slower than the float32 default's Winograd"
 
 /* Returns 0, or 2 after printing one line "moedit CMD: …" on stderr.
    positional receives up to max_pos arguments; *npos their count. */

@@ -22,7 +22,7 @@ int cmd_decode(int argc, char **argv)
         {"--out", CLI_STR, &out, "OUT.npy|OUT.png", "raw float32 [N,C,H,W], or a PNG grid"},
         {"--scaling-factor", CLI_FLOAT, &scaling, "F", "divide latents by F (default: config.json, else 0.18215)"},
         {"--cols", CLI_INT, &cols, "N", "grid columns (default: ceil(sqrt(N)))"},
-        {"--vae-bf16", CLI_BOOL, &vae_bf16, NULL, "VAE convolutions in bfloat16 (AMX tiles, else AVX512-BF16, else emulated: same numerics, no faster); they stay direct, so on Zen 5 slower than the float32 default's Winograd"},
+        {"--vae-bf16", CLI_BOOL, &vae_bf16, NULL, CLI_VAE_BF16_HELP},
         {"--threads", CLI_INT, &threads, "N", CLI_THREADS_HELP},
         {"--time", CLI_BOOL, &timed, NULL, "print decode_ms (the decode alone, loading excluded) on stderr"},
         {"--repeat", CLI_INT, &repeat, "N", "decode N times in this process, the output written once (timing: with --time, one decode_ms per pass)"},

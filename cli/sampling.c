@@ -76,7 +76,7 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
     const cli_flag table[] = {
         {"--model", CLI_STR, &s->model, "CKPT|ALIAS", "checkpoint, or fmnist-moe (default) / fmnist-switch"},
         {"--vae", CLI_STR, &s->vae, "DIR|FILE", "VAE decoder (default: from defaults.json beside the model)"},
-        {"--vae-bf16", CLI_BOOL, &s->vae_bf16, NULL, "VAE convolutions in bfloat16 (AMX tiles, else AVX512-BF16, else emulated: same numerics, no faster); they stay direct, so on Zen 5 slower than the float32 default's Winograd"},
+        {"--vae-bf16", CLI_BOOL, &s->vae_bf16, NULL, CLI_VAE_BF16_HELP},
         {"--sampler", CLI_STR, &s->sampler, "NAME", "ddpm|ddim|dpm++2m|dpm++3m|unipc|dpm++2m-sde (DDPM-trained models), "
                 "flow|heun|midpoint (rectified flow); default ddpm, flow for qk-norm models"},
         {"--steps", CLI_STR, &s->steps, "N|SPEC", "model evaluations, or a respacing for ddpm/ddim: 250, ddim25, 10,10,10 "

@@ -357,7 +357,7 @@ class VAE(Native):
     _what = "VAE"
 
     def __init__(self, path_or_alias="fmnist-vae", bf16=False):
-        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (direct: on Zen 5 slower than float32's Winograd)."""
+        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (direct: on Zen 4 and Zen 5 slower than float32's Winograd)."""
         self._native_init()
         self.path = model_path(path_or_alias)
         v = ctypes.c_void_p()
