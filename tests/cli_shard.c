@@ -353,6 +353,32 @@ Test(cli_shard, merge_orders_shards_and_refuses_a_broken_set)
     merge_refused("huge.npz", "huge.npz: moedit_shard says shard 0/1, samples 9223372036854775807+2 of 5");
 }
 
+/* Fewer batches than shards: shards take whole batches, so one holds none —
+   it says so (it printed "samples 0..-1"), writes its empty file, and the set
+   still merges into the one-process file. */
+Test(cli_shard, a_shard_without_batches_says_so_and_merges)
+{
+    cr_assert_eq(run_env("", SAMPLE " --batch 4 --npz one.npz", FIXTURES, FIXTURES), 0, "%s", err_text());
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "s%d.npz", k);
+        shard(name, k, "--batch 4");
+        char *e = err_text();
+        if (k == 0)
+            cr_assert(strstr(e, "s0.npz: no samples for shard 0/3 (6 samples make 2 batches of 4, and shards take "
+                                "whole batches)") && strstr(e, "wrote s0.npz: 0 samples"), "%s", e);
+        else
+            cr_assert(!strstr(e, "no samples") && !strstr(e, "..-1"), "%s", e);
+        free(e);
+    }
+    cr_assert_eq(run_env("", "npz-merge --out m.npz s2.npz s0.npz s1.npz"), 0, "%s", err_text());
+    size_t la, lb;
+    char *a = tu_slurp(tu_join(dir, "m.npz"), &la), *b = tu_slurp(tu_join(dir, "one.npz"), &lb);
+    cr_assert(a && b && la == lb && !memcmp(a, b, la), "merged shards differ from one process");
+    free(a);
+    free(b);
+}
+
 /* "done N" of a state file, or -1. */
 static long state_done(const char *name) { return tu_state_done(tu_join(dir, name)); }
 
