@@ -297,7 +297,8 @@ class Model(Native):
     def sample(self, classes, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
                schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False,
                spacing=None, karras=None, order=None, cfg_interval=None):
-        """Latents [n, C, H, W] for the class labels; with trace=True also the
+        """Latents [n, C, H, W] for the class labels (num_classes: the null
+        class, an unconditional sample, as `moedit sample --class`); with trace=True also the
         routing decisions as a moedit.Trace: (latents, trace). Defaults as
         `moedit sample` (see sample_options); noise [n, C, H, W] replaces the
         drawn initial noise; row_seeds [n] (rng='native') one stream per row."""
@@ -309,7 +310,7 @@ class Model(Native):
             raise _arg_error("classes: expected a non-empty list of class ids")
         if n > INT_MAX:
             raise _arg_error("classes: %d rows, at most %d in one call" % (n, INT_MAX))
-        labels = _ints(classes, np.int64, "classes: ids", 0, self.config["num_classes"] - 1)
+        labels = _ints(classes, np.int64, "classes: ids", 0, self.config["num_classes"])
         steps_bytes = r["steps"].encode()
         o = SampleOptions(sampler=SAMPLERS.index(r["sampler"]), steps=steps_bytes, cfg=r["cfg"],
                           cfg_channels=r["cfg_channels"], eta=r["eta"], cosine_schedule=r["cosine_schedule"],

@@ -38,8 +38,8 @@ def test_moedit_models_searched_first(monkeypatch, tmp_path):
 
 
 def test_bad_arguments(moe):
-    with pytest.raises(moedit.Error, match="classes"):
-        moe.sample([10])
+    with pytest.raises(moedit.Error, match=r"classes: ids: values must be in 0..10 \(got 11..11\)"):
+        moe.sample([11])
     with pytest.raises(moedit.Error, match="x: expected shape"):
         moe.forward(np.zeros((1, 3, 8, 8)), [0], [0])
     with pytest.raises(moedit.Error, match="sampler"):

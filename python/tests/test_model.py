@@ -64,6 +64,18 @@ def test_sample_and_trace_equal_cli(tmp_path, cli, model, kwargs, flags):
     assert np.array_equal(m.sample([0, 7, 9], **kwargs), z)    # untraced: the same latents
 
 
+def test_null_class_samples_unconditionally(cli, tmp_path, moe):
+    # 10, the null class, as `--class 10` (it was refused here alone): both
+    # halves of a guided pair are then the null row, so guidance changes nothing
+    cli("sample", "--model", "fmnist-moe", "--class", "10,3", "--steps", 4, "--threads", 1, "--no-vae",
+        "--latents-out", tmp_path / "z.npy")
+    z = moe.sample([10, 3], steps=4)
+    assert np.array_equal(z, np.load(tmp_path / "z.npy"))
+    alone = moe.sample([10], steps=4)
+    assert np.array_equal(moe.sample([10], steps=4, cfg=1), alone)
+    assert not np.array_equal(moe.sample([3], steps=4, cfg=1), alone)
+
+
 def test_trace_shape_and_counts(moe):
     z, tr = moe.sample([2], steps=4, seed=1, trace=True)
     # cfg 3 doubles the batch: 4 steps x 4 layers x 2 rows x 16 tokens
