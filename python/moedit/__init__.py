@@ -388,11 +388,11 @@ class VAE(Native):
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 4 or z.shape[1] != self.latent_channels:
             raise _arg_error("z: expected [n, %d, h, w], got %s" % (self.latent_channels, z.shape))
-        sf = self.scaling_factor if scaling_factor is None else scaling_factor
-        zs = np.ascontiguousarray(z / np.float32(sf), dtype=np.float32)
         n, _, h, w = z.shape
         if max(n, h, w) > INT_MAX:
             raise _arg_error("z: %s is beyond the decoder's int sizes" % (z.shape,))
+        sf = self.scaling_factor if scaling_factor is None else scaling_factor
+        zs = np.ascontiguousarray(z / np.float32(sf), dtype=np.float32)
         img = np.empty((n, self.out_channels, h * self.upscale, w * self.upscale), np.float32)
         with self._lock:
             _check(lib.moedit_vae_decode(self._use(), n, h, w, _ptr(zs, ctypes.c_float), _ptr(img, ctypes.c_float)))

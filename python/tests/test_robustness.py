@@ -238,3 +238,20 @@ def test_trace_file_missing(tmp_path):
         moedit.Trace.from_file(str(tmp_path / "none.trace"))
     t = moedit.Trace.from_file(TRACE)
     assert len(t) == 4 and t.family == "dit-moe"
+
+
+# ---- row counts beyond the C API's int: refused before anything is copied -------
+# (zero-strided views: 2**31 rows of nothing, as numpy's broadcast_to makes them)
+
+def test_row_counts_beyond_int_refused(moe, inception):
+    rows = 2 ** 31
+    with bad("x: 2147483648 rows, at most 2147483647 in one forward"):
+        moe.forward(np.broadcast_to(np.float32(0), (rows, 4, 8, 8)), np.zeros(1), [0])
+    with bad("classes: 2147483648 rows, at most 2147483647 in one call"):
+        moe.sample(np.broadcast_to(np.int64(0), (rows,)), steps=2)
+    vae = moedit.VAE("fmnist-vae")
+    with bad(r"z: \(2147483648, 4, 8, 8\) is beyond the decoder's int sizes"):
+        vae.decode(np.broadcast_to(np.float32(0), (rows, 4, 8, 8)))
+    for call in (inception.features, inception.adm_features):
+        with bad(r"images: expected uint8 \[n, h, w, 1 or 3\], got \(2147483648, 8, 8, 3\)"):
+            call(np.broadcast_to(np.uint8(0), (rows, 8, 8, 3)))
