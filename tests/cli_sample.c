@@ -33,23 +33,7 @@ TestSuite(sample, .init = setup, .fini = teardown);
 /* Runs MOEDIT_BIN sample with args (NULL-terminated); the exit status. */
 static int run(const char *const *args) { return tu_run_cmd("sample", args, tmp, err_text, sizeof err_text); }
 
-/* The error relative to the reference's largest magnitude, asserted ≤ rel. */
-static double assert_close(const char *path, const char *ref, double rel)
-{
-    me_array a, b;
-    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(me_npy_read(ref, &b), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(a.numel, b.numel);
-    cr_assert_eq(a.ndim, 4);
-    double scale, err = tu_max_error(a.data, b.data, (size_t)b.numel, &scale);
-    cr_assert(err <= rel * scale, "%s: max error %g of max %g", ref, err, scale);
-    cr_log_info("%s: max abs error %g, relative to max %g", ref, err, err / scale);
-    me_array_free(&a);
-    me_array_free(&b);
-    return err / scale;
-}
-
-static void assert_matches(const char *path, const char *ref) { assert_close(path, ref, 1e-3); }
+static void assert_matches(const char *path, const char *ref) { tu_npy_close(path, ref, 1e-3); }
 
 Test(sample, ddim_moe_matches_reference)
 {
@@ -69,7 +53,7 @@ Test(sample, ddim_moe_bf16_near_reference)
                           "--noise", SAM "moe_ddim10_cfg4_noise.npy", NULL};
     cr_assert_eq(run(args), 0, "%s", err_text);
     cr_assert(strstr(err_text, " --bf16"), "the reproduction line names --bf16: %s", err_text);
-    double rel = assert_close(out_path, SAM "moe_ddim10_cfg4.npy", 2e-2);
+    double rel = tu_npy_close(out_path, SAM "moe_ddim10_cfg4.npy", 2e-2);
     if (me_gemm_native(1)) cr_assert(rel > 1e-5, "bf16 error %g: were the products float32?", rel);
 }
 
@@ -103,22 +87,11 @@ Test(sample, switch_dit_defaults_match_reference)
     assert_matches(out_path, SAM "switch_ddpm10_cfg15.npy");
 }
 
-/* The MoE fixture copied into the test's folder (model), where a
-   defaults.json (json) can go beside it. */
-static void copy_model(char *model, size_t cap, char *json, size_t json_cap)
-{
-    char cmd[512];
-    snprintf(model, cap, "%s/model.pt", tmp);
-    snprintf(json, json_cap, "%s/defaults.json", tmp);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
-    cr_assert_eq(system(cmd), 0);
-}
-
 /* a defaults.json beside the checkpoint fills the flags left out */
 Test(sample, defaults_json)
 {
     char model[128], json[128];
-    copy_model(model, sizeof model, json, sizeof json);
+    tu_model_copy(tmp, SAM "model_moe_top2.pt", model, sizeof model, json, sizeof json);
     FILE *f = fopen(json, "w");
     fputs("{\"sampler\": \"ddim\", \"steps\": 10, \"cfg\": 4, \"cfg_channels\": 3, \"heads\": 2, "
           "\"schedule\": \"linear\", \"top_k\": 2, \"vae\": \"vae\"}\n", f);
@@ -143,7 +116,7 @@ static void assert_usage_error(const char *const *args, const char *needle)
 Test(sample, defaults_json_errors_name_the_file)
 {
     char model[128], json[128];
-    copy_model(model, sizeof model, json, sizeof json);
+    tu_model_copy(tmp, SAM "model_moe_top2.pt", model, sizeof model, json, sizeof json);
     const char *cases[][2] = {
         {"{\"heads\": -2}", "defaults.json: \"heads\" is not an integer"},
         {"{\"heads\": 3.7}", "defaults.json: \"heads\" is not an integer"},

@@ -30,17 +30,7 @@ TestSuite(solvers, .init = setup, .fini = teardown);
 /* Runs MOEDIT_BIN sample with args (NULL-terminated); the exit status. */
 static int run(const char *const *args) { return tu_run_cmd("sample", args, tmp, err_text, sizeof err_text); }
 
-static void assert_matches(const char *path, const char *ref)
-{
-    me_array a, b;
-    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(me_npy_read(ref, &b), MOEDIT_OK, "%s", moedit_last_error());
-    cr_assert_eq(a.numel, b.numel);
-    double scale, err = tu_max_error(a.data, b.data, (size_t)b.numel, &scale);
-    cr_assert(err <= 1e-4 * scale, "%s: max error %g of max %g", ref, err, scale);
-    me_array_free(&a);
-    me_array_free(&b);
-}
+static void assert_matches(const char *path, const char *ref) { tu_npy_close(path, ref, 1e-4); }
 
 Test(solvers, unipc_order3_interval_matches_reference)
 {
@@ -67,22 +57,11 @@ Test(solvers, karras_and_spacing_flags)
     assert_matches(out_path, SOL "moe_unipc_10_cfg4_trailing.npy");
 }
 
-/* The MoE fixture copied into the test's folder (model), where a
-   defaults.json (json) can go beside it. */
-static void copy_model(char *model, size_t cap, char *json, size_t json_cap)
-{
-    char cmd[512];
-    snprintf(model, cap, "%s/model.pt", tmp);
-    snprintf(json, json_cap, "%s/defaults.json", tmp);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", SAM "model_moe_top2.pt", model);
-    cr_assert_eq(system(cmd), 0);
-}
-
 /* a defaults.json beside the checkpoint may name the solver and its settings */
 Test(solvers, defaults_json_names_a_solver)
 {
     char model[192], json[192];
-    copy_model(model, sizeof model, json, sizeof json);
+    tu_model_copy(tmp, SAM "model_moe_top2.pt", model, sizeof model, json, sizeof json);
     const char *j = "{\"sampler\": \"dpm++3m\", \"steps\": 10, \"spacing\": \"leading\", \"cfg\": 1.5, \"heads\": 2}";
     tu_write_file(json, j, strlen(j));
     const char *args[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",
@@ -102,7 +81,7 @@ Test(solvers, defaults_json_names_a_solver)
 Test(solvers, defaults_json_interval_follows_guidance)
 {
     char model[192], json[192];
-    copy_model(model, sizeof model, json, sizeof json);
+    tu_model_copy(tmp, SAM "model_moe_top2.pt", model, sizeof model, json, sizeof json);
     const char *j = "{\"sampler\": \"ddim\", \"steps\": 4, \"cfg\": 2, \"cfg_interval\": \"0.1234567,500.25\", \"heads\": 2}";
     tu_write_file(json, j, strlen(j));
     const char *guided[] = {"--model", model, "--no-vae", "--latents-out", out_path, "--class", "1,7",

@@ -320,6 +320,33 @@ static inline double tu_max_error(const float *got, const float *want, size_t n,
     return err;
 }
 
+/* The .npy at path against the reference .npy ref (same shape): the
+   largest error relative to ref's largest magnitude, asserted <= rel and
+   returned. */
+static inline double tu_npy_close(const char *path, const char *ref, double rel)
+{
+    me_array a, b;
+    cr_assert_eq(me_npy_read(path, &a), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npy_read(ref, &b), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert(a.ndim == b.ndim && !memcmp(a.shape, b.shape, sizeof(int64_t) * (size_t)b.ndim), "%s: other shape", ref);
+    double scale, err = tu_max_error(a.data, b.data, (size_t)b.numel, &scale);
+    cr_assert(err <= rel * scale, "%s: max error %g of max %g", ref, err, scale);
+    cr_log_info("%s: max abs error %g, relative to max %g", ref, err, err / scale);
+    me_array_free(&a);
+    me_array_free(&b);
+    return err / scale;
+}
+
+/* A checkpoint copied to dir/model.pt (its path into model), where a
+   defaults.json (its path into json) can go beside it. */
+static inline void tu_model_copy(const char *dir, const char *src, char *model, size_t cap, char *json,
+                                 size_t json_cap)
+{
+    snprintf(model, cap, "%s/model.pt", dir);
+    snprintf(json, json_cap, "%s/defaults.json", dir);
+    cr_assert_eq(tu_system("cp '%s' '%s'", src, model), 0);
+}
+
 /* The bytes of a safetensors file: the header's length (8 bytes, little
    endian), the header, then body zero bytes; malloc'd, *n bytes. */
 static inline uint8_t *tu_safetensors(const char *header, size_t body, size_t *n)
