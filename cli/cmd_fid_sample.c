@@ -342,8 +342,12 @@ static int run(fs_args *a)
     /* a rerun of a script after some shards finished, a requeued array task
        that had finished: keep the file rather than sample it again */
     if (a->resume && access(state_path, F_OK) && finished_before(a->npz, &meta, px)) {
-        fprintf(stderr, "%s: already holds samples %" PRId64 "..%" PRId64 " of these settings and weights: kept\n",
-                a->npz, first, last - 1);
+        if (count)
+            fprintf(stderr, "%s: already holds samples %" PRId64 "..%" PRId64 " of these settings and weights: kept\n",
+                    a->npz, first, last - 1);
+        else
+            fprintf(stderr, "%s: already holds shard %d/%d, which has no samples, of these settings and weights: kept\n",
+                    a->npz, a->shard_k, a->shard_n);
         rc = 0;
         goto done;
     }

@@ -369,7 +369,7 @@ Test(cli_shard, merge_orders_shards_and_refuses_a_broken_set)
 
 /* Fewer batches than shards: shards take whole batches, so one holds none —
    it says so (it printed "samples 0..-1"), writes its empty file, and the set
-   still merges into the one-process file. */
+   still merges into the one-process file; a rerun with --resume keeps it. */
 Test(cli_shard, a_shard_without_batches_says_so_and_merges)
 {
     char *errs[3];
@@ -380,6 +380,14 @@ Test(cli_shard, a_shard_without_batches_says_so_and_merges)
         if (k) cr_assert(!strstr(errs[k], "no samples") && !strstr(errs[k], "..-1"), "%s", errs[k]);
         free(errs[k]);
     }
+    /* a rerun with --resume keeps the finished empty file, and says so */
+    ino_t before = tu_inode(tu_join(dir, "s0.npz"));
+    shard("s0.npz", 0, "--batch 4 --resume");
+    char *e = err_text();
+    cr_assert(strstr(e, "s0.npz: already holds shard 0/3, which has no samples, of these settings and weights: kept"),
+              "%s", e);
+    free(e);
+    cr_assert_eq(tu_inode(tu_join(dir, "s0.npz")), before, "the finished empty shard was written again");
     merged_is_one_process();
 }
 
