@@ -250,8 +250,12 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         /* a rerun of a script after some shards finished: keep the file
            rather than featurise its images again */
         if (a->resume && access(state, F_OK) && finished_before(out, f)) {
-            fprintf(stderr, "%s: already holds the features of images %" PRId64 "..%" PRId64 " of these samples, "
-                    "preprocessing and Inception weights: kept\n", out, first, first + count - 1);
+            if (count)
+                fprintf(stderr, "%s: already holds the features of images %" PRId64 "..%" PRId64 " of these samples, "
+                        "preprocessing and Inception weights: kept\n", out, first, first + count - 1);
+            else
+                fprintf(stderr, "%s: already holds this empty part of these samples, preprocessing and Inception "
+                        "weights: kept\n", out);
             goto done;
         }
         done = a->resume ? cli_state_read(state, STATE_MAGIC, fp) : 0;
@@ -324,8 +328,11 @@ static int featurise(const ev_args *a, me_inception *net, const char *label, sid
         pf = NULL;
         unlink(part);
         unlink(state);
-        fprintf(stderr, "wrote %s: features of images %" PRId64 "..%" PRId64 " of %" PRId64 "\n", out, first,
-                first + count - 1, s->n);
+        if (count)
+            fprintf(stderr, "wrote %s: features of images %" PRId64 "..%" PRId64 " of %" PRId64 "\n", out, first,
+                    first + count - 1, s->n);
+        else   /* more shards than images */
+            fprintf(stderr, "wrote %s: no features (this part of the %" PRId64 " images is empty)\n", out, s->n);
     }
     goto done;
 fail:

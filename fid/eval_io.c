@@ -165,10 +165,13 @@ int me_adm_file_save(const char *path, const me_adm_file *f)
 }
 
 /* Order of parts by their first row. */
+/* By first row; an empty part (more shards than images) before the part
+   that starts where it does, so that it is not taken for an overlap. */
 static int by_first(const void *a, const void *b)
 {
     const me_adm_file *x = *(me_adm_file *const *)a, *y = *(me_adm_file *const *)b;
-    return (x->first > y->first) - (x->first < y->first);
+    if (x->first != y->first) return (x->first > y->first) - (x->first < y->first);
+    return (x->n > y->n) - (x->n < y->n);
 }
 
 int me_adm_file_join(int count, me_adm_file *parts, char *const *names, me_adm_file *out)

@@ -220,6 +220,22 @@ static void write_other_images(const char *name)
     cr_assert_eq(me_zip_writer_finish(&w), MOEDIT_OK, "%s", moedit_last_error());
 }
 
+/* eval of the feature files parts (a list) against fr.npz gives the five
+   numbers of whole.npz against it. */
+static void evaluate_as_the_whole(const char *parts)
+{
+    cr_assert_eq(moedit("eval --samples whole.npz --ref fr.npz --json a.json"), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(moedit("eval --samples %s --ref fr.npz --json b.json", parts), 0, "%s", slurp("err.txt"));
+    cJSON *a = tu_json_file(tu_join(dir, "a.json")), *b = tu_json_file(tu_join(dir, "b.json"));
+    const char *num[5] = {"inception_score", "fid", "sfid", "precision", "recall"};
+    for (int i = 0; i < 5; i++) {
+        double x = cJSON_GetObjectItem(a, num[i])->valuedouble, y = cJSON_GetObjectItem(b, num[i])->valuedouble;
+        cr_expect_leq(fabs(x - y), 1e-5 * fabs(x), "%s: whole %g, shards %g", num[i], x, y);
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+}
+
 Test(cli_eval, killed_feature_run_resumes_and_shards_join)
 {
     cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out whole.npz --batch 2"), 0, "%s", slurp("err.txt"));
@@ -257,16 +273,7 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
         cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out s%d.npz --shard %d/3 --batch 2", k, k), 0,
                      "%s", slurp("err.txt"));
     cr_assert_eq(moedit(EVAL "--samples " EX "ref.npz --features-out fr.npz"), 0, "%s", slurp("err.txt"));
-    cr_assert_eq(moedit("eval --samples whole.npz --ref fr.npz --json a.json"), 0, "%s", slurp("err.txt"));
-    cr_assert_eq(moedit("eval --samples s2.npz,s0.npz,s1.npz --ref fr.npz --json b.json"), 0, "%s", slurp("err.txt"));
-    cJSON *a = tu_json_file(tu_join(dir, "a.json")), *b = tu_json_file(tu_join(dir, "b.json"));
-    const char *num[5] = {"inception_score", "fid", "sfid", "precision", "recall"};
-    for (int i = 0; i < 5; i++) {
-        double x = cJSON_GetObjectItem(a, num[i])->valuedouble, y = cJSON_GetObjectItem(b, num[i])->valuedouble;
-        cr_expect_leq(fabs(x - y), 1e-5 * fabs(x), "%s: whole %g, shards %g", num[i], x, y);
-    }
-    cJSON_Delete(a);
-    cJSON_Delete(b);
+    evaluate_as_the_whole("s2.npz,s0.npz,s1.npz");
     /* a missing or duplicated shard is named */
     cr_assert_eq(moedit("eval --samples s0.npz,s2.npz --ref fr.npz"), 2);
     one_line_error();
@@ -283,6 +290,34 @@ Test(cli_eval, killed_feature_run_resumes_and_shards_join)
     one_line_error();
     err = slurp("err.txt");
     cr_expect(strstr(err, "o1.npz: features of other images than s0.npz's"), "%s", err);
+    free(err);
+}
+
+/* More shards than images: of 12 parts of 10 images, 0 and 6 are empty. They
+   say so (they said "images 0..-1"), and join with the others in any order
+   (an empty part sorted after the part starting where it does was taken for
+   an overlap). */
+Test(cli_eval, empty_parts_say_so_and_join)
+{
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out whole.npz"), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(moedit(EVAL "--samples " EX "ref.npz --features-out fr.npz"), 0, "%s", slurp("err.txt"));
+    char list[400] = "";
+    for (int k = 11; k >= 0; k--) {
+        cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out p%d.npz --shard %d/12", k, k), 0, "%s",
+                     slurp("err.txt"));
+        char *err = slurp("err.txt");
+        if (k == 0 || k == 6)
+            cr_assert(strstr(err, "no features (this part of the 10 images is empty)"), "%s", err);
+        else
+            cr_assert(!strstr(err, "..-1") && !strstr(err, "no features"), "%s", err);
+        free(err);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%sp%d.npz", k == 11 ? "" : ",", k);
+    }
+    evaluate_as_the_whole(list);
+    cr_assert_eq(moedit(EVAL "--samples " EX "samples.npz --features-out p6.npz --shard 6/12 --resume"), 0, "%s",
+                 slurp("err.txt"));
+    char *err = slurp("err.txt");
+    cr_assert(strstr(err, "p6.npz: already holds this empty part of these samples"), "%s", err);
     free(err);
 }
 
