@@ -461,7 +461,7 @@ static int run(fs_args *a)
     st.part = NULL;
     unlink(part_path);
     unlink(state_path);
-    fprintf(stderr, "wrote %s: %" PRId64 " samples\n", a->npz, count);
+    fprintf(stderr, "wrote %s: %" PRId64 " sample%s\n", a->npz, count, count == 1 ? "" : "s");
     rc = 0;
     goto done;
 fail:

@@ -220,7 +220,8 @@ int cmd_npz_merge(int argc, char **argv)
     if (!rc) {
         int64_t total = 0;
         for (int i = 0; i < n; i++) total += ins[i].img.shape[0];
-        fprintf(stderr, "wrote %s: %lld samples from %d files\n", out, (long long)total, n);
+        fprintf(stderr, "wrote %s: %lld sample%s from %d file%s\n", out, (long long)total, total == 1 ? "" : "s", n,
+                n == 1 ? "" : "s");
     }
     for (int i = 0; i < opened; i++) close_input(&ins[i]);
     free(ins);

@@ -244,9 +244,16 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
     }
     if (!rc) rc = semi_definite("second", d, w);
     if (!rc) {
-        double tr_sqrt = 0, tr1 = 0, tr2 = 0, diff = 0;
+        /* eigenvalues within semi_definite's rounding bound of 0 may be
+           rounding alone, and their square roots (1e-7 of the largest for
+           one of 1e-14) then overstate the trace: with fewer images than
+           features (a rank-deficient Σ) a set against itself comes out a
+           little below 0, as in pytorch-fid */
+        const double floor = 1e-4 * fmax(fabs(w[0]), fabs(w[d - 1]));
+        double tr_sqrt = 0, tr1 = 0, tr2 = 0, diff = 0, rounding = 0;
         for (int i = 0; i < d; i++) {
             tr_sqrt += sqrt(w[i] > 0 ? w[i] : 0);
+            if (w[i] > 0 && w[i] <= floor) rounding += sqrt(w[i]);
             tr1 += a->sigma[(size_t)i * d + i];
             tr2 += b->sigma[(size_t)i * d + i];
             double e = a->mu[i] - b->mu[i];
@@ -257,7 +264,7 @@ int me_frechet_distance(const me_fid_stats *a, const me_fid_stats *b, double *fi
            rounding means a sigma that is not positive semi-definite */
         if (!isfinite(*fid))
             rc = me_fail(MOEDIT_EINPUT, "fid: the distance overflows (%g): statistics out of range", *fid);
-        else if (*fid < -1e-6 * (diff + tr1 + tr2))
+        else if (*fid < -(2 * rounding + 1e-6 * (diff + tr1 + tr2)))
             rc = me_fail(MOEDIT_EINPUT, "fid: the distance is negative (%g): the covariances are not positive "
                          "semi-definite", *fid);
     }
