@@ -180,6 +180,15 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
    --cfg-interval and whether the sampler fits the model; defaults.json's
    solver settings only where they apply to the sampler. */
 int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_model *m, moedit_sample_options *o);
+/* Latents a sampler made go past CLI_LATENT_PEAK only when the sampling
+   blew up (a model's stay within a few units): a cosine schedule's first
+   step at t=999, whose alpha_bar of 2.4e-9 multiplies the noise prediction's
+   error by 2e4 (upstream does the same; docs/sampling.md). cli_latents_peak
+   is the largest |value| (NaN if any); cli_warn_blown_up prints one warning
+   line, naming the cause and the remedy, when peak is past the bound. */
+#define CLI_LATENT_PEAK 100.0f
+float cli_latents_peak(size_t count, const float *z);
+void cli_warn_blown_up(const char *cmd, const moedit_sample_options *o, float peak);
 /* The solver settings of o as flags (" --spacing leading --cfg-interval
    82,579"), "" for none, to repeat a run or fingerprint it. */
 void cli_solver_describe(const moedit_sample_options *o, char *buf, size_t cap);

@@ -129,6 +129,7 @@ typedef struct {
     uint8_t *u8;
     int64_t *labels;
     uint64_t *seeds;
+    float peak;   /* the last batch's largest |latent| (cli_latents_peak) */
 } fs_worker;
 
 typedef struct {
@@ -271,6 +272,7 @@ static int make_batch(const fs_args *a, fs_worker *w, int64_t i0, int n, int px)
     w->o.row_seeds = w->seeds;
     int e = moedit_sample(w->m, &w->o, n, w->labels, w->latents);
     if (e) return e;
+    w->peak = cli_latents_peak((size_t)n * C * S * S, w->latents);
     for (size_t i = 0; i < (size_t)n * C * S * S; i++) w->z[i] = w->latents[i] / sf;
     if ((e = moedit_vae_decode(w->vae, n, S, S, w->z, w->img))) return e;
     for (int r = 0; r < n; r++)
@@ -413,6 +415,7 @@ static int run(fs_args *a)
                 a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px, side);
     const double t0 = cli_now();
     int failed = 0;   /* the first error, which stops every worker */
+    int warned = 0;   /* blown-up latents reported (in the ordered section) */
     char why[512] = "";
     if (st.workers > 1) moedit_set_adaptive_threads(0);   /* no forward shares its thread */
     #pragma omp parallel num_threads(st.workers)
@@ -434,6 +437,10 @@ static int run(fs_args *a)
                     snprintf(why, sizeof why, "%s", moedit_last_error());
                     __atomic_store_n(&failed, err, __ATOMIC_RELAXED);
                 } else {
+                    if (!warned && w->peak > CLI_LATENT_PEAK) {   /* once, at the first such batch */
+                        cli_warn_blown_up(CMD, &w->o, w->peak);
+                        warned = 1;
+                    }
                     done += n;
                     st.fresh = 0;   /* from here on a failure leaves what --resume continues */
                     double el = cli_now() - t0, rate = (done - done0) / (el > 0 ? el : 1e-9);

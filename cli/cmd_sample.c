@@ -360,6 +360,7 @@ static int run(sample_args *a)
     me_sample_evaluations(&o, &steps);
     fprintf(stderr, "sampled %d latents in %.2fs (%.1f ms/step, %d model evaluations of up to %d rows)\n", n, el,
             1e3 * el / (steps > 0 ? steps : 1), steps, o.cfg > 1 ? 2 * n : n);
+    cli_warn_blown_up(CMD, &o, cli_latents_peak((size_t)n * chw, latents));
     /* decode before writing anything, so a failure leaves no outputs */
     if (vae && (rc = decode_images(vae, n, C, S, latents, &img))) goto done;
     rc = 1;

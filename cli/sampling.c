@@ -236,3 +236,25 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
     if (o->cosine_schedule < 0) o->cosine_schedule = c->family == MOEDIT_FAMILY_SWITCH_DIT;
     return cli_solver_options(cmd, s, m, o);
 }
+
+float cli_latents_peak(size_t count, const float *z)
+{
+    float peak = 0;
+    for (size_t i = 0; i < count; i++) {
+        float v = fabsf(z[i]);
+        if (!(v <= peak)) peak = v;   /* NaN wins */
+    }
+    return peak;
+}
+
+void cli_warn_blown_up(const char *cmd, const moedit_sample_options *o, float peak)
+{
+    if (peak <= CLI_LATENT_PEAK) return;
+    if (o->cosine_schedule > 0 && !me_sampler_is_flow(o->sampler))
+        fprintf(stderr, "moedit %s: warning: the latents reach %g (a model's stay within a few units): the cosine "
+                "schedule's step at t=999 (alpha_bar 2.4e-9) multiplies the model's noise error by 2e4 — take "
+                "--steps ddimN with ddpm/ddim, or --spacing leading (docs/sampling.md)\n", cmd, peak);
+    else
+        fprintf(stderr, "moedit %s: warning: the latents reach %g (a model's stay within a few units): the images "
+                "are likely noise\n", cmd, peak);
+}

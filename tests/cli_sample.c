@@ -267,3 +267,38 @@ Test(sample, flow_is_the_qknorm_default)
     cr_assert_not_null(strstr(err_text, "--sampler flow"), "%s", err_text);
     assert_matches(out_path, SAM "qknorm_flow8_cfg2.npy");
 }
+
+/* Latents that blew up are named, with the cause, instead of passing as an
+   image: the shipped Switch-DiT (cosine schedule) under DDIM's plain "10",
+   which starts at t=999 (alpha_bar 2.4e-9), reads about 2.8e3; "ddim10"
+   starts at 900 and is left alone, as is fid-sample of the same model at its
+   defaults — and the run still writes what upstream would. */
+Test(sample, blown_up_latents_are_named)
+{
+    const char *plain[] = {"--model", "fmnist-switch", "--sampler", "ddim", "--steps", "10", "--class", "1",
+                           "--no-vae", "--latents-out", out_path, NULL};
+    cr_assert_eq(run(plain), 0, "%s", err_text);
+    cr_assert(strstr(err_text, "moedit sample: warning: the latents reach ") &&
+              strstr(err_text, "the cosine schedule's step at t=999") && strstr(err_text, "--steps ddimN"),
+              "%s", err_text);
+    int ndim;
+    int64_t shape[4], numel;
+    float *z = tu_npy_f32(out_path, &ndim, shape, &numel);
+    float peak = 0;
+    for (int64_t i = 0; i < numel; i++) peak = fmaxf(peak, fabsf(z[i]));
+    free(z);
+    cr_assert_gt(peak, 100, "the latents did not blow up (%g): the test no longer shows the case", peak);
+
+    const char *respaced[] = {"--model", "fmnist-switch", "--sampler", "ddim", "--steps", "ddim10", "--class", "1",
+                              "--no-vae", "--latents-out", out_path, NULL};
+    cr_assert_eq(run(respaced), 0, "%s", err_text);
+    cr_assert(!strstr(err_text, "warning"), "%s", err_text);
+
+    const char *fid[] = {"--model", "fmnist-switch", "--num", "4", "--npz", "f.npz", NULL};
+    cr_assert_eq(tu_run_cmd("fid-sample", fid, tmp, err_text, sizeof err_text), 0, "%s", err_text);
+    cr_assert(!strstr(err_text, "warning"), "%s", err_text);
+    const char *fid_plain[] = {"--model", "fmnist-switch", "--sampler", "ddim", "--steps", "10", "--num", "4",
+                               "--npz", "g.npz", NULL};
+    cr_assert_eq(tu_run_cmd("fid-sample", fid_plain, tmp, err_text, sizeof err_text), 0, "%s", err_text);
+    cr_assert(strstr(err_text, "moedit fid-sample: warning: the latents reach "), "%s", err_text);
+}
