@@ -19,6 +19,7 @@ A closed object raises ValueError.
 import ctypes
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -334,6 +335,7 @@ class Model(Native):
             with self._lock:
                 _check(lib.moedit_sample(self._use(), ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
                                          _ptr(latents, ctypes.c_float)))
+            _warn_blown_up(latents, r)
             return latents
         if self.config["num_experts"] <= 0:
             raise _arg_error("%s: a dense DiT has no experts to trace" % self.path)
@@ -350,7 +352,26 @@ class Model(Native):
         meta = {"family": c["family"], "depth": c["depth"], "num_experts": c["num_experts"], "k": c["top_k"],
                 "tokens": grid * grid, "grid": (grid, grid), "num_classes": c["num_classes"],
                 "sampler": r["sampler"], "cfg": r["cfg"]}
+        _warn_blown_up(latents, r)
         return latents, Trace._from_log(log, meta)
+
+
+# Latents past this only when the sampling blew up (a model's stay within a few
+# units), as `moedit sample` warns (cli/cli.h CLI_LATENT_PEAK, docs/sampling.md).
+LATENT_PEAK = 100.0
+
+
+def _warn_blown_up(latents, r):
+    peak = float(np.max(np.abs(latents))) if latents.size else 0.0
+    if peak <= LATENT_PEAK:   # NaN goes on
+        return
+    if r["cosine_schedule"] > 0 and r["sampler"] not in FLOW_SAMPLERS:
+        why = ("the cosine schedule's step at t=999 (alpha_bar 2.4e-9) multiplies the model's noise error by 2e4 "
+               "- take steps='ddimN' with ddpm/ddim, or spacing='leading' (docs/sampling.md)")
+    else:
+        why = "the samples are likely noise"
+    warnings.warn("the latents reach %g (a model's stay within a few units): %s" % (peak, why), RuntimeWarning,
+                  stacklevel=3)
 
 
 class VAE(Native):

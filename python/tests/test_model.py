@@ -1,5 +1,7 @@
 """The module against the CLI: the same library underneath, so forward
 outputs, sampled latents, decoded images and traces must be identical."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,14 @@ def test_digest_is_the_resume_states(tmp_path, cli, moe):
     copy.write_bytes(open(moe.path, "rb").read())
     assert moedit.Model(str(copy)).digest() == moe.digest() == moedit.Model("fmnist-moe", bf16=True).digest()
     assert moe.digest() != vae.digest() and len(moe.digest()) == 8
+
+
+def test_blown_up_latents_warn(switch):
+    # as `moedit sample` warns: the shipped Switch-DiT's cosine schedule under
+    # DDIM's plain "10" starts at t=999 and blows up; "ddim10" does not
+    with pytest.warns(RuntimeWarning, match=r"latents reach .*cosine schedule's step at t=999"):
+        z = switch.sample([1], sampler="ddim", steps="10")
+    assert np.abs(z).max() > moedit.LATENT_PEAK
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.abs(switch.sample([1], sampler="ddim", steps="ddim10")).max() < moedit.LATENT_PEAK
