@@ -185,7 +185,8 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
    step at t=999, whose alpha_bar of 2.4e-9 multiplies the noise prediction's
    error by 2e4 (upstream does the same; docs/sampling.md). cli_latents_peak
    is the largest |value| (NaN if any); cli_warn_blown_up prints one warning
-   line, naming the cause and the remedy, when peak is past the bound. */
+   line when peak is past the bound, naming the cause and the remedy where
+   o (NULL: latents from a file) says it is that schedule. */
 #define CLI_LATENT_PEAK 100.0f
 float cli_latents_peak(size_t count, const float *z);
 void cli_warn_blown_up(const char *cmd, const moedit_sample_options *o, float peak);

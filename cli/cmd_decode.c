@@ -99,6 +99,11 @@ int cmd_decode(int argc, char **argv)
         goto done;
     }
     me_array_to_f32(&z, zf);
+    float peak = cli_latents_peak(zn, zf);
+    if (!isfinite(peak)) {
+        rc = cli_usage_error("decode", "%s: the latents hold NaN or inf", latent);
+        goto done;
+    }
     for (size_t i = 0; i < zn; i++) zf[i] /= s;
     for (int pass = 0; pass < repeat && !rc; pass++) {
         double t0 = cli_now();
@@ -110,6 +115,7 @@ int cmd_decode(int argc, char **argv)
         if (png) rc = me_grid_write_png(out, (int)n, oc, h * up, w * up, img, &style);
         else rc = me_npy_write(out, ME_F32, 4, shape, img);
     }
+    if (!rc) cli_warn_blown_up("decode", NULL, peak);   /* with the output, not before a failure */
     if (rc) rc = cli_fail(rc);
 done:
     free(zf);

@@ -242,7 +242,8 @@ float cli_latents_peak(size_t count, const float *z)
     float peak = 0;
     for (size_t i = 0; i < count; i++) {
         float v = fabsf(z[i]);
-        if (!(v <= peak)) peak = v;   /* NaN wins */
+        if (isnan(v)) return v;
+        if (v > peak) peak = v;
     }
     return peak;
 }
@@ -250,7 +251,7 @@ float cli_latents_peak(size_t count, const float *z)
 void cli_warn_blown_up(const char *cmd, const moedit_sample_options *o, float peak)
 {
     if (peak <= CLI_LATENT_PEAK) return;
-    if (o->cosine_schedule > 0 && !me_sampler_is_flow(o->sampler))
+    if (o && o->cosine_schedule > 0 && !me_sampler_is_flow(o->sampler))
         fprintf(stderr, "moedit %s: warning: the latents reach %g (a model's stay within a few units): the cosine "
                 "schedule's step at t=999 (alpha_bar 2.4e-9) multiplies the model's noise error by 2e4 — take "
                 "--steps ddimN with ddpm/ddim, or --spacing leading (docs/sampling.md)\n", cmd, peak);

@@ -285,3 +285,31 @@ Test(decode, subnormal_scaling_factor_named_as_such, .init = setup, .fini = tear
               "stderr: %s", err);
     cr_assert_eq(files_in_dir(), 0);
 }
+
+/* Latents holding NaN are refused as input (they gave a warning-free decode
+   failure after the work); finite ones past ±100, which no sampler that
+   worked makes, are decoded with one warning line saying so. */
+Test(decode, latents_out_of_range_named, .init = setup, .fini = teardown)
+{
+    char args[1024], path[128], err[1024];
+    float z[16];
+    snprintf(path, sizeof path, "%s/z.npy", dir);
+    for (int i = 0; i < 16; i++) z[i] = 0.5f;
+    z[5] = NAN;
+    cr_assert_eq(me_npy_write(path, ME_F32, 4, (int64_t[]){1, 4, 2, 2}, z), MOEDIT_OK);
+    snprintf(args, sizeof args, "--vae %s --latent %s --out %s/o.npy", SMALL, path, dir);
+    cr_assert_eq(run(args, err, sizeof err), 2, "%s", err);
+    cr_assert(tu_one_line(err) && strstr(err, "z.npy: the latents hold NaN or inf"), "%s", err);
+    cr_assert(!tu_exists(tu_join(dir, "o.npy")));
+
+    z[5] = 150.0f;
+    cr_assert_eq(me_npy_write(path, ME_F32, 4, (int64_t[]){1, 4, 2, 2}, z), MOEDIT_OK);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    cr_assert(strstr(err, "moedit decode: warning: the latents reach 150 (a model's stay within a few units)"), "%s",
+              err);
+    cr_assert(tu_exists(tu_join(dir, "o.npy")));
+    z[5] = 99.0f;
+    cr_assert_eq(me_npy_write(path, ME_F32, 4, (int64_t[]){1, 4, 2, 2}, z), MOEDIT_OK);
+    cr_assert_eq(run(args, err, sizeof err), 0, "%s", err);
+    cr_assert(!strstr(err, "warning"), "%s", err);
+}
