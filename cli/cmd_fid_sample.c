@@ -348,8 +348,8 @@ static int run(fs_args *a)
             fprintf(stderr, "%s: already holds samples %" PRId64 "..%" PRId64 " of these settings and weights: kept\n",
                     a->npz, first, last - 1);
         else
-            fprintf(stderr, "%s: already holds shard %d/%d, which has no samples, of these settings and weights: kept\n",
-                    a->npz, a->shard_k, a->shard_n);
+            fprintf(stderr, "%s: already holds shard %d/%d, which has no samples, of these settings and weights: "
+                    "kept\n", a->npz, a->shard_k, a->shard_n);
         rc = 0;
         goto done;
     }
@@ -408,8 +408,8 @@ static int run(fs_args *a)
     char side[64] = "";
     if (st.workers > 1) snprintf(side, sizeof side, ", %d batches at a time (one per thread)", st.workers);
     if (first == last)   /* shards take whole batches: fewer batches than shards leave some without */
-        fprintf(stderr, "%s: no samples for shard %d/%d (%d samples make %" PRId64 " batch%s of %d, and shards take whole batches)\n",
-                a->npz, a->shard_k, a->shard_n, a->num, nb, nb == 1 ? "" : "es", a->batch);
+        fprintf(stderr, "%s: no samples for shard %d/%d (%d samples make %" PRId64 " batch%s of %d, and shards take "
+                "whole batches)\n", a->npz, a->shard_k, a->shard_n, a->num, nb, nb == 1 ? "" : "es", a->batch);
     else
         fprintf(stderr, "%s: samples %" PRId64 "..%" PRId64 " of %d (shard %d/%d), %d per batch, %dx%d images%s\n",
                 a->npz, first, last - 1, a->num, a->shard_k, a->shard_n, a->batch, px, px, side);

@@ -164,8 +164,7 @@ int me_adm_file_save(const char *path, const me_adm_file *f)
     return me_zip_writer_finish(&w);
 }
 
-/* Order of parts by their first row. */
-/* By first row; an empty part (more shards than images) before the part
+/* Order of parts: by first row; an empty part (more shards than images) before the part
    that starts where it does, so that it is not taken for an overlap. */
 static int by_first(const void *a, const void *b)
 {

@@ -299,8 +299,8 @@ class Model(Native):
                schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False,
                spacing=None, karras=None, order=None, cfg_interval=None):
         """Latents [n, C, H, W] for the class labels (num_classes: the null
-        class, an unconditional sample, as `moedit sample --class`); with trace=True also the
-        routing decisions as a moedit.Trace: (latents, trace). Defaults as
+        class, an unconditional sample, as `moedit sample --class`); with
+        trace=True also the routing decisions as a moedit.Trace: (latents, trace). Defaults as
         `moedit sample` (see sample_options); noise [n, C, H, W] replaces the
         drawn initial noise; row_seeds [n] (rng='native') one stream per row."""
         r = self.sample_options(sampler, steps, cfg, cfg_channels, eta, schedule, seed, rng,
@@ -379,7 +379,8 @@ class VAE(Native):
     _what = "VAE"
 
     def __init__(self, path_or_alias="fmnist-vae", bf16=False):
-        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (direct: on Zen 4 and Zen 5 slower than float32's Winograd)."""
+        """bf16=True: convolutions in bfloat16, as `--vae-bf16` (direct: on Zen 4 and Zen 5
+        slower than float32's Winograd)."""
         self._native_init()
         self.path = model_path(path_or_alias)
         v = ctypes.c_void_p()
