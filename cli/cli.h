@@ -176,6 +176,11 @@ int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir
                                const char *text, size_t size);
 int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_model *m,
                          moedit_sample_options *o);
+/* *heads and *top_k left INT_MIN (not given) taken from the defaults.json
+   beside model_path, as sample and fid-sample (and Python's Model) take
+   them, so that forward, bench, inspect and convert run and record the
+   model the same way. 0, or 2 after a usage error naming the file. */
+int cli_defaults_hints(const char *cmd, const char *model_path, int *heads, int *top_k);
 /* The solver flags (cli/sampling_solvers.c): --spacing, --karras, --order,
    --cfg-interval and whether the sampler fits the model; defaults.json's
    solver settings only where they apply to the sampler. */

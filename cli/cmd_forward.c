@@ -52,9 +52,10 @@ int cmd_forward(int argc, char **argv)
     }
     if (!xp || !tp || !yp || !outp) return cli_usage_error("forward", "--x, --t, --y and --out are required");
     if (!cli_has_ext(outp, ".npy")) return cli_usage_error("forward", "--out %s: must end in .npy", outp);
-    if (cli_model_options("forward", &mo, &lo)) return 2;
     /* before the forward: an --out naming an input would replace it */
     const char *model_path = cli_model_path(model);
+    if (cli_defaults_hints("forward", model_path, &mo.heads, &mo.top_k) || cli_model_options("forward", &mo, &lo))
+        return 2;
     const cli_file files[] = {{"--model", model_path, CLI_IN}, {"--x", xp, CLI_IN}, {"--t", tp, CLI_IN},
                               {"--y", yp, CLI_IN}, {"--out", outp, CLI_OUT}};
     if (cli_check_files("forward", files, sizeof files / sizeof files[0])) return 2;
@@ -262,6 +263,8 @@ int cmd_bench(int argc, char **argv)
     if (inception && (model || peak_only || mo.bf16 || mo.fp32 || mo.device || mo.heads != INT_MIN ||
                       mo.top_k != INT_MIN))
         return cli_usage_error("bench", "--inception takes --images, --batch, --iters and --threads only");
+    if (!peak_only && !inception && cli_defaults_hints("bench", cli_model_path(model), &mo.heads, &mo.top_k))
+        return 2;
     if (cli_model_options("bench", &mo, &lo)) return 2;
     moedit_set_adaptive_threads(0);   /* a benchmark measures the count it names */
     /* The peaks first (the clocks are those the forward then runs at), the

@@ -99,12 +99,13 @@ static const char *routing_name(moedit_routing r)
     return r == MOEDIT_ROUTING_DMOE ? "dmoe" : r == MOEDIT_ROUTING_DTR ? "dtr" : NULL;
 }
 
-/* --heads/--top-k given, yet no transformer detected: the hints describe
-   one this file is not, or one they do not fit (3 heads of a hidden size
-   16); an error then, not "family unknown". 1 after one line, else 0. */
-static int hints_misfit(const detected *d, const moedit_load_options *opt)
+/* --heads/--top-k given (flagged, not from a defaults.json beside the
+   file), yet no transformer detected: the hints describe one this file is
+   not, or one they do not fit (3 heads of a hidden size 16); an error then,
+   not "family unknown". 1 after one line, else 0. */
+static int hints_misfit(const detected *d, int flagged)
 {
-    if (d->is_model || d->is_vae || (!opt->heads && !opt->top_k)) return 0;
+    if (d->is_model || d->is_vae || !flagged) return 0;
     fprintf(stderr, "moedit: %s\n", d->why);
     return 1;
 }
@@ -294,15 +295,16 @@ int cmd_inspect(int argc, char **argv)
     if (npos != 1)
         return cli_usage_error("inspect", "expected one checkpoint file, folder or alias (fmnist-moe, fmnist-switch, "
                                "fmnist-vae)");
-    if (cli_model_hints("inspect", heads, top_k, &opt)) return 2;
     const char *path = cli_model_path(pos[0]);
+    const int flagged = heads != INT_MIN || top_k != INT_MIN;
+    if (cli_defaults_hints("inspect", path, &heads, &top_k) || cli_model_hints("inspect", heads, top_k, &opt)) return 2;
 
     me_tensors *ts;
     int rc = me_tensors_open(path, &ts);
     if (rc) return cli_fail(rc);
     detected d;
     detect(ts, &opt, &d);
-    if (hints_misfit(&d, &opt)) {
+    if (hints_misfit(&d, flagged)) {
         me_tensors_free(ts);
         return 2;
     }
@@ -399,7 +401,8 @@ int cmd_convert(int argc, char **argv)
     if (out_in_input_folder(in, out))
         return cli_usage_error("convert", "--out %s: would replace or shadow a file the folder %s is read from "
                                "(config.json, diffusion_pytorch_model*)", out, in);
-    if (cli_model_hints("convert", heads, top_k, &opt)) return 2;
+    const int flagged = heads != INT_MIN || top_k != INT_MIN;
+    if (cli_defaults_hints("convert", in, &heads, &top_k) || cli_model_hints("convert", heads, top_k, &opt)) return 2;
     me_dtype dtype;
     if (!strcmp(dtype_s, "f32")) dtype = ME_F32;
     else if (!strcmp(dtype_s, "f16")) dtype = ME_F16;
@@ -411,7 +414,7 @@ int cmd_convert(int argc, char **argv)
     if (rc) return cli_fail(rc);
     detected d;
     detect(ts, &opt, &d);
-    if (hints_misfit(&d, &opt)) {
+    if (hints_misfit(&d, flagged)) {
         me_tensors_free(ts);
         return 2;
     }

@@ -129,6 +129,18 @@ int cli_sampling_defaults(const char *cmd, cli_sampling *s, const char *model_pa
     return rc;
 }
 
+int cli_defaults_hints(const char *cmd, const char *model_path, int *heads, int *top_k)
+{
+    cli_sampling s;
+    cli_sampling_init(&s);
+    s.load.heads = *heads;
+    s.load.top_k = *top_k;
+    int rc = cli_sampling_defaults(cmd, &s, model_path);
+    if (!rc) *heads = s.load.heads, *top_k = s.load.top_k;
+    cli_sampling_free(&s);
+    return rc;
+}
+
 int cli_sampling_defaults_json(const char *cmd, cli_sampling *s, const char *dir, const char *path,
                                const char *text, size_t size)
 {

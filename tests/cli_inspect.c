@@ -471,3 +471,60 @@ Test(inspect, model_aliases)
     cr_assert_eq(run(args), 0, "%s", err_text);
     cr_assert_not_null(strstr(out_text, "family switch-dit"), "%s", out_text);
 }
+
+/* `moedit forward` of model on the inputs in tmp, with an optional --heads,
+   to out (an .npy in tmp); the output's floats (the caller frees). */
+static float *forward_of(const char *model, const char *heads, const char *out, int64_t *n)
+{
+    char x[192], t[192], y[192], o[192];
+    snprintf(x, sizeof x, "%s/x.npy", tmp);
+    snprintf(t, sizeof t, "%s/t.npy", tmp);
+    snprintf(y, sizeof y, "%s/y.npy", tmp);
+    snprintf(o, sizeof o, "%s/%s", tmp, out);
+    const char *args[] = {"forward", "--model", model, "--x", x, "--t", t, "--y", y, "--out", o,
+                          heads ? "--heads" : NULL, heads, NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    return tu_npy_f32(o, NULL, NULL, n);
+}
+
+/* A defaults.json beside a checkpoint names the heads its weights cannot
+   tell; inspect, convert and forward take them as sample does (convert
+   recorded the hidden size's default, 1 head for this fixture, and the
+   converted file then ran another model than the original, silently). A
+   flag still wins. */
+Test(inspect, heads_from_the_defaults_json_beside_the_checkpoint)
+{
+    char model[192], json[192], conv[192];
+    tu_model_copy(tmp, FIXTURES "/sampler/model_moe_top2.pt", model, sizeof model, json, sizeof json);
+    tu_write_file(json, "{\"heads\": 2}", 12);
+    cJSON *j = inspect_json(model, NULL, NULL);
+    cr_assert_eq(num(j, "heads"), 2);
+    cJSON_Delete(j);
+    j = inspect_json(model, "--heads", "1");
+    cr_assert_eq(num(j, "heads"), 1);
+    cJSON_Delete(j);
+
+    snprintf(conv, sizeof conv, "%s/c.safetensors", tmp);
+    const char *convert[] = {"convert", model, "--out", conv, NULL};
+    cr_assert_eq(run(convert), 0, "%s", err_text);
+    j = inspect_json(conv, NULL, NULL);
+    cr_assert_eq(num(j, "heads"), 2, "the converted file records other heads than its source ran with");
+    cJSON_Delete(j);
+
+    float x[2 * 4 * 8 * 8], t[2] = {10, 500};
+    int64_t y[2] = {3, 10};
+    for (int i = 0; i < 2 * 4 * 8 * 8; i++) x[i] = tu_counter_uniform(5, (uint64_t)i) * 2 - 1;
+    cr_assert_eq(me_npy_write(tu_join(tmp, "x.npy"), ME_F32, 4, (int64_t[]){2, 4, 8, 8}, x), MOEDIT_OK);
+    cr_assert_eq(me_npy_write(tu_join(tmp, "t.npy"), ME_F32, 1, (int64_t[]){2}, t), MOEDIT_OK);
+    cr_assert_eq(me_npy_write(tu_join(tmp, "y.npy"), ME_I64, 1, (int64_t[]){2}, y), MOEDIT_OK);
+    int64_t na, nb, nc;
+    float *beside = forward_of(model, NULL, "a.npy", &na);
+    float *flagged = forward_of(FIXTURES "/sampler/model_moe_top2.pt", "2", "b.npy", &nb);
+    float *plain = forward_of(FIXTURES "/sampler/model_moe_top2.pt", NULL, "c.npy", &nc);
+    cr_assert(na == nb && nb == nc);
+    cr_assert(!memcmp(beside, flagged, sizeof(float) * (size_t)na), "forward did not take the file's heads");
+    cr_assert(memcmp(beside, plain, sizeof(float) * (size_t)na), "one head and two gave the same output");
+    free(beside);
+    free(flagged);
+    free(plain);
+}
