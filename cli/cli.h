@@ -39,6 +39,11 @@ typedef struct {
    CRC-32 check off for the process (moedit_set_verify(0)). */
 #define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
 #define CLI_THREADS_HELP "threads (default: SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else all cores)"
+/* --heads and --top-k of every command that reads a checkpoint (cli_defaults_hints) */
+#define CLI_HEADS_HELP                                                                                  \
+    "attention heads (default: defaults.json beside the checkpoint, else the file's metadata, else from " \
+    "the hidden size)"
+#define CLI_TOP_K_HELP "experts per token (default: defaults.json beside the checkpoint, else the file's metadata, else 2)"
 #define CLI_VAE_BF16_HELP                                                                       \
     "VAE convolutions in bfloat16 (AMX tiles, else AVX512-BF16, else emulated: same numerics, " \
     "no faster); they stay direct, so on Zen 4 and Zen 5 slower than the float32 default's Winograd"

@@ -282,8 +282,8 @@ int cmd_inspect(int argc, char **argv)
     const cli_flag flags[] = {
         {"--json", CLI_BOOL, &json, NULL, "print one JSON object"},
         {"--all", CLI_BOOL, &all, NULL, "list every tensor (default: the first 40 of large models)"},
-        {"--heads", CLI_INT, &heads, "H", "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &top_k, "K", "experts per token (default 2 or the file's metadata)"},
+        {"--heads", CLI_INT, &heads, "H", CLI_HEADS_HELP},
+        {"--top-k", CLI_INT, &top_k, "K", CLI_TOP_K_HELP},
         {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},
@@ -383,8 +383,8 @@ int cmd_convert(int argc, char **argv)
     const cli_flag flags[] = {
         {"--out", CLI_STR, &out, "OUT.safetensors", "output file"},
         {"--dtype", CLI_STR, &dtype_s, "f32|f16|bf16", "float tensors are converted (default f32); a value beyond its range (f16: 65504) is refused"},
-        {"--heads", CLI_INT, &heads, "H", "attention heads to record (default from the hidden size)"},
-        {"--top-k", CLI_INT, &top_k, "K", "experts per token to record (default 2)"},
+        {"--heads", CLI_INT, &heads, "H", CLI_HEADS_HELP},
+        {"--top-k", CLI_INT, &top_k, "K", CLI_TOP_K_HELP},
         {"--no-verify", CLI_BOOL, &opt.no_verify, NULL, CLI_NO_VERIFY_HELP},
         {"--help", CLI_BOOL, &help, NULL, "this help"},
         {0},

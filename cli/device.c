@@ -44,8 +44,8 @@ int cli_model_flags(cli_model_opts *o, cli_flag *f)
 {
     const cli_flag table[] = {
         {"--threads", CLI_INT, &o->threads, "N", CLI_THREADS_HELP},
-        {"--heads", CLI_INT, &o->heads, "H", "attention heads (default from the hidden size)"},
-        {"--top-k", CLI_INT, &o->top_k, "K", "experts per token, per row for Switch-DiT (default 2)"},
+        {"--heads", CLI_INT, &o->heads, "H", CLI_HEADS_HELP},
+        {"--top-k", CLI_INT, &o->top_k, "K", CLI_TOP_K_HELP "; per row for Switch-DiT"},
         {"--bf16", CLI_BOOL, &o->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
         {"--device", CLI_STR, &o->device, "cpu|cuda[:N]", "where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
         {"--fp32", CLI_BOOL, &o->fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
