@@ -128,5 +128,11 @@ int cmd_fid(int argc, char **argv)
     if (a.is_split < 1) return cli_usage_error(CMD, "--is-split: %d must be >= 1", a.is_split);
     if (cli_threads(CMD, a.threads)) return 2;
     if (cli_cpu_only(CMD, a.device, "Inception")) return 2;
+    /* before the work: an output naming an input would replace it (--stats-out
+       samples.npz replaced the images with their statistics) */
+    const cli_file files[] = {{"--inception", a.inception, CLI_IN}, {"--samples", a.samples, CLI_IN},
+                              {"--ref", a.ref, CLI_IN}, {"--features-out", a.features_out, CLI_OUT},
+                              {"--stats-out", a.stats_out, CLI_OUT}};
+    if (cli_check_files(CMD, files, sizeof files / sizeof files[0])) return 2;
     return run(&a);
 }

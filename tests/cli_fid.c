@@ -629,3 +629,26 @@ Test(cli_fid, npz_and_trace_on_one_path_refused)
     one_line_error();
     cr_assert(!exists("a.npz") && !exists("a.npz.lock") && !exists("a.npz.partial") && !exists("a.npz.state"));
 }
+
+/* fid's outputs are checked against its inputs before the work: --stats-out
+   naming the samples replaced the images with their statistics (exit 0). */
+Test(cli_fid, outputs_naming_inputs_refused)
+{
+    cr_assert_eq(tu_system("cp %s/fid/images_a.npz %s/a.npz && cp %s/fid/images_b.npz %s/b.npz", FIXTURES, dir,
+                           FIXTURES, dir), 0);
+    const off_t size = tu_file_size(tu_join(dir, "a.npz"));
+    const char *outs[][2] = {{"--stats-out a.npz", "--samples and --stats-out name the same file"},
+                             {"--features-out b.npz", "--ref and --features-out name the same file"},
+                             {"--stats-out o.npz --features-out o.npz", "--features-out and --stats-out name the same"},
+                             {"--stats-out nowhere/s.npz", "--stats-out nowhere/s.npz"}};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(moedit("fid --inception none.pth --samples a.npz --ref b.npz %s", outs[i][0]), 2, "%s",
+                     outs[i][0]);
+        one_line_error();
+        char *err = slurp("err.txt", NULL);
+        cr_assert(strstr(err, outs[i][1]), "%s: %s", outs[i][0], err);
+        free(err);
+    }
+    cr_assert_eq(tu_file_size(tu_join(dir, "a.npz")), size, "the samples were overwritten");
+    cr_assert(!exists("o.npz"));
+}
