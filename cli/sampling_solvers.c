@@ -85,9 +85,11 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
                                                src, sizeof src);
         if (parse_interval(s->cfg_interval, &lo, &hi))
             return cli_usage_error(cmd, "%s: '%s' is not LO,HI (e.g. 82,579)", name, s->cfg_interval);
-        if (!(lo < hi) || hi < 0 || lo > tmax)
-            return cli_usage_error(cmd, "%s: [%g, %g] is empty or inverted (need LO < HI, within 0..%g)", name, lo, hi,
-                                   tmax);
+        if (!(lo < hi))
+            return cli_usage_error(cmd, "%s: [%g, %g] is empty or inverted (need LO < HI)", name, lo, hi);
+        /* an interval reaching past the timesteps is cut to them; one beside them guides nothing */
+        if (hi < 0 || lo > tmax)
+            return cli_usage_error(cmd, "%s: [%g, %g] holds none of the timesteps 0..%g", name, lo, hi, tmax);
         if (!(o->cfg > 1)) return cli_usage_error(cmd, "--cfg-interval needs guidance (--cfg > 1)");
         o->cfg_interval = 1;
         o->cfg_lo = lo;

@@ -102,6 +102,11 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
     if (OC != C && !learn_sigma) return me_fail(MOEDIT_EINPUT, "sample: %d output channels for %d input channels", OC, C);
     if (o->cfg_interval && !(o->cfg_lo < o->cfg_hi))
         return me_fail(MOEDIT_EINPUT, "sample: guidance interval [%g, %g] is empty", o->cfg_lo, o->cfg_hi);
+    /* one beside the timesteps would guide nothing, silently */
+    const float tmax = me_sampler_is_flow(o->sampler) ? 1 : 999;
+    if (o->cfg_interval && (o->cfg_hi < 0 || o->cfg_lo > tmax))
+        return me_fail(MOEDIT_EINPUT, "sample: guidance interval [%g, %g] holds none of the timesteps 0..%g",
+                       o->cfg_lo, o->cfg_hi, tmax);
     if (o->sampler == MOEDIT_SAMPLER_HEUN || o->sampler == MOEDIT_SAMPLER_MIDPOINT)
         return me_flow_solver_run(o, s, fn, ctx, n, labels, latents);
     if (o->sampler > MOEDIT_SAMPLER_FLOW) return me_multistep_run(o, s, fn, ctx, n, labels, latents);

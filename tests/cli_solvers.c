@@ -162,7 +162,8 @@ Test(solvers, usage_errors)
     assert_usage_error((const char *[]){BASE, "--sampler", "unipc", "--order", "4", NULL}, "--order");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "600,100", NULL}, "--cfg-interval");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "300,300", NULL}, "--cfg-interval");
-    assert_usage_error((const char *[]){BASE, "--cfg-interval", "2000,3000", NULL}, "--cfg-interval");
+    assert_usage_error((const char *[]){BASE, "--cfg-interval", "2000,3000", NULL},
+                       "--cfg-interval: [2000, 3000] holds none of the timesteps 0..999");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "100", NULL}, "--cfg-interval");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "a,b", NULL}, "--cfg-interval");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "100,500,", NULL}, "--cfg-interval");

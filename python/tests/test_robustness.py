@@ -255,3 +255,10 @@ def test_row_counts_beyond_int_refused(moe, inception):
     for call in (inception.features, inception.adm_features):
         with bad(r"images: expected uint8 \[n, h, w, 1 or 3\], got \(2147483648, 8, 8, 3\)"):
             call(np.broadcast_to(np.uint8(0), (rows, 8, 8, 3)))
+
+
+def test_guidance_interval_beside_the_timesteps_refused(moe):
+    # as `moedit sample --cfg-interval 2000,3000`: it guided nothing, silently
+    with bad(r"guidance interval \[2000, 3000\] holds none of the timesteps 0..999"):
+        moe.sample([0], sampler="dpm++2m", steps=2, cfg_interval=(2000, 3000))
+    assert moe.sample([0], sampler="dpm++2m", steps=2, cfg_interval=(-5, 3000)).shape == (1, 4, 8, 8)
