@@ -156,6 +156,12 @@ Test(sample, usage_errors)
     assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--heads", "2", "--no-vae", "--out", "x.png", NULL}, "--no-vae");
     assert_usage_error((const char *[]){"--model", SAM "model_moe_top2.pt", "--out", "x.png", NULL}, "VAE");
     assert_usage_error((const char *[]){"--model", SAM "nothing.pt", "--no-vae", "--latents-out", out_path, NULL}, "nothing.pt");
+    /* a missing checkpoint named as such, not as a missing VAE (it has no defaults.json either) */
+    assert_usage_error((const char *[]){"--model", SAM "nothing.pt", "--out", "x.png", NULL},
+                       "--model " SAM "nothing.pt: no such file or folder");
+    const char *fid[] = {"--model", SAM "nothing.pt", "--num", "2", "--npz", "f.npz", NULL};
+    cr_assert_eq(tu_run_cmd("fid-sample", fid, tmp, err_text, sizeof err_text), 2, "%s", err_text);
+    cr_assert(tu_one_line(err_text) && strstr(err_text, "nothing.pt: no such file or folder"), "%s", err_text);
 #undef BASE
 }
 
