@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include "cli/class_names.h"
 #include "cli/cli.h"
@@ -67,6 +68,9 @@ int cmd_heatmap(int argc, char **argv)
                               {"--class-names", names_file, CLI_IN},
                               {"--out", out, CLI_OUT_DIR}};
     if (cli_check_files("heatmap", files, 4)) return 2;
+    /* only its folder's defaults.json is read: a missing one gave numbers for names, silently */
+    if (model && access(cli_model_path(model), F_OK))
+        return cli_usage_error("heatmap", "--model %s: no such file or folder", model);
 
     me_trace_reader *rd;
     int rc = me_trace_read_open(&rd, pos[0]);

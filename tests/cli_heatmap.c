@@ -396,3 +396,15 @@ Test(cli_heatmap, sample_trace_covers_every_step_and_row) {
     cr_assert_eq(run(args), 0, "%s", slurp("stderr"));
     cr_assert(exists("hm/layer_01.png") && exists("hm/overview.png"));
 }
+
+/* A --model that is not there (it is read for its defaults.json's class names
+   only): refused, where the names silently became numbers. */
+Test(cli_heatmap, missing_model_refused) {
+    char args[1400];
+    write_trace("run.trace", 2);
+    snprintf(args, sizeof args, "heatmap '%s/run.trace' --out '%s/out' --model '%s/nothing.pt'", dir, dir, dir);
+    cr_assert_eq(run(args), 2, "%s", slurp("stderr"));
+    expect_one_line_error("--model");
+    expect_one_line_error("nothing.pt: no such file or folder");
+    cr_assert(!exists("out"));
+}
