@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli/class_names.h"
 #include "cli/cli.h"
 #include "cli/shard.h"
 #include "core/core.h"
@@ -51,12 +52,18 @@
    "Shared machines". */
 #define WORKER_FLOPS 20e9
 #define MAX_WORKERS 64
+/* --class entries: every class of ImageNet and the null one, with room to
+   weight some by naming them twice; the resolved list goes into the resume
+   state's settings line, which must stay under 8 KB */
+#define MAX_CLASS_LIST 1024
 
 typedef struct {
     cli_sampling s;
-    const char *npz, *labels, *shard, *trace;
+    const char *npz, *labels, *shard, *trace, *classes;
     int num, batch, resume, help;
     int shard_k, shard_n, random_labels;
+    int class_count;                      /* --class: the ids sampled, else 0 (every class) */
+    int64_t class_list[MAX_CLASS_LIST];
     char npz_path[4096];   /* --npz with %k/%n expanded */
     char device[16];   /* --shard auto with a bare --device cuda: cuda:<local rank> */
 } fs_args;
@@ -69,11 +76,25 @@ static uint64_t splitmix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* Label of sample i: depends on (seed, i) only. */
+/* Label of sample i: depends on (seed, i) only. Of --class's list by the
+   same rule, so that the list of every class in order is the default. */
 static int64_t label_of(const fs_args *a, uint64_t seed, int64_t i, int classes)
 {
-    if (!a->random_labels) return i % classes;
-    return (int64_t)(splitmix64(splitmix64(seed ^ 0x6C6162656C73ull) + (uint64_t)i) % (uint64_t)classes);
+    const uint64_t k = (uint64_t)(a->class_count ? a->class_count : classes);
+    const uint64_t j = a->random_labels ? splitmix64(splitmix64(seed ^ 0x6C6162656C73ull) + (uint64_t)i) % k
+                                        : (uint64_t)i % k;
+    return a->class_count ? a->class_list[j] : (int64_t)j;
+}
+
+/* --class resolved against the model (ids, or names from the defaults.json
+   beside it); 0, or 2 after a one-line usage error. */
+static int parse_class_list(fs_args *a, const char *model_path, int num_classes)
+{
+    me_class_names cn;
+    if (cli_class_names(CMD, NULL, model_path, num_classes, &cn)) return 2;
+    int rc = me_class_parse_list(&cn, a->classes, num_classes, a->class_list, MAX_CLASS_LIST, &a->class_count);
+    me_class_names_free(&cn);
+    return rc ? cli_usage_error(CMD, "--class: %s", moedit_last_error()) : 0;
 }
 
 /* ---- the resume state -------------------------------------------------- */
@@ -83,13 +104,16 @@ static void fingerprint(const fs_args *a, const char *model, const moedit_sample
 {
     /* the solver settings and vae_bf16 only when there are any, so that
        older state files of ddpm / ddim / flow runs still resume */
-    char solver[128];
+    char solver[128], classes[MAX_CLASS_LIST * 6 + 16] = "";
     cli_solver_describe(o, solver, sizeof solver);
+    /* and the class list only when given (as ids: names and ids of one list agree) */
+    for (int i = 0, at = 0; i < a->class_count; i++)
+        at += snprintf(classes + at, sizeof classes - at, "%s%lld", i ? "," : " classes=", (long long)a->class_list[i]);
     snprintf(buf, cap, "model=%s vae=%s num=%d batch=%d shard=%d/%d labels=%s seed=%" PRIu64
-             " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s%s",
+             " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s%s%s",
              model, a->s.vae, a->num, a->batch, a->shard_k, a->shard_n, a->random_labels ? "random" : "balanced",
              o->seed, (int)o->sampler, o->steps, o->cfg, o->cfg_channels, o->eta, o->cosine_schedule,
-             a->s.load.heads, a->s.load.top_k, a->s.load.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "");
+             a->s.load.heads, a->s.load.top_k, a->s.load.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "", classes);
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -316,6 +340,7 @@ static int run(fs_args *a)
     if ((rc = cli_sampling_resolve(CMD, &a->s, w0->m, &o))) goto done;
     o.rng = MOEDIT_RNG_NATIVE;   /* per-row streams: a sample must not depend on its batch */
     const moedit_config *c = moedit_model_config(w0->m);
+    if (a->classes && (rc = parse_class_list(a, model_path, c->num_classes))) goto done;
     if ((e = moedit_vae_load(a->s.vae, &w0->vae))) goto fail;
     if (a->s.vae_bf16 && (e = moedit_vae_set_bf16(w0->vae, 1))) goto fail;
     const int C = c->in_channels, S = c->input_size, oc = moedit_vae_out_channels(w0->vae);
@@ -494,6 +519,7 @@ int cmd_fid_sample(int argc, char **argv)
         {"--num", CLI_INT, &a.num, "N", "number of samples (all shards together)"},
         {"--batch", CLI_INT, &a.batch, "B", "samples per batch (default 16; the same for every shard)"},
         {"--labels", CLI_STR, &a.labels, "balanced|random", "i mod classes (default) or a hash of (seed, i)"},
+        {"--class", CLI_STR, &a.classes, "LIST", "only these classes, names or ids (N: unconditional), taken as --labels says"},
         {"--shard", CLI_STR, &a.shard, "k/n|auto", "this process's part (k from 0; auto: Slurm, MPI or torchrun; a bare --device cuda becomes cuda:<local rank>)"},
         {"--resume", CLI_BOOL, &a.resume, NULL, "continue an interrupted run of the same command; keep its finished --npz"},
         {"--trace", CLI_STR, &a.trace, "T.bin", "record every expert routing decision (rows batch-local)"},

@@ -424,3 +424,57 @@ Test(cli_shard, resume_refuses_a_state_of_other_settings)
     free(a);
     free(b);
 }
+
+/* A copy of member key (arr_0, arr_1) of dir/name: its bytes (the caller
+   frees), their count in *bytes. */
+static void *member(const char *name, const char *key, size_t *bytes)
+{
+    me_npz z;
+    me_array a = {0};
+    cr_assert_eq(me_npz_open(tu_join(dir, name), &z), MOEDIT_OK, "%s", moedit_last_error());
+    cr_assert_eq(me_npz_get(&z, key, &a), MOEDIT_OK, "%s: %s", name, moedit_last_error());
+    *bytes = (size_t)a.numel * me_dtype_size(a.dtype);
+    void *copy = malloc(*bytes ? *bytes : 1);
+    memcpy(copy, a.data, *bytes);
+    me_array_free(&a);
+    me_npz_close(&z);
+    return copy;
+}
+
+/* --class: the samples' labels from a list, cycled (or drawn) as --labels
+   says; the list of every class in order is the default run image for image,
+   shards of a list merge into its one-process file, and a list is a setting
+   npz-merge holds shards to. */
+Test(cli_shard, class_list_labels_the_samples)
+{
+    sample_set("--class 3,7", NULL);
+    merged_is_one_process();
+    size_t n, m;
+    int64_t *y = member("one.npz", "arr_1", &n);
+    const int64_t cycled[6] = {3, 7, 3, 7, 3, 7};
+    cr_assert(n == sizeof cycled && !memcmp(y, cycled, sizeof cycled), "labels not cycled over the list");
+    free(y);
+
+    cr_assert_eq(run_env("", SAMPLE " --class 3,7 --labels random --npz random.npz", FIXTURES, FIXTURES), 0, "%s",
+                 err_text());
+    y = member("random.npz", "arr_1", &n);
+    for (size_t i = 0; i < n / sizeof *y; i++) cr_assert(y[i] == 3 || y[i] == 7, "label %lld", (long long)y[i]);
+    free(y);
+
+    cr_assert_eq(run_env("", SAMPLE " --npz plain.npz", FIXTURES, FIXTURES), 0, "%s", err_text());
+    cr_assert_eq(run_env("", SAMPLE " --class 0,1,2,3,4,5,6,7,8,9 --npz all.npz", FIXTURES, FIXTURES), 0, "%s",
+                 err_text());
+    for (int k = 0; k < 2; k++) {
+        const char *key = k ? "arr_1" : "arr_0";
+        void *a = member("plain.npz", key, &n), *b = member("all.npz", key, &m);
+        cr_assert(n == m && !memcmp(a, b, n), "%s: every class in order is not the default", key);
+        free(a);
+        free(b);
+    }
+
+    shard("plain1.npz", 1, "");
+    merge_refused("s0.npz plain1.npz s2.npz", ", not classes=3,7");
+    cr_assert_eq(run_env("", SAMPLE " --class 3,99 --npz bad.npz", FIXTURES, FIXTURES), 2);
+    refused("--class: 99 is outside 0..9");
+    cr_assert(!exists("bad.npz"));
+}
