@@ -5,6 +5,7 @@
    sampling succeeded. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,11 @@ static int run(sample_args *a)
             goto done;
         }
         if (!noise) goto done;
+        /* NaN or inf would stop the run only after its first step */
+        if (!isfinite(cli_latents_peak((size_t)n * C * S * S, noise))) {
+            rc = cli_usage_error(CMD, "--noise %s: holds NaN or inf", a->noise);
+            goto done;
+        }
         o.noise = noise;
     }
     if ((rc = check_grid_beside_images(a, n, labels))) goto done;

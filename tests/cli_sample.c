@@ -150,6 +150,12 @@ Test(sample, usage_errors)
     assert_usage_error((const char *[]){BASE, "--class", "1,,2", NULL}, "--class");
     assert_usage_error((const char *[]){BASE, "--class", "1,2", "--noise", SAM "moe_ddim10_cfg4.npy", "--class", "1,2,3", NULL}, "--noise");
     assert_usage_error((const char *[]){BASE, "--noise", SAM "missing.npy", NULL}, "missing.npy");
+    /* NaN noise stopped the run only after its first step */
+    float nan_noise[2 * 4 * 8 * 8] = {0};
+    nan_noise[77] = NAN;
+    cr_assert_eq(me_npy_write(tu_join(tmp, "nan.npy"), ME_F32, 4, (int64_t[]){2, 4, 8, 8}, nan_noise), MOEDIT_OK);
+    assert_usage_error((const char *[]){BASE, "--class", "1,7", "--noise", tu_join(tmp, "nan.npy"), NULL},
+                       "nan.npy: holds NaN or inf");
     assert_usage_error((const char *[]){BASE, "--eta", "0.5", NULL}, "--eta");
     assert_usage_error((const char *[]){BASE, "--sampler", "ddim", "--eta", "1.5", NULL}, "--eta");
     assert_usage_error((const char *[]){BASE, "--bogus", NULL}, "--bogus");

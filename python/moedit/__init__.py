@@ -362,10 +362,11 @@ LATENT_PEAK = 100.0
 
 
 def _warn_blown_up(latents, r):
+    """r: the sampling settings, or None for latents from elsewhere."""
     peak = float(np.max(np.abs(latents))) if latents.size else 0.0
     if peak <= LATENT_PEAK:   # NaN goes on
         return
-    if r["cosine_schedule"] > 0 and r["sampler"] not in FLOW_SAMPLERS:
+    if r and r["cosine_schedule"] > 0 and r["sampler"] not in FLOW_SAMPLERS:
         why = ("the cosine schedule's step at t=999 (alpha_bar 2.4e-9) multiplies the model's noise error by 2e4 "
                "- take steps='ddimN' with ddpm/ddim, or spacing='leading' (docs/sampling.md)")
     else:
@@ -418,4 +419,5 @@ class VAE(Native):
         img = np.empty((n, self.out_channels, h * self.upscale, w * self.upscale), np.float32)
         with self._lock:
             _check(lib.moedit_vae_decode(self._use(), n, h, w, _ptr(zs, ctypes.c_float), _ptr(img, ctypes.c_float)))
+        _warn_blown_up(z, None)   # latents from elsewhere, as `moedit decode` warns
         return img

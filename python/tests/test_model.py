@@ -153,3 +153,15 @@ def test_blown_up_latents_warn(switch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.abs(switch.sample([1], sampler="ddim", steps="ddim10")).max() < moedit.LATENT_PEAK
+
+
+def test_decode_of_blown_up_latents_warns():
+    # as `moedit decode` warns of latents from a file
+    vae = moedit.VAE("fmnist-vae")
+    z = np.zeros((1, 4, 8, 8), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vae.decode(z)
+    z[0, 1, 2, 3] = 150
+    with pytest.warns(RuntimeWarning, match=r"latents reach 150 .*likely noise"):
+        vae.decode(z)
