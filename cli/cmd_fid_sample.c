@@ -53,9 +53,11 @@
 #define WORKER_FLOPS 20e9
 #define MAX_WORKERS 64
 /* --class entries: every class of ImageNet and the null one, with room to
-   weight some by naming them twice; the resolved list goes into the resume
-   state's settings line, which must stay under 8 KB */
+   weight some by naming them twice. The resolved list goes into the resume
+   state's settings line (under 8 KB with the rest), as at most this many
+   characters of ids: ImageNet's 0..1000 take 3,895. */
 #define MAX_CLASS_LIST 1024
+#define MAX_CLASS_TEXT 4096
 
 typedef struct {
     cli_sampling s;
@@ -64,6 +66,7 @@ typedef struct {
     int shard_k, shard_n, random_labels;
     int class_count;                      /* --class: the ids sampled, else 0 (every class) */
     int64_t class_list[MAX_CLASS_LIST];
+    char class_text[MAX_CLASS_TEXT + 16]; /* " classes=3,7" for the settings line, else "" */
     char npz_path[4096];   /* --npz with %k/%n expanded */
     char device[16];   /* --shard auto with a bare --device cuda: cuda:<local rank> */
 } fs_args;
@@ -94,7 +97,16 @@ static int parse_class_list(fs_args *a, const char *model_path, int num_classes)
     if (cli_class_names(CMD, NULL, model_path, num_classes, &cn)) return 2;
     int rc = me_class_parse_list(&cn, a->classes, num_classes, a->class_list, MAX_CLASS_LIST, &a->class_count);
     me_class_names_free(&cn);
-    return rc ? cli_usage_error(CMD, "--class: %s", moedit_last_error()) : 0;
+    if (rc) return cli_usage_error(CMD, "--class: %s", moedit_last_error());
+    /* as ids, so that names and ids of one list are one setting */
+    size_t at = (size_t)snprintf(a->class_text, sizeof a->class_text, " classes=");
+    for (int i = 0; i < a->class_count && at < sizeof a->class_text; i++)
+        at += (size_t)snprintf(a->class_text + at, sizeof a->class_text - at, "%s%lld", i ? "," : "",
+                               (long long)a->class_list[i]);
+    if (at >= sizeof a->class_text)
+        return cli_usage_error(CMD, "--class: %d classes take more than %d characters as ids", a->class_count,
+                               MAX_CLASS_TEXT);
+    return 0;
 }
 
 /* ---- the resume state -------------------------------------------------- */
@@ -104,16 +116,14 @@ static void fingerprint(const fs_args *a, const char *model, const moedit_sample
 {
     /* the solver settings and vae_bf16 only when there are any, so that
        older state files of ddpm / ddim / flow runs still resume */
-    char solver[128], classes[MAX_CLASS_LIST * 6 + 16] = "";
+    /* and the class list only when given */
+    char solver[128];
     cli_solver_describe(o, solver, sizeof solver);
-    /* and the class list only when given (as ids: names and ids of one list agree) */
-    for (int i = 0, at = 0; i < a->class_count; i++)
-        at += snprintf(classes + at, sizeof classes - at, "%s%lld", i ? "," : " classes=", (long long)a->class_list[i]);
     snprintf(buf, cap, "model=%s vae=%s num=%d batch=%d shard=%d/%d labels=%s seed=%" PRIu64
              " sampler=%d steps=%s cfg=%a cfg_channels=%d eta=%a cosine=%d heads=%d top_k=%d bf16=%d%s%s%s",
              model, a->s.vae, a->num, a->batch, a->shard_k, a->shard_n, a->random_labels ? "random" : "balanced",
              o->seed, (int)o->sampler, o->steps, o->cfg, o->cfg_channels, o->eta, o->cosine_schedule,
-             a->s.load.heads, a->s.load.top_k, a->s.load.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "", classes);
+             a->s.load.heads, a->s.load.top_k, a->s.load.bf16, solver, a->s.vae_bf16 ? " vae_bf16=1" : "", a->class_text);
 }
 
 /* ---- the command ------------------------------------------------------- */

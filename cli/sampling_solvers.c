@@ -79,7 +79,7 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
     const int interval_flag = s->cfg_interval && s->cfg_interval != s->owned_solver[1];
     if (s->cfg_interval && (interval_flag || o->cfg > 1)) {
         float lo, hi;
-        const float tmax = flow_model ? 1 : 999;
+        const float tmax = me_sampler_is_flow(o->sampler) ? 1 : 999;   /* what the sampler's steps count in */
         char src[4300];
         const char *name = cli_sampling_source(s, s->cfg_interval, s->owned_solver[1], "--cfg-interval", "cfg_interval",
                                                src, sizeof src);

@@ -165,7 +165,7 @@ Test(sample, usage_errors)
     /* a missing checkpoint named as such, not as a missing VAE (it has no defaults.json either) */
     assert_usage_error((const char *[]){"--model", SAM "nothing.pt", "--out", "x.png", NULL},
                        "--model " SAM "nothing.pt: no such file or folder");
-    const char *fid[] = {"--model", SAM "nothing.pt", "--num", "2", "--npz", "f.npz", NULL};
+    const char *fid[] = {"--model", SAM "nothing.pt", "--num", "2", "--npz", tu_join(tmp, "f.npz"), NULL};
     cr_assert_eq(tu_run_cmd("fid-sample", fid, tmp, err_text, sizeof err_text), 2, "%s", err_text);
     cr_assert(tu_one_line(err_text) && strstr(err_text, "nothing.pt: no such file or folder"), "%s", err_text);
 #undef BASE
@@ -306,11 +306,14 @@ Test(sample, blown_up_latents_are_named)
     cr_assert_eq(run(respaced), 0, "%s", err_text);
     cr_assert(!strstr(err_text, "warning"), "%s", err_text);
 
-    const char *fid[] = {"--model", "fmnist-switch", "--num", "4", "--npz", "f.npz", NULL};
+    char f_npz[128], g_npz[128];   /* in the test's folder, not the working one */
+    snprintf(f_npz, sizeof f_npz, "%s/f.npz", tmp);
+    snprintf(g_npz, sizeof g_npz, "%s/g.npz", tmp);
+    const char *fid[] = {"--model", "fmnist-switch", "--num", "4", "--npz", f_npz, NULL};
     cr_assert_eq(tu_run_cmd("fid-sample", fid, tmp, err_text, sizeof err_text), 0, "%s", err_text);
     cr_assert(!strstr(err_text, "warning"), "%s", err_text);
     const char *fid_plain[] = {"--model", "fmnist-switch", "--sampler", "ddim", "--steps", "10", "--num", "4",
-                               "--npz", "g.npz", NULL};
+                               "--npz", g_npz, NULL};
     cr_assert_eq(tu_run_cmd("fid-sample", fid_plain, tmp, err_text, sizeof err_text), 0, "%s", err_text);
     cr_assert(strstr(err_text, "moedit fid-sample: warning: the latents reach "), "%s", err_text);
 }

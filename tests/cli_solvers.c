@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "tests/testutil.h"
 #include "trace/trace.h"
 #include "weights/npy.h"
@@ -205,4 +206,19 @@ Test(solvers, cosine_ddpm_defaults_to_ddim250)
                           "--sampler", "ddpm", "--class", "1", NULL};
     cr_assert_eq(run(args), 0, "%s", err_text);
     cr_assert_not_null(strstr(err_text, "--sampler ddpm --steps ddim250 "), "%s", err_text);
+}
+
+/* The guidance interval is in the sampler's timesteps: 0..1 for flow, the
+   integer steps for DDIM even on a rectified-flow model (the CLI took the
+   model's kind, refusing 100,500 there that the library guides by). */
+#define FLOW_MODEL "--model", SAM "model_moe_qknorm.pt", "--heads", "2", "--no-vae", "--latents-out", out_path
+Test(solvers, guidance_interval_in_the_samplers_timesteps)
+{
+    const char *ddim[] = {FLOW_MODEL, "--sampler", "ddim", "--steps", "5", "--cfg", "2", "--cfg-interval", "100,500",
+                          "--class", "1", NULL};
+    cr_assert_eq(run(ddim), 0, "%s", err_text);
+    unlink(out_path);
+    const char *flow[] = {FLOW_MODEL, "--sampler", "flow", "--steps", "4", "--cfg", "2", "--cfg-interval", "100,500",
+                          "--class", "1", NULL};
+    assert_usage_error(flow, "[100, 500] holds none of the timesteps 0..1");
 }
