@@ -24,6 +24,45 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+/* Optimal string alignment distance of a[0..la) and b[0..lb), both under
+   NEAREST_MAX characters, by rows of the dynamic programme. */
+#define NEAREST_MAX 64
+static int edits(const char *a, size_t la, const char *b, size_t lb)
+{
+    int d[3][NEAREST_MAX + 1];   /* rows i-2, i-1, i, cycled */
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int *row = d[i % 3], *up = d[(i - 1) % 3], *up2 = d[(i + 1) % 3];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = up[j - 1] + (a[i - 1] != b[j - 1]);
+            int best = up[j] + 1 < row[j - 1] + 1 ? up[j] + 1 : row[j - 1] + 1;
+            if (sub < best) best = sub;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && up2[j - 2] + 1 < best)
+                best = up2[j - 2] + 1;
+            row[j] = best;
+        }
+    }
+    return d[la % 3][lb];
+}
+
+const char *cli_nearest(const char *typed, size_t len, const char *const *names, int n)
+{
+    const char *best = NULL;
+    int best_d = 3, ties = 0;
+    if (len >= NEAREST_MAX) return NULL;
+    for (int i = 0; i < n; i++) {
+        size_t ln = strlen(names[i]), core = ln - strspn(names[i], "-");
+        if (ln >= NEAREST_MAX) continue;
+        int dist = edits(typed, len, names[i], ln);
+        if (dist == 0 || 3 * (size_t)dist > core || dist > best_d) continue;
+        ties = dist == best_d ? ties + 1 : 0;
+        best = dist < best_d || !best ? names[i] : best;
+        best_d = dist;
+    }
+    return ties ? NULL : best;
+}
+
 int cli_env_threads(const char *cmd, const char *context, int *threads, const char **from)
 {
     *threads = 0;
@@ -193,7 +232,14 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_flag *flags,
         size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
         const cli_flag *f = flags;
         while (f && f->name && !(strlen(f->name) == len && !strncmp(f->name, arg, len))) f++;
-        if (!f || !f->name) return cli_usage_error(cmd, "unknown flag '%.*s' (see moedit %s --help)", (int)len, arg, cmd);
+        if (!f || !f->name) {
+            const char *names[128];
+            int n = 0;
+            for (f = flags; f && f->name && n < 128; f++) names[n++] = f->name;
+            const char *near = cli_nearest(arg, len, names, n);
+            if (near) return cli_usage_error(cmd, "unknown flag '%.*s' (did you mean %s?)", (int)len, arg, near);
+            return cli_usage_error(cmd, "unknown flag '%.*s' (see moedit %s --help)", (int)len, arg, cmd);
+        }
         if (f->kind == CLI_BOOL) {
             if (eq) return cli_usage_error(cmd, "%s takes no value", f->name);
             *(int *)f->value = 1;

@@ -66,6 +66,12 @@ int cli_parse_float(const char *s, float *out);
 enum { CLI_FLOAT_STR = 32 };
 const char *cli_float_str(float v, char buf[CLI_FLOAT_STR]);
 
+/* The one of names[n] within two edits of typed[0..len) (a transposed pair
+   counts as one; at most one edit per three characters past the leading
+   dashes), or NULL when none or several are: a typo's intended flag or
+   command, named in its error line. */
+const char *cli_nearest(const char *typed, size_t len, const char *const *names, int n);
+
 /* Prints "moedit: <library error>" and returns the exit status for rc. */
 int cli_fail(int rc);
 /* Prints "moedit CMD: msg" and returns 2. */

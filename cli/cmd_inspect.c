@@ -381,7 +381,7 @@ int cmd_convert(int argc, char **argv)
     int help = 0, heads = INT_MIN, top_k = INT_MIN;
     moedit_load_options opt = {0};
     const cli_flag flags[] = {
-        {"--out", CLI_STR, &out, "OUT.safetensors", "output file"},
+        {"--out", CLI_STR, &out, "OUT.safetensors", "output file (names of other formats, .pt .bin .npz …, refused)"},
         {"--dtype", CLI_STR, &dtype_s, "f32|f16|bf16", "float tensors are converted (default f32); a value beyond its range (f16: 65504) is refused"},
         {"--heads", CLI_INT, &heads, "H", CLI_HEADS_HELP},
         {"--top-k", CLI_INT, &top_k, "K", CLI_TOP_K_HELP},
@@ -401,6 +401,12 @@ int cmd_convert(int argc, char **argv)
     if (out_in_input_folder(in, out))
         return cli_usage_error("convert", "--out %s: would replace or shadow a file the folder %s is read from "
                                "(config.json, diffusion_pytorch_model*)", out, in);
+    /* moedit reads a file by its contents, but PyTorch, diffusers and numpy go by the name */
+    static const char *const other_formats[] = {".pt", ".pth", ".bin", ".ckpt", ".npz", ".npy", ".json"};
+    for (size_t i = 0; i < sizeof other_formats / sizeof other_formats[0]; i++)
+        if (cli_has_ext(out, other_formats[i]))
+            return cli_usage_error("convert", "--out %s: convert writes safetensors, not the format a %s name "
+                                   "promises (name it .safetensors)", out, other_formats[i]);
     const int flagged = heads != INT_MIN || top_k != INT_MIN;
     if (cli_defaults_hints("convert", in, &heads, &top_k) || cli_model_hints("convert", heads, top_k, &opt)) return 2;
     me_dtype dtype;

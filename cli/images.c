@@ -31,8 +31,11 @@ int cli_images_open(const char *path, cli_images *b)
     const me_array *a = &b->img;
     int c;
     if ((rc = cli_images_layout(path, a, &c))) return rc;
-    if (a->shape[0] < 2 || a->shape[0] > INT_MAX)
-        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds %lld images (need at least 2)", path, (long long)a->shape[0]);
+    if (a->shape[0] < 2)
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds %lld image%s (need at least 2)", path, (long long)a->shape[0],
+                       a->shape[0] == 1 ? "" : "s");
+    if (a->shape[0] > INT_MAX)
+        return me_fail(MOEDIT_EINPUT, "%s: arr_0 holds %lld images (at most %d)", path, (long long)a->shape[0], INT_MAX);
     b->n = (int)a->shape[0];
     b->h = (int)a->shape[1];
     b->w = (int)a->shape[2];

@@ -67,7 +67,11 @@ static int run(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "moedit: unknown command '%s' (moedit --help lists them)\n", argv[1]);
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+    const char *near = cli_nearest(argv[1], strlen(argv[1]), names, (int)(sizeof names / sizeof names[0]));
+    if (near) fprintf(stderr, "moedit: unknown command '%s' (did you mean %s?)\n", argv[1], near);
+    else fprintf(stderr, "moedit: unknown command '%s' (moedit --help lists them)\n", argv[1]);
     return 2;
 }
 

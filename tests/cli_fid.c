@@ -136,6 +136,8 @@ Test(cli_fid, fid_matches_pytorch_and_reuses_statistics)
     me_array_free(&want);
 }
 
+static void write_batch(const char *name, me_dtype img_dtype, int n, const int64_t *labels);
+
 Test(cli_fid, bad_inputs_fail_cleanly)
 {
     char path[600];
@@ -175,6 +177,14 @@ Test(cli_fid, bad_inputs_fail_cleanly)
     cr_assert(!exists("m.npz"));
     cr_assert_eq(moedit("fid-sample --npz x.npz --num 4 --shard 3/3"), 2);
     one_line_error();
+    /* one image has no covariance */
+    int64_t label = 0;
+    write_batch("one.npz", ME_U8, 1, &label);
+    cr_assert_eq(moedit("fid --inception none.pth --samples one.npz --ref %s/fid/images_b.npz", FIXTURES), 2);
+    one_line_error();
+    err = slurp("err.txt", NULL);
+    cr_assert(strstr(err, "holds 1 image (need at least 2)"), "%s", err);
+    free(err);
 }
 
 /* dir/name: arr_0 of n 2x2 RGB images of dtype img_dtype (all zero) and

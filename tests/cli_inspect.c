@@ -292,6 +292,24 @@ Test(inspect, usage_errors)
 
 /* ---- convert ------------------------------------------------------------ */
 
+/* A safetensors file named .pt (or .bin, .npz, …) loads in moedit, which
+   reads contents, and fails in torch.load, diffusers and numpy, which go
+   by the name: refused before anything is written. */
+Test(inspect, convert_refuses_names_of_other_formats)
+{
+    char out[160];
+    const char *names[] = {"x.pt", "x.PTH", "diffusion_pytorch_model.bin", "x.ckpt", "x.npz"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(out, sizeof out, "%s/%s", tmp, names[i]);
+        const char *args[] = {"convert", ST "tiny_dit.pt", "--out", out, NULL};
+        expect_one_line_error(args, "convert writes safetensors");
+        cr_assert_eq(access(out, F_OK), -1, "convert wrote %s", out);
+    }
+    snprintf(out, sizeof out, "%s/x.safetensors", tmp);
+    const char *args[] = {"convert", ST "tiny_dit.pt", "--out", out, NULL};
+    cr_assert_eq(run(args), 0, "%s", err_text);
+}
+
 Test(inspect, convert_torch_to_f16_safetensors)
 {
     char out[160];

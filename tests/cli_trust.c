@@ -152,6 +152,32 @@ Test(trust, numbers_in_flags)
     cr_assert_eq(leftovers(0), 0);
 }
 
+/* A mistyped flag or command is named with the one it is near (a letter
+   off, two letters swapped, '_' for '-'); one near none, or near two alike,
+   gets the pointer to --help instead. */
+Test(trust, typos_named_with_the_nearest_flag_or_command)
+{
+    static const char *typo[][2] = {
+        {"decode --latents z.npy", "unknown flag '--latents' (did you mean --latent?)"},
+        {"sample --step 5", "unknown flag '--step' (did you mean --steps?)"},
+        {"sample --cfg_interval 1,2", "unknown flag '--cfg_interval' (did you mean --cfg-interval?)"},
+        {"sample --Class 1", "unknown flag '--Class' (did you mean --class?)"},
+        {"heatmap t.bin --outt x", "unknown flag '--outt' (did you mean --out?)"},
+        {"smaple", "unknown command 'smaple' (did you mean sample?)"},
+        {"fid_sample", "unknown command 'fid_sample' (did you mean fid-sample?)"},
+        {"sample --se 1", "unknown flag '--se' (see moedit sample --help)"},
+        {"fid-sample --num-samples 5", "unknown flag '--num-samples' (see moedit fid-sample --help)"},
+        {"merge", "unknown command 'merge' (moedit --help lists them)"},
+        {"sample --theads 2", "unknown flag '--theads' (see moedit sample --help)"},   /* --heads or --threads */
+    };
+    for (size_t i = 0; i < sizeof typo / sizeof typo[0]; i++) {
+        cr_assert_eq(moedit(typo[i][0]), 2, "moedit %s: %s", typo[i][0], err);
+        cr_assert(tu_one_line(err), "moedit %s: %s", typo[i][0], err);
+        cr_assert(strstr(err, typo[i][1]), "moedit %s: %s", typo[i][0], err);
+    }
+    cr_assert_eq(leftovers(0), 0);
+}
+
 /* No output may overwrite an input or another output, however the path is
    spelled; checked before any work, so nothing is written. */
 Test(trust, outputs_never_name_inputs_or_each_other)
