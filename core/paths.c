@@ -81,3 +81,12 @@ int moedit_model_path(const char *name, char *path, size_t size)
     if (snprintf(path, size, "%s", name) >= (int)size) return me_fail(MOEDIT_EINPUT, "%s: path too long", name);
     return MOEDIT_OK;
 }
+
+int moedit_data_path(const char *file, char *path, size_t size)
+{
+    if (!file || !path || !size) return me_fail(MOEDIT_EINPUT, "data path: missing argument");
+    if (!*file || strchr(file, '/')) return me_fail(MOEDIT_EINPUT, "data path: '%s' is not a file name", file);
+    if (me_find_shipped(NULL, file, path, size)) return MOEDIT_OK;
+    return me_fail(MOEDIT_EINPUT, "%s: shipped data file not found (looked in ../share/moedit beside the program or "
+                   "library, %s/data, %s)", file, MOEDIT_SOURCE_DIR, MOEDIT_DATADIR);
+}

@@ -232,3 +232,12 @@ int me_class_parse_list(const me_class_names *cn, const char *list, int num_clas
         p = comma + 1;
     }
 }
+
+int moedit_class_lookup(const char *const *names, int count, const char *token, int num_classes, int *id)
+{
+    if (!token || !id || count < 0 || (count && !names)) return me_fail(MOEDIT_EINPUT, "class lookup: missing argument");
+    for (int i = 0; i < count; i++)
+        if (!names[i]) return me_fail(MOEDIT_EINPUT, "class lookup: name %d is missing", i);
+    me_class_names cn = {count, (char **)names};   /* read only: me_class_lookup does not write them */
+    return me_class_lookup(&cn, token, num_classes, id);
+}

@@ -296,6 +296,17 @@ size_t moedit_sizeof(const char *type);
    from, and the install prefix compiled in. moedit_model_load and
    moedit_vae_load resolve aliases themselves. */
 int moedit_model_path(const char *name, char *path, size_t size);
+/* A shipped data file ("imagenet_classes.txt": the class names of the
+   1000-class ImageNet models), searched as moedit_model_path searches
+   models: share/moedit beside the library or program, the source tree's
+   data/, the install prefix. MOEDIT_EINPUT when it is in none of them. */
+int moedit_data_path(const char *file, char *path, size_t size);
+/* One class, as `moedit sample --class` takes it: a decimal id
+   0..num_classes (num_classes: the null class, an unconditional sample),
+   or a name of names[0..count) — case ignored, '_' read as a space, a
+   whole name or the start of exactly one. An unknown or ambiguous name is
+   MOEDIT_EINPUT with a message naming the candidates. */
+int moedit_class_lookup(const char *const *names, int count, const char *token, int num_classes, int *id);
 
 /* An in-memory expert trace, column by column, for bindings and analysis:
      moedit_route_log *log;

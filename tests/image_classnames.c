@@ -64,6 +64,32 @@ Test(classnames, imagenet_lookups)
     me_class_names_free(&cn);
 }
 
+/* The public pair the Python module resolves names with: the shipped list
+   found as the CLI finds it, and lookups on a caller's own name array. */
+Test(classnames, public_lookup_and_data_path)
+{
+    char path[4096];
+    cr_assert_eq(moedit_data_path("imagenet_classes.txt", path, sizeof path), MOEDIT_OK, "%s", moedit_last_error());
+    me_class_names cn;
+    cr_assert_eq(me_class_names_read(&cn, path), MOEDIT_OK, "%s", moedit_last_error());
+    int id = -1;
+    cr_assert_eq(moedit_class_lookup((const char *const *)cn.names, cn.count, "Golden_Re", 1000, &id), MOEDIT_OK);
+    cr_assert_eq(id, 207);
+    me_class_names_free(&cn);
+    cr_assert_eq(moedit_data_path("../CMakeLists.txt", path, sizeof path), MOEDIT_EINPUT, "only a file name");
+    cr_assert_eq(moedit_data_path("no_such_list.txt", path, sizeof path), MOEDIT_EINPUT);
+    cr_assert(strstr(moedit_last_error(), "no_such_list.txt: shipped data file not found"), "%s", moedit_last_error());
+
+    const char *names[] = {"cat", "dog", NULL};
+    cr_assert_eq(moedit_class_lookup(names, 2, "DOG", 2, &id), MOEDIT_OK);
+    cr_assert_eq(id, 1);
+    cr_assert_eq(moedit_class_lookup(NULL, 0, "2", 2, &id), MOEDIT_OK, "ids need no names");
+    cr_assert_eq(id, 2);
+    cr_assert_eq(moedit_class_lookup(NULL, 0, "cat", 2, &id), MOEDIT_EINPUT);
+    cr_assert_eq(moedit_class_lookup(names, 3, "cat", 3, &id), MOEDIT_EINPUT, "a missing name");
+    cr_assert_eq(moedit_class_lookup(NULL, 2, "cat", 2, &id), MOEDIT_EINPUT, "names missing");
+}
+
 Test(classnames, ambiguous_prefix_names_the_candidates)
 {
     me_class_names cn = imagenet();

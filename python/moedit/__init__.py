@@ -91,6 +91,37 @@ def model_path(name):
     return os.fsdecode(buf.value)
 
 
+def _class_names(defaults, num_classes):
+    """The names class ids go by, as `moedit sample` finds them: defaults.json's
+    class_names, else for a 1000-class model the shipped ImageNet list; None
+    when neither applies."""
+    names, source = defaults.get("class_names"), "defaults.json class_names"
+    if names is None and num_classes == 1000:
+        buf = ctypes.create_string_buffer(4096)
+        if lib.moedit_data_path(b"imagenet_classes.txt", buf, len(buf)) == 0:
+            source = os.fsdecode(buf.value)
+            with open(source, encoding="utf-8") as f:
+                names = [line.rstrip("\r") for line in f.read().split("\n")]
+            if names and names[-1] == "":
+                names.pop()
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(v, str) and v for v in names):
+        raise _arg_error("%s: not a list of non-empty names" % source)
+    if len(names) != num_classes:
+        raise _arg_error("%s: %d class names for a model with %d classes" % (source, len(names), num_classes))
+    return tuple(names)
+
+
+def _has_names(classes):
+    """Whether a classes argument holds strings (names, or ids as text)."""
+    if isinstance(classes, (str, bytes)):
+        return True
+    if isinstance(classes, np.ndarray):
+        return classes.dtype.kind in "USO"
+    return isinstance(classes, (list, tuple)) and any(isinstance(v, str) for v in classes)
+
+
 def _read_defaults(path):
     """defaults.json beside a checkpoint (or inside a model folder), as the CLI reads it."""
     folder = path if os.path.isdir(path) else (os.path.dirname(path) or ".")
@@ -180,6 +211,37 @@ class Model(Native):
         self.config["attention"] = ("timm", "qknorm")[c.attention]
         self.config["routing"] = ("none", "dmoe", "dtr")[c.routing]
         self.vae_path = self.defaults.get("vae")
+        self.class_names = _class_names(self.defaults, c.num_classes)
+
+    def class_ids(self, classes):
+        """Class ids [n] int64 for ids and names, as `moedit sample --class`
+        takes them: a name of self.class_names (case ignored, '_' read as a
+        space, a whole name or the start of exactly one) or an id
+        0..num_classes (num_classes: the null class)."""
+        classes = np.atleast_1d(np.asarray(classes, dtype=object if _has_names(classes) else None))
+        if classes.ndim != 1 or classes.shape[0] < 1:
+            raise _arg_error("classes: expected a non-empty list of class ids or names")
+        if classes.shape[0] > INT_MAX:
+            raise _arg_error("classes: %d rows, at most %d in one call" % (classes.shape[0], INT_MAX))
+        k = self.config["num_classes"]
+        if classes.dtype != object:
+            return _ints(classes, np.int64, "classes: ids", 0, k)
+        names = self.class_names or ()
+        table = (ctypes.c_char_p * max(len(names), 1))(*[v.encode() for v in names])
+        ids = np.empty(classes.shape[0], np.int64)
+        for i, v in enumerate(classes):
+            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                ids[i] = _int(v, "classes: ids", 0, k)
+                continue
+            if not isinstance(v, str):
+                raise _arg_error("classes: %r is neither a class id nor a name" % (v,))
+            if not names and not v.strip().isdigit():
+                raise _arg_error("classes: '%s' is not a class id, and %s has no class names" % (v, self.path))
+            out = ctypes.c_int()
+            if lib.moedit_class_lookup(table, len(names), v.encode(), k, ctypes.byref(out)):
+                raise _arg_error("classes: " + lib.moedit_last_error().decode("utf-8", "replace"))
+            ids[i] = out.value
+        return ids
 
     def _free(self, handle):
         lib.moedit_model_free(handle)
@@ -204,7 +266,9 @@ class Model(Native):
         As `moedit forward`, NaN or inf in x (as float32), or in the output
         (finite inputs that overflow), raise moedit.Error."""
         x = np.asarray(x)
-        n = x.shape[0] if x.ndim == 4 else 0
+        if x.ndim != 4:
+            raise _arg_error("x: expected shape (n,) + %s, got %s" % (self._latent_shape(0)[1:], x.shape))
+        n = x.shape[0]
         if n > INT_MAX:
             raise _arg_error("x: %d rows, at most %d in one forward" % (n, INT_MAX))
         x = _array(x, np.float32, self._latent_shape(n), "x")
@@ -298,20 +362,16 @@ class Model(Native):
     def sample(self, classes, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
                schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False,
                spacing=None, karras=None, order=None, cfg_interval=None):
-        """Latents [n, C, H, W] for the class labels (num_classes: the null
-        class, an unconditional sample, as `moedit sample --class`); with
+        """Latents [n, C, H, W] for the classes, ids or names as class_ids
+        takes them (num_classes: the null class, an unconditional sample, as
+        `moedit sample --class`); with
         trace=True also the routing decisions as a moedit.Trace: (latents, trace). Defaults as
         `moedit sample` (see sample_options); noise [n, C, H, W] replaces the
         drawn initial noise; row_seeds [n] (rng='native') one stream per row."""
         r = self.sample_options(sampler, steps, cfg, cfg_channels, eta, schedule, seed, rng,
                                 spacing, karras, order, cfg_interval)
-        classes = np.atleast_1d(np.asarray(classes))
-        n = classes.shape[0]
-        if classes.ndim != 1 or n < 1:
-            raise _arg_error("classes: expected a non-empty list of class ids")
-        if n > INT_MAX:
-            raise _arg_error("classes: %d rows, at most %d in one call" % (n, INT_MAX))
-        labels = _ints(classes, np.int64, "classes: ids", 0, self.config["num_classes"])
+        labels = self.class_ids(classes)
+        n = labels.shape[0]
         steps_bytes = r["steps"].encode()
         o = SampleOptions(sampler=SAMPLERS.index(r["sampler"]), steps=steps_bytes, cfg=r["cfg"],
                           cfg_channels=r["cfg_channels"], eta=r["eta"], cosine_schedule=r["cosine_schedule"],
@@ -414,7 +474,10 @@ class VAE(Native):
         n, _, h, w = z.shape
         if max(n, h, w) > INT_MAX:
             raise _arg_error("z: %s is beyond the decoder's int sizes" % (z.shape,))
-        sf = self.scaling_factor if scaling_factor is None else scaling_factor
+        sf = self.scaling_factor if scaling_factor is None else _float(scaling_factor, "scaling_factor")
+        if not (np.isfinite(sf) and sf > 0):
+            raise _arg_error("scaling_factor: %r must be a positive number" % (scaling_factor,))
+        _finite_rows(z, "z", "NaN or inf (as float32)")   # as `moedit decode`: they only fail after the work
         zs = np.ascontiguousarray(z / np.float32(sf), dtype=np.float32)
         img = np.empty((n, self.out_channels, h * self.upscale, w * self.upscale), np.float32)
         with self._lock:

@@ -79,6 +79,8 @@ _PROTOTYPES = {
     "moedit_sizeof": (c_size_t, [c_char_p]),
     "moedit_set_threads": (None, [c_int]),
     "moedit_model_path": (c_int, [c_char_p, c_char_p, c_size_t]),
+    "moedit_data_path": (c_int, [c_char_p, c_char_p, c_size_t]),
+    "moedit_class_lookup": (c_int, [POINTER(c_char_p), c_int, c_char_p, c_int, POINTER(c_int)]),
     "moedit_model_load": (c_int, [c_char_p, POINTER(LoadOptions), POINTER(c_void_p)]),
     "moedit_model_free": (None, [c_void_p]),
     "moedit_model_config": (POINTER(Config), [c_void_p]),

@@ -78,6 +78,22 @@ def test_null_class_samples_unconditionally(cli, tmp_path, moe):
     assert not np.array_equal(moe.sample([3], steps=4, cfg=1), alone)
 
 
+def test_class_names_as_the_cli_takes_them(cli, tmp_path, moe, switch):
+    assert moe.class_names[1] == "Trouser" and len(switch.class_names) == 10
+    ids = moe.class_ids(["trouser", "ankle_boot", "Sh", 3, "10"])
+    assert ids.tolist() == [1, 9, 6, 3, 10]     # any case, '_' as ' ', a unique start, ids, the null class
+    assert moe.class_ids("Bag").tolist() == [8]
+    with pytest.raises(moedit.Error, match="classes: 'S' is ambiguous"):
+        moe.class_ids(["S"])
+    with pytest.raises(moedit.Error, match="classes: 'Trousers' is not a class name"):
+        moe.class_ids(["Trousers"])
+    with pytest.raises(moedit.Error, match="classes: 11 is outside 0..9"):
+        moe.class_ids(["11"])
+    out = tmp_path / "l.npy"
+    cli("sample", "--class", "Bag,trouser", "--steps", "2", "--no-vae", "--latents-out", str(out))
+    assert np.array_equal(moe.sample(["Bag", "trouser"], steps=2), np.load(out))
+
+
 def test_trace_shape_and_counts(moe):
     z, tr = moe.sample([2], steps=4, seed=1, trace=True)
     # cfg 3 doubles the batch: 4 steps x 4 layers x 2 rows x 16 tokens

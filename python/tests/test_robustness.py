@@ -69,8 +69,8 @@ def test_threads_sharing_a_model_run_one_at_a_time(moe):
 def test_labels_must_be_integers(moe):
     with bad("classes: ids: expected integers, got float64"):
         moe.sample([1.7], steps=2)                  # was class 1
-    with bad("classes: ids: expected integers"):
-        moe.sample(["3"], steps=2)
+    with bad("classes: '3x' is not a class name"):
+        moe.sample(["3x"], steps=2)                 # text is a name or a decimal id, as for --class
     with bad("classes: ids: expected integers, got bool"):
         moe.sample([True], steps=2)
     with bad("y: expected integers"):
@@ -132,6 +132,28 @@ def test_forward_refuses_non_finite_x(moe):
         moe.forward(x, [1, 1], [1, 1])              # was NaN rows returned
     with bad("x: NaN or inf"):
         moe.forward(np.full((1, 4, 8, 8), 1e39), [1], [1])   # float64 beyond float32
+
+
+def test_forward_names_the_shape_it_needs(moe):
+    with bad(r"x: expected shape \(n,\) \+ \(4, 8, 8\), got \(1, 1\)"):
+        moe.forward([[0.0]], [1], [1])              # said "expected shape (0, 4, 8, 8)"
+
+
+# ---- decode: as `moedit decode` ----------------------------------------------------
+
+@pytest.mark.parametrize("sf", [0, -1, float("nan"), "x"])
+def test_decode_refuses_bad_scaling_factor(sf):
+    with moedit.VAE() as vae:
+        with bad("scaling_factor"):
+            vae.decode(np.zeros((1, 4, 8, 8), np.float32), scaling_factor=sf)   # was NaN images, then an error
+
+
+def test_decode_refuses_non_finite_latents():
+    z = np.zeros((2, 4, 8, 8), np.float32)
+    z[1, 2, 3, 4] = np.nan
+    with moedit.VAE() as vae:
+        with bad(r"z: NaN or inf \(as float32\) in 1 of 2 rows: 1"):
+            vae.decode(z)
 
 
 def test_forward_refuses_read_only_out(moe):
