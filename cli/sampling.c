@@ -83,7 +83,7 @@ int cli_sampling_flags(cli_sampling *s, cli_flag *f)
                 "(default 250; flow, heun, midpoint 50; dpm++/unipc 20)"},
         {"--spacing", CLI_STR, &s->spacing, "linspace|leading|trailing", "dpm++/unipc timestep spacing (default linspace)"},
         {"--karras", CLI_BOOL, &s->karras, NULL, "dpm++/unipc: Karras sigmas"},
-        {"--order", CLI_INT, &s->order, "2|3", "unipc order (default 2)"},
+        {"--order", CLI_INT, &s->order, "1|2|3", "unipc order (default 2)"},
         {"--cfg-interval", CLI_STR, &s->cfg_interval, "LO,HI", "guidance only for timesteps in [LO,HI] (flow: t in [0,1])"},
         {"--cfg", CLI_FLOAT, &s->cfg, "S", "guidance scale, 1 = none (default 1.5)"},
         {"--cfg-channels", CLI_STR, &s->cfg_channels, "3|all", "guided channels (default: DiT/DiT-MoE 3, Switch-DiT and flow all)"},

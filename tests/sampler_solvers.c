@@ -59,6 +59,7 @@ static const run_case cases[] = {
     {"moe_unipc_10_cfg4_trailing", M_MOE, UNI, 10, 4, 0, 0, MOEDIT_SPACING_TRAILING, 0, 0, -1},
     {"switch_dpmp2m_10_cfg4_leading", M_SWITCH, DPM2, 10, 4, 0, 0, MOEDIT_SPACING_LEADING, 0, 0, -1},
     {"moe_unipc3_12_cfg4", M_MOE, UNI, 12, 4, 0, 0, LIN, 0, 3, -1},
+    {"moe_unipc1_10_cfg4", M_MOE, UNI, 10, 4, 0, 0, LIN, 0, 1, -1},
     {"dit_unipc3_16_iv", M_DIT, UNI, 16, 4, 0, 500, LIN, 0, 3, -1},
     {"moe_dpmp2msde_10_cfg4_torch", M_MOE, MOEDIT_SAMPLER_DPM2M_SDE, 10, 4, 0, 0, LIN, 0, 0, 3},
     {"switch_dpmp2msde_12_iv_torch", M_SWITCH, MOEDIT_SAMPLER_DPM2M_SDE, 12, 4, 300, 900, MOEDIT_SPACING_LEADING, 0, 0, 5},

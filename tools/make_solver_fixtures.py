@@ -52,6 +52,7 @@ RUNS += [
     ("moe_unipc_10_cfg4_trailing", "moe", "unipc", 10, 4.0, None, "trailing", False, None, None),
     ("switch_dpmp2m_10_cfg4_leading", "switch", "dpm++2m", 10, 4.0, None, "leading", False, None, None),
     ("moe_unipc3_12_cfg4", "moe", "unipc", 12, 4.0, None, "linspace", False, 3, None),
+    ("moe_unipc1_10_cfg4", "moe", "unipc", 10, 4.0, None, "linspace", False, 1, None),
     ("dit_unipc3_16_iv", "dit", "unipc", 16, 4.0, (0.0, 500.0), "linspace", False, 3, None),
     ("moe_dpmp2msde_10_cfg4_torch", "moe", "dpm++2m-sde", 10, 4.0, None, "linspace", False, None, 3),
     ("switch_dpmp2msde_12_iv_torch", "switch", "dpm++2m-sde", 12, 4.0, (300.0, 900.0), "leading", False, None, 5),
