@@ -107,7 +107,7 @@ static int decode_images(moedit_vae *vae, int n, int c, int s, const float *late
     int r = moedit_vae_decode(vae, n, s, s, z, *img);
     free(z);
     if (r) return cli_fail(r);
-    fprintf(stderr, "decoded %d images in %.2fs\n", n, cli_now() - t0);
+    fprintf(stderr, "decoded %d image%s in %.2fs\n", n, n == 1 ? "" : "s", cli_now() - t0);
     return 0;
 }
 
@@ -196,7 +196,7 @@ static int write_images(const sample_args *a, moedit_vae *vae, int n, int s, con
             if (dir.path) me_atomic_dir_abort(&dir);
             return cli_fail(r);
         }
-        fprintf(stderr, "wrote %d images into %s\n", n, a->outdir);
+        fprintf(stderr, "wrote %d image%s into %s\n", n, n == 1 ? "" : "s", a->outdir);
     }
     return 0;
 }
@@ -366,7 +366,8 @@ static int run(sample_args *a)
     double el = cli_now() - ps.start;
     int steps = 0;
     me_sample_evaluations(&o, &steps);
-    fprintf(stderr, "sampled %d latents in %.2fs (%.1f ms/step, %d model evaluations of up to %d rows)\n", n, el,
+    fprintf(stderr, "sampled %d latent%s in %.2fs (%.1f ms/step, %d model evaluations of up to %d rows)\n", n,
+            n == 1 ? "" : "s", el,
             1e3 * el / (steps > 0 ? steps : 1), steps, o.cfg > 1 ? 2 * n : n);
     cli_warn_blown_up(CMD, &o, cli_latents_peak((size_t)n * chw, latents));
     /* decode before writing anything, so a failure leaves no outputs */

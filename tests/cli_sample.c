@@ -251,6 +251,12 @@ Test(sample, grid_named_as_a_sample_refused)
     cr_assert_eq(run((const char *[]){BASE, "--out", beside, NULL}), 0, "%s", err_text);
 #undef BASE
     cr_assert_eq(tu_count_files(dir), 3, "expected the grid and two samples");
+    /* one sample, one image: the summary lines in the singular */
+    const char *one[] = {"--model", SAM "model_moe_top2.pt", "--heads", "2", "--vae", FIXTURES "/vae/small",
+                         "--class", "1", "--steps", "2", "--outdir", dir, NULL};
+    cr_assert_eq(run(one), 0, "%s", err_text);
+    cr_assert(strstr(err_text, "sampled 1 latent in") && strstr(err_text, "decoded 1 image in") &&
+              strstr(err_text, "wrote 1 image into"), "%s", err_text);
 }
 
 /* A grid past 32767 pixels (16 samples of one class in one column, 32-pixel
