@@ -29,9 +29,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     """Fréchet distance between two Gaussians given by their means and covariances."""
     mu1, mu2 = (np.ascontiguousarray(m, dtype=np.float64) for m in (mu1, mu2))
     s1, s2 = (np.ascontiguousarray(s, dtype=np.float64) for s in (sigma1, sigma2))
-    d = mu1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+    if any(m.ndim != 1 or s.shape != m.shape * 2 for m, s in ((mu1, s1), (mu2, s2))):
         raise Error(2, "frechet distance: mu [d] and sigma [d, d] of the same d expected")
+    d = mu1.shape[0]
+    if mu2.shape[0] != d:   # two feature extractors, or features against another network's statistics
+        raise Error(2, "frechet distance: statistics of dimension %d and %d" % (d, mu2.shape[0]))
     out = ctypes.c_double()
     check(lib.moedit_frechet_distance(d, mu1.ctypes.data_as(_D), s1.ctypes.data_as(_D), mu2.ctypes.data_as(_D),
                                       s2.ctypes.data_as(_D), ctypes.byref(out)))

@@ -58,5 +58,9 @@ def test_inception_score():
 def test_metric_errors():
     with pytest.raises(moedit.Error):
         moedit.feature_stats(np.zeros((1, 4), np.float32))     # needs two rows
-    with pytest.raises(moedit.Error):
+    with pytest.raises(moedit.Error, match="statistics of dimension 3 and 4"):
         moedit.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(moedit.Error, match="statistics of dimension 8 and 9"):
+        moedit.fid(np.random.RandomState(0).randn(5, 8), np.random.RandomState(1).randn(5, 9))
+    with pytest.raises(moedit.Error, match="mu \\[d\\] and sigma \\[d, d\\]"):
+        moedit.frechet_distance(np.zeros(3), np.eye(4), np.zeros(3), np.eye(3))
