@@ -69,5 +69,10 @@ cp -r "$src/python" pysrc   # pip builds in the folder it is given: keep the sou
 import moedit, sys
 assert moedit._lib.lib.path.startswith(sys.argv[1] + '/lib/'), moedit._lib.lib.path
 assert moedit.Model('fmnist-moe').path.startswith(sys.argv[1] + '/share/moedit/models/'), moedit.Model('fmnist-moe').path
-" "$prefix" || die "python module did not use the installed library and models"
+assert moedit.Model('fmnist-moe').class_ids(['Bag', 'trouser']).tolist() == [8, 1]
+import ctypes
+buf = ctypes.create_string_buffer(4096)
+assert moedit._lib.lib.moedit_data_path(b'imagenet_classes.txt', buf, len(buf)) == 0, moedit._lib.lib.moedit_last_error()
+assert buf.value.decode() == sys.argv[1] + '/share/moedit/imagenet_classes.txt', buf.value
+" "$prefix" || die "python module did not use the installed library, models and class names"
 say "pip-installed Python module ok: $(cat py.txt)"
