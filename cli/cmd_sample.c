@@ -314,10 +314,14 @@ static int run(sample_args *a)
             n = (int)z.shape[0];
         }
         ok = ok && z.shape[0] == n;
+        char got[96];
+        me_shape_str(z.ndim, z.shape, got, sizeof got);
+        const char *dtype = me_dtype_name(z.dtype);
         if (ok && (noise = malloc(sizeof(float) * z.numel))) me_array_to_f32(&z, noise);
         me_array_free(&z);
         if (!ok) {
-            rc = cli_usage_error(CMD, "--noise %s: expected float [%d, %d, %d, %d] (one row per class)", a->noise, n, C, S, S);
+            rc = cli_usage_error(CMD, "--noise %s: expected float [%d,%d,%d,%d] (one row per class), got %s %s",
+                                 a->noise, n, C, S, S, dtype, got);
             goto done;
         }
         if (!noise) goto done;

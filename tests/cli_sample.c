@@ -148,7 +148,8 @@ Test(sample, usage_errors)
     assert_usage_error((const char *[]){BASE, "--seed", "-1", NULL}, "--seed");
     assert_usage_error((const char *[]){BASE, "--class", "1,99", NULL}, "--class");
     assert_usage_error((const char *[]){BASE, "--class", "1,,2", NULL}, "--class");
-    assert_usage_error((const char *[]){BASE, "--class", "1,2", "--noise", SAM "moe_ddim10_cfg4.npy", "--class", "1,2,3", NULL}, "--noise");
+    assert_usage_error((const char *[]){BASE, "--class", "1,2", "--noise", SAM "moe_ddim10_cfg4.npy", "--class", "1,2,3", NULL},
+                       "expected float [3,4,8,8] (one row per class), got F32 [2,4,8,8]");
     assert_usage_error((const char *[]){BASE, "--noise", SAM "missing.npy", NULL}, "missing.npy");
     /* NaN noise stopped the run only after its first step */
     float nan_noise[2 * 4 * 8 * 8] = {0};
