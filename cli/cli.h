@@ -38,6 +38,8 @@ typedef struct {
    {"--no-verify", CLI_BOOL, &v, NULL, CLI_NO_VERIFY_HELP}; cli_parse then turns the
    CRC-32 check off for the process (moedit_set_verify(0)). */
 #define CLI_NO_VERIFY_HELP "skip the CRC-32 check of .pt/.npz entries (huge trusted files)"
+/* --model of every command that runs a transformer (cli_model_path) */
+#define CLI_MODEL_HELP "checkpoint (.pt/.safetensors/diffusers folder), or fmnist-moe (default) / fmnist-switch"
 #define CLI_THREADS_HELP "threads (default: SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else all cores)"
 /* --heads and --top-k of every command that reads a checkpoint (cli_defaults_hints) */
 #define CLI_HEADS_HELP                                                                                  \

@@ -34,7 +34,7 @@ int cmd_forward(int argc, char **argv)
     cli_model_opts mo;
     cli_model_opts_init(&mo);
     cli_flag flags[5 + CLI_MODEL_FLAGS + 2] = {
-        {"--model", CLI_STR, &model, "CKPT|ALIAS", "checkpoint (.pt/.safetensors/diffusers folder) or alias"},
+        {"--model", CLI_STR, &model, "CKPT|ALIAS", CLI_MODEL_HELP},
         {"--x", CLI_STR, &xp, "X.npy", "float32 [N,C,H,W]"},
         {"--t", CLI_STR, &tp, "T.npy", "float32 [N], timesteps as the model receives them"},
         {"--y", CLI_STR, &yp, "Y.npy", "int64 or int32 [N], class ids (num_classes = null)"},
@@ -47,7 +47,7 @@ int cmd_forward(int argc, char **argv)
     moedit_load_options lo;
     if (cli_parse("forward", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
-        cli_usage("forward", "--model CKPT --x X.npy --t T.npy --y Y.npy --out OUT.npy", flags);
+        cli_usage("forward", "[--model CKPT] --x X.npy --t T.npy --y Y.npy --out OUT.npy", flags);
         return 0;
     }
     if (!xp || !tp || !yp || !outp) return cli_usage_error("forward", "--x, --t, --y and --out are required");
@@ -230,7 +230,7 @@ int cmd_bench(int argc, char **argv)
     cli_model_opts mo;
     cli_model_opts_init(&mo);
     cli_flag flags[6 + CLI_MODEL_FLAGS + 2] = {
-        {"--model", CLI_STR, &model, "CKPT|ALIAS", "checkpoint or alias"},
+        {"--model", CLI_STR, &model, "CKPT|ALIAS", CLI_MODEL_HELP},
         {"--batch", CLI_INT, &batch, "B", "rows per forward (default 8); with --inception images per call (default 32, as fid)"},
         {"--iters", CLI_INT, &iters, "N", "timed forwards (--inception: passes over the images) after one warm-up (default 10)"},
         {"--peak", CLI_BOOL, &peak_only, NULL, "only name the CPU and measure its peaks (no --model)"},
@@ -245,7 +245,7 @@ int cmd_bench(int argc, char **argv)
     if (cli_parse("bench", argc, argv, flags, pos, 0, &npos)) return 2;
     if (help) {
         cli_usage("bench",
-                  "--model CKPT [--batch B] [--iters N] [--threads N] [--bf16] | --peak"
+                  "[--model CKPT] [--batch B] [--iters N] [--threads N] [--bf16] | --peak"
                   " | --inception PTH --images NPZ [--batch B] [--iters N] [--threads N]",
                   flags);
         return 0;

@@ -74,7 +74,7 @@ static int check_json_types(const char *cmd, const char *path, cJSON *j)
 int cli_sampling_flags(cli_sampling *s, cli_flag *f)
 {
     const cli_flag table[] = {
-        {"--model", CLI_STR, &s->model, "CKPT|ALIAS", "checkpoint, or fmnist-moe (default) / fmnist-switch"},
+        {"--model", CLI_STR, &s->model, "CKPT|ALIAS", CLI_MODEL_HELP},
         {"--vae", CLI_STR, &s->vae, "DIR|FILE", "VAE decoder (default: from defaults.json beside the model)"},
         {"--vae-bf16", CLI_BOOL, &s->vae_bf16, NULL, CLI_VAE_BF16_HELP},
         {"--sampler", CLI_STR, &s->sampler, "NAME", "ddpm|ddim|dpm++2m|dpm++3m|unipc|dpm++2m-sde (DDPM-trained models), "
