@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include "cli/cli.h"
 #include "moedit.h"
 
@@ -260,6 +261,11 @@ const char *cli_model_path(const char *model)
     if (!model) model = "fmnist-moe";
     /* an alias that is not found stays as given: loading it reports where it was looked for */
     return moedit_model_path(model, path, sizeof path) == MOEDIT_OK ? path : model;
+}
+
+int cli_model_exists(const char *cmd, const char *path)
+{
+    return access(path, F_OK) ? cli_usage_error(cmd, "--model %s: no such file or folder", path) : 0;
 }
 
 /* path's folder ("." for a bare name) into dir, its last name into *base;

@@ -154,6 +154,11 @@ int cli_model_hints(const char *cmd, int heads, int top_k, moedit_load_options *
    model with moedit_model_path (source tree, install prefix, $MOEDIT_MODELS);
    other values pass through. */
 const char *cli_model_path(const char *model);
+/* 0 when the checkpoint at path (cli_model_path's) is there, else 2 after
+   "moedit CMD: --model PATH: no such file or folder". For the commands that
+   read the defaults.json beside it first: a missing checkpoint would
+   otherwise surface as a missing setting (the VAE, the class names). */
+int cli_model_exists(const char *cmd, const char *path);
 
 /* Sampling flags shared by `sample` and `fid-sample` (cli/sampling.c).
    NULL / NAN / INT_MIN mean "not given"; precedence is flag, then the

@@ -339,10 +339,9 @@ static int run(fs_args *a)
     if ((rc = cli_lock(CMD, lock_path, &lock_fd))) return rc;
 
     if ((rc = cli_model_options(CMD, &a->s.load, &lo))) goto done;
-    if (!a->s.vae) {   /* a missing checkpoint has no defaults.json either: name it, not the VAE */
-        rc = access(model_path, F_OK) ? cli_usage_error(CMD, "--model %s: no such file or folder", model_path)
-                                      : cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or a "
-                                                        "defaults.json \"vae\")");
+    if (!a->s.vae) {
+        rc = cli_model_exists(CMD, model_path) ? 2 : cli_usage_error(CMD, "no VAE to decode with: give --vae DIR (or "
+                                                                         "a defaults.json \"vae\")");
         goto done;
     }
     fs_worker *w0 = &st.w[0];

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/stat.h>
 #include "cli/class_names.h"
 #include "cli/cli.h"
@@ -69,8 +68,7 @@ int cmd_heatmap(int argc, char **argv)
                               {"--out", out, CLI_OUT_DIR}};
     if (cli_check_files("heatmap", files, 4)) return 2;
     /* only its folder's defaults.json is read: a missing one gave numbers for names, silently */
-    if (model && access(cli_model_path(model), F_OK))
-        return cli_usage_error("heatmap", "--model %s: no such file or folder", model);
+    if (model && cli_model_exists("heatmap", cli_model_path(model))) return 2;
 
     me_trace_reader *rd;
     int rc = me_trace_read_open(&rd, pos[0]);

@@ -264,10 +264,9 @@ static int run(sample_args *a)
                                a->out ? "--out" : "--outdir");
     if (a->s.vae_bf16 && !want_images)
         return cli_usage_error(CMD, "--vae-bf16: nothing is decoded (no --out or --outdir)");
-    if (want_images && !a->s.vae)   /* a missing checkpoint has no defaults.json either: name it, not the VAE */
-        return access(model_path, F_OK)
-                   ? cli_usage_error(CMD, "--model %s: no such file or folder", model_path)
-                   : cli_usage_error(CMD, "no VAE to decode with: give --vae DIR, or --no-vae --latents-out L.npy");
+    if (want_images && !a->s.vae)
+        return cli_model_exists(CMD, model_path) ? 2 : cli_usage_error(CMD, "no VAE to decode with: give --vae DIR, "
+                                                                          "or --no-vae --latents-out L.npy");
     if ((rc = cli_model_options(CMD, &a->s.load, &lo))) return rc;
 
     moedit_model *m = NULL;
