@@ -199,6 +199,37 @@ void me_pack_a_avx2(const float *const *row, int live, int kc, float *d)
         for (int i = 0; i < MR; i++) d[(size_t)k * MR + i] = i < live ? row[i][k] : 0.0f;
 }
 
+/* A panel [kc][6] from `live` columns of a row-major source (row i, k is
+   src[k·ld + i]): each k's 6 elements are contiguous there, one masked
+   load (never past the live ones) and a 4 + 2 store. */
+void me_pack_a_cols_avx2(const float *src, size_t ld, int live, int kc, float *d)
+{
+    __m256i m = lanes(live);
+    for (int k = 0; k < kc; k++, src += ld, d += MR) {
+        __m256 v = _mm256_maskload_ps(src, m);
+        _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+        _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(v, 1));
+    }
+}
+
+/* out[j·ldo + d] = src[d·32 + j] · scale[j]: 8×8 blocks transposed in
+   registers, each column scaled by its own factor (the same one multiply
+   per element as elementwise); rows past the last whole 8 elementwise. */
+void me_transpose32_avx2(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo)
+{
+    int d = 0;
+    for (; d + 8 <= rows; d += 8)
+        for (int j0 = 0; j0 < cols; j0 += 8) {
+            __m256 r[8], c[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)(d + i) * NR + j0);
+            transpose8(r, c);
+            for (int j = 0; j < 8 && j0 + j < cols; j++)
+                _mm256_storeu_ps(out + (size_t)(j0 + j) * ldo + d, _mm256_mul_ps(c[j], _mm256_set1_ps(scale[j0 + j])));
+        }
+    for (int j = 0; j < cols; j++)
+        for (int dd = d; dd < rows; dd++) out[(size_t)j * ldo + dd] = src[(size_t)dd * NR + j] * scale[j];
+}
+
 void me_pack_b_avx2(const float *src, size_t ld, int trans, int k, float *d)
 {
     if (!trans) {   /* row segments */

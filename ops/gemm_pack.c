@@ -329,14 +329,8 @@ void me_gemm_pack_a(const float *const *row, int live, int kc, int bf16, void *d
 
 void me_gemm_pack_a_cols(const float *src, size_t ld, int live, int kc, int bf16, void *dst)
 {
-    int mr = me_gemm_tile_rows();
-    if (mr == MR) {
-        pack_a_cols_avx512(src, ld, live, kc, bf16, dst);
-        return;
-    }
-    float *d = dst;   /* AVX2, float32 only (bf16 runs on AVX-512 alone) */
-    for (int k = 0; k < kc; k++)
-        for (int i = 0; i < mr; i++) d[(size_t)k * mr + i] = i < live ? src[(size_t)k * ld + i] : 0.0f;
+    if (avx512_tiles()) pack_a_cols_avx512(src, ld, live, kc, bf16, dst);
+    else me_pack_a_cols_avx2(src, ld, live, kc, dst);   /* float32 only: bf16 runs on AVX-512 alone */
 }
 
 void me_gemm_transpose32(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo)
@@ -345,6 +339,5 @@ void me_gemm_transpose32(const float *src, int rows, int cols, const float *scal
         transpose32_avx512(src, rows, cols, scale, out, ldo);
         return;
     }
-    for (int j = 0; j < cols; j++)
-        for (int d = 0; d < rows; d++) out[(size_t)j * ldo + d] = src[(size_t)d * NR + j] * scale[j];
+    me_transpose32_avx2(src, rows, cols, scale, out, ldo);
 }

@@ -50,6 +50,11 @@ typedef void (*me_tile_rows_fn)(int kc, const float *a, const float *base, const
 extern const me_tile_fn me_tiles_avx2[ME_GEMM_MR_AVX2 + 1];
 /* Their A panel: [kc][6] floats from 6 row pointers, rows ≥ live zero. */
 void me_pack_a_avx2(const float *const *row, int live, int kc, float *d);
+/* The same panel from `live` columns of a row-major source: row i, k is
+   src[k·ld + i] (me_gemm_pack_a_cols' AVX2 form). */
+void me_pack_a_cols_avx2(const float *src, size_t ld, int live, int kc, float *d);
+/* me_gemm_transpose32 on AVX2. */
+void me_transpose32_avx2(const float *src, int rows, int cols, const float *scale, float *out, size_t ldo);
 /* One whole B panel [k][32] from float32 columns: column c, row kk is
    src[kk·ld + c] (trans 0: row segments, copied) or src[c·ld + kk] (trans
    1: 8×8 blocks transposed in registers). Needs AVX2 only. */

@@ -4,12 +4,15 @@
    each, zero past the last column (OpenBLAS: row-major [k][n]), wherever the
    packed range starts and ends, transposed or not, on one thread or a team;
    and the same for bfloat16 panels on AVX512-BF16 CPUs ([k/2][32] pairs,
-   each value rounded to nearest even, the odd pad row zero). */
+   each value rounded to nearest even, the odd pad row zero). Attention's
+   own layouts too: A panels from a source's columns, and a tile block
+   written transposed with its columns scaled. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
 #include "ops/gemm.h"
+#include "ops/gemm_tile.h"
 
 /* Every element its own value (i + 1 + salt/8 is exact in float32 for
    i < 2^20, far above these sizes), so a value in the wrong place cannot
@@ -76,4 +79,55 @@ Test(gemm_pack, bf16_panels_match_the_layout)
 {
     if (!me_gemm_native(1)) cr_skip_test("no AVX512-BF16: bf16 operands are packed as float32");
     check_layouts(1);
+}
+
+/* me_gemm_pack_a_cols: [kc][mr] floats, element (k, i) the source's row k,
+   column i for i < live and zero past it, for every live count, odd and
+   even kc, and a row stride that is no multiple of the vector width. */
+Test(gemm_pack, column_panels_match_the_layout)
+{
+    if (!me_gemm_native(0)) cr_skip_test("OpenBLAS path: no own panels");
+    int mr = me_gemm_tile_rows(), kcs[3] = {1, 7, 64};
+    size_t ld = 37;
+    float *src = distinct(64 * ld, 3), *out = malloc(sizeof(float) * 64 * mr + 64);
+    for (int live = 1; live <= mr; live++)
+        for (int ki = 0; ki < 3; ki++) {
+            int kc = kcs[ki];
+            float *dst = out + 1;   /* no alignment is promised */
+            for (int i = 0; i < kc * mr + 8; i++) dst[i] = -1.0f;
+            me_gemm_pack_a_cols(src + 5, ld, live, kc, 0, dst);
+            for (int k = 0; k < kc; k++)
+                for (int i = 0; i < mr; i++) {
+                    float want = i < live ? src[(size_t)k * ld + 5 + i] : 0.0f;
+                    cr_assert(dst[k * mr + i] == want, "live %d kc %d: (%d, %d) is %g, want %g", live, kc, k, i,
+                              dst[k * mr + i], want);
+                }
+            for (int i = kc * mr; i < kc * mr + 8; i++) cr_assert(dst[i] == -1.0f, "live %d kc %d: wrote past the panel", live, kc);
+        }
+    free(src), free(out);
+}
+
+/* me_gemm_transpose32: out[j·ldo + d] = src[d·32 + j]·scale[j] exactly
+   (one rounding, as the multiply), for row counts around the 8- and 16-row
+   blocks and every column count; nothing else in out written. */
+Test(gemm_pack, transpose32_scales_each_column)
+{
+    if (!me_gemm_native(0)) cr_skip_test("OpenBLAS path: no own tiles");
+    int row_counts[5] = {1, 7, 13, 64, 72};
+    size_t ldo = 83;
+    float *src = distinct(80 * 32, 1), scale[32], *out = malloc(sizeof(float) * 32 * ldo);
+    for (int j = 0; j < 32; j++) scale[j] = 1.0f / (float)(j + 3);
+    for (int ri = 0; ri < 5; ri++)
+        for (int cols = 1; cols <= 32; cols++) {
+            int rows = row_counts[ri];
+            for (size_t i = 0; i < 32 * ldo; i++) out[i] = -1.0f;
+            me_gemm_transpose32(src, rows, cols, scale, out, ldo);
+            for (int j = 0; j < 32; j++)
+                for (size_t d = 0; d < ldo; d++) {
+                    float want = j < cols && (int)d < rows ? src[d * 32 + j] * scale[j] : -1.0f;
+                    cr_assert(out[j * ldo + d] == want, "rows %d cols %d: (%d, %zu) is %g, want %g", rows, cols, j, d,
+                              out[j * ldo + d], want);
+                }
+        }
+    free(src), free(out);
 }
