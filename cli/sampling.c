@@ -207,9 +207,15 @@ int cli_sampling_resolve(const char *cmd, const cli_sampling *s, const moedit_mo
     }
     if (s->steps) o->steps = s->steps;
     int tmp;
-    if (me_sample_evaluations(o, &tmp))
-        return s->steps && s->steps == s->owned[1] ? cli_usage_error(cmd, "%s \"steps\": %s", s->json_path, moedit_last_error())
-                                                   : cli_usage_error(cmd, "--%s", moedit_last_error());
+    if (me_sample_evaluations(o, &tmp)) {
+        if (s->steps && s->steps == s->owned[1])
+            return cli_usage_error(cmd, "%s \"steps\": %s", s->json_path, moedit_last_error());
+        /* --steps refused by a sampler the user did not name: say where it came from */
+        if (s->sampler && s->sampler == s->owned[0])
+            return cli_usage_error(cmd, "--%s (the sampler from %s; --sampler picks another)", moedit_last_error(),
+                                   cli_sampling_source(s, s->sampler, s->owned[0], "--sampler", "sampler", src, sizeof src));
+        return cli_usage_error(cmd, "--%s", moedit_last_error());
+    }
     if (!isnan(s->cfg)) o->cfg = s->cfg;
     if (!(o->cfg >= 1) || !isfinite(o->cfg)) return cli_usage_error(cmd, "--cfg: %g must be >= 1 (1 = no guidance)", o->cfg);
     if (s->cfg_channels) {

@@ -131,6 +131,13 @@ Test(sample, defaults_json_errors_name_the_file)
         tu_write_file(json, cases[i][0], strlen(cases[i][0]));
         assert_usage_error((const char *[]){"--model", model, "--no-vae", "--latents-out", out_path, NULL}, cases[i][1]);
     }
+    /* --steps that the file's sampler, not one the user named, refuses */
+    const char *sde = "{\"heads\": 2, \"sampler\": \"dpm++2m-sde\", \"steps\": \"20\"}";
+    tu_write_file(json, sde, strlen(sde));
+    assert_usage_error((const char *[]){"--model", model, "--no-vae", "--latents-out", out_path, "--steps", "ddim5", NULL},
+                       "--steps: dpm++2m-sde takes a plain step count");
+    cr_assert(strstr(err_text, "(the sampler from ") && strstr(err_text, "defaults.json \"sampler\"; --sampler picks"),
+              "the sampler's source not named:\n%s", err_text);
 }
 
 Test(sample, usage_errors)
