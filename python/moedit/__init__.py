@@ -122,10 +122,15 @@ def _has_names(classes):
     return isinstance(classes, (list, tuple)) and any(isinstance(v, str) for v in classes)
 
 
+def _defaults_file(path):
+    """Where defaults.json lies for a checkpoint: beside it, or inside a model folder."""
+    return os.path.join(path if os.path.isdir(path) else (os.path.dirname(path) or "."), "defaults.json")
+
+
 def _read_defaults(path):
     """defaults.json beside a checkpoint (or inside a model folder), as the CLI reads it."""
-    folder = path if os.path.isdir(path) else (os.path.dirname(path) or ".")
-    file = os.path.join(folder, "defaults.json")
+    file = _defaults_file(path)
+    folder = os.path.dirname(file)
     if not os.path.exists(file):
         return {}
     with open(file) as f:
@@ -359,6 +364,16 @@ class Model(Native):
             r["cosine_schedule"] = int(switch)
         return r
 
+    @staticmethod
+    def _run_sample(m, o, n, labels, latents, hint):
+        """moedit_sample into latents; hint is added to a refusal of the steps."""
+        try:
+            _check(lib.moedit_sample(m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64), _ptr(latents, ctypes.c_float)))
+        except Error as e:
+            if hint and str(e).startswith("steps:"):
+                raise Error(e.code, "%s %s" % (e, hint)) from None
+            raise
+
     def sample(self, classes, sampler=None, steps=None, cfg=None, cfg_channels=None, eta=None,
                schedule=None, seed=None, rng=None, noise=None, row_seeds=None, trace=False,
                spacing=None, karras=None, order=None, cfg_interval=None):
@@ -391,10 +406,13 @@ class Model(Native):
                 raise _arg_error("row_seeds: expected shape %s, got %s" % ((n,), row_seeds.shape))
             o.row_seeds = _ptr(row_seeds, ctypes.c_uint64)
         latents = np.empty(self._latent_shape(n), np.float32)
+        # steps that a sampler the caller did not name refuses: say where it came from
+        hint = None
+        if steps is not None and sampler is None and self.defaults.get("sampler") is not None:
+            hint = '(the sampler from %s "sampler"; sampler= picks another)' % _defaults_file(self.path)
         if not trace:
             with self._lock:
-                _check(lib.moedit_sample(self._use(), ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
-                                         _ptr(latents, ctypes.c_float)))
+                self._run_sample(self._use(), o, n, labels, latents, hint)
             _warn_blown_up(latents, r)
             return latents
         if self.config["num_experts"] <= 0:
@@ -404,8 +422,7 @@ class Model(Native):
             m = self._use()
             lib.moedit_model_set_tracer(m, ctypes.cast(lib.moedit_route_log_add, ctypes.c_void_p), log.ptr)
             try:
-                _check(lib.moedit_sample(m, ctypes.byref(o), n, _ptr(labels, ctypes.c_int64),
-                                         _ptr(latents, ctypes.c_float)))
+                self._run_sample(m, o, n, labels, latents, hint)
             finally:
                 lib.moedit_model_set_tracer(m, None, None)
         c, grid = self.config, self.config["input_size"] // self.config["patch"]

@@ -59,6 +59,19 @@ def test_bad_steps_from_library(moe):
     assert e.value.code == 2 and "ddimx" in str(e.value)
 
 
+def test_steps_refused_by_the_files_sampler_name_it(moe):
+    # fmnist-moe's defaults.json picks dpm++2m-sde, which takes no respacing
+    with pytest.raises(moedit.Error) as e:
+        moe.sample([0], steps="ddim5")
+    want = '(the sampler from %s "sampler"; sampler= picks another)' % os.path.join(
+        os.path.dirname(moe.path), "defaults.json")
+    assert e.value.code == 2 and str(e.value).startswith("steps: dpm++2m-sde takes a plain step count")
+    assert str(e.value).endswith(want)
+    with pytest.raises(moedit.Error) as e:   # a sampler named by the caller is its own
+        moe.sample([0], sampler="dpm++2m", steps="ddim5")
+    assert "sampler from" not in str(e.value)
+
+
 def test_model_still_usable_after_error(moe):
     with pytest.raises(moedit.Error):
         moe.sample([0], steps="0")
