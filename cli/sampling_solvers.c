@@ -94,6 +94,8 @@ int cli_solver_options(const char *cmd, const cli_sampling *s, const moedit_mode
         o->cfg_interval = 1;
         o->cfg_lo = lo;
         o->cfg_hi = hi;
+        /* within the timesteps, it may still miss every step this run takes */
+        if (me_cfg_interval_check(o)) return cli_usage_error(cmd, "%s: %s", name, moedit_last_error());
     }
     return 0;
 }

@@ -12,7 +12,8 @@
 int me_flow_solver_run(const moedit_sample_options *o, const me_sample_shape *s, me_denoise_fn fn, void *ctx, int n,
                        const int64_t *labels, float *latents)
 {
-    int N, rc = me_sample_evaluations(o, &N);
+    float *times;   /* both evaluations' model times, step by step */
+    int N, rc = me_sample_times(o, &times, &N);
     if (rc) return rc;
     const int M = N / 2, heun = o->sampler == MOEDIT_SAMPLER_HEUN;
     const size_t chw = (size_t)s->channels * s->size * s->size, len = (size_t)n * chw;
@@ -37,7 +38,7 @@ int me_flow_solver_run(const moedit_sample_options *o, const me_sample_shape *s,
     const float dt = (float)(1.0 / M), half = dt / 2;
     for (int i = M; i >= 1; i--) {
         const float *pred;
-        if ((rc = me_guided_eval(&g, latents, (float)((double)i / M), &pred))) goto done;
+        if ((rc = me_guided_eval(&g, latents, times[2 * (M - i)], &pred))) goto done;
         for (int r = 0; r < n; r++) {
             const float *v = pred + r * g.row;
             float *a = v1 + r * chw, *b = zt + r * chw;
@@ -48,8 +49,7 @@ int me_flow_solver_run(const moedit_sample_options *o, const me_sample_shape *s,
             }
         }
         /* Heun evaluates at the Euler step's end, midpoint half way */
-        const float t2 = (float)(heun ? (double)(i - 1) / M : (i - 0.5) / M);
-        if ((rc = me_guided_eval(&g, zt, t2, &pred))) goto done;
+        if ((rc = me_guided_eval(&g, zt, times[2 * (M - i) + 1], &pred))) goto done;
         for (int r = 0; r < n; r++) {
             const float *v = pred + r * g.row, *a = v1 + r * chw;
             float *x = latents + r * chw;
@@ -58,6 +58,7 @@ int me_flow_solver_run(const moedit_sample_options *o, const me_sample_shape *s,
         if ((rc = me_check_step_finite(latents, n, chw, 2 * (M - i) + 1, N, (double)i / M))) goto done;
     }
 done:
+    free(times);
     free(v1);
     free(zt);
     me_noise_free(&z);

@@ -107,15 +107,21 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
     if (o->cfg_interval && (o->cfg_hi < 0 || o->cfg_lo > tmax))
         return me_fail(MOEDIT_EINPUT, "sample: guidance interval [%g, %g] holds none of the timesteps 0..%g",
                        o->cfg_lo, o->cfg_hi, tmax);
+    /* one within them may still miss every step the run takes */
+    int rc = me_cfg_interval_check(o);
+    if (rc) return rc;
     if (o->sampler == MOEDIT_SAMPLER_HEUN || o->sampler == MOEDIT_SAMPLER_MIDPOINT)
         return me_flow_solver_run(o, s, fn, ctx, n, labels, latents);
     if (o->sampler > MOEDIT_SAMPLER_FLOW) return me_multistep_run(o, s, fn, ctx, n, labels, latents);
 
     me_diffusion d = {0};
+    float *times;   /* each step's model time */
     int steps;
-    int rc = flow ? me_flow_steps(o->steps, &steps) : me_diffusion_init(&d, o->cosine_schedule > 0, o->steps);
-    if (rc) return rc;
-    if (!flow) steps = d.steps;
+    if ((rc = me_sample_times(o, &times, &steps))) return rc;
+    if (!flow && (rc = me_diffusion_init(&d, o->cosine_schedule > 0, o->steps))) {
+        free(times);
+        return rc;
+    }
 
     const int guided = o->cfg > 1, rows = guided ? 2 * n : n;
     const size_t hw = (size_t)s->size * s->size, chw = (size_t)C * hw;
@@ -152,7 +158,7 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
 
     for (int step = 0; step < steps; step++) {
         const int k = steps - 1 - step;   /* respaced index / flow i-1 */
-        float tv = flow ? (float)((double)(k + 1) / steps) : (float)d.timestep[k];
+        const float tv = times[step];
         /* outside the guidance interval the null half is not run */
         const int g = guided && me_cfg_active(o, tv), grows = g ? rows : n;
         for (int r = 0; r < grows; r++) t[r] = tv;
@@ -184,6 +190,7 @@ int me_sample_run(const moedit_sample_options *o, const me_sample_shape *s, me_d
         if (o->progress) o->progress(o->progress_user, step + 1, steps);
     }
 done:
+    free(times);
     free(xin);
     free(out);
     free(noise);

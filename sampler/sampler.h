@@ -105,6 +105,17 @@ int me_sample_evaluations(const moedit_sample_options *o, int *evals);
 
 /* Whether guidance runs for an evaluation at model time t. */
 int me_cfg_active(const moedit_sample_options *o, float t);
+/* The model times of a run's evaluations, in the order they are made
+   (the noisiest first), into *times (me_alloc'd; the caller frees) and
+   their number into *count: the respaced timesteps (DDPM/DDIM), the
+   solver schedule's (dpm++/unipc), t = k/steps down to 1/steps (flow),
+   and both evaluations of each step (heun, midpoint). */
+int me_sample_times(const moedit_sample_options *o, float **times, int *count);
+/* Fails (MOEDIT_EINPUT) when guidance is asked for (cfg > 1) in an
+   interval that none of the run's evaluation times falls in: every image
+   would come out unguided, silently (flow times 0.2,0.8 given to a DDPM
+   model, whose timesteps are 0..999). */
+int me_cfg_interval_check(const moedit_sample_options *o);
 
 /* diffusers' set_timesteps for N inference steps: timestep[N] (first the
    noisiest, integers) and sigma[N + 1] (float32 as diffusers stores them;

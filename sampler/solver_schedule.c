@@ -39,6 +39,58 @@ int me_cfg_active(const moedit_sample_options *o, float t)
     return !o->cfg_interval || (t >= o->cfg_lo && t <= o->cfg_hi);
 }
 
+int me_sample_times(const moedit_sample_options *o, float **times, int *count)
+{
+    int N, rc = me_sample_evaluations(o, &N);
+    if (rc) return rc;
+    float *t = me_alloc(sizeof(float) * N);
+    if (!t) return MOEDIT_EINTERNAL;
+    if (o->sampler == MOEDIT_SAMPLER_DDPM || o->sampler == MOEDIT_SAMPLER_DDIM) {
+        me_diffusion d;
+        if ((rc = me_diffusion_init(&d, o->cosine_schedule > 0, o->steps))) {
+            free(t);
+            return rc;
+        }
+        for (int i = 0; i < N; i++) t[i] = (float)d.timestep[N - 1 - i];
+        me_diffusion_free(&d);
+    } else if (o->sampler == MOEDIT_SAMPLER_FLOW) {
+        for (int i = 0; i < N; i++) t[i] = (float)((double)(N - i) / N);
+    } else if (o->sampler == MOEDIT_SAMPLER_HEUN || o->sampler == MOEDIT_SAMPLER_MIDPOINT) {
+        /* M = N/2 steps from t = 1: the step's start, then its end (Heun)
+           or its middle (midpoint) */
+        const int M = N / 2, heun = o->sampler == MOEDIT_SAMPLER_HEUN;
+        for (int i = M; i >= 1; i--) {
+            t[2 * (M - i)] = (float)((double)i / M);
+            t[2 * (M - i) + 1] = (float)(heun ? (double)(i - 1) / M : (i - 0.5) / M);
+        }
+    } else {
+        me_solver_schedule sc;
+        if ((rc = me_solver_schedule_init(&sc, o->cosine_schedule > 0, N, o->spacing, o->karras))) {
+            free(t);
+            return rc;
+        }
+        for (int i = 0; i < N; i++) t[i] = (float)sc.timestep[i];
+        me_solver_schedule_free(&sc);
+    }
+    *times = t;
+    *count = N;
+    return MOEDIT_OK;
+}
+
+int me_cfg_interval_check(const moedit_sample_options *o)
+{
+    if (!(o->cfg > 1) || !o->cfg_interval) return MOEDIT_OK;
+    float *t;
+    int n, rc = me_sample_times(o, &t, &n), guided = 0;
+    if (rc) return rc;
+    for (int i = 0; i < n && !guided; i++) guided = me_cfg_active(o, t[i]);
+    if (!guided)
+        rc = me_fail(MOEDIT_EINPUT, "guidance interval [%g, %g] holds none of the %d model evaluations' times "
+                     "(%g down to %g): nothing would be guided", o->cfg_lo, o->cfg_hi, n, t[0], t[n - 1]);
+    free(t);
+    return rc;
+}
+
 /* A plain decimal count in 1..max. */
 static int plain_count(const char *spec, int max, int *out)
 {

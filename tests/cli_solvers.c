@@ -165,6 +165,8 @@ Test(solvers, usage_errors)
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "300,300", NULL}, "--cfg-interval");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "2000,3000", NULL},
                        "--cfg-interval: [2000, 3000] holds none of the timesteps 0..999");
+    assert_usage_error((const char *[]){BASE, "--cfg-interval", "0.2,0.8", NULL},
+                       "--cfg-interval: guidance interval [0.2, 0.8] holds none of the 250 model evaluations' times");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "100", NULL}, "--cfg-interval");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "a,b", NULL}, "--cfg-interval");
     assert_usage_error((const char *[]){BASE, "--cfg-interval", "100,500,", NULL}, "--cfg-interval");

@@ -215,6 +215,46 @@ Test(solvers, interval_skips_the_null_half)
     }
 }
 
+/* An interval within the timesteps that still holds none of the run's own
+   times (0.2..0.8 between a DDPM run's integer steps, 0.3..0.45 between a
+   4-step flow run's quarters) is refused before the first evaluation: it
+   once sampled every image unguided. */
+Test(solvers, interval_between_the_steps_refused)
+{
+    static const struct { moedit_sampler sampler; const char *steps; float lo, hi; } cases[] = {
+        {MOEDIT_SAMPLER_DDPM, "ddim5", 0.2f, 0.8f}, {MOEDIT_SAMPLER_DDIM, "10", 0.2f, 0.8f},
+        {DPM2, "20", 0.2f, 0.8f},   {UNI, "5", 0.2f, 0.8f},
+        {MOEDIT_SAMPLER_FLOW, "4", 0.3f, 0.45f}, {MOEDIT_SAMPLER_HEUN, "4", 0.3f, 0.45f},
+        {MOEDIT_SAMPLER_MIDPOINT, "4", 0.3f, 0.45f},
+    };
+    me_sample_shape s = {1, 3, 2, 10};
+    const int64_t y[1] = {4};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        moedit_sample_options o = {0};
+        o.sampler = cases[k].sampler;
+        o.steps = cases[k].steps;
+        o.cfg = 3;
+        o.rng = MOEDIT_RNG_NATIVE;
+        o.cfg_interval = 1;
+        o.cfg_lo = cases[k].lo;
+        o.cfg_hi = cases[k].hi;
+        count_ctx c = {0};
+        float z[9];
+        cr_assert_eq(me_sample_run(&o, &s, toy, &c, 1, y, z), MOEDIT_EINPUT, "%s: accepted", me_sampler_name(o.sampler));
+        cr_assert(strstr(moedit_last_error(), "holds none of the") && strstr(moedit_last_error(), "nothing would be guided"),
+                  "%s: %s", me_sampler_name(o.sampler), moedit_last_error());
+        cr_assert_eq(c.guided_evals + c.plain_evals, 0, "%s: evaluated before refusing", me_sampler_name(o.sampler));
+        o.cfg_hi = 1000;   /* reaching the next step: runs, guided there */
+        cr_assert_eq(me_sample_run(&o, &s, toy, &c, 1, y, z), MOEDIT_OK, "%s: %s", me_sampler_name(o.sampler),
+                     moedit_last_error());
+        cr_assert(c.guided_evals > 0, "%s: nothing guided", me_sampler_name(o.sampler));
+        o.cfg = 1;   /* no guidance asked: the interval guides nothing by design */
+        o.cfg_hi = cases[k].hi;
+        cr_assert_eq(me_sample_run(&o, &s, toy, &c, 1, y, z), MOEDIT_OK, "%s: %s", me_sampler_name(o.sampler),
+                     moedit_last_error());
+    }
+}
+
 Test(solvers, bad_options)
 {
     me_sample_shape s = {1, 3, 2, 10};

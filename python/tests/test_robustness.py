@@ -284,3 +284,6 @@ def test_guidance_interval_beside_the_timesteps_refused(moe):
     with bad(r"guidance interval \[2000, 3000\] holds none of the timesteps 0..999"):
         moe.sample([0], sampler="dpm++2m", steps=2, cfg_interval=(2000, 3000))
     assert moe.sample([0], sampler="dpm++2m", steps=2, cfg_interval=(-5, 3000)).shape == (1, 4, 8, 8)
+    # within 0..999 but between the run's integer timesteps: it too guided nothing
+    with bad(r"guidance interval \[0.2, 0.8\] holds none of the 2 model evaluations' times \(999 down to 0\)"):
+        moe.sample([0], sampler="ddim", steps=2, cfg_interval=(0.2, 0.8))
