@@ -193,9 +193,11 @@ int me_detect_config(const me_tensors *ts, const moedit_load_options *opt, moedi
     if (meta_int(ts, "heads", &meta_heads) || meta_int(ts, "top_k", &meta_top_k)) return MOEDIT_EINPUT;
     cfg->heads = opt && opt->heads > 0 ? opt->heads : meta_heads;
     if (!cfg->heads) cfg->heads = default_heads(D);
-    if (D % cfg->heads)
-        return me_fail(MOEDIT_EINPUT, "%s: %d heads do not divide hidden size %d (use --heads)", src,
-                       cfg->heads, D);
+    if (D % cfg->heads)   /* asked for, or the file's metadata (the default always divides) */
+        return opt && opt->heads > 0
+                   ? me_fail(MOEDIT_EINPUT, "%s: %d heads do not divide hidden size %d", src, cfg->heads, D)
+                   : me_fail(MOEDIT_EINPUT, "%s: the file's %d heads do not divide hidden size %d (give a head count "
+                             "that does: --heads, heads= in Python)", src, cfg->heads, D);
     cfg->top_k = opt && opt->top_k > 0 ? opt->top_k : meta_top_k;
     if (!cfg->top_k) cfg->top_k = 2;
     if (cfg->num_experts && cfg->top_k > cfg->num_experts)

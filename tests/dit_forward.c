@@ -441,6 +441,25 @@ Test(dit_config, missing_middle_block_is_refused)
     unlink(p);
 }
 
+/* A head count that does not divide the hidden size names where it came
+   from: the caller's own count is refused as it stands, the file's
+   metadata's with the way round it (the library's callers pass heads). */
+Test(dit_config, heads_not_dividing_the_hidden_size_refused)
+{
+    me_tensors *ts;
+    cr_assert_eq(me_tensors_open(path_of("moe_top2", ".pt"), &ts), MOEDIT_OK);
+    moedit_config c;
+    moedit_load_options asked = {.heads = 7};
+    cr_assert_eq(me_detect_config(ts, &asked, &c), MOEDIT_EINPUT);
+    cr_expect(strstr(moedit_last_error(), ": 7 heads do not divide hidden size") &&
+                  !strstr(moedit_last_error(), "--heads"), "%s", moedit_last_error());
+    me_tensors_set_meta(ts, "heads", "7");
+    cr_assert_eq(me_detect_config(ts, NULL, &c), MOEDIT_EINPUT);
+    cr_expect(strstr(moedit_last_error(), "the file's 7 heads do not divide hidden size") &&
+                  strstr(moedit_last_error(), "--heads, heads= in Python"), "%s", moedit_last_error());
+    me_tensors_free(ts);
+}
+
 /* pos_embed absent: the computed 2-D sin-cos table must equal upstream's. */
 Test(dit_forward, computed_pos_embed_matches_upstream_table)
 {
