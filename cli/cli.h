@@ -142,8 +142,10 @@ typedef struct {
 void cli_model_opts_init(cli_model_opts *o);
 int cli_model_flags(cli_model_opts *o, cli_flag *f);
 /* Applies --threads, checks --heads/--top-k (≥ 1) and --device and fills
-   lo; 0, or 2 after one line. */
-int cli_model_options(const char *cmd, const cli_model_opts *o, moedit_load_options *lo);
+   lo; 0, or 2 after one line. --bf16 on a CPU without AVX512-BF16, which
+   the library would ignore, is turned off in o and lo with a note, so that
+   what the command reports and records is what runs. */
+int cli_model_options(const char *cmd, cli_model_opts *o, moedit_load_options *lo);
 /* Only --heads/--top-k (INT_MIN: not given) into lo->heads/top_k (0 there
    means "not given", so an explicit 0 is refused rather than read as the
    default), for the commands that read a checkpoint without running it

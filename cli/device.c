@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "core/cpu.h"
 #include "moedit.h"
 
 int cli_device(const char *cmd, const char *spec, moedit_device *out)
@@ -46,7 +47,7 @@ int cli_model_flags(cli_model_opts *o, cli_flag *f)
         {"--threads", CLI_INT, &o->threads, "N", CLI_THREADS_HELP},
         {"--heads", CLI_INT, &o->heads, "H", CLI_HEADS_HELP},
         {"--top-k", CLI_INT, &o->top_k, "K", CLI_TOP_K_HELP "; per row for Switch-DiT"},
-        {"--bf16", CLI_BOOL, &o->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them)"},
+        {"--bf16", CLI_BOOL, &o->bf16, NULL, "block matrices and attention in bfloat16 (AVX512-BF16, or AMX tiles where the CPU has them; elsewhere float32, with a note)"},
         {"--device", CLI_STR, &o->device, "cpu|cuda[:N]", "where the transformer runs (default cpu; cuda: -DMOEDIT_CUDA=ON builds)"},
         {"--fp32", CLI_BOOL, &o->fp32, NULL, "on a GPU: float32 weights and products, TF32 off (default bf16)"},
         {"--no-verify", CLI_BOOL, &o->no_verify, NULL, CLI_NO_VERIFY_HELP},
@@ -65,12 +66,18 @@ int cli_model_hints(const char *cmd, int heads, int top_k, moedit_load_options *
     return 0;
 }
 
-int cli_model_options(const char *cmd, const cli_model_opts *o, moedit_load_options *lo)
+int cli_model_options(const char *cmd, cli_model_opts *o, moedit_load_options *lo)
 {
     memset(lo, 0, sizeof *lo);   /* fields added later keep their default */
     if (cli_threads(cmd, o->threads) || cli_model_hints(cmd, o->heads, o->top_k, lo)) return 2;
     lo->bf16 = o->bf16;
     lo->no_verify = o->no_verify;
     lo->fp32 = o->fp32;
-    return cli_device(cmd, o->device, &lo->device);
+    if (cli_device(cmd, o->device, &lo->device)) return 2;
+    /* the library ignores bf16 there: say so, and report and record what runs */
+    if (lo->bf16 && lo->device.kind == MOEDIT_DEVICE_CPU && !me_cpu_bf16()) {
+        fprintf(stderr, "moedit %s: note: --bf16 runs float32 here: this CPU has no AVX512-BF16\n", cmd);
+        o->bf16 = lo->bf16 = 0;
+    }
+    return 0;
 }
