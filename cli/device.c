@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "core/cpu.h"
 #include "moedit.h"
 
 int cli_device(const char *cmd, const char *spec, moedit_device *out)
@@ -75,7 +74,7 @@ int cli_model_options(const char *cmd, cli_model_opts *o, moedit_load_options *l
     lo->fp32 = o->fp32;
     if (cli_device(cmd, o->device, &lo->device)) return 2;
     /* the library ignores bf16 there: say so, and report and record what runs */
-    if (lo->bf16 && lo->device.kind == MOEDIT_DEVICE_CPU && !me_cpu_bf16()) {
+    if (lo->bf16 && lo->device.kind == MOEDIT_DEVICE_CPU && !moedit_cpu_bf16()) {
         fprintf(stderr, "moedit %s: note: --bf16 runs float32 here: this CPU has no AVX512-BF16\n", cmd);
         o->bf16 = lo->bf16 = 0;
     }

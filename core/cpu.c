@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 #include "core/cpu.h"
+#include "moedit.h"
 
 /* Linux hands out AMX's 8 KB tile state only to processes that ask
    (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA). */
@@ -103,6 +104,8 @@ int me_cpu_bf16(void)
 {
     return me_cpu_isa() == ME_ISA_AVX512 && me_cpu_info()->avx512bf16;
 }
+
+int moedit_cpu_bf16(void) { return me_cpu_bf16(); }
 
 int me_cpu_amx(void)
 {

@@ -92,6 +92,12 @@ void moedit_set_adaptive_threads(int on);
    0 skips the check for the whole process: for huge files already trusted. */
 void moedit_set_verify(int on);
 
+/* 1 when this CPU multiplies bfloat16 natively (AVX512-BF16, or AMX tiles
+   where present). Where 0, a model's bf16 option is ignored (the forward
+   runs float32) and the VAE's bf16 convolutions are emulated: the same
+   numerics as on such a CPU, no faster. */
+int moedit_cpu_bf16(void);
+
 /* ---- models ------------------------------------------------------------ */
 
 typedef enum {
@@ -137,7 +143,8 @@ typedef struct {
     int bf16;    /* 1: keep the block matrices as bfloat16 and multiply them with
                     AVX512-BF16 dot products, or AMX tiles where the CPU has
                     them (activations rounded to bf16 per product, attention's
-                    two products too; ignored on CPUs without AVX512-BF16) */
+                    two products too; ignored on CPUs without AVX512-BF16:
+                    moedit_cpu_bf16) */
     moedit_device device;  /* CUDA: the weights are uploaded once and every forward
                               runs on that GPU (inputs and outputs stay host arrays) */
     int fp32;    /* CUDA only: float32 weights and products with TF32 off, for

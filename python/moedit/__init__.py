@@ -194,7 +194,8 @@ class Model(Native):
 
     heads and top_k default to the defaults.json beside the checkpoint, then
     to the library's defaults; bf16 keeps the block matrices as bfloat16
-    (attention on bf16 operands too).
+    (attention on bf16 operands too) on CPUs with AVX512-BF16 — elsewhere it
+    warns and runs float32; the bf16 attribute says which runs.
     """
     _what = "Model"
 
@@ -206,7 +207,10 @@ class Model(Native):
         top_k = self.defaults.get("top_k") if top_k is None else top_k
         heads = 0 if heads is None else _int(heads, "heads", 1, INT_MAX)
         top_k = 0 if top_k is None else _int(top_k, "top_k", 1, INT_MAX)
-        opt = LoadOptions(heads=heads, top_k=top_k, bf16=int(bool(bf16)))
+        if bf16 and not lib.moedit_cpu_bf16():   # the library would ignore it, silently
+            warnings.warn("bf16=True runs float32 here: this CPU has no AVX512-BF16", RuntimeWarning, stacklevel=2)
+        self.bf16 = bool(bf16) and bool(lib.moedit_cpu_bf16())
+        opt = LoadOptions(heads=heads, top_k=top_k, bf16=int(self.bf16))
         m = ctypes.c_void_p()
         _check(lib.moedit_model_load(os.fsencode(self.path), ctypes.byref(opt), ctypes.byref(m)))
         self._handle = m

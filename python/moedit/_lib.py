@@ -78,6 +78,7 @@ _PROTOTYPES = {
     "moedit_last_error": (c_char_p, []),
     "moedit_sizeof": (c_size_t, [c_char_p]),
     "moedit_set_threads": (None, [c_int]),
+    "moedit_cpu_bf16": (c_int, []),
     "moedit_model_path": (c_int, [c_char_p, c_char_p, c_size_t]),
     "moedit_data_path": (c_int, [c_char_p, c_char_p, c_size_t]),
     "moedit_class_lookup": (c_int, [POINTER(c_char_p), c_int, c_char_p, c_int, POINTER(c_int)]),

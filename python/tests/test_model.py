@@ -156,7 +156,10 @@ def test_digest_is_the_resume_states(tmp_path, cli, moe):
     assert "weights=" + moe.digest() in settings and "vae_weights=" + vae.digest() in settings
     copy = tmp_path / "copy.pt"
     copy.write_bytes(open(moe.path, "rb").read())
-    assert moedit.Model(str(copy)).digest() == moe.digest() == moedit.Model("fmnist-moe", bf16=True).digest()
+    with warnings.catch_warnings():   # bf16 on a CPU without it warns (test_bf16_says_what_runs)
+        warnings.simplefilter("ignore")
+        b16 = moedit.Model("fmnist-moe", bf16=True)
+    assert moedit.Model(str(copy)).digest() == moe.digest() == b16.digest()
     assert moe.digest() != vae.digest() and len(moe.digest()) == 8
 
 
@@ -181,3 +184,14 @@ def test_decode_of_blown_up_latents_warns():
     z[0, 1, 2, 3] = 150
     with pytest.warns(RuntimeWarning, match=r"latents reach 150 .*likely noise"):
         vae.decode(z)
+
+
+def test_bf16_says_what_runs():
+    # the library ignores bf16 on a CPU without AVX512-BF16: the module warns and says float32 runs
+    native = bool(moedit._lib.lib.moedit_cpu_bf16())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = moedit.Model("fmnist-moe", bf16=True)
+    said = [w for w in caught if "bf16=True runs float32 here: this CPU has no AVX512-BF16" in str(w.message)]
+    assert m.bf16 == native and len(said) == (0 if native else 1)
+    assert not moedit.Model("fmnist-moe").bf16
