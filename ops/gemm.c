@@ -16,9 +16,8 @@
      [kc/2][MR][2] bf16), zero-padded; alpha scales the tile when stored.
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
      M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
-     (a KC×32 micro-panel, or the 16-column half of it that an AVX2 tile
-     streams at a time, fills L1d; the next one is prefetched meanwhile,
-     by the tiles) → A panels → kernel, which
+     (a KC×32 micro-panel, which fills L1d; the next one is prefetched
+     meanwhile, by the tiles) → A panels → kernel, which
      prefetches its C lines before its k loop. When a thread's rows of A,
      packed for all of K, fit its 512 KB buffer, A is packed once and the
      B panels go outermost instead, each through all its K blocks
@@ -52,7 +51,7 @@
 #define MR ME_GEMM_MR_AVX512
 #define NR ME_GEMM_NR
 #define KC_MAX_AVX512 384  /* float32 K block bounds of the tiles */
-#define KC_MAX_AVX2 256
+#define KC_MAX_AVX2 192
 #define KC_MAX_BF16 512  /* bf16 K block bound */
 #define ABUF_FLOATS 131072 /* one thread's packed A: 512 KB on its stack */
 #define MC_FLOATS 65536  /* bound of the MC×KC A block of the K-block-outer order (256 KB) */
@@ -297,10 +296,9 @@ typedef struct {
 
 static gemm_plan the_plan;
 
-/* KC: the B columns a tile streams per pass over k fill up to one and a
-   half L1d, up to KC_MAX_AVX512 or KC_MAX_AVX2 — the AVX-512 tile all 32
-   columns of a KC×32 micro-panel per k, the AVX2 tile one 16-column half
-   after the other. The panel is then re-read partly from L2 by each tile,
+/* KC: the KC×32 micro-panel a tile streams (all 32 columns per k, the
+   AVX2 tiles once per part of three rows) fills up to one and a half L1d,
+   up to KC_MAX_AVX512 or KC_MAX_AVX2. The panel is then re-read partly from L2 by each tile,
    at 128 bytes per 28 FMAs, far below L2's bandwidth; what a longer K
    block buys is fewer passes of C through the store and of the tiles'
    start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over 19 A
@@ -314,7 +312,12 @@ static gemm_plan the_plan;
    256: float32 S/2 and B/2 CFG pairs and batches of 16 1.7–3.9 % faster
    in five of six runs (one even), the K = 384 products then one K block;
    bf16 (768 against 512) even, so bf16 stays at 512; the VAE decode and
-   Inception even (±1 %). KC is rounded down to 16; MC is mc_rows'. */
+   Inception even (±1 %). The AVX2 tiles of three-row parts (ops/
+   gemm_avx2.c) on a Zen 2 core (32 KB L1d), KC 192 against 256 and 128,
+   alternate processes: B/2 CFG pairs 2.2 % faster than 256 (0.5 % slower
+   than 128), S/2 batches of 16 0.6–0.8 % faster than 256 and 0.5–0.8 %
+   than 128, S/2 pairs (K 384: 192 either way) even against 128, the VAE
+   decode and Inception even. KC is rounded down to 16; MC is mc_rows'. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
@@ -323,8 +326,7 @@ static const gemm_plan *plan(void)
     gemm_plan p;
     p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
-    int cols = p.mr == MR ? NR : NR / 2;
-    long kc = 3 * l1 / (2 * cols * (long)sizeof(float)) / 16 * 16, kc_max = p.mr == MR ? KC_MAX_AVX512 : KC_MAX_AVX2;
+    long kc = 3 * l1 / (2 * NR * (long)sizeof(float)) / 16 * 16, kc_max = p.mr == MR ? KC_MAX_AVX512 : KC_MAX_AVX2;
     p.kc = kc < 64 ? 64 : kc > kc_max ? (int)kc_max : (int)kc;
     p.kc_bf16 = 2 * p.kc < KC_MAX_BF16 ? 2 * p.kc : KC_MAX_BF16;
     p.mc_bytes = l2 / 2 < MC_FLOATS * (long)sizeof(float) ? l2 / 2 : MC_FLOATS * (long)sizeof(float);

@@ -11,7 +11,8 @@
    panel, for the tiles that follow; prefetcht0, into L1 and L2), at most
    one per step of its k loop: spread out, they never fill the miss
    buffers at once. The AVX-512 tiles spread them evenly over the whole
-   loop, the AVX2 ones issue one per step from its start. */
+   loop, the AVX2 ones issue one per step from its start (never more than
+   its steps: the next panel's K block may be the longer). */
 #ifndef MOEDIT_OPS_GEMM_TILE_H
 #define MOEDIT_OPS_GEMM_TILE_H
 
@@ -20,7 +21,7 @@
 #include "ops/gemm.h"
 
 #define ME_GEMM_NR 32      /* columns per packed B panel, every kernel set */
-#define ME_GEMM_MR_AVX2 6  /* rows per AVX2 tile: 6 × (2 × 2) ymm accumulators per half */
+#define ME_GEMM_MR_AVX2 6  /* rows per AVX2 tile: two parts of 3 rows × 4 ymm accumulators */
 #define ME_GEMM_MR_AVX512 14  /* rows per AVX-512 tile: 14 × 2 zmm accumulators */
 
 typedef struct {
@@ -30,7 +31,7 @@ typedef struct {
     const float *bias;  /* NULL, or at the tile's first column */
     float alpha, beta;
     const char *pf;     /* NULL, or lines to prefetch */
-    int pf_lines;       /* at most the tile's k steps (kc, or kc/2 for bf16 pairs) */
+    int pf_lines;       /* lines at pf (the next panel: it may have more K steps than this tile) */
     const float *row_bias;   /* NULL, or one value per row (at the tile's first), added with bias */
     int relu;           /* results below zero stored as 0 (NaN and -0 kept), after beta·C */
 } me_tile_out;

@@ -651,3 +651,59 @@ Test(gemm, tile_store_adds_row_bias_and_relu)
     }
     free(a); free(col); free(row); free(panel); free(values);
 }
+
+/* Every float32 tile this CPU runs (the AVX2 ones under ctest's
+   ops_gemm_avx2) against the FMA sum written out here: acc = fma(a, b, acc)
+   over k in order from 0, then fma(alpha, acc, bias) and fma(beta, C, ·),
+   bit for bit, at every row count, at K lengths of every remainder of the
+   tiles' unrolled steps, over whole, wide, half and narrow panels, with
+   the next panel's prefetch asked for more lines than the tile has steps
+   (a next K block may be the longer); C's rows ldc apart and its columns
+   past the live ones keep their values. */
+Test(gemm, tiles_match_the_fma_sum)
+{
+    me_tile_plan p;
+    if (!me_gemm_tile_plan(0, &p)) {
+        cr_log_info("no own tiles on this CPU");
+        return;
+    }
+    enum { NR = 32, LDC = 37, KMAX = 203 };
+    const int kcs[] = {1, 2, 3, 4, 5, 6, 7, 9, 37, 64, 190, 203}, nrs[] = {1, 7, 8, 15, 16, 17, 24, 31, 32};
+    float *a = rnd((size_t)KMAX * p.mr, 31), *bias = rnd(NR, 32), *c0 = rnd(14 * LDC, 33);
+    float *panel = aligned_alloc(64, sizeof(float) * KMAX * NR);
+    char *next = aligned_alloc(64, 64 * (KMAX + 8));
+    float *values = rnd((size_t)KMAX * NR, 34);
+    memcpy(panel, values, sizeof(float) * KMAX * NR);
+    memset(next, 0, 64 * (KMAX + 8));
+    for (int ki = 0; ki < (int)(sizeof kcs / sizeof *kcs); ki++)
+        for (int ni = 0; ni < (int)(sizeof nrs / sizeof *nrs); ni++)
+            for (int form = 0; form < 3; form++)
+                for (int rows = 1; rows <= p.mr; rows++) {
+                    int kc = kcs[ki], nr = nrs[ni];
+                    /* the packed A panel: [kc][mr], this test's rows first */
+                    float *ap = malloc(sizeof(float) * kc * p.mr);
+                    for (int k = 0; k < kc; k++)
+                        for (int i = 0; i < p.mr; i++) ap[k * p.mr + i] = i < rows ? a[(size_t)k * p.mr + i] : 0.0f;
+                    float got[14 * LDC];
+                    memcpy(got, c0, sizeof got);
+                    me_tile_out o = {.c = got, .ldc = LDC, .nr = nr, .alpha = form ? 0.75f : 1.0f,
+                                     .beta = form == 2 ? -1.25f : 0.0f, .bias = form ? bias : NULL,
+                                     .pf = next, .pf_lines = kc + 8};
+                    p.tiles[rows](kc, ap, panel, &o);
+                    for (int i = 0; i < 14; i++)
+                        for (int j = 0; j < LDC; j++) {
+                            float want = c0[i * LDC + j];
+                            if (i < rows && j < nr) {
+                                float acc = 0.0f;
+                                for (int k = 0; k < kc; k++) acc = fmaf(ap[k * p.mr + i], values[k * NR + j], acc);
+                                want = fmaf(o.alpha, acc, o.bias ? bias[j] : 0.0f);
+                                if (o.beta != 0.0f) want = fmaf(o.beta, c0[i * LDC + j], want);
+                            }
+                            cr_assert(memcmp(&got[i * LDC + j], &want, sizeof want) == 0,
+                                      "%d rows, kc %d, %d columns, form %d: C[%d][%d] %.9g, want %.9g", rows, kc, nr,
+                                      form, i, j, got[i * LDC + j], want);
+                        }
+                    free(ap);
+                }
+    free(a); free(bias); free(c0); free(panel); free(next); free(values);
+}
