@@ -253,31 +253,34 @@ static inline __attribute__((always_inline)) void narrow_tile(int mr, int kc, co
    fetches the next panel's lines: 6 = 3 + 3, 5 = 3 + 2, 4 = 2 + 2 (a
    one-row part's four chains would wait on the FMA latency); of 3–6 rows
    over at most 16 live columns, one narrow tile. */
-static void tile_1(int kc, const void *a, const void *b, const me_tile_out *o) { rows_part(1, kc, a, b, 0, 1, o); }
-static void tile_2(int kc, const void *a, const void *b, const me_tile_out *o) { rows_part(2, kc, a, b, 0, 1, o); }
-static void tile_3(int kc, const void *a, const void *b, const me_tile_out *o)
+static inline __attribute__((always_inline)) void tile(int rows, int kc, const float *a, const float *b,
+                                                      const me_tile_out *o)
 {
-    if (o->nr <= 16) return narrow_tile(3, kc, a, b, o);
-    rows3_part(kc, a, b, 0, 1, o);
+    if (rows >= 3 && o->nr <= 16) {
+        narrow_tile(rows, kc, a, b, o);
+    } else if (rows == 6) {
+        rows3_part(kc, a, b, 0, 1, o);
+        rows3_part(kc, a, b, 3, 0, o);
+    } else if (rows == 5) {
+        rows3_part(kc, a, b, 0, 1, o);
+        rows_part(2, kc, a, b, 3, 0, o);
+    } else if (rows == 4) {
+        rows_part(2, kc, a, b, 0, 1, o);
+        rows_part(2, kc, a, b, 2, 0, o);
+    } else if (rows == 3) {
+        rows3_part(kc, a, b, 0, 1, o);
+    } else {
+        rows_part(rows, kc, a, b, 0, 1, o);
+    }
 }
-static void tile_4(int kc, const void *a, const void *b, const me_tile_out *o)
-{
-    if (o->nr <= 16) return narrow_tile(4, kc, a, b, o);
-    rows_part(2, kc, a, b, 0, 1, o);
-    rows_part(2, kc, a, b, 2, 0, o);
-}
-static void tile_5(int kc, const void *a, const void *b, const me_tile_out *o)
-{
-    if (o->nr <= 16) return narrow_tile(5, kc, a, b, o);
-    rows3_part(kc, a, b, 0, 1, o);
-    rows_part(2, kc, a, b, 3, 0, o);
-}
-static void tile_6(int kc, const void *a, const void *b, const me_tile_out *o)
-{
-    if (o->nr <= 16) return narrow_tile(6, kc, a, b, o);
-    rows3_part(kc, a, b, 0, 1, o);
-    rows3_part(kc, a, b, 3, 0, o);
-}
+
+#define TILE(R)                                                                \
+    static void tile_##R(int kc, const void *a, const void *b, const me_tile_out *o) \
+    {                                                                          \
+        tile(R, kc, a, b, o);                                                  \
+    }
+TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6)
+#undef TILE
 
 /* An 8×8 block of floats transposed: c[j] holds column j of the rows r. */
 static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], __m256 c[8])
