@@ -297,13 +297,14 @@ typedef struct {
 static gemm_plan the_plan;
 
 /* KC: the KC×32 micro-panel a tile streams (all 32 columns per k, the
-   AVX2 tiles once per part of three rows) fills up to one and a half L1d,
-   up to KC_MAX_AVX512 or KC_MAX_AVX2. The panel is then re-read partly from L2 by each tile,
-   at 128 bytes per 28 FMAs, far below L2's bandwidth; what a longer K
-   block buys is fewer passes of C through the store and of the tiles'
-   start and drain. Measured on a Zen 3 core (AVX2, 6×32 tiles over 19 A
-   panels): KC 128 86–93 GFLOP/s of 103, KC 256 95–98; on a Zen 4 core
-   (AVX-512, 32 KB L1d): KC 256 against 128, the tile alone 115.6 against
+   AVX2 tiles once per part of three rows) fills up to one and a half
+   L1d, up to KC_MAX_AVX512 or KC_MAX_AVX2. The panel is then re-read
+   partly from L2 by each tile, at 128 bytes per 28 FMAs, far below L2's
+   bandwidth; what a longer K block buys is fewer passes of C through the
+   store and of the tiles' start and drain. Measured on a Zen 3 core
+   (AVX2, 6×32 tiles of 6×16 halves over 19 A panels): KC 128 86–93
+   GFLOP/s of 103, KC 256 95–98; on a Zen 4 core (AVX-512, 32 KB L1d):
+   KC 256 against 128, the tile alone 115.6 against
    113.4 GFLOP/s of 118, S/2 CFG-pair forwards 2.5 % (float32) and 4.5 %
    (bf16, K blocks of 512) faster; then 384 (a 48 KB micro-panel) against
    256, alternate forwards of one process: float32 S/2 pairs 1.3–1.7 %,

@@ -656,10 +656,11 @@ Test(gemm, tile_store_adds_row_bias_and_relu)
    ops_gemm_avx2) against the FMA sum written out here: acc = fma(a, b, acc)
    over k in order from 0, then fma(alpha, acc, bias) and fma(beta, C, ·),
    bit for bit, at every row count, at K lengths of every remainder of the
-   tiles' unrolled steps, over whole, wide, half and narrow panels, with
-   the next panel's prefetch asked for more lines than the tile has steps
-   (a next K block may be the longer); C's rows ldc apart and its columns
-   past the live ones keep their values. */
+   tiles' unrolled steps, over panels of 1 to 32 live columns (the AVX2
+   tiles take a narrow form up to 16), with the next panel's prefetch
+   asked for more lines than the tile has steps (a next K block may be the
+   longer); C's rows ldc apart and its columns past the live ones keep
+   their values. */
 Test(gemm, tiles_match_the_fma_sum)
 {
     me_tile_plan p;
