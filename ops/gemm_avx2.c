@@ -133,7 +133,9 @@ static inline int prefetch_lines(int kc, int fetch, const me_tile_out *o)
    six: one Zen 2 core ran a 6-row tile over 16 A panels (K 192) at 96 %
    of its FMA peak against 90 % for two 6×16 halves, and the float32 S/2
    CFG pair 5 % faster. Every element sees the FMAs of every other tile
-   shape, in the same order. */
+   shape, in the same order. The loops start on a 64-byte line: an edit
+   elsewhere in the file that moved them had the S/2 pair 0.8 % slower
+   (five alternate processes), aligned even again. */
 static inline __attribute__((always_inline)) void rows3_part(int kc, const float *a, const float *b, int row0,
                                                             int fetch, const me_tile_out *o)
 {
@@ -157,6 +159,7 @@ static inline __attribute__((always_inline)) void rows3_part(int kc, const float
         "vxorps %[c11], %[c11], %[c11]\n\t"
         "test %[pf_n], %[pf_n]\n\t"
         "jz 2f\n\t"
+        ".p2align 6\n\t"
         "1:\n\t"
         "prefetcht0 (%[pf])\n\t"
         ROWS3_STEP(0)
@@ -168,6 +171,7 @@ static inline __attribute__((always_inline)) void rows3_part(int kc, const float
         "2:\n\t"
         "test %[quads], %[quads]\n\t"
         "jz 4f\n\t"
+        ".p2align 6\n\t"
         "3:\n\t"
         ROWS3_STEP(0) ROWS3_STEP(1) ROWS3_STEP(2) ROWS3_STEP(3)
         "add $96, %[a]\n\t"
@@ -226,13 +230,16 @@ static inline __attribute__((always_inline)) void rows_part(int r, int kc, const
 
 /* Panels of at most 16 live columns (a convolution's 3 output channels,
    a matrix's last panel): up to six rows × 16 columns, 12 accumulators,
-   two B vectors and a broadcast, rather than compute 32 columns. */
+   two B vectors and a broadcast, rather than compute 32 columns. They sum
+   in sum[6][2], copied into the store's [6][4] at the end: summed in that
+   one, GCC kept the tile on the stack (45 % of a Zen 2 core's peak, 86 %
+   now; one thread, K 192). */
 static inline __attribute__((always_inline)) void narrow_tile(int mr, int kc, const float *a, const float *b,
                                                              const me_tile_out *o)
 {
-    __m256 acc[MR][4];   /* [i][2..3] never stored: nr ≤ 16 */
+    __m256 sum[MR][2];
     #pragma GCC unroll 6
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++) sum[i][0] = sum[i][1] = _mm256_setzero_ps();
     prefetch_c(mr, 0, o);
     int pf_n = prefetch_lines(kc, 1, o);
     #pragma GCC unroll 4
@@ -242,10 +249,13 @@ static inline __attribute__((always_inline)) void narrow_tile(int mr, int kc, co
         #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
             __m256 ai = _mm256_broadcast_ss(a + i);
-            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            sum[i][0] = _mm256_fmadd_ps(ai, b0, sum[i][0]);
+            sum[i][1] = _mm256_fmadd_ps(ai, b1, sum[i][1]);
         }
     }
+    __m256 acc[MR][4];   /* [i][2..3] never stored: nr ≤ 16 */
+    #pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) acc[i][0] = sum[i][0], acc[i][1] = sum[i][1], acc[i][2] = acc[i][3] = _mm256_setzero_ps();
     store_rows(mr, 0, acc, o);
 }
 
@@ -300,24 +310,47 @@ static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], 
     c[6] = _mm256_permute2f128_ps(u2, u6, 0x31), c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* A panel [kc][6] from 6 row pointers (live of them real, the rest zero):
-   8 k at a time, the 6 rows (and 2 zero rows) are loaded as an 8×8 block,
-   transposed in registers and stored 6 floats per k. */
+/* A panel [kc][6] from 6 row pointers (live of them real, the rest zero),
+   8 k at a time: each 128-bit lane (k 0–3, k 4–7) is transposed as rows
+   a–d by 4×4 and e–f interleaved, then spliced into the lane's 24
+   outputs (a0 b0 c0 d0 | e0 f0 a1 b1 | c1 d1 e1 f1 | …) and stored as six
+   whole vectors. The former 8×8 transpose with two stores per k (16 and 8
+   bytes) packed 2.4 floats/ns on a Zen 2 core; this one 8.7–10.5 (128–512
+   rows, K 190–384, the same bytes). */
+_Static_assert(MR == 6, "pack_a_rows names the tile's six rows a-f");
+
+static inline __attribute__((always_inline)) void pack_a_rows(const float *const *row, int live, int kc, float *d)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= kc; k += 8, d += 8 * MR) {
+        /* named, not an array: GCC kept an array on the stack */
+        __m256 a = _mm256_loadu_ps(row[0] + k), b = live > 1 ? _mm256_loadu_ps(row[1] + k) : zero;
+        __m256 c = live > 2 ? _mm256_loadu_ps(row[2] + k) : zero, e = live > 4 ? _mm256_loadu_ps(row[4] + k) : zero;
+        __m256 dr = live > 3 ? _mm256_loadu_ps(row[3] + k) : zero, f = live > 5 ? _mm256_loadu_ps(row[5] + k) : zero;
+        __m256 ab_lo = _mm256_unpacklo_ps(a, b), ab_hi = _mm256_unpackhi_ps(a, b);   /* a0 b0 a1 b1, a2 b2 a3 b3 */
+        __m256 cd_lo = _mm256_unpacklo_ps(c, dr), cd_hi = _mm256_unpackhi_ps(c, dr);
+        __m256 ef_lo = _mm256_unpacklo_ps(e, f), ef_hi = _mm256_unpackhi_ps(e, f);
+        __m256 k0 = _mm256_shuffle_ps(ab_lo, cd_lo, 0x44), k1 = _mm256_shuffle_ps(ab_lo, cd_lo, 0xee);   /* a-d of k 0, 1 */
+        __m256 k2 = _mm256_shuffle_ps(ab_hi, cd_hi, 0x44), k3 = _mm256_shuffle_ps(ab_hi, cd_hi, 0xee);
+        __m256 e0a1 = _mm256_shuffle_ps(ef_lo, k1, 0x44), c1f1 = _mm256_shuffle_ps(k1, ef_lo, 0xee);
+        __m256 e2a3 = _mm256_shuffle_ps(ef_hi, k3, 0x44), c3f3 = _mm256_shuffle_ps(k3, ef_hi, 0xee);
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(k0, e0a1, 0x20));
+        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(c1f1, k2, 0x20));
+        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(e2a3, c3f3, 0x20));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(k0, e0a1, 0x31));
+        _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(c1f1, k2, 0x31));
+        _mm256_storeu_ps(d + 40, _mm256_permute2f128_ps(e2a3, c3f3, 0x31));
+    }
+    for (; k < kc; k++, d += MR)
+        for (int i = 0; i < MR; i++) d[i] = i < live ? row[i][k] : 0.0f;
+}
+
+/* Full tiles with the row count a constant: no test per row and step. */
 void me_pack_a_avx2(const float *const *row, int live, int kc, float *d)
 {
-    int k = 0;
-    for (; k + 8 <= kc; k += 8) {
-        __m256 r[8], c[8];
-        for (int i = 0; i < 8; i++) r[i] = i < live ? _mm256_loadu_ps(row[i] + k) : _mm256_setzero_ps();
-        transpose8(r, c);
-        for (int j = 0; j < 8; j++) {
-            float *o = d + (size_t)(k + j) * MR;
-            _mm_storeu_ps(o, _mm256_castps256_ps128(c[j]));
-            _mm_storel_pi((__m64 *)(o + 4), _mm256_extractf128_ps(c[j], 1));
-        }
-    }
-    for (; k < kc; k++)
-        for (int i = 0; i < MR; i++) d[(size_t)k * MR + i] = i < live ? row[i][k] : 0.0f;
+    if (live == MR) pack_a_rows(row, MR, kc, d);
+    else pack_a_rows(row, live, kc, d);
 }
 
 /* A panel [kc][6] from `live` columns of a row-major source (row i, k is

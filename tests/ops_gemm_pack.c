@@ -4,9 +4,10 @@
    each, zero past the last column (OpenBLAS: row-major [k][n]), wherever the
    packed range starts and ends, transposed or not, on one thread or a team;
    and the same for bfloat16 panels on AVX512-BF16 CPUs ([k/2][32] pairs,
-   each value rounded to nearest even, the odd pad row zero). Attention's
-   own layouts too: A panels from a source's columns, and a tile block
-   written transposed with its columns scaled. */
+   each value rounded to nearest even, the odd pad row zero). The A panels
+   too: from row pointers (every product's) and from a source's columns
+   (attention's), and a tile block written transposed with its columns
+   scaled. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,35 @@ Test(gemm_pack, column_panels_match_the_layout)
             for (int k = 0; k < kc; k++)
                 for (int i = 0; i < mr; i++) {
                     float want = i < live ? src[(size_t)k * ld + 5 + i] : 0.0f;
+                    cr_assert(dst[k * mr + i] == want, "live %d kc %d: (%d, %d) is %g, want %g", live, kc, k, i,
+                              dst[k * mr + i], want);
+                }
+            for (int i = kc * mr; i < kc * mr + 8; i++) cr_assert(dst[i] == -1.0f, "live %d kc %d: wrote past the panel", live, kc);
+        }
+    free(src), free(out);
+}
+
+/* me_gemm_pack_a (float32): the panel [kc][mr] holds row i's k-th value
+   at k·mr + i for i < live and zero past it, for every live count, kc
+   around the 8- and 16-step blocks, rows anywhere (a gathered product's
+   row pointers); nothing written past the panel. */
+Test(gemm_pack, row_panels_match_the_layout)
+{
+    if (!me_gemm_native(0)) cr_skip_test("OpenBLAS path: no own panels");
+    int mr = me_gemm_tile_rows(), kcs[6] = {1, 7, 8, 9, 37, 192};
+    size_t ld = 211;
+    float *src = distinct(20 * ld, 5), *out = malloc(sizeof(float) * (192 * mr + 9));
+    const float *row[16];
+    for (int live = 1; live <= mr; live++)
+        for (int ki = 0; ki < 6; ki++) {
+            int kc = kcs[ki];
+            for (int i = 0; i < live; i++) row[i] = src + (size_t)((7 * i + 3) % 20) * ld + 2;
+            float *dst = out + 1;   /* no alignment is promised */
+            for (int i = 0; i < kc * mr + 8; i++) dst[i] = -1.0f;
+            me_gemm_pack_a(row, live, kc, 0, dst);
+            for (int k = 0; k < kc; k++)
+                for (int i = 0; i < mr; i++) {
+                    float want = i < live ? row[i][k] : 0.0f;
                     cr_assert(dst[k * mr + i] == want, "live %d kc %d: (%d, %d) is %g, want %g", live, kc, k, i,
                               dst[k * mr + i], want);
                 }
