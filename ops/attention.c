@@ -6,10 +6,11 @@
    (the transformers' 64): a job is QB = 32 queries, one B panel's columns,
    and each thread runs an equal run of consecutive jobs, packing K and V
    of each (batch, head) its run reaches as tile A panels into a buffer of
-   its own: packed once for all and then read by whichever thread took a
-   job, half of them crossed between the cores (Zen 2, two threads: 1.70×
-   one thread's rate; 1.99× now). Sᵀ = K·Qᵀ (tokens × 32) comes
-   out of the tiles in exactly the layout of a packed B panel, so
+   its own. (Packed once into shared memory and read by whichever thread
+   took a job, half of them had crossed between the cores: two Zen 2
+   threads ran at 1.70× one thread's rate, 1.99× now.) Sᵀ = K·Qᵀ (tokens
+   × 32) comes out of the tiles in exactly the layout of a packed B panel,
+   so
    - the softmax runs down its columns, vector lanes being queries: no
      horizontal maximum or sum, and one pass for exp and the sums;
    - the probabilities, as they stand (bf16: rounded into pairs), are the

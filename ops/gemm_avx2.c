@@ -95,8 +95,9 @@ static inline __attribute__((always_inline)) void prefetch_c(int r, int row0, co
 /* Which of the next panel's lines part `part` of a tile's `parts` fetches
    (the parts share them out in order, at most kc each: a next panel's K
    block may be the longer): their count, and *pf at the first. A part
-   spreads its lines over its k loop, one per 1, 2, 4 or 8 steps (the
-   widest spacing that fits). Issued one per step from the start of the
+   spreads its lines over its k loop: the three-row parts one per 1, 2, 4
+   or 8 steps (the widest spacing that fits, a loop of its own each), the
+   others one per kc / count steps. Issued one per step from the start of the
    first part instead, they came in bursts that filled the miss buffers:
    one Zen 2 core's 6-row tiles, K 192, the next panel from memory, 4 / 7
    / 11 tiles to a panel (an expert with few tokens) ran at 64 / 80 / 89 %
@@ -107,7 +108,7 @@ static inline long prefetch_share(int kc, int part, int parts, const me_tile_out
 {
     int lines = o->pf ? o->pf_lines : 0, per = (lines + parts - 1) / parts, first = part * per;
     int n = lines - first < per ? lines - first : per;
-    *pf = o->pf + (size_t)64 * first;
+    *pf = n > 0 ? o->pf + (size_t)64 * first : NULL;
     return n <= 0 ? 0 : n < kc ? n : kc;
 }
 
@@ -140,8 +141,8 @@ static inline long prefetch_share(int kc, int part, int parts, const me_tile_out
    registers, more than GCC allocates without spilling (it spilled an
    accumulator every step even of the 15-register 6×16 half), so the loop
    is written out: the prefetching steps first (one loop per spacing),
-   then four steps a turn, then the rest. Three broadcasts per 12 FMAs where the 6×16 half takes
-   six: one Zen 2 core ran a 6-row tile over 16 A panels (K 192) at 96 %
+   then four steps a turn, then the rest. Three broadcasts per 12 FMAs
+   where the 6×16 half takes six: one Zen 2 core ran a 6-row tile over 16 A panels (K 192) at 96 %
    of its FMA peak against 90 % for two 6×16 halves, and the float32 S/2
    CFG pair 5 % faster. Every element sees the FMAs of every other tile
    shape, in the same order. The loops start on a 64-byte line: an edit
@@ -322,7 +323,8 @@ static inline __attribute__((always_inline)) void narrow_tile(int mr, int kc, co
     for (; k < kc; k++, a += MR, b += NR) narrow_step(mr, a, b, sum);
     __m256 acc[MR][4];   /* [i][2..3] never stored: nr ≤ 16 */
     #pragma GCC unroll 6
-    for (int i = 0; i < mr; i++) acc[i][0] = sum[i][0], acc[i][1] = sum[i][1], acc[i][2] = acc[i][3] = _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++)
+        acc[i][0] = sum[i][0], acc[i][1] = sum[i][1], acc[i][2] = acc[i][3] = _mm256_setzero_ps();
     store_rows(mr, 0, acc, o);
 }
 
@@ -398,7 +400,8 @@ static inline __attribute__((always_inline)) void pack_a_rows(const float *const
         __m256 ab_lo = _mm256_unpacklo_ps(a, b), ab_hi = _mm256_unpackhi_ps(a, b);   /* a0 b0 a1 b1, a2 b2 a3 b3 */
         __m256 cd_lo = _mm256_unpacklo_ps(c, dr), cd_hi = _mm256_unpackhi_ps(c, dr);
         __m256 ef_lo = _mm256_unpacklo_ps(e, f), ef_hi = _mm256_unpackhi_ps(e, f);
-        __m256 k0 = _mm256_shuffle_ps(ab_lo, cd_lo, 0x44), k1 = _mm256_shuffle_ps(ab_lo, cd_lo, 0xee);   /* a-d of k 0, 1 */
+        /* a-d of k 0 and 1, then of k 2 and 3 */
+        __m256 k0 = _mm256_shuffle_ps(ab_lo, cd_lo, 0x44), k1 = _mm256_shuffle_ps(ab_lo, cd_lo, 0xee);
         __m256 k2 = _mm256_shuffle_ps(ab_hi, cd_hi, 0x44), k3 = _mm256_shuffle_ps(ab_hi, cd_hi, 0xee);
         __m256 e0a1 = _mm256_shuffle_ps(ef_lo, k1, 0x44), c1f1 = _mm256_shuffle_ps(k1, ef_lo, 0xee);
         __m256 e2a3 = _mm256_shuffle_ps(ef_hi, k3, 0x44), c3f3 = _mm256_shuffle_ps(k3, ef_hi, 0xee);

@@ -11,8 +11,8 @@
    panel, for the tiles that follow; prefetcht0, into L1 and L2), at most
    one per step of its k loop: spread out, they never fill the miss
    buffers at once. The AVX-512 tiles spread them evenly over the whole
-   loop, the AVX2 ones share them between a tile's parts, each part a line
-   per 1, 2, 4 or 8 of its steps (never more lines than steps: the next
+   loop, the AVX2 ones share them between a tile's parts, each spreading
+   its share over its own k loop (never more lines than steps: the next
    panel's K block may be the longer). */
 #ifndef MOEDIT_OPS_GEMM_TILE_H
 #define MOEDIT_OPS_GEMM_TILE_H

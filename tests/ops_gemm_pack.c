@@ -103,7 +103,8 @@ Test(gemm_pack, column_panels_match_the_layout)
                     cr_assert(dst[k * mr + i] == want, "live %d kc %d: (%d, %d) is %g, want %g", live, kc, k, i,
                               dst[k * mr + i], want);
                 }
-            for (int i = kc * mr; i < kc * mr + 8; i++) cr_assert(dst[i] == -1.0f, "live %d kc %d: wrote past the panel", live, kc);
+            for (int i = kc * mr; i < kc * mr + 8; i++)
+                cr_assert(dst[i] == -1.0f, "live %d kc %d: wrote past the panel", live, kc);
         }
     free(src), free(out);
 }
@@ -132,7 +133,8 @@ Test(gemm_pack, row_panels_match_the_layout)
                     cr_assert(dst[k * mr + i] == want, "live %d kc %d: (%d, %d) is %g, want %g", live, kc, k, i,
                               dst[k * mr + i], want);
                 }
-            for (int i = kc * mr; i < kc * mr + 8; i++) cr_assert(dst[i] == -1.0f, "live %d kc %d: wrote past the panel", live, kc);
+            for (int i = kc * mr; i < kc * mr + 8; i++)
+                cr_assert(dst[i] == -1.0f, "live %d kc %d: wrote past the panel", live, kc);
         }
     free(src), free(out);
 }
