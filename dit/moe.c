@@ -61,17 +61,30 @@ static void trace_route(moedit_model *m, int l, int row, int token, int k, const
    the first chunk's gate·up product and kept in ap for the others. */
 enum { EXPERT_WHOLE, EXPERT_UP, EXPERT_DOWN };
 
+/* Chunk c's gate·up columns and down rows. */
+static void chunk_views(const dit_swiglu *ex, int c, me_gemm_b *gate_up, me_gemm_b *down)
+{
+    me_gemm_b_view(&ex->gate_up, 2 * c * ex->chunk, 2 * ex->chunk, 0, ex->gate_up.k, gate_up);
+    me_gemm_b_view(&ex->down, 0, ex->down.n, c * ex->chunk, ex->chunk, down);
+}
+
 static void expert_ffn(int part, int rows, const float *x, size_t ldx, const int *pick, const dit_swiglu *ex,
                        float *mid, float *out, me_gemm_apack *ap)
 {
-    int h = ex->chunk, whole = part == EXPERT_WHOLE;
+    int h = ex->chunk, chunks = ex->hid / h, whole = part == EXPERT_WHOLE;
     size_t ldm = whole ? (size_t)2 * h : (size_t)2 * ex->hid;
     ap->valid = 0;
-    for (int c = 0; c < ex->hid / h; c++) {
+    for (int c = 0; c < chunks; c++) {
         float *act = whole ? mid : mid + (size_t)2 * c * h;
-        me_gemm_b gate_up, down;
-        me_gemm_b_view(&ex->gate_up, 2 * c * h, 2 * h, 0, ex->gate_up.k, &gate_up);
-        me_gemm_b_view(&ex->down, 0, ex->down.n, c * h, h, &down);
+        me_gemm_b gate_up, down, next_gate_up, next_down;
+        int more = c + 1 < chunks;
+        chunk_views(ex, c, &gate_up, &down);
+        if (more) chunk_views(ex, c + 1, &next_gate_up, &next_down);
+        /* Each product prefetches the next one's first B panel as it ends.
+           Float32 S/2 CFG pair, Zen 2 host, alternate processes: 0.5 %
+           faster (a product's first panel had come from memory). */
+        me_gemm_b_then(&gate_up, whole ? &down : more ? &next_gate_up : NULL);
+        me_gemm_b_then(&down, !more ? NULL : whole ? &next_gate_up : &next_down);
         if (part != EXPERT_DOWN) me_gemm_swiglu(rows, x, ldx, pick, &gate_up, act, ldm, ap);
         if (part != EXPERT_UP) me_gemm(rows, act, ldm, &down, 1.0f, NULL, c ? 1.0f : 0.0f, out, (size_t)ex->down.n);
     }

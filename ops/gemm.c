@@ -17,11 +17,13 @@
    - Loops: K in blocks of ≤ KC (C accumulates from the second block on) →
      M in equal blocks of ≤ MC (the packed A block stays in L2) → B panels
      (a KC×32 micro-panel, which fills L1d; the next one is prefetched
-     meanwhile, by the tiles) → A panels → kernel, which
-     prefetches its C lines before its k loop. When a thread's rows of A,
-     packed for all of K, fit its 512 KB buffer, A is packed once and the
-     B panels go outermost instead, each through all its K blocks
-     (resident_product): same sums, C kept in L1 between K blocks.
+     meanwhile, by the tiles — after the last, the next M or K block's
+     first, or the caller's next product's: me_gemm_b_then) → A panels →
+     kernel, which prefetches its C lines before its k loop. When a
+     thread's rows of A, packed for all of K, fit its 512 KB buffer, A is
+     packed once and the B panels go outermost instead, each through all
+     its K blocks (resident_product): same sums, C kept in L1 between K
+     blocks.
      KC is K split evenly, so the blocking, and with it every element's
      summation order, depends on K and the CPU's L1 size only — never on M
      or the thread count.
@@ -289,6 +291,8 @@ typedef struct {
     size_t ldc;
     void *abuf;         /* NULL, or where A is packed (me_gemm_apack) instead of the stack */
     int a_packed;       /* abuf already holds this A: no packing */
+    const void *then;   /* NULL, or prefetched during the last panel (me_gemm_b_then; one-thread products) */
+    int then_lines;
 } gemm_job;
 
 ME_AVX512_END
@@ -457,7 +461,7 @@ static int tile_spans(int rows, int mr, int *r0, int *live)
    apart; j0 = p0·NR is the first column). first: apply bias and beta,
    else accumulate. abuf holds one packed A block. */
 static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, const void *pb, size_t pstride,
-                          int p0, int p1, int n, int first, void *abuf)
+                          int p0, int p1, int n, int first, const void *after, int after_lines, void *abuf)
 {
     const gemm_plan *pl = plan();
     const kernel_fn *kern = g->bf16 ? kernels_bf16 : pl->f32;
@@ -476,9 +480,9 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
         if (!g->a_packed) pack_a(g, MRp, ic, mc, tiles, k0, kc, abuf);
         for (int p = p0; p < p1; p++) {
             const char *bp = (const char *)pb + (size_t)(p - p0) * pstride * esz;
-            int j = p * NR, nr = n - j < NR ? n - j : NR;
+            int j = p * NR, nr = n - j < NR ? n - j : NR, last = p + 1 == p1 && ic + MC >= i1;
             panel_tiles(g, kern, MRp, ic, tiles, tile_r0, tile_rows, kcp, abuf, bp, j, nr, first,
-                        p + 1 < p1 ? bp + pstride * esz : NULL, lines);
+                        p + 1 < p1 ? bp + pstride * esz : last ? after : pb, last ? after_lines : lines);
         }
     }
 }
@@ -525,8 +529,8 @@ static void resident_product(const gemm_job *g, int i0, int i1, const me_gemm_b 
             int next_len = last ? (k < kc ? k : kc) : k - k0 - kc < kc ? k - k0 - kc : kc;
             int next_kcp = g->bf16 ? (next_len + 1) & ~1 : next_len;
             panel_tiles(g, kern, MRp, i0, tiles, tile_r0, tile_rows, kcp, (const char *)abuf + kb * block_bytes, bp, j,
-                        nr, kb == 0, more ? bp + (size_t)kcp * NR * esz : NULL,
-                        (int)((size_t)next_kcp * NR * esz / 64));
+                        nr, kb == 0, more ? bp + (size_t)kcp * NR * esz : g->then,
+                        more ? (int)((size_t)next_kcp * NR * esz / 64) : g->then_lines);
         }
     }
 }
@@ -633,12 +637,15 @@ static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int
         resident_product(g, i0, i1, b, kc, p0, p1, abuf);
         return;
     }
+    size_t esz = b->bf16 ? sizeof(uint16_t) : sizeof(float);
     for (int k0 = 0; k0 < k; k0 += kc) {
-        int kb = k - k0 < kc ? k - k0 : kc;
-        size_t off = me_gemm_panel_offset(b, p0, k0);
-        const void *pb = b->bf16 ? (const void *)((const uint16_t *)b->data + off)
-                                 : (const void *)((const float *)b->data + off);
-        block_product(g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, b->n, k0 == 0, abuf);
+        int kb = k - k0 < kc ? k - k0 : kc, next_kb = k - k0 - kb < kc ? k - k0 - kb : kc;
+        const char *pb = (const char *)b->data + me_gemm_panel_offset(b, p0, k0) * esz;
+        /* after the block's last panel, the next block's first one */
+        const void *after = k0 + kb < k ? (const char *)b->data + me_gemm_panel_offset(b, p0, k0 + kb) * esz : g->then;
+        int after_lines = k0 + kb < k ? (int)((size_t)(b->bf16 ? (next_kb + 1) & ~1 : next_kb) * NR * esz / 64)
+                                      : g->then_lines;
+        block_product(g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, b->n, k0 == 0, after, after_lines, abuf);
     }
 }
 
@@ -727,12 +734,14 @@ static void gemm_rows(int m, const float *a, size_t lda, const int *rows, const 
         amx_gemm(m, a, lda, rows, b, alpha, bias, beta, c, ldc, 0);
         return;
     }
-    gemm_job g = {a, lda, rows, 0, b->bf16, alpha, beta, bias, c, ldc, NULL, 0};
+    gemm_job g = {.a = a, .lda = lda, .rows = rows, .bf16 = b->bf16, .alpha = alpha, .beta = beta, .bias = bias,
+                  .c = c, .ldc = ldc};
     int np = me_gemm_panels(n), kc_max = b->bf16 ? plan()->kc_bf16 : plan()->kc, kc = k_block(k, kc_max);
     int nt = threads_for(2.0 * m * n * k), by_rows = split_by_rows(&g, m, k, kc, np, nt);
     /* One thread (a product inside the MoE or attention regions) runs
        without a team: opening a team of one costs more than a small product. */
     if (nt == 1) {
+        g.then = b->then, g.then_lines = b->then_lines;
         if (ap && a_fits_once(&g, m, k, kc)) {
             g.abuf = ap->buf, g.a_packed = reuse;
             ap->valid = 1;
@@ -788,7 +797,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
        thread's stack, then multiplied as in me_gemm: the same K blocks, so
        the same sums; NC is what the buffer holds at this KC (≥ 320 columns). */
     _Alignas(64) float bbuf[SGEMM_B_FLOATS];
-    gemm_job g = {a, (size_t)lda, NULL, ta, 0, alpha, beta, NULL, c, (size_t)ldc, NULL, 0};
+    gemm_job g = {.a = a, .lda = (size_t)lda, .trans_a = ta, .alpha = alpha, .beta = beta, .c = c, .ldc = (size_t)ldc};
     int kc = k_block(k, plan()->kc), nc_max = SGEMM_B_FLOATS / (kc * NR) * NR;
     int nt = threads_for(2.0 * m * n * k);
     #pragma omp parallel num_threads(nt)
@@ -813,7 +822,7 @@ void me_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
                 gj.c = c + j0;
                 if (i0 < i1 && p0 < p1)
                     block_product(&gj, i0, i1, k0, kb, bbuf + (size_t)p0 * kb * NR, (size_t)kb * NR, p0, p1,
-                                  nc, k0 == 0, abuf);
+                                  nc, k0 == 0, NULL, 0, abuf);
                 #pragma omp barrier
             }
         }
@@ -832,7 +841,16 @@ void me_gemm_b_view(const me_gemm_b *b, int col, int cols, int k0, int k, me_gem
 {
     size_t off = me_gemm_panel_offset(b, col / NR, k0) * (b->bf16 ? sizeof(uint16_t) : sizeof(float));
     *view = *b;
-    view->n = cols, view->k = k, view->data = (char *)b->data + off;
+    view->n = cols, view->k = k, view->data = (char *)b->data + off, view->then = NULL;
+}
+
+void me_gemm_b_then(me_gemm_b *b, const me_gemm_b *next)
+{
+    b->then = NULL, b->then_lines = 0;
+    if (!next || !me_gemm_native(0)) return;
+    int kc = k_block(next->k, next->bf16 ? plan()->kc_bf16 : plan()->kc), kcp = next->bf16 ? (kc + 1) & ~1 : kc;
+    b->then = next->data;
+    b->then_lines = (int)((size_t)kcp * NR * (next->bf16 ? sizeof(uint16_t) : sizeof(float)) / 64);
 }
 
 int me_gemm_tile_rows(void)

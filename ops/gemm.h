@@ -34,6 +34,8 @@ typedef struct {
     int kp;          /* rows stored per column panel (k, or k rounded up to even; more in a view) */
     void *data;      /* layout private to gemm.c */
     const int *batch_invariant;   /* NULL, or the owner's switch (below) */
+    const void *then;             /* NULL, or the first block of what the caller multiplies next (me_gemm_b_then) */
+    int then_lines;               /* 64-byte lines at then */
 } me_gemm_b;
 
 /* 1 when the own kernels run, AVX-512 or AVX2 (bf16: AVX512-BF16 products). */
@@ -62,6 +64,13 @@ int me_gemm_k_chunk(int k, int bf16);
    col a multiple of 32, k0 a multiple of me_gemm_k_chunk(b->k) and k that
    chunk (or k0 0 and k b->k: b itself). */
 void me_gemm_b_view(const me_gemm_b *b, int col, int cols, int k0, int k, me_gemm_b *view);
+/* Tells b what the calling thread multiplies after it (next NULL: nothing
+   known): a product of b run on the calling thread alone (inside a
+   parallel region) then prefetches next's first B panel during its own
+   last one, as it does from panel to panel within a product, instead of
+   leaving the next product to start on B from memory. Results never
+   change. A view starts without it. */
+void me_gemm_b_then(me_gemm_b *b, const me_gemm_b *next);
 
 /* c[m, n] = alpha·a·b + bias[n] + beta·c; a is m×k with row stride lda;
    bias may be NULL; beta 0 never reads c. */

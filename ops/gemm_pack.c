@@ -38,7 +38,7 @@ size_t me_gemm_b_bytes(int k, int n, int bf16)
 
 void me_gemm_b_init(me_gemm_b *b, void *mem, int k, int n, int bf16)
 {
-    b->k = k, b->n = n, b->data = mem, b->batch_invariant = NULL;
+    b->k = k, b->n = n, b->data = mem, b->batch_invariant = NULL, b->then = NULL, b->then_lines = 0;
     b->bf16 = bf16 && me_gemm_native(1);
     b->kp = b->bf16 ? (k + 1) & ~1 : k;
     /* Packing writes every element but the padding; without any, skip the

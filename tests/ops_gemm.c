@@ -259,6 +259,42 @@ Test(gemm, same_result_on_one_and_two_threads)
     moedit_set_threads(0);
 }
 
+/* A following product named with me_gemm_b_then is only prefetched: the
+   product's results are those without it, bit for bit, whichever way its
+   panels end (last of A packed for all of K; of a K block, then of an M
+   block, on the K-block-outer order), and a view does not inherit it. */
+Test(gemm, following_product_never_changes_results)
+{
+    static const int cases[3][3] = {{60, 200, 1537}, {515, 200, 1537}, {2, 45, 300}};
+    moedit_set_threads(1);
+    for (int ci = 0; ci < 3; ci++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            int m = cases[ci][0], n = cases[ci][1], k = cases[ci][2];
+            float *a = rnd((size_t)m * k, 31), *w = rnd((size_t)k * n, 32), *w2 = rnd((size_t)k * n, 33);
+            float *c1 = malloc((size_t)m * n * sizeof *c1), *c2 = malloc((size_t)m * n * sizeof *c2);
+            me_gemm_b pb, next, view;
+            void *mem = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+            void *mem2 = me_alloc_aligned(me_gemm_b_bytes(k, n, bf16));
+            me_gemm_b_init(&pb, mem, k, n, bf16);
+            me_gemm_pack_b(&pb, 0, n, 0, ME_GEMM_F32, w, n);
+            me_gemm_b_init(&next, mem2, k, n, bf16);
+            me_gemm_pack_b(&next, 0, n, 0, ME_GEMM_F32, w2, n);
+            me_gemm(m, a, k, &pb, 1.0f, NULL, 0.0f, c1, n);
+            me_gemm_b_then(&pb, &next);
+            cr_assert(!me_gemm_native(0) || (pb.then == next.data && pb.then_lines > 0), "no hint set");
+            me_gemm(m, a, k, &pb, 1.0f, NULL, 0.0f, c2, n);
+            cr_assert(same(c1, c2, (size_t)m * n), "m %d n %d k %d bf16 %d: the hint changed the product", m, n, k,
+                      bf16);
+            me_gemm_b_view(&pb, 0, n, 0, k, &view);
+            cr_assert_null(view.then, "a view inherited the hint");
+            me_gemm_b_then(&pb, NULL);
+            cr_assert_null(pb.then);
+            me_free_aligned(mem), me_free_aligned(mem2);
+            free(a), free(w), free(w2), free(c1), free(c2);
+        }
+    moedit_set_threads(0);
+}
+
 Test(gemm, zero_k_applies_bias_and_beta)
 {
     float c[6] = {1, 2, 3, 4, 5, 6}, bias[3] = {10, 20, 30};
