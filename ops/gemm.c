@@ -847,7 +847,7 @@ void me_gemm_b_view(const me_gemm_b *b, int col, int cols, int k0, int k, me_gem
 void me_gemm_b_then(me_gemm_b *b, const me_gemm_b *next)
 {
     b->then = NULL, b->then_lines = 0;
-    if (!next || !me_gemm_native(0)) return;
+    if (!next || next->k <= 0 || next->n <= 0 || !me_gemm_native(0)) return;
     int kc = k_block(next->k, next->bf16 ? plan()->kc_bf16 : plan()->kc), kcp = next->bf16 ? (kc + 1) & ~1 : kc;
     b->then = next->data;
     b->then_lines = (int)((size_t)kcp * NR * (next->bf16 ? sizeof(uint16_t) : sizeof(float)) / 64);

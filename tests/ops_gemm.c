@@ -289,6 +289,10 @@ Test(gemm, following_product_never_changes_results)
             cr_assert_null(view.then, "a view inherited the hint");
             me_gemm_b_then(&pb, NULL);
             cr_assert_null(pb.then);
+            me_gemm_b empty = next;
+            empty.k = 0;
+            me_gemm_b_then(&pb, &empty);   /* nothing to fetch: no hint (and no division by a zero block count) */
+            cr_assert_null(pb.then);
             me_free_aligned(mem), me_free_aligned(mem2);
             free(a), free(w), free(w2), free(c1), free(c2);
         }
