@@ -65,11 +65,11 @@ int me_gemm_k_chunk(int k, int bf16);
    chunk (or k0 0 and k b->k: b itself). */
 void me_gemm_b_view(const me_gemm_b *b, int col, int cols, int k0, int k, me_gemm_b *view);
 /* Tells b what the calling thread multiplies after it (next NULL: nothing
-   known): a product of b run on the calling thread alone (inside a
-   parallel region) then prefetches next's first B panel during its own
-   last one, as it does from panel to panel within a product, instead of
-   leaving the next product to start on B from memory. Results never
-   change. A view starts without it. */
+   known): a product of b that runs on the calling thread alone (inside a
+   parallel region, or too small to share) then prefetches next's first B
+   panel during its own last one, as it does from panel to panel within a
+   product, instead of leaving the next product to start on B from
+   memory. Results never change. A view starts without it. */
 void me_gemm_b_then(me_gemm_b *b, const me_gemm_b *next);
 
 /* c[m, n] = alpha·a·b + bias[n] + beta·c; a is m×k with row stride lda;
