@@ -17,6 +17,9 @@
    eight, the AVX-512 ones four. */
 #define EXP_BATCH_AVX2 8
 #define EXP_BATCH_AVX512 4
+/* The fixed counts below (four-vector steps, two rows of 32 floats) must
+   fit a batch: the lockstep arrays are sized by it. */
+_Static_assert(EXP_BATCH_AVX2 >= 8 && EXP_BATCH_AVX512 >= 4, "a fixed exp count exceeds its batch");
 
 /* One Horner step of the exp polynomial, p = p·r + c, on every vector. */
 #define EXP_STEP(W, c) \
@@ -137,7 +140,7 @@ static float exp_sub_sum_avx2(int n, float *x, float m)
    odd one alone), each column summed in row order. */
 static inline __attribute__((always_inline)) void exp_rows32(int rows, float *p, const __m256 mx[4], __m256 acc[4])
 {
-    __m256 e[8];
+    __m256 e[EXP_BATCH_AVX2];
     for (int q = 0; q < 4 * rows; q++) e[q] = _mm256_sub_ps(_mm256_loadu_ps(p + 8 * q), mx[q % 4]);
     expf8(4 * rows, e);
     for (int q = 0; q < 4 * rows; q++) _mm256_storeu_ps(p + 8 * q, e[q]), acc[q % 4] = _mm256_add_ps(acc[q % 4], e[q]);
