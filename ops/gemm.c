@@ -52,8 +52,7 @@
 
 #define MR ME_GEMM_MR_AVX512
 #define NR ME_GEMM_NR
-#define KC_MAX_AVX512 384  /* float32 K block bounds of the tiles */
-#define KC_MAX_AVX2 192
+#define KC_MAX_F32 384   /* float32 K block bound of either tile set */
 #define KC_MAX_BF16 512  /* bf16 K block bound */
 #define ABUF_FLOATS 131072 /* one thread's packed A: 512 KB on its stack */
 #define MC_FLOATS 65536  /* bound of the MC×KC A block of the K-block-outer order (256 KB) */
@@ -310,7 +309,7 @@ static gemm_plan the_plan;
 
 /* KC: the KC×32 micro-panel a tile streams (all 32 columns per k, the
    AVX2 tiles once per part of three rows) fills up to one and a half
-   L1d, up to KC_MAX_AVX512 or KC_MAX_AVX2. The panel is then re-read
+   L1d, up to KC_MAX_F32. The panel is then re-read
    partly from L2 by each tile, at 128 bytes per 28 FMAs, far below L2's
    bandwidth; what a longer K block buys is fewer passes of C through the
    store and of the tiles' start and drain. Measured on a Zen 3 core
@@ -326,11 +325,13 @@ static gemm_plan the_plan;
    in five of six runs (one even), the K = 384 products then one K block;
    bf16 (768 against 512) even, so bf16 stays at 512; the VAE decode and
    Inception even (±1 %). The AVX2 tiles of three-row parts (ops/
-   gemm_avx2.c) on a Zen 2 core (32 KB L1d), KC 192 against 256 and 128,
-   alternate processes: B/2 CFG pairs 2.2 % faster than 256 (0.5 % slower
-   than 128), S/2 batches of 16 0.6–0.8 % faster than 256 and 0.5–0.8 %
-   than 128, S/2 pairs (K 384: 192 either way) even against 128, the VAE
-   decode and Inception even. KC is rounded down to 16; MC is mc_rows'. */
+   gemm_avx2.c) on a Zen 2 core (32 KB L1d), KC 384 against 192 (until
+   then their bound; 256 had measured slower than 192, its K blocks of 192
+   and 256 for K 384 and 768), alternate processes: float32 S/2 CFG pairs
+   2.4 % faster (medians 350.7 → 342.3 ms), B/2 pairs 2.0 %, S/2 batches
+   of 16 2.6 %, B/2 batches of 16 1.9 %, the VAE decode and Inception
+   even; 768 (a 96 KB panel) against 384: even. KC is rounded down to 16;
+   MC is mc_rows'. */
 static const gemm_plan *plan(void)
 {
     if (__atomic_load_n(&the_plan.mr, __ATOMIC_ACQUIRE)) return &the_plan;
@@ -339,8 +340,8 @@ static const gemm_plan *plan(void)
     gemm_plan p;
     p.mr = me_cpu_isa() == ME_ISA_AVX512 ? MR : ME_GEMM_MR_AVX2;
     p.f32 = p.mr == MR ? kernels_f32 : me_tiles_avx2;
-    long kc = 3 * l1 / (2 * NR * (long)sizeof(float)) / 16 * 16, kc_max = p.mr == MR ? KC_MAX_AVX512 : KC_MAX_AVX2;
-    p.kc = kc < 64 ? 64 : kc > kc_max ? (int)kc_max : (int)kc;
+    long kc = 3 * l1 / (2 * NR * (long)sizeof(float)) / 16 * 16;
+    p.kc = kc < 64 ? 64 : kc > KC_MAX_F32 ? KC_MAX_F32 : (int)kc;
     p.kc_bf16 = 2 * p.kc < KC_MAX_BF16 ? 2 * p.kc : KC_MAX_BF16;
     p.mc_bytes = l2 / 2 < MC_FLOATS * (long)sizeof(float) ? l2 / 2 : MC_FLOATS * (long)sizeof(float);
     /* Racing first calls compute the same plan; mr, stored last, publishes it. */
