@@ -457,6 +457,14 @@ static int tile_spans(int rows, int mr, int *r0, int *live)
     return tiles;
 }
 
+/* 64-byte lines in one B micro-panel of a kc-deep K block (bf16: kc
+   rounded up to even pairs): what the tiles prefetch of the next one. */
+static int panel_lines(int kc, int bf16)
+{
+    int kcp = bf16 ? (kc + 1) & ~1 : kc;
+    return (int)((size_t)kcp * NR * (bf16 ? sizeof(uint16_t) : sizeof(float)) / 64);
+}
+
 /* C[i0.., j0..] over one K block: rows [i0, i1) against B panels [p0, p1)
    (pb points at panel p0, row k0; consecutive panels pstride elements
    apart; j0 = p0·NR is the first column). first: apply bias and beta,
@@ -473,7 +481,7 @@ static void block_product(const gemm_job *g, int i0, int i1, int k0, int kc, con
     int mc_max = mc_rows(kcp, g->bf16);
     int nb = (i1 - i0 + mc_max - 1) / mc_max, per = (i1 - i0 + nb - 1) / nb;
     int MC = (per + MRp - 1) / MRp * MRp;
-    int lines = (int)((size_t)kcp * NR * esz / 64);
+    int lines = panel_lines(kc, g->bf16);
     for (int ic = i0; ic < i1; ic += MC) {
         int mc = i1 - ic < MC ? i1 - ic : MC;
         int tile_r0[MAX_TILES], tile_rows[MAX_TILES];
@@ -528,10 +536,9 @@ static void resident_product(const gemm_job *g, int i0, int i1, const me_gemm_b 
             /* Panel p's K blocks and then panel p+1's lie back to back. */
             int last = kb + 1 == nkb, more = !last || p + 1 < p1;
             int next_len = last ? (k < kc ? k : kc) : k - k0 - kc < kc ? k - k0 - kc : kc;
-            int next_kcp = g->bf16 ? (next_len + 1) & ~1 : next_len;
             panel_tiles(g, kern, MRp, i0, tiles, tile_r0, tile_rows, kcp, (const char *)abuf + kb * block_bytes, bp, j,
                         nr, kb == 0, more ? bp + (size_t)kcp * NR * esz : g->then,
-                        more ? (int)((size_t)next_kcp * NR * esz / 64) : g->then_lines);
+                        more ? panel_lines(next_len, g->bf16) : g->then_lines);
         }
     }
 }
@@ -644,8 +651,7 @@ static void rows_share(const gemm_job *g, const me_gemm_b *b, int m, int np, int
         const char *pb = (const char *)b->data + me_gemm_panel_offset(b, p0, k0) * esz;
         /* after the block's last panel, the next block's first one */
         const void *after = k0 + kb < k ? (const char *)b->data + me_gemm_panel_offset(b, p0, k0 + kb) * esz : g->then;
-        int after_lines = k0 + kb < k ? (int)((size_t)(b->bf16 ? (next_kb + 1) & ~1 : next_kb) * NR * esz / 64)
-                                      : g->then_lines;
+        int after_lines = k0 + kb < k ? panel_lines(next_kb, b->bf16) : g->then_lines;
         block_product(g, i0, i1, k0, kb, pb, (size_t)b->kp * NR, p0, p1, b->n, k0 == 0, after, after_lines, abuf);
     }
 }
@@ -849,9 +855,8 @@ void me_gemm_b_then(me_gemm_b *b, const me_gemm_b *next)
 {
     b->then = NULL, b->then_lines = 0;
     if (!next || next->k <= 0 || next->n <= 0 || !me_gemm_native(0)) return;
-    int kc = k_block(next->k, next->bf16 ? plan()->kc_bf16 : plan()->kc), kcp = next->bf16 ? (kc + 1) & ~1 : kc;
     b->then = next->data;
-    b->then_lines = (int)((size_t)kcp * NR * (next->bf16 ? sizeof(uint16_t) : sizeof(float)) / 64);
+    b->then_lines = panel_lines(k_block(next->k, next->bf16 ? plan()->kc_bf16 : plan()->kc), next->bf16);
 }
 
 int me_gemm_tile_rows(void)
