@@ -1,11 +1,12 @@
 /* The exponential loops in explicit vectors: AVX2 for hosts (or builds)
-   where the compiler would leave me_expf scalar, AVX-512 where its own
-   16-lane loop (-march=native) divided once per branch of me_expf's
-   clamps — three vdivps per vector, 40 % of SiLU's samples on the Zen 4
-   host. Both fuse me_expf's multiply-adds (me_expf_fused): SiLU was 4 % of
-   a bf16 DiT-MoE forward, and the fused form took 0.39 ns per element
-   there against 0.55. Masked tails run through the same vector code, so
-   every element equals me_expf_fused's, whatever its position. */
+   where the compiler leaves a loop over the scalar formula scalar (GELU's
+   was, until it came here), AVX-512 where its own 16-lane loop
+   (-march=native) divided once per branch of the exp's clamps — three
+   vdivps per vector, 40 % of SiLU's samples on the Zen 4 host. Both fuse
+   the exp's multiply-adds (me_expf_fused): SiLU was 4 % of a bf16 DiT-MoE
+   forward, and the fused form took 0.39 ns per element there against
+   0.55. Masked tails run through the same vector code, so every element
+   equals the scalar formula's (ops/fastmath.h), whatever its position. */
 #include <immintrin.h>
 #include <stdint.h>
 #include "core/cpu.h"
@@ -73,12 +74,21 @@ static inline __m256i lanes8(size_t n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* y = silu(x), times u unless u is NULL, on `count` whole vectors. */
-static inline __attribute__((always_inline)) void silu8(int count, const float *x, const float *u, float *y)
+/* The exponent of the gate v / (1 + e^arg): SiLU's −v, or tanh-GELU's
+   v·(1 + 0.044715v²)·(−2√(2/π)) (me_gelu_tanh_fused). */
+static inline __attribute__((always_inline)) __m256 gate_arg8(int gelu, __m256 v)
+{
+    if (!gelu) return _mm256_xor_ps(v, _mm256_set1_ps(-0.0f));
+    __m256 poly = _mm256_fmadd_ps(_mm256_mul_ps(v, v), _mm256_set1_ps(0.044715f), _mm256_set1_ps(1.0f));
+    return _mm256_mul_ps(_mm256_mul_ps(v, poly), _mm256_set1_ps(-1.5957691216057308f));
+}
+
+/* y = silu(x) (gelu: GELU's tanh form), times u unless u is NULL, on
+   `count` whole vectors. */
+static inline __attribute__((always_inline)) void gate8(int gelu, int count, const float *x, const float *u, float *y)
 {
     __m256 v[EXP_BATCH_AVX2], e[EXP_BATCH_AVX2];
-    for (int q = 0; q < count; q++)
-        v[q] = _mm256_loadu_ps(x + 8 * q), e[q] = _mm256_xor_ps(v[q], _mm256_set1_ps(-0.0f));
+    for (int q = 0; q < count; q++) v[q] = _mm256_loadu_ps(x + 8 * q), e[q] = gate_arg8(gelu, v[q]);
     expf8(count, e);
     for (int q = 0; q < count; q++) {
         __m256 s = _mm256_div_ps(v[q], _mm256_add_ps(_mm256_set1_ps(1.0f), e[q]));
@@ -89,21 +99,26 @@ static inline __attribute__((always_inline)) void silu8(int count, const float *
 
 /* Whole vectors with plain loads and stores, the tail masked (vmaskmovps
    stores are slow on AMD: only the tail pays for them). */
-static void silu_avx2(size_t n, const float *x, const float *u, float *y)
+static inline __attribute__((always_inline)) void gate_avx2(int gelu, size_t n, const float *x, const float *u,
+                                                           float *y)
 {
     size_t i = 0;
-    for (; i + 8 * EXP_BATCH_AVX2 <= n; i += 8 * EXP_BATCH_AVX2) silu8(EXP_BATCH_AVX2, x + i, u ? u + i : NULL, y + i);
-    for (; i + 32 <= n; i += 32) silu8(4, x + i, u ? u + i : NULL, y + i);
-    for (; i + 8 <= n; i += 8) silu8(1, x + i, u ? u + i : NULL, y + i);
+    for (; i + 8 * EXP_BATCH_AVX2 <= n; i += 8 * EXP_BATCH_AVX2)
+        gate8(gelu, EXP_BATCH_AVX2, x + i, u ? u + i : NULL, y + i);
+    for (; i + 32 <= n; i += 32) gate8(gelu, 4, x + i, u ? u + i : NULL, y + i);
+    for (; i + 8 <= n; i += 8) gate8(gelu, 1, x + i, u ? u + i : NULL, y + i);
     if (i < n) {
         __m256i m = lanes8(n - i);
-        __m256 v = _mm256_maskload_ps(x + i, m), e = _mm256_xor_ps(v, _mm256_set1_ps(-0.0f));
+        __m256 v = _mm256_maskload_ps(x + i, m), e = gate_arg8(gelu, v);
         expf8(1, &e);
         __m256 s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
         if (u) s = _mm256_mul_ps(s, _mm256_maskload_ps(u + i, m));
         _mm256_maskstore_ps(y + i, m, s);
     }
 }
+
+static void silu_avx2(size_t n, const float *x, const float *u, float *y) { gate_avx2(0, n, x, u, y); }
+static void gelu_avx2(size_t n, const float *x, float *y) { gate_avx2(1, n, x, NULL, y); }
 
 /* x = exp(x − m) on `count` whole vectors, added to acc in order. */
 static inline __attribute__((always_inline)) __m256 exp_sub8(int count, float *x, __m256 m, __m256 acc)
@@ -171,15 +186,23 @@ static inline __mmask16 lanes16(size_t n)
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* y = silu(v), times u unless u is NULL, for `count` vectors in registers:
-   every lane live but in the last vector, whose live lanes are `last`;
-   whole vectors by streaming stores where `stream` (y 64-byte aligned). */
-static inline __attribute__((always_inline)) void silu16_store(int count, const __m512 *v, const float *u, float *y,
-                                                                __mmask16 last, int stream)
+/* gate_arg8's exponents on 16 lanes. */
+static inline __attribute__((always_inline)) __m512 gate_arg16(int gelu, __m512 v)
+{
+    if (!gelu) return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)));
+    __m512 poly = _mm512_fmadd_ps(_mm512_mul_ps(v, v), _mm512_set1_ps(0.044715f), _mm512_set1_ps(1.0f));
+    return _mm512_mul_ps(_mm512_mul_ps(v, poly), _mm512_set1_ps(-1.5957691216057308f));
+}
+
+/* y = silu(v) (gelu: GELU's tanh form), times u unless u is NULL, for
+   `count` vectors in registers: every lane live but in the last vector,
+   whose live lanes are `last`; whole vectors by streaming stores where
+   `stream` (y 64-byte aligned). */
+static inline __attribute__((always_inline)) void gate16_store(int gelu, int count, const __m512 *v, const float *u,
+                                                                float *y, __mmask16 last, int stream)
 {
     __m512 e[EXP_BATCH_AVX512];
-    for (int q = 0; q < count; q++)
-        e[q] = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v[q]), _mm512_set1_epi32((int)0x80000000u)));
+    for (int q = 0; q < count; q++) e[q] = gate_arg16(gelu, v[q]);
     expf16(count, e);
     for (int q = 0; q < count; q++) {
         __mmask16 m = q + 1 < count ? 0xffff : last;
@@ -192,21 +215,25 @@ static inline __attribute__((always_inline)) void silu16_store(int count, const 
     }
 }
 
-static inline __attribute__((always_inline)) void silu16(int count, const float *x, const float *u, float *y,
+static inline __attribute__((always_inline)) void gate16(int gelu, int count, const float *x, const float *u, float *y,
                                                           __mmask16 last)
 {
     __m512 v[EXP_BATCH_AVX512];
     for (int q = 0; q < count; q++) v[q] = _mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q);
-    silu16_store(count, v, u, y, last, 0);
+    gate16_store(gelu, count, v, u, y, last, 0);
 }
 
-static void silu_avx512(size_t n, const float *x, const float *u, float *y)
+static inline __attribute__((always_inline)) void gate_avx512(int gelu, size_t n, const float *x, const float *u,
+                                                             float *y)
 {
     size_t i = 0;
     for (; i + 16 * EXP_BATCH_AVX512 <= n; i += 16 * EXP_BATCH_AVX512)
-        silu16(EXP_BATCH_AVX512, x + i, u ? u + i : NULL, y + i, 0xffff);
-    for (; i < n; i += 16) silu16(1, x + i, u ? u + i : NULL, y + i, lanes16(n - i));
+        gate16(gelu, EXP_BATCH_AVX512, x + i, u ? u + i : NULL, y + i, 0xffff);
+    for (; i < n; i += 16) gate16(gelu, 1, x + i, u ? u + i : NULL, y + i, lanes16(n - i));
 }
+
+static void silu_avx512(size_t n, const float *x, const float *u, float *y) { gate_avx512(0, n, x, u, y); }
+static void gelu_avx512(size_t n, const float *x, float *y) { gate_avx512(1, n, x, NULL, y); }
 
 /* silu(x·scale + shift), the product and the sum rounded one after the other. */
 static inline __attribute__((always_inline)) void silu_affine16(int count, const float *x, __m512 scale, __m512 shift,
@@ -216,7 +243,7 @@ static inline __attribute__((always_inline)) void silu_affine16(int count, const
     for (int q = 0; q < count; q++)
         v[q] = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(q + 1 < count ? 0xffff : last, x + 16 * q), scale),
                              shift);
-    silu16_store(count, v, NULL, y, last, stream);
+    gate16_store(0, count, v, NULL, y, last, stream);
 }
 
 static void silu_affine_avx512(size_t n, const float *x, float scale, float shift, float *y, int stream)
@@ -293,9 +320,19 @@ void me_silu_vec(size_t n, const float *x, const float *u, float *y)
     default: break;
     }
     for (size_t i = 0; i < n; i++) {
-        float s = x[i] / (1.0f + me_expf_fused(-x[i]));
+        float s = me_silu_fused(x[i]);
         y[i] = u ? s * u[i] : s;
     }
+}
+
+void me_gelu_tanh_vec(size_t n, const float *x, float *y)
+{
+    switch (me_cpu_isa()) {
+    case ME_ISA_AVX512: gelu_avx512(n, x, y); return;
+    case ME_ISA_AVX2: gelu_avx2(n, x, y); return;
+    default: break;
+    }
+    for (size_t i = 0; i < n; i++) y[i] = me_gelu_tanh_fused(x[i]);
 }
 
 void me_silu_affine_vec(size_t n, const float *x, float scale, float shift, float *y, int stream)

@@ -1,7 +1,8 @@
 /* vexp.h — exponential loops in explicit vectors, chosen at run time
-   (ops/vexp.c): SiLU and softmax's exp, along rows or down columns. Every
-   element equals the scalar me_expf_fused (ops/fastmath.h) bit for bit,
-   on AVX-512, AVX2 and the scalar fallback alike. */
+   (ops/vexp.c): SiLU, tanh-GELU and softmax's exp, along rows or down
+   columns. Every element equals the scalar formula of ops/fastmath.h
+   (me_expf_fused and the SiLU and GELU on it) bit for bit, on AVX-512,
+   AVX2 and the scalar fallback alike. */
 #ifndef MOEDIT_OPS_VEXP_H
 #define MOEDIT_OPS_VEXP_H
 
@@ -10,6 +11,8 @@
 /* y[i] = x[i]·σ(x[i]) (σ through me_expf_fused), times u[i] when u is not
    NULL (SwiGLU's gate). y may be x. */
 void me_silu_vec(size_t n, const float *x, const float *u, float *y);
+/* y[i] = me_gelu_tanh_fused(x[i]): GELU's tanh form. y may be x. */
+void me_gelu_tanh_vec(size_t n, const float *x, float *y);
 /* y[i] = silu(x[i]·scale + shift), the product and the sum rounded one
    after the other (as two float32 steps and me_silu_vec): GroupNorm's
    affine map and SiLU in one pass. stream: y goes past the caches in

@@ -5,8 +5,8 @@
 # docs/performance.md; every table names the host it came from.
 #
 #   scripts/bench.sh [BUILD_DIR] [WORK_DIR]      (defaults: build, /tmp/moedit-bench)
-#   ITERS=10 ITERS16=3 THREADS=2 SHAPES="S B" BATCHES="2 16" FID_NUM=200 INC_NUM=32 SHARED=1 \
-#     VAE_LATENT=32 scripts/bench.sh        (the defaults; a quick check: SHAPES=S BATCHES=2 ITERS=2
+#   ITERS=10 ITERS16=3 THREADS=2 SHAPES="S B" BATCHES="2 16" DENSE="S B" FID_NUM=200 INC_NUM=32 \
+#     SHARED=1 VAE_LATENT=32 scripts/bench.sh   (the defaults; a quick check: SHAPES=S BATCHES=2 DENSE=S ITERS=2
 #     FID_NUM=16 INC_NUM=2 VAE_LATENT=8 SHARED=0 scripts/bench.sh build /tmp/bench-quick)
 #
 # Sections (about 11 minutes on 2 Zen 3 vCPUs, 2026-11-30; 7–8 on 2 Zen 4 vCPUs, 2026-12-01; 12 on
@@ -28,7 +28,8 @@
 #     (one CFG pair) and 16: tools/bench_torch.py (PyTorch, same weights)
 #     against `moedit bench`, fp32 and bf16 (where the CPU has AVX512-BF16:
 #     PyTorch's bf16 is bench_torch.py --bf16, bf16 weights under autocast),
-#     GFLOP/s as % of the peak.
+#     GFLOP/s as % of the peak; then the dense DiT-S/2 and B/2 (DENSE: their
+#     MLP's tanh-GELU in place of the experts' SwiGLU) at batch 2 the same way.
 #  2. sd-vae-sized 256×256 decode: tools/bench_vae_torch.py against
 #     `moedit decode --time --repeat 3` (decode alone, loading excluded; the
 #     median of three decodes in one process, the same on both sides);
@@ -69,6 +70,7 @@ ITERS=${ITERS:-10}
 ITERS16=${ITERS16:-3}
 THREADS=${THREADS:-2}
 SHAPES=${SHAPES:-"S B"}
+DENSE=${DENSE:-"S B"}
 BATCHES=${BATCHES:-"2 16"}
 FID_NUM=${FID_NUM:-200}
 INC_NUM=${INC_NUM:-32}
@@ -179,31 +181,35 @@ echo "## Transformer forward (host: $CPU)"
 echo
 echo "| model | batch | PyTorch ms | moedit ms | speed-up | moedit GFLOP/s (% of fp32 peak) | PyTorch bf16 ms | moedit bf16 ms | bf16 speed-up | bf16 GFLOP/s (% of bf16 peak) | peak RSS f32 / bf16 MB |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
+# One row: family (moe: DiT-MoE with 8 experts, top-2; dit: dense DiT),
+# shape, batch; the random checkpoint is written on first use.
+transformer_row() {
+    local fam=$1 s=$2 b=$3 it=$ITERS label pt save=() torch_ms me me_ms me_gf me_peak bf bf_ms bf_gf bf_pct r2 torch_bf
+    [ "$b" -gt 2 ] && it=$ITERS16
+    if [ "$fam" = moe ]; then label="DiT-MoE-$s/2-8E2A"; else label="DiT-$s/2 (dense)"; fi
+    pt="$WORK/${fam}_$s.pt"
+    [ -f "$pt" ] || save=(--save "$pt")
+    torch_ms=$(torch_py tools/bench_torch.py --family "$fam" --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" "${save[@]}" 2>/dev/null | field forward_ms)
+    me=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS")
+    me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
+    row_peak fp32 "$(echo "$me" | field peak_fp32_gflops)"
+    me_peak=$ROW_PEAK
+    bf_ms=– bf_gf=– bf_pct=– r2=– torch_bf=–
+    if [ -n "$PEAK_BF16" ]; then
+        # PyTorch's own bf16 inference (autocast, oneDNN) beside moedit's bf16 mode
+        torch_bf=$(torch_py tools/bench_torch.py --family "$fam" --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" --bf16 2>/dev/null | field forward_ms)
+        [ -n "$torch_bf" ] || torch_bf=–
+        bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
+        bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
+        row_peak bf16 "$(echo "$bf" | field $bf16_field)"
+        bf_pct=$(pct "$bf_gf" "$ROW_PEAK") r2=$(echo "$bf" | field peak_rss_mb)
+    fi
+    echo "| $label | $b | $torch_ms | $me_ms | $(ratio "$torch_ms" "$me_ms") | $me_gf ($(pct "$me_gf" "$me_peak")) | $torch_bf | $bf_ms | $(ratio "$torch_bf" "$bf_ms") | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
+}
 for s in $SHAPES; do
-    pt="$WORK/moe_$s.pt"
-    for b in $BATCHES; do
-        it=$ITERS
-        [ "$b" -gt 2 ] && it=$ITERS16
-        save=()
-        [ -f "$pt" ] || save=(--save "$pt")
-        torch_ms=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" "${save[@]}" 2>/dev/null | field forward_ms)
-        me=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS")
-        me_ms=$(echo "$me" | field forward_ms) me_gf=$(echo "$me" | field gflops)
-        row_peak fp32 "$(echo "$me" | field peak_fp32_gflops)"
-        me_peak=$ROW_PEAK
-        bf_ms=– bf_gf=– bf_pct=– r2=– torch_bf=–
-        if [ -n "$PEAK_BF16" ]; then
-            # PyTorch's own bf16 inference (autocast, oneDNN) beside moedit's bf16 mode
-            torch_bf=$(torch_py tools/bench_torch.py --shape "$s" --batch "$b" --iters "$it" --threads "$THREADS" --bf16 2>/dev/null | field forward_ms)
-            [ -n "$torch_bf" ] || torch_bf=–
-            bf=$("$BIN" bench --model "$pt" --batch "$b" --iters "$it" --threads "$THREADS" --bf16)
-            bf_ms=$(echo "$bf" | field forward_ms) bf_gf=$(echo "$bf" | field gflops)
-            row_peak bf16 "$(echo "$bf" | field $bf16_field)"
-            bf_pct=$(pct "$bf_gf" "$ROW_PEAK") r2=$(echo "$bf" | field peak_rss_mb)
-        fi
-        echo "| DiT-MoE-$s/2-8E2A | $b | $torch_ms | $me_ms | $(ratio "$torch_ms" "$me_ms") | $me_gf ($(pct "$me_gf" "$me_peak")) | $torch_bf | $bf_ms | $(ratio "$torch_bf" "$bf_ms") | $bf_gf ($bf_pct) | $(echo "$me" | field peak_rss_mb) / $r2 |"
-    done
+    for b in $BATCHES; do transformer_row moe "$s" "$b"; done
 done
+for s in $DENSE; do transformer_row dit "$s" 2; done
 for name in fmnist-moe fmnist-switch; do
     pt="models/$name/model.pt"
     [ -f "$pt" ] || continue
