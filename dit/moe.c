@@ -327,6 +327,7 @@ void dit_switch_mask(moedit_model *m, int l, int n, const float *t)
         if (m->trace) trace_route(m, l, r, -1, k, idx, w, E, a->rprobs + (size_t)r * E);
     }
     size_t len = (size_t)n * row_len;
+    float *mask = a->mask;   /* through a-> the loop stayed scalar (routed_block) */
     #pragma omp parallel for simd num_threads(me_threads()) if (len >= PAR_MIN)
-    for (size_t i = 0; i < len; i++) a->mask[i] += 1.0f;
+    for (size_t i = 0; i < len; i++) mask[i] += 1.0f;
 }
