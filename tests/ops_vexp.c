@@ -3,7 +3,8 @@
    around the 8- and 16-lane edges, masked tails that write nothing past
    n, the clamps at ±87/88, huge and tiny inputs), exp(x − m)'s sum within
    float rounding, and the scalar exp against libm. ctest runs it on each
-   kernel path. */
+   kernel path (on the scalar one the vector functions are the formulas
+   themselves: dit_forward_openblas holds them to PyTorch there). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
